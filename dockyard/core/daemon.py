@@ -1,0 +1,106 @@
+"""``dockyard daemon``: assemble the engine from its plugins and serve the Engine API."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dockyard.core.api import create_app
+from dockyard.core.api.middleware import BearerTokenMiddleware
+from dockyard.core.api.system import engine_id
+from dockyard.core.config import Config
+from dockyard.core.errors import ConfigError
+from dockyard.core.events import Event, EventBus
+from dockyard.core.logging import configure_logging
+from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
+from dockyard.core.server import (
+    Listener,
+    bind,
+    check_tcp_exposure,
+    data_root_lock,
+    parse_hosts,
+    serve,
+    tls_context,
+)
+from dockyard.core.service import Service
+
+_log = structlog.get_logger("dockyard.daemon")
+
+
+def _read_token(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token-file {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"token-file {path} is empty")
+    return token
+
+
+def run_daemon(config: Config, plugins: PluginHost) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
+    settings = config.daemon
+    configure_logging(settings.log_level, settings.log_format, program="daemon")
+    hosts = parse_hosts(settings.hosts)
+    token = _read_token(settings.token_file)
+    has_tls = bool(settings.tls_cert and settings.tls_key)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    for host in hosts:
+        check_tcp_exposure(host, tls=has_tls, token=bool(token))
+    tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
+
+    data_root = Path(settings.data_root).absolute()
+    with data_root_lock(data_root, "daemon"):
+        service = Service("daemon", config, plugins, data_root)
+
+        def notify_plugins(event: Event) -> None:
+            try:
+                plugins.hook.dockyard_event(event=event)
+            except Exception:
+                _log.exception("event hook failed", type=event.type, action=event.action)
+
+        events = service.events = EventBus(notify_plugins)
+        daemon_id = engine_id(data_root)
+        for kind in PROGRAM_KINDS["daemon"]:
+            name = plugins.selected(kind)
+            if name is not None:
+                service.drivers[kind] = plugins.build(kind, data_root / kind.value / name)
+
+        listeners = [
+            Listener(host, bind(host), tls if host.scheme == "tcp" else None) for host in hosts
+        ]
+        app = create_app(service)
+        tcp_app = BearerTokenMiddleware(app, token) if token else app
+
+        def app_for(listener: Listener) -> Any:
+            return tcp_app if listener.host.scheme == "tcp" else app
+
+        async def startup() -> None:
+            plugins.hook.dockyard_startup(service=service)
+            events.emit(Event("daemon", "start", daemon_id))
+            _log.info(
+                "daemon ready",
+                hosts=[str(h) for h in hosts],
+                data_root=str(data_root),
+                storage_driver=plugins.selected(PROGRAM_KINDS["daemon"][0]),
+                runtime=plugins.selected(PROGRAM_KINDS["daemon"][1]),
+                config=config.source,
+            )
+
+        async def shutdown() -> None:
+            events.emit(Event("daemon", "shutdown", daemon_id))
+            # Each plugin's shutdown runs even when another one's fails.
+            for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
+                try:
+                    impl.function(service=service)
+                except Exception:
+                    _log.exception("shutdown hook failed", plugin=impl.plugin_name)
+            _log.info("daemon stopped")
+
+        asyncio.run(serve(listeners, app_for, startup, shutdown))

@@ -1,0 +1,60 @@
+"""Errors shared by the core and plugins.
+
+Each carries the HTTP status the Engine API answers with, so handlers can raise them from any depth
+and the app turns them into ``{"message": ...}`` responses.
+"""
+
+from __future__ import annotations
+
+
+class DockyardError(Exception):
+    """Base class: an error with a user-facing message and an HTTP status."""
+
+    status_code = 500
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidParameter(DockyardError):
+    status_code = 400
+
+
+class Unauthorized(DockyardError):
+    status_code = 401
+
+
+class Forbidden(DockyardError):
+    status_code = 403
+
+
+class NotFound(DockyardError):
+    status_code = 404
+
+
+class Conflict(DockyardError):
+    status_code = 409
+
+
+class NotImplementedYet(DockyardError):
+    status_code = 501
+
+
+class Unavailable(DockyardError):
+    status_code = 503
+
+
+class ConfigError(DockyardError):
+    """The configuration cannot be used. The message is one line naming the key and the file."""
+
+
+class PluginError(DockyardError):
+    """Plugins cannot be assembled as configured (conflicting names, a required plugin missing)."""
+
+
+class DriverUnavailable(Exception):
+    """Raised by a driver's ``check`` when it cannot work on this machine; the text is the reason.
+
+    The plugin then shows status ``skip`` with that reason, and auto-selection passes over it.
+    """

@@ -1,0 +1,203 @@
+"""Serving an ASGI app on Unix sockets and TCP from one process, the way dockerd does.
+
+One uvicorn server per socket family (so TLS applies to TCP only), one event loop, one signal
+handler that stops them all. Sockets are bound here, before any plugin starts, so a busy address
+fails fast with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+import uvicorn
+
+from dockyard.core.errors import ConfigError
+from dockyard.core.hosts import Host, parse_host
+
+_log = structlog.get_logger("dockyard.server")
+
+
+@attrs.frozen
+class Listener:
+    """A bound socket and what serving it needs."""
+
+    host: Host
+    sock: socket.socket
+    tls: ssl.SSLContext | None = None
+
+
+@contextlib.contextmanager
+def data_root_lock(data_root: Path, program: str) -> Iterator[None]:
+    """Hold an exclusive lock on the data root for the life of the process."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    path = data_root / f"{program}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(
+                f"data root {data_root} is in use by another dockyard {program} (pid {holder}); "
+                "stop it or pass another --data-root"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def parse_hosts(values: list[str]) -> list[Host]:
+    hosts = []
+    for value in values:
+        try:
+            hosts.append(parse_host(value))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if not hosts:
+        raise ConfigError("no hosts to serve on: give at least one -H unix:///PATH or tcp://...")
+    return hosts
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: Host) -> socket.socket:
+    """Bind ``host``; a stale Unix socket file is replaced, a live one is refused."""
+    if host.scheme == "unix":
+        path = host.path
+        if os.path.lexists(path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError as exc:
+                if exc.errno == errno.ENOTSOCK:
+                    raise ConfigError(f"{path} exists and is not a socket") from None
+                os.unlink(path)  # stale: nothing is listening behind it
+            else:
+                raise ConfigError(f"another server is already listening on {host}") from None
+            finally:
+                probe.close()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o660)
+    else:
+        family = socket.AF_INET6 if ":" in host.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.address, host.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {host}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.set_inheritable(False)
+    return sock
+
+
+def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+        if ca:
+            context.load_verify_locations(ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+    return context
+
+
+def check_tcp_exposure(host: Host, tls: bool, token: bool) -> None:
+    """Refuse an unauthenticated API on a non-loopback address: whoever reaches it is root."""
+    if host.scheme == "tcp" and not _is_loopback(host.address) and not (tls or token):
+        raise ConfigError(
+            f"refusing to serve {host} without tls-cert/tls-key or token-file: anyone who can "
+            "reach it could run containers as root; use a loopback address or configure auth"
+        )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(app: Any, tls: ssl.SSLContext | None, protocol: Any) -> uvicorn.Config:
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        http=protocol,
+        ws="none",
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=True,
+    )
+    config.load()
+    config.ssl = tls
+    return config
+
+
+async def serve(
+    listeners: list[Listener],
+    app_for: Callable[[Listener], Any],
+    on_startup: Callable[[], Awaitable[None]],
+    on_shutdown: Callable[[], Awaitable[None]],
+    protocol: Any = "h11",
+) -> None:
+    """Serve until SIGTERM or SIGINT (a second SIGINT forces the exit)."""
+    servers = []
+    groups: dict[tuple[int, int], list[Listener]] = {}
+    for listener in listeners:
+        groups.setdefault((id(app_for(listener)), id(listener.tls)), []).append(listener)
+    for group in groups.values():
+        config = _uvicorn_config(app_for(group[0]), group[0].tls, protocol)
+        servers.append((_Server(config), [listener.sock for listener in group]))
+
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        _log.info("signal received, shutting down", signal=signal.Signals(signum).name)
+        for server, _ in servers:
+            if server.should_exit and signum == signal.SIGINT:
+                server.force_exit = True
+            server.should_exit = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    await on_startup()
+    try:
+        await asyncio.gather(*(server.serve(sockets=socks) for server, socks in servers))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await on_shutdown()
+        for listener in listeners:
+            if listener.host.scheme == "unix":
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(listener.host.path)
