@@ -254,6 +254,19 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_registry(args: argparse.Namespace) -> int:
+    from dockyard.core.registry.command import run_registry_command
+
+    run_registry_command(args.config, listen=args.listen, root=args.root)
+    return 0
+
+
+def cmd_registry_gc(args: argparse.Namespace) -> int:
+    from dockyard.core.registry.command import run_gc_command
+
+    return run_gc_command(args.config, root=args.root, dry_run=args.dry_run)
+
+
 # --------------------------------------------------------------------------------------------
 # Argument parsing
 # --------------------------------------------------------------------------------------------
@@ -303,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in DAEMON_FLAGS:
         daemon.add_argument(f"--{flag}", help=f"overrides [daemon] {flag}")
     daemon.set_defaults(func=cmd_daemon)
+
+    registry = commands.add_parser("registry", help="run the OCI registry in the foreground")
+    registry.add_argument("--config", help="config file (default /etc/dockyard/config.toml)")
+    registry.add_argument("--listen", help="HOST:PORT to serve on (overrides [registry] listen)")
+    registry.add_argument("--root", help="serve from the filesystem backend at this directory")
+    registry.set_defaults(func=cmd_registry, dry_run=False)
+    registry_commands = registry.add_subparsers(dest="registry_command", metavar="COMMAND")
+    gc = registry_commands.add_parser("gc", help="delete unreferenced blobs and manifests")
+    # SUPPRESS keeps `dockyard registry --root X gc` working: unset here, the parent's value stays.
+    gc.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    gc.add_argument("--root", default=argparse.SUPPRESS, help="filesystem backend directory")
+    gc.add_argument("--dry-run", action="store_true", help="report what would go; delete nothing")
+    gc.set_defaults(func=cmd_registry_gc)
     return parser
 
 
