@@ -164,7 +164,8 @@ def decode(
         if "_" in key or name not in fields:
             allowed = [n.replace("_", "-") for n in fields]
             allowed_text = ", ".join(allowed + (extra_allowed or [])) or "none"
-            close = difflib.get_close_matches(key.replace("_", "-"), allowed, n=1)
+            candidates = allowed + (extra_allowed or [])
+            close = difflib.get_close_matches(key.replace("_", "-"), candidates, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
                 f"{source}: unknown key '{qualified}'{hint}; allowed keys: {allowed_text}"

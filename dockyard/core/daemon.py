@@ -18,7 +18,7 @@ from dockyard.core.logging import configure_logging
 from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
 from dockyard.core.server import (
     Listener,
-    bind,
+    bind_all,
     check_tcp_exposure,
     data_root_lock,
     parse_hosts,
@@ -72,9 +72,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             if name is not None:
                 service.drivers[kind] = plugins.build(kind, data_root / kind.value / name)
 
-        listeners = [
-            Listener(host, bind(host), tls if host.scheme == "tcp" else None) for host in hosts
-        ]
+        listeners = bind_all(hosts, tls)
         app = create_app(service)
         tcp_app = BearerTokenMiddleware(app, token) if token else app
 

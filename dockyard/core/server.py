@@ -116,6 +116,26 @@ def bind(host: Host) -> socket.socket:
     return sock
 
 
+def bind_all(hosts: list[Host], tls: ssl.SSLContext | None) -> list[Listener]:
+    """Bind every host or none: on failure the sockets already bound are closed and removed."""
+    listeners: list[Listener] = []
+    try:
+        for host in hosts:
+            listeners.append(Listener(host, bind(host), tls if host.scheme == "tcp" else None))
+    except BaseException:
+        close_listeners(listeners)
+        raise
+    return listeners
+
+
+def close_listeners(listeners: list[Listener]) -> None:
+    for listener in listeners:
+        listener.sock.close()
+        if listener.host.scheme == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(listener.host.path)
+
+
 def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -197,7 +217,4 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await on_shutdown()
-        for listener in listeners:
-            if listener.host.scheme == "unix":
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(listener.host.path)
+        close_listeners(listeners)

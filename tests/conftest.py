@@ -1,0 +1,230 @@
+"""Shared fixtures: real daemons on temp sockets, example plugin distributions installed with pip."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_DISTS = ROOT / "tests" / "plugins"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 10) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+@attrs.frozen
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http_request(
+    socket_path: str, method: str, path: str, headers: dict[str, str] | None = None
+) -> Reply:
+    connection = UnixHTTPConnection(socket_path)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return Reply(
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Example plugin distributions
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def plugin_sites(tmp_path_factory) -> dict[str, Path]:
+    """Each example distribution pip-installed into its own directory (add it to sys.path)."""
+    sites = {}
+    for dist in sorted(PLUGIN_DISTS.iterdir()):
+        if not (dist / "setup.cfg").exists():
+            continue
+        target = tmp_path_factory.mktemp(f"site-{dist.name}")
+        build = tmp_path_factory.mktemp(f"build-{dist.name}")
+        shutil.copytree(dist, build, dirs_exist_ok=True)  # keep build artefacts out of the repo
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(build),
+            ],
+            check=True,
+        )
+        sites[dist.name] = target
+    return sites
+
+
+def plugin_env(sites: list[Path], **extra: str) -> dict[str, str]:
+    """Environment for a dockyard subprocess that sees exactly these plugin sites."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env["PYTHONPATH"] = os.pathsep.join([*(str(s) for s in sites), str(ROOT)])
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Daemons
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class Daemon:
+    process: subprocess.Popen
+    socket_path: str
+    data_root: Path
+    log_path: Path
+    tcp_port: int | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> Reply:
+        return http_request(self.socket_path, method, path, headers)
+
+    def log_lines(self) -> list[dict]:
+        lines = []
+        for line in self.log_path.read_text().splitlines():
+            if line.strip():
+                lines.append(json.loads(line))
+        return lines
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def run_dockyard(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 30, **kwargs
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dockyard", *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else plugin_env([]),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def wait_for_socket(process: subprocess.Popen, socket_path: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daemon exited with {process.returncode}: {log_path.read_text()}")
+        if os.path.exists(socket_path):
+            try:
+                if http_request(socket_path, "GET", "/_ping").status == 200:
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"daemon did not come up: {log_path.read_text()}")
+
+
+@pytest.fixture
+def start_daemon(tmp_path) -> Iterator:
+    """Factory: start ``dockyard daemon`` on a temp socket and data root; stopped afterwards."""
+    started: list[Daemon] = []
+
+    def start(
+        *extra_args: str,
+        config: str | None = None,
+        sites: list[Path] = (),
+        env: dict[str, str] | None = None,
+        tcp: bool = False,
+        name: str = "d",
+    ) -> Daemon:
+        base = tmp_path / f"daemon-{name}-{len(started)}"
+        base.mkdir()
+        socket_path = str(base / "dockyard.sock")
+        data_root = base / "root"
+        log_path = base / "daemon.log"
+        args = ["daemon", "--data-root", str(data_root), "-H", f"unix://{socket_path}"]
+        port = None
+        if tcp:
+            port = free_port()
+            args += ["-H", f"tcp://127.0.0.1:{port}"]
+        if config is not None:
+            config_path = base / "config.toml"
+            config_path.write_text(config)
+            args += ["--config", str(config_path)]
+        args += list(extra_args)
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "dockyard", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=plugin_env(list(sites), **(env or {})),
+            )
+        daemon = Daemon(process, socket_path, data_root, log_path, port)
+        started.append(daemon)
+        wait_for_socket(process, socket_path, log_path)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+@pytest.fixture
+def daemon(start_daemon) -> Daemon:
+    """A daemon with no third-party plugins, on embedded defaults."""
+    return start_daemon()
+
+
+def docker_cli() -> str:
+    """The real docker CLI: the one on PATH, else Debian's docker.io."""
+    found = shutil.which("docker") or (
+        "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else None
+    )
+    if found is None:
+        pytest.fail("the docker CLI is not installed (apt-get install docker.io)")
+    return found
