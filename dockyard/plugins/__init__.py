@@ -6,4 +6,8 @@ records, interfaces, errors).
 """
 
 #: Stable plugin name -> module path. A kind whose drivers have not landed yet lists none.
-BUILTIN_PLUGINS: dict[str, str] = {}
+BUILTIN_PLUGINS: dict[str, str] = {
+    "overlay": "dockyard.plugins.storage.overlay",
+    "vfs": "dockyard.plugins.storage.vfs",
+    "filesystem": "dockyard.plugins.registries.filesystem",
+}

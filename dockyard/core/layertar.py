@@ -1,0 +1,727 @@
+"""Layer tars: safe, streaming extraction of an OCI layer into a directory, and writing diffs.
+
+Every storage driver unpacks layers through :func:`extract_layer` so that the rules against
+hostile archives live in one place:
+
+* Entry names are cleaned like docker does (a leading ``/`` or ``./`` is dropped) and any ``..``
+  component is refused, so no name can leave the layer directory.
+* Parent directories are opened one component at a time relative to the layer root with
+  ``O_NOFOLLOW``: a symlink met on the way (one the archive made earlier, or one already in the
+  directory) is refused instead of followed, so nothing is ever written *through* a symlink.
+* Symlinks whose target, read relative to the link's own directory, climbs above the root, and
+  hard links naming anything outside the root, are refused. Absolute symlink targets are fine:
+  the container resolves them inside its own root.
+* Device nodes can be refused (``allow_device_nodes``); sizes, entry counts, header sizes and
+  name lengths are bounded by :class:`ExtractLimits`, checked before the bytes are read.
+* A later entry for the same path replaces the earlier one (as in docker), except that a
+  directory over a directory only updates its metadata.
+
+Whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are handed to a :class:`WhiteoutHandler`: drivers
+that keep full copies (vfs) apply them as deletions, drivers that stack layers (overlay) store
+them in their own form. On any error the target directory is removed entirely, and the error is
+an :class:`~dockyard.core.errors.InvalidParameter` naming the entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import attrs
+
+from dockyard.core.errors import InvalidParameter
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+#: Names starting like this are aufs bookkeeping (``.wh..wh.plnk``), never real files.
+WHITEOUT_META_PREFIX = ".wh..wh."
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+#: overlayfs' own bookkeeping xattrs; they describe the upper dir and never belong in a layer.
+OVERLAY_XATTR_PREFIX = "trusted.overlay."
+
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@attrs.frozen
+class ExtractLimits:
+    """Bounds on what one layer may contain; anything beyond is refused before it is read."""
+
+    max_entries: int = 2_000_000
+    max_file_size: int = 64 << 30
+    max_total_size: int = 1 << 40
+    #: PAX extended headers and GNU long names are read into memory, so they are kept small.
+    max_header_size: int = 1 << 20
+    max_path_length: int = 4096
+
+
+@attrs.frozen
+class ExtractStats:
+    """What an extraction wrote: entries applied (whiteouts included) and regular-file bytes."""
+
+    entries: int
+    file_bytes: int
+
+
+class WhiteoutHandler(Protocol):
+    """What to do with a layer's whiteouts: :class:`DeleteWhiteouts`, :class:`OverlayWhiteouts`.
+
+    ``parent_fd`` is an open directory inside the layer root; ``written`` holds the names in
+    that directory that this same layer wrote before the marker (they survive an opaque marker).
+    """
+
+    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        """Hide ``name`` of the lower layers in the directory ``parent_fd``."""
+        ...
+
+    def opaque(self, dir_fd: int, written: set[str]) -> None:
+        """Hide every entry of the lower layers in directory ``dir_fd``."""
+        ...
+
+
+class DeleteWhiteouts:
+    """Apply whiteouts as deletions: the layer directory already holds a copy of its parents."""
+
+    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        remove_entry(parent_fd, name)
+
+    def opaque(self, dir_fd: int, written: set[str]) -> None:
+        for name in os.listdir(dir_fd):
+            if name not in written:
+                remove_entry(dir_fd, name)
+
+
+class OverlayWhiteouts:
+    """Store whiteouts in overlayfs form: 0/0 character devices and ``trusted.overlay.opaque``."""
+
+    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        remove_entry(parent_fd, name)
+        os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
+        os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
+
+    def opaque(self, dir_fd: int, written: set[str]) -> None:
+        os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
+
+
+class WhiteoutMode(enum.Enum):
+    """The two built-in whiteout handlings, for callers that pick one by name."""
+
+    DELETE = "delete"
+    OVERLAY = "overlay"
+
+    def handler(self) -> WhiteoutHandler:
+        return DeleteWhiteouts() if self is WhiteoutMode.DELETE else OverlayWhiteouts()
+
+
+# --------------------------------------------------------------------------------------------
+# Small fd-relative helpers (public: the drivers use them for their own trees)
+# --------------------------------------------------------------------------------------------
+
+
+def remove_entry(parent_fd: int, name: str) -> None:
+    """Delete ``name`` in directory ``parent_fd`` whatever it is, never following a symlink."""
+    try:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        # rmtree with dir_fd works on fds throughout, so a symlink inside can't redirect it.
+        shutil.rmtree(name, dir_fd=parent_fd)
+    else:
+        os.unlink(name, dir_fd=parent_fd)
+
+
+def proc_fd_path(dir_fd: int, name: str) -> str:
+    """A path naming ``name`` in ``dir_fd``, for calls that take no ``dir_fd`` (``lsetxattr``)."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+def read_xattrs(path: str | int) -> dict[str, bytes]:
+    """Every extended attribute of ``path`` (an fd, or a path whose last component is not
+    followed); ``{}`` where the filesystem has none."""
+    follow = isinstance(path, int)
+    try:
+        names = os.listxattr(path, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            return {}
+        raise
+    values = {}
+    for name in names:
+        try:
+            values[name] = os.getxattr(path, name, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:  # removed meanwhile
+                raise
+    return values
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete ``path`` and everything below it, quietly when it does not exist."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        os.unlink(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+
+def clean_entry_name(name: str) -> list[str]:
+    """The components of archive member ``name`` below the root; raise on ``..`` or NUL.
+
+    A leading ``/`` and ``.`` components are dropped, as docker does; an empty list is the root.
+    """
+    if "\x00" in name:
+        raise InvalidParameter(f"layer entry {name!r}: the name contains a NUL byte")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidParameter(f"layer entry {name!r}: '..' components are not allowed")
+    return parts
+
+
+def _mtime_ns(entry: tarfile.TarInfo, key: str = "mtime") -> int:
+    """A PAX time field to the nanosecond (tarfile's float would round it), else the header's."""
+    text = entry.pax_headers.get(key)
+    if text is not None:
+        try:
+            return int(Decimal(text).scaleb(9).to_integral_value())
+        except InvalidOperation:
+            pass
+    if key != "mtime":
+        return _mtime_ns(entry)
+    return int(entry.mtime) * 1_000_000_000
+
+
+def _xattrs_of(entry: tarfile.TarInfo) -> dict[str, bytes]:
+    return {
+        key[len(XATTR_PAX_PREFIX) :]: value.encode("utf-8", "surrogateescape")
+        for key, value in entry.pax_headers.items()
+        if key.startswith(XATTR_PAX_PREFIX)
+    }
+
+
+def _bounded_tarinfo(limits: ExtractLimits) -> type[tarfile.TarInfo]:
+    """A TarInfo class that refuses oversized PAX / GNU long-name headers before reading them
+    (tarfile reads those whole into memory)."""
+
+    class BoundedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+            if (
+                self.type in (*tarfile.GNU_TYPES, tarfile.XHDTYPE, tarfile.XGLTYPE)
+                and self.type != tarfile.GNUTYPE_SPARSE
+                and self.size > limits.max_header_size
+            ):
+                raise InvalidParameter(
+                    f"layer has an extended header of {self.size} bytes; "
+                    f"at most {limits.max_header_size} are allowed"
+                )
+            return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+    return BoundedTarInfo
+
+
+@attrs.define
+class _Extractor:
+    root_fd: int
+    whiteouts: WhiteoutHandler
+    allow_device_nodes: bool
+    limits: ExtractLimits
+    #: Names this layer wrote, per directory (tuple of components), for opaque markers.
+    written: dict[tuple[str, ...], set[str]] = attrs.field(factory=dict)
+    #: Directory times are set last, once nothing more is written inside them.
+    dir_times: dict[tuple[str, ...], tuple[int, int]] = attrs.field(factory=dict)
+    cached_parent: tuple[tuple[str, ...], int] | None = None
+    entries: int = 0
+    file_bytes: int = 0
+
+    def close(self) -> None:
+        self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        if self.cached_parent is not None:
+            os.close(self.cached_parent[1])
+            self.cached_parent = None
+
+    def _mark_written(self, parts: list[str]) -> None:
+        for depth in range(len(parts)):
+            self.written.setdefault(tuple(parts[:depth]), set()).add(parts[depth])
+
+    def open_dir(self, parts: list[str], create: bool, what: str) -> int:
+        """An fd of directory ``parts`` below the root, walked without following any symlink.
+
+        The fd is cached (the next entry usually shares it) and must not be closed by callers.
+        """
+        key = tuple(parts)
+        if self.cached_parent is not None and self.cached_parent[0] == key:
+            return self.cached_parent[1]
+        fd = self.walk_dir(parts, create, what)
+        # Whiteouts only ever delete inside the cached directory, never the directory itself,
+        # so the cached fd stays valid.
+        self._drop_cache()
+        self.cached_parent = (key, fd)
+        return fd
+
+    def walk_dir(self, parts: list[str], create: bool, what: str) -> int:
+        """Like :meth:`open_dir`, but uncached: the caller owns and closes the fd."""
+        fd = os.dup(self.root_fd)
+        try:
+            for depth, part in enumerate(parts):
+                try:
+                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise InvalidParameter(
+                            f"layer entry {what!r}: {'/'.join(parts[: depth + 1])!r} does not exist"
+                        ) from None
+                    # Implied parents get docker's default mode; a later entry may set theirs.
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    self._mark_written(parts[: depth + 1])
+                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                    where = "/".join(parts[: depth + 1])
+                    if stat.S_ISLNK(info.st_mode):
+                        raise InvalidParameter(
+                            f"layer entry {what!r}: {where!r} is a symlink; "
+                            "writing through a symlink is not allowed"
+                        ) from None
+                    raise InvalidParameter(
+                        f"layer entry {what!r}: {where!r} is not a directory"
+                    ) from None
+                os.close(fd)
+                fd = next_fd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def apply(self, entry: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise InvalidParameter(
+                f"layer has more than {self.limits.max_entries} entries; refusing the rest"
+            )
+        if len(entry.name) > self.limits.max_path_length:
+            raise InvalidParameter(
+                f"layer entry name of {len(entry.name)} characters is longer than "
+                f"{self.limits.max_path_length}"
+            )
+        parts = clean_entry_name(entry.name)
+        if entry.isreg() and entry.size > self.limits.max_file_size:
+            raise InvalidParameter(
+                f"layer entry {entry.name!r} claims {entry.size} bytes; "
+                f"at most {self.limits.max_file_size} are allowed per file"
+            )
+        if not parts:
+            if not entry.isdir():
+                raise InvalidParameter(f"layer entry {entry.name!r}: the root must be a directory")
+            self._set_dir_metadata(self.root_fd, (), entry)
+            return
+        name = parts[-1]
+        if name.startswith(WHITEOUT_PREFIX):
+            self._apply_whiteout(parts, entry)
+            return
+        parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
+        self._replace_existing(parent_fd, name, entry)
+        if entry.isdir():
+            self._make_dir(parent_fd, parts, entry)
+        elif entry.isreg():
+            self._make_file(parent_fd, name, entry, archive)
+        elif entry.issym():
+            self._make_symlink(parent_fd, parts, entry)
+        elif entry.islnk():
+            self._make_hardlink(parent_fd, name, entry)
+        elif entry.ischr() or entry.isblk() or entry.isfifo():
+            self._make_node(parent_fd, name, entry)
+        else:
+            raise InvalidParameter(
+                f"layer entry {entry.name!r} has unsupported tar type {entry.type!r}"
+            )
+        self._mark_written(parts)
+
+    def _apply_whiteout(self, parts: list[str], entry: tarfile.TarInfo) -> None:
+        name = parts[-1]
+        if name == OPAQUE_MARKER:
+            dir_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
+            self.whiteouts.opaque(dir_fd, self.written.get(tuple(parts[:-1]), set()))
+            return
+        if name.startswith(WHITEOUT_META_PREFIX):
+            return  # aufs bookkeeping such as .wh..wh.plnk; docker skips it too
+        hidden = name[len(WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", ".."):
+            raise InvalidParameter(f"layer entry {entry.name!r}: a whiteout must name an entry")
+        parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
+        self.whiteouts.whiteout(parent_fd, hidden, entry)
+        self.written.get(tuple(parts[:-1]), set()).discard(hidden)
+
+    def _replace_existing(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if entry.isdir() and stat.S_ISDIR(info.st_mode):
+            return  # a directory over a directory keeps its contents, docker-style
+        if entry.islnk():
+            # Linking a file over itself would delete the only copy first.
+            target = clean_entry_name(entry.linkname)
+            if target and self._same_inode(target, info):
+                return
+        remove_entry(parent_fd, name)
+
+    def _same_inode(self, parts: list[str], info: os.stat_result) -> bool:
+        try:
+            fd = self.walk_dir(parts[:-1], create=False, what="")
+        except (InvalidParameter, OSError):
+            return False
+        try:
+            other = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino)
+
+    def _make_dir(self, parent_fd: int, parts: list[str], entry: tarfile.TarInfo) -> None:
+        # An existing directory was kept by _replace_existing: only its metadata changes.
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parts[-1], 0o700, dir_fd=parent_fd)
+        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent_fd)
+        try:
+            self._set_dir_metadata(fd, tuple(parts), entry)
+        finally:
+            os.close(fd)
+
+    def _set_dir_metadata(self, fd: int, key: tuple[str, ...], entry: tarfile.TarInfo) -> None:
+        os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, stat.S_IMODE(entry.mode))
+        _set_xattrs_fd(fd, _xattrs_of(entry), entry.name)
+        self.dir_times[key] = (_mtime_ns(entry, "atime"), _mtime_ns(entry))
+
+    def _make_file(
+        self, parent_fd: int, name: str, entry: tarfile.TarInfo, archive: tarfile.TarFile
+    ) -> None:
+        if self.file_bytes + entry.size > self.limits.max_total_size:
+            raise InvalidParameter(
+                f"layer holds more than {self.limits.max_total_size} bytes of files; "
+                f"refusing at {entry.name!r}"
+            )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+        try:
+            source = archive.extractfile(entry)
+            assert source is not None  # a regular member always has a file object
+            remaining = entry.size
+            while remaining:
+                chunk = source.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise InvalidParameter(f"layer entry {entry.name!r} is truncated")
+                os.write(fd, chunk)
+                remaining -= len(chunk)
+            self.file_bytes += entry.size
+            # Order matters: chown clears setuid/setgid and capabilities, so mode and xattrs
+            # come after it.
+            os.fchown(fd, entry.uid, entry.gid)
+            os.fchmod(fd, stat.S_IMODE(entry.mode))
+            _set_xattrs_fd(fd, _xattrs_of(entry), entry.name)
+            os.utime(fd, ns=(_mtime_ns(entry, "atime"), _mtime_ns(entry)))
+        finally:
+            os.close(fd)
+
+    def _make_symlink(self, parent_fd: int, parts: list[str], entry: tarfile.TarInfo) -> None:
+        target = entry.linkname
+        if not target.startswith("/"):
+            # Lexically resolve against the link's directory, as docker does, and refuse a
+            # climb above the root; absolute targets are resolved inside the container's root.
+            depth = len(parts) - 1
+            for part in target.split("/"):
+                if part == "..":
+                    depth -= 1
+                    if depth < 0:
+                        raise InvalidParameter(
+                            f"layer entry {entry.name!r}: symlink target {target!r} "
+                            "points outside the layer"
+                        )
+                elif part not in ("", "."):
+                    depth += 1
+        if "\x00" in target or not target:
+            raise InvalidParameter(f"layer entry {entry.name!r}: invalid symlink target")
+        name = parts[-1]
+        os.symlink(target, name, dir_fd=parent_fd)
+        os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
+        xattrs = _xattrs_of(entry)
+        if xattrs:
+            _set_xattrs_path(proc_fd_path(parent_fd, name), xattrs, entry.name)
+        times = (_mtime_ns(entry, "atime"), _mtime_ns(entry))
+        os.utime(name, ns=times, dir_fd=parent_fd, follow_symlinks=False)
+
+    def _make_hardlink(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        target = clean_entry_name(entry.linkname)
+        if not target:
+            raise InvalidParameter(f"layer entry {entry.name!r}: hard link to the layer root")
+        target_fd = self.walk_dir(target[:-1], create=False, what=entry.name)
+        try:
+            try:
+                info = os.stat(target[-1], dir_fd=target_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise InvalidParameter(
+                    f"layer entry {entry.name!r}: hard link target {entry.linkname!r} "
+                    "is not in the layer"
+                ) from None
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidParameter(
+                    f"layer entry {entry.name!r}: hard link to directory {entry.linkname!r}"
+                )
+            try:
+                os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                return  # the same inode already (see _replace_existing)
+            except FileNotFoundError:
+                pass
+            os.link(
+                target[-1], name, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False
+            )
+        finally:
+            os.close(target_fd)
+
+    def _make_node(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+        if entry.isfifo():
+            kind = stat.S_IFIFO
+        else:
+            if not self.allow_device_nodes:
+                raise InvalidParameter(
+                    f"layer entry {entry.name!r} is a device node; device nodes are not "
+                    "allowed by this storage driver's configuration"
+                )
+            kind = stat.S_IFCHR if entry.ischr() else stat.S_IFBLK
+        device = os.makedev(entry.devmajor, entry.devminor)
+        os.mknod(name, kind | 0o600, device, dir_fd=parent_fd)
+        os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
+        os.chmod(name, stat.S_IMODE(entry.mode), dir_fd=parent_fd)
+        _set_xattrs_path(proc_fd_path(parent_fd, name), _xattrs_of(entry), entry.name)
+        times = (_mtime_ns(entry, "atime"), _mtime_ns(entry))
+        os.utime(name, ns=times, dir_fd=parent_fd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Set directory times, now that nothing more changes inside them."""
+        self._drop_cache()
+        for parts, times in self.dir_times.items():
+            if not parts:
+                os.utime(self.root_fd, ns=times)
+                continue
+            try:
+                fd = self.open_dir(list(parts), create=False, what="/".join(parts))
+            except InvalidParameter:
+                continue  # removed by a later whiteout
+            os.utime(fd, ns=times)
+        self._drop_cache()
+
+
+def _set_xattrs_fd(fd: int, xattrs: dict[str, bytes], what: str) -> None:
+    for key, value in xattrs.items():
+        try:
+            os.setxattr(fd, key, value)
+        except OSError as exc:
+            raise InvalidParameter(
+                f"layer entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
+            ) from None
+
+
+def _set_xattrs_path(path: str, xattrs: dict[str, bytes], what: str) -> None:
+    for key, value in xattrs.items():
+        try:
+            os.setxattr(path, key, value, follow_symlinks=False)
+        except OSError as exc:
+            raise InvalidParameter(
+                f"layer entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
+            ) from None
+
+
+def extract_layer(
+    stream: BinaryIO,
+    target: str | Path,
+    whiteouts: WhiteoutHandler,
+    *,
+    allow_device_nodes: bool = True,
+    limits: ExtractLimits | None = None,
+) -> ExtractStats:
+    """Apply the uncompressed layer tar read from ``stream`` to directory ``target``.
+
+    ``target`` must exist; it may already hold the parents' files (vfs) or be empty (overlay).
+    The stream is read once, front to back. Whiteouts go to ``whiteouts``. Any problem with the
+    archive raises :class:`~dockyard.core.errors.InvalidParameter`; on every error ``target``
+    is deleted entirely, so callers extract into a staging directory of their own.
+    """
+    limits = limits or ExtractLimits()
+    root_fd = os.open(target, _DIR_FLAGS)
+    extractor = _Extractor(root_fd, whiteouts, allow_device_nodes, limits)
+    try:
+        try:
+            with tarfile.open(
+                fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits)
+            ) as archive:
+                for entry in archive:
+                    extractor.apply(entry, archive)
+        except tarfile.TarError as exc:
+            raise InvalidParameter(f"layer is not a valid tar archive: {exc}") from None
+        except (EOFError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise InvalidParameter(
+                    f"cannot apply layer: {exc.strerror} ({exc.filename or 'entry'})"
+                ) from None
+            raise InvalidParameter(f"layer is not a valid tar archive: {exc}") from None
+        extractor.finish()
+    except BaseException:
+        extractor.close()
+        os.close(root_fd)
+        remove_tree(target)
+        raise
+    extractor.close()
+    os.close(root_fd)
+    return ExtractStats(entries=extractor.entries, file_bytes=extractor.file_bytes)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing diffs
+# --------------------------------------------------------------------------------------------
+
+
+class DiffWriter:
+    """Writes a layer tar (PAX format) from files on disk, plus whiteouts and opaque markers.
+
+    Entries keep ownership, full modes, nanosecond times and xattrs (``SCHILY.xattr.*``); a
+    regular file seen again through another hard link becomes a link entry to the first name.
+    Callers add parents before children.
+    """
+
+    def __init__(self, out: BinaryIO, skip_xattr_prefixes: tuple[str, ...] = ()) -> None:
+        self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
+            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
+        )
+        self._inodes: dict[tuple[int, int], str] = {}
+        self._skip_xattr_prefixes = skip_xattr_prefixes
+
+    def __enter__(self) -> DiffWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write the end-of-archive blocks."""
+        self._tar.close()
+
+    def add(self, name: str, path: str, info: os.stat_result | None = None) -> None:
+        """Add the file at ``path`` (never followed if a symlink) as archive member ``name``."""
+        if info is None:
+            info = os.lstat(path)
+        entry = tarfile.TarInfo(name)
+        entry.uid, entry.gid = info.st_uid, info.st_gid
+        entry.mode = stat.S_IMODE(info.st_mode)
+        entry.mtime = info.st_mtime_ns // 1_000_000_000
+        entry.uname = entry.gname = ""
+        pax = {"mtime": _ns_text(info.st_mtime_ns)}
+        for key, value in read_xattrs(path).items():
+            if not key.startswith(self._skip_xattr_prefixes):
+                pax[XATTR_PAX_PREFIX + key] = value.decode("utf-8", "surrogateescape")
+        mode = info.st_mode
+        if stat.S_ISREG(mode) and info.st_nlink > 1:
+            first = self._inodes.setdefault((info.st_dev, info.st_ino), name)
+            if first != name:
+                entry.type, entry.linkname = tarfile.LNKTYPE, first
+                entry.pax_headers = pax
+                self._tar.addfile(entry)
+                return
+        entry.pax_headers = pax
+        if stat.S_ISREG(mode):
+            entry.type = tarfile.REGTYPE
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as file:
+                entry.size = os.fstat(file.fileno()).st_size
+                self._tar.addfile(entry, _ExactReader(file, entry.size, name))
+            return
+        if stat.S_ISDIR(mode):
+            entry.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            entry.type, entry.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            entry.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            entry.devmajor, entry.devminor = os.major(info.st_rdev), os.minor(info.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            entry.type = tarfile.FIFOTYPE
+        else:
+            return  # sockets are not archived (docker skips them too)
+        self._tar.addfile(entry)
+
+    def add_whiteout(self, parent: str, name: str) -> None:
+        """Record that ``name`` in directory ``parent`` (``""`` for the root) was deleted."""
+        self._add_marker(_join(parent, WHITEOUT_PREFIX + name))
+
+    def add_opaque(self, directory: str) -> None:
+        """Record that directory ``directory`` hides everything its parents had in it."""
+        self._add_marker(_join(directory, OPAQUE_MARKER))
+
+    def _add_marker(self, name: str) -> None:
+        entry = tarfile.TarInfo(name)
+        entry.mode = 0o644
+        entry.uname = entry.gname = ""
+        self._tar.addfile(entry)
+
+
+class _ExactReader:
+    """Hands tarfile exactly ``size`` bytes, failing clearly if the file changed meanwhile."""
+
+    def __init__(self, file: BinaryIO, size: int, name: str) -> None:
+        self._file, self._left, self._name = file, size, name
+
+    def read(self, count: int = -1) -> bytes:
+        count = self._left if count < 0 else min(count, self._left)
+        data = self._file.read(count)
+        if len(data) < count:
+            raise InvalidParameter(f"{self._name!r} shrank while its diff was being written")
+        self._left -= len(data)
+        return data
+
+
+def _ns_text(ns: int) -> str:
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return f"{seconds}.{fraction:09d}" if fraction else str(seconds)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def walk_tree(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield ``(relative name, path, lstat)`` for everything below ``root``, parents first,
+    names sorted, never following symlinks."""
+    stack: list[tuple[str, str]] = [("", root)]
+    while stack:
+        relative, path = stack.pop()
+        with os.scandir(path) as entries:
+            children = sorted(entries, key=lambda e: e.name)
+        subdirs = []
+        for child in children:
+            info = child.stat(follow_symlinks=False)
+            name = _join(relative, child.name)
+            yield name, child.path, info
+            if stat.S_ISDIR(info.st_mode):
+                subdirs.append((name, child.path))
+        stack.extend(reversed(subdirs))
