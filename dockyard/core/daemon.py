@@ -12,8 +12,11 @@ from dockyard.core.api import create_app
 from dockyard.core.api.middleware import BearerTokenMiddleware
 from dockyard.core.api.system import engine_id
 from dockyard.core.config import Config
+from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import ConfigError
 from dockyard.core.events import Event, EventBus
+from dockyard.core.images.content import ContentStore
+from dockyard.core.images.store import ImageStore
 from dockyard.core.logging import configure_logging
 from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
 from dockyard.core.server import (
@@ -71,6 +74,19 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             name = plugins.selected(kind)
             if name is not None:
                 service.drivers[kind] = plugins.build(kind, data_root / kind.value / name)
+
+        content = ContentStore(data_root / "content")
+        service.images = ImageStore(
+            data_root / "image",
+            content,
+            service.drivers.get(DriverKind.STORAGE),
+            on_event=lambda action, image_id, attributes: events.emit(
+                Event("image", action, image_id, attributes)
+            ),
+        )
+        cleaned = service.images.reconcile()
+        if any(cleaned.values()):
+            _log.warning("cleaned up after an interrupted operation", **cleaned)
 
         listeners = bind_all(hosts, tls)
         app = create_app(service)

@@ -12,6 +12,7 @@ from dockyard.core.drivers import DriverKind
 if TYPE_CHECKING:
     from dockyard.core.config import Config
     from dockyard.core.events import EventBus
+    from dockyard.core.images.store import ImageStore
     from dockyard.core.plugins import PluginHost
 
 
@@ -25,3 +26,4 @@ class Service:
     data_root: Path
     drivers: dict[DriverKind, Any] = attrs.field(factory=dict)
     events: EventBus | None = None
+    images: ImageStore | None = None

@@ -111,12 +111,12 @@ async def info(request: Request) -> Response:
     runtimes = {info.name: {"path": info.name} for info in plugins.driver_infos(DriverKind.RUNTIME)}
     body: dict[str, Any] = {
         "ID": engine_id(service.data_root),
-        # The image store and container supervisor report their counts here once they exist.
+        # The container supervisor reports its counts here once it exists.
         "Containers": 0,
         "ContainersRunning": 0,
         "ContainersPaused": 0,
         "ContainersStopped": 0,
-        "Images": 0,
+        "Images": len(service.images.images()) if service.images else 0,
         "Driver": storage,
         "DriverStatus": [],
         "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
