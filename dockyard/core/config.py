@@ -75,6 +75,16 @@ class RegistryConfig:
     tls_cert: str = option("", "PEM certificate; with tls-key, the registry speaks HTTPS")
     tls_key: str = option("", "PEM private key for tls-cert")
     log_level: str = option("info", "least severe log level written", LOG_LEVELS)
+    data_root: str = option(
+        "/var/lib/dockyard/registry", "registry state; backends' private state dirs live here"
+    )
+    max_blob_size: int = option(0, "largest blob accepted, in bytes (413 above); 0: no limit")
+    max_manifest_size: int = option(8 * 1024 * 1024, "largest manifest accepted, in bytes")
+    upload_expiry: int = option(86400, "seconds an idle upload session lives before gc purges it")
+    gc_grace_period: int = option(
+        3600, "seconds a newly written blob or manifest is safe from gc, referenced or not"
+    )
+    gc_delete_untagged: bool = option(False, "gc also deletes manifests that no tag reaches")
 
 
 @attrs.frozen
