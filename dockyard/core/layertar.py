@@ -31,7 +31,7 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -77,11 +77,14 @@ class ExtractStats:
 class WhiteoutHandler(Protocol):
     """What to do with a layer's whiteouts: :class:`DeleteWhiteouts`, :class:`OverlayWhiteouts`.
 
-    ``parent_fd`` is an open directory inside the layer root; ``written`` holds the names in
-    that directory that this same layer wrote before the marker (they survive an opaque marker).
+    ``parent_fd`` is an open directory inside the layer root and ``parent`` its path components;
+    ``written`` holds the names in that directory that this same layer wrote before the marker
+    (they survive an opaque marker).
     """
 
-    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+    def whiteout(
+        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+    ) -> None:
         """Hide ``name`` of the lower layers in the directory ``parent_fd``."""
         ...
 
@@ -93,7 +96,9 @@ class WhiteoutHandler(Protocol):
 class DeleteWhiteouts:
     """Apply whiteouts as deletions: the layer directory already holds a copy of its parents."""
 
-    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+    def whiteout(
+        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+    ) -> None:
         remove_entry(parent_fd, name)
 
     def opaque(self, dir_fd: int, written: set[str]) -> None:
@@ -103,15 +108,71 @@ class DeleteWhiteouts:
 
 
 class OverlayWhiteouts:
-    """Store whiteouts in overlayfs form: 0/0 character devices and ``trusted.overlay.opaque``."""
+    """Store whiteouts in overlayfs form: 0/0 character devices and ``trusted.overlay.opaque``.
 
-    def whiteout(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
+    ``lower_roots`` are the directories of the layers below, nearest first. A whiteout is only
+    stored where it hides something: overlayfs shows a whiteout as a name that cannot be opened
+    when its directory is not merged with a lower one (an opaque or brand-new directory).
+    """
+
+    def __init__(self, lower_roots: Sequence[str | Path] = ()) -> None:
+        self.lower_roots = [str(root) for root in lower_roots]
+
+    def whiteout(
+        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+    ) -> None:
         remove_entry(parent_fd, name)
+        if is_overlay_opaque(parent_fd):
+            return
+        if not any(entry_exists(root, [*parent, name]) for root in self.lower_roots):
+            return
         os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
         os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
 
     def opaque(self, dir_fd: int, written: set[str]) -> None:
         os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
+        # Whiteouts this layer stored here earlier have nothing left to hide.
+        for name in os.listdir(dir_fd):
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if is_overlay_whiteout(info):
+                os.unlink(name, dir_fd=dir_fd)
+
+
+def is_overlay_whiteout(info: os.stat_result) -> bool:
+    """Whether ``info`` is an overlayfs whiteout (a 0/0 character device)."""
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+
+
+def is_overlay_opaque(path: str | int) -> bool:
+    """Whether directory ``path`` (an fd, or a path not followed) is an opaque overlay dir."""
+    try:
+        value = os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=isinstance(path, int))
+    except OSError:
+        return False
+    return value == b"y"
+
+
+def entry_exists(root: str | Path, parts: Sequence[str]) -> bool:
+    """Whether ``root/parts...`` exists, looked up without following any symlink."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except FileNotFoundError:
+        return False
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                return False
+            os.close(fd)
+            fd = next_fd
+        try:
+            os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 class WhiteoutMode(enum.Enum):
@@ -369,7 +430,7 @@ class _Extractor:
         if hidden in ("", ".", ".."):
             raise InvalidParameter(f"layer entry {entry.name!r}: a whiteout must name an entry")
         parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
-        self.whiteouts.whiteout(parent_fd, hidden, entry)
+        self.whiteouts.whiteout(parent_fd, tuple(parts[:-1]), hidden, entry)
         self.written.get(tuple(parts[:-1]), set()).discard(hidden)
 
     def _replace_existing(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:

@@ -40,11 +40,12 @@ from dockyard.core.errors import DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import Mount, Usage
 from dockyard.core.layertar import (
-    OVERLAY_OPAQUE_XATTR,
     OVERLAY_XATTR_PREFIX,
     DiffWriter,
     OverlayWhiteouts,
     extract_layer,
+    is_overlay_opaque,
+    is_overlay_whiteout,
     remove_tree,
     walk_tree,
 )
@@ -239,7 +240,7 @@ class OverlayDriver:
             extract_layer(
                 diff,
                 root,
-                OverlayWhiteouts(),
+                OverlayWhiteouts(parent_roots),
                 allow_device_nodes=self.config.allow_device_nodes,
             )
             (staging / "link").write_text(short)
@@ -320,12 +321,12 @@ class OverlayDriver:
             if parents and _root_attributes_differ(self._layer_dir(parents[0]) / "diff", upper):
                 writer.add(".", upper)
             for name, path, info in walk_tree(upper):
-                if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+                if is_overlay_whiteout(info):
                     parent, _, hidden = name.rpartition("/")
                     writer.add_whiteout(parent, hidden)
                     continue
                 writer.add(name, path, info)
-                if stat.S_ISDIR(info.st_mode) and _is_opaque(path):
+                if stat.S_ISDIR(info.st_mode) and is_overlay_opaque(path):
                     writer.add_opaque(name)
 
     # ---------------------------------------------------------------- bookkeeping
@@ -370,13 +371,6 @@ def _copy_root_attributes(source: Path, target: Path) -> None:
 def _root_attributes_differ(lower_root: Path, upper: str) -> bool:
     lower, mine = os.stat(lower_root), os.stat(upper)
     return (lower.st_mode, lower.st_uid, lower.st_gid) != (mine.st_mode, mine.st_uid, mine.st_gid)
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 def build(config: OverlayConfig, context: DriverContext) -> OverlayDriver:
