@@ -10,4 +10,5 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "overlay": "dockyard.plugins.storage.overlay",
     "vfs": "dockyard.plugins.storage.vfs",
     "filesystem": "dockyard.plugins.registries.filesystem",
+    "s3": "dockyard.plugins.registries.s3",
 }

@@ -1,0 +1,88 @@
+"""The backend conformance suite, run over every registry backend installed here.
+
+Backends are found the way the registry finds them (a :class:`PluginHost`), so a third-party
+backend installed in this environment is tested too, with its default config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from dockyard.core.config import Config, RegistryConfig
+from dockyard.core.drivers import DriverKind
+from dockyard.core.errors import ConfigError
+from dockyard.core.plugins import PluginHost
+from dockyard.testing.registry_backends import RegistryBackendSuite
+
+KIND = DriverKind.REGISTRY_BACKEND
+
+
+def installed_backends() -> list[str]:
+    host = PluginHost(Config(), "cli").load()
+    return sorted(info.name for info in host.driver_infos(KIND))
+
+
+def build_backend(name: str, table: dict, state_dir: Path) -> object:
+    """Build backend ``name`` through the plugin host, as ``dockyard registry`` does."""
+    config = attrs.evolve(
+        Config(),
+        registry=RegistryConfig(backend=name),
+        driver_tables={(KIND, name): table} if table else {},
+    )
+    try:
+        host = PluginHost(config, "registry").load()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    return host.build(KIND, state_dir)
+
+
+def test_builtin_backends_are_installed():
+    assert {"filesystem", "s3"} <= set(installed_backends())
+
+
+@pytest.fixture(params=installed_backends())
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class TestInstalledBackends(RegistryBackendSuite):
+    @pytest.fixture
+    def backend(self, backend_name: str, tmp_path: Path, request: pytest.FixtureRequest):
+        table: dict = {}
+        if backend_name == "filesystem":
+            table = {"root": str(tmp_path / "fs-root")}
+        elif backend_name == "s3":
+            moto = request.getfixturevalue("moto_server")
+            self.s3_bucket = moto.new_bucket()
+            self.s3_client = moto.client()
+            table = {
+                "bucket": self.s3_bucket,
+                "prefix": "conformance",
+                "endpoint-url": moto.endpoint,
+                "region": "us-east-1",
+                "access-key-id": "testing",
+                "secret-access-key": "testing",
+                "part-size": 5 * 1024 * 1024,
+            }
+        return build_backend(backend_name, table, tmp_path / "state")
+
+    @pytest.fixture
+    def backend_leftovers(self, backend, backend_name: str, tmp_path: Path):
+        def listing() -> list[str]:
+            found = [str(p) for p in backend.list("/")] if backend_name != "filesystem" else []
+            if backend_name == "filesystem":
+                root = tmp_path / "fs-root"
+                for directory, dirs, files in os.walk(root):
+                    found += [os.path.join(directory, n) for n in dirs + files]
+            elif backend_name == "s3":
+                objects = self.s3_client.list_objects_v2(Bucket=self.s3_bucket)
+                found += [o["Key"] for o in objects.get("Contents", [])]
+                uploads = self.s3_client.list_multipart_uploads(Bucket=self.s3_bucket)
+                found += [f"multipart {u['Key']}" for u in uploads.get("Uploads", [])]
+            return found
+
+        return listing
