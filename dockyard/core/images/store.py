@@ -177,6 +177,7 @@ class ImageStore:
             for image in broken:
                 self._forget_image(image)
             cleaned["images"] = len(broken)
+            cleaned["layers"] += self._release_unused_layers()
             dangling = [
                 ref for ref, image_id in self._references.items() if image_id not in self._images
             ]
@@ -431,6 +432,21 @@ class ImageStore:
             self._forget_layer(record)
             if not any(layer.blob == record.blob for layer in self._layers.values()):
                 self.content.delete(record.blob)
+
+    def _release_unused_layers(self) -> int:
+        """Remove layers no image uses (an import or load that died before its image record)."""
+        in_use = {chain for image in self._images.values() for chain in image.layers}
+        removed = 0
+        while True:
+            parents = {layer.parent for layer in self._layers.values()}
+            leaves = [c for c in self._layers if c not in in_use and c not in parents]
+            if not leaves:
+                return removed
+            for chain in leaves:
+                record = self._layers[chain]
+                self.driver.remove(record.key)
+                self._forget_layer(record)
+                removed += 1
 
     def _forget_image(self, image: ImageRecord) -> None:
         (self._images_dir / f"{image.id.removeprefix('sha256:')}.json").unlink(missing_ok=True)
