@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import InvalidParameter, NotImplementedYet
 from dockyard.core.images import archive
 from dockyard.core.images.store import ImageRecord, ImageStore
-from dockyard.core.reference import parse_repository_and_tag
+from dockyard.core.reference import Reference, parse_repository_and_tag
 from dockyard.core.service import Service
 
 
@@ -46,13 +46,13 @@ def _labels(config: dict[str, Any]) -> dict[str, str]:
     return (config.get("config") or {}).get("Labels") or {}
 
 
-def summary(store: ImageStore, image: ImageRecord) -> dict[str, Any]:
-    """One item of ``GET /images/json``."""
+def summary(store: ImageStore, image: ImageRecord, references: list[Reference]) -> dict[str, Any]:
+    """One item of ``GET /images/json``, showing ``references`` as its tags."""
     config = store.config(image)
     return {
         "Id": image.id,
         "ParentId": "",
-        "RepoTags": [ref.familiar() for ref in store.references_of(image.id)],
+        "RepoTags": [ref.familiar() for ref in references],
         "RepoDigests": list(image.repo_digests),
         "Created": _created_unix(config, image),
         "Size": image.size,
@@ -97,10 +97,7 @@ def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]
             if not any(parse_bool(w) == dangling for w in wanted):
                 return False
         elif key == "reference":
-            names = [ref.familiar() for ref in references] + [str(ref) for ref in references]
-            names += [ref.familiar_name for ref in references]
-            if not any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in wanted):
-                return False
+            pass  # narrows the tags shown; see matching_references
         elif key == "label":
             labels = _labels(store.config(image))
             for condition in wanted:
@@ -119,6 +116,27 @@ def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]
     return True
 
 
+def _path_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match``: like a shell glob, but ``*`` and ``?`` never match ``/``."""
+    regex = "".join(
+        "[^/]*" if part == "*" else "[^/]" if part == "?" else re.escape(part)
+        for part in re.split(r"(\*|\?)", pattern)
+    )
+    return re.fullmatch(regex, name) is not None
+
+
+def matching_references(references: list[Reference], patterns: list[str]) -> list[Reference]:
+    """The references a ``reference`` filter keeps, as moby's ``FamiliarMatch`` decides:
+    the pattern against ``name:tag``, else against the name alone."""
+    return [
+        ref
+        for ref in references
+        if any(
+            _path_match(p, ref.familiar()) or _path_match(p, ref.familiar_name) for p in patterns
+        )
+    ]
+
+
 async def list_images(request: Request) -> Response:
     store = _store(request)
     filters = parse_filters(request.query_params.get("filters"))
@@ -128,7 +146,15 @@ async def list_images(request: Request) -> Response:
     def collect() -> list[dict[str, Any]]:
         images = [i for i in store.images() if _matches(store, i, filters)]
         images.sort(key=lambda i: i.created_at, reverse=True)
-        return [summary(store, image) for image in images]
+        listed = []
+        for image in images:
+            references = store.references_of(image.id)
+            if "reference" in filters:
+                references = matching_references(references, filters["reference"])
+                if not references:
+                    continue
+            listed.append(summary(store, image, references))
+        return listed
 
     return JSONResponse(await run_in_threadpool(collect))
 
