@@ -5,21 +5,33 @@ This is the CLI's transport. It must stay cheap to import: no third-party packag
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import json
 import socket
 import ssl
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import Any, BinaryIO, NamedTuple, TextIO
 from urllib.parse import urlencode
 
 from dockyard.core.hosts import Host
 
 API_VERSION = "1.41"
 
+#: Bytes per read or write when a body is streamed (request or response); memory stays bounded.
+CHUNK = 1 << 16
+
 
 class DaemonUnreachable(Exception):
     def __init__(self, host: Host) -> None:
         super().__init__(f"cannot connect to the dockyard daemon at {host}: is it running?")
+
+
+class ConnectionLost(DaemonUnreachable):
+    """Connected, then the daemon went away before the exchange was complete."""
+
+    def __init__(self, host: Host, detail: str) -> None:
+        Exception.__init__(self, f"lost the connection to the dockyard daemon at {host}: {detail}")
 
 
 class APIError(Exception):
@@ -30,6 +42,10 @@ class APIError(Exception):
         self.status = status
 
 
+class StreamError(APIError):
+    """An ``errorDetail``/``error`` message inside a JSON-message stream (the status was 200)."""
+
+
 class TLSOptions(NamedTuple):
     ca: str = ""
     cert: str = ""
@@ -37,8 +53,8 @@ class TLSOptions(NamedTuple):
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
+    def __init__(self, path: str, timeout: float | None, blocksize: int) -> None:
+        super().__init__("localhost", timeout=timeout, blocksize=blocksize)
         self._path = path
 
     def connect(self) -> None:
@@ -62,18 +78,18 @@ class EngineClient:
         self.token = token
         self.timeout = timeout
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self.host.scheme == "unix":
-            return _UnixConnection(self.host.path, self.timeout)
+            return _UnixConnection(self.host.path, timeout, CHUNK)
         if self.tls is None:
             return http.client.HTTPConnection(
-                self.host.address, self.host.port, timeout=self.timeout
+                self.host.address, self.host.port, timeout=timeout, blocksize=CHUNK
             )
         context = ssl.create_default_context(cafile=self.tls.ca or None)
         if self.tls.cert:
             context.load_cert_chain(self.tls.cert, self.tls.key or None)
         return http.client.HTTPSConnection(
-            self.host.address, self.host.port, timeout=self.timeout, context=context
+            self.host.address, self.host.port, timeout=timeout, context=context, blocksize=CHUNK
         )
 
     def request(
@@ -83,28 +99,54 @@ class EngineClient:
         query: dict[str, Any] | None = None,
         body: Any = None,
         versioned: bool = True,
+        *,
+        data: BinaryIO | None = None,
+        content_type: str = "application/x-tar",
     ) -> http.client.HTTPResponse:
-        """Send one request; returns the open response (status < 400) for the caller to read."""
+        """Send one request; returns the open response (status < 400) for the caller to read.
+
+        ``body`` is sent as JSON. ``data`` is a binary file sent as the body with chunked
+        transfer encoding, read a chunk at a time so it may be larger than memory (or a pipe).
+        A query value that is a list repeats the parameter; ``None`` values are left out.
+        """
         url = f"/v{API_VERSION}{path}" if versioned else path
         if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+            present = {k: v for k, v in query.items() if v is not None}
+            url += "?" + urlencode(present, doseq=True)
         headers = {"User-Agent": "dockyard-cli"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        payload = None
+        payload: Any = None
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        connection = self._connection()
+        elif data is not None:
+            payload = _chunks(data)
+            headers["Content-Type"] = content_type
+            headers["Transfer-Encoding"] = "chunked"
+        # A streamed upload and the work behind it scale with the data: no timeout, like docker.
+        connection = self._connection(None if data is not None else self.timeout)
         try:
-            connection.request(method, url, body=payload, headers=headers)
-            response = connection.getresponse()
-        except (TimeoutError, ConnectionError, FileNotFoundError, socket.gaierror):
+            connection.connect()
+        except ssl.SSLError:
+            raise
+        except OSError:
             raise DaemonUnreachable(self.host) from None
-        except OSError as exc:
+        try:
+            connection.request(
+                method, url, body=payload, headers=headers, encode_chunked=data is not None
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon may refuse a body before reading all of it (a bad tar, a bad --change)
+            # and close the connection; its answer is then waiting to be read below.
+            if data is None:
+                raise ConnectionLost(self.host, "the request was cut off") from None
+        try:
+            response = connection.getresponse()
+        except (http.client.HTTPException, OSError) as exc:
             if isinstance(exc, ssl.SSLError):
                 raise
-            raise DaemonUnreachable(self.host) from None
+            raise ConnectionLost(self.host, f"no response ({exc or type(exc).__name__})") from None
         if response.status >= 400:
             raw = response.read()
             try:
@@ -114,5 +156,81 @@ class EngineClient:
             raise APIError(response.status, message)
         return response
 
+    def call_json(
+        self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None
+    ) -> Any:
+        """A request whose answer is one JSON document; ``None`` for an empty body (201, 204)."""
+        raw = self.request(method, path, query, body).read()
+        return json.loads(raw) if raw.strip() else None
+
     def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        return json.loads(self.request("GET", path, query).read())
+        return self.call_json("GET", path, query)
+
+    def copy_response(self, response: http.client.HTTPResponse, out: BinaryIO) -> int:
+        """Copy a streamed response body into ``out``, a chunk at a time; returns the size.
+
+        A body that ends early (the daemon failed after it started sending) raises
+        :class:`ConnectionLost` rather than leaving a silently truncated copy.
+        """
+        total = 0
+        try:
+            while block := response.read(CHUNK):
+                out.write(block)
+                total += len(block)
+        except (http.client.IncompleteRead, ConnectionError, http.client.HTTPException) as exc:
+            detail = f"the response ended after {total} bytes ({type(exc).__name__})"
+            raise ConnectionLost(self.host, detail) from None
+        return total
+
+
+def _chunks(data: BinaryIO) -> Iterator[bytes]:
+    while block := data.read(CHUNK):
+        yield block
+
+
+def iter_json_messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """Decode a JSON-message stream: concatenated objects, yielded as they arrive."""
+    decoder = json.JSONDecoder()
+    # Incremental, so a multi-byte character split between two reads decodes whole.
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    while True:
+        block = response.read1(CHUNK)
+        buffer += utf8.decode(block, final=not block)
+        while buffer := buffer.lstrip():
+            try:
+                message, end = decoder.raw_decode(buffer)
+            except json.JSONDecodeError:
+                break  # an object cut between reads: wait for the rest
+            buffer = buffer[end:]
+            if isinstance(message, dict):
+                yield message
+        if not block:
+            break
+    if buffer:
+        raise StreamError(200, f"malformed JSON message in the daemon's stream: {buffer[:80]!r}")
+
+
+def display_json_messages(response: http.client.HTTPResponse, out: TextIO) -> list[dict[str, Any]]:
+    """Print a JSON-message stream the way the docker CLI does without a terminal.
+
+    ``stream`` text is printed verbatim (it carries its own newlines), ``status`` gets one;
+    progress messages are skipped. An ``errorDetail`` (or the older ``error``) raises
+    :class:`StreamError` with its message. Returns the messages, for callers that need ``aux``.
+    """
+    messages = []
+    for message in iter_json_messages(response):
+        messages.append(message)
+        detail = message.get("errorDetail")
+        if detail or message.get("error"):
+            text = (detail or {}).get("message") or message.get("error") or "unknown error"
+            raise StreamError(200, text)
+        if message.get("progressDetail") or message.get("progress"):
+            continue
+        prefix = f"{message['id']}: " if message.get("id") else ""
+        if message.get("stream"):
+            out.write(prefix + message["stream"])
+        elif message.get("status"):
+            out.write(f"{prefix}{message['status']}\n")
+        out.flush()
+    return messages
