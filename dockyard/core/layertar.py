@@ -347,8 +347,9 @@ class _Extractor:
                     next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
+                        missing = "/".join(parts[: depth + 1])
                         raise InvalidParameter(
-                            f"layer entry {what!r}: {'/'.join(parts[: depth + 1])!r} does not exist"
+                            f"layer entry {what!r}: {missing!r} is not in the layer"
                         ) from None
                     # Implied parents get docker's default mode; a later entry may set theirs.
                     os.mkdir(part, 0o755, dir_fd=fd)

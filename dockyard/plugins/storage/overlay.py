@@ -208,8 +208,10 @@ class OverlayDriver:
                 f"overlay state directory {self.root} contains ',', ':' or '\\', "
                 "which overlayfs mount options cannot carry"
             )
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Before anything is written: overlay on overlay fails, and so may odd filesystems.
+        _check_work_area(str(self.root))
         self.store = ObjectStore(self.root)
-        _check_work_area(str(self.store.staging))
         self.links = self.root / LINKS_DIR
         self.links.mkdir(exist_ok=True)
         self.empty = self.root / EMPTY_DIR
