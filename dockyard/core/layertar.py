@@ -615,6 +615,16 @@ def _set_xattrs_path(path: str, xattrs: dict[str, bytes], what: str) -> None:
             ) from None
 
 
+def _drain(stream: BinaryIO, limit: int) -> None:
+    """Read the padding after the end-of-archive blocks, so a caller hashing the stream (for the
+    layer's diff id) sees every byte, as docker does."""
+    left = limit
+    while chunk := stream.read(_CHUNK):
+        left -= len(chunk)
+        if left < 0:
+            raise InvalidParameter(f"layer has more than {limit} bytes after its last entry")
+
+
 def extract_layer(
     stream: BinaryIO,
     target: str | Path,
@@ -626,9 +636,10 @@ def extract_layer(
     """Apply the uncompressed layer tar read from ``stream`` to directory ``target``.
 
     ``target`` must exist; it may already hold the parents' files (vfs) or be empty (overlay).
-    The stream is read once, front to back. Whiteouts go to ``whiteouts``. Any problem with the
-    archive raises :class:`~dockyard.core.errors.InvalidParameter`; on every error ``target``
-    is deleted entirely, so callers extract into a staging directory of their own.
+    The stream is read once, front to back, to its very end. Whiteouts go to ``whiteouts``.
+    Any problem with the archive raises :class:`~dockyard.core.errors.InvalidParameter`; on
+    every error ``target`` is deleted entirely, so callers extract into a staging directory of
+    their own.
     """
     limits = limits or ExtractLimits()
     root_fd = os.open(target, _DIR_FLAGS)
@@ -640,6 +651,7 @@ def extract_layer(
             ) as archive:
                 for entry in archive:
                     extractor.apply(entry, archive)
+            _drain(stream, limits.max_total_size)
         except tarfile.TarError as exc:
             raise InvalidParameter(f"layer is not a valid tar archive: {exc}") from None
         except (EOFError, OSError) as exc:

@@ -167,3 +167,11 @@ def test_diff_writer_round_trip(target: Path, tmp_path: Path) -> None:
     out.seek(0)
     extract_layer(out, copy, DeleteWhiteouts())
     assert tree_state(copy) | {"": None} == tree_state(target) | {"": None}
+
+
+def test_the_stream_is_read_to_its_end(target: Path) -> None:
+    # Hashing readers (the layer's diff id) must see the record padding after the last entry.
+    stream = io.BytesIO(LayerTar().file("a", b"x").build() + b"\0" * 30_000)
+    extract_layer(stream, target, DeleteWhiteouts())
+    assert stream.read() == b""
+    assert stream.tell() == len(stream.getvalue())
