@@ -17,6 +17,11 @@ from pathlib import Path
 import attrs
 import pytest
 
+from dockyard.testing.peers import RealDockerd, docker_cli
+from dockyard.testing.peers import real_dockerd as start_real_dockerd
+
+__all__ = ["docker_cli"]
+
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DISTS = ROOT / "tests" / "plugins"
 
@@ -129,7 +134,11 @@ class Daemon:
         return f"unix://{self.socket_path}"
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Reply:
         return http_request(self.socket_path, method, path, headers, body)
 
@@ -227,78 +236,15 @@ def daemon(start_daemon) -> Daemon:
     return start_daemon()
 
 
-def docker_cli() -> str:
-    """The real docker CLI: the one on PATH, else Debian's docker.io."""
-    found = shutil.which("docker") or (
-        "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else None
-    )
-    if found is None:
-        pytest.fail("the docker CLI is not installed (apt-get install docker.io)")
-    return found
-
-
 # --------------------------------------------------------------------------------------------
 # A real Docker daemon (Debian's docker.io), for interop tests
 # --------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class RealDockerd:
-    host: str
-    root: Path
-
-    def docker(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-        env["DOCKER_HOST"] = self.host
-        env["DOCKER_CONFIG"] = str(self.root / "client-config")
-        return subprocess.run(
-            [docker_cli(), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=120,
-            **kwargs,
-        )
-
-
 @pytest.fixture(scope="session")
 def real_dockerd(tmp_path_factory) -> Iterator[RealDockerd]:
-    """dockerd on its own data root, exec root and socket; loopback registries are insecure."""
-    binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
-    if not os.path.exists(binary):
-        pytest.fail("dockerd is not installed (apt-get install docker.io)")
-    root = tmp_path_factory.mktemp("dockerd")
-    socket_path = root / "docker.sock"
-    log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [
-            binary,
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "dockerd.pid"),
-            "-H",
-            f"unix://{socket_path}",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--bridge=none",
-            "--insecure-registry",
-            "127.0.0.0/8",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        wait_for_socket(process, str(socket_path), root / "dockerd.log")
-        yield RealDockerd(f"unix://{socket_path}", root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with start_real_dockerd(tmp_path_factory.mktemp("dockerd")) as peer:
+            yield peer
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
