@@ -316,9 +316,19 @@ def _rfc3339(unix_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + zone
 
 
+def go_json(value: Any, indent: int | None = None) -> str:
+    """JSON as Go's encoding/json writes it, so scripts see docker's exact bytes: compact (or
+    indented), UTF-8, and ``<``, ``>``, ``&``, U+2028 and U+2029 escaped."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(value, indent=indent, separators=separators, ensure_ascii=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
 def _json_line(row: dict[str, str]) -> str:
-    """One ``--format json`` line; sorted compact keys, as Go marshals docker's row contexts."""
-    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """One ``--format json`` line; keys sorted, as Go marshals docker's row contexts."""
+    return go_json(dict(sorted(row.items())))
 
 
 def _image_rows(image: dict[str, Any], truncate: bool) -> list[dict[str, str]]:
@@ -333,10 +343,11 @@ def _image_rows(image: dict[str, Any], truncate: bool) -> list[dict[str, str]]:
         "CreatedAt": _go_time(created),
         "CreatedSince": created_since(created),
         "ID": truncate_id(image_id) if truncate else image_id,
-        "SharedSize": "N/A" if shared == -1 else human_size_decimal(shared),
+        # docker shows Size to 3 significant digits and the others to 4 (go-units HumanSize).
+        "SharedSize": "N/A" if shared == -1 else human_size_decimal(shared, 4),
         "Size": human_size_decimal(size),
-        "UniqueSize": "N/A" if shared == -1 else human_size_decimal(size - shared),
-        "VirtualSize": human_size_decimal(image.get("VirtualSize", size)),
+        "UniqueSize": "N/A" if shared == -1 or size == -1 else human_size_decimal(size - shared, 4),
+        "VirtualSize": human_size_decimal(size, 4),
     }
     tags = [t for t in image.get("RepoTags") or () if t != "<none>:<none>"]
     digests = [d for d in image.get("RepoDigests") or () if d != "<none>@<none>"]
@@ -392,7 +403,7 @@ def cmd_image_inspect(args: argparse.Namespace) -> int:
             found.append(client.get_json(_image_path(name, "/json")))
         except APIError as exc:
             errors.append(str(exc))
-    print(json.dumps(found, indent=4, ensure_ascii=False))
+    print(go_json(found, indent=4))
     return _print_errors(errors)
 
 
