@@ -103,10 +103,17 @@ class GarbageCollector:
             return None
 
     def _info(self, digest: Digest) -> ManifestInfo | None:
-        try:
-            return parse_manifest(self.store.read_bytes(layout.blob_data(digest)), "")
-        except (NotFound, RegistryError):
-            return None
+        path = layout.blob_data(digest)
+        # A manifest pushed during this run may have its bytes in our trash right now: its
+        # references count all the same.
+        for candidate in (path, layout.trash(self.run_id, path)):
+            try:
+                return parse_manifest(self.store.read_bytes(candidate), "")
+            except NotFound:
+                continue
+            except RegistryError:
+                return None
+        return None
 
     def _revisions(self, name: str) -> list[Digest]:
         found = []
@@ -146,9 +153,9 @@ class GarbageCollector:
         cutoff = started - self.policy.grace_period
         if not self.policy.dry_run:
             self._recover_previous_runs(report)
-        repositories = self.store.repositories()
-        for name in repositories:
+        for name in self.store.repositories(with_uploads_only=True):
             self._expire_uploads(name, started, report)
+        repositories = self.store.repositories()
         if self.policy.delete_untagged:
             for name in repositories:
                 self._delete_untagged(name, cutoff, report)
@@ -238,8 +245,9 @@ class GarbageCollector:
     def _expire_uploads(self, name: str, now: float, report: GcReport) -> None:
         for upload_dir in self.store.list_dir(layout.uploads(name)):
             upload_id = layout.child_name(upload_dir)
-            touched = self._mtime(f"{upload_dir}/info")
-            if touched is not None and now - touched < self.policy.upload_expiry:
+            # A session being created may have no info file yet: its directory's time counts.
+            touched = self._mtime(f"{upload_dir}/info") or self._mtime(upload_dir)
+            if touched is None or now - touched < self.policy.upload_expiry:
                 continue
             report.uploads.append(f"{name}/{upload_id}")
             if not self.policy.dry_run:

@@ -457,6 +457,8 @@ class RegistryStore:
             self.write_bytes(layout.tag_link(name, tag), record_bytes)
         # Visible now; check again in case a gc set a reference aside in between (gc.py).
         missing = self._missing_references(name, info)
+        if not self.restore(data_path):
+            missing.append(Descriptor(info.media_type, digest, len(body)))
         if missing:
             for tag, previous in previous_tags.items():
                 if previous is None:
@@ -518,15 +520,21 @@ class RegistryStore:
         descriptors.sort(key=lambda d: d["digest"])
         return descriptors
 
-    def repositories(self) -> list[str]:
-        """Every repository name, sorted (a walk of the repositories directory)."""
+    def repositories(self, with_uploads_only: bool = False) -> list[str]:
+        """Every repository name, sorted (a walk of the repositories directory).
+
+        A repository that holds nothing but upload sessions is not listed unless
+        ``with_uploads_only`` (gc wants it, to expire the sessions).
+        """
+        markers = {"_manifests", "_layers", "_uploads"} if with_uploads_only else {
+            "_manifests", "_layers"}
         found: list[str] = []
         pending = [layout.REPOSITORIES]
         while pending:
             path = pending.pop()
             children = self.list_dir(path)
             names = {layout.child_name(c) for c in children}
-            if path != layout.REPOSITORIES and names & {"_manifests", "_layers"}:
+            if path != layout.REPOSITORIES and names & markers:
                 found.append(path[len(layout.REPOSITORIES) + 1 :])
             pending.extend(c for c in children if not layout.child_name(c).startswith("_"))
         return sorted(found)
