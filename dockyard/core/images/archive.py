@@ -14,7 +14,6 @@ import os
 import platform
 import shlex
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -329,57 +328,99 @@ class LoadResult:
 
 
 class _Archive:
-    """Random access to the members of a spooled archive, by normalised name."""
+    """An archive's members, unpacked into the content store as the archive streams in.
 
-    def __init__(self, tar: tarfile.TarFile) -> None:
-        self.tar = tar
-        self.members = {os.path.normpath(m.name).lstrip("/"): m for m in tar.getmembers()}
+    Docker archives may name ``manifest.json`` last, so nothing can be resolved before the
+    whole archive is read; storing each member as a blob on the way (rather than spooling the
+    archive and copying layers out later) writes every byte once.
+    """
+
+    MAX_MEMBERS = 100_000
+
+    def __init__(self, store: ImageStore) -> None:
+        self.content = store.content
+        self._files: dict[str, str] = {}  # member name -> digest
+        self._links: dict[str, str] = {}  # member name -> the member it points to
+        self.created: set[str] = set()  # blobs this load added to the store
+
+    @staticmethod
+    def _normal(name: str) -> str:
+        return os.path.normpath(name).lstrip("/")
+
+    def ingest(self, source: BinaryIO) -> None:
+        try:
+            with tarfile.open(fileobj=source, mode="r|") as tar:
+                for count, member in enumerate(tar):
+                    if count >= self.MAX_MEMBERS:
+                        raise InvalidParameter(f"invalid archive: more than {count} entries")
+                    name = self._normal(member.name)
+                    if member.isfile():
+                        self._files[name] = self._store(tar, member)
+                    elif member.issym():
+                        target = os.path.join(os.path.dirname(name), member.linkname)
+                        self._links[name] = self._normal(target)
+                    elif member.islnk():
+                        self._links[name] = self._normal(member.linkname)
+        except tarfile.TarError as exc:
+            raise InvalidParameter(f"invalid archive: {exc}") from None
+
+    def _store(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+        data = tar.extractfile(member)
+        assert data is not None
+        with self.content.writer() as blob:
+            while chunk := data.read(CHUNK):
+                blob.write(chunk)
+            is_new = not self.content.exists(blob.digest)
+            digest = blob.commit()
+        if is_new:
+            self.created.add(digest)
+        return digest
 
     def has(self, name: str) -> bool:
-        return os.path.normpath(name).lstrip("/") in self.members
+        name = self._normal(name)
+        return name in self._files or name in self._links
 
-    def open(self, name: str) -> BinaryIO:
-        member = self.members.get(os.path.normpath(name).lstrip("/"))
-        if member is None:
-            raise InvalidParameter(f"invalid archive: {name} is missing")
-        stream = self.tar.extractfile(member)
-        if stream is None:
-            raise InvalidParameter(f"invalid archive: {name} is not a file")
-        return stream  # type: ignore[return-value]
+    def digest(self, name: str) -> str:
+        """The digest of member ``name``, following links inside the archive."""
+        name = self._normal(name)
+        for _ in range(16):
+            if name in self._files:
+                return self._files[name]
+            if name not in self._links:
+                break
+            name = self._links[name]
+        raise InvalidParameter(f"invalid archive: {name} is missing")
+
+    def read(self, name: str, limit: int = MAX_JSON_SIZE) -> bytes:
+        digest = self.digest(name)
+        if self.content.size(digest) > limit:
+            raise InvalidParameter(f"invalid archive: {name} is larger than {limit} bytes")
+        return self.content.read(digest)
 
     def json(self, name: str) -> Any:
-        with self.open(name) as stream:
-            data = stream.read(MAX_JSON_SIZE + 1)
-        if len(data) > MAX_JSON_SIZE:
-            raise InvalidParameter(f"invalid archive: {name} is larger than {MAX_JSON_SIZE} bytes")
         try:
-            return json.loads(data)
+            return json.loads(self.read(name))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidParameter(f"invalid archive: {name} is not valid JSON: {exc}") from None
 
 
 def load_archive(store: ImageStore, source: BinaryIO) -> list[LoadResult]:
     """``docker load``: every image of the archive, layers verified against their diff ids."""
-    with tempfile.TemporaryFile(dir=store.content.ingest) as spool:
-        decompressed = open_decompressed(source)
-        while chunk := decompressed.read(CHUNK):
-            spool.write(chunk)
-        spool.seek(0)
-        try:
-            tar = tarfile.open(fileobj=spool, mode="r:")  # noqa: SIM115 - closed by the with below
-            archive = _Archive(tar)
-        except tarfile.TarError as exc:
-            raise InvalidParameter(f"invalid archive: {exc}") from None
-        with tar:
-            if archive.has("manifest.json"):
-                entries = _docker_manifest_entries(archive)
-            elif archive.has("index.json"):
-                entries = _oci_layout_entries(archive)
-            else:
-                raise InvalidParameter(
-                    "invalid archive: no manifest.json or index.json (not a docker or OCI archive)"
-                )
-            return [_load_one(store, archive, entry) for entry in entries]
+    archive = _Archive(store)
+    try:
+        archive.ingest(open_decompressed(source))
+        if archive.has("manifest.json"):
+            entries = _docker_manifest_entries(archive)
+        elif archive.has("index.json"):
+            entries = _oci_layout_entries(archive)
+        else:
+            raise InvalidParameter(
+                "invalid archive: no manifest.json or index.json (not a docker or OCI archive)"
+            )
+        return [_load_one(store, archive, entry) for entry in entries]
+    finally:
+        # Members no image uses (manifest.json, legacy json files, a failed load's layers).
+        store.discard_unreferenced(archive.created)
 
 
 def _docker_manifest_entries(archive: _Archive) -> list[ArchiveImage]:
@@ -451,8 +492,8 @@ def _platform_matches(platform_spec: Any) -> bool:
 
 
 def _load_one(store: ImageStore, archive: _Archive, entry: ArchiveImage) -> LoadResult:
-    with archive.open(entry.config_path) as stream:
-        config_bytes = stream.read(MAX_JSON_SIZE + 1)
+    config_bytes = archive.read(entry.config_path)
+    _check_digest(archive, entry.config_path)
     try:
         config = json.loads(config_bytes)
         diff_ids = config["rootfs"]["diff_ids"]
@@ -460,29 +501,21 @@ def _load_one(store: ImageStore, archive: _Archive, entry: ArchiveImage) -> Load
         raise InvalidParameter(
             f"invalid archive: {entry.config_path} is not an image config"
         ) from None
-    if len(diff_ids) != len(entry.layer_paths):
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(entry.layer_paths):
         raise InvalidParameter(
             f"invalid archive: {len(entry.layer_paths)} layers for {len(diff_ids)} diff ids"
         )
-    expected_config = _expected_digest(entry.config_path)
-    if expected_config is not None:
-        store.content.write(config_bytes, expected=expected_config)
     layers: list[LayerRecord] = []
     parent = None
     for path, diff_id in zip(entry.layer_paths, diff_ids, strict=True):
-        with archive.open(path) as stream:
-            head = stream.read(8)
-            compression = detect(head)
-            blob, _size = store.content.copy_in(
-                _Rejoined(head, stream),  # type: ignore[arg-type]
-                expected=_expected_digest(path),
-            )
-        media_type = LAYER_MEDIA_TYPES.get(compression, MEDIA_TYPE_LAYER_TAR)
+        blob = _check_digest(archive, path)
+        with store.content.open(blob) as head_reader:
+            compression = detect(head_reader.read(8))
         record = store.register_layer(
             parent,
             diff_id,
             blob,
-            media_type,
+            LAYER_MEDIA_TYPES.get(compression, MEDIA_TYPE_LAYER_TAR),
             lambda blob=blob: open_decompressed(store.content.open(blob)),  # type: ignore[misc]
         )
         layers.append(record)
@@ -491,30 +524,18 @@ def _load_one(store: ImageStore, archive: _Archive, entry: ArchiveImage) -> Load
     return LoadResult(image, entry.names)
 
 
+def _check_digest(archive: _Archive, path: str) -> str:
+    """The member's digest; a ``blobs/sha256/<hex>`` path must name its own content."""
+    digest = archive.digest(path)
+    expected = _expected_digest(path)
+    if expected is not None and expected != digest:
+        raise InvalidParameter(f"digest mismatch: {path} holds content {digest}")
+    return digest
+
+
 def _expected_digest(path: str) -> str | None:
     """``blobs/sha256/<hex>`` names its own digest; check it."""
     parts = os.path.normpath(path).split("/")
     if len(parts) == 3 and parts[0] == "blobs" and parts[1] == "sha256":
         return f"sha256:{parts[2]}"
     return None
-
-
-class _Rejoined(io.RawIOBase):
-    """``head`` followed by the rest of ``stream`` (after sniffing the compression)."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            count = min(len(buffer), len(self._head))
-            buffer[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)

@@ -67,14 +67,16 @@ class ImageRecord:
 class HashingReader:
     """Passes reads through while hashing them (to check a layer's diff id as it unpacks)."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: BinaryIO, enabled: bool = True) -> None:
         self._source = source
         self._hash = hashlib.sha256()
+        self._enabled = enabled
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
-        self._hash.update(data)
+        if self._enabled:
+            self._hash.update(data)
         self.size += len(data)
         return data
 
@@ -186,21 +188,19 @@ class ImageStore:
             if dangling:
                 self._save_references()
             cleaned["references"] = len(dangling)
-            cleaned["blobs"] = self._collect_blobs()
+            cleaned["blobs"] = self.discard_unreferenced(set(self.content.digests()))
             return cleaned
 
-    def _collect_blobs(self) -> int:
-        """Delete blobs no image or layer refers to (left by an interrupted import or load)."""
-        wanted = set(self._images)
-        for image in self._images.values():
-            wanted.update(self._manifest_digests(image))
-        wanted.update(layer.blob for layer in self._layers.values())
-        removed = 0
-        for digest in self.content.digests():
-            if digest not in wanted:
-                self.content.delete(digest)
-                removed += 1
-        return removed
+    def discard_unreferenced(self, digests: set[str]) -> int:
+        """Delete those of ``digests`` that no image or layer refers to; returns how many."""
+        with self._lock:
+            wanted = set(self._images) | {layer.blob for layer in self._layers.values()}
+            for image in self._images.values():
+                wanted.update(self._manifest_digests(image))
+        doomed = digests - wanted
+        for digest in doomed:
+            self.content.delete(digest)
+        return len(doomed)
 
     def _manifest_digests(self, image: ImageRecord) -> list[str]:
         return [entry.split("@", 1)[1] for entry in image.repo_digests if "@" in entry]
@@ -250,15 +250,17 @@ class ImageStore:
             parents = self.parents_of(parent)
             key = chain.removeprefix("sha256:")
             self.driver.remove(key)  # a leftover of an earlier failed attempt
+            # An uncompressed blob was hashed when it was stored: its digest is the diff id.
+            already_verified = blob == diff_id and media_type == MEDIA_TYPE_LAYER_TAR
             with open_diff() as source:
-                reader = HashingReader(source)
+                reader = HashingReader(source, enabled=not already_verified)
                 try:
                     usage = self.driver.apply_layer(key, parents, reader)  # type: ignore[arg-type]
                     reader.drain()
                 except BaseException:
                     self.driver.remove(key)
                     raise
-            if reader.digest != diff_id:
+            if not already_verified and reader.digest != diff_id:
                 self.driver.remove(key)
                 raise InvalidParameter(
                     f"layer content does not match its diff id: expected {diff_id}, "
