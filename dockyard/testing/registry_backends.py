@@ -37,8 +37,9 @@ from dockyard.core.interfaces import RegistryBackend
 MAX_READ_CHUNK = 16 * 1024 * 1024
 
 
-def _read_all(backend: RegistryBackend, path: str, offset: int = 0,
-              length: int | None = None) -> bytes:
+def _read_all(
+    backend: RegistryBackend, path: str, offset: int = 0, length: int | None = None
+) -> bytes:
     return b"".join(backend.read(path, offset, length))
 
 
@@ -129,9 +130,10 @@ class RegistryBackendSuite:
             assert len(chunk) <= MAX_READ_CHUNK
             received += chunk
         assert received == data
-        assert _read_all(backend, "/big", 20 * 1024 * 1024 + 3, 10) == data[
-            20 * 1024 * 1024 + 3 : 20 * 1024 * 1024 + 13
-        ]
+        assert (
+            _read_all(backend, "/big", 20 * 1024 * 1024 + 3, 10)
+            == data[20 * 1024 * 1024 + 3 : 20 * 1024 * 1024 + 13]
+        )
         backend.delete("/big")
 
     def test_overwrite_replaces_content(self, backend: RegistryBackend) -> None:
@@ -196,8 +198,13 @@ class RegistryBackendSuite:
 
     def test_close_and_resume_across_sessions(self, backend: RegistryBackend) -> None:
         # Sizes straddle S3's 5 MiB part minimum on purpose.
-        pieces = [os.urandom(6 * 1024 * 1024), os.urandom(100), os.urandom(5 * 1024 * 1024 + 1),
-                  b"", os.urandom(3)]
+        pieces = [
+            os.urandom(6 * 1024 * 1024),
+            os.urandom(100),
+            os.urandom(5 * 1024 * 1024 + 1),
+            b"",
+            os.urandom(3),
+        ]
         writer = backend.writer("/up/data")
         writer.write(pieces[0])
         writer.close()

@@ -28,7 +28,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, process: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -85,7 +87,9 @@ def registry_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(registry_root: Path) -> RegistryStore:
-    return RegistryStore(FilesystemBackend(registry_root), Limits(max_manifest_size=4 * 1024 * 1024 + 65536))
+    return RegistryStore(
+        FilesystemBackend(registry_root), Limits(max_manifest_size=4 * 1024 * 1024 + 65536)
+    )
 
 
 @pytest.fixture
@@ -174,6 +178,22 @@ class RegistryProcess:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def server_errors(self) -> list[dict]:
+        """Requests the registry answered with a 5xx, from its JSON log."""
+        import json
+
+        found = []
+        for line in self.log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == "request" and entry.get("status", 0) >= 500:
+                found.append(entry)
+            if entry.get("level") == "error":
+                found.append(entry)
+        return found
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -196,8 +216,16 @@ def start_registry_process(
     env = {**os.environ, **(extra_env or {}), "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "registry", "--config", str(config),
-             "--listen", f"127.0.0.1:{port}"],
+            [
+                sys.executable,
+                "-m",
+                "dockyard",
+                "registry",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
@@ -295,11 +323,17 @@ class OciClient:
         document: dict = {
             "schemaVersion": 2,
             "mediaType": self.MANIFEST,
-            "config": {"mediaType": config_type, "digest": self.digest(config),
-                       "size": len(config)},
+            "config": {
+                "mediaType": config_type,
+                "digest": self.digest(config),
+                "size": len(config),
+            },
             "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                 "digest": self.digest(layer), "size": len(layer)}
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": self.digest(layer),
+                    "size": len(layer),
+                }
                 for layer in layers
             ],
         }
@@ -311,13 +345,19 @@ class OciClient:
             document["annotations"] = annotations
         return json.dumps(document).encode()
 
-    def put_manifest(self, name: str, reference: str, body: bytes,
-                     media_type: str = MANIFEST) -> object:
-        return self.request("PUT", f"/v2/{name}/manifests/{reference}", data=body,
-                            headers={"Content-Type": media_type})
+    def put_manifest(
+        self, name: str, reference: str, body: bytes, media_type: str = MANIFEST
+    ) -> object:
+        return self.request(
+            "PUT",
+            f"/v2/{name}/manifests/{reference}",
+            data=body,
+            headers={"Content-Type": media_type},
+        )
 
-    def push_image(self, name: str, tag: str, layers: list[bytes] | None = None,
-                   config: bytes | None = None) -> PushedImage:
+    def push_image(
+        self, name: str, tag: str, layers: list[bytes] | None = None, config: bytes | None = None
+    ) -> PushedImage:
         config = config if config is not None else b'{"architecture":"amd64","os":"linux"}'
         layers = layers if layers is not None else [os.urandom(64)]
         for blob in [config, *layers]:

@@ -69,33 +69,46 @@ def test_chunked_upload_in_order_out_of_order_and_final_chunk_in_put(client):
     data = os.urandom(3000)
     location = start_session(client, "chunks")
     first = client.request(
-        "PATCH", location, data=data[:1000],
+        "PATCH",
+        location,
+        data=data[:1000],
         headers={"Content-Range": "0-999", "Content-Type": "application/octet-stream"},
     )
     assert first.status_code == 202, first.text
     assert first.headers["Range"] == "0-999"
     location = first.headers["Location"]
     # A chunk that skips ahead is refused with 416, and the session is unharmed.
-    skipped = client.request("PATCH", location, data=data[2000:],
-                             headers={"Content-Range": "2000-2999"})
+    skipped = client.request(
+        "PATCH", location, data=data[2000:], headers={"Content-Range": "2000-2999"}
+    )
     assert skipped.status_code == 416
     assert error_codes(skipped) == ["BLOB_UPLOAD_INVALID"]
     assert skipped.headers["Range"] == "0-999"
-    repeated = client.request("PATCH", location, data=data[:1000],
-                              headers={"Content-Range": "0-999"})
+    repeated = client.request(
+        "PATCH", location, data=data[:1000], headers={"Content-Range": "0-999"}
+    )
     assert repeated.status_code == 416
     status = client.request("GET", location)
     assert status.status_code == 204
     assert status.headers["Range"] == "0-999"
-    second = client.request("PATCH", location, data=data[1000:2000],
-                            headers={"Content-Range": "1000-1999"})
+    second = client.request(
+        "PATCH", location, data=data[1000:2000], headers={"Content-Range": "1000-1999"}
+    )
     assert second.status_code == 202 and second.headers["Range"] == "0-1999"
     digest = client.digest(data)
-    wrong_put = client.request("PUT", f"{location}?digest={digest}", data=data[2500:],
-                               headers={"Content-Range": "2500-2999"})
+    wrong_put = client.request(
+        "PUT",
+        f"{location}?digest={digest}",
+        data=data[2500:],
+        headers={"Content-Range": "2500-2999"},
+    )
     assert wrong_put.status_code == 416
-    done = client.request("PUT", f"{location}?digest={digest}", data=data[2000:],
-                          headers={"Content-Range": "2000-2999"})
+    done = client.request(
+        "PUT",
+        f"{location}?digest={digest}",
+        data=data[2000:],
+        headers={"Content-Range": "2000-2999"},
+    )
     assert done.status_code == 201, done.text
     assert client.request("GET", f"/v2/chunks/blobs/{digest}").content == data
 
@@ -126,16 +139,23 @@ def test_wrong_digest_is_refused_and_the_session_keeps_its_bytes(client):
     good = client.request("PUT", f"{location}?digest={client.digest(data)}")
     assert good.status_code == 201
     # Monolithic POST with the wrong digest stores nothing.
-    reply = client.request("POST", f"/v2/wrong/blobs/uploads/?digest={client.digest(b'x')}",
-                           data=b"y")
+    reply = client.request(
+        "POST", f"/v2/wrong/blobs/uploads/?digest={client.digest(b'x')}", data=b"y"
+    )
     assert reply.status_code == 400 and error_codes(reply) == ["DIGEST_INVALID"]
     assert client.request("HEAD", f"/v2/wrong/blobs/{client.digest(b'y')}").status_code == 404
 
 
 @pytest.mark.parametrize(
     "digest",
-    ["sha256:xyz", "sha256:baddigeststring", "md5:d41d8cd98f00b204e9800998ecf8427e", "nocolon",
-     "sha256:" + "A" * 64, "sha512:" + "a" * 64],
+    [
+        "sha256:xyz",
+        "sha256:baddigeststring",
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "nocolon",
+        "sha256:" + "A" * 64,
+        "sha512:" + "a" * 64,
+    ],
 )
 def test_malformed_digests_are_400_never_500(client, digest):
     for method in ("GET", "HEAD", "DELETE"):
@@ -164,8 +184,12 @@ def test_invalid_tags_are_refused(client):
         reply = client.put_manifest("tags/bad", tag, image.manifest)
         assert reply.status_code == 400, tag
         assert error_codes(reply) == ["MANIFEST_INVALID"]
-    reply = client.request("PUT", f"/v2/tags/bad/manifests/{image.digest}?tag=-x",
-                           data=image.manifest, headers={"Content-Type": client.MANIFEST})
+    reply = client.request(
+        "PUT",
+        f"/v2/tags/bad/manifests/{image.digest}?tag=-x",
+        data=image.manifest,
+        headers={"Content-Type": client.MANIFEST},
+    )
     assert reply.status_code == 400
     assert client.request("GET", "/v2/tags/bad/tags/list").json()["tags"] == ["ok"]
 
@@ -184,15 +208,15 @@ def test_upload_cancel_and_unknown_sessions(client):
 def test_cross_repository_mount(client):
     data = os.urandom(100)
     digest = client.push_blob("source/repo", data)
-    mounted = client.request("POST", f"/v2/target/repo/blobs/uploads/?mount={digest}&from=source/repo")
+    mounted = client.request(
+        "POST", f"/v2/target/repo/blobs/uploads/?mount={digest}&from=source/repo"
+    )
     assert mounted.status_code == 201
     assert mounted.headers["Docker-Content-Digest"] == digest
     assert client.request("GET", f"/v2/target/repo/blobs/{digest}").content == data
     anonymous = client.request("POST", f"/v2/third/blobs/uploads/?mount={digest}")
     assert anonymous.status_code == 201
-    missing = client.request(
-        "POST", f"/v2/fourth/blobs/uploads/?mount={digest}&from=nowhere"
-    )
+    missing = client.request("POST", f"/v2/fourth/blobs/uploads/?mount={digest}&from=nowhere")
     assert missing.status_code == 202 and "Location" in missing.headers
     unknown = client.digest(b"never pushed")
     fallback = client.request("POST", f"/v2/fourth/blobs/uploads/?mount={unknown}&from=source/repo")
@@ -210,8 +234,9 @@ def test_blob_not_in_repository_is_unknown_there(client):
 def test_manifest_push_pull_by_tag_and_digest(client):
     image = client.push_image("img", "v1", layers=[b"layer one", b"layer two"])
     for reference in ("v1", image.digest):
-        reply = client.request("GET", f"/v2/img/manifests/{reference}",
-                               headers={"Accept": client.MANIFEST})
+        reply = client.request(
+            "GET", f"/v2/img/manifests/{reference}", headers={"Accept": client.MANIFEST}
+        )
         assert reply.status_code == 200
         assert reply.content == image.manifest
         assert reply.headers["Content-Type"] == client.MANIFEST
@@ -227,8 +252,10 @@ def test_manifest_push_pull_by_tag_and_digest(client):
 def test_manifest_put_by_digest_with_tags_and_wrong_digest(client):
     image = client.push_image("multi", "first")
     reply = client.request(
-        "PUT", f"/v2/multi/manifests/{image.digest}?tag=1.0&tag=latest",
-        data=image.manifest, headers={"Content-Type": client.MANIFEST},
+        "PUT",
+        f"/v2/multi/manifests/{image.digest}?tag=1.0&tag=latest",
+        data=image.manifest,
+        headers={"Content-Type": client.MANIFEST},
     )
     assert reply.status_code == 201
     assert sorted(reply.headers["OCI-Tag"].replace(" ", "").split(",")) == ["1.0", "latest"]
@@ -259,19 +286,47 @@ def test_manifest_with_missing_blobs_is_refused_and_stores_nothing(client):
         (b"{not json", "application/vnd.oci.image.manifest.v1+json"),
         (b"[]", "application/vnd.oci.image.manifest.v1+json"),
         (b'{"schemaVersion": 1, "config": {}}', "application/vnd.oci.image.manifest.v1+json"),
-        (json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                     "manifests": []}).encode(), "application/vnd.oci.image.manifest.v1+json"),
-        (json.dumps({"schemaVersion": 2, "config": {"mediaType": "x", "digest": "sha256:zz",
-                     "size": 1}, "layers": []}).encode(), "application/vnd.oci.image.manifest.v1+json"),
-        (json.dumps({"schemaVersion": 2, "config": {"mediaType": "x", "digest": "sha256:" + "a" * 64,
-                     "size": -1}, "layers": []}).encode(), "application/vnd.oci.image.manifest.v1+json"),
-        (b'{"schemaVersion": 1, "fsLayers": []}', "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+        (
+            json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [],
+                }
+            ).encode(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "config": {"mediaType": "x", "digest": "sha256:zz", "size": 1},
+                    "layers": [],
+                }
+            ).encode(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "config": {"mediaType": "x", "digest": "sha256:" + "a" * 64, "size": -1},
+                    "layers": [],
+                }
+            ).encode(),
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (
+            b'{"schemaVersion": 1, "fsLayers": []}',
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        ),
         (b'{"schemaVersion": 2}', "text/plain"),
     ],
 )
 def test_invalid_manifests_are_manifest_invalid(client, body, content_type):
-    reply = client.request("PUT", "/v2/bad/manifests/latest", data=body,
-                           headers={"Content-Type": content_type})
+    reply = client.request(
+        "PUT", "/v2/bad/manifests/latest", data=body, headers={"Content-Type": content_type}
+    )
     assert reply.status_code == 400, reply.text
     assert error_codes(reply) == ["MANIFEST_INVALID"]
     assert client.request("GET", "/v2/bad/manifests/latest").status_code == 404
@@ -279,12 +334,20 @@ def test_invalid_manifests_are_manifest_invalid(client, body, content_type):
 
 def test_index_needs_its_manifests_and_accept_negotiation(client):
     child = client.push_image("idx", "child")
-    index = json.dumps({
-        "schemaVersion": 2, "mediaType": client.INDEX,
-        "manifests": [{"mediaType": client.MANIFEST, "digest": child.digest,
-                       "size": len(child.manifest),
-                       "platform": {"os": "linux", "architecture": "amd64"}}],
-    }).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": client.INDEX,
+            "manifests": [
+                {
+                    "mediaType": client.MANIFEST,
+                    "digest": child.digest,
+                    "size": len(child.manifest),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
     missing_child = index.replace(child.digest.encode(), client.digest(b"nothing").encode())
     refused = client.put_manifest("idx", "bad", missing_child, client.INDEX)
     assert refused.status_code == 400 and error_codes(refused) == ["MANIFEST_BLOB_UNKNOWN"]
@@ -292,7 +355,8 @@ def test_index_needs_its_manifests_and_accept_negotiation(client):
     got = client.request("GET", "/v2/idx/manifests/multi", headers={"Accept": client.INDEX})
     assert got.headers["Content-Type"] == client.INDEX and got.content == index
     legacy = client.request(
-        "GET", "/v2/idx/manifests/multi",
+        "GET",
+        "/v2/idx/manifests/multi",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
     )
     assert legacy.status_code == 404 and error_codes(legacy) == ["MANIFEST_UNKNOWN"]
@@ -354,23 +418,32 @@ def test_catalog_with_pagination(client):
 
 def test_referrers_api_and_oci_subject(client):
     subject = client.push_image("ref", "image")
-    subject_descriptor = {"mediaType": client.MANIFEST, "digest": subject.digest,
-                          "size": len(subject.manifest)}
+    subject_descriptor = {
+        "mediaType": client.MANIFEST,
+        "digest": subject.digest,
+        "size": len(subject.manifest),
+    }
     empty = b"{}"
     client.push_blob("ref", empty)
     signature = client.manifest_for(
-        empty, [], subject=subject_descriptor, artifact_type="application/vnd.example.sig",
-        annotations={"org.example": "signed"}, config_type="application/vnd.oci.empty.v1+json",
+        empty,
+        [],
+        subject=subject_descriptor,
+        artifact_type="application/vnd.example.sig",
+        annotations={"org.example": "signed"},
+        config_type="application/vnd.oci.empty.v1+json",
     )
     reply = client.put_manifest("ref", client.digest(signature), signature)
     assert reply.status_code == 201
     assert reply.headers["OCI-Subject"] == subject.digest
-    sbom = client.manifest_for(b"{}", [], subject=subject_descriptor,
-                               config_type="application/vnd.example.sbom")
+    sbom = client.manifest_for(
+        b"{}", [], subject=subject_descriptor, config_type="application/vnd.example.sbom"
+    )
     assert client.put_manifest("ref", client.digest(sbom), sbom).status_code == 201
     # A subject that does not exist (yet) is accepted.
-    dangling = client.manifest_for(b"{}", [], subject={**subject_descriptor,
-                                   "digest": client.digest(b"future")})
+    dangling = client.manifest_for(
+        b"{}", [], subject={**subject_descriptor, "digest": client.digest(b"future")}
+    )
     assert client.put_manifest("ref", client.digest(dangling), dangling).status_code == 201
     listing = client.request("GET", f"/v2/ref/referrers/{subject.digest}")
     assert listing.status_code == 200
@@ -436,8 +509,10 @@ def test_bad_content_range_and_length(client):
     backwards = client.request("PATCH", location, data=b"abc", headers={"Content-Range": "0-0"})
     assert backwards.status_code == 400
     assert client.request("GET", location).headers["Range"] == "0-0"
-    assert client.request("PATCH", location, data=b"abc",
-                          headers={"Content-Range": "0-2"}).status_code == 202
+    assert (
+        client.request("PATCH", location, data=b"abc", headers={"Content-Range": "0-2"}).status_code
+        == 202
+    )
     no_digest = client.request("PUT", location)
     assert no_digest.status_code == 400 and error_codes(no_digest) == ["DIGEST_INVALID"]
     assert client.request("GET", location).headers["Range"] == "0-2"
@@ -455,12 +530,17 @@ def test_blob_size_limit(registry_root, serve_registry, client_for):
     store = RegistryStore(FilesystemBackend(registry_root), Limits(max_blob_size=1000))
     client = client_for(serve_registry(store).url)
     data = os.urandom(1001)
-    monolithic = client.request("POST", f"/v2/lim/blobs/uploads/?digest={client.digest(data)}",
-                                data=data)
+    monolithic = client.request(
+        "POST", f"/v2/lim/blobs/uploads/?digest={client.digest(data)}", data=data
+    )
     assert monolithic.status_code == 413 and error_codes(monolithic) == ["SIZE_INVALID"]
     location = start_session(client, "lim")
-    assert client.request("PATCH", location, data=data[:600],
-                          headers={"Content-Range": "0-599"}).status_code == 202
+    assert (
+        client.request(
+            "PATCH", location, data=data[:600], headers={"Content-Range": "0-599"}
+        ).status_code
+        == 202
+    )
     over = client.request("PATCH", location, data=data[600:], headers={"Content-Range": "600-1000"})
     assert over.status_code == 413
     assert client.request("GET", location).headers["Range"] == "0-599"
@@ -470,25 +550,44 @@ def test_blob_size_limit(registry_root, serve_registry, client_for):
 
     streamed = client.request("PATCH", start_session(client, "lim"), data=stream())
     assert streamed.status_code == 413
-    assert client.request("PUT", f"{location}?digest={client.digest(data[:600])}").status_code == 201
+    assert (
+        client.request("PUT", f"{location}?digest={client.digest(data[:600])}").status_code == 201
+    )
 
 
-def test_upload_resumes_in_another_registry_process(store, registry_root, serve_registry, client_for):
+def test_upload_resumes_in_another_registry_process(
+    store, registry_root, serve_registry, client_for
+):
     """The running hash lives in one process; another one rebuilds it from the stored bytes."""
     data = os.urandom(300_000)
     first = client_for(serve_registry(store).url)
     location = start_session(first, "resume")
-    assert first.request("PATCH", location, data=data[:100_000],
-                         headers={"Content-Range": "0-99999"}).status_code == 202
+    assert (
+        first.request(
+            "PATCH", location, data=data[:100_000], headers={"Content-Range": "0-99999"}
+        ).status_code
+        == 202
+    )
     other_store = RegistryStore(FilesystemBackend(registry_root))
     second = client_for(serve_registry(other_store).url)
     status = second.request("GET", location)
     assert status.status_code == 204 and status.headers["Range"] == "0-99999"
-    assert second.request("PATCH", location, data=data[100_000:200_000],
-                          headers={"Content-Range": "100000-199999"}).status_code == 202
+    assert (
+        second.request(
+            "PATCH",
+            location,
+            data=data[100_000:200_000],
+            headers={"Content-Range": "100000-199999"},
+        ).status_code
+        == 202
+    )
     # Back to the first process, whose running hash is now stale.
-    bad = first.request("PUT", f"{location}?digest={first.digest(b'nope')}",
-                        data=data[200_000:], headers={"Content-Range": "200000-299999"})
+    bad = first.request(
+        "PUT",
+        f"{location}?digest={first.digest(b'nope')}",
+        data=data[200_000:],
+        headers={"Content-Range": "200000-299999"},
+    )
     assert bad.status_code == 400 and error_codes(bad) == ["DIGEST_INVALID"]
     assert first.request("GET", location).headers["Range"] == "0-299999"
     good = second.request("PUT", f"{location}?digest={first.digest(data)}")

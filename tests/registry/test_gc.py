@@ -14,7 +14,6 @@ from dockyard.core.registry import layout
 from dockyard.core.registry.gc import GarbageCollector, GcPolicy
 from dockyard.core.registry.names import parse_digest
 from dockyard.core.registry.store import RegistryStore
-from dockyard.plugins.registries.filesystem import FilesystemBackend
 
 HOUR = 3600.0
 
@@ -102,8 +101,14 @@ def test_untagged_manifests_only_when_configured(client, store, registry_root):
 
 def test_index_children_stay_when_untagged_manifests_are_collected(client, store, registry_root):
     child = client.push_image("multi", "child")
-    index = json.dumps({"schemaVersion": 2, "mediaType": client.INDEX, "manifests": [
-        {"mediaType": client.MANIFEST, "digest": child.digest, "size": len(child.manifest)}]}
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": client.INDEX,
+            "manifests": [
+                {"mediaType": client.MANIFEST, "digest": child.digest, "size": len(child.manifest)}
+            ],
+        }
     ).encode()
     assert client.put_manifest("multi", "latest", index, client.INDEX).status_code == 201
     assert client.request("DELETE", "/v2/multi/manifests/child").status_code == 202
@@ -134,8 +139,9 @@ def test_a_crashed_gc_leaves_its_trash_to_be_put_back(client, store, registry_ro
     layer = parse_digest(client.digest(image.layers[0]))
     # Simulate a gc killed after moving a (wrongly judged) blob to its trash.
     run = "1-deadbeef"
-    store.write_bytes(f"{layout.TRASH}/{run}/index.json",
-                      json.dumps([layout.blob_data(layer)]).encode())
+    store.write_bytes(
+        f"{layout.TRASH}/{run}/index.json", json.dumps([layout.blob_data(layer)]).encode()
+    )
     store.backend.move(layout.blob_data(layer), layout.trash(run, layout.blob_data(layer)))
     # A pull repairs it on the spot for manifest pushes; the next gc puts everything back.
     report = collect(store, grace_period=HOUR)
@@ -170,16 +176,24 @@ def push_while_collecting(client, store, grace_period: float, shared: bytes):
         for count in range(20):
             tag = f"g{int(grace_period)}-w{worker}-{count}"
             layers = [shared, os.urandom(512)]
-            http.post(f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(layers[1])}",
-                      data=layers[1])
+            http.post(
+                f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(layers[1])}",
+                data=layers[1],
+            )
             if http.head(f"{client.url}/v2/busy/blobs/{client.digest(shared)}").status_code != 200:
-                http.post(f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(shared)}",
-                          data=shared)
-            http.post(f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(b'{}')}",
-                      data=b"{}")
+                http.post(
+                    f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(shared)}",
+                    data=shared,
+                )
+            http.post(
+                f"{client.url}/v2/busy/blobs/uploads/?digest={client.digest(b'{}')}", data=b"{}"
+            )
             manifest = client.manifest_for(b"{}", layers)
-            reply = http.put(f"{client.url}/v2/busy/manifests/{tag}", data=manifest,
-                             headers={"Content-Type": client.MANIFEST})
+            reply = http.put(
+                f"{client.url}/v2/busy/manifests/{tag}",
+                data=manifest,
+                headers={"Content-Type": client.MANIFEST},
+            )
             if reply.status_code == 201:
                 accepted.append((tag, layers))
             elif reply.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN":
@@ -227,8 +241,9 @@ def test_gc_command_line(client, registry_root):
     backdate(registry_root, 2 * HOUR)
     command = [sys.executable, "-m", "dockyard", "registry", "gc", "--root", str(registry_root)]
     env = {**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env,
-                         check=True)
+    dry = subprocess.run(
+        [*command, "--dry-run"], capture_output=True, text=True, env=env, check=True
+    )
     assert "would delete 1 blob(s)" in dry.stdout and orphan in dry.stdout
     assert client.request("HEAD", f"/v2/cli/blobs/{orphan}").status_code == 200
     real = subprocess.run(command, capture_output=True, text=True, env=env, check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -16,8 +17,10 @@ import requests
 
 
 def fs_config(root: Path) -> str:
-    return f'[registry]\nbackend = "filesystem"\ndata-root = "{root}/state"\n' \
-           f'[registries.filesystem]\nroot = "{root}/data"\n'
+    return (
+        f'[registry]\nbackend = "filesystem"\ndata-root = "{root}/state"\n'
+        f'[registries.filesystem]\nroot = "{root}/data"\n'
+    )
 
 
 def s3_config(moto, bucket: str, data_root: Path, redirect: bool = False) -> str:
@@ -26,7 +29,7 @@ def s3_config(moto, bucket: str, data_root: Path, redirect: bool = False) -> str
         f'[registries.s3]\nbucket = "{bucket}"\nprefix = "reg"\n'
         f'endpoint-url = "{moto.endpoint}"\nregion = "us-east-1"\n'
         f'access-key-id = "testing"\nsecret-access-key = "testing"\n'
-        f'part-size = {5 * 1024 * 1024}\nredirect = {"true" if redirect else "false"}\n'
+        f"part-size = {5 * 1024 * 1024}\nredirect = {'true' if redirect else 'false'}\n"
     )
 
 
@@ -48,8 +51,12 @@ def test_sigkill_mid_upload_restarts_consistent(tmp_path, registry_process, clie
     image = client.push_image("crash/test", "v1", layers=[os.urandom(300_000), b"second layer"])
     data = os.urandom(6 * 1024 * 1024)
     location = client.request("POST", "/v2/crash/test/blobs/uploads/").headers["Location"]
-    reply = client.request("PATCH", location, data=data[: 1024 * 1024],
-                           headers={"Content-Range": f"0-{1024 * 1024 - 1}"})
+    reply = client.request(
+        "PATCH",
+        location,
+        data=data[: 1024 * 1024],
+        headers={"Content-Range": f"0-{1024 * 1024 - 1}"},
+    )
     assert reply.status_code == 202
     monolithic = os.urandom(4 * 1024 * 1024)
     started = threading.Event()
@@ -61,17 +68,23 @@ def test_sigkill_mid_upload_restarts_consistent(tmp_path, registry_process, clie
             yield payload[start : start + 256 * 1024]
 
     def send(method: str, url: str, payload: bytes, headers: dict) -> None:
-        try:
+        # The server dies under us: that is the point.
+        with contextlib.suppress(requests.RequestException):
             requests.request(method, url, data=slow(payload), headers=headers, timeout=30)
-        except requests.RequestException:
-            pass  # the server died under us: that is the point
 
     senders = [
-        threading.Thread(target=send, args=("PATCH", first.url + location,
-                                            data[1024 * 1024 :], {})),
-        threading.Thread(target=send, args=(
-            "POST", f"{first.url}/v2/crash/test/blobs/uploads/?digest={client.digest(monolithic)}",
-            monolithic, {})),
+        threading.Thread(
+            target=send, args=("PATCH", first.url + location, data[1024 * 1024 :], {})
+        ),
+        threading.Thread(
+            target=send,
+            args=(
+                "POST",
+                f"{first.url}/v2/crash/test/blobs/uploads/?digest={client.digest(monolithic)}",
+                monolithic,
+                {},
+            ),
+        ),
     ]
     for sender in senders:
         sender.start()
@@ -87,15 +100,24 @@ def test_sigkill_mid_upload_restarts_consistent(tmp_path, registry_process, clie
     assert check_blob_store_integrity(tmp_path / "data") >= 4
     assert client.request("GET", "/v2/crash/test/manifests/v1").content == image.manifest
     for layer in image.layers:
-        assert client.request("GET", f"/v2/crash/test/blobs/{client.digest(layer)}").content == layer
+        assert (
+            client.request("GET", f"/v2/crash/test/blobs/{client.digest(layer)}").content == layer
+        )
     # The half-sent monolithic blob is not there; the chunked session resumes where it stopped.
-    assert client.request("HEAD", f"/v2/crash/test/blobs/{client.digest(monolithic)}").status_code == 404
+    assert (
+        client.request("HEAD", f"/v2/crash/test/blobs/{client.digest(monolithic)}").status_code
+        == 404
+    )
     status = client.request("GET", location)
     assert status.status_code == 204
     have = int(status.headers["Range"].split("-")[1]) + 1
     assert 1024 * 1024 <= have < len(data)
-    rest = client.request("PUT", f"{location}?digest={client.digest(data)}", data=data[have:],
-                          headers={"Content-Range": f"{have}-{len(data) - 1}"})
+    rest = client.request(
+        "PUT",
+        f"{location}?digest={client.digest(data)}",
+        data=data[have:],
+        headers={"Content-Range": f"{have}-{len(data) - 1}"},
+    )
     assert rest.status_code == 201, rest.text
     assert client.request("GET", f"/v2/crash/test/blobs/{client.digest(data)}").content == data
     assert client.push_blob("crash/test", monolithic) == client.digest(monolithic)
@@ -117,21 +139,35 @@ def test_two_registries_share_one_s3_bucket(tmp_path, moto_server, registry_proc
     data = os.urandom(11 * 1024 * 1024)
     location = push.request("POST", "/v2/shared/app/blobs/uploads/").headers["Location"]
     cut1, cut2 = 6 * 1024 * 1024, 9 * 1024 * 1024
-    assert push.request("PATCH", location, data=data[:cut1],
-                        headers={"Content-Range": f"0-{cut1 - 1}"}).status_code == 202
+    assert (
+        push.request(
+            "PATCH", location, data=data[:cut1], headers={"Content-Range": f"0-{cut1 - 1}"}
+        ).status_code
+        == 202
+    )
     assert pull.request("GET", location).headers["Range"] == f"0-{cut1 - 1}"
-    assert pull.request("PATCH", location, data=data[cut1:cut2],
-                        headers={"Content-Range": f"{cut1}-{cut2 - 1}"}).status_code == 202
-    done = push.request("PUT", f"{location}?digest={push.digest(data)}", data=data[cut2:],
-                        headers={"Content-Range": f"{cut2}-{len(data) - 1}"})
+    assert (
+        pull.request(
+            "PATCH", location, data=data[cut1:cut2], headers={"Content-Range": f"{cut1}-{cut2 - 1}"}
+        ).status_code
+        == 202
+    )
+    done = push.request(
+        "PUT",
+        f"{location}?digest={push.digest(data)}",
+        data=data[cut2:],
+        headers={"Content-Range": f"{cut2}-{len(data) - 1}"},
+    )
     assert done.status_code == 201, done.text
     assert pull.request("GET", f"/v2/shared/app/blobs/{pull.digest(data)}").content == data
     assert pull.request("DELETE", "/v2/shared/app/manifests/v1").status_code == 202
     assert push.request("GET", "/v2/shared/app/manifests/v1").status_code == 404
+    assert one.server_errors() == [] and two.server_errors() == []
 
 
-def test_s3_redirects_blob_reads_to_presigned_urls(tmp_path, moto_server, registry_process,
-                                                   client_for):
+def test_s3_redirects_blob_reads_to_presigned_urls(
+    tmp_path, moto_server, registry_process, client_for
+):
     bucket = moto_server.new_bucket()
     server = registry_process(s3_config(moto_server, bucket, tmp_path / "r", redirect=True))
     client = client_for(server.url)
@@ -150,17 +186,22 @@ def test_s3_redirects_blob_reads_to_presigned_urls(tmp_path, moto_server, regist
     [
         (["--listen", "nowhere:port"], "", "listen"),
         ([], '[registry]\nbackend = "nonexistent"\n', "unknown registry backend 'nonexistent'"),
-        ([], "[registry]\nmax-blob-size = \"big\"\n", "max-blob-size"),
+        ([], '[registry]\nmax-blob-size = "big"\n', "max-blob-size"),
         ([], '[registries.s3]\nbucket = ""\n[registry]\nbackend = "s3"\n', "bucket is required"),
     ],
 )
 def test_bad_setup_is_one_clear_line(tmp_path, flags, config, message):
     config_file = tmp_path / "c.toml"
-    config_file.write_text(config + f'\n[registry]\ndata-root = "{tmp_path}"\n'
-                           if "[registry]" not in config else config)
+    config_file.write_text(
+        config + f'\n[registry]\ndata-root = "{tmp_path}"\n'
+        if "[registry]" not in config
+        else config
+    )
     result = subprocess.run(
         [sys.executable, "-m", "dockyard", "registry", "--config", str(config_file), *flags],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     assert result.returncode == 1, result.stderr

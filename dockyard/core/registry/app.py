@@ -10,9 +10,8 @@ import asyncio
 import json
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
-from urllib.parse import quote, urlencode
+from collections.abc import Awaitable
+from urllib.parse import urlencode
 
 import attrs
 import structlog
@@ -24,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
 from dockyard.core.registry.errors import RegistryError
-from dockyard.core.registry.manifests import INDEXES, OCI_INDEX, accepts, bare_media_type
+from dockyard.core.registry.manifests import INDEXES, OCI_INDEX, accepts
 from dockyard.core.registry.names import ALGORITHMS, Digest, check_name, parse_digest
 from dockyard.core.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 
@@ -122,9 +121,7 @@ def _page_size(request: Request) -> int | None:
     if text is None:
         return None
     if not text.isdigit():
-        raise RegistryError(
-            "UNSUPPORTED", message="n must be a non-negative integer", status=400
-        )
+        raise RegistryError("UNSUPPORTED", message="n must be a non-negative integer", status=400)
     return int(text)
 
 
@@ -179,19 +176,31 @@ def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
         return None  # multiple ranges or another unit: RFC 9110 lets us ignore it
     first, last = match.groups()
     if not first and not last:
-        raise RegistryError("BLOB_UNKNOWN", message="invalid range", status=416,
-                            headers={"Content-Range": f"bytes */{size}"})
+        raise RegistryError(
+            "BLOB_UNKNOWN",
+            message="invalid range",
+            status=416,
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     if not first:
         suffix = int(last)
         if suffix == 0 or size == 0:
-            raise RegistryError("BLOB_UNKNOWN", message="range not satisfiable", status=416,
-                                headers={"Content-Range": f"bytes */{size}"})
+            raise RegistryError(
+                "BLOB_UNKNOWN",
+                message="range not satisfiable",
+                status=416,
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         return max(size - suffix, 0), size - 1
     start = int(first)
     end = int(last) if last else size - 1
     if start >= size or end < start:
-        raise RegistryError("BLOB_UNKNOWN", message="range not satisfiable", status=416,
-                            headers={"Content-Range": f"bytes */{size}"})
+        raise RegistryError(
+            "BLOB_UNKNOWN",
+            message="range not satisfiable",
+            status=416,
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     return start, min(end, size - 1)
 
 
@@ -225,8 +234,8 @@ class Handlers:
         if identity is None:
             raise self._unauthorized(provider, auth_request, [access])
         raise RegistryError(
-            "DENIED", detail={"type": access.type, "name": access.name,
-                              "actions": list(access.actions)}
+            "DENIED",
+            detail={"type": access.type, "name": access.name, "actions": list(access.actions)},
         )
 
     @staticmethod
@@ -282,8 +291,14 @@ class Handlers:
             return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
         redirect = await run_in_threadpool(self.store.blob_redirect, digest)
         if redirect:
-            return Response(status_code=307, headers={**API_VERSION_HEADERS, "Location": redirect,
-                                                      "Docker-Content-Digest": str(digest)})
+            return Response(
+                status_code=307,
+                headers={
+                    **API_VERSION_HEADERS,
+                    "Location": redirect,
+                    "Docker-Content-Digest": str(digest),
+                },
+            )
         wanted = request.headers.get("range")
         span = _parse_blob_range(wanted, size) if wanted else None
         if span is None:
@@ -323,8 +338,11 @@ class Handlers:
         length = _content_length(request)
         limit = self.store.limits.max_blob_size
         if limit and length is not None and length > limit:
-            raise RegistryError("SIZE_INVALID", status=413,
-                                message=f"blob exceeds the registry's limit of {limit} bytes")
+            raise RegistryError(
+                "SIZE_INVALID",
+                status=413,
+                message=f"blob exceeds the registry's limit of {limit} bytes",
+            )
         session = await run_in_threadpool(
             self.store.start_upload, name, expected.algorithm if expected else algorithm
         )
@@ -350,9 +368,7 @@ class Handlers:
             },
         )
 
-    async def _receive(
-        self, request: Request, session: UploadSession, limit: int | None
-    ) -> int:
+    async def _receive(self, request: Request, session: UploadSession, limit: int | None) -> int:
         """Append the request body to ``session``; return the new offset."""
         writer = await run_in_threadpool(self.store.open_upload, session)
         try:
@@ -364,9 +380,7 @@ class Handlers:
             await run_in_threadpool(writer.close)
         return writer.offset
 
-    def _check_content_range(
-        self, request: Request, session: UploadSession
-    ) -> int | None:
+    def _check_content_range(self, request: Request, session: UploadSession) -> int | None:
         """Validate ``Content-Range`` against the session; return the declared length."""
         header = request.headers.get("content-range")
         length = _content_length(request)
@@ -416,8 +430,11 @@ class Handlers:
             declared = self._check_content_range(request, session)
             limit = self.store.limits.max_blob_size
             if limit and declared is not None and session.offset + declared > limit:
-                raise RegistryError("SIZE_INVALID", status=413,
-                                    message=f"blob exceeds the registry's limit of {limit} bytes")
+                raise RegistryError(
+                    "SIZE_INVALID",
+                    status=413,
+                    message=f"blob exceeds the registry's limit of {limit} bytes",
+                )
             has_body = declared != 0 and (
                 declared is not None or "chunked" in request.headers.get("transfer-encoding", "")
             )
@@ -425,7 +442,9 @@ class Handlers:
                 offset = await self._receive(request, session, declared)
                 session = attrs.evolve(session, offset=offset)
             if expected is None:
-                return Response(status_code=202, headers=_upload_headers(name, upload_id, session.offset))
+                return Response(
+                    status_code=202, headers=_upload_headers(name, upload_id, session.offset)
+                )
             await run_in_threadpool(self.store.finish_upload, session, expected)
             return self._blob_created(name, expected)
 
@@ -509,7 +528,9 @@ class Handlers:
         if tags is None:
             raise RegistryError("NAME_UNKNOWN", detail={"name": name})
         page, headers = _paginate(tags, request, f"/v2/{name}/tags/list")
-        return JSONResponse({"name": name, "tags": page}, headers={**API_VERSION_HEADERS, **headers})
+        return JSONResponse(
+            {"name": name, "tags": page}, headers={**API_VERSION_HEADERS, **headers}
+        )
 
     async def referrers(self, request: Request, name: str, digest_text: str) -> Response:
         subject = parse_digest(digest_text)
@@ -521,9 +542,7 @@ class Handlers:
             descriptors = [d for d in descriptors if d.get("artifactType") in wanted]
             headers["OCI-Filters-Applied"] = "artifactType"
         body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
-        return Response(
-            json.dumps(body).encode(), media_type=OCI_INDEX, headers=headers
-        )
+        return Response(json.dumps(body).encode(), media_type=OCI_INDEX, headers=headers)
 
 
 async def _dispatch(handlers: Handlers, request: Request) -> Response:
@@ -586,7 +605,9 @@ def create_registry_app(
                 headers=API_VERSION_HEADERS,
             )
 
-    handlers_call: Callable[[Request], Awaitable[Response]] = lambda r: _dispatch(handlers, r)
+    def handlers_call(r: Request) -> Awaitable[Response]:
+        return _dispatch(handlers, r)
+
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     routes: list[BaseRoute] = [
         Route("/v2", endpoint, methods=methods),
@@ -596,6 +617,3 @@ def create_registry_app(
     app = Starlette(routes=routes)
     app.state.registry = handlers.state
     return app
-
-
-__all__ = ["create_registry_app", "quote", "AsyncIterator", "Iterator", "bare_media_type"]

@@ -79,7 +79,9 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     settings = config.registry
     configure_logging(settings.log_level, "json", program="registry")
     try:
-        host = parse_host(settings.listen if "://" in settings.listen else f"tcp://{settings.listen}")
+        host = parse_host(
+            settings.listen if "://" in settings.listen else f"tcp://{settings.listen}"
+        )
     except ValueError as exc:
         raise ConfigError(f"[registry] listen: {exc}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
@@ -87,7 +89,9 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     tls = tls_context(settings.tls_cert, settings.tls_key, "") if settings.tls_cert else None
     runtime = build_runtime(config)
     plugins, service = runtime.plugins, runtime.service
-    extra_routes = [r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()]
+    extra_routes = [
+        r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()
+    ]
     app = create_registry_app(
         runtime.store, service.drivers.get(DriverKind.AUTH), extra_routes=extra_routes
     )

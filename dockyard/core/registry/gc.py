@@ -27,6 +27,7 @@ Run one gc at a time per storage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -237,10 +238,9 @@ class GarbageCollector:
         return moved
 
     def _put_back(self, path: str) -> None:
-        try:
+        # NotFound: a push already took it back.
+        with contextlib.suppress(NotFound):
             self.backend.move(layout.trash(self.run_id, path), path)
-        except NotFound:
-            pass  # a push already took it back
 
     def _expire_uploads(self, name: str, now: float, report: GcReport) -> None:
         for upload_dir in self.store.list_dir(layout.uploads(name)):

@@ -29,8 +29,11 @@ def check_name(name: str) -> str:
     if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
         raise RegistryError(
             "NAME_INVALID",
-            detail={"name": name[:300], "reason": "must match the spec's name grammar "
-                    f"and be at most {MAX_NAME_LENGTH} characters"},
+            detail={
+                "name": name[:300],
+                "reason": "must match the spec's name grammar "
+                f"and be at most {MAX_NAME_LENGTH} characters",
+            },
         )
     return name
 

@@ -14,6 +14,7 @@ garbage collection safe while pushes go on are described in :mod:`.gc` and kept 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -172,10 +173,8 @@ class RegistryStore:
             return []
 
     def delete_quietly(self, path: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.backend.delete(path)
-        except NotFound:
-            pass
 
     def restore(self, path: str) -> bool:
         """Make ``path`` exist again if a running gc has just moved it to its trash."""
@@ -221,7 +220,9 @@ class RegistryStore:
         except NotFound:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
-    def read_blob(self, digest: Digest, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def read_blob(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
         return self.backend.read(layout.blob_data(digest), offset, length)
 
     def blob_redirect(self, digest: Digest) -> str | None:
@@ -312,7 +313,9 @@ class RegistryStore:
         """A writer appending to the session (the caller closes it)."""
         # Rewriting the info file marks the session active, so gc does not expire it (gc.py).
         info = {"algorithm": session.algorithm, "started": session.started}
-        self.write_bytes(layout.upload_info(session.name, session.upload_id), json.dumps(info).encode())
+        self.write_bytes(
+            layout.upload_info(session.name, session.upload_id), json.dumps(info).encode()
+        )
         state = self._cached_hash(session, session.algorithm)
         if state is None and session.offset == 0:
             state = _HashState(session.algorithm)
@@ -356,10 +359,8 @@ class RegistryStore:
     def delete_upload(self, name: str, upload_id: str) -> None:
         """Cancel a session: its uncommitted bytes and its directory go."""
         self.forget_hash(upload_id)
-        try:
+        with contextlib.suppress(NotFound):
             self.backend.writer(layout.upload_data(name, upload_id), append=True).cancel()
-        except NotFound:
-            pass
         self.delete_quietly(layout.upload_dir(name, upload_id))
 
     # ------------------------------------------------------------------ manifests
@@ -526,8 +527,11 @@ class RegistryStore:
         A repository that holds nothing but upload sessions is not listed unless
         ``with_uploads_only`` (gc wants it, to expire the sessions).
         """
-        markers = {"_manifests", "_layers", "_uploads"} if with_uploads_only else {
-            "_manifests", "_layers"}
+        markers = (
+            {"_manifests", "_layers", "_uploads"}
+            if with_uploads_only
+            else {"_manifests", "_layers"}
+        )
         found: list[str] = []
         pending = [layout.REPOSITORIES]
         while pending:

@@ -109,7 +109,7 @@ def _open_creating_parents(file_path: Path) -> BinaryIO:
     for _ in range(10):
         file_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return open(file_path, "ab")  # noqa: SIM115 - the writer closes it
+            return open(file_path, "ab")
         except FileNotFoundError:
             continue
     raise OSError(errno.ENOENT, "directory keeps vanishing", str(file_path))
@@ -249,6 +249,9 @@ def build(config: FilesystemConfig, context: DriverContext) -> FilesystemBackend
     return FilesystemBackend(Path(config.root) if config.root else context.state_dir)
 
 
+CAPABILITIES: frozenset[str] = frozenset({"resumable"})
+
+
 @hookimpl
 def dockyard_registry_backends() -> DriverInfo:
     return DriverInfo(
@@ -257,6 +260,6 @@ def dockyard_registry_backends() -> DriverInfo:
         factory=build,
         config_class=FilesystemConfig,
         description="registry content in a local directory (atomic renames, fsync)",
-        capabilities=frozenset({"resumable"}),
+        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
         priority=10,
     )

@@ -232,8 +232,9 @@ class S3Backend:
         )
         for item in listing.get("Contents", []):
             if not self._hidden(item["Key"]):
-                return FileInfo(path=path, size=0, modified=item["LastModified"].timestamp(),
-                                is_dir=True)
+                return FileInfo(
+                    path=path, size=0, modified=item["LastModified"].timestamp(), is_dir=True
+                )
         raise NotFound(f"{path} not found")
 
     def _hidden(self, key: str) -> bool:
@@ -356,7 +357,8 @@ class S3Backend:
             deleted = deleted or bool(visible)
             for start in range(0, len(keys), 1000):
                 self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+                    Bucket=self.bucket,
+                    Delete={"Objects": keys[start : start + 1000], "Quiet": True},
                 )
         return deleted
 
@@ -384,6 +386,9 @@ def build(config: S3Config, context: DriverContext) -> S3Backend:
     return S3Backend(config)
 
 
+CAPABILITIES: frozenset[str] = frozenset({"multipart", "redirect", "shared"})
+
+
 @hookimpl
 def dockyard_registry_backends() -> DriverInfo:
     return DriverInfo(
@@ -392,6 +397,6 @@ def dockyard_registry_backends() -> DriverInfo:
         factory=build,
         config_class=S3Config,
         description="registry content in an S3-compatible bucket (boto3, multipart, redirects)",
-        capabilities=frozenset({"multipart", "redirect", "shared"}),
+        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
         check=check,
     )
