@@ -38,13 +38,14 @@ class UsageError(Exception):
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], min_width: int = 0) -> None:
-    """Columns three spaces apart; ``min_width=10`` matches docker's tabwriter (image tables)."""
-    widths = [max(len(h), min_width - 3) for h in headers]
+    """Columns as Go's text/tabwriter lays out docker's tables: every cell but the last padded
+    with three spaces to its column's width; ``min_width=10`` is docker's minimum cell width."""
+    widths = [max(len(h) + 3, min_width) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+        widths = [max(w, len(cell) + 3) for w, cell in zip(widths, row, strict=True)]
     for row in [headers, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        print("   ".join(cells).rstrip())
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        print("".join(cells) + row[-1])
 
 
 def human_size(size: float) -> str:

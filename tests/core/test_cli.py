@@ -109,6 +109,8 @@ def test_client_commands_import_no_server_stack(daemon):
         ["-H", daemon.host, "version"],
         ["-H", daemon.host, "info"],
         ["-H", daemon.host, "plugins"],
+        ["-H", daemon.host, "images"],
+        ["-H", daemon.host, "image", "inspect", "nope"],
     ):
         loaded = _modules_after(args, env)
         heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
