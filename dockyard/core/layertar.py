@@ -30,6 +30,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
@@ -197,8 +198,12 @@ def remove_entry(parent_fd: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(info.st_mode):
-        # rmtree with dir_fd works on fds throughout, so a symlink inside can't redirect it.
-        shutil.rmtree(name, dir_fd=parent_fd)
+        try:
+            # rmtree with dir_fd works on fds throughout: a symlink inside can't redirect it.
+            shutil.rmtree(name, dir_fd=parent_fd)
+        except RecursionError:
+            # Nested deeper than Python's stack; our own fd names the directory for rm(1).
+            remove_tree(f"/proc/{os.getpid()}/fd/{parent_fd}/{name}")
     else:
         os.unlink(name, dir_fd=parent_fd)
 
@@ -236,6 +241,12 @@ def remove_tree(path: str | Path) -> None:
         pass
     except NotADirectoryError:
         os.unlink(path)
+    except RecursionError:
+        # shutil.rmtree recurses per level; a container can nest directories deeper than
+        # Python's stack. rm(1) walks iteratively and never crosses into another filesystem.
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=True)
+        if os.path.lexists(path):
+            raise OSError(errno.ENOTEMPTY, f"cannot remove {path}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,8 +331,12 @@ class _Extractor:
             self.cached_parent = None
 
     def _mark_written(self, parts: list[str]) -> None:
-        for depth in range(len(parts)):
-            self.written.setdefault(tuple(parts[:depth]), set()).add(parts[depth])
+        # Deepest first, stopping at the first ancestor already marked: parents usually are.
+        for depth in range(len(parts) - 1, -1, -1):
+            names = self.written.setdefault(tuple(parts[:depth]), set())
+            if parts[depth] in names:
+                break
+            names.add(parts[depth])
 
     def open_dir(self, parts: list[str], create: bool, what: str) -> int:
         """An fd of directory ``parts`` below the root, walked without following any symlink.
@@ -329,20 +344,38 @@ class _Extractor:
         The fd is cached (the next entry usually shares it) and must not be closed by callers.
         """
         key = tuple(parts)
-        if self.cached_parent is not None and self.cached_parent[0] == key:
-            return self.cached_parent[1]
-        fd = self.walk_dir(parts, create, what)
-        # Whiteouts only ever delete inside the cached directory, never the directory itself,
-        # so the cached fd stays valid.
+        start_fd, start_depth = self.root_fd, 0
+        if self.cached_parent is not None:
+            cached_key, cached_fd = self.cached_parent
+            if cached_key == key:
+                return cached_fd
+            # Entries come parents first, so the next directory is often below the last one:
+            # walk on from there instead of from the root (deep trees would cost O(depth^2)).
+            if key[: len(cached_key)] == cached_key:
+                start_fd, start_depth = cached_fd, len(cached_key)
+        fd = self.walk_dir(parts, create, what, start_fd, start_depth)
+        # Removals only ever happen inside the cached directory, never to the directory
+        # itself, so the cached fd always names the path it was opened for.
         self._drop_cache()
         self.cached_parent = (key, fd)
         return fd
 
-    def walk_dir(self, parts: list[str], create: bool, what: str) -> int:
-        """Like :meth:`open_dir`, but uncached: the caller owns and closes the fd."""
-        fd = os.dup(self.root_fd)
+    def walk_dir(
+        self,
+        parts: list[str],
+        create: bool,
+        what: str,
+        start_fd: int | None = None,
+        start_depth: int = 0,
+    ) -> int:
+        """Like :meth:`open_dir`, but uncached: the caller owns and closes the fd.
+
+        ``start_fd`` is an open directory standing for ``parts[:start_depth]``.
+        """
+        fd = os.dup(self.root_fd if start_fd is None else start_fd)
         try:
-            for depth, part in enumerate(parts):
+            for depth in range(start_depth, len(parts)):
+                part = parts[depth]
                 try:
                     next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:

@@ -594,6 +594,32 @@ class StorageDriverConformance:
         assert after == before
         assert after["etc/b"].content == hashlib.sha256(b"B2").hexdigest()
 
+    def test_nesting_deeper_than_pythons_stack(self, driver: StorageDriver, tmp_path: Path) -> None:
+        depth = 1100  # past the default recursion limit, within PATH_MAX
+
+        def nest(root: Path) -> None:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            for _ in range(depth):
+                os.mkdir("d", dir_fd=fd)
+                inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            os.close(os.open("bottom", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+            os.close(fd)
+
+        driver.prepare("work", [])
+        with self.view(driver, "work", [], tmp_path / "before") as root:
+            nest(root)
+        out = io.BytesIO()
+        driver.diff("work", [], out)
+        driver.apply_layer("deep", [], io.BytesIO(out.getvalue()))
+        driver.prepare("again", ["deep"])
+        with self.view(driver, "again", ["deep"], tmp_path / "after") as root:
+            assert (root / "/".join(["d"] * depth) / "bottom").exists()
+        for key in ("again", "deep", "work"):
+            driver.remove(key)
+        assert list(driver.keys()) == []
+
     # ---------------------------------------------------------------- chains and restarts
 
     def test_deep_chain(self, driver: StorageDriver, tmp_path: Path) -> None:

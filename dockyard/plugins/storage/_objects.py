@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import Usage
-from dockyard.core.layertar import remove_tree
+from dockyard.core.layertar import remove_tree, walk_tree
 
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 KEY_FILE = "key"
@@ -130,13 +130,11 @@ def tree_usage(root: Path | str) -> Usage:
     """Apparent size of the regular files and number of inodes below ``root`` (hard links once)."""
     seen: set[tuple[int, int]] = set()
     size = 0
-    for directory, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            info = os.lstat(os.path.join(directory, name))
-            inode = (info.st_dev, info.st_ino)
-            if inode in seen:
-                continue
-            seen.add(inode)
-            if stat.S_ISREG(info.st_mode):
-                size += info.st_size
+    for _, _, info in walk_tree(str(root)):
+        inode = (info.st_dev, info.st_ino)
+        if inode in seen:
+            continue
+        seen.add(inode)
+        if stat.S_ISREG(info.st_mode):
+            size += info.st_size
     return Usage(size=size, inodes=len(seen))

@@ -1,6 +1,7 @@
 """Copying and comparing directory trees with every piece of metadata, for the vfs driver.
 
-Both functions work on trees the driver owns; they never follow a symlink out of them.
+Both work on trees the driver owns and never follow a symlink out of them. They walk with
+explicit stacks, not recursion: a container may nest directories deeper than Python's stack.
 """
 
 from __future__ import annotations
@@ -22,35 +23,29 @@ def copy_tree(source: str, target: str) -> None:
     modes with setuid/setgid/sticky, xattrs (``trusted.*`` too) and nanosecond times.
     """
     first_paths: dict[tuple[int, int], str] = {}
-    dir_times: list[tuple[str, os.stat_result]] = []
-    _copy_entry(source, target, os.lstat(source), first_paths, dir_times)
-    # Last, because creating entries inside a directory moves its mtime.
-    for path, info in dir_times:
-        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+    directories: list[tuple[str, str, os.stat_result]] = []
+    pending = [(source, target, os.lstat(source))]
+    while pending:
+        source_path, target_path, info = pending.pop()
+        if not stat.S_ISDIR(info.st_mode):
+            _copy_non_directory(source_path, target_path, info, first_paths)
+            continue
+        os.mkdir(target_path, 0o700)
+        directories.append((source_path, target_path, info))
+        with os.scandir(source_path) as entries:
+            for entry in entries:
+                child = os.path.join(target_path, entry.name)
+                pending.append((entry.path, child, entry.stat(follow_symlinks=False)))
+    # Directories last, children before parents: writing inside one moves its mtime.
+    for source_path, target_path, info in reversed(directories):
+        _copy_metadata(source_path, target_path, info)
+        os.utime(target_path, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
 
 
-def _copy_entry(
-    source: str,
-    target: str,
-    info: os.stat_result,
-    first_paths: dict[tuple[int, int], str],
-    dir_times: list[tuple[str, os.stat_result]],
+def _copy_non_directory(
+    source: str, target: str, info: os.stat_result, first_paths: dict[tuple[int, int], str]
 ) -> None:
     mode = info.st_mode
-    if stat.S_ISDIR(mode):
-        os.mkdir(target, 0o700)
-        with os.scandir(source) as entries:
-            for entry in entries:
-                _copy_entry(
-                    entry.path,
-                    os.path.join(target, entry.name),
-                    entry.stat(follow_symlinks=False),
-                    first_paths,
-                    dir_times,
-                )
-        _copy_metadata(source, target, info)
-        dir_times.append((target, info))
-        return
     if stat.S_ISREG(mode):
         if info.st_nlink > 1:
             first = first_paths.setdefault((info.st_dev, info.st_ino), target)
@@ -130,17 +125,21 @@ def compare_trees(new_root: str, old_root: str | None, touched_since_ns: int) ->
     new_info = os.lstat(new_root)
     if old_root is not None and _differs(new_root, old_root, new_info, os.lstat(old_root), 0):
         changes[()] = Change("add", new_root, new_info)
-    _compare_dir((), new_root, old_root, changes, links, touched_since_ns)
+    pending: list[tuple[tuple[str, ...], str, str | None]] = [((), new_root, old_root)]
+    while pending:
+        _compare_dir(*pending.pop(), changes, links, touched_since_ns, pending)
     for change in list(changes.values()):
         info = change.info
         if change.kind == "add" and info is not None and stat.S_ISREG(info.st_mode):
             for sibling in links.get((info.st_dev, info.st_ino), ()):
                 changes.setdefault(sibling, Change("add", _join(new_root, sibling)))
     for parts in list(changes):
-        for depth in range(1, len(parts)):
+        # Deepest first, stopping at the first ancestor already listed: its own are too.
+        for depth in range(len(parts) - 1, 0, -1):
             ancestor = parts[:depth]
-            if ancestor not in changes:
-                changes[ancestor] = Change("add", _join(new_root, ancestor))
+            if ancestor in changes:
+                break
+            changes[ancestor] = Change("add", _join(new_root, ancestor))
     return [changes[parts] for parts in sorted(changes)]
 
 
@@ -162,7 +161,9 @@ def _compare_dir(
     changes: dict[tuple[str, ...], Change],
     links: dict[tuple[int, int], list[tuple[str, ...]]],
     touched_since_ns: int,
+    pending: list[tuple[tuple[str, ...], str, str | None]],
 ) -> None:
+    """Compare one directory level; subdirectories go onto ``pending``."""
     new_entries = _scan(new_dir)
     old_entries = _scan(old_dir)
     deleted = old_entries.keys() - new_entries.keys()
@@ -189,7 +190,7 @@ def _compare_dir(
             old_child = (
                 old_path if old_info is not None and stat.S_ISDIR(old_info.st_mode) else None
             )
-            _compare_dir(child, new_path, old_child, changes, links, touched_since_ns)
+            pending.append((child, new_path, old_child))
 
 
 def _differs(
