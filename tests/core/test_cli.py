@@ -54,7 +54,9 @@ def test_info_and_plugins_through_the_daemon(plugin_sites, start_daemon):
     daemon = start_daemon(sites=[plugin_sites["dockyard-memory-backend"]])
     info = run_dockyard(["-H", daemon.host, "info"])
     assert info.returncode == 0, info.stderr
-    assert " Plugins:\n  memory: registry backend (memory) selected=- ok\n" in info.stdout
+    plugins_section = info.stdout.split(" Plugins:\n", 1)[1].split("\n Kernel Version:", 1)[0]
+    assert "  memory: registry backend (memory) selected=- ok" in plugins_section.splitlines()
+    assert "  overlay: storage driver (overlay) selected=overlay ok" in plugins_section.splitlines()
     listing = run_dockyard(["-H", daemon.host, "plugins"])
     assert listing.returncode == 0, listing.stderr
     header, *rows = listing.stdout.splitlines()

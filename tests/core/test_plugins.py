@@ -119,7 +119,7 @@ def test_table_for_an_unknown_driver_is_refused(sites):
     config = parse_config("[registries.memroy]\nmax-size = 8\n", "c.toml")
     with pytest.raises(
         ConfigError,
-        match=r"unknown registry backend 'memroy' in \[registries.memroy\]; available: memory",
+        match=r"unknown registry backend 'memroy' in \[registries.memroy\]; available: filesystem, memory, s3",
     ):
         PluginHost(config, "cli").load()
 
