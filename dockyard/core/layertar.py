@@ -32,7 +32,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -75,22 +75,34 @@ class ExtractStats:
     file_bytes: int
 
 
+#: What a layer wrote so far: directory (as path components) -> names written in it, whether
+#: by an entry of their own or as the implied parent of one.
+WrittenNames = Mapping[tuple[str, ...], set[str]]
+
+
 class WhiteoutHandler(Protocol):
     """What to do with a layer's whiteouts: :class:`DeleteWhiteouts`, :class:`OverlayWhiteouts`.
 
-    ``parent_fd`` is an open directory inside the layer root and ``parent`` its path components;
-    ``written`` holds the names in that directory that this same layer wrote before the marker
-    (they survive an opaque marker).
+    ``layer_fd`` is the root of the layer being written; directories are given both as an open
+    fd inside it and as path components below it. ``written`` tells what this same layer wrote
+    before the marker: that survives an opaque marker.
     """
 
     def whiteout(
-        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+        self,
+        layer_fd: int,
+        parent_fd: int,
+        parent: tuple[str, ...],
+        name: str,
+        entry: tarfile.TarInfo,
     ) -> None:
-        """Hide ``name`` of the lower layers in the directory ``parent_fd``."""
+        """Hide ``name`` of the lower layers in directory ``parent``."""
         ...
 
-    def opaque(self, dir_fd: int, written: set[str]) -> None:
-        """Hide every entry of the lower layers in directory ``dir_fd``."""
+    def opaque(
+        self, layer_fd: int, dir_fd: int, directory: tuple[str, ...], written: WrittenNames
+    ) -> None:
+        """Hide everything the lower layers have below ``directory``."""
         ...
 
 
@@ -98,45 +110,97 @@ class DeleteWhiteouts:
     """Apply whiteouts as deletions: the layer directory already holds a copy of its parents."""
 
     def whiteout(
-        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+        self,
+        layer_fd: int,
+        parent_fd: int,
+        parent: tuple[str, ...],
+        name: str,
+        entry: tarfile.TarInfo,
     ) -> None:
         remove_entry(parent_fd, name)
 
-    def opaque(self, dir_fd: int, written: set[str]) -> None:
-        for name in os.listdir(dir_fd):
-            if name not in written:
-                remove_entry(dir_fd, name)
+    def opaque(
+        self, layer_fd: int, dir_fd: int, directory: tuple[str, ...], written: WrittenNames
+    ) -> None:
+        # The whole subtree of the parents goes, except what this layer wrote: a kept
+        # directory is pruned too, as overlayfs would hide the lower one entirely.
+        pending = [(os.dup(dir_fd), directory)]
+        while pending:
+            fd, parts = pending.pop()
+            try:
+                kept = written.get(parts, set())
+                for name in os.listdir(fd):
+                    if name not in kept:
+                        remove_entry(fd, name)
+                        continue
+                    try:
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError:
+                        continue  # not a directory: nothing below to prune
+                    pending.append((child, (*parts, name)))
+            finally:
+                os.close(fd)
 
 
 class OverlayWhiteouts:
     """Store whiteouts in overlayfs form: 0/0 character devices and ``trusted.overlay.opaque``.
 
     ``lower_roots`` are the directories of the layers below, nearest first. A whiteout is only
-    stored where it hides something: overlayfs shows a whiteout as a name that cannot be opened
-    when its directory is not merged with a lower one (an opaque or brand-new directory).
+    stored where it hides something visible in those layers: overlayfs lists a whiteout as a
+    name that cannot be opened when its directory is not merged with a lower one.
     """
 
     def __init__(self, lower_roots: Sequence[str | Path] = ()) -> None:
         self.lower_roots = [str(root) for root in lower_roots]
 
     def whiteout(
-        self, parent_fd: int, parent: tuple[str, ...], name: str, entry: tarfile.TarInfo
+        self,
+        layer_fd: int,
+        parent_fd: int,
+        parent: tuple[str, ...],
+        name: str,
+        entry: tarfile.TarInfo,
     ) -> None:
         remove_entry(parent_fd, name)
-        if is_overlay_opaque(parent_fd):
+        if _under_opaque_dir(layer_fd, parent):
             return
-        if not any(entry_exists(root, [*parent, name]) for root in self.lower_roots):
+        if not visible_in_layers(self.lower_roots, (*parent, name)):
             return
         os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
         os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
 
-    def opaque(self, dir_fd: int, written: set[str]) -> None:
+    def opaque(
+        self, layer_fd: int, dir_fd: int, directory: tuple[str, ...], written: WrittenNames
+    ) -> None:
         os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
-        # Whiteouts this layer stored here earlier have nothing left to hide.
-        for name in os.listdir(dir_fd):
-            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if is_overlay_whiteout(info):
-                os.unlink(name, dir_fd=dir_fd)
+        # Whiteouts this layer stored below here earlier have nothing left to hide.
+        pending = [os.dup(dir_fd)]
+        while pending:
+            fd = pending.pop()
+            try:
+                for name in os.listdir(fd):
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if is_overlay_whiteout(info):
+                        os.unlink(name, dir_fd=fd)
+                    elif stat.S_ISDIR(info.st_mode):
+                        pending.append(os.open(name, _DIR_FLAGS, dir_fd=fd))
+            finally:
+                os.close(fd)
+
+
+def _under_opaque_dir(layer_fd: int, directory: tuple[str, ...]) -> bool:
+    """Whether ``directory`` or one of its ancestors is opaque in the layer at ``layer_fd``."""
+    fd = os.dup(layer_fd)
+    try:
+        for part in directory:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+            if is_overlay_opaque(fd):
+                return True
+        return False
+    finally:
+        os.close(fd)
 
 
 def is_overlay_whiteout(info: os.stat_result) -> bool:
@@ -153,27 +217,46 @@ def is_overlay_opaque(path: str | int) -> bool:
     return value == b"y"
 
 
-def entry_exists(root: str | Path, parts: Sequence[str]) -> bool:
-    """Whether ``root/parts...`` exists, looked up without following any symlink."""
-    try:
-        fd = os.open(root, _DIR_FLAGS)
-    except FileNotFoundError:
-        return False
-    try:
-        for part in parts[:-1]:
-            try:
-                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError:
-                return False
-            os.close(fd)
-            fd = next_fd
+def visible_in_layers(layer_roots: Sequence[str], parts: Sequence[str]) -> bool:
+    """Whether path ``parts`` exists in the overlayfs merge of ``layer_roots`` (top first).
+
+    Looks up each component as overlayfs does: the topmost layer having it decides, a
+    whiteout hides it, a non-directory or an opaque directory stops the search downwards.
+    Symlinks are never followed.
+    """
+    candidates: list[int] = []
+    for root in layer_roots:
         try:
-            os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except OSError:
-            return False
-        return True
+            candidates.append(os.open(root, _DIR_FLAGS))
+        except FileNotFoundError:
+            continue
+    try:
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            below: list[int] = []
+            for fd in candidates:
+                try:
+                    info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if is_overlay_whiteout(info) or last or not stat.S_ISDIR(info.st_mode):
+                    if last and not is_overlay_whiteout(info):
+                        for opened in below:
+                            os.close(opened)
+                        return True
+                    break
+                below.append(os.open(part, _DIR_FLAGS, dir_fd=fd))
+                if is_overlay_opaque(below[-1]):
+                    break
+            for fd in candidates:
+                os.close(fd)
+            candidates = below
+            if not candidates:
+                return False
+        return bool(candidates)
     finally:
-        os.close(fd)
+        for fd in candidates:
+            os.close(fd)
 
 
 class WhiteoutMode(enum.Enum):
@@ -456,7 +539,7 @@ class _Extractor:
         name = parts[-1]
         if name == OPAQUE_MARKER:
             dir_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
-            self.whiteouts.opaque(dir_fd, self.written.get(tuple(parts[:-1]), set()))
+            self.whiteouts.opaque(self.root_fd, dir_fd, tuple(parts[:-1]), self.written)
             return
         if name.startswith(WHITEOUT_META_PREFIX):
             return  # aufs bookkeeping such as .wh..wh.plnk; docker skips it too
@@ -464,7 +547,7 @@ class _Extractor:
         if hidden in ("", ".", ".."):
             raise InvalidParameter(f"layer entry {entry.name!r}: a whiteout must name an entry")
         parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
-        self.whiteouts.whiteout(parent_fd, tuple(parts[:-1]), hidden, entry)
+        self.whiteouts.whiteout(self.root_fd, parent_fd, tuple(parts[:-1]), hidden, entry)
         self.written.get(tuple(parts[:-1]), set()).discard(hidden)
 
     def _replace_existing(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:

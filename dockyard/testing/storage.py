@@ -498,6 +498,30 @@ class StorageDriverConformance:
         driver.apply_layer("fourth", ["third", "second", "base"], fourth.stream())
         return ["fourth", "third", "second", "base"]
 
+    def test_opaque_marker_after_the_layers_own_children(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        lower = LayerTar().dir("d").dir("d/sub").file("d/sub/old").file("d/other")
+        driver.apply_layer("l1", [], lower.stream())
+        upper = LayerTar().file("d/sub/new", b"mine").opaque("d")
+        driver.apply_layer("l2", ["l1"], upper.stream())
+        driver.prepare("c", ["l2", "l1"])
+        with self.view(driver, "c", ["l2", "l1"], tmp_path / "root") as root:
+            assert sorted(tree_state(root)) == ["", "d", "d/sub", "d/sub/new"]
+
+    def test_whiteout_inside_a_recreated_directory(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        driver.apply_layer("l1", [], LayerTar().dir("d").file("d/x").file("d/z").stream())
+        driver.apply_layer("l2", ["l1"], LayerTar().whiteout("d").stream())
+        # d/x is already gone below; the whiteout must not show up as a broken name.
+        recreate = LayerTar().dir("d").whiteout("d/x").file("d/y", b"y")
+        driver.apply_layer("l3", ["l2", "l1"], recreate.stream())
+        chain = ["l3", "l2", "l1"]
+        driver.prepare("c", chain)
+        with self.view(driver, "c", chain, tmp_path / "root") as root:
+            assert sorted(tree_state(root)) == ["", "d", "d/y"]
+
     def test_a_layer_over_a_changed_type(self, driver: StorageDriver, tmp_path: Path) -> None:
         driver.apply_layer(
             "l1", [], LayerTar().dir("x").file("x/in", b"1").file("y", b"file").stream()

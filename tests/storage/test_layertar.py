@@ -20,6 +20,7 @@ from dockyard.core.layertar import (
     WhiteoutMode,
     clean_entry_name,
     extract_layer,
+    visible_in_layers,
     walk_tree,
 )
 from dockyard.testing.storage import BASE_TIME_NS, LayerTar, tree_state
@@ -71,6 +72,7 @@ def test_delete_whiteouts_remove_from_the_copy(target: Path) -> None:
 
 
 def test_overlay_whiteouts_become_char_devices_and_xattrs(target: Path, tmp_path: Path) -> None:
+    # (A whiteout hiding nothing would list as an unopenable name in an unmerged directory.)
     lower = tmp_path / "lower"
     (lower / "dir").mkdir(parents=True)
     (lower / "old").write_text("x")
@@ -91,15 +93,47 @@ def test_a_custom_whiteout_handler_sees_every_marker(target: Path) -> None:
     calls: list[tuple] = []
 
     class Recorder:
-        def whiteout(self, parent_fd, parent, name, entry) -> None:
+        def whiteout(self, layer_fd, parent_fd, parent, name, entry) -> None:
             calls.append(("whiteout", parent, name))
 
-        def opaque(self, dir_fd, written) -> None:
-            calls.append(("opaque", sorted(written)))
+        def opaque(self, layer_fd, dir_fd, directory, written) -> None:
+            calls.append(("opaque", directory, sorted(written[directory])))
 
     layer = LayerTar().dir("a").file("a/kept", b"").opaque("a").whiteout("a/b/c")
     extract_layer(layer.stream(), target, Recorder())
-    assert calls == [("opaque", ["kept"]), ("whiteout", ("a", "b"), "c")]
+    assert calls == [("opaque", ("a",), ["kept"]), ("whiteout", ("a", "b"), "c")]
+
+
+def test_opaque_after_children_prunes_the_parents_subtree(target: Path) -> None:
+    (target / "d/sub").mkdir(parents=True)
+    (target / "d/sub/old").write_text("lower")
+    (target / "d/other").write_text("lower")
+    layer = LayerTar().file("d/sub/new", b"mine").opaque("d")
+    extract_layer(layer.stream(), target, DeleteWhiteouts())
+    assert [p.relative_to(target).as_posix() for p in sorted(target.rglob("*"))] == [
+        "d",
+        "d/sub",
+        "d/sub/new",
+    ]
+
+
+def test_visibility_follows_overlay_lookup(tmp_path: Path) -> None:
+    top, middle, bottom = (tmp_path / name for name in ("top", "middle", "bottom"))
+    for layer in (top, middle, bottom):
+        layer.mkdir()
+    (bottom / "d").mkdir()
+    (bottom / "d/x").write_text("")
+    (bottom / "e").mkdir()
+    (bottom / "e/y").write_text("")
+    os.mknod(middle / "d", stat.S_IFCHR | 0o600, 0)  # middle deletes d
+    (top / "e").mkdir()
+    os.setxattr(top / "e", OVERLAY_OPAQUE_XATTR, b"y")  # top hides bottom's e/*
+    layers = [str(top), str(middle), str(bottom)]
+    assert visible_in_layers(layers, ["e"])
+    assert not visible_in_layers(layers, ["e", "y"])
+    assert not visible_in_layers(layers, ["d", "x"])
+    assert not visible_in_layers(layers, ["d"])
+    assert visible_in_layers(layers[1:][1:], ["d", "x"])
 
 
 def test_too_many_entries(target: Path) -> None:
