@@ -354,16 +354,21 @@ def _image_rows(image: dict[str, Any], truncate: bool) -> list[dict[str, str]]:
     digests = [d for d in image.get("RepoDigests") or () if d != "<none>@<none>"]
     if not tags and not digests:
         return [{**common, "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"}]
-    rows = []
-    repositories = set()
+    # Rows of one repository stay together, as docker groups them (its order of repositories
+    # is Go's random map order; ours is the daemon's, so scripts see a stable one).
+    tags_by_repository: dict[str, list[str]] = {}
     for reference in tags:
         repo, tag = _split_repo_tag(reference)
-        repositories.add(repo)
-        rows.append({**common, "Repository": repo, "Tag": tag, "Digest": "<none>"})
+        tags_by_repository.setdefault(repo, []).append(tag)
+    rows = [
+        {**common, "Repository": repo, "Tag": tag, "Digest": "<none>"}
+        for repo, repo_tags in tags_by_repository.items()
+        for tag in repo_tags
+    ]
     for reference in digests:  # a repository known only by digest still gets its row
         repo = reference.partition("@")[0]
-        if repo not in repositories:
-            repositories.add(repo)
+        if repo not in tags_by_repository:
+            tags_by_repository[repo] = []
             rows.append({**common, "Repository": repo, "Tag": "<none>", "Digest": ""})
     return rows
 

@@ -173,13 +173,16 @@ class EngineClient:
         :class:`ConnectionLost` rather than leaving a silently truncated copy.
         """
         total = 0
-        try:
-            while block := response.read(CHUNK):
-                out.write(block)
-                total += len(block)
-        except (http.client.IncompleteRead, ConnectionError, http.client.HTTPException) as exc:
-            detail = f"the response ended after {total} bytes ({type(exc).__name__})"
-            raise ConnectionLost(self.host, detail) from None
+        while True:
+            try:
+                block = response.read1(CHUNK)  # what has arrived: nothing held back on a cut
+            except (http.client.HTTPException, ConnectionError) as exc:
+                detail = f"the response ended after {total} bytes ({type(exc).__name__})"
+                raise ConnectionLost(self.host, detail) from None
+            if not block:
+                break
+            out.write(block)  # a failure here is the destination's (a closed pipe), not ours
+            total += len(block)
         return total
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli import human_duration, human_size_decimal
-from dockyard.client import StreamError, display_json_messages
+from dockyard.client import ConnectionLost, EngineClient, StreamError, display_json_messages
+from dockyard.core.hosts import parse_host
 from tests.conftest import docker_cli, plugin_env, run_dockyard
 
 BUSYBOX = Path(shutil.which("busybox") or "/bin/busybox")
@@ -651,12 +652,14 @@ def test_image_prune_asks_unless_forced(daemon, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def _chunked_response(*chunks: bytes) -> http.client.HTTPResponse:
+def _chunked_response(*chunks: bytes, complete: bool = True) -> http.client.HTTPResponse:
+    """A response read from real HTTP bytes; ``complete=False`` cuts it before its last chunk."""
     ours, theirs = socket.socketpair()
     head = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
-    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+    body += b"0\r\n\r\n" if complete else b""
     theirs.sendall(head + body)
     theirs.close()
     response = http.client.HTTPResponse(ours)
@@ -690,6 +693,30 @@ def test_json_message_stream_error_raises_its_message():
         display_json_messages(_chunked_response(b'{"status":"cut'), io.StringIO())
 
 
+def test_a_cut_response_is_an_error_not_a_short_file():
+    client = EngineClient(parse_host("unix:///run/unused.sock"))
+    whole = io.BytesIO()
+    assert client.copy_response(_chunked_response(b"a" * 10, b"b" * 5), whole) == 15
+    assert whole.getvalue() == b"a" * 10 + b"b" * 5
+    with pytest.raises(ConnectionLost, match="the response ended after 10 bytes"):
+        client.copy_response(_chunked_response(b"a" * 10, complete=False), io.BytesIO())
+
+
+def test_save_into_a_closed_pipe_stops_quietly(daemon, tmp_path):
+    """``dockyard save x | head -c 10``: the reader went away, nothing went wrong."""
+    import_image(daemon, tmp_path, "piped:1")
+    saver = subprocess.Popen(
+        dockyard_argv(daemon, "save", "piped:1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=plugin_env([]),
+    )
+    assert len(saver.stdout.read(10)) == 10
+    saver.stdout.close()
+    assert saver.wait(30) == 0
+    assert saver.stderr.read() == b""
+
+
 # --------------------------------------------------------------------------------------------
 # Side by side with the real docker CLI against the same daemon
 # --------------------------------------------------------------------------------------------
@@ -697,11 +724,30 @@ def test_json_message_stream_error_raises_its_message():
 
 @pytest.mark.interop
 def test_output_is_byte_for_byte_the_docker_clis(daemon, tmp_path):
-    image_id = load_history_image(daemon, tmp_path, "storied:1", "localhost:5000/team/storied:v2")
+    # One repository per image: docker orders an image's repositories randomly (a Go map).
+    image_id = load_history_image(daemon, tmp_path, "storied:1", "storied:v2")
+    # An untagged image with an old date: a <none> row, and something to prune.
+    dangling = tmp_path / "dangling.tar"
+    old_layer = [layer_tar({"etc": None, "etc/dangling": b"x"})]
+    dangling.write_bytes(docker_archive([], HISTORY[:1], old_layer))
+    ok(dockyard(daemon, "load", "-i", str(dangling)))
+    not_an_archive = tmp_path / "rootfs.tar"
+    not_an_archive.write_bytes(rootfs_tar())
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(DOCKER_HOST=daemon.host, DOCKER_CONFIG=str(tmp_path / "docker-config"))
+
+    def docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [docker_cli(), *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    def outcome(result: subprocess.CompletedProcess) -> tuple[int, str, str]:
+        return result.returncode, result.stdout, result.stderr
+
+    # Read-only commands: the same daemon state for both clients.
     for args in (
         ["images"],
+        ["images", "-a"],
         ["images", "storied"],
         ["images", "-q"],
         ["images", "--no-trunc"],
@@ -714,13 +760,29 @@ def test_output_is_byte_for_byte_the_docker_clis(daemon, tmp_path):
         ["image", "inspect", "storied:1", "nope"],
         ["rmi", image_id[7:19]],
         ["history", "nope"],
+        ["save", "-o", str(tmp_path / "never.tar"), "nope"],
+        ["import", "-c", "FROBNICATE x", str(not_an_archive)],
+        ["load", "-i", str(not_an_archive)],
+        ["load", "-i", str(tmp_path / "history.tar")],  # already there: the same lines again
     ):
-        theirs = subprocess.run(
-            [docker_cli(), *args], capture_output=True, text=True, env=env, timeout=60
-        )
-        ours = dockyard(daemon, *args)
-        assert (ours.returncode, ours.stdout, ours.stderr) == (
-            theirs.returncode,
-            theirs.stdout,
-            theirs.stderr,
-        ), args
+        assert outcome(dockyard(daemon, *args)) == outcome(docker(*args)), args
+
+    # Commands that change the daemon: each client runs the whole sequence in turn.
+    def sequence(run) -> list[tuple[int, str, str]]:
+        results = [
+            run("tag", "storied:1", "extra:1"),
+            run("rmi", "extra:1", "nope"),
+            run("image", "prune", "-f"),
+            run("image", "prune", "-f"),
+        ]
+        ok(dockyard(daemon, "load", "-i", str(tmp_path / "history.tar")))
+        return [outcome(result) for result in results]
+
+    theirs = sequence(docker)
+    ok(dockyard(daemon, "load", "-i", str(dangling)))  # what docker's prune removed
+    assert sequence(lambda *args: dockyard(daemon, *args)) == theirs
+
+    # save writes exactly the daemon's bytes, whichever client asks
+    assert outcome(docker("save", "-o", str(tmp_path / "theirs.tar"), "storied:1"))[0] == 0
+    ok(dockyard(daemon, "save", "-o", str(tmp_path / "ours.tar"), "storied:1"))
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "theirs.tar").read_bytes()
