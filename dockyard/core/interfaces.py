@@ -8,6 +8,7 @@ event loop, so a driver may block on disk, syscalls or the network.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -105,11 +106,19 @@ class StorageDriver(Protocol):
 # --------------------------------------------------------------------------------------------
 # Runtimes (the daemon's process runner)
 # --------------------------------------------------------------------------------------------
+#
+# How a container runs. The daemon starts one *supervisor* process per container (core code,
+# ``dockyard.core.containers.supervisor``) in its own session, so the container outlives the
+# daemon. The supervisor holds the container's stdio, writes its logs and records its exit
+# status. To start the container's process it imports the runtime's *launcher* (a
+# ``module:function`` path, so it needs no plugin loading) and calls it; the process becomes
+# the supervisor's child. Everything else the runtime does (exec, pause, stats, clean-up) runs
+# in the daemon through the :class:`Runtime` object.
 
 
 @attrs.frozen
 class ProcessSpec:
-    """The process to run: what ``docker run`` resolves from the image config and its flags."""
+    """A process to run in a container: what ``docker run`` resolves from image and flags."""
 
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -118,8 +127,12 @@ class ProcessSpec:
     gid: int = 0
     additional_gids: tuple[int, ...] = ()
     terminal: bool = False
+    #: Capability names as Docker spells them (``CAP_CHOWN``...); the bounding, effective,
+    #: permitted and inheritable sets all get exactly these.
     capabilities: tuple[str, ...] = ()
     no_new_privileges: bool = True
+    #: Initial terminal size (rows, columns) when ``terminal``.
+    console_size: tuple[int, int] = (0, 0)
 
 
 @attrs.frozen
@@ -141,70 +154,175 @@ class Resources:
 
 
 @attrs.frozen
+class IdMapping:
+    """One line of a user namespace's uid_map or gid_map."""
+
+    container_id: int
+    host_id: int
+    size: int
+
+
+#: Docker's default capability set.
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)  # fmt: skip
+
+#: runc's default masked paths (bind-mounted over with /dev/null or an empty read-only tmpfs).
+DEFAULT_MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)  # fmt: skip
+
+#: runc's default read-only paths.
+DEFAULT_READONLY_PATHS = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)  # fmt: skip
+
+
+@attrs.frozen
 class ContainerSpec:
-    """Everything a runtime needs to create a container, independent of how it does it."""
+    """Everything a runtime needs to start a container, independent of how it does it.
+
+    It is written as JSON into the container's state directory (:func:`spec_to_json`), where
+    the supervisor reads it back, so every field is plain data.
+    """
 
     id: str
+    #: Mounts making the root filesystem, from the storage driver (applied at the new root).
     rootfs: tuple[Mount, ...]
     process: ProcessSpec
     hostname: str = ""
     read_only_rootfs: bool = False
+    #: "none" (own network namespace with loopback up) or "host" (the host's).
     network_mode: str = "none"
     mounts: tuple[BindMount, ...] = ()
     resources: Resources = Resources()
     privileged: bool = False
-    #: Files the core prepared (``/etc/hosts``, ``/etc/resolv.conf``, ``/etc/hostname``).
-    etc_files: Mapping[str, str] = attrs.field(factory=dict)
-    #: Where the container's stdout/stderr go: paths of files or FIFOs the core reads.
-    stdio: tuple[str, str, str] = ("", "", "")
+    #: Files the core wrote on the host, bind-mounted at these container paths
+    #: (``/etc/hosts``, ``/etc/resolv.conf``, ``/etc/hostname``).
+    etc_files: tuple[tuple[str, str], ...] = ()
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    #: User namespace mappings; empty means no user namespace.
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
+    #: Directory private to this container (the runtime may keep files there).
+    state_dir: str = ""
+
+
+def spec_to_json(spec: ContainerSpec) -> str:
+    return json.dumps(attrs.asdict(spec))
+
+
+def spec_from_json(text: str) -> ContainerSpec:
+    raw = json.loads(text)
+    return ContainerSpec(
+        **{
+            **raw,
+            "rootfs": tuple(
+                Mount(m["type"], m["source"], tuple(m["options"])) for m in raw["rootfs"]
+            ),
+            "process": ProcessSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["process"].items()}  # type: ignore[arg-type]
+            ),
+            "mounts": tuple(BindMount(**m) for m in raw["mounts"]),
+            "resources": Resources(**raw["resources"]),
+            "etc_files": tuple(tuple(pair) for pair in raw["etc_files"]),
+            "masked_paths": tuple(raw["masked_paths"]),
+            "readonly_paths": tuple(raw["readonly_paths"]),
+            "uid_mappings": tuple(IdMapping(**m) for m in raw["uid_mappings"]),
+            "gid_mappings": tuple(IdMapping(**m) for m in raw["gid_mappings"]),
+        }
+    )
+
+
+class LaunchError(Exception):
+    """The container's process could not be started.
+
+    ``exit_code`` follows docker: 127 when the command is not found, 126 when it cannot be
+    executed (permission denied, not a file), 125 for any other failure of the runtime.
+    """
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Launcher(Protocol):
+    """``launch(spec, stdio) -> pid``: called by the container's supervisor process.
+
+    Called once per start, in the supervisor (never in the daemon), which has made itself a
+    child subreaper. ``stdio`` is three file descriptors for the process's stdin, stdout and
+    stderr (for a terminal, all three are the pty's slave end). The launcher sets up the
+    isolation (namespaces, mounts, cgroup, credentials) and returns the host pid of the
+    container's init process, once it has been exec'd. That process must be a child of the
+    supervisor, or be reparented to it, so the supervisor can wait for it. Failure to start
+    raises :class:`LaunchError`, after cleaning up what it made.
+    """
+
+    def __call__(self, spec: ContainerSpec, stdio: tuple[int, int, int]) -> int: ...
 
 
 @attrs.frozen
-class RuntimeState:
-    """What a runtime reports about one container."""
+class ContainerStats:
+    """One sample of a container's resource use, read from its cgroup."""
 
-    status: str  # "created", "running", "paused" or "stopped"
-    pid: int = 0
-    exit_code: int | None = None
-    oom_killed: bool = False
+    memory_usage: int
+    memory_limit: int
+    cpu_total_ns: int
+    system_cpu_ns: int
+    online_cpus: int
+    pids: int
+    pids_limit: int
 
 
 @runtime_checkable
 class Runtime(Protocol):
     """Runs containers: isolated processes on a prepared root filesystem.
 
-    The core owns container metadata, logs and restart policy; the runtime owns processes,
-    namespaces and cgroups. A container survives the daemon: the runtime must leave a supervisor
-    (or the kernel) holding it, and ``state`` must answer for containers created by an earlier
-    daemon process.
+    The core owns container metadata, logs, the supervisor and restart policy; the runtime owns
+    namespaces, cgroups and how processes enter them. All methods run in the daemon, in worker
+    threads, and must work for containers started by an earlier daemon process.
     """
 
-    def create(self, spec: ContainerSpec) -> None:
-        """Set up container ``spec.id`` without starting its process (namespaces, cgroup, mounts).
+    #: ``"package.module:function"`` of the :class:`Launcher` the supervisor imports.
+    launcher: str
 
-        Raises :class:`~dockyard.core.errors.InvalidParameter` for a spec this runtime cannot
-        honour; on any error nothing is left behind (no mount, no cgroup, no state).
+    def exec(
+        self, spec: ContainerSpec, pid: int, process: ProcessSpec, stdio: tuple[int, int, int]
+    ) -> int:
+        """Start ``process`` inside running container ``spec.id`` (init pid ``pid``).
+
+        The new process is a child of the calling (daemon) process, so the caller can wait for
+        it; returns its pid. A command that cannot be found or executed raises
+        :class:`LaunchError` with exit code 127 or 126.
         """
         ...
 
-    def start(self, container_id: str) -> int:
-        """Start the created container's process; return its host pid."""
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of the container (cgroup freezer)."""
         ...
 
-    def signal(self, container_id: str, signum: int) -> None:
-        """Send ``signum`` to the container's main process. A stopped container is a no-op."""
+    def resume(self, container_id: str) -> None:
+        """Thaw a paused container."""
         ...
 
-    def state(self, container_id: str) -> RuntimeState:
-        """Report the container's state. Raises :class:`~dockyard.core.errors.NotFound`."""
+    def stats(self, container_id: str) -> ContainerStats:
+        """Read current resource use. Raises :class:`~dockyard.core.errors.NotFound`."""
         ...
 
-    def exec(self, container_id: str, process: ProcessSpec, stdio: tuple[str, str, str]) -> int:
-        """Run an extra process inside the running container; return its host pid."""
+    def oom_killed(self, container_id: str) -> bool:
+        """Whether the kernel's OOM killer killed a process of the container."""
         ...
 
-    def delete(self, container_id: str) -> None:
-        """Remove a stopped container's runtime state, cgroup and mounts; a missing id is fine."""
+    def cleanup(self, container_id: str) -> None:
+        """Remove what the runtime made for a stopped container (cgroups, mounts, files).
+
+        A container with nothing left to clean up is fine; call it again and again.
+        """
         ...
 
 
