@@ -619,10 +619,9 @@ def test_image_prune_asks_unless_forced(daemon, tmp_path):
     )
 
     declined = dockyard(daemon, "image", "prune", input="n\n")
-    assert (declined.returncode, declined.stdout) == (0, prompt)
-    assert declined.stderr == "image prune has been cancelled\n"
+    assert (declined.returncode, declined.stdout, declined.stderr) == (0, prompt, "")
     no_answer = dockyard(daemon, "image", "prune", input="")
-    assert no_answer.stdout == prompt + "\n"
+    assert (no_answer.returncode, no_answer.stdout) == (0, prompt)
     assert len(api_json(daemon, "/images/json")) == 2
 
     dangling_size = api_json(daemon, f"/images/{dangling}/json")["Size"]
@@ -777,6 +776,13 @@ def test_output_is_byte_for_byte_the_docker_clis(daemon, tmp_path):
         ]
         ok(dockyard(daemon, "load", "-i", str(tmp_path / "history.tar")))
         return [outcome(result) for result in results]
+
+    for answer in ("n\n", ""):  # declined, and no answer at all
+        declined_by_docker = subprocess.run(
+            [docker_cli(), "image", "prune"], input=answer, capture_output=True, text=True, env=env
+        )
+        declined = dockyard(daemon, "image", "prune", input=answer)
+        assert outcome(declined) == outcome(declined_by_docker), answer
 
     theirs = sequence(docker)
     ok(dockyard(daemon, "load", "-i", str(dangling)))  # what docker's prune removed
