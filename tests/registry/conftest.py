@@ -69,6 +69,7 @@ def serve_in_thread(store: RegistryStore, auth: object = None) -> ThreadedRegist
     app = create_registry_app(store, auth)  # type: ignore[arg-type]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]

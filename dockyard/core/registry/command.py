@@ -7,6 +7,7 @@ every piece of state lives in the backend, so the registry takes no lock on its 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,12 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
         runtime.store, service.drivers.get(DriverKind.AUTH), extra_routes=extra_routes
     )
     logged_app = RequestLogMiddleware(app)
-    listener = Listener(host, bind(host), tls)
+    sock = bind(host)
+    # Accepted sockets inherit this on Linux. asyncio sets it only on sockets created with
+    # proto=IPPROTO_TCP, which bind() does not use; without it every keep-alive response
+    # waits ~40 ms for a delayed ACK (headers and body leave in two segments).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener = Listener(host, sock, tls)
 
     async def startup() -> None:
         plugins.hook.dockyard_startup(service=service)
