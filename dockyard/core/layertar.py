@@ -364,11 +364,15 @@ def _mtime_ns(entry: tarfile.TarInfo, key: str = "mtime") -> int:
 
 
 def _xattrs_of(entry: tarfile.TarInfo) -> dict[str, bytes]:
-    return {
-        key[len(XATTR_PAX_PREFIX) :]: value.encode("utf-8", "surrogateescape")
-        for key, value in entry.pax_headers.items()
-        if key.startswith(XATTR_PAX_PREFIX)
-    }
+    """The xattrs an entry asks for, less overlayfs' own: a layer setting those could forge
+    opaque dirs or redirects in a stacked driver, and no honest layer carries them."""
+    xattrs = {}
+    for key, value in entry.pax_headers.items():
+        if key.startswith(XATTR_PAX_PREFIX):
+            name = key[len(XATTR_PAX_PREFIX) :]
+            if not name.startswith(OVERLAY_XATTR_PREFIX):
+                xattrs[name] = value.encode("utf-8", "surrogateescape")
+    return xattrs
 
 
 def _bounded_tarinfo(limits: ExtractLimits) -> type[tarfile.TarInfo]:

@@ -191,7 +191,9 @@ def mounts_below(path: Path) -> list[str]:
     found = []
     with open("/proc/self/mountinfo") as mountinfo:
         for line in mountinfo:
-            point = line.split()[4].encode().decode("unicode_escape")
+            # Octal escapes (\040 for a space) over UTF-8 bytes.
+            escaped = line.split()[4].encode()
+            point = escaped.decode("unicode_escape").encode("latin-1").decode()
             if point == prefix or point.startswith(prefix + "/"):
                 found.append(point)
     return found

@@ -269,3 +269,14 @@ def test_truncated_layer_is_refused(driver, tmp_path, outside) -> None:
 
 def test_garbage_is_refused(driver, tmp_path, outside) -> None:
     refuse(driver, tmp_path, outside, os.urandom(3000), "not a valid tar")
+
+
+def test_overlayfs_bookkeeping_xattrs_are_dropped(driver, tmp_path) -> None:
+    # Were it kept, trusted.overlay.opaque would hide the lower layer's files from overlay.
+    driver.apply_layer("l1", [], LayerTar().dir("d").file("d/lower", b"1").stream())
+    forged = {"trusted.overlay.opaque": b"y", "trusted.overlay.redirect": b"/elsewhere"}
+    layer = LayerTar().dir("d", xattrs=forged).file("d/upper", b"2", xattrs=forged)
+    driver.apply_layer("l2", ["l1"], layer.stream())
+    driver.prepare("view", ["l2", "l1"])
+    with mounted(driver.mounts("view", ["l2", "l1"]), tmp_path / "mnt") as root:
+        assert sorted(os.listdir(root / "d")) == ["lower", "upper"]
