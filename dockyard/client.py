@@ -141,6 +141,11 @@ class EngineClient:
             # and close the connection; its answer is then waiting to be read below.
             if data is None:
                 raise ConnectionLost(self.host, "the request was cut off") from None
+        except OSError as exc:
+            # With a body to stream, the error may be the source's own (reading stdin): keep it.
+            if data is not None or isinstance(exc, ssl.SSLError):
+                raise
+            raise ConnectionLost(self.host, f"sending the request failed ({exc})") from None
         try:
             response = connection.getresponse()
         except (http.client.HTTPException, OSError) as exc:
