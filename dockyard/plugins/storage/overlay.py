@@ -40,6 +40,7 @@ from dockyard.core.errors import DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import Mount, Usage
 from dockyard.core.layertar import (
+    OVERLAY_OPAQUE_XATTR,
     OVERLAY_XATTR_PREFIX,
     DiffWriter,
     OverlayWhiteouts,
@@ -136,6 +137,15 @@ def _test_mount(work_area: str) -> None:
         parts = {name: os.path.join(base, name) for name in ("lower", "upper", "work", "merged")}
         for path in parts.values():
             os.mkdir(path)
+        # Layers keep whiteouts and opaque dirs in the host filesystem: it must take both.
+        try:
+            os.mknod(os.path.join(base, "whiteout"), stat.S_IFCHR | 0o600, 0)
+            os.setxattr(parts["lower"], OVERLAY_OPAQUE_XATTR, b"y")
+        except OSError as exc:
+            raise DriverUnavailable(
+                f"{work_area} ({filesystem_type(base)}) cannot hold overlayfs whiteouts "
+                f"(device nodes and trusted.* xattrs): {exc.strerror}"
+            ) from None
         options = (
             *FIXED_OPTIONS,
             f"lowerdir={parts['lower']}",
@@ -202,7 +212,8 @@ class OverlayDriver:
 
     def __init__(self, state_dir: Path, config: OverlayConfig | None = None) -> None:
         self.config = config or OverlayConfig()
-        self.root = Path(os.path.abspath(state_dir))
+        # Resolved, so mount points compare equal to what /proc/self/mountinfo shows.
+        self.root = Path(os.path.realpath(state_dir))
         if any(char in str(self.root) for char in ",:\\"):
             raise InvalidParameter(
                 f"overlay state directory {self.root} contains ',', ':' or '\\', "
