@@ -108,16 +108,17 @@ class VfsDriver:
         """The bind mount of snapshot ``key``."""
         return [self._bind(self.store.require(Kind.SNAPSHOT, key))]
 
-    def _changes(self, key: str, parents: Sequence[str]) -> tuple[str, list[Change]]:
-        path = self.store.require(Kind.SNAPSHOT, key)
-        old_root = self._layer_root(parents[0]) if parents else None
+    def _changes(self, path: Path, parent: str | None) -> tuple[str, list[Change]]:
+        """The snapshot at ``path``'s root and its changes over layer ``parent``."""
+        old_root = self._layer_root(parent) if parent is not None else None
         copied_at = os.stat(path / COPIED_MARKER).st_ctime_ns
         new_root = str(path / ROOTFS)
         return new_root, compare_trees(new_root, old_root, copied_at)
 
     def diff(self, key: str, parents: Sequence[str], out: BinaryIO) -> None:
         """Compare the snapshot with the layer it was copied from and archive the changes."""
-        new_root, changes = self._changes(key, parents)
+        path = self.store.require(Kind.SNAPSHOT, key)
+        new_root, changes = self._changes(path, parents[0] if parents else None)
         with DiffWriter(out) as writer:
             write_changes(changes, new_root, writer)
 
@@ -136,21 +137,14 @@ class VfsDriver:
         if kind is Kind.LAYER:
             size, inodes = (path / USAGE_FILE).read_text().split()
             return Usage(size=int(size), inodes=int(inodes))
-        parents = self._recorded_parent(path)
-        new_root = str(path / ROOTFS)
-        changes = compare_trees(new_root, parents, os.stat(path / COPIED_MARKER).st_ctime_ns)
+        parent_file = path / PARENT_FILE
+        parent = parent_file.read_text() if parent_file.exists() else None
+        _, changes = self._changes(path, parent)
         added = list(iter_added_files(changes))
         return Usage(
             size=sum(info.st_size for info in added if _is_regular(info)),
             inodes=len(added),
         )
-
-    def _recorded_parent(self, path: Path) -> str | None:
-        try:
-            parent = (path / PARENT_FILE).read_text()
-        except FileNotFoundError:
-            return None
-        return self._layer_root(parent)
 
     def keys(self) -> Iterable[str]:
         """Every layer and snapshot key stored."""
