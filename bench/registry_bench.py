@@ -208,7 +208,9 @@ async def _manifest_worker(port: int, path: str, until: float, latencies: list[f
     writer.close()
 
 
-def manifest_gets(port: int, name: str, seconds: float, connections: int = 16) -> tuple[float, float]:
+def manifest_gets(
+    port: int, name: str, seconds: float, connections: int = 16
+) -> tuple[float, float]:
     latencies: list[float] = []
     path = f"/v2/{name}/manifests/latest"
 

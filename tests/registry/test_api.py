@@ -593,3 +593,38 @@ def test_upload_resumes_in_another_registry_process(
     good = second.request("PUT", f"{location}?digest={first.digest(data)}")
     assert good.status_code == 201, good.text
     assert first.request("GET", f"/v2/resume/blobs/{first.digest(data)}").content == data
+
+
+def test_docker_schema2_manifest_and_manifest_list(client):
+    docker_manifest = "application/vnd.docker.distribution.manifest.v2+json"
+    docker_list = "application/vnd.docker.distribution.manifest.list.v2+json"
+    config, layer = b'{"os":"linux"}', b"docker layer"
+    client.push_blob("dock", config)
+    client.push_blob("dock", layer)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": docker_manifest,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": client.digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": client.digest(layer), "size": len(layer)}],
+    }).encode()  # fmt: skip
+    assert client.put_manifest("dock", "amd64", manifest, docker_manifest).status_code == 201
+    listing = json.dumps({
+        "schemaVersion": 2, "mediaType": docker_list,
+        "manifests": [{"mediaType": docker_manifest, "digest": client.digest(manifest),
+                       "size": len(manifest), "platform": {"architecture": "amd64", "os": "linux"}}],
+    }).encode()  # fmt: skip
+    assert client.put_manifest("dock", "multi", listing, docker_list).status_code == 201
+    got = client.request("GET", "/v2/dock/manifests/multi",
+                         headers={"Accept": f"{docker_list}, {docker_manifest}"})  # fmt: skip
+    assert got.headers["Content-Type"] == docker_list and got.content == listing
+    single = client.request("GET", "/v2/dock/manifests/amd64", headers={"Accept": docker_manifest})
+    assert single.headers["Content-Type"] == docker_manifest
+    # An OCI manifest may leave out mediaType; Content-Type says what it is.
+    bare = json.dumps({"schemaVersion": 2, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": client.digest(config), "size": len(config)}, "layers": []}).encode()  # fmt: skip
+    assert client.put_manifest("dock", "bare", bare).status_code == 201
+    assert client.request("HEAD", "/v2/dock/manifests/bare").headers["Content-Type"] == (
+        client.MANIFEST
+    )

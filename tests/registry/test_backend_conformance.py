@@ -6,7 +6,10 @@ backend installed in this environment is tested too, with its default config.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -21,9 +24,21 @@ from dockyard.testing.registry_backends import RegistryBackendSuite
 KIND = DriverKind.REGISTRY_BACKEND
 
 
+EXAMPLE_DIST = Path(__file__).resolve().parents[1] / "plugins" / "dockyard-memory-backend"
+
+
 def installed_backends() -> list[str]:
     host = PluginHost(Config(), "cli").load()
     return sorted(info.name for info in host.driver_infos(KIND))
+
+
+def backends_to_test() -> list[str]:
+    """Every installed backend, plus the example third-party one when it is not installed:
+    the test then pip-installs it into a private site and loads it through its entry point."""
+    names = installed_backends()
+    if "memory" not in names and (EXAMPLE_DIST / "setup.cfg").exists():
+        names.append("memory")
+    return names
 
 
 def build_backend(name: str, table: dict, state_dir: Path) -> object:
@@ -44,9 +59,19 @@ def test_builtin_backends_are_installed():
     assert {"filesystem", "s3"} <= set(installed_backends())
 
 
-@pytest.fixture(params=installed_backends())
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return request.param
+@pytest.fixture(params=backends_to_test())
+def backend_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "memory" and "memory" not in installed_backends():
+        site = request.getfixturevalue("plugin_sites")[EXAMPLE_DIST.name]
+        sys.path.insert(0, str(site))
+        importlib.invalidate_caches()
+        try:
+            yield request.param
+        finally:
+            sys.path.remove(str(site))
+            importlib.invalidate_caches()
+        return
+    yield request.param
 
 
 class TestInstalledBackends(RegistryBackendSuite):

@@ -99,7 +99,6 @@ def _upload_headers(session_name: str, upload_id: str, offset: int) -> dict[str,
         "Location": _upload_location(session_name, upload_id),
         "Range": _range_header(offset),
         "Docker-Upload-UUID": upload_id,
-        "OCI-Chunk-Min-Length": "0",
     }
 
 
@@ -322,9 +321,11 @@ class Handlers:
             source = params.get("from")
             if source is not None:
                 check_name(source)
-            may_read = source is None or await self.allowed(
-                request, Access("repository", source, ("pull",))
-            )
+            # Without "from" any blob could be mounted by digest: only when nobody checks access.
+            if source is None:
+                may_read = self.state.auth is None
+            else:
+                may_read = await self.allowed(request, Access("repository", source, ("pull",)))
             if may_read and await run_in_threadpool(self.store.mount_blob, name, source, digest):
                 return self._blob_created(name, digest)
         algorithm = params.get("digest-algorithm", "sha256")
