@@ -266,6 +266,7 @@ class WhiteoutMode(enum.Enum):
     OVERLAY = "overlay"
 
     def handler(self) -> WhiteoutHandler:
+        """A fresh handler of this kind (overlay's without lower layers to consult)."""
         return DeleteWhiteouts() if self is WhiteoutMode.DELETE else OverlayWhiteouts()
 
 

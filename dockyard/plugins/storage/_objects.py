@@ -32,6 +32,8 @@ KEY_FILE = "key"
 
 
 class Kind(enum.Enum):
+    """The two sorts of object; ``value`` is the directory holding them."""
+
     LAYER = "layers"
     SNAPSHOT = "snapshots"
 
@@ -56,6 +58,7 @@ class ObjectStore:
 
     @staticmethod
     def object_id(key: str) -> str:
+        """The directory name of ``key``."""
         return hashlib.sha256(key.encode()).hexdigest()
 
     def path(self, kind: Kind, key: str) -> Path:

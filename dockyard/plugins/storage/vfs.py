@@ -162,6 +162,7 @@ def build(config: VfsConfig, context: DriverContext) -> VfsDriver:
 
 @hookimpl
 def dockyard_storage_drivers() -> DriverInfo:
+    """Offer ``vfs``, the fallback that works on any filesystem."""
     return DriverInfo(
         name="vfs",
         kind=DriverKind.STORAGE,
