@@ -616,7 +616,9 @@ class _Extractor:
                 chunk = source.read(min(_CHUNK, remaining))
                 if not chunk:
                     raise InvalidParameter(f"layer entry {entry.name!r} is truncated")
-                os.write(fd, chunk)
+                view = memoryview(chunk)
+                while view:  # os.write may write less than asked
+                    view = view[os.write(fd, view) :]
                 remaining -= len(chunk)
             self.file_bytes += entry.size
             # Order matters: chown clears setuid/setgid and capabilities, so mode and xattrs
