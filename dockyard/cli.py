@@ -115,6 +115,29 @@ def ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def go_time(unix_seconds: float) -> str:
+    """Go's ``time.Time.String()`` in local time: ``2026-11-29 07:05:25 +0000 UTC``."""
+    return datetime.fromtimestamp(unix_seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
+
+
+def rfc3339(unix_seconds: float) -> str:
+    """Go's ``time.RFC3339`` in local time: ``2026-11-29T07:05:25Z``."""
+    moment = datetime.fromtimestamp(unix_seconds).astimezone()
+    offset = moment.strftime("%z")
+    zone = "Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + zone
+
+
+def go_json(value: Any, indent: int | None = None) -> str:
+    """JSON as Go's encoding/json writes it, so scripts see docker's exact bytes: compact (or
+    indented), UTF-8, and ``<``, ``>``, ``&``, U+2028 and U+2029 escaped."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(value, indent=indent, separators=separators, ensure_ascii=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
 def _go_arch() -> str:
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
@@ -304,29 +327,6 @@ def _split_repo_tag(reference: str) -> tuple[str, str]:
     return repo, tag
 
 
-def _go_time(unix_seconds: float) -> str:
-    """Go's ``time.Time.String()`` in local time: ``2026-11-29 07:05:25 +0000 UTC``."""
-    return datetime.fromtimestamp(unix_seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
-
-
-def _rfc3339(unix_seconds: float) -> str:
-    """Go's ``time.RFC3339`` in local time: ``2026-11-29T07:05:25Z``."""
-    moment = datetime.fromtimestamp(unix_seconds).astimezone()
-    offset = moment.strftime("%z")
-    zone = "Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + zone
-
-
-def go_json(value: Any, indent: int | None = None) -> str:
-    """JSON as Go's encoding/json writes it, so scripts see docker's exact bytes: compact (or
-    indented), UTF-8, and ``<``, ``>``, ``&``, U+2028 and U+2029 escaped."""
-    separators = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(value, indent=indent, separators=separators, ensure_ascii=False)
-    for char in "<>&\u2028\u2029":
-        text = text.replace(char, f"\\u{ord(char):04x}")
-    return text
-
-
 def _json_line(row: dict[str, str]) -> str:
     """One ``--format json`` line; keys sorted, as Go marshals docker's row contexts."""
     return go_json(dict(sorted(row.items())))
@@ -341,7 +341,7 @@ def _image_rows(image: dict[str, Any], truncate: bool) -> list[dict[str, str]]:
     containers = image.get("Containers", -1)
     common = {
         "Containers": "N/A" if containers == -1 else str(containers),
-        "CreatedAt": _go_time(created),
+        "CreatedAt": go_time(created),
         "CreatedSince": created_since(created),
         "ID": truncate_id(image_id) if truncate else image_id,
         # docker shows Size to 3 significant digits and the others to 4 (go-units HumanSize).
@@ -471,7 +471,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Write through a temporary file beside ``path``: a failure leaves no partial file."""
     directory = os.path.dirname(os.path.abspath(path))
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".dockyard_temp_")
@@ -500,7 +500,7 @@ def cmd_save(args: argparse.Namespace) -> int:
         client.copy_response(response, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
-        _write_atomically(args.output, lambda out: client.copy_response(response, out))
+        write_atomically(args.output, lambda out: client.copy_response(response, out))
     return 0
 
 
@@ -532,7 +532,7 @@ def _history_rows(entries: list[dict[str, Any]], truncate: bool) -> Iterator[dic
         created = entry.get("Created", 0)
         yield {
             "ID": truncate_id(image_id) if truncate and image_id != "<missing>" else image_id,
-            "CreatedAt": _rfc3339(created),
+            "CreatedAt": rfc3339(created),
             "CreatedSince": created_since(created),
             "CreatedBy": ellipsis(created_by, CREATED_BY_WIDTH) if truncate else created_by,
             "Size": human_size_decimal(entry.get("Size", 0)),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.cli import human_duration, human_size_decimal
+from dockyard.cli import human_duration, human_size_decimal, write_atomically
 from dockyard.client import ConnectionLost, EngineClient, StreamError, display_json_messages
 from dockyard.core.hosts import parse_host
 from tests.conftest import docker_cli, plugin_env, run_dockyard
@@ -711,6 +711,22 @@ def test_a_cut_response_is_an_error_not_a_short_file():
     assert whole.getvalue() == b"a" * 10 + b"b" * 5
     with pytest.raises(ConnectionLost, match="the response ended after 10 bytes"):
         client.copy_response(_chunked_response(b"a" * 10, complete=False), io.BytesIO())
+
+
+def test_save_output_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "saved.tar"
+    target.write_bytes(b"the previous save")
+
+    def cut_off(out) -> None:
+        out.write(b"half an archive")
+        raise ConnectionLost(parse_host("unix:///run/unused.sock"), "the response ended")
+
+    with pytest.raises(ConnectionLost):
+        write_atomically(str(target), cut_off)
+    assert target.read_bytes() == b"the previous save"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved.tar"]  # no temporary left
+    write_atomically(str(target), lambda out: out.write(b"a whole archive"))
+    assert target.read_bytes() == b"a whole archive"
 
 
 def test_save_into_a_closed_pipe_stops_quietly(daemon, tmp_path):
