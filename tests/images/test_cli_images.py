@@ -79,12 +79,13 @@ def docker_archive(tags: list[str], history: list[dict], layers: list[bytes]) ->
         "history": history,
     }
     config_bytes = json.dumps(config).encode()
-    members = {f"{_digest(config_bytes)[7:]}.json": config_bytes}
+    config_path = f"{_digest(config_bytes)[7:]}.json"
+    members = {config_path: config_bytes}
     layer_paths = []
     for layer in layers:
         layer_paths.append(f"{_digest(layer)[7:]}/layer.tar")
         members[layer_paths[-1]] = layer
-    manifest = [{"Config": next(iter(members)), "RepoTags": tags, "Layers": layer_paths}]
+    manifest = [{"Config": config_path, "RepoTags": tags, "Layers": layer_paths}]
     members["manifest.json"] = json.dumps(manifest).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -341,6 +342,17 @@ def test_tag_and_rmi(daemon, tmp_path):
     tags = api_json(daemon, f"/images/{image_id}/json")["RepoTags"]
     assert sorted(tags) == ["first:1", "localhost:5000/second:latest", "third:x"]
 
+    # the target's grammar is the daemon's to judge
+    for bad_target, message in (
+        ("UPPER:case", "invalid reference format: repository name (UPPER) must be lowercase"),
+        (f"first@{image_id}", "refusing to create a tag with a digest reference"),
+    ):
+        refused = dockyard(daemon, "tag", "first:1", bad_target)
+        assert (refused.returncode, refused.stderr) == (
+            1,
+            f"Error response from daemon: {message}\n",
+        )
+
     conflict = dockyard(daemon, "rmi", image_id[7:19])
     assert conflict.returncode == 1
     assert conflict.stderr == (
@@ -360,10 +372,6 @@ def test_tag_and_rmi(daemon, tmp_path):
         ["Untagged: first:1", "Untagged: first:2", f"Deleted: {image_id}"]
     )
     assert api_json(daemon, "/images/json") == []
-
-    bad_target = dockyard(daemon, "tag", "nope", "UPPER:case")
-    assert bad_target.returncode == 1
-    assert bad_target.stderr.startswith("Error response from daemon: ")
 
 
 # --------------------------------------------------------------------------------------------
