@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dockyard.core.config import Config
 from dockyard.core.drivers import DriverKind
-from dockyard.core.errors import DriverUnavailable
+from dockyard.core.errors import DriverUnavailable, InvalidParameter
 from dockyard.core.plugins import PluginHost
 from dockyard.plugins.storage import overlay
 from dockyard.plugins.storage.overlay import OPTIONS_LIMIT, OverlayDriver
@@ -60,8 +63,6 @@ def test_state_dir_on_overlayfs_is_unavailable(usable, tmp_path: Path) -> None:
 
 
 def test_state_dir_with_option_separators_is_refused(usable, tmp_path: Path) -> None:
-    from dockyard.core.errors import InvalidParameter
-
     with pytest.raises(InvalidParameter, match="cannot carry"):
         OverlayDriver(tmp_path / "a:b")
 
@@ -122,3 +123,32 @@ def test_crash_leftovers_are_cleaned_on_start(driver: OverlayDriver, tmp_path: P
     assert not half_built.exists()
     driver.remove("l1")
     assert stored_files(tmp_path / "state") == []
+
+
+def test_without_mount_privileges_overlay_is_skipped_and_vfs_selected(usable) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_SYS_ADMIN")
+    script = (
+        "from dockyard.core.config import Config\n"
+        "from dockyard.core.drivers import DriverKind\n"
+        "from dockyard.core.plugins import PluginHost\n"
+        "host = PluginHost(Config(), 'cli').load()\n"
+        "print(host.selected(DriverKind.STORAGE))\n"
+        "for plugin in host.report():\n"
+        "    for driver in plugin.drivers:\n"
+        "        print(driver.name, driver.status, driver.reason)\n"
+    )
+    result = subprocess.run(
+        [setpriv, "--bounding-set=-sys_admin,-mknod", "--inh-caps=-all", sys.executable],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "vfs"
+    (overlay_line,) = [line for line in lines if line.startswith("overlay ")]
+    assert overlay_line.startswith("overlay skip ")
+    assert "Operation not permitted" in overlay_line
