@@ -548,8 +548,10 @@ def test_blob_size_limit(registry_root, serve_registry, client_for):
     def stream():
         yield data
 
-    streamed = client.request("PATCH", start_session(client, "lim"), data=stream())
+    streamed_location = start_session(client, "lim")
+    streamed = client.request("PATCH", streamed_location, data=stream())
     assert streamed.status_code == 413
+    assert client.request("GET", streamed_location).status_code == 404
     assert (
         client.request("PUT", f"{location}?digest={client.digest(data[:600])}").status_code == 201
     )

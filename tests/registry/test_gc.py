@@ -250,3 +250,28 @@ def test_gc_command_line(client, registry_root):
     assert "deleted 1 blob(s)" in real.stdout
     assert client.request("HEAD", f"/v2/cli/blobs/{orphan}").status_code == 404
     assert client.request("GET", "/v2/cli/manifests/v1").status_code == 200
+
+
+def test_gc_over_s3(moto_server, serve_registry, client_for):
+    from dockyard.plugins.registries.s3 import S3Backend, S3Config
+
+    bucket = moto_server.new_bucket()
+    backend = S3Backend(
+        S3Config(bucket=bucket, endpoint_url=moto_server.endpoint, region="us-east-1",
+                 access_key_id="testing", secret_access_key="testing")
+    )  # fmt: skip
+    store = RegistryStore(backend)
+    client = client_for(serve_registry(store).url)
+    image = client.push_image("s3/app", "v1")
+    orphan = client.push_blob("s3/app", b"s3 orphan")
+    stale = client.request("POST", "/v2/s3/app/blobs/uploads/").headers["Location"]
+    client.request("PATCH", stale, data=os.urandom(6 * 1024 * 1024))
+    # S3 times cannot be backdated: a negative grace period makes everything "old".
+    report = collect(store, grace_period=-5, upload_expiry=-5)
+    assert report.blobs == [orphan]
+    assert report.uploads == [f"s3/app/{stale.rsplit('/', 1)[1]}"]
+    assert client.request("GET", "/v2/s3/app/manifests/v1").content == image.manifest
+    assert client.request("HEAD", f"/v2/s3/app/blobs/{orphan}").status_code == 404
+    objects = moto_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert not [o["Key"] for o in objects if "_uploads" in o["Key"] or "_trash" in o["Key"]]
+    assert moto_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

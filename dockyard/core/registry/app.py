@@ -440,7 +440,13 @@ class Handlers:
                 declared is not None or "chunked" in request.headers.get("transfer-encoding", "")
             )
             if has_body:
-                offset = await self._receive(request, session, declared)
+                try:
+                    offset = await self._receive(request, session, declared)
+                except RegistryError as error:
+                    if error.status == 413:
+                        # This blob can never fit: drop the session rather than keep a part.
+                        await run_in_threadpool(self.store.delete_upload, name, upload_id)
+                    raise
                 session = attrs.evolve(session, offset=offset)
             if expected is None:
                 return Response(

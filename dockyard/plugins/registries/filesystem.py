@@ -104,10 +104,32 @@ class FilesystemWriter:
         _remove_empty_parents(self._target.parent, self._root)
 
 
+def _make_dirs(directory: Path) -> None:
+    """``mkdir -p`` whose new entries survive a crash: each new directory's parent is synced.
+
+    A concurrent delete may remove a fresh, still empty directory at any point: start over.
+    """
+    for _ in range(10):
+        missing = []
+        current = directory
+        while not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        try:
+            for new in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    new.mkdir()
+                _fsync_dir(new.parent)
+            return
+        except FileNotFoundError:
+            continue
+    raise OSError(errno.ENOENT, "directory keeps vanishing", str(directory))
+
+
 def _open_creating_parents(file_path: Path) -> BinaryIO:
     # A concurrent delete may remove the (empty) directory between mkdir and open: retry.
     for _ in range(10):
-        file_path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(file_path.parent)
         try:
             return open(file_path, "ab")
         except FileNotFoundError:
@@ -205,7 +227,7 @@ class FilesystemBackend:
         src, dst = self._local(source), self._local(destination)
         try:
             for _ in range(10):
-                dst.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(dst.parent)
                 try:
                     os.replace(src, dst)
                     break
