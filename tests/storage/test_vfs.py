@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from dockyard.core.interfaces import StorageDriver
+from dockyard.plugins.storage.overlay import filesystem_type, mount_overlay, unmount
 from dockyard.plugins.storage.vfs import VfsDriver
-from dockyard.testing.storage import LayerTar, archive_names, mounted
+from dockyard.testing.storage import LayerTar, StorageDriverConformance, archive_names, mounted
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sets ownership and mounts: needs root")
 
@@ -73,3 +76,32 @@ def test_parent_directories_of_changes_are_listed(driver: VfsDriver, tmp_path: P
 
     names = diff_names(driver, ["l1"], tmp_path, rewrite)
     assert names == ["a", "a/b", "a/b/f"]
+
+
+class TestVfsOnOverlayfs(StorageDriverConformance):
+    """vfs works anywhere: here its whole state lives on an overlayfs mount."""
+
+    # The long-running chain tests add nothing on this filesystem.
+    test_deep_chain = None
+    test_nesting_deeper_than_pythons_stack = None
+
+    @pytest.fixture
+    def state_dir(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+        base = tmp_path_factory.mktemp("overlay-host")
+        for name in ("lower", "upper", "work", "merged"):
+            (base / name).mkdir()
+        options = [f"lowerdir={base / 'lower'}", f"upperdir={base / 'upper'}"]
+        options.append(f"workdir={base / 'work'}")
+        try:
+            mount_overlay(str(base / "merged"), options)
+        except OSError as exc:
+            pytest.skip(f"cannot mount overlayfs here: {exc}")
+        state = base / "merged" / "state"
+        state.mkdir()
+        assert filesystem_type(state) == "overlay"
+        yield state
+        unmount(str(base / "merged"))
+
+    @pytest.fixture
+    def driver_factory(self) -> Callable[[Path], StorageDriver]:
+        return lambda state_dir: VfsDriver(state_dir)
