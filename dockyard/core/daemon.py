@@ -9,9 +9,12 @@ from typing import Any
 import structlog
 
 from dockyard.core.api import create_app
+from dockyard.core.api.hijack import EngineHttpProtocol
 from dockyard.core.api.middleware import BearerTokenMiddleware
 from dockyard.core.api.system import engine_id
 from dockyard.core.config import Config
+from dockyard.core.containers.execs import ExecRegistry
+from dockyard.core.containers.manager import ContainerManager
 from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import ConfigError
 from dockyard.core.events import Event, EventBus
@@ -29,6 +32,7 @@ from dockyard.core.server import (
     tls_context,
 )
 from dockyard.core.service import Service
+from dockyard.core.volumes import VolumeStore
 
 _log = structlog.get_logger("dockyard.daemon")
 
@@ -84,9 +88,25 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                 Event("image", action, image_id, attributes)
             ),
         )
-        cleaned = service.images.reconcile()
+        cleaned = service.images.reconcile(keep=lambda key: key.startswith("container-"))
         if any(cleaned.values()):
             _log.warning("cleaned up after an interrupted operation", **cleaned)
+        service.volumes = VolumeStore(data_root / "volumes")
+        containers = service.containers = ContainerManager(
+            data_root / "containers",
+            service.images,
+            service.drivers.get(DriverKind.STORAGE),
+            plugins.selected(DriverKind.STORAGE) or "",
+            service.drivers.get(DriverKind.RUNTIME),
+            plugins.selected(DriverKind.RUNTIME) or "",
+            service.volumes,
+            emit=lambda action, container_id, attributes: events.emit(
+                Event("container", action, container_id, attributes)
+            ),
+        )
+        service.volumes.in_use = containers.volume_users
+        service.images.in_use = containers.image_users
+        service.execs = ExecRegistry()
 
         listeners = bind_all(hosts, tls)
         app = create_app(service)
@@ -97,6 +117,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
 
         async def startup() -> None:
             plugins.hook.dockyard_startup(service=service)
+            await containers.reconcile()
             events.emit(Event("daemon", "start", daemon_id))
             _log.info(
                 "daemon ready",
@@ -109,6 +130,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
 
         async def shutdown() -> None:
             events.emit(Event("daemon", "shutdown", daemon_id))
+            await containers.shutdown()
             # Each plugin's shutdown runs even when another one's fails.
             for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
                 try:
@@ -117,4 +139,4 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                     _log.exception("shutdown hook failed", plugin=impl.plugin_name)
             _log.info("daemon stopped")
 
-        asyncio.run(serve(listeners, app_for, startup, shutdown))
+        asyncio.run(serve(listeners, app_for, startup, shutdown, protocol=EngineHttpProtocol))

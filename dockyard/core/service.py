@@ -11,9 +11,12 @@ from dockyard.core.drivers import DriverKind
 
 if TYPE_CHECKING:
     from dockyard.core.config import Config
+    from dockyard.core.containers.execs import ExecRegistry
+    from dockyard.core.containers.manager import ContainerManager
     from dockyard.core.events import EventBus
     from dockyard.core.images.store import ImageStore
     from dockyard.core.plugins import PluginHost
+    from dockyard.core.volumes import VolumeStore
 
 
 @attrs.define
@@ -27,3 +30,6 @@ class Service:
     drivers: dict[DriverKind, Any] = attrs.field(factory=dict)
     events: EventBus | None = None
     images: ImageStore | None = None
+    containers: ContainerManager | None = None
+    execs: ExecRegistry | None = None
+    volumes: VolumeStore | None = None

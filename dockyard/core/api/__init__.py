@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 
-from dockyard.core.api import images, system
+from dockyard.core.api import containers, images, system
 from dockyard.core.api.middleware import (
     EngineHeadersMiddleware,
     RequestLogMiddleware,
@@ -26,7 +26,7 @@ from dockyard.core.service import Service
 
 def create_app(service: Service) -> Any:
     """The Engine API ASGI app for ``service`` (plugins' routes after the core's)."""
-    routes: list[BaseRoute] = [*system.routes(), *images.routes()]
+    routes: list[BaseRoute] = [*system.routes(), *images.routes(), *containers.routes()]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())
     app = Starlette(

@@ -109,13 +109,14 @@ async def info(request: Request) -> Response:
     storage = plugins.selected(DriverKind.STORAGE) or ""
     runtime = plugins.selected(DriverKind.RUNTIME) or ""
     runtimes = {info.name: {"path": info.name} for info in plugins.driver_infos(DriverKind.RUNTIME)}
+    containers = service.containers.containers.values() if service.containers else ()
+    states = [c.state.status for c in containers]
     body: dict[str, Any] = {
         "ID": engine_id(service.data_root),
-        # The container supervisor reports its counts here once it exists.
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": len(states),
+        "ContainersRunning": states.count("running"),
+        "ContainersPaused": states.count("paused"),
+        "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
         "Images": len(service.images.images()) if service.images else 0,
         "Driver": storage,
         "DriverStatus": [],

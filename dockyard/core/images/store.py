@@ -115,6 +115,8 @@ class ImageStore:
         self._images_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._layer_locks: dict[str, threading.Lock] = {}
+        #: Which containers use an image (so it is not deleted under them).
+        self.in_use: Callable[[str], list[str]] = lambda image_id: []
         self._layers: dict[str, LayerRecord] = {}
         self._images: dict[str, ImageRecord] = {}
         self._references: dict[str, str] = {}
@@ -154,15 +156,18 @@ class ImageStore:
         data = json.dumps(self._references, indent=1, sort_keys=True).encode()
         atomic_write(self._references_path, data)
 
-    def reconcile(self) -> dict[str, int]:
-        """Make the store consistent after a crash; returns what was cleaned, by kind."""
+    def reconcile(self, keep: Callable[[str], bool] = lambda key: False) -> dict[str, int]:
+        """Make the store consistent after a crash; returns what was cleaned, by kind.
+
+        ``keep`` names driver keys that belong to others (containers' snapshots).
+        """
         with self._lock:
             cleaned = {"ingest": self.content.clean_ingest()}
             known_keys = {layer.key for layer in self._layers.values()}
             stray_keys = 0
             if self._driver is not None:
                 for key in list(self._driver.keys()):
-                    if HEX_ID.fullmatch(key) and key not in known_keys:
+                    if not keep(key) and key not in known_keys:
                         self._driver.remove(key)  # unpacked, but its record never written
                         stray_keys += 1
                 driver_keys = set(self._driver.keys())
@@ -385,6 +390,17 @@ class ImageStore:
             image = self.resolve(name)
             references = self.references_of(image.id)
             results: list[dict[str, str]] = []
+            users = self.in_use(image.id)
+            if users:
+                if not force or not references:
+                    what = f'repository reference "{name}"' if references else image.short_id
+                    raise Conflict(
+                        f"conflict: unable to delete {what} (must force) - container "
+                        f"{users[0][:12]} is using its referenced image {image.short_id}"
+                    )
+                # Forced: the references go, the image stays for its containers.
+                self._untag(image, references, results)
+                return results
             if not _looks_like_id(name, image):
                 reference = parse_reference(name)
                 if str(reference) in self._references:

@@ -1,0 +1,198 @@
+"""Container output in Docker's json-file format, written by the supervisor, read by the daemon.
+
+Each line is ``{"log": "...", "stream": "stdout", "time": "<RFC 3339 nano>"}``, as Docker
+writes it, so existing tools can read our logs. Output that is not valid UTF-8 also carries
+``"raw"`` (base64), because the same file feeds ``attach``, which must pass bytes through
+exactly (``docker run image cat /bin/file > copy``). Files rotate at ``max_size`` into
+``container.log.1`` ... ``.N``; readers follow across a rotation.
+
+This module is imported by the supervisor on every container start: standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, NamedTuple
+
+LOG_NAME = "container.log"
+
+
+def rfc3339_nano(ns: int) -> str:
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def parse_rfc3339_nano(text: str) -> int:
+    head, _, rest = text.partition(".")
+    fraction = rest.rstrip("Z")[:9].ljust(9, "0") if rest else "0" * 9
+    base = datetime.strptime(head.rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(base.timestamp()) * 1_000_000_000 + int(fraction)
+
+
+class LogEntry(NamedTuple):
+    stream: str  # "stdout" or "stderr"
+    data: bytes
+    time_ns: int
+
+
+def encode_entry(stream: str, data: bytes, time_ns: int) -> bytes:
+    record: dict[str, str] = {"log": data.decode("utf-8", "replace"), "stream": stream}
+    record["time"] = rfc3339_nano(time_ns)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        record["raw"] = base64.b64encode(data).decode()
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_entry(line: bytes) -> LogEntry | None:
+    try:
+        record = json.loads(line)
+        raw = record.get("raw")
+        data = base64.b64decode(raw) if raw else record["log"].encode()
+        return LogEntry(record["stream"], data, parse_rfc3339_nano(record["time"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # a torn last line of a killed writer, or foreign junk
+
+
+class LogWriter:
+    """Appends entries, splitting at newlines, rotating by size. Used by the supervisor."""
+
+    def __init__(self, directory: Path, max_size: int = 0, max_files: int = 1) -> None:
+        self.path = directory / LOG_NAME
+        self.max_size = max_size
+        self.max_files = max(1, max_files)
+        self._out: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - lives with the writer
+        self._size = self._out.tell()
+
+    def write(self, stream: str, data: bytes) -> None:
+        now = time.time_ns()
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end + 1
+            line = encode_entry(stream, data[start:end], now)
+            if self.max_size and self._size + len(line) > self.max_size and self._size:
+                self._rotate()
+            self._out.write(line)
+            self._size += len(line)
+            start = end
+        self._out.flush()
+
+    def _rotate(self) -> None:
+        self._out.close()
+        if self.max_files == 1:
+            os.truncate(self.path, 0)
+        else:
+            for index in range(self.max_files - 1, 0, -1):
+                older = self.path.with_name(f"{LOG_NAME}.{index}")
+                newer = self.path if index == 1 else self.path.with_name(f"{LOG_NAME}.{index - 1}")
+                if newer.exists():
+                    os.replace(newer, older)
+        self._out = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class LogPosition(NamedTuple):
+    inode: int
+    offset: int
+
+
+def _files_oldest_first(directory: Path) -> list[Path]:
+    rotated = sorted(
+        (p for p in directory.glob(f"{LOG_NAME}.*") if p.suffix[1:].isdigit()),
+        key=lambda p: int(p.suffix[1:]),
+        reverse=True,
+    )
+    current = directory / LOG_NAME
+    return [*rotated, current] if current.exists() else rotated
+
+
+def read_entries(directory: Path, until: LogPosition | None = None) -> Iterator[LogEntry]:
+    """Stored entries, oldest first; with ``until``, none written after that position."""
+    for path in _files_oldest_first(directory):
+        with open(path, "rb") as source:
+            limit = None
+            if until is not None and os.fstat(source.fileno()).st_ino == until.inode:
+                limit = until.offset
+            data = source.read() if limit is None else source.read(limit)
+        for line in data.splitlines():
+            entry = decode_entry(line)
+            if entry is not None:
+                yield entry
+
+
+def end_position(directory: Path) -> LogPosition:
+    """Where the log ends now: following from here gives only new output."""
+    try:
+        info = os.stat(directory / LOG_NAME)
+        return LogPosition(info.st_ino, info.st_size)
+    except FileNotFoundError:
+        return LogPosition(0, 0)
+
+
+async def follow(
+    directory: Path,
+    start: LogPosition,
+    finished: Callable[[], bool],
+    poll: float = 0.01,
+) -> AsyncIterator[LogEntry]:
+    """Yield entries written from ``start`` on, until ``finished()`` and everything is read.
+
+    Polls with a short, growing sleep: cheap when idle, prompt when output flows.
+    """
+    path = directory / LOG_NAME
+    source: IO[bytes] | None = None
+    inode = start.inode
+    pending = b""
+    delay = poll
+    try:
+        while True:
+            done = finished()  # checked before reading, so output written before exit is read
+            if source is None and path.exists():
+                source = open(path, "rb")  # noqa: SIM115 - closed in finally
+                current = os.fstat(source.fileno()).st_ino
+                if current == inode:
+                    source.seek(start.offset)
+                inode = current
+            progressed = False
+            if source is not None:
+                chunk = source.read(1 << 20)
+                if chunk:
+                    progressed = True
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        entry = decode_entry(line)
+                        if entry is not None:
+                            yield entry
+                else:
+                    try:
+                        rotated = os.stat(path).st_ino != inode
+                    except FileNotFoundError:
+                        rotated = False
+                    if rotated:
+                        source.close()
+                        source, pending = None, b""
+                        inode = 0
+                        continue
+            if progressed:
+                delay = poll
+                continue
+            if done:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+    finally:
+        if source is not None:
+            source.close()
