@@ -211,6 +211,10 @@ class ContainerSpec:
     gid_mappings: tuple[IdMapping, ...] = ()
     #: Directory private to this container (the runtime may keep files there).
     state_dir: str = ""
+    #: Runtime-specific settings for the launcher, which sees nothing but the spec: the core
+    #: copies them from the runtime's ``launch_options`` attribute, when it has one (the
+    #: ``namespaces`` runtime passes its configured ``cgroup-parent`` this way).
+    runtime_options: tuple[tuple[str, str], ...] = ()
 
 
 def spec_to_json(spec: ContainerSpec) -> str:
@@ -235,6 +239,7 @@ def spec_from_json(text: str) -> ContainerSpec:
             "readonly_paths": tuple(raw["readonly_paths"]),
             "uid_mappings": tuple(IdMapping(**m) for m in raw["uid_mappings"]),
             "gid_mappings": tuple(IdMapping(**m) for m in raw["gid_mappings"]),
+            "runtime_options": tuple(tuple(pair) for pair in raw.get("runtime_options", ())),
         }
     )
 

@@ -11,4 +11,5 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "vfs": "dockyard.plugins.storage.vfs",
     "filesystem": "dockyard.plugins.registries.filesystem",
     "s3": "dockyard.plugins.registries.s3",
+    "namespaces": "dockyard.plugins.runtimes.namespaces",
 }

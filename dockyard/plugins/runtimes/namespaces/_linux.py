@@ -1,0 +1,308 @@
+"""Thin ctypes wrappers over the Linux calls Python 3.11 lacks (mount, unshare, setns...).
+
+Standard library only: the supervisor imports this on every container start.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import stat
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# namespaces (linux/sched.h)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount flags (linux/mount.h)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+# prctl options (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
+}[platform.machine()]
+
+#: Mount option words that are flags of mount(2) rather than filesystem data.
+MOUNT_FLAG_WORDS = {
+    "ro": (MS_RDONLY, True),
+    "rw": (MS_RDONLY, False),
+    "nosuid": (MS_NOSUID, True),
+    "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True),
+    "dev": (MS_NODEV, False),
+    "noexec": (MS_NOEXEC, True),
+    "exec": (MS_NOEXEC, False),
+    "sync": (MS_SYNCHRONOUS, True),
+    "dirsync": (MS_DIRSYNC, True),
+    "noatime": (MS_NOATIME, True),
+    "nodiratime": (MS_NODIRATIME, True),
+    "relatime": (MS_RELATIME, True),
+    "strictatime": (MS_STRICTATIME, True),
+    "bind": (MS_BIND, True),
+    "rbind": (MS_BIND | MS_REC, True),
+    "private": (MS_PRIVATE, True),
+    "rprivate": (MS_PRIVATE | MS_REC, True),
+}
+
+#: statvfs f_flag bits -> the mount flags a read-only remount must keep. In a user namespace
+#: the kernel refuses a remount that would clear flags locked by a more privileged namespace.
+_STATVFS_TO_MOUNT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    """mount(2); raises ``OSError`` naming the target."""
+    _check(
+        _libc.mount(_bytes(source), _bytes(target), _bytes(fstype), ctypes.c_ulong(flags),
+                    _bytes(data)),
+        f"mount {fstype or source} on {target}",
+    )  # fmt: skip
+
+
+def umount(target: str, flags: int = MNT_DETACH) -> None:
+    _check(_libc.umount2(_bytes(target), flags), f"unmount {target}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(_SYSCALLS["pivot_root"], _bytes(new_root), _bytes(put_old)), "pivot_root")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4),
+                    ctypes.c_ulong(arg5)),
+        f"prctl({option})",
+    )  # fmt: skip
+
+
+def mount_flags_of(path: str) -> int:
+    """The per-mount flags of the mount holding ``path`` that a bind remount must repeat."""
+    found = os.statvfs(path).f_flag
+    return sum(flag for bit, flag in _STATVFS_TO_MOUNT_FLAGS if found & bit)
+
+
+def remount_read_only(path: str, recursive: bool = False) -> None:
+    """Make the (bind) mount at ``path`` read-only, keeping its other flags."""
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | mount_flags_of(path)
+    mount(None, path, None, flags | (MS_REC if recursive else 0))
+
+
+def parse_mount_options(options: tuple[str, ...] | list[str]) -> tuple[int, str]:
+    """Split mount option words into mount(2) flags and the filesystem's data string."""
+    flags = 0
+    data = []
+    for word in options:
+        known = MOUNT_FLAG_WORDS.get(word)
+        if known is None:
+            data.append(word)
+        elif known[1]:
+            flags |= known[0]
+        else:
+            flags &= ~known[0]
+    return flags, ",".join(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Capabilities
+# --------------------------------------------------------------------------------------------
+
+#: Capability names in kernel order (linux/capability.h): the index is the number.
+CAPABILITY_NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+CAPABILITY_NUMBERS = {name: number for number, name in enumerate(CAPABILITY_NAMES)}
+
+
+def last_capability() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as source:
+            return int(source.read())
+    except OSError:
+        return max(CAPABILITY_NUMBERS.values())
+
+
+def capability_mask(names: tuple[str, ...] | list[str]) -> int:
+    """Bit mask of capability names (``CAP_CHOWN`` or ``chown``); unknown names raise."""
+    mask = 0
+    for name in names:
+        key = name.upper()
+        if not key.startswith("CAP_"):
+            key = "CAP_" + key
+        if key == "CAP_ALL":
+            return (1 << (last_capability() + 1)) - 1
+        if key not in CAPABILITY_NUMBERS:
+            raise ValueError(f"unknown capability {name!r}")
+        mask |= 1 << CAPABILITY_NUMBERS[key]
+    return mask
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def bounding_set() -> int:
+    """The calling thread's capability bounding set, from /proc."""
+    with open("/proc/thread-self/status") as status:
+        for line in status:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def drop_bounding_set(keep: int) -> None:
+    """Drop every capability outside ``keep`` from the bounding set (needs CAP_SETPCAP)."""
+    current = bounding_set()
+    for number in range(last_capability() + 1):
+        if current & (1 << number) and not keep & (1 << number):
+            prctl(PR_CAPBSET_DROP, number)
+
+
+def set_capabilities(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) for the calling thread."""
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index in range(2):
+        shift = 32 * index
+        data[index].effective = (effective >> shift) & 0xFFFFFFFF
+        data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.syscall(_SYSCALLS["capset"], ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+# --------------------------------------------------------------------------------------------
+# Paths inside a root
+# --------------------------------------------------------------------------------------------
+
+_MAX_SYMLINKS = 255
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """The host path of container path ``path``, resolving symlinks as if ``root`` were ``/``.
+
+    A link can never lead outside ``root`` (``..`` stops at it, absolute targets restart at it),
+    so a hostile image cannot redirect a mount onto a host path. Components that do not exist
+    yet are kept as they are.
+    """
+    pending = [part for part in path.split("/") if part not in ("", ".")]
+    pending.reverse()
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if not stat.S_ISLNK(info.st_mode):
+            resolved.append(part)
+            continue
+        links += 1
+        if links > _MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path}")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            resolved = []
+        pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+    return os.path.join(root, *resolved)
+
+
+def ensure_mountpoint(host_path: str, directory: bool) -> None:
+    """Create a directory, or an empty file, at ``host_path`` (and its parents) if missing."""
+    if os.path.lexists(host_path):
+        return
+    if directory:
+        os.makedirs(host_path, mode=0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(host_path), mode=0o755, exist_ok=True)
+    os.close(os.open(host_path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))

@@ -1,0 +1,412 @@
+"""A container's cgroups, on cgroup v1 (one hierarchy per controller) or v2 (unified).
+
+A container's cgroup is ``<mount>/<parent>/<container id>`` in every hierarchy used. On v1 (and
+the "hybrid" layout, where v1 controllers sit beside an empty unified tree) that is one directory
+per controller; on v2 it is one directory. Standard library only: the supervisor creates the
+cgroups on every container start, and the daemon reads them for stats, pause and clean-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import time
+
+import attrs
+
+#: v1 controllers a container gets a directory in. cpuset is left alone: a new cpuset cgroup
+#: starts with no CPUs or memory nodes, and docker's default leaves it unrestricted anyway.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
+#: v2 controllers enabled for the containers' subtree, when the kernel offers them.
+V2_CONTROLLERS = ("memory", "cpu", "pids")
+CPU_PERIOD_US = 100_000
+#: The smallest quota the kernel accepts (1 ms).
+CPU_MIN_QUOTA_US = 1_000
+#: Devices a container may use without --privileged, as docker allows them: mknod of anything,
+#: and read/write of the standard character devices and ptys.
+DEFAULT_DEVICE_RULES = (
+    "c *:* m", "b *:* m",
+    # null, zero, full, random, urandom
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",  # tty console ptmx
+    "c 136:* rwm",  # pty slaves
+    "c 10:200 rwm",  # tun
+)  # fmt: skip
+FREEZE_TIMEOUT = 5.0
+EMPTY_TIMEOUT = 5.0
+
+
+class CgroupError(Exception):
+    """The cgroup tree cannot be used as needed."""
+
+
+@attrs.frozen
+class Layout:
+    """Where the cgroup hierarchies are mounted."""
+
+    version: int
+    #: v1: controller -> mount point; v2: {"": mount point}.
+    mounts: dict[str, str]
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+
+
+_layout: Layout | None = None
+
+
+def detect_layout() -> Layout:
+    """Find the mounted cgroup hierarchies (cached: mounts do not move under a running daemon)."""
+    global _layout
+    if _layout is not None:
+        return _layout
+    v1: dict[str, str] = {}
+    unified = ""
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, tail = line.partition(" - ")
+            point = _unescape(fields.split()[4])
+            fstype, _source, options = tail.split()[:3]
+            if fstype == "cgroup2" and not unified:
+                unified = point
+            elif fstype == "cgroup":
+                for option in options.split(","):
+                    if option in V1_CONTROLLERS and option not in v1:
+                        v1[option] = point
+    if "memory" in v1:
+        _layout = Layout(1, v1)
+    elif unified:
+        _layout = Layout(2, {"": unified})
+    else:
+        raise CgroupError("no cgroup hierarchy is mounted (neither v1 memory nor cgroup2)")
+    return _layout
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as source:
+        return source.read().strip()
+
+
+def _read_int(path: str, default: int = 0) -> int:
+    try:
+        text = _read(path)
+    except OSError:
+        return default
+    if text == "max":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def _keyed(path: str) -> dict[str, int]:
+    """A flat-keyed cgroup file (``key value`` lines) as a dict."""
+    values = {}
+    try:
+        with open(path) as source:
+            for line in source:
+                key, _, value = line.partition(" ")
+                if value.strip().lstrip("-").isdigit():
+                    values[key] = int(value)
+    except OSError:
+        pass
+    return values
+
+
+def host_memory() -> int:
+    """Total RAM, the limit docker reports for a container without one."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def system_cpu_ns() -> int:
+    """Time all CPUs spent since boot (user to softirq), in ns, as docker's stats compute it."""
+    with open("/proc/stat") as source:
+        for line in source:
+            if line.startswith("cpu "):
+                ticks = sum(int(value) for value in line.split()[1:8])
+                return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    return 0
+
+
+class ContainerCgroup:
+    """The cgroup directories of one container."""
+
+    def __init__(self, container_id: str, parent: str = "dockyard") -> None:
+        if not container_id or "/" in container_id or container_id in (".", ".."):
+            raise CgroupError(f"invalid container id for a cgroup: {container_id!r}")
+        self.container_id = container_id
+        self.parent = parent.strip("/")
+        self.layout = detect_layout()
+        relative = os.path.join(self.parent, container_id) if self.parent else container_id
+        #: Controller ("" on v2) -> the container's directory; co-mounted controllers share one.
+        self.dirs = {
+            controller: os.path.join(point, relative)
+            for controller, point in self.layout.mounts.items()
+        }
+
+    @property
+    def version(self) -> int:
+        return self.layout.version
+
+    def _unique_dirs(self) -> list[str]:
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def _file(self, controller: str, name: str) -> str:
+        return os.path.join(self.dirs["" if self.version == 2 else controller], name)
+
+    # ------------------------------------------------------------------ set up
+
+    def create(
+        self,
+        memory_bytes: int | None = None,
+        nano_cpus: int | None = None,
+        pids_limit: int | None = None,
+        privileged: bool = False,
+    ) -> None:
+        """Make the directories and write the limits; on failure nothing is left."""
+        try:
+            if self.version == 1:
+                self._create_v1(memory_bytes, nano_cpus, pids_limit, privileged)
+            else:
+                self._create_v2(memory_bytes, nano_cpus, pids_limit)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _create_v1(
+        self, memory_bytes: int | None, nano_cpus: int | None, pids_limit: int | None,
+        privileged: bool,
+    ) -> None:  # fmt: skip
+        for path in self._unique_dirs():
+            os.makedirs(path, exist_ok=True)
+        if memory_bytes is not None:
+            _write(self._file("memory", "memory.limit_in_bytes"), str(memory_bytes))
+            swap_file = self._file("memory", "memory.memsw.limit_in_bytes")
+            if os.path.exists(swap_file):
+                # docker's default without --memory-swap: as much swap as memory.
+                _write(swap_file, str(memory_bytes * 2))
+        if nano_cpus is not None and "cpu" in self.dirs:
+            _write(self._file("cpu", "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            _write(self._file("cpu", "cpu.cfs_quota_us"), str(_cpu_quota(nano_cpus)))
+        if pids_limit is not None and pids_limit > 0 and "pids" in self.dirs:
+            _write(self._file("pids", "pids.max"), str(pids_limit))
+        if not privileged and "devices" in self.dirs:
+            _write(self._file("devices", "devices.deny"), "a")
+            for rule in DEFAULT_DEVICE_RULES:
+                _write(self._file("devices", "devices.allow"), rule)
+
+    def _create_v2(
+        self, memory_bytes: int | None, nano_cpus: int | None, pids_limit: int | None
+    ) -> None:
+        root = self.layout.mounts[""]
+        directory = self.dirs[""]
+        # Every level above the container must hand the controllers down.
+        level = root
+        for part in [p for p in self.parent.split("/") if p]:
+            self._enable_controllers(level)
+            level = os.path.join(level, part)
+            os.makedirs(level, exist_ok=True)
+        self._enable_controllers(level)
+        os.makedirs(directory, exist_ok=True)
+        if memory_bytes is not None:
+            _write(os.path.join(directory, "memory.max"), str(memory_bytes))
+            swap_file = os.path.join(directory, "memory.swap.max")
+            if os.path.exists(swap_file):
+                _write(swap_file, str(memory_bytes))
+        if nano_cpus is not None:
+            _write(os.path.join(directory, "cpu.max"), f"{_cpu_quota(nano_cpus)} {CPU_PERIOD_US}")
+        if pids_limit is not None and pids_limit > 0:
+            _write(os.path.join(directory, "pids.max"), str(pids_limit))
+
+    @staticmethod
+    def _enable_controllers(directory: str) -> None:
+        available = set(_read(os.path.join(directory, "cgroup.controllers")).split())
+        enabled = set(_read(os.path.join(directory, "cgroup.subtree_control")).split())
+        wanted = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
+        if wanted:
+            _write(
+                os.path.join(directory, "cgroup.subtree_control"),
+                " ".join(f"+{c}" for c in wanted),
+            )
+
+    def open_procs_files(self) -> list[int]:
+        """File descriptors of every ``cgroup.procs`` (close-on-exec).
+
+        Opened before the container's root replaces the host's, so the process can still join
+        its cgroups by writing ``0`` to each after the host's /sys/fs/cgroup is out of sight.
+        """
+        return [
+            os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            for path in self._unique_dirs()
+        ]
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(path) for path in self._unique_dirs())
+
+    # ------------------------------------------------------------------ freezer
+
+    def freeze(self) -> None:
+        """Freeze every process and wait until the kernel says they are frozen."""
+        self._set_frozen(True)
+
+    def thaw(self) -> None:
+        self._set_frozen(False)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        if self.version == 1:
+            if "freezer" not in self.dirs:
+                raise CgroupError("the freezer controller is not mounted")
+            state_file = self._file("freezer", "freezer.state")
+            wanted = "FROZEN" if frozen else "THAWED"
+            _write(state_file, wanted)
+            deadline = time.monotonic() + FREEZE_TIMEOUT
+            while _read(state_file) != wanted:
+                if time.monotonic() > deadline:
+                    raise CgroupError(f"the container's cgroup did not become {wanted}")
+                _write(state_file, wanted)
+                time.sleep(0.001)
+            return
+        _write(self._file("", "cgroup.freeze"), "1" if frozen else "0")
+        events = self._file("", "cgroup.events")
+        deadline = time.monotonic() + FREEZE_TIMEOUT
+        while _keyed(events).get("frozen", -1) != int(frozen):
+            if time.monotonic() > deadline:
+                raise CgroupError("the container's cgroup did not change its frozen state")
+            time.sleep(0.001)
+
+    def is_frozen(self) -> bool:
+        try:
+            if self.version == 1:
+                return _read(self._file("freezer", "freezer.state")) != "THAWED"
+            return _keyed(self._file("", "cgroup.events")).get("frozen") == 1
+        except (OSError, KeyError):
+            return False
+
+    # ------------------------------------------------------------------ reading
+
+    def pids(self) -> list[int]:
+        """Host pids of every process in the container's cgroup."""
+        controller = "pids" if self.version == 1 and "pids" in self.dirs else "memory"
+        path = self._file(controller if self.version == 1 else "", "cgroup.procs")
+        try:
+            return [int(line) for line in _read(path).split()]
+        except OSError:
+            return []
+
+    def memory_usage(self) -> int:
+        if self.version == 1:
+            return _read_int(self._file("memory", "memory.usage_in_bytes"))
+        return _read_int(self._file("", "memory.current"))
+
+    def memory_limit(self) -> int:
+        """The limit, or the host's memory when there is none (as docker reports it)."""
+        machine = host_memory()
+        if self.version == 1:
+            limit = _read_int(self._file("memory", "memory.limit_in_bytes"), machine)
+        else:
+            limit = _read_int(self._file("", "memory.max"), machine)
+        return min(limit, machine) if machine else limit
+
+    def cpu_usage_ns(self) -> int:
+        if self.version == 1:
+            return (
+                _read_int(self._file("cpuacct", "cpuacct.usage")) if "cpuacct" in self.dirs else 0
+            )
+        return _keyed(self._file("", "cpu.stat")).get("usage_usec", 0) * 1000
+
+    def cpu_quota(self) -> tuple[int, int]:
+        """``(quota_us, period_us)``; quota -1 means unlimited."""
+        if self.version == 1:
+            return (
+                _read_int(self._file("cpu", "cpu.cfs_quota_us"), -1),
+                _read_int(self._file("cpu", "cpu.cfs_period_us"), CPU_PERIOD_US),
+            )
+        quota, _, period = _read(self._file("", "cpu.max")).partition(" ")
+        return (-1 if quota == "max" else int(quota)), int(period or CPU_PERIOD_US)
+
+    def pids_current(self) -> int:
+        return _read_int(self._file("pids", "pids.current")) if self._has("pids") else 0
+
+    def pids_max(self) -> int:
+        """The pids limit; 0 when unlimited."""
+        return _read_int(self._file("pids", "pids.max")) if self._has("pids") else 0
+
+    def _has(self, controller: str) -> bool:
+        return self.version == 2 or controller in self.dirs
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer killed in this cgroup."""
+        if self.version == 2:
+            return _keyed(self._file("", "memory.events")).get("oom_kill", 0)
+        control = _keyed(self._file("memory", "memory.oom_control"))
+        if "oom_kill" in control:
+            return control["oom_kill"]
+        # Kernels before 4.13 have no counter: hitting the limit is the best hint there is.
+        return _read_int(self._file("memory", "memory.failcnt"))
+
+    # ------------------------------------------------------------------ clean-up
+
+    def kill_all(self) -> None:
+        """SIGKILL every process left in the cgroup and wait until it is empty."""
+        if self.is_frozen():
+            # A frozen process cannot die; it must be thawed to act on the signal.
+            for pid in self.pids():
+                _kill(pid)
+            self.thaw()
+        kill_file = self._file("", "cgroup.kill") if self.version == 2 else ""
+        deadline = time.monotonic() + EMPTY_TIMEOUT
+        while True:
+            left = self.pids()
+            if not left:
+                return
+            if kill_file and os.path.exists(kill_file):
+                _write(kill_file, "1")
+            for pid in left:
+                _kill(pid)
+            if time.monotonic() > deadline:
+                raise CgroupError(f"processes {left} of the container do not die")
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        """Kill stray processes and delete the container's directories; missing is fine."""
+        if not self.exists():
+            return
+        self.kill_all()
+        for path in self._unique_dirs():
+            deadline = time.monotonic() + EMPTY_TIMEOUT
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # A dead process may still be leaving the cgroup for a moment.
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _cpu_quota(nano_cpus: int) -> int:
+    return max(CPU_MIN_QUOTA_US, nano_cpus * CPU_PERIOD_US // 1_000_000_000)

@@ -1,0 +1,428 @@
+"""The launcher: start a container's init process in new namespaces, from the supervisor.
+
+``launch(spec, stdio)`` runs in the container's supervisor (a child subreaper). It creates the
+container's cgroups, then forks the init process into a new PID namespace, so the child is pid 1
+there and the supervisor's direct child on the host. The child unshares the other namespaces,
+builds the root filesystem under ``<state_dir>/rootfs`` in its private mount namespace (nothing
+it mounts is visible on the host, and all of it goes away with the namespace), pivots into it,
+drops privileges and execs. It reports a failure through a close-on-exec pipe: EOF with no data
+means the exec happened.
+
+With a user namespace the order must change: PID, mount and the other namespaces have to be
+owned by the user namespace, or the child could not mount ``/proc`` in them. So an intermediate
+child mounts the root filesystem as real root, enters a new user namespace (the supervisor
+writes its uid and gid maps), unshares the rest and forks the init process, which the
+supervisor, as subreaper, inherits.
+
+Standard library, ctypes and :mod:`dockyard.core.interfaces` only: this is imported on every
+container start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import stat
+import struct
+from typing import NoReturn
+
+from dockyard.core.interfaces import ContainerSpec, LaunchError
+from dockyard.plugins.runtimes.namespaces import _linux, process
+from dockyard.plugins.runtimes.namespaces.cgroups import CgroupError, ContainerCgroup
+
+DEFAULT_CGROUP_PARENT = "dockyard"
+ROOTFS_DIR = "rootfs"
+
+#: The device nodes every container gets in /dev: name -> (major, minor).
+STANDARD_DEVICES = {
+    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
+    "tty": (5, 0),
+}  # fmt: skip
+STANDARD_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "ptmx": "pts/ptmx",
+}
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_PROC_FLAGS = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
+
+
+def cgroup_parent(spec: ContainerSpec) -> str:
+    """The cgroup parent the runtime's config asked for (passed in the spec's options)."""
+    return dict(spec.runtime_options).get("cgroup-parent", DEFAULT_CGROUP_PARENT)
+
+
+def rootfs_path(spec: ContainerSpec) -> str:
+    return os.path.join(spec.state_dir, ROOTFS_DIR)
+
+
+def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
+    """Start the container's init process; return its host pid once it has exec'd."""
+    if not spec.state_dir:
+        raise LaunchError("the container has no state directory", 125)
+    try:
+        cgroup = ContainerCgroup(spec.id, cgroup_parent(spec))
+        cgroup.create(
+            spec.resources.memory_bytes,
+            spec.resources.nano_cpus,
+            spec.resources.pids_limit,
+            privileged=spec.privileged,
+        )
+    except (OSError, CgroupError) as exc:
+        raise LaunchError(f"cannot create the container's cgroup: {exc}", 125) from None
+    cgroup_fds: list[int] = []
+    rootfs = rootfs_path(spec)
+    error_r, error_w = os.pipe()
+    try:
+        cgroup_fds = cgroup.open_procs_files()
+        os.makedirs(rootfs, mode=0o755, exist_ok=True)
+        if spec.uid_mappings or spec.gid_mappings:
+            pid = _fork_in_user_namespace(spec, stdio, rootfs, cgroup_fds, error_w)
+        else:
+            pid = _fork_init(spec, stdio, rootfs, cgroup_fds, error_w)
+    except BaseException as exc:
+        for fd in (error_r, error_w, *cgroup_fds):
+            os.close(fd)
+        _discard(cgroup, rootfs)
+        if isinstance(exc, LaunchError):
+            raise
+        if isinstance(exc, OSError):
+            raise LaunchError(f"cannot start the container: {exc}", 125) from None
+        raise
+    os.close(error_w)
+    for fd in cgroup_fds:
+        os.close(fd)
+    try:
+        failure = process.read_report(error_r)
+    finally:
+        os.close(error_r)
+    if failure is None:
+        return pid
+    _wait(pid)
+    _discard(cgroup, rootfs)
+    code, message = failure
+    raise LaunchError(f"unable to start container process: {message}", code)
+
+
+def _discard(cgroup: ContainerCgroup, rootfs: str) -> None:
+    with contextlib.suppress(OSError, CgroupError):
+        cgroup.remove()
+    with contextlib.suppress(OSError):
+        os.rmdir(rootfs)
+
+
+def _wait(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Forking
+# --------------------------------------------------------------------------------------------
+
+
+def _fork_init(
+    spec: ContainerSpec,
+    stdio: tuple[int, int, int],
+    rootfs: str,
+    cgroup_fds: list[int],
+    error_w: int,
+) -> int:
+    """Fork the init process into a new PID namespace; return its host pid."""
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
+            # An earlier launch in this process: its namespace (now maybe dead) is still where
+            # our children would go. Joining our own active one again is always allowed.
+            _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
+        _linux.unshare(_linux.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except BaseException:
+            _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=True)
+        # Later children of the supervisor (a restart's launch, anything it runs) stay on the
+        # host rather than join, or fail to join, the container's namespace.
+        _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(own_pid_ns)
+
+
+def _fork_in_user_namespace(
+    spec: ContainerSpec,
+    stdio: tuple[int, int, int],
+    rootfs: str,
+    cgroup_fds: list[int],
+    error_w: int,
+) -> int:
+    """Start the init process through an intermediate child that makes the user namespace."""
+    ready_r, ready_w = os.pipe()  # intermediate -> us: "user namespace made"
+    maps_r, maps_w = os.pipe()  # us -> intermediate: "maps written"
+    pid_r, pid_w = os.pipe()  # intermediate -> us: host pid of the init process
+    intermediate = os.fork()
+    if intermediate == 0:
+        for fd in (ready_r, maps_w, pid_r):
+            os.close(fd)
+        try:
+            _intermediate(spec, stdio, rootfs, cgroup_fds, error_w, ready_w, maps_r, pid_w)
+        except BaseException as exc:
+            process.report_and_exit(error_w, exc)
+    for fd in (ready_w, maps_r, pid_w):
+        os.close(fd)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            _write_id_maps(intermediate, spec)
+            os.write(maps_w, b"m")
+        os.close(maps_w)
+        maps_w = -1
+        reply = b""
+        while chunk := os.read(pid_r, 64):
+            reply += chunk
+    finally:
+        for fd in (ready_r, pid_r, maps_w):
+            if fd >= 0:
+                os.close(fd)
+        _wait(intermediate)
+    if not reply:
+        return intermediate  # it failed before forking: the error pipe tells why
+    return int(reply)
+
+
+def _write_id_maps(pid: int, spec: ContainerSpec) -> None:
+    for name, mappings in (("uid_map", spec.uid_mappings), ("gid_map", spec.gid_mappings)):
+        if not mappings:
+            continue
+        text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+        with open(f"/proc/{pid}/{name}", "w") as id_map:
+            id_map.write(text)
+
+
+def _intermediate(
+    spec: ContainerSpec,
+    stdio: tuple[int, int, int],
+    rootfs: str,
+    cgroup_fds: list[int],
+    error_w: int,
+    ready_w: int,
+    maps_r: int,
+    pid_w: int,
+) -> NoReturn:
+    # The root filesystem is mounted as real root: overlayfs must read the layers' trusted.*
+    # whiteout attributes, which a user namespace cannot see.
+    _linux.unshare(_linux.CLONE_NEWNS)
+    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+    _mount_rootfs(spec, rootfs)
+    _linux.unshare(_linux.CLONE_NEWUSER)
+    os.write(ready_w, b"u")
+    os.close(ready_w)
+    if os.read(maps_r, 1) != b"m":
+        raise process.ProcessFailure("the supervisor did not write the user namespace's maps")
+    os.close(maps_r)
+    # Become the namespace's root (where it is mapped) so what follows runs as it.
+    for setter in (os.setresgid, os.setresuid):
+        with contextlib.suppress(OSError):
+            setter(0, 0, 0)
+    _linux.unshare(_linux.CLONE_NEWPID)
+    init = os.fork()
+    if init == 0:
+        os.close(pid_w)
+        _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=False)
+    os.write(pid_w, str(init).encode())
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------------------------
+# The init process, before exec
+# --------------------------------------------------------------------------------------------
+
+
+def _container_init(
+    spec: ContainerSpec,
+    stdio: tuple[int, int, int],
+    rootfs: str,
+    cgroup_fds: list[int],
+    error_w: int,
+    mount_rootfs: bool,
+) -> NoReturn:
+    try:
+        flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC
+        own_network = spec.network_mode != "host"
+        if own_network:
+            flags |= _linux.CLONE_NEWNET
+        _linux.unshare(flags)
+        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+        if mount_rootfs:
+            _mount_rootfs(spec, rootfs)
+        else:
+            # The mount made before the user namespace is locked here, and pivot_root refuses a
+            # locked new root: put a mount of our own on top.
+            _linux.mount(rootfs, rootfs, None, _linux.MS_BIND | _linux.MS_REC)
+        _build_root(spec, rootfs, stdio, own_network)
+        _pivot(rootfs)
+        _restrict_paths(spec)
+        if spec.read_only_rootfs:
+            _linux.remount_read_only("/")
+        if spec.hostname:
+            _linux.sethostname(spec.hostname)
+        if own_network:
+            _loopback_up()
+        process.run(
+            spec.process, stdio, privileged=spec.privileged, cgroup_fds=cgroup_fds,
+            unshare_cgroup=_has_cgroup_namespaces(),
+        )  # fmt: skip
+    except BaseException as exc:
+        process.report_and_exit(error_w, exc)
+
+
+def _has_cgroup_namespaces() -> bool:
+    return os.path.exists("/proc/self/ns/cgroup")
+
+
+def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
+    if not spec.rootfs:
+        raise process.ProcessFailure("the container has no root filesystem mounts")
+    for entry in spec.rootfs:
+        flags, data = _linux.parse_mount_options(entry.options)
+        if entry.type == "bind":
+            _linux.mount(entry.source, rootfs, None, flags | _linux.MS_BIND)
+            if flags & _linux.MS_RDONLY:
+                _linux.remount_read_only(rootfs)
+        else:
+            _linux.mount(entry.source, rootfs, entry.type, flags, data or None)
+
+
+def _inside(rootfs: str, path: str) -> str:
+    return _linux.resolve_in_root(rootfs, path)
+
+
+def _build_root(
+    spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int], own_network: bool
+) -> None:
+    """Mount /proc, /dev, /sys, the bind mounts and the etc files under the new root."""
+    cwd = _inside(rootfs, spec.process.cwd or "/")
+    if not os.path.isdir(cwd):
+        # As docker creates a missing working directory; where it cannot (a file in the way),
+        # chdir reports it.
+        with contextlib.suppress(OSError):
+            os.makedirs(cwd, mode=0o755, exist_ok=True)
+    proc = _inside(rootfs, "/proc")
+    _linux.ensure_mountpoint(proc, directory=True)
+    _linux.mount("proc", proc, "proc", _PROC_FLAGS)
+    _build_dev(spec, rootfs, stdio)
+    _mount_sys(spec, rootfs, own_network)
+    # Parents before children, so a mount inside another bind mount lands on top of it.
+    for bind in sorted(spec.mounts, key=lambda m: len(m.destination.rstrip("/").split("/"))):
+        _bind(bind.source, _inside(rootfs, bind.destination), bind.read_only)
+    for host_file, destination in spec.etc_files:
+        _bind(host_file, _inside(rootfs, destination), read_only=False)
+
+
+def _bind(source: str, target: str, read_only: bool) -> None:
+    try:
+        is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+    except FileNotFoundError:
+        raise process.ProcessFailure(
+            f"error mounting {source!r}: bind source path does not exist: {source}"
+        ) from None
+    _linux.ensure_mountpoint(target, directory=is_dir)
+    _linux.mount(source, target, None, _linux.MS_BIND | _linux.MS_REC)
+    if read_only:
+        _linux.remount_read_only(target)
+
+
+def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) -> None:
+    dev = _inside(rootfs, "/dev")
+    _linux.ensure_mountpoint(dev, directory=True)
+    _linux.mount(
+        "tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k"
+    )
+    for name, (major, minor) in STANDARD_DEVICES.items():
+        node = os.path.join(dev, name)
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(node, 0o666)  # mknod's mode goes through the umask
+        except PermissionError:
+            # A user namespace may not make device nodes: use the host's.
+            _linux.ensure_mountpoint(node, directory=False)
+            _linux.mount(f"/dev/{name}", node, None, _linux.MS_BIND)
+    for name, target in STANDARD_LINKS.items():
+        os.symlink(target, os.path.join(dev, name))
+    pts = os.path.join(dev, "pts")
+    os.mkdir(pts, 0o755)
+    pts_flags = _linux.MS_NOSUID | _linux.MS_NOEXEC
+    try:
+        _linux.mount(
+            "devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620,gid=5"
+        )
+    except OSError:
+        # gid 5 (tty) may be unmapped in a user namespace.
+        _linux.mount("devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620")
+    shm = os.path.join(dev, "shm")
+    os.mkdir(shm, 0o1777)
+    _linux.mount("shm", shm, "tmpfs", _PROC_FLAGS, "mode=1777,size=65536k")
+    mqueue = os.path.join(dev, "mqueue")
+    os.mkdir(mqueue, 0o755)
+    _linux.mount("mqueue", mqueue, "mqueue", _PROC_FLAGS)
+    if spec.process.terminal:
+        console = os.path.join(dev, "console")
+        _linux.ensure_mountpoint(console, directory=False)
+        _linux.mount(f"/proc/self/fd/{stdio[0]}", console, None, _linux.MS_BIND)
+
+
+def _mount_sys(spec: ContainerSpec, rootfs: str, own_network: bool) -> None:
+    sys_dir = _inside(rootfs, "/sys")
+    _linux.ensure_mountpoint(sys_dir, directory=True)
+    read_only = 0 if spec.privileged else _linux.MS_RDONLY
+    try:
+        _linux.mount("sysfs", sys_dir, "sysfs", _PROC_FLAGS | read_only)
+    except PermissionError:
+        # A user namespace sharing the host's network may not mount sysfs: bind the host's.
+        _linux.mount("/sys", sys_dir, None, _linux.MS_BIND | _linux.MS_REC)
+        if read_only:
+            _linux.remount_read_only(sys_dir)
+
+
+def _pivot(rootfs: str) -> None:
+    """Make ``rootfs`` the root and drop the host's tree (pivot_root(".", ".") as runc does)."""
+    os.chdir(rootfs)
+    _linux.pivot_root(".", ".")
+    # The old root is now stacked on "."; detaching it leaves the new root alone.
+    _linux.umount(".", _linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def _restrict_paths(spec: ContainerSpec) -> None:
+    """Mask and make read-only runc's sensitive paths (not for a privileged container)."""
+    if spec.privileged:
+        return
+    for path in spec.masked_paths:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY, "size=0")
+            else:
+                os.stat(path)
+                _linux.mount("/dev/null", path, None, _linux.MS_BIND)
+        except FileNotFoundError:
+            continue
+    for path in spec.readonly_paths:
+        try:
+            _linux.mount(path, path, None, _linux.MS_BIND | _linux.MS_REC)
+        except FileNotFoundError:
+            continue
+        _linux.remount_read_only(path)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))

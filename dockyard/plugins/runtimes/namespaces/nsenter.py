@@ -1,0 +1,222 @@
+"""The exec helper: run a process inside a running container's namespaces.
+
+The daemon spawns ``python -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
+process's stdio on fds 0-2 and a status pipe on fd 3. The helper joins the container's
+namespaces with setns (user first, then ipc, uts, net, pid, mnt) and forks: only its child is
+in the container's PID namespace. The child joins the container's cgroups, then its cgroup
+namespace, sets credentials as the launcher does and execs. The helper writes one JSON line on
+fd 3 (``{"pid": host pid}`` once the exec happened, or ``{"error", "exit_code"}``), then stays
+as the daemon's waitable stand-in for the process: it forwards signals to it and exits with
+its status (dying of the same signal when it was killed), so the daemon's ``waitpid`` on the
+helper gives the command's real exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dockyard.core.interfaces import LaunchError, ProcessSpec
+from dockyard.plugins.runtimes.namespaces import _linux, process
+
+STATUS_FD = 3
+#: setns order: the user namespace first (it grants the capabilities for the others), the
+#: mount namespace last among those joined before the fork (it changes what /proc/<pid> is).
+NAMESPACE_ORDER = (
+    ("user", _linux.CLONE_NEWUSER),
+    ("ipc", _linux.CLONE_NEWIPC),
+    ("uts", _linux.CLONE_NEWUTS),
+    ("net", _linux.CLONE_NEWNET),
+    ("pid", _linux.CLONE_NEWPID),
+    ("mnt", _linux.CLONE_NEWNS),
+)
+FORWARDED_SIGNALS = (
+    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM,
+)  # fmt: skip
+_REPO_ROOT = str(Path(__file__).resolve().parents[4])
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, {root!r}); "
+    "from dockyard.plugins.runtimes.namespaces.nsenter import main; main()"
+)
+
+
+def spawn(
+    init_pid: int,
+    process_spec: ProcessSpec,
+    stdio: tuple[int, int, int],
+    *,
+    privileged: bool,
+    cgroup_procs: list[str],
+) -> int:
+    """Start the helper for ``process_spec`` in the container of ``init_pid``; return its pid.
+
+    Raises :class:`LaunchError` (127, 126 or 125) when the process could not be started; the
+    helper has been reaped then.
+    """
+    import attrs  # the daemon has it loaded; the helper's own start does not need it
+
+    request = {
+        "init_pid": init_pid,
+        "process": attrs.asdict(process_spec),
+        "privileged": privileged,
+        "cgroup_procs": cgroup_procs,
+    }
+    status_r, status_w = os.pipe()
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdio[0], 0),
+            (os.POSIX_SPAWN_DUP2, stdio[1], 1),
+            (os.POSIX_SPAWN_DUP2, stdio[2], 2),
+            (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
+        ]
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-c", _BOOTSTRAP.format(root=_REPO_ROOT), json.dumps(request)],
+            dict(os.environ),
+            file_actions=actions,
+        )
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(status_w)
+    try:
+        chunks = []
+        while chunk := os.read(status_r, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(status_r)
+    try:
+        reply = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        reply = {}
+    if "pid" in reply:
+        return pid
+    os.waitpid(pid, 0)
+    raise LaunchError(
+        reply.get("error", "the exec helper died before starting the process"),
+        reply.get("exit_code", process.RUNTIME_FAILURE),
+    )
+
+
+def _report(message: dict) -> None:
+    try:
+        os.write(STATUS_FD, json.dumps(message).encode() + b"\n")
+        os.close(STATUS_FD)
+    except OSError:
+        pass  # the daemon stopped listening; the exit status still tells
+
+
+def _process_spec(raw: dict) -> ProcessSpec:
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return ProcessSpec(**fields)
+
+
+def _open_namespaces(init_pid: int) -> list[tuple[int, int]]:
+    """fds of the container's namespaces that differ from ours, in joining order."""
+    opened = []
+    for name, kind in NAMESPACE_ORDER:
+        theirs = f"/proc/{init_pid}/ns/{name}"
+        try:
+            if os.readlink(theirs) == os.readlink(f"/proc/self/ns/{name}"):
+                continue
+            opened.append((os.open(theirs, os.O_RDONLY | os.O_CLOEXEC), kind))
+        except FileNotFoundError:
+            if name == "user":
+                continue  # no user namespaces in this kernel: nothing to join
+            raise
+    return opened
+
+
+def main() -> NoReturn:
+    os.set_inheritable(STATUS_FD, False)
+    try:
+        request = json.loads(sys.argv[1])
+        spec = _process_spec(request["process"])
+        init_pid = int(request["init_pid"])
+        namespaces = _open_namespaces(init_pid)
+        cgroup_ns = -1
+        ours, theirs = "/proc/self/ns/cgroup", f"/proc/{init_pid}/ns/cgroup"
+        if os.path.exists(ours) and os.readlink(ours) != os.readlink(theirs):
+            cgroup_ns = os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)
+        cgroup_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in request["cgroup_procs"]]
+        for fd, kind in namespaces:
+            _linux.setns(fd, kind)
+            os.close(fd)
+    except LaunchError as exc:
+        _report({"error": str(exc), "exit_code": exc.exit_code})
+        os._exit(exc.exit_code)
+    except OSError as exc:
+        _report({"error": f"cannot enter the container: {exc}", "exit_code": 125})
+        os._exit(125)
+    error_r, error_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(error_r)
+        try:
+            process.join_cgroups(cgroup_fds)
+            if cgroup_ns >= 0:
+                # After joining: the container's cgroup must be inside our cgroup namespace.
+                _linux.setns(cgroup_ns, _linux.CLONE_NEWCGROUP)
+            process.run(
+                spec, (0, 1, 2), privileged=request["privileged"], cgroup_fds=[],
+                unshare_cgroup=False,
+            )  # fmt: skip
+        except BaseException as exc:
+            process.report_and_exit(error_w, exc)
+    os.close(error_w)
+    for fd in cgroup_fds:
+        os.close(fd)
+    failure = process.read_report(error_r)
+    os.close(error_r)
+    if failure is not None:
+        os.waitpid(child, 0)
+        code, message = failure
+        _report({"error": f"unable to start container process: {message}", "exit_code": code})
+        os._exit(code)
+    _report({"pid": child})
+    _stand_in_for(child)
+
+
+def _stand_in_for(child: int) -> NoReturn:
+    """Let go of the stdio, forward signals to ``child`` and exit as it exits."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    for number in FORWARDED_SIGNALS:
+        signal.signal(number, lambda received, _frame: _forward(child, received))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+        except ChildProcessError:
+            os._exit(process.RUNTIME_FAILURE)
+        if os.WIFEXITED(status):
+            os._exit(os.WEXITSTATUS(status))
+        if os.WIFSIGNALED(status):
+            _die_of(os.WTERMSIG(status))
+
+
+def _forward(child: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child, number)
+
+
+def _die_of(number: int) -> NoReturn:
+    """End with the same signal as the process, so our wait status is its wait status."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+    os.kill(os.getpid(), number)
+    os._exit(128 + number)
+
+
+if __name__ == "__main__":
+    main()
