@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from urllib.parse import urlencode
 
 import attrs
@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from dockyard.core.errors import NotFound
 from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
 from dockyard.core.registry.errors import RegistryError
 from dockyard.core.registry.manifests import INDEXES, OCI_INDEX, accepts
@@ -53,7 +54,6 @@ _METHODS = {
     "referrers": ("GET",),
 }
 
-_ACTIONS = {"GET": "pull", "HEAD": "pull", "POST": "push", "PUT": "push", "PATCH": "push"}
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -124,9 +124,8 @@ def _page_size(request: Request) -> int | None:
     return int(text)
 
 
-def _paginate(
-    items: list[str], request: Request, path: str, extra: dict[str, str] | None = None
-) -> tuple[list[str], dict[str, str]]:
+def _paginate(items: list[str], request: Request, path: str) -> tuple[list[str], dict[str, str]]:
+    """One page of sorted ``items`` after ``last``, with a ``Link`` to the next page."""
     size = _page_size(request)
     last = request.query_params.get("last")
     if last is not None:
@@ -137,7 +136,7 @@ def _paginate(
     size = MAX_PAGE if size is None else min(size, MAX_PAGE)
     page = items[:size]
     if size and len(items) > size:
-        headers["Link"] = _link_header(path, {**(extra or {}), "n": str(size), "last": page[-1]})
+        headers["Link"] = _link_header(path, {"n": str(size), "last": page[-1]})
     return page, headers
 
 
@@ -168,38 +167,29 @@ class _BodyReader:
             await run_in_threadpool(self.writer.write, bytes(buffer))
 
 
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        "SIZE_INVALID",
+        message=f"range not satisfiable: the blob has {size} bytes",
+        status=416,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
 def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
     """The inclusive byte range a ``Range`` header asks for; ``None``: serve everything."""
     match = _RANGE.fullmatch(header.strip())
     if not match:
         return None  # multiple ranges or another unit: RFC 9110 lets us ignore it
     first, last = match.groups()
-    if not first and not last:
-        raise RegistryError(
-            "BLOB_UNKNOWN",
-            message="invalid range",
-            status=416,
-            headers={"Content-Range": f"bytes */{size}"},
-        )
     if not first:
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise RegistryError(
-                "BLOB_UNKNOWN",
-                message="range not satisfiable",
-                status=416,
-                headers={"Content-Range": f"bytes */{size}"},
-            )
-        return max(size - suffix, 0), size - 1
+        if not last or int(last) == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - int(last), 0), size - 1
     start = int(first)
     end = int(last) if last else size - 1
     if start >= size or end < start:
-        raise RegistryError(
-            "BLOB_UNKNOWN",
-            message="range not satisfiable",
-            status=416,
-            headers={"Content-Range": f"bytes */{size}"},
-        )
+        raise _unsatisfiable(size)
     return start, min(end, size - 1)
 
 
@@ -301,15 +291,22 @@ class Handlers:
         wanted = request.headers.get("range")
         span = _parse_blob_range(wanted, size) if wanted else None
         if span is None:
-            chunks = await run_in_threadpool(self.store.read_blob, digest)
+            chunks = await self._open_blob(digest, 0, None)
             return StreamingResponse(
                 iterate_in_threadpool(chunks), headers={**headers, "Content-Length": str(size)}
             )
         start, end = span
-        chunks = await run_in_threadpool(self.store.read_blob, digest, start, end - start + 1)
+        chunks = await self._open_blob(digest, start, end - start + 1)
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
         return StreamingResponse(iterate_in_threadpool(chunks), status_code=206, headers=headers)
+
+    async def _open_blob(self, digest: Digest, offset: int, length: int | None) -> Iterator[bytes]:
+        try:
+            return await run_in_threadpool(self.store.read_blob, digest, offset, length)
+        except NotFound:
+            # Deleted (by a gc, say) between the size check and now.
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
 
     # ------------------------------------------------------------------ uploads
 

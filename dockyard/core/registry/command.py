@@ -20,7 +20,7 @@ from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import ConfigError
 from dockyard.core.hosts import parse_host
 from dockyard.core.logging import configure_logging
-from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
+from dockyard.core.plugins import PluginHost
 from dockyard.core.service import Service
 
 _log = structlog.get_logger("dockyard.registry")
@@ -56,10 +56,7 @@ def build_runtime(config: Config) -> RegistryRuntime:
     plugins = PluginHost(config, "registry").load()
     data_root = Path(config.registry.data_root).absolute()
     service = Service("registry", config, plugins, data_root)
-    for kind in PROGRAM_KINDS["registry"]:
-        name = plugins.selected(kind)
-        if name is not None:
-            service.drivers[kind] = plugins.build(kind, data_root / kind.value / name)
+    service.drivers = plugins.build_program_drivers(data_root)
     backend = service.drivers.get(DriverKind.REGISTRY_BACKEND)
     if backend is None:
         raise ConfigError("no registry backend is installed; install or enable one")
