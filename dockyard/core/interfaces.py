@@ -347,7 +347,12 @@ class FileInfo:
 
 
 class BlobWriter(Protocol):
-    """A streaming write of one path, resumable across requests until committed or cancelled."""
+    """A streaming write of one path, resumable across requests until committed or cancelled.
+
+    Until ``commit`` the bytes are invisible: ``stat``, ``read`` and ``list`` do not see them,
+    and the path keeps its previous content. Two writers of one path never mix their bytes;
+    the last to commit wins.
+    """
 
     @property
     def size(self) -> int:
@@ -359,7 +364,11 @@ class BlobWriter(Protocol):
         ...
 
     def close(self) -> None:
-        """Persist what was written so far so the write can be resumed with ``append=True``."""
+        """Persist what was written so far so the write can be resumed with ``append=True``.
+
+        The registry uses this between the chunks of an upload, which may arrive at another
+        registry process sharing the storage; the writer is finished afterwards.
+        """
         ...
 
     def commit(self) -> None:
@@ -367,7 +376,8 @@ class BlobWriter(Protocol):
         ...
 
     def cancel(self) -> None:
-        """Discard everything written; the path is unchanged and the writer is finished."""
+        """Discard everything written, earlier closed sessions included: nothing is left behind,
+        the path is unchanged and the writer is finished."""
         ...
 
 
@@ -382,7 +392,11 @@ class RegistryBackend(Protocol):
     """
 
     def stat(self, path: str) -> FileInfo:
-        """Describe ``path``; a directory is any prefix that has stored paths below it."""
+        """Describe ``path``; a directory is any prefix that has stored paths below it.
+
+        ``modified`` is the wall-clock time of the last commit (or move) that wrote the path:
+        the registry's garbage collector spares recently written content by it.
+        """
         ...
 
     def read(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
@@ -393,11 +407,18 @@ class RegistryBackend(Protocol):
         ...
 
     def writer(self, path: str, append: bool = False) -> BlobWriter:
-        """Open a streaming write of ``path``; ``append`` resumes a closed, uncommitted one."""
+        """Open a streaming write of ``path``; ``append`` resumes a closed, uncommitted one.
+
+        With ``append`` and no such write to resume, raises
+        :class:`~dockyard.core.errors.NotFound`.
+        """
         ...
 
     def list(self, path: str) -> list[str]:
-        """The direct children of directory ``path``, as full paths."""
+        """The direct children of directory ``path``, as full paths (``/`` lists the top).
+
+        Uncommitted writes are not children. An empty store lists ``/`` as ``[]``.
+        """
         ...
 
     def move(self, source: str, destination: str) -> None:
@@ -405,7 +426,10 @@ class RegistryBackend(Protocol):
         ...
 
     def delete(self, path: str) -> None:
-        """Delete ``path`` and, for a directory, everything below it."""
+        """Delete ``path`` and, for a directory, everything below it.
+
+        The registry cancels in-progress writes itself before deleting their directory.
+        """
         ...
 
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
