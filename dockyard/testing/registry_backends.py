@@ -178,11 +178,19 @@ class RegistryBackendSuite:
     def test_uncommitted_write_is_invisible_and_cancel_leaves_nothing(
         self, backend: RegistryBackend
     ) -> None:
+        _put(backend, "/w/other", b"x")
         writer = backend.writer("/w/file")
         writer.write(b"pending")
         with pytest.raises(NotFound):
             backend.stat("/w/file")
+        assert backend.list("/w") == ["/w/other"]
+        writer.close()
+        assert backend.list("/w") == ["/w/other"]
+        with pytest.raises(NotFound):
+            _read_all(backend, "/w/file")
+        writer = backend.writer("/w/file", append=True)
         writer.cancel()
+        backend.delete("/w/other")
         with pytest.raises(NotFound):
             backend.stat("/w/file")
         with pytest.raises(NotFound):

@@ -143,7 +143,7 @@ def test_a_crashed_gc_leaves_its_trash_to_be_put_back(client, store, registry_ro
         f"{layout.TRASH}/{run}/index.json", json.dumps([layout.blob_data(layer)]).encode()
     )
     store.backend.move(layout.blob_data(layer), layout.trash(run, layout.blob_data(layer)))
-    # A pull repairs it on the spot for manifest pushes; the next gc puts everything back.
+    # The next gc puts back whatever an earlier, interrupted run left in its trash.
     report = collect(store, grace_period=HOUR)
     assert layout.blob_data(layer) in report.restored
     assert client.request("GET", f"/v2/crash/blobs/{layer}").content == image.layers[0]
