@@ -23,12 +23,18 @@ def fs_config(root: Path) -> str:
     )
 
 
-def s3_config(moto, bucket: str, data_root: Path, redirect: bool = False) -> str:
+IN_CONFIG = 'access-key-id = "testing"\nsecret-access-key = "testing"'
+
+
+def s3_config(
+    moto, bucket: str, data_root: Path, redirect: bool = False, credentials: str = IN_CONFIG
+) -> str:
+    """Config for the s3 backend; ``credentials`` are the lines that say where keys come from."""
     return (
         f'[registry]\nbackend = "s3"\ndata-root = "{data_root}"\n'
         f'[registries.s3]\nbucket = "{bucket}"\nprefix = "reg"\n'
         f'endpoint-url = "{moto.endpoint}"\nregion = "us-east-1"\n'
-        f'access-key-id = "testing"\nsecret-access-key = "testing"\n'
+        f"{credentials}\n"
         f"part-size = {5 * 1024 * 1024}\nredirect = {'true' if redirect else 'false'}\n"
     )
 
@@ -125,8 +131,15 @@ def test_sigkill_mid_upload_restarts_consistent(tmp_path, registry_process, clie
 
 def test_two_registries_share_one_s3_bucket(tmp_path, moto_server, registry_process, client_for):
     bucket = moto_server.new_bucket()
-    one = registry_process(s3_config(moto_server, bucket, tmp_path / "one"))
-    two = registry_process(s3_config(moto_server, bucket, tmp_path / "two"))
+    # One gets its secret from a file, the other its credentials from the AWS environment.
+    secret = tmp_path / "secret"
+    secret.write_text("testing\n")
+    from_file = f'access-key-id = "testing"\nsecret-access-key-file = "{secret}"'
+    one = registry_process(s3_config(moto_server, bucket, tmp_path / "one", credentials=from_file))
+    two = registry_process(
+        s3_config(moto_server, bucket, tmp_path / "two", credentials="# from the environment"),
+        extra_env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
     push, pull = client_for(one.url), client_for(two.url)
     big = os.urandom(12 * 1024 * 1024)  # several multipart parts
     image = push.push_image("shared/app", "v1", layers=[big, b"small layer"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,6 +37,7 @@ class S3Config:
     region: str = option("", "region; empty: from the AWS environment or config files")
     access_key_id: str = option("", "access key; empty: AWS environment, files or roles")
     secret_access_key: str = option("", "secret key; empty: AWS environment, files or roles")
+    secret_access_key_file: str = option("", "file holding the secret key (kept out of config)")
     session_token: str = option("", "session token for temporary credentials")
     part_size: int = option(16 * 1024 * 1024, "multipart upload part size in bytes (>= 5 MiB)")
     redirect: bool = option(False, "answer blob GETs with a redirect to a presigned URL")
@@ -160,9 +162,18 @@ class S3Backend:
         self.config = config
         self.bucket = config.bucket
         self.prefix = config.prefix.strip("/")
+        secret = config.secret_access_key
+        if config.secret_access_key_file:
+            try:
+                secret = Path(config.secret_access_key_file).read_text().strip()
+            except OSError as exc:
+                raise InvalidParameter(
+                    f"[registries.s3] secret-access-key-file: cannot read "
+                    f"{config.secret_access_key_file}: {exc.strerror}"
+                ) from None
         session = boto3.session.Session(
             aws_access_key_id=config.access_key_id or None,
-            aws_secret_access_key=config.secret_access_key or None,
+            aws_secret_access_key=secret or None,
             aws_session_token=config.session_token or None,
             region_name=config.region or None,
         )
