@@ -74,10 +74,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
 
         events = service.events = EventBus(notify_plugins)
         daemon_id = engine_id(data_root)
-        for kind in PROGRAM_KINDS["daemon"]:
-            name = plugins.selected(kind)
-            if name is not None:
-                service.drivers[kind] = plugins.build(kind, data_root / kind.value / name)
+        service.drivers = plugins.build_program_drivers(data_root)
 
         content = ContentStore(data_root / "content")
         service.images = ImageStore(

@@ -307,15 +307,42 @@ class PluginHost:
             self._selected[kind] = self._resolve(kind, strict=False)
         return self._selected[kind]
 
-    def build(self, kind: DriverKind, state_dir: Path) -> Any | None:
-        """Build the selected driver of ``kind``; ``None`` when there is none."""
-        name = self.selected(kind)
-        if name is None:
-            return None
-        driver = self._drivers[kind][name]
-        config = driver.config if driver.config is not None else driver.info.config_class()
-        state_dir.mkdir(parents=True, exist_ok=True)
-        return driver.info.factory(config, DriverContext(state_dir=state_dir))
+    def build(self, kind: DriverKind, state_root: Path) -> Any | None:
+        """Build the selected driver of ``kind`` with state in ``state_root/<name>``.
+
+        ``None`` when there is none. A factory may still find it cannot work here (its state
+        directory is on a filesystem it cannot use, say) and raise ``DriverUnavailable``: an
+        automatically chosen driver is then marked ``skip`` and the next one is tried; one the
+        config names is a ``ConfigError``.
+        """
+        while True:
+            name = self.selected(kind)
+            if name is None:
+                return None
+            driver = self._drivers[kind][name]
+            config = driver.config if driver.config is not None else driver.info.config_class()
+            state_dir = state_root / name
+            state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                return driver.info.factory(config, DriverContext(state_dir=state_dir))
+            except DriverUnavailable as exc:
+                driver.status, driver.reason = SKIP, str(exc)
+                wanted, key = self._wanted(kind)
+                if wanted:
+                    raise ConfigError(
+                        f"{kind.label} {wanted!r} (set by {key} in {self.config.source}) cannot "
+                        f"be used here: {exc}"
+                    ) from None
+                self._selected[kind] = self._resolve(kind, strict=False)
+
+    def build_program_drivers(self, data_root: Path) -> dict[DriverKind, Any]:
+        """Build every driver kind this program selects, each under ``data_root/<kind>/``."""
+        built = {}
+        for kind in PROGRAM_KINDS.get(self.program, ()):
+            driver = self.build(kind, data_root / kind.value)
+            if driver is not None:
+                built[kind] = driver
+        return built
 
     def driver_infos(self, kind: DriverKind) -> list[DriverInfo]:
         return [d.info for d in self._drivers[kind].values()]

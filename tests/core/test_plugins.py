@@ -262,3 +262,26 @@ def test_plugin_option_of_the_wrong_type(sites):
     config = parse_config('[auth.static]\nusers = ["alice"]\n', "c.toml")
     with pytest.raises(ConfigError, match=r"key 'auth\.static\.users' must be a table, not a list"):
         PluginHost(config, "cli").load()
+
+
+def test_auto_selected_driver_that_fails_to_build_falls_back(sites, tmp_path):
+    sites("dockyard-test-plugins")
+    host = PluginHost(Config(), "daemon").load()
+    assert host.selected(DriverKind.STORAGE) == "picky"  # highest priority, check passes
+    built = host.build(DriverKind.STORAGE, tmp_path)
+    assert host.selected(DriverKind.STORAGE) != "picky"
+    assert type(built).__name__ in ("OverlayDriver", "VfsDriver")
+    picky = next(d for d in reports_by_name(host)["lab"].drivers if d.name == "picky")
+    assert picky.status == "skip"
+    assert "is on a filesystem this driver cannot use" in picky.reason
+
+
+def test_named_driver_that_fails_to_build_is_a_config_error(sites, tmp_path):
+    sites("dockyard-test-plugins")
+    config = parse_config('[daemon]\nstorage-driver = "picky"\n', "c.toml")
+    host = PluginHost(config, "daemon").load()
+    with pytest.raises(
+        ConfigError,
+        match=r"storage driver 'picky' \(set by \[daemon\] storage-driver in c.toml\) cannot be used here: .* is on a filesystem",
+    ):
+        host.build(DriverKind.STORAGE, tmp_path)

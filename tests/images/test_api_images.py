@@ -275,3 +275,39 @@ def test_killed_mid_load_restarts_consistent(start_daemon):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
+
+
+def test_import_refuses_a_digest_reference(daemon):
+    reply = daemon.request(
+        "POST",
+        "/v1.41/images/create?fromSrc=-&repo=x%40sha256%3A" + "0" * 64,
+        body=busybox_rootfs(),
+    )
+    assert reply.status == 400 and reply.json() == {"message": "cannot import digest reference"}
+    assert daemon.request("GET", "/images/json").json() == []
+
+
+def test_prune_filters_by_label_and_age(daemon):
+    daemon.request(
+        "POST",
+        "/v1.41/images/load",
+        body=docker_archive(
+            [layer_tar({"a": b"1"})], [], config_extra={"config": {"Labels": {"keep": "yes"}}}
+        ),
+    )
+    daemon.request("POST", "/v1.41/images/load", body=docker_archive([layer_tar({"b": b"2"})], []))
+    assert len(daemon.request("GET", "/images/json").json()) == 2
+    young = daemon.request(
+        "POST", "/v1.41/images/prune?filters=" + urllib.parse.quote('{"until":["1h"]}')
+    ).json()
+    assert young["ImagesDeleted"] is None  # both were made just now
+    kept = daemon.request(
+        "POST", "/v1.41/images/prune?filters=" + urllib.parse.quote('{"label!":["keep=yes"]}')
+    ).json()
+    assert len([d for d in kept["ImagesDeleted"] if "Deleted" in d]) == 1
+    (left,) = daemon.request("GET", "/images/json").json()
+    assert left["Labels"] == {"keep": "yes"}
+    bad = daemon.request(
+        "POST", "/v1.41/images/prune?filters=" + urllib.parse.quote('{"colour":["x"]}')
+    )
+    assert bad.status == 400

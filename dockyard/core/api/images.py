@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from dockyard.core.api.params import parse_bool, parse_filters
+from dockyard.core.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.core.api.streams import consume_body, json_message, stream_from_thread
 from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import InvalidParameter, NotImplementedYet
@@ -100,10 +101,8 @@ def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]
             pass  # narrows the tags shown; see matching_references
         elif key == "label":
             labels = _labels(store.config(image))
-            for condition in wanted:
-                label, sep, value = condition.partition("=")
-                if label not in labels or (sep and labels[label] != value):
-                    return False
+            if not all(_label_matches(labels, condition) for condition in wanted):
+                return False
         elif key in ("before", "since"):
             for name in wanted:
                 pivot = store.resolve(name)
@@ -223,10 +222,40 @@ async def prune_images(request: Request) -> Response:
     store = _store(request)
     filters = parse_filters(request.query_params.get("filters"))
     dangling_only = all(parse_bool(v) for v in filters.pop("dangling", ["true"]))
-    if filters:
-        raise InvalidParameter(f"invalid filter '{next(iter(filters))}' for image prune")
-    deleted, reclaimed = await run_in_threadpool(store.prune, dangling_only)
+    unknown = set(filters) - {"until", "label", "label!"}
+    if unknown:
+        raise InvalidParameter(f"invalid filter '{unknown.pop()}' for image prune")
+    until = [_until_timestamp(value) for value in filters.get("until", [])]
+
+    def selected(image: ImageRecord) -> bool:
+        labels = _labels(store.config(image))
+        if any(image.created_at >= limit for limit in until):
+            return False
+        if not all(_label_matches(labels, condition) for condition in filters.get("label", [])):
+            return False
+        return not any(_label_matches(labels, c) for c in filters.get("label!", []))
+
+    deleted, reclaimed = await run_in_threadpool(store.prune, dangling_only, selected)
     return JSONResponse({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+def _label_matches(labels: dict[str, str], condition: str) -> bool:
+    label, sep, value = condition.partition("=")
+    return label in labels and (not sep or labels[label] == value)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _until_timestamp(value: str) -> float:
+    """``until`` as docker takes it: a Go duration ago (``24h``, ``90m``) or a timestamp."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", value.strip())
+    if match:
+        return time.time() - float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    stamp = parse_timestamp(value)
+    if stamp is None:
+        raise InvalidParameter(f"invalid until filter {value!r}")
+    return stamp / 1e9
 
 
 def _messages(*messages: bytes) -> Response:
@@ -248,6 +277,8 @@ async def create_image(request: Request) -> Response:
     reference = None
     if query.get("repo"):
         reference = parse_repository_and_tag(query["repo"], query.get("tag"))
+        if reference.digest is not None:
+            raise InvalidParameter("cannot import digest reference")
     changes = query.getlist("changes")
     message = query.get("message", "")
     archive.apply_changes({}, changes)  # refuse a bad change before reading the body

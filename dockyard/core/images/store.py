@@ -470,14 +470,21 @@ class ImageStore:
         (self._images_dir / f"{image.id.removeprefix('sha256:')}.json").unlink(missing_ok=True)
         self._images.pop(image.id, None)
 
-    def prune(self, dangling_only: bool = True) -> tuple[list[dict[str, str]], int]:
-        """Delete untagged images (all unused ones with ``dangling_only=False``)."""
+    def prune(
+        self,
+        dangling_only: bool = True,
+        selected: Callable[[ImageRecord], bool] = lambda image: True,
+    ) -> tuple[list[dict[str, str]], int]:
+        """Delete untagged images (all unused ones with ``dangling_only=False``) that
+        ``selected`` accepts; images containers use are kept."""
         deleted: list[dict[str, str]] = []
         reclaimed = 0
         with self._lock:
             tagged = set(self._references.values())
             for image in list(self._images.values()):
                 if dangling_only and image.id in tagged:
+                    continue
+                if self.in_use(image.id) or not selected(image):
                     continue
                 self._untag(image, self.references_of(image.id), deleted)
                 before = sum(layer.size for layer in self._layers.values())

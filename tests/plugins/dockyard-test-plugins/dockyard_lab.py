@@ -79,3 +79,20 @@ def dockyard_auth_providers():
         config_class=StaticAuthConfig,
         description="users and passwords from the config file (HTTP Basic)",
     )
+
+
+def _refuses_its_state_dir(config, context):
+    from dockyard.core.errors import DriverUnavailable
+
+    raise DriverUnavailable(f"{context.state_dir} is on a filesystem this driver cannot use")
+
+
+@hookimpl
+def dockyard_storage_drivers():
+    return DriverInfo(
+        name="picky",
+        kind=DriverKind.STORAGE,
+        factory=_refuses_its_state_dir,
+        description="a driver that finds out only when built that it cannot work here",
+        priority=1000,
+    )
