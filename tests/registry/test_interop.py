@@ -117,3 +117,59 @@ def test_docker_push_and_pull_multi_layer_image(tmp_path, registry_process, real
     assert "Mounted from interop/docker" in mounted.stdout
     real_dockerd.docker("rmi", reference, other)
     assert server.server_errors() == []
+
+
+def oci_layout_with_index(directory: Path) -> str:
+    """An OCI layout whose index.json points at a two-platform image index; returns its digest."""
+    import hashlib
+
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    manifests = []
+    for architecture in ("amd64", "arm64"):
+        layer = layer_tar({"arch": architecture.encode()}, compress=True)
+        diff_id = "sha256:" + hashlib.sha256(layer_tar({"arch": architecture.encode()})).hexdigest()
+        config = json.dumps({"architecture": architecture, "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()  # fmt: skip
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layer)}],
+        }).encode()  # fmt: skip
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          **put(manifest), "platform": {"architecture": architecture, "os": "linux"}})  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": manifests}).encode()  # fmt: skip
+    descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json", **put(index)}
+    (directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (directory / "index.json").write_text(
+        json.dumps({"schemaVersion": 2, "manifests": [descriptor]})
+    )
+    return descriptor["digest"]
+
+
+def test_skopeo_copies_a_multi_platform_index(tmp_path, registry_process, client_for):
+    server = registry_process(fs_config(tmp_path))
+    client = client_for(server.url)
+    digest = oci_layout_with_index(tmp_path / "layout")
+    target = f"docker://{server.host}/interop/multi:latest"
+    skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{tmp_path / 'layout'}", target)
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", target).stdout
+    assert client.digest(raw.encode()) == digest
+    index = json.loads(raw)
+    for child in index["manifests"]:
+        reply = client.request("GET", f"/v2/interop/multi/manifests/{child['digest']}")
+        assert reply.status_code == 200
+    arm = json.loads(skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64",
+                            target).stdout)  # fmt: skip
+    assert arm["Architecture"] == "arm64"
+    out = tmp_path / "back"
+    skopeo("copy", "--all", "--src-tls-verify=false", target, f"oci:{out}")
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == digest
+    assert server.server_errors() == []
