@@ -197,10 +197,7 @@ class ContainerManager:
         network_mode = host.get("NetworkMode") or "default"
         if network_mode not in ("default", "bridge", "none", "host"):
             raise InvalidParameter(f"network {network_mode} not found")
-        if network_mode in ("default", "bridge"):
-            warnings.append(
-                "bridge networking is not available yet: the container has loopback only"
-            )
+        # Until bridge networking lands, the default network is "none": loopback only.
         privileged = bool(host.get("Privileged"))
         caps = options.capabilities(host.get("CapAdd"), host.get("CapDrop"), privileged)
         volume_specs = [options.parse_bind(b) for b in host.get("Binds") or []]
@@ -618,9 +615,8 @@ class ContainerManager:
 
     def _resolve_waiters(self, container: Container, conditions: tuple[str, ...]) -> None:
         live = self.live(container)
+        # "Error" is for a wait that failed; the CLI treats any object there as one.
         result: dict[str, Any] = {"StatusCode": container.state.exit_code, "Error": None}
-        if container.state.error:
-            result["Error"] = {"Message": container.state.error}
         remaining = []
         for waiter in live.waiters:
             if waiter.condition in conditions and not waiter.future.done():
