@@ -206,15 +206,28 @@ class RegistryProcess:
 
 
 def start_registry_process(
-    workdir: Path, config_text: str, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    config_text: str,
+    extra_env: dict[str, str] | None = None,
+    plugin_sites: list[Path] | None = None,
 ) -> RegistryProcess:
-    """Start ``python -m dockyard registry`` with ``config_text`` on a free port."""
+    """Start ``python -m dockyard registry`` with ``config_text`` on a free port.
+
+    Third-party plugins load only from ``plugin_sites`` (entry-point autoloading is off
+    without them).
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"registry-{port}.toml"
     config.write_text(config_text)
     log = workdir / f"registry-{port}.log"
-    env = {**os.environ, **(extra_env or {}), "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env.update(extra_env or {})
+    if plugin_sites:
+        repository = Path(__file__).resolve().parents[2]
+        env["PYTHONPATH"] = os.pathsep.join([*(str(s) for s in plugin_sites), str(repository)])
+    else:
+        env["DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [
@@ -259,8 +272,14 @@ def registry_process(tmp_path: Path) -> Iterator[object]:
     """Factory: start ``dockyard registry`` processes (stopped at teardown)."""
     processes: list[RegistryProcess] = []
 
-    def start(config_text: str, extra_env: dict[str, str] | None = None) -> RegistryProcess:
-        process = start_registry_process(tmp_path / "processes", config_text, extra_env)
+    def start(
+        config_text: str,
+        extra_env: dict[str, str] | None = None,
+        plugin_sites: list[Path] | None = None,
+    ) -> RegistryProcess:
+        process = start_registry_process(
+            tmp_path / "processes", config_text, extra_env, plugin_sites
+        )
         processes.append(process)
         return process
 

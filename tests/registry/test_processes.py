@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -220,3 +221,34 @@ def test_bad_setup_is_one_clear_line(tmp_path, flags, config, message):
     assert result.returncode == 1, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plugins_take_part_in_the_registry(tmp_path, plugin_sites, registry_process, client_for):
+    """Hooks run with program "registry"; a plugin's auth provider guards the API and its
+    routes are served beside it."""
+    record = tmp_path / "record.jsonl"
+    config = fs_config(tmp_path) + (
+        '[auth.static]\nusers = { builder = "s3cret" }\nrealm = "lab"\n'
+    )
+    config = config.replace("[registry]\n", '[registry]\nauth = "static"\n')
+    server = registry_process(
+        config,
+        extra_env={"DOCKYARD_TEST_RECORD": str(record)},
+        plugin_sites=[plugin_sites["dockyard-test-plugins"]],
+    )
+    client = client_for(server.url)
+    hello = client.request("GET", "/recorder/hello")
+    assert hello.status_code == 200 and hello.json()["hello"] == "registry"
+    denied = client.request("POST", "/v2/team/app/blobs/uploads/")
+    assert denied.status_code == 401
+    assert denied.headers["WWW-Authenticate"] == 'Basic realm="lab"'
+    client.http.auth = ("builder", "s3cret")
+    image = client.push_image("team/app", "v1")
+    client.http.auth = None
+    pulled = client.request("GET", "/v2/team/app/manifests/v1")
+    assert pulled.status_code == 200 and pulled.content == image.manifest
+    assert client.request("DELETE", "/v2/team/app/manifests/v1").status_code == 401
+    server.stop()
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    for hook in ("dockyard_configure", "dockyard_routes", "dockyard_startup", "dockyard_shutdown"):
+        assert any(c["hook"] == hook and c.get("program") == "registry" for c in calls), hook
