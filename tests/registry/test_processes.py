@@ -252,3 +252,23 @@ def test_plugins_take_part_in_the_registry(tmp_path, plugin_sites, registry_proc
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     for hook in ("dockyard_configure", "dockyard_routes", "dockyard_startup", "dockyard_shutdown"):
         assert any(c["hook"] == hook and c.get("program") == "registry" for c in calls), hook
+
+
+def test_tls(tmp_path, registry_process):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    config = fs_config(tmp_path).replace(
+        "[registry]\n", f'[registry]\ntls-cert = "{cert}"\ntls-key = "{key}"\n'
+    )
+    server = registry_process(config)
+    reply = requests.get(f"https://{server.host}/v2/", verify=str(cert), timeout=10)
+    assert reply.status_code == 200
+    assert reply.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    # Plain HTTP gets no answer from a TLS socket.
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://{server.host}/v2/", timeout=2)
