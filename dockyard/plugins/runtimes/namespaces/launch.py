@@ -34,6 +34,9 @@ from dockyard.plugins.runtimes.namespaces.cgroups import CgroupError, ContainerC
 
 DEFAULT_CGROUP_PARENT = "dockyard"
 ROOTFS_DIR = "rootfs"
+#: With a user namespace the root is mounted one level down, in a directory anyone may search:
+#: the container's root (an unprivileged host uid) must look the mount point up by name.
+USERNS_DIR = "userns"
 
 #: The device nodes every container gets in /dev: name -> (major, minor).
 STANDARD_DEVICES = {
@@ -59,6 +62,8 @@ def cgroup_parent(spec: ContainerSpec) -> str:
 
 
 def rootfs_path(spec: ContainerSpec) -> str:
+    if spec.uid_mappings or spec.gid_mappings:
+        return os.path.join(spec.state_dir, USERNS_DIR, ROOTFS_DIR)
     return os.path.join(spec.state_dir, ROOTFS_DIR)
 
 
@@ -83,6 +88,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         cgroup_fds = cgroup.open_procs_files()
         os.makedirs(rootfs, mode=0o755, exist_ok=True)
         if spec.uid_mappings or spec.gid_mappings:
+            os.chmod(os.path.dirname(rootfs), 0o711)
             pid = _fork_in_user_namespace(spec, stdio, rootfs, cgroup_fds, error_w)
         else:
             pid = _fork_init(spec, stdio, rootfs, cgroup_fds, error_w)
@@ -115,6 +121,9 @@ def _discard(cgroup: ContainerCgroup, rootfs: str) -> None:
         cgroup.remove()
     with contextlib.suppress(OSError):
         os.rmdir(rootfs)
+    if os.path.basename(os.path.dirname(rootfs)) == USERNS_DIR:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(rootfs))
 
 
 def _wait(pid: int) -> None:
@@ -221,6 +230,12 @@ def _intermediate(
     _linux.unshare(_linux.CLONE_NEWNS)
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     _mount_rootfs(spec, rootfs)
+    # The image's files belong to the host's root, which the container's root is not: every
+    # mount point is made now, while we still are.
+    _create_mount_points(spec, rootfs)
+    # The init process starts from here: the path to it may not be searchable once it runs as
+    # a mapped uid.
+    os.chdir(rootfs)
     _linux.unshare(_linux.CLONE_NEWUSER)
     os.write(ready_w, b"u")
     os.close(ready_w)
@@ -264,8 +279,11 @@ def _container_init(
             _mount_rootfs(spec, rootfs)
         else:
             # The mount made before the user namespace is locked here, and pivot_root refuses a
-            # locked new root: put a mount of our own on top.
-            _linux.mount(rootfs, rootfs, None, _linux.MS_BIND | _linux.MS_REC)
+            # locked new root: put a mount of our own on top of it (we are in its root
+            # directory), and step into that one by name (".." is the world-searchable dir).
+            _linux.mount(".", ".", None, _linux.MS_BIND | _linux.MS_REC)
+            os.chdir(os.path.join("..", ROOTFS_DIR))
+            rootfs = "."
         _build_root(spec, rootfs, stdio, own_network)
         _pivot(rootfs)
         _restrict_paths(spec)
@@ -298,6 +316,17 @@ def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
                 _linux.remount_read_only(rootfs)
         else:
             _linux.mount(entry.source, rootfs, entry.type, flags, data or None)
+
+
+def _create_mount_points(spec: ContainerSpec, rootfs: str) -> None:
+    for directory in ("/proc", "/dev", "/sys", spec.process.cwd or "/"):
+        _linux.ensure_mountpoint(_inside(rootfs, directory), directory=True)
+    for bind in spec.mounts:
+        with contextlib.suppress(OSError):  # a missing source is reported when mounting
+            is_dir = stat.S_ISDIR(os.stat(bind.source).st_mode)
+            _linux.ensure_mountpoint(_inside(rootfs, bind.destination), directory=is_dir)
+    for _host_file, destination in spec.etc_files:
+        _linux.ensure_mountpoint(_inside(rootfs, destination), directory=False)
 
 
 def _inside(rootfs: str, path: str) -> str:

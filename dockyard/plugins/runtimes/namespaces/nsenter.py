@@ -212,8 +212,9 @@ def _forward(child: int, number: int) -> None:
 def _die_of(number: int) -> NoReturn:
     """End with the same signal as the process, so our wait status is its wait status."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(number, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+    if number not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+        signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
     os.kill(os.getpid(), number)
     os._exit(128 + number)
 
