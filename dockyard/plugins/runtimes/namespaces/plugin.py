@@ -22,6 +22,7 @@ from dockyard.plugins.runtimes.namespaces.launch import DEFAULT_CGROUP_PARENT
 
 LAUNCHER = "dockyard.plugins.runtimes.namespaces.launch:launch"
 NAMESPACE_FILES = ("pid", "mnt", "uts", "ipc", "net")
+CAPABILITIES = frozenset(("cgroup-v1", "cgroup-v2", "user-namespaces"))
 
 
 @attrs.frozen
@@ -147,7 +148,7 @@ def dockyard_runtimes() -> DriverInfo:
         factory=build,
         config_class=NamespacesConfig,
         description="Linux namespaces, cgroups (v1 and v2) and pivot_root, run in-process",
-        capabilities=frozenset(("cgroup-v1", "cgroup-v2", "user-namespaces")),
+        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
         priority=20,
         check=check,
     )
