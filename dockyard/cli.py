@@ -8,10 +8,12 @@ The import path of a client command is kept to the standard library; ``daemon`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -674,6 +676,1415 @@ def add_image_commands(commands: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Container commands
+# --------------------------------------------------------------------------------------------
+
+#: docker's exit statuses for ``run`` (docker/cli ``run.go`` ``toStatusError``).
+EXIT_DAEMON_ERROR, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND = 125, 126, 127
+PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+#: docker cuts COMMAND to this many characters (before quoting it) unless --no-trunc.
+COMMAND_WIDTH = 20
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+#: Signals ``run``/``attach`` forward to the container (docker forwards all it can catch;
+#: SIGCHLD and SIGPIPE are the CLI's own business).
+PROXIED_SIGNALS = (
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGALRM",
+    "SIGWINCH",
+)
+#: docker's ``units.RAMInBytes``: binary multiples, an optional "i" and "b".
+_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$", re.IGNORECASE)
+
+
+class RunError(Exception):
+    """A ``run``/``create``/``start`` failure with docker's exit status (125 and up)."""
+
+    def __init__(self, message: str, status: int = EXIT_DAEMON_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def ram_in_bytes(text: str) -> int:
+    """``512m``, ``1g``, ``1.5GiB``, ``1024`` in bytes, as docker converts ``--memory``."""
+    match = _RAM_SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid size: '{text}'")
+    number = float(match.group(1))
+    power = " kmgtp".index((match.group(2) or " ").lower())
+    return int(number * 1024**power)
+
+
+def nano_cpus(text: str) -> int:
+    """``--cpus 1.5`` as ``HostConfig.NanoCpus``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"failed to parse {text} as a rational number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"invalid value {text} for --cpus")
+    return round(value * 1e9)
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """docker's ``term.ToBytes``: ``ctrl-p,ctrl-q`` → ``b"\\x10\\x11"``; single characters
+    stand for themselves; ``ctrl-@``, ``ctrl-[``… as in ASCII."""
+    keys = bytearray()
+    for key in text.split(","):
+        key = key.strip()
+        if len(key) == 1:
+            keys.append(ord(key))
+        elif key.lower().startswith("ctrl-") and len(key) == 6:
+            char = key[5].lower()
+            if "a" <= char <= "z":
+                keys.append(ord(char) - ord("a") + 1)
+            elif char in "@[\\]^_":
+                keys.append(ord(char) - ord("@"))
+            else:
+                raise UsageError(f"invalid detach keys: unknown character {key!r}")
+        else:
+            raise UsageError(f"invalid detach keys: unknown character {key!r}")
+    if not keys:
+        raise UsageError("invalid detach keys: empty")
+    return bytes(keys)
+
+
+def parse_restart(text: str) -> dict[str, Any]:
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise ValueError(f"invalid restart policy {text!r}")
+    if count and name != "on-failure":
+        raise ValueError(f"maximum retry count cannot be used with restart policy '{name}'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise ValueError(f"maximum retry count must be an integer: {count!r}") from None
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
+def _env_entries(values: Sequence[str] | None) -> list[str]:
+    """``-e KEY=VALUE``, or ``-e KEY`` to pass this environment's value (left out if unset)."""
+    entries = []
+    for value in values or ():
+        if "=" in value:
+            entries.append(value)
+        elif value in os.environ:
+            entries.append(f"{value}={os.environ[value]}")
+        elif value:
+            entries.append(value)
+    return entries
+
+
+def _labels(values: Sequence[str] | None) -> dict[str, str]:
+    labels = {}
+    for value in values or ():
+        key, _, text = value.partition("=")
+        labels[key] = text
+    return labels
+
+
+def terminal_size() -> tuple[int, int]:
+    """(rows, columns) of our terminal, (0, 0) without one."""
+    for stream in (sys.stdout, sys.stdin):
+        try:
+            size = os.get_terminal_size(stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            continue
+        return size.lines, size.columns
+    return 0, 0
+
+
+def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
+    """``POST /containers/create``'s body from ``run``/``create`` flags, as docker fills it."""
+    try:
+        memory = ram_in_bytes(args.memory) if args.memory else 0
+    except ValueError as exc:
+        raise RunError(f'invalid argument "{args.memory}" for "-m, --memory" flag: {exc}') from None
+    try:
+        cpus = nano_cpus(args.cpus) if args.cpus else 0
+    except ValueError as exc:
+        raise RunError(f'invalid argument "{args.cpus}" for "--cpus" flag: {exc}') from None
+    try:
+        restart = parse_restart(args.restart or "no")
+    except ValueError as exc:
+        raise RunError(f'invalid argument "{args.restart}" for "--restart" flag: {exc}') from None
+    if args.rm and restart["Name"] != "no":
+        raise RunError("Conflicting options: --restart and --rm")
+    detached = getattr(args, "detach", False)
+    attach_stdin = args.interactive and not detached
+    binds: list[str] = []
+    anonymous: dict[str, dict[str, Any]] = {}
+    for spec in args.volume or ():
+        if ":" in spec:
+            binds.append(spec)
+        else:  # a bare container path is an anonymous volume
+            anonymous[spec] = {}
+    entrypoint = None if args.entrypoint is None else [args.entrypoint]
+    host_config: dict[str, Any] = {
+        "Binds": binds or None,
+        "AutoRemove": args.rm,
+        "RestartPolicy": restart,
+        "Memory": memory,
+        "NanoCpus": cpus,
+        "PidsLimit": args.pids_limit,
+        "NetworkMode": args.network or "default",
+        "Privileged": args.privileged,
+        "CapAdd": args.cap_add,
+        "CapDrop": args.cap_drop,
+        "ReadonlyRootfs": args.read_only,
+        "LogConfig": {"Type": "", "Config": {}},
+        "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
+    }
+    return {
+        "Hostname": args.hostname or "",
+        "User": args.user or "",
+        "AttachStdin": attach_stdin,
+        "AttachStdout": not detached,
+        "AttachStderr": not detached,
+        "Tty": args.tty,
+        "OpenStdin": args.interactive,
+        "StdinOnce": attach_stdin,
+        "Env": _env_entries(args.env),
+        "Cmd": args.command or None,
+        "Image": args.image,
+        "Volumes": anonymous or None,
+        "WorkingDir": args.workdir or "",
+        "Entrypoint": entrypoint,
+        "Labels": _labels(args.label),
+        "HostConfig": host_config,
+        "NetworkingConfig": {"EndpointsConfig": {}},
+    }
+
+
+def _container_path(name: str, suffix: str = "") -> str:
+    return f"/containers/{quote(name, safe='')}{suffix}"
+
+
+def _pull_missing(client: Any, image: str) -> None:
+    """docker's answer to "No such image" on create: pull it, showing progress on stderr."""
+    from dockyard.client import display_json_messages
+
+    print(f"Unable to find image '{image}' locally", file=sys.stderr)
+    repo, tag = _split_repo_tag(image.partition("@")[0])
+    query = {"fromImage": repo, "tag": image.partition("@")[2] or tag.replace("<none>", "latest")}
+    display_json_messages(client.request("POST", "/images/create", query), sys.stderr)
+
+
+def create_container(client: Any, args: argparse.Namespace, body: dict[str, Any]) -> str:
+    """Create (pulling a missing image first, as docker does); warnings go to stderr."""
+    from dockyard.client import APIError
+
+    query = {"name": args.name}
+    try:
+        created = client.call_json("POST", "/containers/create", query, body)
+    except APIError as exc:
+        if exc.status != 404 or "No such image" not in str(exc):
+            raise
+        _pull_missing(client, args.image)
+        created = client.call_json("POST", "/containers/create", query, body)
+    for warning in created.get("Warnings") or ():
+        print(f"WARNING: {warning}", file=sys.stderr)
+    container_id: str = created["Id"]
+    return container_id
+
+
+def start_error_status(message: str) -> int:
+    """``run``'s exit status for a failed start: 126 cannot execute, 127 not found."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return EXIT_NOT_FOUND
+    if "permission denied" in lowered:
+        return EXIT_CANNOT_EXECUTE
+    return EXIT_DAEMON_ERROR
+
+
+class RawTerminal:
+    """Put a terminal in raw mode (keys go to the container as typed, ctrl-c included) and
+    restore it on the way out, whatever the way out is."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._saved: list[Any] | None = None
+
+    def __enter__(self) -> RawTerminal:
+        if self.fd is not None:
+            import termios
+            import tty
+
+            self._saved = termios.tcgetattr(self.fd)
+            tty.setraw(self.fd, termios.TCSANOW)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None and self.fd is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+
+class SignalProxy:
+    """Signals this process gets, forwarded to the container as ``kill?signal=NAME`` (docker's
+    ``--sig-proxy``); SIGWINCH also resizes a TTY. Requests go out from a worker thread: the
+    handlers only queue, so they never block or re-enter the main thread's I/O."""
+
+    def __init__(
+        self, proxy: bool, on_signal: Callable[[str], None], on_winch: Callable[[], None] | None
+    ) -> None:
+        import queue
+
+        self.proxy = proxy
+        self._on_signal = on_signal
+        self._on_winch = on_winch
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalProxy:
+        import signal
+        import threading
+
+        names = list(PROXIED_SIGNALS) if self.proxy else []
+        if self._on_winch is not None and "SIGWINCH" not in names:
+            names.append("SIGWINCH")
+        if not names:
+            return self
+        threading.Thread(target=self._work, daemon=True).start()
+        for name in names:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        import signal
+
+        self._queue.put(signal.Signals(number).name)
+
+    def _work(self) -> None:
+        while (name := self._queue.get()) is not None:
+            try:
+                if name == "SIGWINCH" and self._on_winch is not None:
+                    self._on_winch()
+                if self.proxy:
+                    self._on_signal(name.removeprefix("SIG"))
+            except Exception:  # a container that is gone: nothing left to forward to
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._queue.put(None)
+
+
+class AttachSession:
+    """One hijacked stream (attach or exec start) wired to this process's stdio.
+
+    Output is copied in the calling thread: stdcopy frames to stdout/stderr, or raw bytes for
+    a TTY. Stdin is copied by a thread and half-closed at its end; without stdin the write side
+    is half-closed at once (the daemon then knows no input is coming). With a TTY the detach
+    keys (ctrl-p ctrl-q by default) close the stream and leave the container running.
+    """
+
+    def __init__(
+        self, stream: Any, tty: bool, stdin_fd: int | None, detach_keys: bytes | None
+    ) -> None:
+        self.stream = stream
+        self.tty = tty
+        self.stdin_fd = stdin_fd
+        self.detach_keys = detach_keys if tty else None
+        self.detached = False
+
+    def start_input(self) -> None:
+        import threading
+
+        if self.stdin_fd is None:
+            self.stream.close_write()
+            return
+        threading.Thread(target=self._copy_input, daemon=True).start()
+
+    def _copy_input(self) -> None:
+        assert self.stdin_fd is not None
+        keys = self.detach_keys or b""
+        held = b""  # a detach sequence begun but not finished
+        try:
+            while True:
+                try:
+                    data = os.read(self.stdin_fd, 65536)
+                except InterruptedError:
+                    continue
+                if not data:
+                    break
+                if keys:
+                    data, held = self._scan_detach(held + data, keys)
+                    if self.detached:
+                        self.stream.close()
+                        return
+                if data:
+                    self.stream.send(data)
+            if held:
+                self.stream.send(held)
+        except OSError:
+            pass  # the stream is gone (the container exited): nothing to deliver to
+        self.stream.close_write()
+
+    def _scan_detach(self, data: bytes, keys: bytes) -> tuple[bytes, bytes]:
+        """Split ``data`` into what to send now and a held partial detach sequence."""
+        out = bytearray()
+        index = 0
+        while index < len(data):
+            if data[index] == keys[0]:
+                candidate = data[index : index + len(keys)]
+                if candidate == keys:
+                    self.detached = True
+                    return bytes(out), b""
+                if keys.startswith(candidate):  # could still become the sequence
+                    return bytes(out), candidate
+            out.append(data[index])
+            index += 1
+        return bytes(out), b""
+
+    def copy_output(self) -> None:
+        from dockyard.client import copy_raw, demultiplex
+
+        stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
+        sys.stdout.flush()
+        if self.tty:
+            copy_raw(self.stream.read1, stdout)
+        else:
+            demultiplex(self.stream.read, stdout, stderr)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def resize_tty(client: Any, path: str, retry: bool = True) -> None:
+    """``POST .../resize`` with our terminal's size; docker retries a failed first one (the
+    process may not have its pty yet) with 10, 20, … ms pauses, then gives up with a note."""
+    from dockyard.client import APIError, DaemonUnreachable
+
+    rows, columns = terminal_size()
+    if not rows or not columns:
+        return
+    for attempt in range(10 if retry else 1):
+        try:
+            client.call_json("POST", path, {"h": rows, "w": columns})
+            return
+        except (APIError, DaemonUnreachable):
+            time.sleep(0.01 * (attempt + 1))
+    if retry:
+        print("failed to resize tty, using default size", file=sys.stderr)
+
+
+def _stdin_fd() -> int | None:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _attached_run(
+    client: Any,
+    container_id: str,
+    config: dict[str, Any],
+    wait_condition: str,
+    detach_keys: bytes,
+    sig_proxy: bool,
+    start: bool = True,
+) -> int:
+    """Attach, wait (headers first), start, stream; docker's order (engine-api.md §5.1).
+
+    Returns the container's exit status (0 after a detach).
+    """
+    from dockyard.client import APIError
+
+    tty = bool(config.get("Tty"))
+    attach_stdin = bool(config.get("AttachStdin"))
+    stdin_fd = _stdin_fd() if attach_stdin else None
+    query = {
+        "stream": 1,
+        "stdin": 1 if attach_stdin else None,
+        "stdout": 1 if config.get("AttachStdout", True) else None,
+        "stderr": 1 if config.get("AttachStderr", True) else None,
+    }
+    stream = client.hijack(_container_path(container_id, "/attach"), query)
+    raw_fd = stdin_fd if tty and stdin_fd is not None and os.isatty(stdin_fd) else None
+    # The daemon answers wait's headers at once; its body comes when the container is done.
+    waiter = client.request(
+        "POST",
+        _container_path(container_id, "/wait"),
+        {"condition": wait_condition},
+        streaming=True,
+    )
+    session = AttachSession(stream, tty, stdin_fd, detach_keys)
+    resize_path = _container_path(container_id, "/resize")
+    proxy = SignalProxy(
+        sig_proxy,
+        lambda name: client.call_json(
+            "POST", _container_path(container_id, "/kill"), {"signal": name}
+        ),
+        (lambda: resize_tty(client, resize_path, retry=False)) if tty else None,
+    )
+    with RawTerminal(raw_fd), proxy:
+        session.start_input()
+        if start:
+            try:
+                client.call_json("POST", _container_path(container_id, "/start"))
+            except APIError as exc:
+                session.close()
+                if wait_condition == "removed":
+                    # With AutoRemove the daemon removes it: docker waits for that to finish.
+                    with contextlib.suppress(Exception):
+                        waiter.read()
+                message = f"Error response from daemon: {exc}"
+                raise RunError(message, start_error_status(str(exc))) from None
+        if tty:
+            resize_tty(client, resize_path)
+        try:
+            session.copy_output()
+        finally:
+            session.close()
+    if session.detached:
+        waiter.close()
+        return 0
+    return _wait_status(waiter)
+
+
+def _wait_status(response: Any) -> int:
+    raw = response.read()
+    try:
+        result = json.loads(raw)
+    except ValueError:
+        raise RunError(raw.decode(errors="replace").strip() or "wait: no answer") from None
+    error = result.get("Error")
+    if error:  # docker treats any Error object as a failure of the wait
+        message = error.get("Message", "") if isinstance(error, dict) else str(error)
+        raise RunError(f"Error waiting for container: {message}")
+    status: int = result.get("StatusCode", 0)
+    return status
+
+
+def _client_failure(exc: Exception) -> str:
+    """The one-line text for a failure talking to the daemon, as docker words it."""
+    from dockyard.client import APIError
+
+    return f"Error response from daemon: {exc}" if isinstance(exc, APIError) else str(exc)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``docker run``: its own errors and the daemon's exit 125; the container's status else."""
+    from dockyard.client import APIError, DaemonUnreachable, StdCopyError
+
+    try:
+        detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+        body = container_create_body(args)
+        if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
+            raise RunError("the input device is not a TTY")
+        client = make_client(args)
+        container_id = create_container(client, args, body)
+        if args.detach:
+            client.call_json("POST", _container_path(container_id, "/start"))
+            print(container_id)
+            return 0
+        condition = "removed" if args.rm else "next-exit"
+        return _attached_run(client, container_id, body, condition, detach_keys, args.sig_proxy)
+    except (RunError, UsageError, APIError, DaemonUnreachable, StdCopyError) as exc:
+        print(f"dockyard: {_client_failure(exc)}", file=sys.stderr)
+        if isinstance(exc, RunError) and exc.status != EXIT_DAEMON_ERROR:
+            print("Run 'dockyard run --help' for more information", file=sys.stderr)
+        return exc.status if isinstance(exc, RunError) else EXIT_DAEMON_ERROR
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from dockyard.client import APIError, DaemonUnreachable
+
+    try:
+        body = container_create_body(args)
+        client = make_client(args)
+        print(create_container(client, args, body))
+        return 0
+    except (RunError, APIError, DaemonUnreachable) as exc:
+        print(f"dockyard: {_client_failure(exc)}", file=sys.stderr)
+        return EXIT_DAEMON_ERROR
+
+
+def _each(names: Sequence[str], action: Callable[[str], object], echo: bool = True) -> int:
+    """Run ``action`` per name, printing the name on success (docker's stop/kill/rm/…) and
+    the daemon's errors after; exit 1 if any failed."""
+    from dockyard.client import APIError
+
+    errors = []
+    for name in names:
+        try:
+            action(name)
+        except APIError as exc:
+            errors.append(str(exc))
+            continue
+        if echo:
+            print(name, flush=True)
+    return _print_errors(errors)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from dockyard.client import APIError, StdCopyError
+
+    client = make_client(args)
+    if not (args.attach or args.interactive):
+        return _each(
+            args.containers,
+            lambda name: client.call_json("POST", _container_path(name, "/start")),
+        )
+    if len(args.containers) > 1:
+        raise UsageError("you cannot start and attach multiple containers at once")
+    try:
+        detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+        container = client.get_json(_container_path(args.containers[0], "/json"))
+        config = dict(container.get("Config") or {})
+        config["AttachStdin"] = args.interactive and bool(config.get("OpenStdin"))
+        config["AttachStdout"] = config["AttachStderr"] = True
+        # "next-exit": the status of the run this start begins, not of an earlier one.
+        return _attached_run(client, container["Id"], config, "next-exit", detach_keys, True)
+    except (RunError, APIError, StdCopyError) as exc:
+        print(_client_failure(exc), file=sys.stderr)
+        return exc.status if isinstance(exc, RunError) else 1
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    query = {"t": args.time, "signal": args.signal}
+    # 304 (already stopped) is a success, as for docker.
+    return _each(
+        args.containers,
+        lambda name: client.call_json("POST", _container_path(name, "/stop"), query),
+    )
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    query = {"t": args.time, "signal": args.signal}
+    return _each(
+        args.containers,
+        lambda name: client.call_json("POST", _container_path(name, "/restart"), query),
+    )
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    query = {"signal": args.signal}
+    return _each(
+        args.containers,
+        lambda name: client.call_json("POST", _container_path(name, "/kill"), query),
+    )
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    return _each(
+        args.containers, lambda name: client.call_json("POST", _container_path(name, "/pause"))
+    )
+
+
+def cmd_unpause(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    return _each(
+        args.containers, lambda name: client.call_json("POST", _container_path(name, "/unpause"))
+    )
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    query = {"force": 1 if args.force else None, "v": 1 if args.volumes else None}
+    return _each(
+        args.containers,
+        lambda name: client.call_json("DELETE", _container_path(name), query),
+    )
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    client = make_client(args)
+
+    def wait(name: str) -> None:
+        response = client.request(
+            "POST", _container_path(name, "/wait"), {"condition": "not-running"}, streaming=True
+        )
+        result = json.loads(response.read())
+        print(result.get("StatusCode", 0), flush=True)
+
+    return _each(args.containers, wait, echo=False)
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    make_client(args).call_json("POST", _container_path(args.old, "/rename"), {"name": args.new})
+    return 0
+
+
+def _go_value(value: Any) -> str:
+    """A value as Go's text/template prints it (enough for scripts' ``-f`` lookups)."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_value(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
+
+
+_TEMPLATE_ACTION = re.compile(r"{{\s*(json\s+)?\.([\w.]*)\s*}}")
+
+
+def render_template(template: str, document: Any) -> str:
+    """The subset of docker's Go templates scripts use most: ``{{.A.B}}`` and
+    ``{{json .A}}``. Anything else in braces is refused rather than printed wrong."""
+
+    def lookup(match: re.Match[str]) -> str:
+        value = document
+        for key in filter(None, match.group(2).split(".")):
+            if not isinstance(value, dict) or key not in value:
+                if match.group(1):
+                    return "null"
+                return "<no value>"
+            value = value[key]
+        return go_json(value) if match.group(1) else _go_value(value)
+
+    rendered = _TEMPLATE_ACTION.sub(lookup, template)
+    if "{{" in rendered:
+        raise UsageError(f"template not supported: {template!r} (only {{{{.Field}}}} and json)")
+    return rendered
+
+
+def _print_documents(documents: list[Any], template: str | None) -> None:
+    if template and template != "json":
+        for document in documents:
+            print(render_template(template, document))
+    else:
+        print(go_json(documents, indent=4))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``inspect`` tries each kind in docker's order (container, image, volume) for a name;
+    ``container inspect``/``volume inspect`` look at one kind."""
+    from dockyard.client import APIError
+
+    client = make_client(args)
+    kinds = [args.type] if args.type else ["container", "image", "volume"]
+    paths = {
+        "container": lambda name: _container_path(name, "/json"),
+        "image": lambda name: _image_path(name, "/json"),
+        "volume": lambda name: f"/volumes/{quote(name, safe='')}",
+    }
+    found, errors = [], []
+    for name in args.names:
+        for kind in kinds:
+            try:
+                found.append(client.get_json(paths[kind](name)))
+                break
+            except APIError as exc:
+                if exc.status != 404:
+                    errors.append(str(exc))
+                    break
+                last = str(exc)
+        else:
+            errors.append(last if len(kinds) == 1 else f"No such object: {name}")
+    _print_documents(found, args.format)
+    if len(kinds) > 1:  # docker's generic inspect words its misses without the daemon prefix
+        for message in errors:
+            print(f"Error: {message}", file=sys.stderr)
+        return 1 if errors else 0
+    return _print_errors(errors)
+
+
+def _container_names(container: dict[str, Any]) -> str:
+    # Names with a second "/" are links (/other/alias): docker shows only the own names.
+    names = [n[1:] for n in container.get("Names") or () if "/" not in n[1:]]
+    return ",".join(names)
+
+
+def _ports(container: dict[str, Any]) -> str:
+    shown = []
+    for port in container.get("Ports") or ():
+        private, kind = port.get("PrivatePort"), port.get("Type", "tcp")
+        if port.get("PublicPort"):
+            shown.append(f"{port.get('IP', '0.0.0.0')}:{port['PublicPort']}->{private}/{kind}")
+        else:
+            shown.append(f"{private}/{kind}")
+    return ", ".join(shown)
+
+
+def _ps_row(container: dict[str, Any], truncate: bool) -> dict[str, str]:
+    """One ``ps`` row, keyed like docker's container formatter (``--format json`` keys)."""
+    command = container.get("Command", "")
+    image = container.get("Image", "") or "<no image>"
+    if truncate:
+        command = ellipsis(command, COMMAND_WIDTH)
+        if image.startswith("sha256:"):
+            image = truncate_id(image)
+    created = container.get("Created", 0)
+    labels = container.get("Labels") or {}
+    mounts = container.get("Mounts") or []
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    container_id = container.get("Id", "")
+    return {
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": go_time(created),
+        "ID": container_id[:12] if truncate else container_id,
+        "Image": image,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in mounts),
+        "Names": _container_names(container),
+        "Networks": ",".join(sorted(networks)),
+        "Ports": _ports(container),
+        "RunningFor": created_since(created),
+        "Size": "0B",
+        "State": container.get("State", ""),
+        "Status": container.get("Status", ""),
+    }
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    filters = _filters(args.filter)
+    limit = 1 if args.latest else args.last
+    query = {
+        "all": 1 if args.all else None,
+        "limit": limit if limit and limit > 0 else None,
+        "filters": json.dumps(filters) if filters else None,
+    }
+    containers = make_client(args).get_json("/containers/json", query)
+    rows = [_ps_row(c, not args.no_trunc) for c in containers]
+    if args.quiet:
+        for row in rows:
+            print(row["ID"])
+    elif args.format == "json":
+        for row in rows:
+            print(_json_line(row))
+    else:
+        columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+        print_table(PS_HEADERS, [[row[c] for c in columns] for row in rows], DOCKER_MIN_WIDTH)
+    return 0
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def log_timestamp(text: str, now: float | None = None) -> str:
+    """``--since``/``--until`` as docker sends them (unix seconds, nanoseconds as a fraction):
+    from a Go duration (``10m``, ``1h30m``: that long ago), unix seconds, or an RFC 3339 date."""
+    now = time.time() if now is None else now
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return text
+    if _DURATION.fullmatch(text) or re.fullmatch(f"(?:{_DURATION.pattern})+", text):
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(text))
+        moment = now - seconds
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"invalid value for time: {text!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()
+        moment = parsed.timestamp()
+    whole = math.floor(moment)
+    return f"{whole}.{round((moment - whole) * 1e9):09d}"
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from dockyard.client import copy_raw, demultiplex
+
+    client = make_client(args)
+    # The container's TTY flag decides the stream's format (framed or raw), as for docker.
+    container = client.get_json(_container_path(args.container, "/json"))
+    query = {
+        "stdout": 1,
+        "stderr": 1,
+        "follow": 1 if args.follow else None,
+        "tail": args.tail,
+        "timestamps": 1 if args.timestamps else None,
+        "since": log_timestamp(args.since) if args.since else None,
+        "until": log_timestamp(args.until) if args.until else None,
+    }
+    response = client.request(
+        "GET", _container_path(container["Id"], "/logs"), query, streaming=args.follow
+    )
+    if (container.get("Config") or {}).get("Tty"):
+        copy_raw(response.read1, sys.stdout.buffer)
+    else:
+        demultiplex(response.read, sys.stdout.buffer, sys.stderr.buffer)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from dockyard.client import APIError, StdCopyError
+
+    client = make_client(args)
+    if args.tty and args.interactive and not sys.stdin.isatty():
+        raise UsageError("the input device is not a TTY")
+    detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+    client.get_json(_container_path(args.container, "/json"))  # "No such container" first
+    config = {
+        "User": args.user or "",
+        "Privileged": args.privileged,
+        "Tty": args.tty,
+        "AttachStdin": args.interactive and not args.detach,
+        "AttachStderr": not args.detach,
+        "AttachStdout": not args.detach,
+        "Detach": args.detach,
+        "DetachKeys": "",
+        "Env": _env_entries(args.env) or None,
+        "WorkingDir": args.workdir or "",
+        "Cmd": [args.command_name, *args.arguments],
+    }
+    created = client.call_json("POST", _container_path(args.container, "/exec"), body=config)
+    exec_id = created.get("Id") if created else ""
+    if not exec_id:
+        raise UsageError("exec ID empty")
+    start = {"Detach": args.detach, "Tty": args.tty}
+    if args.detach:
+        client.call_json("POST", f"/exec/{exec_id}/start", body=start)
+        return 0
+    stream = client.hijack(f"/exec/{exec_id}/start", body=start)
+    stdin_fd = _stdin_fd() if args.interactive else None
+    raw_fd = stdin_fd if args.tty and stdin_fd is not None and os.isatty(stdin_fd) else None
+    session = AttachSession(stream, args.tty, stdin_fd, detach_keys)
+    resize_path = f"/exec/{exec_id}/resize"
+    # Signals are not forwarded for exec (docker neither): only the TTY follows the window.
+    proxy = SignalProxy(
+        False,
+        lambda name: None,
+        (lambda: resize_tty(client, resize_path, False)) if args.tty else None,
+    )
+    try:
+        with RawTerminal(raw_fd), proxy:
+            session.start_input()
+            if args.tty:
+                import threading
+
+                # As docker: sent alongside start, retried until the process has its pty.
+                threading.Thread(target=resize_tty, args=(client, resize_path), daemon=True).start()
+            try:
+                session.copy_output()
+            finally:
+                session.close()
+    except (StdCopyError, APIError) as exc:
+        print(_client_failure(exc), file=sys.stderr)
+        return 1
+    if session.detached:
+        return 0
+    status: int = client.get_json(f"/exec/{exec_id}/json").get("ExitCode") or 0
+    return status
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from dockyard.client import APIError, StdCopyError
+
+    client = make_client(args)
+    detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+    container = client.get_json(_container_path(args.container, "/json"))
+    state = container.get("State") or {}
+    if not state.get("Running"):
+        raise UsageError("You cannot attach to a stopped container, start it first")
+    if state.get("Paused"):
+        raise UsageError("You cannot attach to a paused container, unpause it first")
+    config = dict(container.get("Config") or {})
+    config["AttachStdin"] = bool(config.get("OpenStdin")) and not args.no_stdin
+    config["AttachStdout"] = config["AttachStderr"] = True
+    if config["Tty"] and config["AttachStdin"] and not sys.stdin.isatty():
+        raise UsageError("the input device is not a TTY")
+    try:
+        return _attached_run(
+            client, container["Id"], config, "not-running", detach_keys, args.sig_proxy, False
+        )
+    except (RunError, APIError, StdCopyError) as exc:
+        print(_client_failure(exc), file=sys.stderr)
+        return exc.status if isinstance(exc, RunError) else 1
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    query = {"ps_args": " ".join(args.ps_args) if args.ps_args else None}
+    top = make_client(args).get_json(_container_path(args.container, "/top"), query)
+    # docker top's tabwriter has a minimum cell width of 20.
+    print_table(top.get("Titles") or [], top.get("Processes") or [], 20)
+    return 0
+
+
+STATS_HEADERS = [
+    "CONTAINER ID",
+    "NAME",
+    "CPU %",
+    "MEM USAGE / LIMIT",
+    "MEM %",
+    "NET I/O",
+    "BLOCK I/O",
+    "PIDS",
+]
+
+
+def _stats_row(stats: dict[str, Any]) -> list[str]:
+    """One ``docker stats`` row, with its CPU and memory arithmetic."""
+    cpu, previous = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        previous.get("cpu_usage") or {}
+    ).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or 1
+    cpu_percent = cpu_delta / system_delta * online * 100 if system_delta > 0 else 0.0
+    memory = stats.get("memory_stats") or {}
+    usage, limit = memory.get("usage", 0) or 0, memory.get("limit", 0) or 0
+    memory_percent = usage / limit * 100 if limit else 0.0
+    networks = stats.get("networks") or {}
+    received = sum(n.get("rx_bytes", 0) for n in networks.values())
+    sent = sum(n.get("tx_bytes", 0) for n in networks.values())
+    block_read = block_write = 0
+    for entry in (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or ():
+        if entry.get("op", "").lower() == "read":
+            block_read += entry.get("value", 0)
+        elif entry.get("op", "").lower() == "write":
+            block_write += entry.get("value", 0)
+    pids = (stats.get("pids_stats") or {}).get("current", 0)
+    return [
+        stats.get("id", "")[:12],
+        stats.get("name", "").removeprefix("/"),
+        f"{cpu_percent:.2f}%",
+        f"{human_size(usage)} / {human_size(limit)}",
+        f"{memory_percent:.2f}%",
+        f"{human_size_decimal(received)} / {human_size_decimal(sent)}",
+        f"{human_size_decimal(block_read)} / {human_size_decimal(block_write)}",
+        str(pids),
+    ]
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    names = args.containers
+    if not names:
+        running = client.get_json("/containers/json", {"all": 1 if args.all else None})
+        names = [c["Id"] for c in running]
+    while True:
+        rows = [
+            _stats_row(client.get_json(_container_path(n, "/stats"), {"stream": 0})) for n in names
+        ]
+        if not args.no_stream and sys.stdout.isatty():
+            print("\033[2J\033[H", end="")  # redraw in place, as docker does on a terminal
+        print_table(STATS_HEADERS, rows, DOCKER_MIN_WIDTH)
+        if args.no_stream:
+            return 0
+        sys.stdout.flush()
+        time.sleep(1)
+
+
+def cmd_container_prune(args: argparse.Namespace) -> int:
+    filters = _filters(args.filter)
+    if not args.force and not _confirm("WARNING! This will remove all stopped containers."):
+        return 0
+    report = make_client(args).call_json(
+        "POST", "/containers/prune", {"filters": json.dumps(filters) if filters else None}
+    )
+    deleted = report.get("ContainersDeleted") or []
+    if deleted:
+        print("Deleted Containers:")
+        for container_id in deleted:
+            print(container_id)
+        print()
+    print(f"Total reclaimed space: {human_size_decimal(report.get('SpaceReclaimed', 0), 4)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Volume commands
+# --------------------------------------------------------------------------------------------
+
+
+def _volume_path(name: str) -> str:
+    return f"/volumes/{quote(name, safe='')}"
+
+
+def cmd_volume_create(args: argparse.Namespace) -> int:
+    name = args.name or args.name_flag or ""
+    body = {
+        "Name": name,
+        "Driver": args.driver,
+        "DriverOpts": dict(o.partition("=")[::2] for o in args.opt or ()),
+        "Labels": _labels(args.label),
+    }
+    volume = make_client(args).call_json("POST", "/volumes/create", body=body)
+    print(volume.get("Name", name))
+    return 0
+
+
+def cmd_volume_ls(args: argparse.Namespace) -> int:
+    filters = _filters(args.filter)
+    query = {"filters": json.dumps(filters) if filters else None}
+    volumes = make_client(args).get_json("/volumes", query).get("Volumes") or []
+    if args.quiet:
+        for volume in volumes:
+            print(volume.get("Name", ""))
+    elif args.format == "json":
+        for volume in volumes:
+            labels = volume.get("Labels") or {}
+            row = {
+                "Driver": volume.get("Driver", ""),
+                "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                "Links": "N/A",
+                "Mountpoint": volume.get("Mountpoint", ""),
+                "Name": volume.get("Name", ""),
+                "Scope": volume.get("Scope", "local"),
+                "Size": "N/A",
+            }
+            print(_json_line(row))
+    else:
+        rows = [[v.get("Driver", ""), v.get("Name", "")] for v in volumes]
+        print_table(["DRIVER", "VOLUME NAME"], rows, DOCKER_MIN_WIDTH)
+    return 0
+
+
+def cmd_volume_inspect(args: argparse.Namespace) -> int:
+    args.type = "volume"
+    return cmd_inspect(args)
+
+
+def cmd_volume_rm(args: argparse.Namespace) -> int:
+    client = make_client(args)
+    query = {"force": 1 if args.force else None}
+    return _each(args.names, lambda name: client.call_json("DELETE", _volume_path(name), query))
+
+
+def cmd_volume_prune(args: argparse.Namespace) -> int:
+    filters = _filters(args.filter)
+    if args.all:
+        filters["all"] = {"true": True}
+    warning = (
+        "WARNING! This will remove all local volumes not used by at least one container."
+        if args.all
+        else "WARNING! This will remove anonymous local volumes not used by at least one container."
+    )
+    if not args.force and not _confirm(warning):
+        return 0
+    report = make_client(args).call_json(
+        "POST", "/volumes/prune", {"filters": json.dumps(filters) if filters else None}
+    )
+    deleted = report.get("VolumesDeleted") or []
+    if deleted:
+        print("Deleted Volumes:")
+        for name in deleted:
+            print(name)
+        print()
+    print(f"Total reclaimed space: {human_size_decimal(report.get('SpaceReclaimed', 0), 4)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Container and volume command-line arguments
+# --------------------------------------------------------------------------------------------
+
+
+def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
+    """``run``/``create`` flags. ``-h`` is ``--hostname`` as in docker, so help is ``--help``;
+    options end at the image: what follows is the container's command, flags included."""
+    parser.add_argument("--help", action="help", help="show this help message and exit")
+    if run:
+        parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+        parser.add_argument(
+            "--sig-proxy",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="forward signals to the container (--sig-proxy=false to not)",
+        )
+    parser.add_argument("--detach-keys", help="keys that detach from a TTY (ctrl-p,ctrl-q)")
+    parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    parser.add_argument("--name", help="the container's name")
+    parser.add_argument("-e", "--env", action="append", help="KEY=VALUE, or KEY to pass ours")
+    parser.add_argument("-w", "--workdir", help="working directory inside the container")
+    parser.add_argument("-u", "--user", help="USER[:GROUP], names or ids")
+    parser.add_argument("-v", "--volume", action="append", help="/host:/ctr[:ro] or NAME:/ctr")
+    parser.add_argument("--entrypoint", help="override the image's entrypoint")
+    parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    parser.add_argument("--restart", help="no, on-failure[:N], always, unless-stopped")
+    parser.add_argument("-m", "--memory", help="memory limit: 512m, 1g, …")
+    parser.add_argument("--cpus", help="number of CPUs (1.5)")
+    parser.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    parser.add_argument("--network", "--net", help="none or host")
+    parser.add_argument("--privileged", action="store_true", help="all capabilities and devices")
+    parser.add_argument("--cap-add", action="append", help="add a Linux capability")
+    parser.add_argument("--cap-drop", action="append", help="drop a Linux capability")
+    parser.add_argument("--read-only", action="store_true", help="read-only root filesystem")
+    parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
+    parser.add_argument("-h", "--hostname", help="the container's host name")
+    parser.add_argument("image", metavar="IMAGE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+
+
+def _create_arguments(parser: argparse.ArgumentParser) -> None:
+    _run_arguments(parser, run=False)
+
+
+def _containers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr")
+    parser.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    parser.add_argument("--detach-keys", help="keys that detach from a TTY (ctrl-p,ctrl-q)")
+    _containers_argument(parser)
+
+
+def _stop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-t", "--time", "--timeout", type=int, help="seconds before SIGKILL")
+    parser.add_argument("-s", "--signal", help="signal to stop with")
+    _containers_argument(parser)
+
+
+def _kill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--signal", help="signal name or number (default KILL)")
+    _containers_argument(parser)
+
+
+def _rm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--force", action="store_true", help="remove a running one too")
+    parser.add_argument("-v", "--volumes", action="store_true", help="and its anonymous volumes")
+    _containers_argument(parser)
+
+
+def _logs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--follow", action="store_true", help="keep following the output")
+    parser.add_argument("-n", "--tail", default="all", help="lines from the end (default all)")
+    parser.add_argument("--since", help="since a time: 2026-11-29T07:00:00Z, 10m, unix seconds")
+    parser.add_argument("--until", help="until a time, same forms as --since")
+    parser.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    parser.add_argument("container", metavar="CONTAINER")
+
+
+def _ps_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only IDs")
+    parser.add_argument("-f", "--filter", action="append", help="KEY=VALUE (repeatable)")
+    parser.add_argument("--format", type=_table_or_json, help="'table' (default) or 'json'")
+    parser.add_argument("-n", "--last", type=int, default=-1, help="the n last created")
+    parser.add_argument("-l", "--latest", action="store_true", help="the last created")
+    parser.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+
+
+def _inspect_any_arguments(parser: argparse.ArgumentParser, kind: str | None = None) -> None:
+    parser.add_argument("-f", "--format", help="'json' or a {{.Field}} template")
+    if kind is None:
+        parser.add_argument("--type", choices=["container", "image", "volume"])
+    else:
+        parser.set_defaults(type=kind)
+    parser.add_argument("names", nargs="+", metavar="NAME")
+
+
+def _exec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    parser.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    parser.add_argument("-e", "--env", action="append", help="KEY=VALUE")
+    parser.add_argument("-u", "--user", help="USER[:GROUP]")
+    parser.add_argument("-w", "--workdir", help="working directory")
+    parser.add_argument("--privileged", action="store_true", help="all capabilities")
+    parser.add_argument("--detach-keys", help="keys that detach from a TTY (ctrl-p,ctrl-q)")
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.add_argument("command_name", metavar="COMMAND")
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARG")
+
+
+def _attach_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    parser.add_argument(
+        "--sig-proxy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="forward signals to the container",
+    )
+    parser.add_argument("--detach-keys", help="keys that detach from a TTY (ctrl-p,ctrl-q)")
+    parser.add_argument("container", metavar="CONTAINER")
+
+
+def _top_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("container", metavar="CONTAINER")
+    parser.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS_OPTIONS")
+
+
+def _rename_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("old", metavar="CONTAINER")
+    parser.add_argument("new", metavar="NEW_NAME")
+
+
+def _stats_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    parser.add_argument("--no-stream", action="store_true", help="one sample, then exit")
+    parser.add_argument("containers", nargs="*", metavar="CONTAINER")
+
+
+def _container_prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--filter", action="append", help="KEY=VALUE (repeatable)")
+    parser.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+
+
+CommandSpec = tuple[
+    str | None,
+    tuple[str, ...],
+    str,
+    Callable[[argparse.ArgumentParser], None],
+    Callable[[argparse.Namespace], int],
+]
+# (top-level command or None, `container` subcommand and its aliases, help, arguments, handler)
+CONTAINER_COMMANDS: list[CommandSpec] = [
+    ("run", ("run",), "run a command in a new container", _run_arguments, cmd_run),
+    ("create", ("create",), "create a container", _create_arguments, cmd_create),
+    ("start", ("start",), "start containers", _start_arguments, cmd_start),
+    ("stop", ("stop",), "stop containers", _stop_arguments, cmd_stop),
+    ("restart", ("restart",), "restart containers", _stop_arguments, cmd_restart),
+    ("kill", ("kill",), "send containers a signal", _kill_arguments, cmd_kill),
+    ("pause", ("pause",), "freeze containers' processes", _containers_argument, cmd_pause),
+    ("unpause", ("unpause",), "thaw containers' processes", _containers_argument, cmd_unpause),
+    ("rm", ("rm", "remove"), "remove containers", _rm_arguments, cmd_rm),
+    ("wait", ("wait",), "wait for containers to stop", _containers_argument, cmd_wait),
+    ("logs", ("logs",), "show a container's output", _logs_arguments, cmd_logs),
+    ("ps", ("ls", "ps", "list"), "list containers", _ps_arguments, cmd_ps),
+    (
+        None,
+        ("inspect",),
+        "show containers' details as JSON",
+        lambda parser: _inspect_any_arguments(parser, "container"),
+        cmd_inspect,
+    ),
+    ("exec", ("exec",), "run a command in a running container", _exec_arguments, cmd_exec),
+    ("top", ("top",), "list a container's processes", _top_arguments, cmd_top),
+    ("rename", ("rename",), "rename a container", _rename_arguments, cmd_rename),
+    ("attach", ("attach",), "attach to a running container", _attach_arguments, cmd_attach),
+    ("stats", ("stats",), "containers' resource usage", _stats_arguments, cmd_stats),
+    (
+        None,
+        ("prune",),
+        "remove stopped containers",
+        _container_prune_arguments,
+        cmd_container_prune,
+    ),
+]
+
+
+def _volume_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", metavar="VOLUME")
+    parser.add_argument("--name", dest="name_flag", help="the volume's name")
+    parser.add_argument("-d", "--driver", default="local", help="volume driver (local)")
+    parser.add_argument("-o", "--opt", action="append", help="driver option KEY=VALUE")
+    parser.add_argument("--label", action="append", help="KEY=VALUE metadata")
+
+
+def _volume_ls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="only names")
+    parser.add_argument("-f", "--filter", action="append", help="KEY=VALUE (repeatable)")
+    parser.add_argument("--format", type=_table_or_json, help="'table' (default) or 'json'")
+
+
+def _volume_rm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--force", action="store_true", help="even if in use")
+    parser.add_argument("names", nargs="+", metavar="VOLUME")
+
+
+def _volume_prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all", action="store_true", help="named volumes too")
+    parser.add_argument("--filter", action="append", help="KEY=VALUE (repeatable)")
+    parser.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+
+
+VOLUME_COMMANDS: list[CommandSpec] = [
+    (None, ("create",), "create a volume", _volume_create_arguments, cmd_volume_create),
+    (None, ("ls", "list"), "list volumes", _volume_ls_arguments, cmd_volume_ls),
+    (
+        None,
+        ("inspect",),
+        "show volumes' details as JSON",
+        lambda parser: _inspect_any_arguments(parser, "volume"),
+        cmd_volume_inspect,
+    ),
+    (None, ("rm", "remove"), "remove volumes", _volume_rm_arguments, cmd_volume_rm),
+    (None, ("prune",), "remove unused volumes", _volume_prune_arguments, cmd_volume_prune),
+]
+
+#: Commands whose options end at the first positional (``run IMAGE ls -l``): ``-h`` there
+#: is a docker flag, not help.
+_NO_HELP_FLAG = {"run", "create"}
+
+
+def add_container_commands(commands: Any) -> None:
+    """Container commands top-level and under ``container``; volumes under ``volume``;
+    the generic ``inspect``."""
+    container = commands.add_parser("container", help="manage containers")
+    container_commands = container.add_subparsers(dest="container_command", metavar="COMMAND")
+    container.set_defaults(func=lambda args: _usage(container))
+    for top_level, (name, *aliases), help_text, add_arguments, handler in CONTAINER_COMMANDS:
+        add_help = name not in _NO_HELP_FLAG
+        parsers = [
+            container_commands.add_parser(name, aliases=aliases, help=help_text, add_help=add_help)
+        ]
+        if top_level is not None:
+            parsers.append(commands.add_parser(top_level, help=help_text, add_help=add_help))
+        for parser in parsers:
+            add_arguments(parser)
+            parser.set_defaults(func=handler)
+    inspect = commands.add_parser("inspect", help="show details of containers, images, volumes")
+    _inspect_any_arguments(inspect)
+    inspect.set_defaults(func=cmd_inspect)
+    volume = commands.add_parser("volume", help="manage volumes")
+    volume_commands = volume.add_subparsers(dest="volume_command", metavar="COMMAND")
+    volume.set_defaults(func=lambda args: _usage(volume))
+    for _, (name, *aliases), help_text, add_arguments, handler in VOLUME_COMMANDS:
+        parser = volume_commands.add_parser(name, aliases=aliases, help=help_text)
+        add_arguments(parser)
+        parser.set_defaults(func=handler)
+
+
+def docker_boolean_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """docker's boolean flags also take ``--flag=true|false`` (``--sig-proxy=false``,
+    ``--rm=true``); argparse's don't, so those are rewritten to ``--flag``/``--no-flag``/
+    nothing. Only options are touched: the rewrite stops at the first positional argument
+    after the command (the image, whose command's own flags are not ours)."""
+    words = list(argv)
+    active = parser
+    index = 0
+    while index < len(words):
+        word = words[index]
+        subparsers = [a for a in active._actions if isinstance(a, argparse._SubParsersAction)]
+        if not word.startswith("-") or word == "-":
+            if subparsers and word in subparsers[0].choices:
+                active = subparsers[0].choices[word]
+                index += 1
+                continue
+            break  # the first positional: the rest is not ours to rewrite
+        if word == "--":
+            break
+        flag, sep, value = word.partition("=")
+        action = active._option_string_actions.get(flag)
+        if action is None:
+            index += 1
+            continue
+        boolean = isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0
+        if boolean and sep and flag.startswith("--"):
+            truth = value.strip().lower() not in ("", "0", "false", "f", "no")
+            if isinstance(action, argparse.BooleanOptionalAction):
+                words[index] = flag if truth else "--no-" + flag[2:]
+            elif truth:
+                words[index] = flag
+            else:
+                del words[index]
+                continue
+        elif not boolean and not sep and not flag.startswith("--") and len(flag) == 2:
+            index += 1  # "-e FOO": its value is the next word
+        elif not boolean and not sep and flag.startswith("--"):
+            index += 1
+        index += 1
+    return words
+
+
+# --------------------------------------------------------------------------------------------
 # Commands that do not talk to a daemon
 # --------------------------------------------------------------------------------------------
 
@@ -785,6 +2196,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
 
     add_image_commands(commands)
+    add_container_commands(commands)
 
     config = commands.add_parser("config", help="configuration helpers")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
@@ -823,7 +2235,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(docker_boolean_flags(parser, sys.argv[1:] if argv is None else argv))
     if args.version:
         print(f"dockyard version {dockyard.__version__}")
         return 0

@@ -6,11 +6,14 @@ This is the CLI's transport. It must stay cheap to import: no third-party packag
 from __future__ import annotations
 
 import codecs
+import contextlib
 import http.client
 import json
 import socket
 import ssl
-from collections.abc import Iterator
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple, TextIO
 from urllib.parse import urlencode
 
@@ -102,20 +105,18 @@ class EngineClient:
         *,
         data: BinaryIO | None = None,
         content_type: str = "application/x-tar",
+        streaming: bool = False,
     ) -> http.client.HTTPResponse:
         """Send one request; returns the open response (status < 400) for the caller to read.
 
         ``body`` is sent as JSON. ``data`` is a binary file sent as the body with chunked
         transfer encoding, read a chunk at a time so it may be larger than memory (or a pipe).
         A query value that is a list repeats the parameter; ``None`` values are left out.
+        ``streaming``: the answer may take as long as a container runs (wait, ``logs -f``),
+        so no read timeout.
         """
-        url = f"/v{API_VERSION}{path}" if versioned else path
-        if query:
-            present = {k: v for k, v in query.items() if v is not None}
-            url += "?" + urlencode(present, doseq=True)
-        headers = {"User-Agent": "dockyard-cli"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        url = self._url(path, query, versioned)
+        headers = self._headers()
         payload: Any = None
         if body is not None:
             payload = json.dumps(body).encode()
@@ -125,7 +126,8 @@ class EngineClient:
             headers["Content-Type"] = content_type
             headers["Transfer-Encoding"] = "chunked"
         # A streamed upload and the work behind it scale with the data: no timeout, like docker.
-        connection = self._connection(None if data is not None else self.timeout)
+        unbounded = data is not None or streaming
+        connection = self._connection(None if unbounded else self.timeout)
         try:
             connection.connect()
         except ssl.SSLError:
@@ -161,6 +163,72 @@ class EngineClient:
             raise APIError(response.status, message)
         return response
 
+    def _url(self, path: str, query: dict[str, Any] | None, versioned: bool = True) -> str:
+        url = f"/v{API_VERSION}{path}" if versioned else path
+        if query:
+            present = {k: v for k, v in query.items() if v is not None}
+            if present:
+                url += "?" + urlencode(present, doseq=True)
+        return url
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "dockyard-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def hijack(
+        self, path: str, query: dict[str, Any] | None = None, body: Any = None
+    ) -> HijackedStream:
+        """``POST`` with ``Upgrade: tcp`` on a fresh connection (attach, exec start), as the
+        docker CLI does; returns the raw two-way stream that follows the daemon's ``101``.
+
+        A daemon that answers with an error status raises :class:`APIError`; one that answers
+        anything else but 101 cannot carry the stream (docker: "unable to upgrade to tcp").
+        """
+        payload = b"" if body is None else json.dumps(body).encode()
+        headers = self._headers()
+        headers["Content-Type"] = "text/plain" if body is None else "application/json"
+        headers["Content-Length"] = str(len(payload))
+        headers["Connection"] = "Upgrade"
+        headers["Upgrade"] = "tcp"
+        unix = self.host.scheme == "unix"
+        host = "localhost" if unix else f"{self.host.address}:{self.host.port}"
+        head = f"POST {self._url(path, query)} HTTP/1.1\r\nHost: {host}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        # The stream may stay quiet as long as the container does: no timeout once connected.
+        connection = self._connection(self.timeout)
+        try:
+            connection.connect()
+        except ssl.SSLError:
+            raise
+        except OSError:
+            raise DaemonUnreachable(self.host) from None
+        sock = connection.sock
+        try:
+            sock.sendall(head.encode("latin-1") + b"\r\n" + payload)
+            # http.client parses the head; the bytes after it stay in the same buffered
+            # reader, which the stream then reads from (none are lost, unlike docker-py #3332).
+            response = http.client.HTTPResponse(sock, method="POST")
+            response.begin()
+        except (http.client.HTTPException, OSError) as exc:
+            sock.close()
+            if isinstance(exc, ssl.SSLError):
+                raise
+            raise ConnectionLost(self.host, f"no answer to the upgrade ({exc})") from None
+        if response.status != 101:
+            raw = response.read()
+            sock.close()
+            try:
+                message = json.loads(raw)["message"]
+            except (ValueError, KeyError, TypeError):
+                message = raw.decode(errors="replace").strip() or response.reason
+            if response.status >= 400:
+                raise APIError(response.status, message)
+            raise APIError(response.status, f"unable to upgrade to tcp, received {response.status}")
+        sock.settimeout(None)
+        return HijackedStream(sock, response)
+
     def call_json(
         self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None
     ) -> Any:
@@ -189,6 +257,110 @@ class EngineClient:
             out.write(block)  # a failure here is the destination's (a closed pipe), not ours
             total += len(block)
         return total
+
+
+class HijackedStream:
+    """The raw connection after a ``101 UPGRADED``: container output in, stdin out.
+
+    Reads go through the buffered reader that parsed the 101 (it may already hold output);
+    writes go straight to the socket. Safe to use from two threads: one reading, one writing.
+    """
+
+    def __init__(self, sock: socket.socket, response: http.client.HTTPResponse) -> None:
+        self.sock = sock
+        # The response must stay referenced: when collected, it closes its reader with it.
+        self._response = response
+        assert response.fp is not None
+        self.reader: Any = response.fp
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, fewer only at the end of the stream."""
+        try:
+            data: bytes = self.reader.read(size)
+            return data
+        except (OSError, ValueError):
+            return b""  # closed under us (a detach): the stream is over
+
+    def read1(self, size: int = CHUNK) -> bytes:
+        """What has arrived (blocking until something has); ``b""`` at the end."""
+        try:
+            data: bytes = self.reader.read1(size)
+            return data
+        except (OSError, ValueError):
+            return b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close_write(self) -> None:
+        """Half-close: the daemon sees the end of stdin and keeps sending output.
+
+        TLS has no half-close that leaves the read side usable, so there stdin just stops.
+        """
+        if isinstance(self.sock, ssl.SSLSocket):
+            return
+        with self._lock, contextlib.suppress(OSError):
+            if not self._closed:
+                self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        """Both directions; a reader blocked in another thread wakes up with the end."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+#: stdcopy stream types (moby ``pkg/stdcopy``): stdin (written to stdout), stdout, stderr, and
+#: an error from the daemon that ends the stream.
+STDCOPY_STDIN, STDCOPY_STDOUT, STDCOPY_STDERR, STDCOPY_SYSTEMERR = 0, 1, 2, 3
+
+
+class StdCopyError(Exception):
+    """The multiplexed stream broke its format, or carried an error from the daemon."""
+
+
+def demultiplex(
+    read: Callable[[int], bytes], stdout: BinaryIO, stderr: BinaryIO
+) -> tuple[int, int]:
+    """Copy stdcopy frames (8-byte header: stream, 3 zero bytes, big-endian length; then the
+    payload) to ``stdout``/``stderr`` as they arrive; returns the bytes written to each.
+
+    A stream that ends inside a header or payload is a normal end, as in docker's ``StdCopy``.
+    """
+    written = [0, 0]
+    while True:
+        header = read(8)
+        if len(header) < 8:
+            return written[0], written[1]
+        stream, length = header[0], struct.unpack(">L", header[4:8])[0]
+        payload = read(length) if length else b""
+        if stream == STDCOPY_SYSTEMERR:
+            raise StdCopyError(f"error from daemon in stream: {payload.decode(errors='replace')}")
+        if stream not in (STDCOPY_STDIN, STDCOPY_STDOUT, STDCOPY_STDERR):
+            raise StdCopyError(f"Unrecognized input header: {stream}")
+        out = stderr if stream == STDCOPY_STDERR else stdout
+        out.write(payload)
+        out.flush()  # interactive output: each frame as it comes
+        written[stream == STDCOPY_STDERR] += len(payload)
+        if len(payload) < length:
+            return written[0], written[1]
+
+
+def copy_raw(read1: Callable[[int], bytes], out: BinaryIO) -> int:
+    """A TTY's output: no framing, bytes as they arrive."""
+    total = 0
+    while block := read1(CHUNK):
+        out.write(block)
+        out.flush()
+        total += len(block)
+    return total
 
 
 def _chunks(data: BinaryIO) -> Iterator[bytes]:
