@@ -269,4 +269,3 @@ def test_tls(tmp_path, registry_process):
     reply = requests.get(f"https://{server.host}/v2/", verify=str(cert), timeout=10)
     assert reply.status_code == 200
     assert reply.headers["Docker-Distribution-API-Version"] == "registry/2.0"
-    # Plain HTTP gets no answer from a TLS socket.
