@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import secrets
 import select
 import subprocess
@@ -154,7 +155,10 @@ def make_spec(image_store, tmp_path, runtime) -> Iterator[Callable[..., Containe
         image_store.remove(f"snapshot-{spec.id}")
 
 
-def _start(spec: ContainerSpec, stdin: bytes | None = None) -> tuple[subprocess.Popen, int]:
+def _start(
+    spec: ContainerSpec, stdin: bytes | None = None, terminal: int | None = None
+) -> tuple[subprocess.Popen, int]:
+    """Start the harness; its stdio is pipes, or all three ``terminal`` (a pty's slave)."""
     spec_file = Path(spec.state_dir) / "spec.json"
     spec_file.write_text(spec_to_json(spec))
     stdin_file = Path(spec.state_dir) / "stdin"
@@ -163,9 +167,9 @@ def _start(spec: ContainerSpec, stdin: bytes | None = None) -> tuple[subprocess.
     with open(stdin_file, "rb") as stdin_source:
         process = subprocess.Popen(
             [sys.executable, str(HARNESS), str(spec_file), str(report_w)],
-            stdin=stdin_source,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdin=stdin_source if terminal is None else terminal,
+            stdout=subprocess.PIPE if terminal is None else terminal,
+            stderr=subprocess.PIPE if terminal is None else terminal,
             pass_fds=(report_w,),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             cwd=ROOT,
@@ -229,6 +233,33 @@ def host_mount_points() -> list[str]:
 
 def bind(source: Path, destination: str, read_only: bool = False) -> BindMount:
     return BindMount(str(source), destination, read_only)
+
+
+def run_on_terminal(spec: ContainerSpec, timeout: float = 30) -> tuple[str, int]:
+    """Run a container whose stdio is a pty, as ``docker run -t``; its output and exit code."""
+    master, slave = pty.openpty()
+    process, report = _start(spec, terminal=slave)
+    os.close(slave)
+    try:
+        assert "pid" in _read_line(report, timeout)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last slave closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        status = _read_line(report, timeout)["status"]
+        process.wait(timeout)
+        return output.decode(), os.waitstatus_to_exitcode(status)
+    finally:
+        os.close(master)
+        os.close(report)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 __all__ = ["Mount", "bind", "host_mount_points"]

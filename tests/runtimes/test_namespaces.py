@@ -9,15 +9,23 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from dockyard.core.errors import NotFound
-from dockyard.core.interfaces import IdMapping, LaunchError, ProcessSpec, Resources
+from dockyard.core.interfaces import IdMapping, LaunchError, ProcessSpec, Resources, spec_to_json
 from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup
-from tests.runtimes.conftest import CGROUP_PARENT, bind, host_mount_points
+from tests.runtimes.conftest import (
+    CGROUP_PARENT,
+    ROOT,
+    bind,
+    host_mount_points,
+    run_on_terminal,
+)
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
 
@@ -222,7 +230,7 @@ def test_capabilities_are_enforced(make_spec, run):
     assert "permission denied" in result.stderr.lower()
 
 
-def test_user_namespace_maps_root_to_an_unprivileged_host_uid(make_spec, start):
+def test_user_namespace_maps_root_to_an_unprivileged_host_uid(make_spec, start, runtime):
     spec = make_spec(
         "sh", "-c", "cat /proc/self/uid_map; id -u; exec sleep 30",
         uid_mappings=(IdMapping(0, 100000, 65536),),
@@ -232,6 +240,11 @@ def test_user_namespace_maps_root_to_an_unprivileged_host_uid(make_spec, start):
     wait_for_exec(running.pid)
     status = Path(f"/proc/{running.pid}/status").read_text()
     assert status_field(status, "Uid") == "100000"
+    # exec joins the user namespace too: root inside, the same maps, and a pid ns of its own.
+    code, output = exec_in(runtime, running, "sh", "-c", "id -u; cat /proc/self/uid_map; echo $$")
+    assert os.waitstatus_to_exitcode(code) == 0, output
+    assert output.split()[:4] == ["0", "0", "100000", "65536"]
+    assert 1 < int(output.split()[4]) < 10
     os.kill(running.pid, signal.SIGKILL)
     result = running.wait()
     assert result.stdout.split() == ["0", "100000", "65536", "0"]
@@ -275,6 +288,46 @@ def test_exit_code_is_the_processes_and_init_is_shielded_from_its_own_signals(ma
 def test_stdin_reaches_the_process(make_spec, run):
     result = run(make_spec("cat"), stdin=b"piped through\n")
     assert result.stdout == "piped through\n"
+
+
+def test_terminal_is_the_controlling_tty_and_the_console(make_spec):
+    script = "test -t 0 && test -t 1 && echo is-a-tty; tty; stat -c %t /dev/console; ps -o pid,tty | tail -1; exit 3"
+    spec = make_spec("sh", "-c", script, process={"terminal": True})
+    output, code = run_on_terminal(spec)
+    assert code == 3
+    lines = output.replace("\r\n", "\n").splitlines()
+    assert lines[:3] == ["is-a-tty", "/dev/console", "88"]  # pty slaves are major 136 = 0x88
+    assert lines[3].split()[1] != "?"  # the shell's session has the terminal as controlling tty
+
+
+def test_the_same_supervisor_can_launch_again(make_spec):
+    # A restart may launch from the same supervisor: neither the second container nor the
+    # supervisor's other children may land in the first container's (dead) PID namespace.
+    specs = [make_spec("sh", "-c", "echo $$"), make_spec("sh", "-c", "echo $$")]
+    script = """
+import os, sys
+from dockyard.core.interfaces import spec_from_json
+from dockyard.plugins.runtimes.namespaces.launch import launch
+for path in sys.argv[1:]:
+    with open(path) as source:
+        os.waitpid(launch(spec_from_json(source.read()), (0, 1, 2)), 0)
+sys.stdout.flush()
+child = os.fork()
+if child == 0:
+    os._exit(0 if os.readlink("/proc/self/ns/pid") == os.readlink(f"/proc/{os.getppid()}/ns/pid") else 1)
+print("plain fork on the host:", os.waitpid(child, 0)[1] == 0)
+"""
+    paths = []
+    for spec in specs:
+        path = Path(spec.state_dir) / "spec.json"
+        path.write_text(spec_to_json(spec))
+        paths.append(str(path))
+    result = subprocess.run(
+        [sys.executable, "-c", script, *paths], capture_output=True, text=True, timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1", "1", "plain fork on the host: True"]
 
 
 # --------------------------------------------------------------------------------------------

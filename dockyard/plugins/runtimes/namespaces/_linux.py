@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import stat
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,7 +52,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
-}[platform.machine()]
+}[os.uname().machine]
 
 #: Mount option words that are flags of mount(2) rather than filesystem data.
 MOUNT_FLAG_WORDS = {

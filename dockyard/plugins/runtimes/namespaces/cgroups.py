@@ -13,8 +13,7 @@ import errno
 import os
 import signal
 import time
-
-import attrs
+from typing import NamedTuple
 
 #: v1 controllers a container gets a directory in. cpuset is left alone: a new cpuset cgroup
 #: starts with no CPUs or memory nodes, and docker's default leaves it unrestricted anyway.
@@ -42,9 +41,8 @@ class CgroupError(Exception):
     """The cgroup tree cannot be used as needed."""
 
 
-@attrs.frozen
-class Layout:
-    """Where the cgroup hierarchies are mounted."""
+class Layout(NamedTuple):
+    """Where the cgroup hierarchies are mounted (a plain tuple: cheap to import)."""
 
     version: int
     #: v1: controller -> mount point; v2: {"": mount point}.
@@ -147,12 +145,14 @@ def system_cpu_ns() -> int:
 class ContainerCgroup:
     """The cgroup directories of one container."""
 
-    def __init__(self, container_id: str, parent: str = "dockyard") -> None:
+    def __init__(
+        self, container_id: str, parent: str = "dockyard", layout: Layout | None = None
+    ) -> None:
         if not container_id or "/" in container_id or container_id in (".", ".."):
             raise CgroupError(f"invalid container id for a cgroup: {container_id!r}")
         self.container_id = container_id
         self.parent = parent.strip("/")
-        self.layout = detect_layout()
+        self.layout = layout or detect_layout()
         relative = os.path.join(self.parent, container_id) if self.parent else container_id
         #: Controller ("" on v2) -> the container's directory; co-mounted controllers share one.
         self.dirs = {

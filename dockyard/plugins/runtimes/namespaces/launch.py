@@ -404,7 +404,24 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
     if spec.process.terminal:
         console = os.path.join(dev, "console")
         _linux.ensure_mountpoint(console, directory=False)
-        _linux.mount(f"/proc/self/fd/{stdio[0]}", console, None, _linux.MS_BIND)
+        _linux.mount(_terminal_path(stdio[0]), console, None, _linux.MS_BIND)
+
+
+def _terminal_path(fd: int) -> str:
+    """The path of the terminal ``fd`` in our mount namespace.
+
+    A bind mount's source must be found in the caller's own mount namespace, and the fd was
+    opened in the host's: so look its path up again here and check it is the same file.
+    """
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    opened, found = os.fstat(fd), os.stat(path)
+    if (opened.st_dev, opened.st_ino, opened.st_rdev) != (
+        found.st_dev,
+        found.st_ino,
+        found.st_rdev,
+    ):
+        raise process.ProcessFailure(f"the terminal {path} is not reachable by path")
+    return path
 
 
 def _mount_sys(spec: ContainerSpec, rootfs: str, own_network: bool) -> None:

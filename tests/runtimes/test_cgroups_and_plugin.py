@@ -1,0 +1,95 @@
+"""The cgroup layer on its own (v2 on the unified tree, even on a hybrid machine) and the
+plugin as the core sees it (registration, availability check, config table)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dockyard.core.config import parse_config
+from dockyard.core.drivers import DriverKind
+from dockyard.core.plugins import PluginHost
+from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup, Layout, _keyed
+from dockyard.plugins.runtimes.namespaces.plugin import NamespacesConfig, NamespacesRuntime
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+
+
+def unified_mount() -> str | None:
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, tail = line.partition(" - ")
+            if tail.split()[0] == "cgroup2":
+                return fields.split()[4]
+    return None
+
+
+@pytest.fixture
+def v2_cgroup():
+    point = unified_mount()
+    if point is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    cgroup = ContainerCgroup(f"v2test{os.getpid()}", "dockyard-test", Layout(2, {"": point}))
+    cgroup.create()
+    yield cgroup
+    cgroup.remove()
+
+
+def test_v2_freezes_counts_and_removes_a_real_process(v2_cgroup):
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with open(os.path.join(v2_cgroup.dirs[""], "cgroup.procs"), "w") as procs:
+            procs.write(str(spinner.pid))
+        assert v2_cgroup.pids() == [spinner.pid]
+        time.sleep(0.1)
+        busy = v2_cgroup.cpu_usage_ns()
+        assert busy > 10_000_000
+        v2_cgroup.freeze()
+        assert v2_cgroup.is_frozen()
+        assert _keyed(os.path.join(v2_cgroup.dirs[""], "cgroup.events"))["frozen"] == 1
+        frozen = v2_cgroup.cpu_usage_ns()
+        time.sleep(0.15)
+        assert v2_cgroup.cpu_usage_ns() == frozen
+        v2_cgroup.thaw()
+        time.sleep(0.1)
+        assert v2_cgroup.cpu_usage_ns() > frozen
+        v2_cgroup.freeze()
+        v2_cgroup.remove()  # frozen and busy: killed, thawed, directory gone
+        assert spinner.wait(5) == -9
+        assert not os.path.exists(v2_cgroup.dirs[""])
+    finally:
+        if spinner.poll() is None:
+            spinner.kill()
+            spinner.wait()
+
+
+def test_plugin_is_registered_available_and_reads_its_config_table():
+    config = parse_config('[runtimes.namespaces]\ncgroup-parent = "elsewhere"\n', "test.toml")
+    host = PluginHost(config, "cli").load()
+    report = {r.name: r for r in host.report()}["namespaces"]
+    assert report.status == "ok", report
+    (info,) = [i for i in host.driver_infos(DriverKind.RUNTIME) if i.name == "namespaces"]
+    info.check()
+    runtime_config = host.driver_config(DriverKind.RUNTIME, "namespaces")
+    assert runtime_config == NamespacesConfig(cgroup_parent="elsewhere")
+    runtime = info.factory(runtime_config, None)
+    assert isinstance(runtime, NamespacesRuntime)
+    assert runtime.launcher == "dockyard.plugins.runtimes.namespaces.launch:launch"
+    assert runtime.launch_options == (("cgroup-parent", "elsewhere"),)
+
+
+def test_launcher_module_stays_light():
+    # The supervisor imports the launcher on every container start: no plugin machinery.
+    code = (
+        "import sys; import dockyard.plugins.runtimes.namespaces.launch; "
+        "print(' '.join(m for m in ('pluggy', 'dockyard.core.config', 'dockyard.core.drivers') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
