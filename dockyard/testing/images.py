@@ -33,11 +33,19 @@ def layer_tar(files: dict[str, bytes | str | None], compress: bool = False) -> b
     return gzip.compress(data, mtime=0) if compress else data
 
 
+#: The applets linked in test images (a static busybox provides them all).
+BUSYBOX_APPLETS = (
+    "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "tr", "wc", "grep",
+    "seq", "touch", "kill", "pwd", "ps", "mount", "env", "head", "tail", "stty", "tty", "yes",
+    "dd", "mkdir", "rm", "test", "[", "printf", "date", "uname", "whoami", "cut", "sed", "awk",
+)  # fmt: skip
+
+
 def busybox_rootfs(
     extra: dict[str, bytes | str | None] | None = None, compress: bool = False
 ) -> bytes:
     files: dict[str, bytes | str | None] = {"bin": None, "bin/busybox": Path(BUSYBOX).read_bytes()}
-    for applet in ("sh", "echo", "cat", "ls", "true"):
+    for applet in BUSYBOX_APPLETS:
         files[f"bin/{applet}"] = "->busybox"
     files["etc"] = None
     files["etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"

@@ -784,26 +784,37 @@ class ContainerManager:
 
     # ------------------------------------------------------------------ stdin and tty
 
-    def stdin_socket(self, container: Container) -> socket.socket | None:
-        path = self.directory(container) / "stdin.sock"
+    def _connect(self, container: Container, name: str) -> socket.socket:
+        """Connect to one of the supervisor's sockets.
+
+        Through ``/proc/self/fd`` of the state directory, because a socket address holds only
+        108 bytes and a data root's path can be longer.
+        """
+        directory = os.open(self.directory(container), os.O_PATH | os.O_DIRECTORY)
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            connection.connect(str(path))
+            connection.connect(f"/proc/self/fd/{directory}/{name}")
         except OSError:
             connection.close()
-            return None
+            raise
+        finally:
+            os.close(directory)
         return connection
+
+    def stdin_socket(self, container: Container) -> socket.socket | None:
+        try:
+            return self._connect(container, "stdin.sock")
+        except OSError:
+            return None
 
     def resize(self, name: str, height: int, width: int) -> None:
         container = self.get(name)
         self._require_running(container, "")
-        path = self.directory(container) / "control.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            try:
-                connection.connect(str(path))
+        try:
+            with self._connect(container, "control.sock") as connection:
                 connection.sendall(json.dumps({"resize": [height, width]}).encode() + b"\n")
-            except OSError as exc:
-                raise Conflict(f"cannot resize: {exc}") from None
+        except OSError as exc:
+            raise Conflict(f"cannot resize: {exc}") from None
 
     # ------------------------------------------------------------------ daemon restart
 

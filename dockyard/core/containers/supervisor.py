@@ -111,10 +111,11 @@ class Supervisor:
         return in_r, out_w, err_w
 
     def _listen(self, name: str) -> socket.socket:
-        path = self.dir / name
-        path.unlink(missing_ok=True)
+        # Bound by a relative name (our cwd is the state dir): the full path of a data root can
+        # exceed the 108 bytes a socket address holds.
+        (self.dir / name).unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
+        listener.bind(name)
         listener.listen(8)
         listener.setblocking(False)
         return listener
@@ -320,8 +321,9 @@ def main() -> int:
     if len(sys.argv) != 2:
         print("usage: python -m dockyard.core.containers.supervisor STATE_DIR", file=sys.stderr)
         return 2
-    state_dir = Path(sys.argv[1])
+    state_dir = Path(sys.argv[1]).absolute()
     os.umask(0o022)
+    os.chdir(state_dir)
     (state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
     return Supervisor(state_dir).run()
 
