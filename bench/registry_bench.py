@@ -265,6 +265,14 @@ def measure(label: str, url: str, port: int, blob: memoryview, blob_digest: str,
     return results
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory: a streamed blob must not show up in it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--blob-mb", type=int, default=256)
@@ -286,6 +294,7 @@ def main() -> None:
                 table[label] = measure(label, f"http://127.0.0.1:{port}", port, blob,
                                        blob_digest, chunked, chunked_digest, archive, workdir,
                                        args.seconds)  # fmt: skip
+                table[label]["server peak RSS MB"] = peak_rss_mb(process.pid)
             finally:
                 process.terminate()
                 process.wait(30)

@@ -206,7 +206,7 @@ def push_while_collecting(client, store, grace_period: float, shared: bytes):
         thread.start()
     runs = 0
     while any(t.is_alive() for t in threads):
-        collect(store, grace_period=grace_period, upload_expiry=0.5)
+        collect(store, grace_period=grace_period, upload_expiry=5)
         runs += 1
         time.sleep(0.01)
     for thread in threads:
