@@ -5,8 +5,9 @@ that safe:
 
 1. **Upload sessions are never swept.** An upload's bytes live under the repository's
    ``_uploads`` directory, not among the blobs, until the final ``PUT`` verifies them. Gc purges
-   only sessions idle for longer than ``upload-expiry`` (every request to a session rewrites its
-   ``info`` file, so "idle" counts from the last chunk).
+   only sessions idle for longer than ``upload-expiry`` (a request to a session rewrites its
+   ``info`` file unless that was done within the last minute, so "idle" counts from about the
+   last chunk; expiry is meant in hours).
 2. **A grace period for young content.** A blob is a candidate only if neither its data nor any
    repository's link to it was written within ``gc-grace-period``. Finishing an upload (or a
    mount, or a re-upload of a blob the store already has) rewrites the repository's link, so a
