@@ -36,6 +36,9 @@ from dockyard.core.registry.names import ALGORITHMS, Digest, check_tag, parse_di
 #: enough that a multi-GB blob never sits in memory.
 CHUNK_SIZE = 4 * 1024 * 1024
 
+#: Upload sessions whose running hash one process keeps.
+MAX_RUNNING_HASHES = 4096
+
 #: Seconds within which an upload session's activity mark is not refreshed again.
 ACTIVITY_PRECISION = 60.0
 
@@ -141,7 +144,9 @@ class RegistryStore:
     def __init__(self, backend: RegistryBackend, limits: Limits | None = None) -> None:
         self.backend = backend
         self.limits = limits or Limits()
-        self._hashes: dict[str, _HashState] = {}
+        # Running hashes of uploads in progress, oldest first; abandoned sessions fall off the
+        # end (a session whose hash is gone is re-read when it finishes, so nothing breaks).
+        self._hashes: OrderedDict[str, _HashState] = OrderedDict()
         self._hash_lock = threading.Lock()
         # Manifest bytes by digest: content-addressed, so a cached copy can never be stale.
         self._manifest_cache: OrderedDict[Digest, bytes] = OrderedDict()
@@ -254,8 +259,7 @@ class RegistryStore:
         started = time.time()
         info = {"algorithm": algorithm, "started": started}
         self.write_bytes(layout.upload_info(name, upload_id), json.dumps(info).encode())
-        with self._hash_lock:
-            self._hashes[upload_id] = _HashState(algorithm)
+        self._keep_hash(upload_id, _HashState(algorithm))
         return UploadSession(name, upload_id, algorithm, started, 0)
 
     def upload_session(self, name: str, upload_id: str) -> UploadSession:
@@ -280,6 +284,12 @@ class RegistryStore:
         size = writer.size
         writer.close()
         return size
+
+    def _keep_hash(self, upload_id: str, state: _HashState) -> None:
+        with self._hash_lock:
+            self._hashes[upload_id] = state
+            while len(self._hashes) > MAX_RUNNING_HASHES:
+                self._hashes.popitem(last=False)
 
     def forget_hash(self, upload_id: str) -> None:
         with self._hash_lock:
@@ -333,8 +343,7 @@ class RegistryStore:
         state = self._cached_hash(session, session.algorithm)
         if state is None and session.offset == 0:
             state = _HashState(session.algorithm)
-            with self._hash_lock:
-                self._hashes[session.upload_id] = state
+            self._keep_hash(session.upload_id, state)
         elif state is None:
             self.forget_hash(session.upload_id)
         return UploadWriter(self, session, self._resume_writer(session), state)
