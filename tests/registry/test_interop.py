@@ -116,6 +116,13 @@ def test_docker_push_and_pull_multi_layer_image(tmp_path, registry_process, real
     mounted = real_dockerd.docker("push", other)
     assert "Mounted from interop/docker" in mounted.stdout
     real_dockerd.docker("rmi", reference, other)
+    # And by digest, as the push reported it.
+    digest = pushed.stdout.split("digest: ")[1].split()[0]
+    by_digest = f"{server.host}/interop/docker@{digest}"
+    real_dockerd.docker("pull", by_digest)
+    pinned = json.loads(real_dockerd.docker("image", "inspect", by_digest).stdout)[0]
+    assert pinned["Id"] == original["Id"]
+    real_dockerd.docker("rmi", by_digest)
     assert server.server_errors() == []
 
 
