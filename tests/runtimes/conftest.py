@@ -40,7 +40,8 @@ HARNESS = Path(__file__).resolve().parent / "harness.py"
 CGROUP_PARENT = "dockyard-test"
 APPLETS = (
     "id", "hostname", "mount", "ps", "sleep", "false", "grep", "head", "wc", "touch", "mkdir",
-    "stat", "env", "readlink", "rm", "dd", "seq", "kill", "test", "tr", "nproc", "pwd",
+    "stat", "env", "readlink", "rm", "dd", "seq", "kill", "test", "tr", "nproc", "pwd", "mknod",
+    "tail",
 )  # fmt: skip
 PASSWD = (
     b"root:x:0:0:root:/root:/bin/sh\n"

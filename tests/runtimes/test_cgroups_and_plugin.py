@@ -3,10 +3,12 @@ plugin as the core sees it (registration, availability check, config table)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +95,17 @@ def test_launcher_module_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_launch_latency_stays_small():
+    # launch() costs ~10 ms here; a regression to a slow path (a subprocess, a sleep, a
+    # polling loop) would show up as several times that.
+    script = Path(__file__).resolve().parent / "launch_latency.py"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(script), "7"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    assert measured["launch_median_ms"] < 80, measured

@@ -221,6 +221,23 @@ def test_user_and_groups_and_no_effective_capabilities_for_non_root(make_spec, r
     assert status_field(result.stdout, "NoNewPrivs") == "1"
 
 
+def test_device_nodes_may_be_made_but_not_opened_beyond_the_standard_ones(make_spec, run):
+    # CAP_MKNOD is in docker's set; the devices cgroup is what keeps the host's disks out.
+    host_disk = os.stat("/dev/vda" if os.path.exists("/dev/vda") else "/dev/loop0").st_rdev
+    major, minor = os.major(host_disk), os.minor(host_disk)
+    script = f"mknod /disk b {major} {minor} && echo made; head -c 1 /disk && echo READ; head -c 1 /dev/zero | wc -c"
+    result = run(make_spec("sh", "-c", script))
+    assert result.stdout.split() == ["made", "1"]
+    assert "Operation not permitted" in result.stderr
+
+
+def test_cgroup_namespace_roots_the_container_at_its_own_cgroup(make_spec, run):
+    result = run(make_spec("cat", "/proc/self/cgroup"))
+    assert result.exit_code == 0, result
+    paths = {line.split(":", 2)[2] for line in result.stdout.splitlines()}
+    assert paths == {"/"}
+
+
 def test_capabilities_are_enforced(make_spec, run):
     # CAP_SYS_ADMIN is not in docker's set: mounting must fail; CAP_CHOWN is: chown works.
     script = "mkdir /m; mount -t tmpfs none /m && echo MOUNTED; touch /f && chown 1000 /f && stat -c %u /f"
