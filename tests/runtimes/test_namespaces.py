@@ -48,6 +48,12 @@ def wait_for_exec(pid: int, program: bytes = b"sleep") -> None:
         time.sleep(0.01)
 
 
+def mounts_under_test_tree(tmp_path: Path) -> list[str]:
+    """Host mount points under the tests' temporary tree (other processes may mount elsewhere)."""
+    base = str(tmp_path.parent.parent)
+    return [point for point in host_mount_points() if point.startswith(base)]
+
+
 def assert_nothing_left(spec) -> None:
     """No cgroup directory and no host mount of the container remain."""
     cgroup = cgroup_of(spec.id)
@@ -73,15 +79,14 @@ def test_init_is_pid_1_with_its_own_hostname_and_processes(make_spec, run):
 
 def test_mount_namespace_hides_the_host_and_leaves_no_host_mount(make_spec, run, tmp_path):
     spec = make_spec("cat", "/proc/self/mountinfo")
-    before = host_mount_points()
+    before = mounts_under_test_tree(tmp_path)
     result = run(spec)
     assert result.exit_code == 0, result
     points = [line.split()[4] for line in result.stdout.splitlines()]
     assert points[0] == "/"
     assert str(tmp_path) not in result.stdout
-    assert not [p for p in points if p.startswith("/sys/fs/cgroup")]
     assert {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"} <= set(points)
-    assert host_mount_points() == before
+    assert mounts_under_test_tree(tmp_path) == before
 
 
 def test_none_network_has_only_loopback_and_it_is_up(make_spec, run):
@@ -288,12 +293,12 @@ def test_commands_that_cannot_run_fail_like_docker_and_leave_nothing(
     plain_file.write_text("#!/bin/sh\necho never\n")
     plain_file.chmod(0o644)
     spec = make_spec(command, mounts=(bind(plain_file, "/bin/not-executable"),))
-    before = host_mount_points()
+    before = mounts_under_test_tree(tmp_path)
     result = run(spec)
     assert result.launch_exit_code == code
     assert wording in result.launch_error
     assert_nothing_left(spec)
-    assert host_mount_points() == before
+    assert mounts_under_test_tree(tmp_path) == before
 
 
 def test_exit_code_is_the_processes_and_init_is_shielded_from_its_own_signals(make_spec, run):
@@ -365,11 +370,19 @@ def test_memory_limit_oom_kills_and_is_reported(make_spec, run, runtime):
     assert not runtime.oom_killed(fine.id)
 
 
-def test_memory_limit_files(make_spec, run):
-    spec = make_spec("true", resources=Resources(memory_bytes=64 * 1024 * 1024))
-    assert run(spec).exit_code == 0
-    cgroup = cgroup_of(spec.id)
-    assert cgroup.memory_limit() == 64 * 1024 * 1024
+def test_memory_limit_is_set_and_readable_inside_on_a_read_only_cgroupfs(make_spec, run):
+    limit_file = (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+        if cgroup_of("probe").version == 1
+        else "/sys/fs/cgroup/memory.max"
+    )
+    script = f"cat {limit_file}; mkdir /sys/fs/cgroup/x && echo MADE; ls -d /sys/fs/cgroup/memory/*/ 2>/dev/null | wc -l"
+    spec = make_spec("sh", "-c", script, resources=Resources(memory_bytes=64 * 1024 * 1024))
+    result = run(spec)
+    assert result.stdout.split()[0] == str(64 * 1024 * 1024)
+    assert "MADE" not in result.stdout and "Read-only file system" in result.stderr
+    assert result.stdout.split()[1] == "0"  # rooted at its own cgroup: no sub-cgroup, no neighbour
+    assert cgroup_of(spec.id).memory_limit() == 64 * 1024 * 1024
 
 
 def test_cpu_quota_from_nano_cpus(make_spec, run):

@@ -83,6 +83,33 @@ def detect_layout() -> Layout:
     return _layout
 
 
+#: Where every container expects the cgroup hierarchies.
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def hierarchies() -> list[tuple[str, str, str]]:
+    """Every cgroup hierarchy mounted under /sys/fs/cgroup: ``(name, fstype, options)``.
+
+    ``name`` is the mount point below /sys/fs/cgroup ("" for a pure v2 host), ``options`` the
+    controllers (v1) as the kernel needs them to mount the same hierarchy again.
+    """
+    found = []
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields, _, tail = line.partition(" - ")
+            point = _unescape(fields.split()[4])
+            fstype, _source, options = tail.split()[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            if point != CGROUP_ROOT and not point.startswith(CGROUP_ROOT + "/"):
+                continue
+            wanted = [o for o in options.split(",") if o not in ("rw", "ro")]
+            if fstype == "cgroup2":
+                wanted = []  # mount options like nsdelegate belong to the host's mount
+            found.append((point[len(CGROUP_ROOT) :].lstrip("/"), fstype, ",".join(wanted)))
+    return found
+
+
 def _write(path: str, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:

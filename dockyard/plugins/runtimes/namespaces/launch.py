@@ -30,7 +30,12 @@ from typing import NoReturn
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
 from dockyard.plugins.runtimes.namespaces import _linux, process
-from dockyard.plugins.runtimes.namespaces.cgroups import CgroupError, ContainerCgroup
+from dockyard.plugins.runtimes.namespaces.cgroups import (
+    CGROUP_ROOT,
+    CgroupError,
+    ContainerCgroup,
+    hierarchies,
+)
 
 DEFAULT_CGROUP_PARENT = "dockyard"
 ROOTFS_DIR = "rootfs"
@@ -50,6 +55,8 @@ STANDARD_LINKS = {
     "stderr": "/proc/self/fd/2",
     "ptmx": "pts/ptmx",
 }
+#: The host's cgroup hierarchies, as the container will see them (read before forking).
+_cgroup_hierarchies: list[tuple[str, str, str]] = []
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -83,6 +90,8 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         raise LaunchError(f"cannot create the container's cgroup: {exc}", 125) from None
     cgroup_fds: list[int] = []
     rootfs = rootfs_path(spec)
+    global _cgroup_hierarchies
+    _cgroup_hierarchies = hierarchies()  # read now: the host's mount table is out of sight later
     error_r, error_w = os.pipe()
     try:
         cgroup_fds = cgroup.open_procs_files()
@@ -293,10 +302,15 @@ def _container_init(
             _linux.sethostname(spec.hostname)
         if own_network:
             _loopback_up()
+        # Joined only now, so the memory our setup dirties is not charged to the container.
+        process.join_cgroups(cgroup_fds)
+        if _has_cgroup_namespaces():
+            # After joining, so the container's cgroup is the root of its cgroup namespace.
+            _linux.unshare(_linux.CLONE_NEWCGROUP)
+            _mount_cgroups(read_only=not spec.privileged)
         process.run(
-            spec.process, stdio, privileged=spec.privileged, cgroup_fds=cgroup_fds,
-            unshare_cgroup=_has_cgroup_namespaces(),
-        )  # fmt: skip
+            spec.process, stdio, privileged=spec.privileged, cgroup_fds=[], unshare_cgroup=False
+        )
     except BaseException as exc:
         process.report_and_exit(error_w, exc)
 
@@ -465,6 +479,33 @@ def _restrict_paths(spec: ContainerSpec) -> None:
         except FileNotFoundError:
             continue
         _linux.remount_read_only(path)
+
+
+def _mount_cgroups(read_only: bool) -> None:
+    """Mount the cgroup hierarchies at /sys/fs/cgroup, rooted at the container's cgroups.
+
+    Runtimes such as the JVM's and Go's read their limits there. Best effort: a user
+    namespace may not mount cgroup v1, and the container then goes without.
+    """
+    if not _cgroup_hierarchies or not os.path.isdir(CGROUP_ROOT):
+        return
+    flags = _PROC_FLAGS | (_linux.MS_RDONLY if read_only else 0)
+    try:
+        if _cgroup_hierarchies[0][0] == "":  # a pure v2 host: one hierarchy, right there
+            _linux.mount("cgroup2", CGROUP_ROOT, "cgroup2", flags)
+            return
+        _linux.mount("tmpfs", CGROUP_ROOT, "tmpfs", _PROC_FLAGS, "mode=755")
+    except OSError:
+        return
+    for name, fstype, options in _cgroup_hierarchies:
+        target = os.path.join(CGROUP_ROOT, name)
+        os.makedirs(target, exist_ok=True)
+        try:
+            _linux.mount(fstype, target, fstype, flags, options or None)
+        except OSError:
+            os.rmdir(target)
+    if read_only:
+        _linux.mount(None, CGROUP_ROOT, None, _linux.MS_REMOUNT | flags)
 
 
 def _loopback_up() -> None:
