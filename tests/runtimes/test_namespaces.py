@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.core.errors import NotFound
+from dockyard.core.errors import Conflict, NotFound
 from dockyard.core.interfaces import IdMapping, LaunchError, ProcessSpec, Resources, spec_to_json
 from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup
 from tests.runtimes.conftest import (
@@ -431,6 +431,8 @@ def test_pause_freezes_and_resume_thaws(make_spec, start, runtime):
     frozen = cpu_used()
     time.sleep(0.2)
     assert cpu_used() == frozen
+    with pytest.raises(Conflict, match="is paused"):
+        exec_in(runtime, running, "true")
     runtime.resume(spec.id)
     assert not cgroup_of(spec.id).is_frozen()
     time.sleep(0.1)

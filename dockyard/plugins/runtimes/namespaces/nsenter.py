@@ -1,6 +1,6 @@
 """The exec helper: run a process inside a running container's namespaces.
 
-The daemon spawns ``python -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
+The daemon spawns ``python -S -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
 process's stdio on fds 0-2 and a status pipe on fd 3. The helper joins the container's
 namespaces with setns (user first, then ipc, uts, net, pid, mnt) and forks: only its child is
 in the container's PID namespace. The child joins the container's cgroups, then its cgroup
@@ -9,6 +9,9 @@ fd 3 (``{"pid": host pid}`` once the exec happened, or ``{"error", "exit_code"}`
 as the daemon's waitable stand-in for the process: it forwards signals to it and exits with
 its status (dying of the same signal when it was killed), so the daemon's ``waitpid`` on the
 helper gives the command's real exit status.
+
+The helper starts without site-packages (``-S``) and imports only the standard library and this
+package's low-level modules: an exec's start-up time is mostly the interpreter's.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import os
 import resource
 import signal
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from dockyard.core.interfaces import LaunchError, ProcessSpec
 from dockyard.plugins.runtimes.namespaces import _linux, process
+
+if TYPE_CHECKING:
+    from dockyard.core.interfaces import ProcessSpec
 
 STATUS_FD = 3
 #: setns order: the user namespace first (it grants the capabilities for the others), the
@@ -40,7 +45,10 @@ FORWARDED_SIGNALS = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
     signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM,
 )  # fmt: skip
-_REPO_ROOT = str(Path(__file__).resolve().parents[4])
+#: The directory holding the ``dockyard`` package, for the helper's sys.path.
+_PACKAGE_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+)
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, {root!r}); "
     "from dockyard.plugins.runtimes.namespaces.nsenter import main; main()"
@@ -60,7 +68,10 @@ def spawn(
     Raises :class:`LaunchError` (127, 126 or 125) when the process could not be started; the
     helper has been reaped then.
     """
-    import attrs  # the daemon has it loaded; the helper's own start does not need it
+    # The daemon has these loaded already; the helper itself must not import them.
+    import attrs
+
+    from dockyard.core.interfaces import LaunchError
 
     request = {
         "init_pid": init_pid,
@@ -76,12 +87,9 @@ def spawn(
             (os.POSIX_SPAWN_DUP2, stdio[2], 2),
             (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
         ]
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-c", _BOOTSTRAP.format(root=_REPO_ROOT), json.dumps(request)],
-            dict(os.environ),
-            file_actions=actions,
-        )
+        bootstrap = _BOOTSTRAP.format(root=_PACKAGE_PARENT)
+        argv = [sys.executable, "-S", "-c", bootstrap, json.dumps(request)]
+        pid = os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=actions)
     except BaseException:
         os.close(status_r)
         raise
@@ -114,9 +122,9 @@ def _report(message: dict) -> None:
         pass  # the daemon stopped listening; the exit status still tells
 
 
-def _process_spec(raw: dict) -> ProcessSpec:
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return ProcessSpec(**fields)
+def _process_spec(raw: dict) -> Any:
+    """The ProcessSpec's fields as attributes (the class itself needs attrs, not loaded here)."""
+    return SimpleNamespace(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
 def _open_namespaces(init_pid: int) -> list[tuple[int, int]]:
@@ -150,9 +158,6 @@ def main() -> NoReturn:
         for fd, kind in namespaces:
             _linux.setns(fd, kind)
             os.close(fd)
-    except LaunchError as exc:
-        _report({"error": str(exc), "exit_code": exc.exit_code})
-        os._exit(exc.exit_code)
     except OSError as exc:
         _report({"error": f"cannot enter the container: {exc}", "exit_code": 125})
         os._exit(125)

@@ -8,7 +8,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
-from dockyard.core.errors import DriverUnavailable, NotFound
+from dockyard.core.errors import Conflict, DriverUnavailable, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import ContainerSpec, ContainerStats, ProcessSpec
 from dockyard.plugins.runtimes.namespaces import nsenter
@@ -70,6 +70,9 @@ class NamespacesRuntime:
         the same signal), so waiting for it is waiting for the process.
         """
         cgroup = self._existing_cgroup(spec.id)
+        if cgroup.is_frozen():
+            # The new process would freeze as it joins the cgroup, before it could exec.
+            raise Conflict(f"Container {spec.id} is paused, unpause the container before exec")
         procs = [os.path.join(path, "cgroup.procs") for path in dict.fromkeys(cgroup.dirs.values())]
         return nsenter.spawn(pid, process, stdio, privileged=spec.privileged, cgroup_procs=procs)
 

@@ -16,10 +16,13 @@ import os
 import signal
 import stat
 import termios
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from dockyard.core.interfaces import ProcessSpec
 from dockyard.plugins.runtimes.namespaces import _linux
+
+if TYPE_CHECKING:
+    # Only for annotations: the exec helper runs without site-packages (no attrs) to start fast.
+    from dockyard.core.interfaces import ProcessSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NOT_FOUND = 127
