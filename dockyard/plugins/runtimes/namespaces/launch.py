@@ -467,7 +467,7 @@ def _restrict_paths(spec: ContainerSpec) -> None:
     for path in spec.masked_paths:
         try:
             if os.path.isdir(path) and not os.path.islink(path):
-                _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY, "size=0")
+                _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY)
             else:
                 os.stat(path)
                 _linux.mount("/dev/null", path, None, _linux.MS_BIND)
