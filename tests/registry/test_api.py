@@ -321,15 +321,24 @@ def test_manifest_with_missing_blobs_is_refused_and_stores_nothing(client):
             "application/vnd.docker.distribution.manifest.v1+prettyjws",
         ),
         (b'{"schemaVersion": 2}', "text/plain"),
+        (b"[" * 200_000 + b"]" * 200_000, "application/vnd.oci.image.manifest.v1+json"),
+        (
+            b'{"schemaVersion": 2, "config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+        (b"\xff\xfe not utf-8", "application/vnd.oci.image.manifest.v1+json"),
     ],
 )
 def test_invalid_manifests_are_manifest_invalid(client, body, content_type):
+    good = client.push_image("bad", "latest")
     reply = client.request(
         "PUT", "/v2/bad/manifests/latest", data=body, headers={"Content-Type": content_type}
     )
     assert reply.status_code == 400, reply.text
     assert error_codes(reply) == ["MANIFEST_INVALID"]
-    assert client.request("GET", "/v2/bad/manifests/latest").status_code == 404
+    # The tag still names the manifest it named before.
+    assert client.request("GET", "/v2/bad/manifests/latest").content == good.manifest
+    assert client.request("GET", "/v2/bad/tags/list").json()["tags"] == ["latest"]
 
 
 def test_index_needs_its_manifests_and_accept_negotiation(client):

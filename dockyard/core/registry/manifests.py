@@ -108,7 +108,7 @@ def parse_manifest(body: bytes, content_type: str) -> ManifestInfo:
     """
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise _invalid(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise _invalid("the document must be a JSON object")
