@@ -2067,7 +2067,7 @@ def docker_boolean_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -
             index += 1
             continue
         boolean = isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0
-        if boolean and sep and flag.startswith("--"):
+        if boolean and sep:
             truth = value.strip().lower() not in ("", "0", "false", "f", "no")
             if isinstance(action, argparse.BooleanOptionalAction):
                 words[index] = flag if truth else "--no-" + flag[2:]

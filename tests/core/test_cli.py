@@ -113,6 +113,7 @@ def test_client_commands_import_no_server_stack(daemon):
         ["-H", daemon.host, "plugins"],
         ["-H", daemon.host, "images"],
         ["-H", daemon.host, "image", "inspect", "nope"],
+        ["-H", daemon.host, "ps", "-a"],
     ):
         loaded = _modules_after(args, env)
         heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)

@@ -1,0 +1,83 @@
+"""One daemon per test module with a busybox image, shared by the container CLI tests.
+
+Starting a daemon and importing an image costs about a second; the container tests create
+uniquely named containers, so they can share both and stay fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from dockyard.testing.images import busybox_rootfs
+from tests.conftest import Daemon, plugin_env, run_dockyard, wait_for_socket
+
+#: Applets the tests call by path (busybox's sh finds the others by itself).
+APPLETS = ("sleep", "env", "pwd", "id", "stty", "hostname", "printf", "seq", "kill")
+IMAGE = "busybox"
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
+    base = tmp_path_factory.mktemp("containers-daemon")
+    socket_path = str(base / "dockyard.sock")
+    log_path = base / "daemon.log"
+    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=plugin_env([]),
+        )
+    daemon = Daemon(process, socket_path, base / "root", log_path)
+    try:
+        wait_for_socket(process, socket_path, log_path)
+        rootfs = base / "rootfs.tar"
+        extra: dict[str, bytes | str | None] = {f"bin/{a}": "->busybox" for a in APPLETS}
+        extra["data"] = None
+        rootfs.write_bytes(busybox_rootfs(extra))
+        imported = run_dockyard(
+            ["-H", daemon.host, "import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin",
+             str(rootfs), IMAGE],
+            env=plugin_env([]),
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        yield daemon
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def cli(shared_daemon) -> DockyardCLI:
+    return DockyardCLI(shared_daemon)
+
+
+class DockyardCLI:
+    """``dockyard -H <daemon> …`` as a subprocess."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.env = plugin_env([])
+
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
+        return run_dockyard(
+            ["-H", self.daemon.host, *args], env=self.env, timeout=timeout, input=input
+        )
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+        return subprocess.Popen(
+            [sys.executable, "-m", "dockyard", "-H", self.daemon.host, *args],
+            env=self.env,
+            **kwargs,
+        )
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "dockyard", "-H", self.daemon.host, *args]
