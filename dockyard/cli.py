@@ -684,6 +684,8 @@ EXIT_DAEMON_ERROR, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND = 125, 126, 127
 PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
 #: docker cuts COMMAND to this many characters (before quoting it) unless --no-trunc.
 COMMAND_WIDTH = 20
+#: ... and each name in ``--format json``'s Mounts to this many.
+MOUNT_NAME_WIDTH = 15
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 #: Signals ``run``/``attach`` forward to the container (docker forwards all it can catch;
 #: SIGCHLD and SIGPIPE are the CLI's own business).
@@ -1154,7 +1156,12 @@ def _attached_run(
 
 
 def _wait_status(response: Any) -> int:
-    raw = response.read()
+    import http.client
+
+    try:
+        raw = response.read()
+    except (http.client.HTTPException, OSError) as exc:
+        raise RunError(f"Error waiting for container: {exc or type(exc).__name__}") from None
     try:
         result = json.loads(raw)
     except ValueError:
@@ -1415,7 +1422,12 @@ def _ports(container: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
-def _ps_row(container: dict[str, Any], truncate: bool) -> dict[str, str]:
+def _mount_name(mount: dict[str, Any], truncate: bool) -> str:
+    name = mount.get("Name") or mount.get("Source", "")
+    return ellipsis(name, MOUNT_NAME_WIDTH) if truncate else name
+
+
+def _ps_row(container: dict[str, Any], truncate: bool) -> dict[str, Any]:
     """One ``ps`` row, keyed like docker's container formatter (``--format json`` keys)."""
     command = container.get("Command", "")
     image = container.get("Image", "") or "<no image>"
@@ -1435,9 +1447,10 @@ def _ps_row(container: dict[str, Any], truncate: bool) -> dict[str, str]:
         "Image": image,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
-        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in mounts),
+        "Mounts": ",".join(_mount_name(m, truncate) for m in mounts),
         "Names": _container_names(container),
         "Networks": ",".join(sorted(networks)),
+        "Platform": None,  # docker 28 has the field; /containers/json has no platform to show
         "Ports": _ports(container),
         "RunningFor": created_since(created),
         "Size": "0B",

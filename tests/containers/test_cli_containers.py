@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli import (
+    AttachSession,
     build_parser,
     docker_boolean_flags,
     log_timestamp,
@@ -115,6 +116,17 @@ def test_detach_keys_parse_like_docker():
     assert parse_detach_keys("ctrl-p,ctrl-q") == b"\x10\x11"
     assert parse_detach_keys("ctrl-a,x") == b"\x01x"
     assert parse_detach_keys("ctrl-@,ctrl-[") == b"\x00\x1b"
+
+
+def test_detach_keys_are_held_until_they_match_or_differ():
+    session = AttachSession(stream=None, tty=True, stdin_fd=None, detach_keys=b"\x10\x11")
+    assert session._scan_detach(b"ab\x10", b"\x10\x11") == (b"ab", b"\x10")
+    assert session._scan_detach(b"\x10x", b"\x10\x11") == (b"\x10x", b"")  # not the sequence
+    assert not session.detached
+    assert session._scan_detach(b"q\x10\x11rest", b"\x10\x11") == (b"q", b"")
+    assert session.detached
+    # Without a TTY there are no detach keys: stdin is passed on byte for byte, as docker does.
+    assert AttachSession(None, tty=False, stdin_fd=0, detach_keys=b"\x10\x11").detach_keys is None
 
 
 def test_boolean_flags_take_docker_style_values_but_the_command_is_left_alone():
@@ -629,9 +641,10 @@ class Terminal:
     def type(self, text: bytes) -> None:
         os.write(self.fd, text)
 
-    def read_until(self, pattern: bytes, timeout: float = 10) -> bytes:
+    def read_until(self, pattern: bytes, timeout: float = 10, since: int = 0) -> bytes:
+        """Read until ``pattern`` shows up in the output after offset ``since``."""
         deadline = time.monotonic() + timeout
-        while pattern not in self.output:
+        while pattern not in self.output[since:]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no {pattern!r} in {self.output!r}")
@@ -650,11 +663,10 @@ class Terminal:
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
-                with_output = select.select([self.fd], [], [], 0)[0]
-                if with_output:
+                if select.select([self.fd], [], [], 0)[0]:
                     with contextlib.suppress(OSError):
                         self.output += os.read(self.fd, 65536)
-                os.close(self.fd)
+                self.pid = 0
                 return os.waitstatus_to_exitcode(status)
             if select.select([self.fd], [], [], 0.05)[0]:
                 with contextlib.suppress(OSError):
@@ -662,27 +674,52 @@ class Terminal:
         os.kill(self.pid, signal.SIGKILL)
         raise AssertionError(f"the CLI did not exit: {self.output!r}")
 
-    def settings(self) -> list:
-        return termios.tcgetattr(self.fd)
+    def raw(self) -> bool:
+        """Whether the CLI has the terminal in raw mode (the master sees the slave's modes)."""
+        local_modes = termios.tcgetattr(self.fd)[3]
+        return not local_modes & (termios.ECHO | termios.ICANON)
+
+    def shows_size(self, size: bytes, timeout: float = 5) -> None:
+        """Ask the container's shell for its size until it is ``size``: the resize the CLI
+        sends on SIGWINCH races our next keystrokes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mark = len(self.output)
+            self.type(b"stty size\r")
+            with contextlib.suppress(AssertionError):
+                self.read_until(b"# ", 2, since=mark)
+            if size in self.output[mark:]:
+                return
+        raise AssertionError(f"the size never became {size!r}: {self.output!r}")
+
+    def close(self) -> None:
+        if self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
 
 
 def test_run_it_gives_a_resizable_tty_and_restores_the_terminal(cli):
     terminal = Terminal(cli.command("run", "--rm", "-it", IMAGE, "sh"), cli.env, 30, 100)
     try:
-        before = terminal.settings()
         terminal.read_until(b"# ")
+        assert terminal.raw()  # keys go to the container as typed
         terminal.type(b"stty size\r")
-        terminal.read_until(b"30 100")
+        terminal.read_until(b"30 100")  # create's ConsoleSize and the resize after start
         terminal.resize(40, 120)
-        time.sleep(0.3)  # the resize request races the next command otherwise
-        terminal.type(b"stty size; exit 3\r")
-        terminal.read_until(b"40 120")
-        # Raw mode while attached: the pty did not echo what we typed, the container's shell did.
+        terminal.shows_size(b"40 120")
+        # ctrl-c is a byte for the container's shell, not a signal for the CLI.
+        mark = len(terminal.output)
+        terminal.type(b"sleep 5\r")
+        time.sleep(0.2)
+        terminal.type(b"\x03")
+        terminal.read_until(b"# ", 3, since=mark)
+        assert b"^C" in terminal.output[mark:]
+        terminal.type(b"exit 3\r")
         assert terminal.exit_status() == 3
-    except BaseException:
-        os.kill(terminal.pid, signal.SIGKILL)
-        raise
-    assert before is not None
+        assert not terminal.raw()  # restored on the way out
+    finally:
+        terminal.close()
 
 
 @pytest.mark.xfail(
@@ -700,9 +737,9 @@ def test_run_it_detach_keys_leave_the_container_running(cli, container_names):
         time.sleep(0.2)
         terminal.type(b"\x10\x11")  # ctrl-p ctrl-q
         assert terminal.exit_status() == 0
-    except BaseException:
-        os.kill(terminal.pid, signal.SIGKILL)
-        raise
+        assert not terminal.raw()
+    finally:
+        terminal.close()
     assert inspect(cli, name)["State"]["Running"]
     assert ok(cli("exec", name, "cat", "/tmp/mark")) == "still-here\n"
 
@@ -714,13 +751,12 @@ def test_exec_it_gives_a_resizable_tty(cli, sleeper):
         terminal.type(b"stty size\r")
         terminal.read_until(b"30 100")
         terminal.resize(50, 132)
-        time.sleep(0.3)
-        terminal.type(b"stty size; exit 4\r")
-        terminal.read_until(b"50 132")
+        terminal.shows_size(b"50 132")
+        terminal.type(b"exit 4\r")
         assert terminal.exit_status() == 4
-    except BaseException:
-        os.kill(terminal.pid, signal.SIGKILL)
-        raise
+        assert not terminal.raw()
+    finally:
+        terminal.close()
 
 
 def test_tty_containers_log_raw_bytes(cli, container_names):
@@ -790,6 +826,13 @@ def test_docker_cli_and_ours_agree(cli, container_names):
     assert theirs.returncode == ours.returncode == 0, theirs.stderr
     assert _without_created(ours.stdout) == _without_created(theirs.stdout)
     assert docker(daemon, "ps", "-aq").stdout == ok(cli("ps", "-aq"))
+
+    def json_rows(output: str) -> list[dict]:
+        rows = [json.loads(line) for line in output.splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("RunningFor", "Status")} for r in rows]
+
+    theirs = docker(daemon, "ps", "-a", "--format", "json")
+    assert json_rows(ok(cli("ps", "-a", "--format", "json"))) == json_rows(theirs.stdout)
     assert docker(daemon, "ps", "-a", "--no-trunc", "-q").stdout == ok(cli("ps", "-a",
                                                                            "--no-trunc", "-q"))  # fmt: skip
 
