@@ -7,6 +7,7 @@ request and response bodies stream through in bounded chunks, hashed as they pas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import weakref
@@ -150,21 +151,36 @@ class _BodyReader:
         self.received = 0
 
     async def run(self) -> None:
+        """Receive the next buffer while the previous one is hashed and written: the two
+        overlap, since hashing and writing release the GIL."""
         buffer = bytearray()
-        async for chunk in self.request.stream():
-            if not chunk:
-                continue
-            self.received += len(chunk)
-            if self.limit is not None and self.received > self.limit:
-                raise RegistryError(
-                    "SIZE_INVALID", message="body is longer than the range it declared"
-                )
-            buffer += chunk
-            if len(buffer) >= CHUNK_SIZE:
-                data, buffer = bytes(buffer), bytearray()
-                await run_in_threadpool(self.writer.write, data)
-        if buffer:
-            await run_in_threadpool(self.writer.write, bytes(buffer))
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for chunk in self.request.stream():
+                if not chunk:
+                    continue
+                self.received += len(chunk)
+                if self.limit is not None and self.received > self.limit:
+                    raise RegistryError(
+                        "SIZE_INVALID", message="body is longer than the range it declared"
+                    )
+                buffer += chunk
+                if len(buffer) >= CHUNK_SIZE:
+                    if pending is not None:
+                        await pending
+                    # The writer owns this buffer now; a fresh one takes the next bytes.
+                    data, buffer = buffer, bytearray()
+                    pending = asyncio.ensure_future(run_in_threadpool(self.writer.write, data))
+            if pending is not None:
+                await pending
+                pending = None
+            if buffer:
+                await run_in_threadpool(self.writer.write, buffer)
+        finally:
+            if pending is not None:
+                # Never leave a write running behind the caller's close().
+                with contextlib.suppress(BaseException):
+                    await pending
 
 
 def _unsatisfiable(size: int) -> RegistryError:

@@ -112,7 +112,8 @@ class UploadWriter:
         self.offset = session.offset
         self.failed = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
+        """Append ``data`` (called in a worker thread; a bytearray is handed over, not shared)."""
         limit = self.store.limits.max_blob_size
         if limit and self.offset + len(data) > limit:
             raise RegistryError(
@@ -121,7 +122,8 @@ class UploadWriter:
                 status=413,
             )
         try:
-            self.writer.write(data)
+            # Backends are promised bytes; the copy happens here, off the event loop.
+            self.writer.write(data if isinstance(data, bytes) else bytes(data))
         except BaseException:
             self.failed = True
             raise
