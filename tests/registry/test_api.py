@@ -639,3 +639,31 @@ def test_docker_schema2_manifest_and_manifest_list(client):
     assert client.request("HEAD", "/v2/dock/manifests/bare").headers["Content-Type"] == (
         client.MANIFEST
     )
+
+
+def test_client_disconnect_mid_chunk_keeps_what_arrived(client, registry):
+    import socket
+    import time
+
+    data = os.urandom(12 * 1024 * 1024)
+    location = start_session(client, "cut")
+    with socket.create_connection(("127.0.0.1", registry.port)) as sock:
+        sock.sendall(
+            f"PATCH {location} HTTP/1.1\r\nHost: {registry.host}\r\n"
+            f"Content-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        sock.sendall(data[: 9 * 1024 * 1024])
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the disconnect a moment later
+        status = client.request("GET", location)
+        have = int(status.headers["Range"].split("-")[1]) + 1
+        if have > 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert 0 < have <= 9 * 1024 * 1024
+    rest = client.request(
+        "PUT", f"{location}?digest={client.digest(data)}", data=data[have:],
+        headers={"Content-Range": f"{have}-{len(data) - 1}"},
+    )  # fmt: skip
+    assert rest.status_code == 201, rest.text
+    assert client.request("GET", f"/v2/cut/blobs/{client.digest(data)}").content == data
