@@ -44,6 +44,10 @@ def apply_overrides(config: Config, listen: str | None, root: str | None) -> Con
     tables = dict(config.driver_tables)
     if root is not None:
         registry = attrs.evolve(registry, backend="filesystem")
+        if registry.data_root == RegistryConfig().data_root:
+            # Keep `dockyard registry --root DIR` self-contained (and usable without root):
+            # private state goes in a hidden directory the backend never lists.
+            registry = attrs.evolve(registry, data_root=str(Path(root).absolute() / ".state"))
         key = (DriverKind.REGISTRY_BACKEND, "filesystem")
         tables[key] = {**tables.get(key, {}), "root": str(Path(root).absolute())}
     return attrs.evolve(config, registry=registry, driver_tables=tables)
