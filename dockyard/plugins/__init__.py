@@ -12,4 +12,5 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "filesystem": "dockyard.plugins.registries.filesystem",
     "s3": "dockyard.plugins.registries.s3",
     "namespaces": "dockyard.plugins.runtimes.namespaces",
+    "runc": "dockyard.plugins.runtimes.runc",
 }

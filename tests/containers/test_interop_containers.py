@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -23,9 +24,15 @@ from tests.containers.engine_api import Api
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture
-def api(start_daemon) -> Api:
-    return Api.with_busybox(start_daemon())
+@pytest.fixture(params=["namespaces", "runc"])
+def api(request, start_daemon) -> Api:
+    """A daemon with busybox, once per runtime (runc's only where its binary is installed)."""
+    if (
+        request.param == "runc"
+        and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
+    ):
+        pytest.skip("the runc binary is not installed")
+    return Api.with_busybox(start_daemon("--runtime", request.param))
 
 
 def docker(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,15 @@ from tests.conftest import http_request, plugin_env, wait_for_socket
 from tests.containers.engine_api import Api, frames
 
 
-@pytest.fixture
-def api(start_daemon) -> Api:
-    return Api.with_busybox(start_daemon())
+@pytest.fixture(params=["namespaces", "runc"])
+def api(request, start_daemon) -> Api:
+    """A daemon with busybox, once per runtime (runc's only where its binary is installed)."""
+    if (
+        request.param == "runc"
+        and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
+    ):
+        pytest.skip("the runc binary is not installed")
+    return Api.with_busybox(start_daemon("--runtime", request.param))
 
 
 def cgroup_dirs() -> set[Path]:

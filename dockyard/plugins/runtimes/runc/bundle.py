@@ -1,0 +1,216 @@
+"""The OCI runtime bundle's ``config.json``, made from a :class:`ContainerSpec`.
+
+Pure functions from the spec to the JSON document runc reads (OCI runtime spec 1.0.2): no
+side effects beyond a few cheap reads of what this host supports. The supervisor runs this on
+every container start, so it imports nothing but the standard library and the namespaces
+package's low-level constants.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dockyard.core.interfaces import ContainerSpec, ProcessSpec
+from dockyard.plugins.runtimes.namespaces._linux import (
+    CAPABILITY_NAMES,
+    bounding_set,
+    last_capability,
+)
+from dockyard.plugins.runtimes.namespaces.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
+
+OCI_VERSION = "1.0.2"
+ROOTFS_DIR = "rootfs"
+CONFIG_FILE = "config.json"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PROC_FLAGS = ["nosuid", "noexec", "nodev"]
+#: Where the v1 memory controller keeps its memory+swap limit, present only with swap
+#: accounting: runc fails to start a container that asks for a swap limit without it.
+_V1_MEMSW_FILE = "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+
+#: Device cgroup rules (besides the standard nodes runc always allows): mknod of anything,
+#: as docker allows it, so a container may make device nodes it cannot open.
+_MKNOD_RULES = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+]
+
+
+def rootfs_path(spec: ContainerSpec) -> str:
+    return os.path.join(spec.state_dir, ROOTFS_DIR)
+
+
+def cgroups_path(spec: ContainerSpec, parent: str) -> str:
+    """An absolute cgroup path: runc puts it below each hierarchy's root, not below its own."""
+    parent = parent.strip("/")
+    return f"/{parent}/{spec.id}" if parent else f"/{spec.id}"
+
+
+def all_capabilities() -> list[str]:
+    """Every capability we hold in our bounding set: what a privileged container gets.
+
+    Not all the kernel knows: where we run in a container ourselves, runc could not grant
+    what our own bounding set lacks ("unable to apply caps: operation not permitted").
+    """
+    held = bounding_set()
+    return [
+        name for number, name in enumerate(CAPABILITY_NAMES[: last_capability() + 1])
+        if held & (1 << number)
+    ]  # fmt: skip
+
+
+def process_config(process: ProcessSpec, privileged: bool) -> dict[str, Any]:
+    """The ``process`` object, for ``config.json`` and for ``runc exec --process``.
+
+    The inheritable set stays empty and no capability is ambient, as docker does since
+    CVE-2022-24769 (and as the ``namespaces`` runtime does): a non-root user keeps none after
+    exec, a root user the bounding set.
+    """
+    capabilities = all_capabilities() if privileged else list(process.capabilities)
+    config: dict[str, Any] = {
+        "terminal": process.terminal,
+        "user": {
+            "uid": process.uid,
+            "gid": process.gid,
+            "additionalGids": list(process.additional_gids),
+        },
+        "args": list(process.args),
+        "env": list(process.env) or [f"PATH={DEFAULT_PATH}"],
+        "cwd": process.cwd or "/",
+        "capabilities": {
+            "bounding": capabilities,
+            "effective": capabilities,
+            "permitted": capabilities,
+            "inheritable": [],
+            "ambient": [],
+        },
+        "noNewPrivileges": process.no_new_privileges,
+    }
+    rows, columns = process.console_size
+    if process.terminal and rows > 0 and columns > 0:
+        config["consoleSize"] = {"height": rows, "width": columns}
+    return config
+
+
+def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
+    """docker's default mounts for runc, then the bind mounts and the etc files."""
+    read_only = [] if spec.privileged else ["ro"]
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": _PROC_FLAGS},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": [*_PROC_FLAGS, *read_only],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": [*_PROC_FLAGS, *read_only],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": _PROC_FLAGS,
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": [*_PROC_FLAGS, "mode=1777", "size=65536k"],
+        },
+    ]
+    # Parents before children, so a mount inside another bind mount lands on top of it.
+    for bind in sorted(spec.mounts, key=lambda m: len(m.destination.rstrip("/").split("/"))):
+        mounts.append(
+            {
+                "destination": bind.destination,
+                "type": "bind",
+                "source": bind.source,
+                "options": ["rbind", "rprivate", *(["ro"] if bind.read_only else [])],
+            }
+        )
+    for host_file, destination in spec.etc_files:
+        mounts.append(
+            {
+                "destination": destination,
+                "type": "bind",
+                "source": host_file,
+                "options": ["rbind", "rprivate"],
+            }
+        )
+    return mounts
+
+
+def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
+    kinds = ["pid", "mount", "ipc", "uts"]
+    if spec.network_mode != "host":
+        kinds.append("network")  # runc brings the new namespace's loopback up itself
+    if os.path.exists("/proc/self/ns/cgroup"):
+        kinds.append("cgroup")
+    if spec.uid_mappings or spec.gid_mappings:
+        kinds.append("user")
+    return [{"type": kind} for kind in kinds]
+
+
+def _resources(spec: ContainerSpec) -> dict[str, Any]:
+    limits = spec.resources
+    devices = [{"allow": True, "access": "rwm"}] if spec.privileged else [
+        {"allow": False, "access": "rwm"}, *_MKNOD_RULES,
+    ]  # fmt: skip
+    resources: dict[str, Any] = {"devices": devices}
+    if limits.memory_bytes is not None:
+        memory: dict[str, int] = {"limit": limits.memory_bytes}
+        if os.path.exists(_V1_MEMSW_FILE):
+            # docker's default without --memory-swap: as much swap as memory.
+            memory["swap"] = limits.memory_bytes * 2
+        resources["memory"] = memory
+    if limits.nano_cpus is not None:
+        quota = max(limits.nano_cpus * CPU_PERIOD_US // 1_000_000_000, CPU_MIN_QUOTA_US)
+        resources["cpu"] = {"quota": quota, "period": CPU_PERIOD_US}
+    if limits.pids_limit is not None and limits.pids_limit > 0:
+        resources["pids"] = {"limit": limits.pids_limit}
+    return resources
+
+
+def _id_mappings(mappings: tuple[Any, ...]) -> list[dict[str, int]]:
+    return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in mappings]
+
+
+def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
+    """The whole ``config.json`` for ``spec``; the root is ``<state_dir>/rootfs``."""
+    linux: dict[str, Any] = {
+        "namespaces": _namespaces(spec),
+        "resources": _resources(spec),
+        "cgroupsPath": cgroups_path(spec, cgroup_parent),
+    }
+    if not spec.privileged:
+        linux["maskedPaths"] = list(spec.masked_paths)
+        linux["readonlyPaths"] = list(spec.readonly_paths)
+    if spec.uid_mappings or spec.gid_mappings:
+        linux["uidMappings"] = _id_mappings(spec.uid_mappings)
+        linux["gidMappings"] = _id_mappings(spec.gid_mappings)
+    config: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": process_config(spec.process, spec.privileged),
+        "root": {"path": rootfs_path(spec), "readonly": spec.read_only_rootfs},
+        "mounts": _mounts(spec),
+        "linux": linux,
+    }
+    if spec.hostname:
+        config["hostname"] = spec.hostname
+    return config

@@ -1,0 +1,398 @@
+"""The ``runc`` launcher: write the OCI bundle and drive ``runc create`` / ``runc start``.
+
+``launch(spec, stdio)`` runs in the container's supervisor, a child subreaper:
+
+1. The supervisor enters a mount namespace of its own (a slave of the host's) and mounts the
+   storage driver's root filesystem at ``<state_dir>/rootfs`` there. runc, started from it,
+   copies that namespace for the container; the host never sees the mount, and it goes away
+   with the supervisor and the container, even if the daemon is killed: nothing to unmount.
+2. ``config.json`` goes into ``<state_dir>`` (the bundle, see :mod:`.bundle`).
+3. ``runc create`` starts ``runc init`` in the container's namespaces and cgroups, waiting on
+   its exec fifo; ``runc create`` exits and the init process is reparented to the supervisor,
+   which can therefore wait for it. ``runc start`` then lets it exec the command.
+
+Without a terminal, runc hands its own stdin, stdout and stderr to the container unchanged, so
+``stdio`` becomes runc's. With a terminal, runc makes a pty inside the container (so the
+process has a controlling terminal, job control, ``^C`` and ``SIGWINCH``) and passes its master
+over ``--console-socket``; a small relay process (forked here) copies bytes between that master
+and the supervisor's pty slave, which it puts in raw mode and makes its own controlling
+terminal, so a resize of the supervisor's pty reaches it as ``SIGWINCH`` and is copied on.
+
+runc's error messages go to a JSON log (``--log``); the last one becomes the
+:class:`LaunchError`, with docker's exit code classes. Standard library and low-level
+dockyard modules only: this is imported on every container start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import termios
+import tty
+from typing import NoReturn
+
+import attrs
+
+from dockyard.core.interfaces import ContainerSpec, LaunchError
+from dockyard.plugins.runtimes.namespaces import _linux
+from dockyard.plugins.runtimes.runc.bundle import CONFIG_FILE, bundle_config, rootfs_path
+
+DEFAULT_BINARY = "runc"
+DEFAULT_CGROUP_PARENT = "dockyard"
+NOT_FOUND = 127
+CANNOT_EXECUTE = 126
+RUNTIME_FAILURE = 125
+PID_FILE = "runc.pid"
+LOG_FILE = "runc.log"
+#: Relative on purpose: runc resolves it in the bundle directory (it chdirs there), and the
+#: absolute path of a deep data root can exceed the 108 bytes a socket address holds.
+CONSOLE_SOCKET = "console.sock"
+RUNC_TIMEOUT = 60.0
+_RELAY_CHUNK = 65536
+#: Whether this process (the supervisor) has entered its own mount namespace yet.
+_in_private_mount_namespace = False
+
+
+@attrs.frozen
+class Runc:
+    """How to call the runc binary: which one, and the private state root it keeps."""
+
+    binary: str = DEFAULT_BINARY
+    #: runc's ``--root``: ours alone, so container ids never meet a system runc's or docker's.
+    root: str = ""
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT
+
+    @classmethod
+    def from_options(cls, options: tuple[tuple[str, str], ...]) -> Runc:
+        """The settings the daemon-side runtime passed in ``ContainerSpec.runtime_options``."""
+        values = dict(options)
+        return cls(
+            binary=values.get("binary", DEFAULT_BINARY),
+            root=values.get("root", ""),
+            cgroup_parent=values.get("cgroup-parent", DEFAULT_CGROUP_PARENT),
+        )
+
+    def options(self) -> tuple[tuple[str, str], ...]:
+        return (("binary", self.binary), ("root", self.root), ("cgroup-parent", self.cgroup_parent))
+
+    def command(self, *args: str, log: str | None = None) -> list[str]:
+        """A full runc command line; with ``log``, runc writes its errors there as JSON."""
+        argv = [self.binary]
+        if self.root:
+            argv += ["--root", self.root]
+        if log is not None:
+            argv += ["--log", log, "--log-format", "json"]
+        return [*argv, *args]
+
+    def state_exists(self, container_id: str) -> bool:
+        return bool(self.root) and os.path.exists(os.path.join(self.root, container_id))
+
+    def delete(self, container_id: str) -> None:
+        """``runc delete --force``: kill what is left, remove the cgroups and runc's state."""
+        if not self.state_exists(container_id):
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                self.command("delete", "--force", container_id),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=RUNC_TIMEOUT,
+                check=False,
+            )
+
+
+def last_error(log_path: str, fallback: str) -> str:
+    """The last error runc logged (its JSON log has one object a line), else ``fallback``."""
+    message = ""
+    try:
+        with open(log_path, errors="replace") as log:
+            for line in log:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                    message = str(entry.get("msg", ""))
+    except OSError:
+        pass
+    return message or fallback.strip() or "runc failed"
+
+
+def exit_code_for(message: str) -> int:
+    """docker's class of a start failure, from runc's message.
+
+    Only a failure to exec the command counts (``unable to start container process: exec
+    ...``): a missing bind mount source also says "no such file or directory", and is 125.
+    """
+    lowered = message.lower()
+    if "container process: exec" not in lowered and "exec failed: exec" not in lowered:
+        return RUNTIME_FAILURE
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return NOT_FOUND
+    if "permission denied" in lowered or "exec format error" in lowered:
+        return CANNOT_EXECUTE
+    if "is a directory" in lowered or "not a directory" in lowered:
+        return CANNOT_EXECUTE
+    return RUNTIME_FAILURE
+
+
+# --------------------------------------------------------------------------------------------
+# The launcher
+# --------------------------------------------------------------------------------------------
+
+
+def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
+    """Create and start the container with runc; return the host pid of its process."""
+    if not spec.state_dir:
+        raise LaunchError("the container has no state directory", RUNTIME_FAILURE)
+    runc = Runc.from_options(spec.runtime_options)
+    rootfs = rootfs_path(spec)
+    try:
+        _enter_private_mount_namespace()
+        os.makedirs(rootfs, mode=0o755, exist_ok=True)
+        _mount_rootfs(spec, rootfs)
+        config = bundle_config(spec, runc.cgroup_parent)
+        with open(os.path.join(spec.state_dir, CONFIG_FILE), "w") as config_file:
+            json.dump(config, config_file, indent=1)
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot prepare the container's bundle: {exc}", RUNTIME_FAILURE
+        ) from None
+    # A container an earlier supervisor started and nobody deleted (the daemon died before
+    # its clean-up): the id is ours again now.
+    runc.delete(spec.id)
+    state_dir = spec.state_dir
+    pid_file = os.path.join(state_dir, PID_FILE)
+    log_file = os.path.join(state_dir, LOG_FILE)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(pid_file)
+    listener = _console_listener(state_dir) if spec.process.terminal else None
+    try:
+        create = ["create", "--bundle", state_dir, "--pid-file", pid_file]
+        if listener is not None:
+            create += ["--console-socket", CONSOLE_SOCKET]
+        # With a terminal runc needs no stdio of ours (the container gets its own pty).
+        runc_stdio = (subprocess.DEVNULL,) * 3 if listener is not None else stdio
+        _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir)
+        try:
+            with open(pid_file) as pid_source:
+                pid = int(pid_source.read().strip())
+            os.unlink(pid_file)
+            if listener is not None:
+                _start_relay(outer=stdio[0], inner=_receive_console(listener))
+            _run(runc, ["start", spec.id], log_file, (subprocess.DEVNULL,) * 3, state_dir)
+        except BaseException:
+            runc.delete(spec.id)
+            raise
+    except OSError as exc:
+        raise LaunchError(f"cannot start the container with runc: {exc}", RUNTIME_FAILURE) from None
+    finally:
+        if listener is not None:
+            listener.close()
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(state_dir, CONSOLE_SOCKET))
+    return pid
+
+
+def _run(
+    runc: Runc,
+    args: list[str],
+    log_file: str,
+    stdio: tuple[int, int, int],
+    cwd: str,
+) -> None:
+    """Run one runc command to its end; its failure becomes a :class:`LaunchError`."""
+    log_size = _size(log_file)
+    try:
+        result = subprocess.run(
+            runc.command(*args, log=log_file),
+            stdin=stdio[0],
+            stdout=stdio[1],
+            stderr=stdio[2],
+            cwd=cwd,
+            timeout=RUNC_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise LaunchError(
+            f"the runc binary {runc.binary!r} is not installed", RUNTIME_FAILURE
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise LaunchError(
+            f"runc {args[0]} did not finish in {RUNC_TIMEOUT:.0f}s", RUNTIME_FAILURE
+        ) from None
+    if result.returncode != 0:
+        message = last_error(log_file, f"runc {args[0]} exited with status {result.returncode}")
+        if _size(log_file) == log_size:
+            message = f"runc {args[0]} exited with status {result.returncode}"
+        raise LaunchError(message, exit_code_for(message))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _enter_private_mount_namespace() -> None:
+    """Give the supervisor a mount namespace of its own (once), receiving the host's changes."""
+    global _in_private_mount_namespace
+    if _in_private_mount_namespace:
+        return
+    _linux.unshare(_linux.CLONE_NEWNS)
+    # A slave: our mounts stay here, while the host's unmounts still reach us (so we never pin
+    # a file system the host has let go of).
+    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_SLAVE)
+    _in_private_mount_namespace = True
+
+
+def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
+    if not spec.rootfs:
+        raise OSError(errno.EINVAL, "the container has no root filesystem mounts")
+    for entry in spec.rootfs:
+        flags, data = _linux.parse_mount_options(entry.options)
+        if entry.type == "bind":
+            _linux.mount(entry.source, rootfs, None, flags | _linux.MS_BIND)
+            if flags & _linux.MS_RDONLY:
+                _linux.remount_read_only(rootfs)
+        else:
+            _linux.mount(entry.source, rootfs, entry.type, flags, data or None)
+
+
+# --------------------------------------------------------------------------------------------
+# The terminal
+# --------------------------------------------------------------------------------------------
+
+
+def _console_listener(state_dir: str) -> socket.socket:
+    path = os.path.join(state_dir, CONSOLE_SOCKET)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    cwd = os.getcwd()
+    try:
+        os.chdir(state_dir)  # bind by the relative name, as runc will connect
+        listener.bind(CONSOLE_SOCKET)
+    finally:
+        os.chdir(cwd)
+    # runc connects and sends during ``runc create``, before we accept: the backlog holds it.
+    listener.listen(1)
+    return listener
+
+
+def _receive_console(listener: socket.socket) -> int:
+    """The pty master runc sent (SCM_RIGHTS) during ``runc create``."""
+    listener.settimeout(RUNC_TIMEOUT)
+    connection, _ = listener.accept()
+    with connection:
+        _message, fds, _flags, _address = socket.recv_fds(connection, 4096, 1)
+    if not fds:
+        raise OSError(errno.EPROTO, "runc sent no terminal over the console socket")
+    return fds[0]
+
+
+def _start_relay(outer: int, inner: int) -> int:
+    """Fork the process copying between the supervisor's pty slave and the container's pty."""
+    # Before the container runs: its first output must already fit the right width.
+    _copy_window_size(outer, inner)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _relay(outer, inner)
+        finally:
+            os._exit(0)
+    os.close(inner)
+    return pid
+
+
+def _copy_window_size(source: int, target: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(source, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
+
+
+def _relay(outer: int, inner: int) -> NoReturn:
+    """Copy both ways until the container's side hangs up (or the supervisor's does)."""
+    # Only the two ends stay open: the supervisor's other fds (its master, the daemon's report
+    # pipe) must not be held by us.
+    outer_copy = fcntl.fcntl(outer, fcntl.F_DUPFD, 10)
+    inner_copy = fcntl.fcntl(inner, fcntl.F_DUPFD, 10)
+    os.dup2(outer_copy, 0)
+    os.dup2(inner_copy, 1)
+    os.closerange(2, os.sysconf("SC_OPEN_MAX"))
+    signal.set_wakeup_fd(-1)
+    for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+    os.setsid()
+    try:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    except PermissionError:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 1)  # still another session's: take it (we are root)
+    # All terminal processing (echo, line editing, ^C) is the container's pty's to do.
+    tty.setraw(0, termios.TCSANOW)
+    signal.signal(signal.SIGWINCH, lambda *_: _copy_window_size(0, 1))
+    _copy_window_size(0, 1)
+    _pump({0: 1, 1: 0})
+    os._exit(0)
+
+
+def _pump(routes: dict[int, int]) -> None:
+    """Copy each fd's input to its route's fd (non-blocking, buffered) until one side ends.
+
+    The container's side (fd 1) ending is the normal end: what it wrote last is delivered
+    before we return. The supervisor's side (fd 0) ending means nobody is listening.
+    """
+    for fd in routes:
+        os.set_blocking(fd, False)
+    pending = {fd: b"" for fd in routes}  # what waits to be written to fd
+    selector = selectors.DefaultSelector()
+    for fd in routes:
+        selector.register(fd, selectors.EVENT_READ)
+    container_done = False
+    while not container_done or pending[0]:
+        for key, events in selector.select():
+            fd = key.fd
+            if events & selectors.EVENT_WRITE and pending[fd]:
+                try:
+                    written = os.write(fd, pending[fd])
+                except BlockingIOError:
+                    written = 0
+                except OSError:
+                    if fd == 0:
+                        return  # the supervisor's side is gone
+                    written = len(pending[fd])  # the container's side is gone: drop its input
+                pending[fd] = pending[fd][written:]
+            if events & selectors.EVENT_READ:
+                try:
+                    data = os.read(fd, _RELAY_CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""  # EIO: the last holder of the other end closed it
+                if data:
+                    pending[routes[fd]] += data
+                elif fd == 0:
+                    return
+                else:
+                    container_done = True
+                    pending[1] = b""
+        for fd in routes:
+            wanted = 0 if (fd == 1 and container_done) else selectors.EVENT_READ
+            if pending[fd]:
+                wanted |= selectors.EVENT_WRITE
+            registered = fd in selector.get_map()
+            if wanted and registered:
+                selector.modify(fd, wanted)
+            elif wanted:
+                selector.register(fd, wanted)
+            elif registered:
+                selector.unregister(fd)
