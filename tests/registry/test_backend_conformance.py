@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,22 @@ class TestInstalledBackends(RegistryBackendSuite):
             return found
 
         return listing
+
+
+def test_s3_reports_skip_without_boto3():
+    # A process in which boto3 cannot be imported, as on an install without the s3 extra.
+    code = (
+        "import sys; sys.modules['boto3'] = None\n"
+        "from dockyard.core.config import Config\n"
+        "from dockyard.core.plugins import PluginHost\n"
+        "host = PluginHost(Config(), 'cli').load()\n"
+        "[s3] = [d for p in host.report() for d in p.drivers if d.name == 's3']\n"
+        "print(s3.status, '|', s3.reason)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )  # fmt: skip
+    status, reason = result.stdout.strip().split(" | ")
+    assert status == "skip"
+    assert "boto3 is not installed" in reason
