@@ -700,7 +700,14 @@ PROXIED_SIGNALS = (
     "SIGWINCH",
 )
 #: docker's ``units.RAMInBytes``: binary multiples, an optional "i" and "b".
-_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)*) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?(.*)$")
+_RAM_SUFFIXES = {
+    f"{prefix}{middle}{end}": power
+    for power, prefix in enumerate(("", "k", "m", "g", "t", "p"))
+    for middle in ("", "i")
+    for end in ("", "b")
+    if prefix or not middle
+}
 
 
 class RunError(Exception):
@@ -716,9 +723,10 @@ def ram_in_bytes(text: str) -> int:
     match = _RAM_SIZE.match(text.strip())
     if not match:
         raise ValueError(f"invalid size: '{text}'")
-    number = float(match.group(1))
-    power = " kmgtp".index((match.group(2) or " ").lower())
-    return int(number * 1024**power)
+    suffix = match.group(2)
+    if suffix.lower() not in _RAM_SUFFIXES:
+        raise ValueError(f"invalid suffix: '{suffix}'")
+    return int(float(match.group(1)) * 1024 ** _RAM_SUFFIXES[suffix.lower()])
 
 
 def nano_cpus(text: str) -> int:
@@ -815,7 +823,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as exc:
         raise RunError(f'invalid argument "{args.restart}" for "--restart" flag: {exc}') from None
     if args.rm and restart["Name"] != "no":
-        raise RunError("Conflicting options: --restart and --rm")
+        raise RunError("conflicting options: cannot specify both --restart and --rm")
     detached = getattr(args, "detach", False)
     attach_stdin = args.interactive and not detached
     binds: list[str] = []
@@ -1199,9 +1207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         condition = "removed" if args.rm else "next-exit"
         return _attached_run(client, container_id, body, condition, detach_keys, args.sig_proxy)
     except (RunError, UsageError, APIError, DaemonUnreachable, StdCopyError) as exc:
-        print(f"dockyard: {_client_failure(exc)}", file=sys.stderr)
-        if isinstance(exc, RunError) and exc.status != EXIT_DAEMON_ERROR:
-            print("Run 'dockyard run --help' for more information", file=sys.stderr)
+        print(f"dockyard: {_client_failure(exc)}\n", file=sys.stderr)
+        print("Run 'dockyard run --help' for more information", file=sys.stderr)
         return exc.status if isinstance(exc, RunError) else EXIT_DAEMON_ERROR
 
 
@@ -1252,8 +1259,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         config = dict(container.get("Config") or {})
         config["AttachStdin"] = args.interactive and bool(config.get("OpenStdin"))
         config["AttachStdout"] = config["AttachStderr"] = True
-        # "next-exit": the status of the run this start begins, not of an earlier one.
-        return _attached_run(client, container["Id"], config, "next-exit", detach_keys, True)
+        # "next-exit": the status of the run this start begins, not of an earlier one;
+        # "removed" for an AutoRemove container, which is gone once it has exited.
+        auto_remove = (container.get("HostConfig") or {}).get("AutoRemove")
+        condition = "removed" if auto_remove else "next-exit"
+        return _attached_run(client, container["Id"], config, condition, detach_keys, True)
     except (RunError, APIError, StdCopyError) as exc:
         print(_client_failure(exc), file=sys.stderr)
         return exc.status if isinstance(exc, RunError) else 1
