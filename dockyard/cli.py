@@ -914,26 +914,45 @@ def start_error_status(message: str) -> int:
 
 class RawTerminal:
     """Put a terminal in raw mode (keys go to the container as typed, ctrl-c included) and
-    restore it on the way out, whatever the way out is."""
+    restore it on the way out, whatever the way out is.
+
+    A signal that would kill us outright (SIGTERM or SIGHUP while signals are not proxied)
+    becomes a ``SystemExit`` here, so the terminal is restored before we go.
+    """
+
+    FATAL_SIGNALS = ("SIGTERM", "SIGHUP")
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
         self._saved: list[Any] | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> RawTerminal:
         if self.fd is not None:
+            import signal
             import termios
             import tty
 
             self._saved = termios.tcgetattr(self.fd)
+            for name in self.FATAL_SIGNALS:
+                number = getattr(signal, name)
+                if signal.getsignal(number) is signal.SIG_DFL:
+                    self._previous[number] = signal.signal(number, self._exit)
             tty.setraw(self.fd, termios.TCSANOW)
         return self
 
+    @staticmethod
+    def _exit(number: int, frame: Any) -> None:
+        raise SystemExit(128 + number)
+
     def __exit__(self, *exc: object) -> None:
         if self._saved is not None and self.fd is not None:
+            import signal
             import termios
 
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
 
 
 class SignalProxy:

@@ -574,6 +574,22 @@ def test_top_and_stats_of_a_running_container(cli, container_names):
     assert stopped.returncode == 1
 
 
+def test_stats_streams_until_interrupted(cli, sleeper):
+    process = cli.popen("stats", sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        headers = 0
+        while headers < 2:  # a second table: it samples again each second
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else ""
+            headers += line.startswith(b"CONTAINER ID")
+        assert sleeper.encode() in process.stdout.readline()  # the row under it
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 130
+    finally:
+        process.kill()
+
+
 # --------------------------------------------------------------------------------------------
 # exec and attach
 # --------------------------------------------------------------------------------------------
@@ -755,6 +771,20 @@ def test_run_it_detach_keys_leave_the_container_running(cli, container_names):
         terminal.close()
     assert inspect(cli, name)["State"]["Running"]
     assert ok(cli("exec", name, "cat", "/tmp/mark")) == "still-here\n"
+
+
+def test_a_fatal_signal_still_restores_the_terminal(cli, container_names):
+    name = container_names()
+    argv = cli.command("run", "-it", "--sig-proxy=false", "--name", name, IMAGE, "sh")
+    terminal = Terminal(argv, cli.env, 24, 80)
+    try:
+        terminal.read_until(b"# ")
+        assert terminal.raw()
+        os.kill(terminal.pid, signal.SIGTERM)  # not proxied: it ends the CLI
+        assert terminal.exit_status() == 128 + signal.SIGTERM
+        assert not terminal.raw()
+    finally:
+        terminal.close()
 
 
 def test_exec_it_gives_a_resizable_tty(cli, sleeper):
