@@ -912,6 +912,17 @@ def start_error_status(message: str) -> int:
     return EXIT_DAEMON_ERROR
 
 
+def start_container(client: Any, container_id: str) -> None:
+    """``POST /start``; a failure is a :class:`RunError` with docker's status for it."""
+    from dockyard.client import APIError
+
+    try:
+        client.call_json("POST", _container_path(container_id, "/start"))
+    except APIError as exc:
+        message = f"Error response from daemon: {exc}"
+        raise RunError(message, start_error_status(str(exc))) from None
+
+
 class RawTerminal:
     """Put a terminal in raw mode (keys go to the container as typed, ctrl-c included) and
     restore it on the way out, whatever the way out is.
@@ -1128,7 +1139,6 @@ def _attached_run(
 
     Returns the container's exit status (0 after a detach).
     """
-    from dockyard.client import APIError
 
     tty = bool(config.get("Tty"))
     attach_stdin = bool(config.get("AttachStdin"))
@@ -1161,15 +1171,14 @@ def _attached_run(
         session.start_input()
         if start:
             try:
-                client.call_json("POST", _container_path(container_id, "/start"))
-            except APIError as exc:
+                start_container(client, container_id)
+            except RunError:
                 session.close()
                 if wait_condition == "removed":
                     # With AutoRemove the daemon removes it: docker waits for that to finish.
                     with contextlib.suppress(Exception):
                         waiter.read()
-                message = f"Error response from daemon: {exc}"
-                raise RunError(message, start_error_status(str(exc))) from None
+                raise
         if tty:
             resize_tty(client, resize_path)
         try:
@@ -1212,16 +1221,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``docker run``: its own errors and the daemon's exit 125; the container's status else."""
     from dockyard.client import APIError, DaemonUnreachable, StdCopyError
 
+    if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
+        print("the input device is not a TTY", file=sys.stderr)  # docker: before anything
+        return 1
     try:
         detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
         body = container_create_body(args)
-        if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
-            raise RunError("the input device is not a TTY")
         client = make_client(args)
         container_id = create_container(client, args, body)
         if args.detach:
-            client.call_json("POST", _container_path(container_id, "/start"))
-            print(container_id)
+            print(container_id, flush=True)  # docker prints it before starting, come what may
+            start_container(client, container_id)
             return 0
         condition = "removed" if args.rm else "next-exit"
         return _attached_run(client, container_id, body, condition, detach_keys, args.sig_proxy)
@@ -1565,10 +1575,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from dockyard.client import APIError, StdCopyError
 
     client = make_client(args)
-    if args.tty and args.interactive and not sys.stdin.isatty():
-        raise UsageError("the input device is not a TTY")
     detach_keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
     client.get_json(_container_path(args.container, "/json"))  # "No such container" first
+    if args.tty and args.interactive and not sys.stdin.isatty():
+        print("the input device is not a TTY", file=sys.stderr)
+        return 1
     config = {
         "User": args.user or "",
         "Privileged": args.privileged,

@@ -230,6 +230,13 @@ def test_run_of_an_image_nobody_has_tries_to_pull_then_exits_125(cli):
     assert "Unable to find image '127.0.0.1:9/nothing:here' locally" in result.stderr
 
 
+def test_run_detached_prints_the_id_even_when_start_fails(cli, container_names):
+    name = container_names()
+    result = cli("run", "-d", "--name", name, IMAGE, "no-such-command")
+    assert result.returncode == 127 and "executable file not found" in result.stderr
+    assert result.stdout.strip() == inspect(cli, name)["Id"]  # as docker: printed first
+
+
 def test_run_rm_leaves_nothing_after_a_failed_start(cli, container_names):
     name = container_names()
     assert cli("run", "--rm", "--name", name, IMAGE, "no-such-command").returncode == 127
@@ -811,9 +818,10 @@ def test_tty_containers_log_raw_bytes(cli, container_names):
     assert logs.stdout == b"tty line\r\n", logs.stderr  # no framing
 
 
-def test_it_without_a_terminal_is_refused(cli):
-    result = cli("run", "--rm", "-it", IMAGE, "true", input="")
-    assert result.returncode == 125 and "the input device is not a TTY" in result.stderr
+def test_it_without_a_terminal_is_refused(cli, sleeper):
+    for args in (("run", "--rm", "-it", IMAGE, "true"), ("exec", "-it", sleeper, "true")):
+        result = cli(*args, input="")
+        assert (result.returncode, result.stderr) == (1, "the input device is not a TTY\n")
 
 
 # --------------------------------------------------------------------------------------------
