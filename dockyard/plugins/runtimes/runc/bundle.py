@@ -162,8 +162,6 @@ def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
         kinds.append("network")  # runc brings the new namespace's loopback up itself
     if os.path.exists("/proc/self/ns/cgroup"):
         kinds.append("cgroup")
-    if spec.uid_mappings or spec.gid_mappings:
-        kinds.append("user")
     return [{"type": kind} for kind in kinds]
 
 
@@ -187,10 +185,6 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
     return resources
 
 
-def _id_mappings(mappings: tuple[Any, ...]) -> list[dict[str, int]]:
-    return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in mappings]
-
-
 def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     """The whole ``config.json`` for ``spec``; the root is ``<state_dir>/rootfs``."""
     linux: dict[str, Any] = {
@@ -201,9 +195,6 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     if not spec.privileged:
         linux["maskedPaths"] = list(spec.masked_paths)
         linux["readonlyPaths"] = list(spec.readonly_paths)
-    if spec.uid_mappings or spec.gid_mappings:
-        linux["uidMappings"] = _id_mappings(spec.uid_mappings)
-        linux["gidMappings"] = _id_mappings(spec.gid_mappings)
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process_config(spec.process, spec.privileged),

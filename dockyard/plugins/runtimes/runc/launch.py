@@ -153,6 +153,11 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
     """Create and start the container with runc; return the host pid of its process."""
     if not spec.state_dir:
         raise LaunchError("the container has no state directory", RUNTIME_FAILURE)
+    if spec.uid_mappings or spec.gid_mappings:
+        # runc mounts the root from inside the user namespace, where the mapped root cannot
+        # search the state directory's root-only parents; docker chowns its data root for
+        # that (userns-remap), which is not ours to do. The core never asks for it yet.
+        raise LaunchError("the runc runtime does not support user namespaces", RUNTIME_FAILURE)
     runc = Runc.from_options(spec.runtime_options)
     rootfs = rootfs_path(spec)
     try:
