@@ -153,7 +153,8 @@ class _BodyReader:
     async def run(self) -> None:
         """Receive the next buffer while the previous one is hashed and written: the two
         overlap, since hashing and writing release the GIL."""
-        buffer = bytearray()
+        parts: list[bytes] = []
+        buffered = 0
         pending: asyncio.Future[None] | None = None
         try:
             async for chunk in self.request.stream():
@@ -164,18 +165,21 @@ class _BodyReader:
                     raise RegistryError(
                         "SIZE_INVALID", message="body is longer than the range it declared"
                     )
-                buffer += chunk
-                if len(buffer) >= CHUNK_SIZE:
+                # Collected, not concatenated: the worker joins them with a single copy.
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= CHUNK_SIZE:
                     if pending is not None:
                         await pending
-                    # The writer owns this buffer now; a fresh one takes the next bytes.
-                    data, buffer = buffer, bytearray()
-                    pending = asyncio.ensure_future(run_in_threadpool(self.writer.write, data))
+                    pending = asyncio.ensure_future(
+                        run_in_threadpool(self.writer.write_parts, parts)
+                    )
+                    parts, buffered = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if buffer:
-                await run_in_threadpool(self.writer.write, buffer)
+            if parts:
+                await run_in_threadpool(self.writer.write_parts, parts)
         finally:
             if pending is not None:
                 # Never leave a write running behind the caller's close().

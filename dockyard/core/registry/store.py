@@ -112,8 +112,12 @@ class UploadWriter:
         self.offset = session.offset
         self.failed = False
 
-    def write(self, data: bytes | bytearray) -> None:
-        """Append ``data`` (called in a worker thread; a bytearray is handed over, not shared)."""
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Append the pieces of a request body as one write (called in a worker thread)."""
+        self.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
         limit = self.store.limits.max_blob_size
         if limit and self.offset + len(data) > limit:
             raise RegistryError(
@@ -122,8 +126,7 @@ class UploadWriter:
                 status=413,
             )
         try:
-            # Backends are promised bytes; the copy happens here, off the event loop.
-            self.writer.write(data if isinstance(data, bytes) else bytes(data))
+            self.writer.write(data)
         except BaseException:
             self.failed = True
             raise
