@@ -1403,17 +1403,66 @@ def render_template(template: str, document: Any) -> str:
     return rendered
 
 
-def _print_documents(documents: list[Any], template: str | None) -> None:
+def go_indent(raw: str, indent: str = "    ") -> str:
+    """Go's ``json.Indent``: the daemon's JSON laid out, its text (escapes included) kept.
+
+    ``docker inspect`` prints the daemon's raw documents this way, so a string the daemon
+    wrote as ``<`` stays ``<`` and one it wrote as ``\u003c`` stays that too. Empty objects
+    and arrays stay ``{}`` and ``[]``.
+    """
+    out: list[str] = []
+    depth = 0
+    in_string = escaped = need_indent = False
+    for char in raw:
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char in " \t\r\n":
+            continue
+        if need_indent and char not in "]}":
+            need_indent = False
+            depth += 1
+            out.append("\n" + indent * depth)
+        if char in "{[":
+            need_indent = True  # decided by the next character: "{}" stays as it is
+            out.append(char)
+        elif char == ",":
+            out.append(",\n" + indent * depth)
+        elif char == ":":
+            out.append(": ")
+        elif char in "]}":
+            if need_indent:
+                need_indent = False
+            else:
+                depth -= 1
+                out.append("\n" + indent * depth)
+            out.append(char)
+        else:
+            in_string = char == '"'
+            out.append(char)
+    return "".join(out)
+
+
+def _print_documents(raw_documents: list[str], template: str | None) -> None:
     if template and template != "json":
-        for document in documents:
-            print(render_template(template, document))
+        for raw in raw_documents:
+            print(render_template(template, json.loads(raw)))
+    elif not raw_documents:
+        print("[]")
     else:
-        print(go_json(documents, indent=4))
+        print(go_indent("[" + ",".join(raw_documents) + "]"))
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def cmd_inspect(args: argparse.Namespace, retype: Callable[[str], str] | None = None) -> int:
     """``inspect`` tries each kind in docker's order (container, image, volume) for a name;
-    ``container inspect``/``volume inspect`` look at one kind."""
+    ``container inspect``/``volume inspect`` look at one kind. Documents are printed as the
+    daemon wrote them (docker's generic and container inspect do), or through ``retype``."""
     from dockyard.client import APIError
 
     client = make_client(args)
@@ -1427,7 +1476,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name in args.names:
         for kind in kinds:
             try:
-                found.append(client.get_json(paths[kind](name)))
+                raw = client.request("GET", paths[kind](name)).read().decode().strip()
+                found.append(retype(raw) if retype else raw)
                 break
             except APIError as exc:
                 if exc.status != 404:
@@ -1796,9 +1846,39 @@ def cmd_volume_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``docker volume inspect`` decodes each volume into its Go struct and encodes it again:
+#: fields in the struct's order, the omitempty ones left out when empty.
+VOLUME_FIELDS = (
+    ("ClusterVolume", True),
+    ("CreatedAt", True),
+    ("Driver", False),
+    ("Labels", False),
+    ("Mountpoint", False),
+    ("Name", False),
+    ("Options", False),
+    ("Scope", False),
+    ("Status", True),
+    ("UsageData", True),
+)
+
+
+def volume_document(raw: str) -> str:
+    """A volume as ``docker volume inspect`` re-encodes it (compact; laid out later)."""
+    volume = json.loads(raw)
+    typed: dict[str, Any] = {}
+    for field, omit_empty in VOLUME_FIELDS:
+        value = volume.get(field)
+        if omit_empty and not value:
+            continue
+        if isinstance(value, dict):  # Go writes map keys sorted
+            value = dict(sorted(value.items()))
+        typed[field] = value if value is not None or field in ("Labels", "Options") else ""
+    return go_json(typed)
+
+
 def cmd_volume_inspect(args: argparse.Namespace) -> int:
     args.type = "volume"
-    return cmd_inspect(args)
+    return cmd_inspect(args, volume_document)
 
 
 def cmd_volume_rm(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from dockyard.cli import (
     AttachSession,
     build_parser,
     docker_boolean_flags,
+    go_indent,
     log_timestamp,
     nano_cpus,
     parse_detach_keys,
@@ -159,6 +160,13 @@ def test_log_times_accept_durations_unix_seconds_and_dates():
     assert log_timestamp("1m30s", now=1000.0) == "910.000000000"
     assert log_timestamp("1700000000.5") == "1700000000.5"
     assert log_timestamp("2023-11-14T22:13:20Z") == "1700000000.000000000"
+
+
+def test_documents_are_laid_out_as_go_indents_them_keeping_the_daemons_escapes():
+    document = {"a": [], "b": {}, "c": [1, {"d": 'q"uote, {[brackets]}: colon'}], "e": None}
+    assert go_indent(json.dumps(document)) == json.dumps(document, indent=4)
+    # The daemon's own spelling of a string is kept, as docker inspect prints raw documents.
+    assert go_indent('{"x":"\\u003c<"}') == '{\n    "x": "\\u003c<"\n}'
 
 
 def test_demultiplex_splits_streams_and_stops_at_daemon_errors(tmp_path):
@@ -899,3 +907,30 @@ def test_docker_cli_sees_what_our_cli_created(cli, container_names):
     assert theirs.returncode == 0, theirs.stderr
     assert ours.stdout == theirs.stdout
     assert theirs.stdout.startswith(f"{256 * 1024**2} 500000000 [")
+
+
+@pytest.mark.interop
+def test_docker_cli_and_ours_print_the_same_listings_and_documents(cli, container_names):
+    daemon = cli.daemon
+    volume = unique("vol")
+    ok(cli("volume", "create", "--label", "purpose=parity", volume))
+    name = container_names()
+    ok(cli("run", "-d", "--name", name, "-l", "k=v", "-v", f"{volume}:/v", IMAGE, "sh", "-c",
+           "echo '<&>'; sleep 60"))  # fmt: skip
+    try:
+        for args in (
+            ("inspect", name),
+            ("container", "inspect", name),
+            ("volume", "inspect", volume),
+            ("volume", "ls"),
+            ("volume", "ls", "-q"),
+            ("ps", "--filter", "label=k=v", "--filter", f"name={name}", "-q"),
+            ("logs", "-n", "1", name),
+            ("inspect", "no-such-thing"),
+            ("rm", "no-such-thing"),
+        ):
+            theirs, ours = docker(daemon, *args), cli(*args)
+            assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), args
+    finally:
+        cli("rm", "-f", name)
+        cli("volume", "rm", volume)
