@@ -390,11 +390,6 @@ def test_rm_v_removes_the_containers_anonymous_volumes(cli, container_names):
     assert anonymous not in ok(cli("volume", "ls", "-q")).split()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an anonymous volume shows in container inspect's Mounts as "
-    'Type "bind" with Name "" and Driver ""; docker shows Type "volume", its Name, "local"',
-)
 def test_inspect_names_a_containers_anonymous_volume(cli, container_names):
     holder = container_names()
     anonymous = created_anonymous_volume(cli, holder)
@@ -417,12 +412,6 @@ def test_create_then_start_attached_returns_the_status(cli, container_names):
     assert inspect(cli, name)["State"]["ExitCode"] == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: POST /containers/{id}/attach answers 409 'You cannot attach to a "
-    "stopped container' for an exited container; dockerd attaches (that check is the CLI's, "
-    "for `docker attach` only), so `start -a` of an exited container fails",
-)
 def test_start_attached_again_after_an_exit(cli, container_names):
     name = container_names()
     ok(cli("create", "--name", name, IMAGE, "sh", "-c", "echo run; exit 4"))
@@ -766,12 +755,6 @@ def test_run_it_gives_a_resizable_tty_and_restores_the_terminal(cli):
         terminal.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: when an attach connection with stdin ends, the daemon closes the "
-    "container's stdin even with a TTY, so the shell reads EOF and exits; dockerd closes it "
-    "only for non-TTY StdinOnce containers (moby container/stream/attach.go)",
-)
 def test_run_it_detach_keys_leave_the_container_running(cli, container_names):
     name = container_names()
     terminal = Terminal(cli.command("run", "-it", "--name", name, IMAGE, "sh"), cli.env, 24, 80)

@@ -280,6 +280,7 @@ async def logs(request: Request) -> Response:
     )
     directory = manager.directory(container)
     position = container_logs.end_position(directory)
+    log_directory = container_logs.LogDirectory(directory)
     running = container.state.status in ("running", "paused", "restarting")
     generation = container.exit_generation
 
@@ -297,14 +298,20 @@ async def logs(request: Request) -> Response:
         return [_encode(container, e, timestamps) for e in entries]
 
     async def body() -> AsyncIterator[bytes]:
-        for chunk in await run_in_threadpool(history):
-            yield chunk
-        if follow and running and until is None:
-            async for entry in container_logs.follow(
-                directory, position, _ended_since(manager, container, generation)
-            ):
-                if wanted(entry):
-                    yield _encode(container, entry, timestamps)
+        try:
+            for chunk in await run_in_threadpool(history):
+                yield chunk
+            if follow and running and until is None:
+                async for entry in container_logs.follow(
+                    log_directory,
+                    position,
+                    _ended_since(manager, container, generation),
+                    wake=manager.live(container).exited,
+                ):
+                    if wanted(entry):
+                        yield _encode(container, entry, timestamps)
+        finally:
+            log_directory.close()
 
     media = (
         "application/vnd.docker.raw-stream"
@@ -381,9 +388,8 @@ async def _forward_stdin(
 
 async def attach(request: Request) -> Response:
     manager = _manager(request)
+    # A stopped container may be attached to: `docker start -a` attaches before it starts.
     container = manager.get(request.path_params["id"])
-    if container.state.status in ("exited", "dead"):
-        raise Conflict("You cannot attach to a stopped container, start it first")
     query = request.query_params
     want = {"stdout": parse_bool(query.get("stdout")), "stderr": parse_bool(query.get("stderr"))}
     replay = parse_bool(query.get("logs"))
@@ -391,6 +397,7 @@ async def attach(request: Request) -> Response:
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     directory = manager.directory(container)
     position = container_logs.end_position(directory)
+    log_directory = container_logs.LogDirectory(directory)
     generation = container.exit_generation
 
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
@@ -410,13 +417,17 @@ async def attach(request: Request) -> Response:
                         await send_chunk(_encode(container, entry, False))
             if stream:
                 async for entry in container_logs.follow(
-                    directory, position, _ended_since(manager, container, generation)
+                    log_directory,
+                    position,
+                    _ended_since(manager, container, generation),
+                    wake=manager.live(container).exited,
                 ):
                     if hijack is not None and hijack.closed:
                         break
                     if want[entry.stream]:
                         await send_chunk(_encode(container, entry, False))
         finally:
+            log_directory.close()
             if stdin_task is not None:
                 if not stdin_task.done():
                     # Give stdin that arrived with the output's end a moment to be delivered.

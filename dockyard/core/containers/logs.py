@@ -11,15 +11,15 @@ This module is imported by the supervisor on every container start: standard lib
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 LOG_NAME = "container.log"
 
@@ -141,17 +141,47 @@ def end_position(directory: Path) -> LogPosition:
         return LogPosition(0, 0)
 
 
+class LogDirectory:
+    """A container's log directory held open, so following it survives the directory being
+    renamed away (``--rm`` removes a container the moment it exits)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_log(self) -> IO[bytes] | None:
+        try:
+            fd = os.open(LOG_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        return os.fdopen(fd, "rb")
+
+    def log_inode(self) -> int | None:
+        try:
+            return os.stat(LOG_NAME, dir_fd=self.fd).st_ino
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 async def follow(
-    directory: Path,
+    directory: LogDirectory,
     start: LogPosition,
     finished: Callable[[], bool],
     poll: float = 0.01,
+    wake: Any = None,
 ) -> AsyncIterator[LogEntry]:
     """Yield entries written from ``start`` on, until ``finished()`` and everything is read.
 
-    Polls with a short, growing sleep: cheap when idle, prompt when output flows.
+    Polls with a short, growing sleep: cheap when idle, prompt when output flows. ``wake``
+    (an ``asyncio.Event``) cuts a sleep short, so the end of a container is seen at once.
+    Closes ``directory`` when done.
     """
-    path = directory / LOG_NAME
+    import asyncio  # here, not at the top: the supervisor imports this module and has no loop
+
     source: IO[bytes] | None = None
     inode = start.inode
     pending = b""
@@ -159,12 +189,13 @@ async def follow(
     try:
         while True:
             done = finished()  # checked before reading, so output written before exit is read
-            if source is None and path.exists():
-                source = open(path, "rb")  # noqa: SIM115 - closed in finally
-                current = os.fstat(source.fileno()).st_ino
-                if current == inode:
-                    source.seek(start.offset)
-                inode = current
+            if source is None:
+                source = directory.open_log()
+                if source is not None:
+                    current = os.fstat(source.fileno()).st_ino
+                    if current == inode:
+                        source.seek(start.offset)
+                    inode = current
             progressed = False
             if source is not None:
                 chunk = source.read(1 << 20)
@@ -176,23 +207,23 @@ async def follow(
                         entry = decode_entry(line)
                         if entry is not None:
                             yield entry
-                else:
-                    try:
-                        rotated = os.stat(path).st_ino != inode
-                    except FileNotFoundError:
-                        rotated = False
-                    if rotated:
-                        source.close()
-                        source, pending = None, b""
-                        inode = 0
-                        continue
+                elif directory.log_inode() not in (None, inode):
+                    source.close()  # rotated: finish with the new file
+                    source, pending = None, b""
+                    inode = 0
+                    continue
             if progressed:
                 delay = poll
                 continue
             if done:
                 return
-            await asyncio.sleep(delay)
+            if wake is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
             delay = min(delay * 1.5, 0.1)
     finally:
         if source is not None:
             source.close()
+        directory.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import attrs
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+import dockyard
 from dockyard.core.containers import options
 from dockyard.core.containers.model import Container, ContainerState, now_rfc3339
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
@@ -51,6 +54,87 @@ DEFAULT_STOP_TIMEOUT = 10
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+#: ``-S`` skips site initialisation (.pth files: some import whole packages); the module path
+#: is given explicitly instead.
+ZYGOTE_COMMAND = (sys.executable, "-S", "-m", "dockyard.core.containers.zygote")
+
+
+def supervisor_python_path(runtime: Any) -> str:
+    """Where the zygote finds dockyard, its dependencies and the runtime's launcher."""
+    roots = [str(Path(dockyard.__file__).resolve().parent.parent)]
+    launcher = getattr(runtime, "launcher", "")
+    spec = importlib.util.find_spec(launcher.partition(":")[0].split(".")[0]) if launcher else None
+    if spec is not None and spec.origin:
+        roots.append(str(Path(spec.origin).resolve().parent.parent))
+    roots += [entry for entry in sys.path if entry and os.path.isdir(entry)]
+    return os.pathsep.join(dict.fromkeys(roots))
+
+
+class Zygote:
+    """The daemon's handle on its zygote process (see :mod:`dockyard.core.containers.zygote`).
+
+    Started on first use, and again if it died. Thread-safe: one spawn at a time.
+    """
+
+    def __init__(self, launcher: str, runtime: Any, log_path: Path) -> None:
+        self.launcher = launcher
+        self.runtime = runtime
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> socket.socket:
+        # SEQPACKET keeps each request and answer whole: no partial reads to reassemble.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [*ZYGOTE_COMMAND, self.launcher],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+                cwd="/",
+                env={
+                    **os.environ,
+                    "DOCKYARD_CONTROL_FD": str(theirs.fileno()),
+                    "PYTHONPATH": supervisor_python_path(self.runtime),
+                },
+            )
+        theirs.close()
+        self._control = ours
+        return ours
+
+    def spawn(self, state_dir: Path, ready_fd: int) -> int:
+        with self._lock:
+            for _attempt in range(2):
+                control = self._control
+                if control is None or self._process is None or self._process.poll() is not None:
+                    control = self._start()
+                try:
+                    socket.send_fds(control, [str(state_dir).encode()], [ready_fd])
+                    answer = control.recv(64)
+                except OSError:
+                    answer = b""
+                if answer.strip().isdigit():
+                    return int(answer)
+                self.close()  # a dead or confused zygote: start a fresh one and retry once
+            raise DockyardError(f"the supervisor zygote failed: {answer.decode(errors='replace')}")
+
+    def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)  # it exits when the socket closes
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+
 class StartFailed(DockyardError):
     """The runtime could not start the process; ``exit_code`` is docker's 125/126/127."""
 
@@ -72,9 +156,10 @@ class _Live:
     """In-memory companions of a container: waiters, pending stdin, the supervisor watch."""
 
     waiters: list[_Waiter] = attrs.Factory(list)
-    supervisor: subprocess.Popen[bytes] | None = None
     pidfd: int | None = None
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
+    #: Set when the container exits (followers of its output stop waiting at once).
+    exited: asyncio.Event = attrs.Factory(asyncio.Event)
     restart_task: asyncio.Task[None] | None = None
 
 
@@ -101,9 +186,16 @@ class ContainerManager:
         self._emit = emit
         self.containers: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
-        self.execs: dict[str, Any] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.zygote = Zygote(
+            runtime.launcher if runtime else "", runtime, root.parent / "zygote.log"
+        )
         for directory in sorted(self.root.iterdir()):
+            if not directory.is_dir():
+                continue
+            if directory.name.startswith(".removing-"):
+                shutil.rmtree(directory, ignore_errors=True)  # a removal a crash interrupted
+                continue
             try:
                 container = Container.load(directory)
             except (OSError, ValueError, KeyError, TypeError):
@@ -226,14 +318,17 @@ class ContainerManager:
             )
             made_volumes: list[str] = []
             mounts = []
+            volume_names: dict[str, str] = {}
             for volume_spec in volume_specs:
                 source = volume_spec.source
                 if volume_spec.is_named_volume:
                     source = str(self.volumes.ensure(volume_spec.source).mountpoint)
+                    volume_names[volume_spec.destination] = volume_spec.source
                 mounts.append(BindMount(source, volume_spec.destination, volume_spec.read_only))
             for destination in anonymous:
                 volume = self.volumes.ensure(secrets.token_hex(32), anonymous=True)
                 made_volumes.append(volume.name)
+                volume_names[destination] = volume.name
                 mounts.append(BindMount(str(volume.mountpoint), destination, False))
             hostname = body.get("Hostname") or container_id[:12]
             etc_files = self._write_etc_files(directory, hostname, network_mode)
@@ -274,6 +369,7 @@ class ContainerManager:
                 masked_paths=() if privileged else DEFAULT_MASKED_PATHS,
                 readonly_paths=() if privileged else DEFAULT_READONLY_PATHS,
                 state_dir=str(directory),
+                runtime_options=tuple(getattr(self.runtime, "launch_options", ())),
             )
             config = self._engine_config(body, image_config, entrypoint, cmd, env, hostname)
             host_config = self._engine_host_config(
@@ -292,6 +388,7 @@ class ContainerManager:
                 driver=self.driver_name,
                 restart_policy=restart,
                 anonymous_volumes=made_volumes,
+                volumes=volume_names,
             )
             self._save(container)
         except BaseException:
@@ -457,32 +554,23 @@ class ContainerManager:
             if container.host_config.get("AutoRemove"):
                 await self._finish_exit(container, report["exit_code"], report["error"])
             raise StartFailed(report["error"], report["exit_code"])
-        supervisor = self.live(container).supervisor
         container.state = ContainerState(
             status="running",
             pid=report["pid"],
-            supervisor_pid=supervisor.pid if supervisor is not None else 0,
+            supervisor_pid=report["supervisor_pid"],
             started_at=now_rfc3339(),
         )
         self._save(container)
+        self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
         self._event("start", container)
 
     def _spawn_supervisor(self, container: Container) -> dict[str, Any]:
+        """Have the zygote fork a supervisor; returns its launch report (``pid`` or ``error``)."""
         directory = self.directory(container)
         ready_r, ready_w = os.pipe()
         try:
-            with open(directory / "supervisor.log", "ab") as errors:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "dockyard.core.containers.supervisor", str(directory)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=errors,
-                    stderr=errors,
-                    pass_fds=(ready_w,),
-                    start_new_session=True,
-                    env={**os.environ, "DOCKYARD_READY_FD": str(ready_w)},
-                    cwd="/",
-                )
+            supervisor_pid = self.zygote.spawn(directory, ready_w)
             os.close(ready_w)
             ready_w = -1
             with os.fdopen(ready_r, "rb") as ready:
@@ -492,15 +580,12 @@ class ContainerManager:
             for fd in (ready_r, ready_w):
                 if fd >= 0:
                     os.close(fd)
-        self.live(container).supervisor = process
         if not line:
-            process.wait()
             log = (directory / "supervisor.log").read_text(errors="replace").strip().splitlines()
-            detail = log[-1] if log else f"exit status {process.returncode}"
+            detail = log[-1] if log else "it exited without a word"
             return {"error": f"the container supervisor failed: {detail}", "exit_code": 125}
         report: dict[str, Any] = json.loads(line)
-        if "error" in report:
-            process.wait()
+        report["supervisor_pid"] = supervisor_pid
         return report
 
     # ------------------------------------------------------------------ exits
@@ -535,9 +620,6 @@ class ContainerManager:
         if container is None:
             return
         live = self.live(container)
-        if live.supervisor is not None:
-            await run_in_threadpool(live.supervisor.wait)
-            live.supervisor = None
         exit_file = self.directory(container) / "exit.json"
         try:
             result = json.loads(exit_file.read_text())
@@ -555,6 +637,7 @@ class ContainerManager:
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self.runtime.cleanup, container.id)
         container.exit_generation += 1
+        self.live(container).exited.set()
         container.state = attrs.evolve(
             container.state,
             status="exited",
@@ -744,20 +827,27 @@ class ContainerManager:
                 await self._remove_locked(container, remove_volumes)
 
     async def _remove_locked(self, container: Container, remove_volumes: bool) -> None:
+        # The record goes first (renamed away in one step), so the container is gone for
+        # everyone at once and a crash mid-way leaves only garbage that reconcile() sweeps.
         self.containers.pop(container.id, None)
-        if self.runtime is not None:
+        trash = self.root / f".removing-{container.id}"
+        os.replace(self.directory(container), trash)
+        self._event("destroy", container)
+        self._resolve_waiters(container, ("not-running", "next-exit", "removed"))
+        self._live.pop(container.id, None)
+        await run_in_threadpool(self._delete_remains, container, trash, remove_volumes)
+
+    def _delete_remains(self, container: Container, trash: Path, remove_volumes: bool) -> None:
+        if self.runtime is not None and container.state.status != "exited":
             with contextlib.suppress(Exception):
-                await run_in_threadpool(self.runtime.cleanup, container.id)
+                self.runtime.cleanup(container.id)  # an exited container was cleaned at exit
         if self.driver is not None:
-            await run_in_threadpool(self.driver.remove, container.snapshot)
-        await run_in_threadpool(shutil.rmtree, self.directory(container), True)
+            self.driver.remove(container.snapshot)
+        shutil.rmtree(trash, ignore_errors=True)
         if remove_volumes:
             for volume in container.anonymous_volumes:
                 with contextlib.suppress(DockyardError):
                     self.volumes.remove(volume, force=True)
-        self._event("destroy", container)
-        self._resolve_waiters(container, ("not-running", "next-exit", "removed"))
-        self._live.pop(container.id, None)
 
     async def rename(self, name: str, new_name: str) -> None:
         container = self.get(name)
@@ -820,7 +910,13 @@ class ContainerManager:
 
     async def reconcile(self) -> None:
         """Re-attach to supervisors that outlived the daemon; record exits that happened while
-        it was down; start containers whose restart policy says so."""
+        it was down; start containers whose restart policy says so; drop snapshots of
+        containers whose removal a crash interrupted."""
+        if self.driver is not None:
+            snapshots = {c.snapshot for c in self.containers.values()}
+            for key in list(self.driver.keys()):
+                if key.startswith("container-") and key not in snapshots:
+                    await run_in_threadpool(self.driver.remove, key)
         for container in list(self.containers.values()):
             state = container.state
             if state.status in ("running", "paused", "restarting"):
@@ -842,6 +938,7 @@ class ContainerManager:
 
     async def shutdown(self) -> None:
         """Stop watching; containers keep running under their supervisors."""
+        await run_in_threadpool(self.zygote.close)
         loop = asyncio.get_running_loop()
         for live in self._live.values():
             if live.pidfd is not None:
@@ -860,10 +957,10 @@ def _is_supervisor(pid: int, directory: Path) -> bool:
     if pid <= 0:
         return False
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        # A supervisor works in its container's state directory: a reused pid does not.
+        return os.readlink(f"/proc/{pid}/cwd") == str(directory.resolve())
     except OSError:
         return False
-    return str(directory).encode() in cmdline and b"dockyard.core.containers.supervisor" in cmdline
 
 
 class _NotModified(DockyardError):

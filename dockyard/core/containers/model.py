@@ -62,6 +62,8 @@ class Container:
     restart_count: int = 0
     #: Names of volumes made for this container alone (``-v /path`` without a source).
     anonymous_volumes: list[str] = attrs.Factory(list)
+    #: Volume name by container path, for every named or anonymous volume it mounts.
+    volumes: dict[str, str] = attrs.Factory(dict)
     #: Incremented at every exit; attach streams end when it moves.
     exit_generation: int = 0
 
@@ -89,6 +91,7 @@ class Container:
             "state": attrs.asdict(self.state),
             "restart_count": self.restart_count,
             "anonymous_volumes": self.anonymous_volumes,
+            "volumes": self.volumes,
             "exit_generation": self.exit_generation,
         }
         atomic_write(directory / RECORD_NAME, json.dumps(document).encode())
@@ -104,14 +107,13 @@ class Container:
 
 def _mounts(container: Container) -> list[dict[str, Any]]:
     mounts = []
-    named = {v.split(":", 1)[1].split(":")[0]: v for v in container.host_config.get("Binds") or []}
     for mount in container.spec.mounts:
-        binding = named.get(mount.destination, "")
-        is_volume = bool(binding) and not binding.startswith("/")
+        volume = container.volumes.get(mount.destination, "")
+        is_volume = bool(volume)
         mounts.append(
             {
                 "Type": "volume" if is_volume else "bind",
-                "Name": binding.split(":", 1)[0] if is_volume else "",
+                "Name": volume,
                 "Source": mount.source,
                 "Destination": mount.destination,
                 "Driver": "local" if is_volume else "",

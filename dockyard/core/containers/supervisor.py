@@ -36,8 +36,6 @@ from typing import Any
 from dockyard.core.containers.logs import LogWriter
 from dockyard.core.interfaces import LaunchError, spec_from_json
 
-#: The pipe the daemon reads the launch report from (it passes the number in the environment).
-READY_FD = int(os.environ.get("DOCKYARD_READY_FD", "3"))
 PR_SET_CHILD_SUBREAPER = 36
 #: How long output may keep flowing after the init process exited (from processes that
 #: escaped the pid namespace's teardown, such as a host-network daemon).
@@ -64,8 +62,9 @@ def _import_launcher(path: str) -> Any:
 
 
 class Supervisor:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, ready_fd: int) -> None:
         self.dir = state_dir
+        self.ready_fd = ready_fd
         self.settings = json.loads((state_dir / "supervisor.json").read_text())
         self.spec = spec_from_json((state_dir / "spec.json").read_text())
         self.tty: bool = self.settings.get("tty", False)
@@ -177,8 +176,8 @@ class Supervisor:
 
     def _report(self, message: dict[str, Any]) -> None:
         try:
-            os.write(READY_FD, json.dumps(message).encode() + b"\n")
-            os.close(READY_FD)
+            os.write(self.ready_fd, json.dumps(message).encode() + b"\n")
+            os.close(self.ready_fd)
         except OSError:
             pass  # the daemon went away; exit.json and init.pid say the same
 
@@ -255,7 +254,9 @@ class Supervisor:
             return
         self.selector.unregister(connection)
         connection.close()
-        if self.stdin_once:
+        # Docker closes a container's stdin when its (only) attached client's input ends, but
+        # not for a terminal: detaching from a shell must leave the shell running.
+        if self.stdin_once and not self.tty:
             self.stdin_closing = True
             self._flush_stdin()
 
@@ -278,10 +279,7 @@ class Supervisor:
             elif not waiting and registered is not None:
                 self.selector.unregister(self.stdin_fd)
         if not waiting and self.stdin_closing:
-            if self.stdin_fd == self.terminal_fd:
-                os.write(self.stdin_fd, b"\x04")  # end of input on a terminal is ^D
-            else:
-                os.close(self.stdin_fd)
+            os.close(self.stdin_fd)
             self.stdin_fd = None
 
     def _read_control(self, connection: socket.socket) -> None:
@@ -317,15 +315,24 @@ class Supervisor:
             self._reap()
 
 
+def run_in(state_dir: Path, ready_fd: int) -> int:
+    """Supervise the container of ``state_dir``; ``ready_fd`` takes the launch report."""
+    os.umask(0o022)
+    os.chdir(state_dir)
+    log = os.open("supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    Path("supervisor.pid").write_text(f"{os.getpid()}\n")
+    return Supervisor(state_dir, ready_fd).run()
+
+
 def main() -> int:
+    """Run without the zygote (``python -m``): the report pipe is named in the environment."""
     if len(sys.argv) != 2:
         print("usage: python -m dockyard.core.containers.supervisor STATE_DIR", file=sys.stderr)
         return 2
-    state_dir = Path(sys.argv[1]).absolute()
-    os.umask(0o022)
-    os.chdir(state_dir)
-    (state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
-    return Supervisor(state_dir).run()
+    return run_in(Path(sys.argv[1]).absolute(), int(os.environ.get("DOCKYARD_READY_FD", "3")))
 
 
 if __name__ == "__main__":
