@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from dockyard.core.interfaces import (
 from dockyard.plugins.runtimes.runc import plugin
 from dockyard.plugins.runtimes.runc.bundle import bundle_config, process_config
 from dockyard.plugins.runtimes.runc.launch import exit_code_for, last_error, launch
-from tests.conftest import Daemon
+from tests.conftest import Daemon, plugin_env
 from tests.containers.engine_api import Api, frames
 
 RUNC = plugin.find_binary("runc")
@@ -182,6 +183,8 @@ def test_last_error_reads_runcs_json_log(tmp_path):
         '{"level":"error","msg":"the last word"}\n'
     )
     assert last_error(str(log), "fallback") == "the last word"
+    # Only what this call logged counts: the log holds every earlier call's too.
+    assert last_error(str(log), "fallback", offset=log.stat().st_size) == "fallback"
     assert last_error(str(tmp_path / "missing.log"), "fallback") == "fallback"
 
 
@@ -303,3 +306,29 @@ def _supervisor_children(api: Api, container: str) -> list[int]:
     except (OSError, ValueError):
         return []
     return [int(pid) for pid in children.split()]
+
+
+@needs_runc
+def test_selected_by_config_with_its_own_root_and_binary(start_daemon, tmp_path):
+    root = tmp_path / "my-runc-root"
+    config = f'[daemon]\nruntime = "runc"\n\n[runtimes.runc]\nbinary = "{RUNC}"\nroot = "{root}"\n'
+    api = Api.with_busybox(start_daemon(config=config))
+    container = api.create(["sleep", "30"])
+    api.start(container)
+    assert (root / container / "state.json").is_file()
+    assert not runc_root(api).exists()
+    api.call("DELETE", f"/containers/{container}?force=1")
+    assert list(root.iterdir()) == []
+
+
+@needs_runc
+def test_a_configured_binary_that_is_missing_stops_the_daemon(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\nruntime = "runc"\n\n[runtimes.runc]\nbinary = "/no/such/runc"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "dockyard", "daemon", "--config", str(config),
+         "--data-root", str(tmp_path / "root"), "-H", f"unix://{tmp_path}/d.sock"],
+        capture_output=True, text=True, timeout=60, env=plugin_env([]),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "the runc binary '/no/such/runc' is not installed" in result.stderr

@@ -109,11 +109,16 @@ class Runc:
             )
 
 
-def last_error(log_path: str, fallback: str) -> str:
-    """The last error runc logged (its JSON log has one object a line), else ``fallback``."""
+def last_error(log_path: str, fallback: str, offset: int = 0) -> str:
+    """The last error runc logged after ``offset`` (its JSON log has one object a line).
+
+    ``fallback`` when there is none: the log is appended to by every runc call of the
+    container, and an older error must not be blamed for this failure.
+    """
     message = ""
     try:
-        with open(log_path, errors="replace") as log:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
             for line in log:
                 try:
                     entry = json.loads(line)
@@ -123,7 +128,7 @@ def last_error(log_path: str, fallback: str) -> str:
                     message = str(entry.get("msg", ""))
     except OSError:
         pass
-    return message or fallback.strip() or "runc failed"
+    return message or fallback
 
 
 def exit_code_for(message: str) -> int:
@@ -235,9 +240,8 @@ def _run(
             f"runc {args[0]} did not finish in {RUNC_TIMEOUT:.0f}s", RUNTIME_FAILURE
         ) from None
     if result.returncode != 0:
-        message = last_error(log_file, f"runc {args[0]} exited with status {result.returncode}")
-        if _size(log_file) == log_size:
-            message = f"runc {args[0]} exited with status {result.returncode}"
+        fallback = f"runc {args[0]} exited with status {result.returncode}"
+        message = last_error(log_file, fallback, offset=log_size)
         raise LaunchError(message, exit_code_for(message))
 
 

@@ -155,7 +155,8 @@ class RuncRuntime:
             files.remove(keep_log=False)  # runc may log on: it keeps the unlinked file
             return runc_pid
         _, status = os.waitpid(runc_pid, 0)
-        message = last_error(files.log, f"runc exec exited with status {status}")
+        fallback = f"runc exec exited with status {os.waitstatus_to_exitcode(status)}"
+        message = last_error(files.log, fallback)
         files.remove(keep_log=False)
         raise LaunchError(message, exit_code_for(message))
 
