@@ -376,7 +376,7 @@ def test_volume_prune_removes_only_unused_anonymous_volumes_unless_all(cli, cont
 
 def created_anonymous_volume(cli: DockyardCLI, name: str) -> str:
     """Create container ``name`` with an anonymous volume; the volume's name, found as the
-    one new in ``volume ls`` (not from inspect: see the xfail below)."""
+    one new in ``volume ls`` (independently of what inspect says about it)."""
     before = set(ok(cli("volume", "ls", "-q")).split())
     ok(cli("create", "--name", name, "-v", "/scratch", IMAGE, "true"))
     (volume,) = set(ok(cli("volume", "ls", "-q")).split()) - before

@@ -114,6 +114,8 @@ def test_client_commands_import_no_server_stack(daemon):
         ["-H", daemon.host, "images"],
         ["-H", daemon.host, "image", "inspect", "nope"],
         ["-H", daemon.host, "ps", "-a"],
+        ["-H", daemon.host, "volume", "ls"],
+        ["-H", daemon.host, "logs", "nope"],
     ):
         loaded = _modules_after(args, env)
         heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
