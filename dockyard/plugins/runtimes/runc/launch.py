@@ -191,8 +191,8 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
             create += ["--console-socket", CONSOLE_SOCKET]
         # With a terminal runc needs no stdio of ours (the container gets its own pty).
         runc_stdio = (subprocess.DEVNULL,) * 3 if listener is not None else stdio
-        _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir)
         try:
+            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir)
             with open(pid_file) as pid_source:
                 pid = int(pid_source.read().strip())
             os.unlink(pid_file)
@@ -200,7 +200,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
                 _start_relay(outer=stdio[0], inner=_receive_console(listener))
             _run(runc, ["start", spec.id], log_file, (subprocess.DEVNULL,) * 3, state_dir)
         except BaseException:
-            runc.delete(spec.id)
+            runc.delete(spec.id)  # runc undoes a failed create itself, mostly: leave nothing
             raise
     except OSError as exc:
         raise LaunchError(f"cannot start the container with runc: {exc}", RUNTIME_FAILURE) from None
