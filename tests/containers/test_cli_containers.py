@@ -771,6 +771,21 @@ def test_run_it_detach_keys_leave_the_container_running(cli, container_names):
     assert ok(cli("exec", name, "cat", "/tmp/mark")) == "still-here\n"
 
 
+def test_attach_to_a_tty_container_resizes_and_detaches_with_custom_keys(cli, container_names):
+    name = container_names()
+    ok(cli("run", "-dit", "--name", name, IMAGE, "sh"))  # started with no terminal size
+    argv = cli.command("attach", "--detach-keys", "ctrl-a,x", name)
+    terminal = Terminal(argv, cli.env, 33, 77)
+    try:
+        terminal.shows_size(b"33 77")  # attach sent our size
+        terminal.type(b"\x10\x11")  # the default keys mean nothing here: they reach the shell
+        terminal.type(b"\x01x")
+        assert terminal.exit_status() == 0
+    finally:
+        terminal.close()
+    assert inspect(cli, name)["State"]["Running"]
+
+
 def test_a_fatal_signal_still_restores_the_terminal(cli, container_names):
     name = container_names()
     argv = cli.command("run", "-it", "--sig-proxy=false", "--name", name, IMAGE, "sh")
