@@ -10,7 +10,7 @@ drivers are ever built.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class DriverContext:
     state_dir: Path
 
 
+def _frozen(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
 @attrs.frozen
 class DriverInfo:
     """One named driver a plugin provides.
@@ -70,6 +74,6 @@ class DriverInfo:
     factory: Callable[[Any, DriverContext], Any]
     config_class: type = EmptyConfig
     description: str = ""
-    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=_frozen)
     priority: int = 0
     check: Callable[[], None] | None = None

@@ -106,6 +106,9 @@ def bind(host: Host) -> socket.socket:
         family = socket.AF_INET6 if ":" in host.address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # asyncio sets TCP_NODELAY only on sockets it creates; without it every keep-alive
+        # response waits ~40 ms for a delayed ACK. Accepted sockets inherit it.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host.address, host.port))
         except OSError as exc:
@@ -175,6 +178,8 @@ def _uvicorn_config(app: Any, tls: ssl.SSLContext | None, protocol: Any) -> uvic
         http=protocol,
         ws="none",
         timeout_keep_alive=30,
+        # A stuck client must not hold up a SIGTERM for ever.
+        timeout_graceful_shutdown=10,
         server_header=False,
         date_header=True,
     )

@@ -310,7 +310,9 @@ def test_malformed_archives_are_refused_clearly(store, files, message):
 
 def test_reconcile_repairs_every_crash_point(store):
     """Each step of an import or load can be the last before a crash; reopening repairs it."""
-    kept = archive.import_rootfs(store, io.BytesIO(busybox_rootfs()), parse_reference("kept:1"), [], "")
+    kept = archive.import_rootfs(
+        store, io.BytesIO(busybox_rootfs()), parse_reference("kept:1"), [], ""
+    )
     # 1. a layer unpacked by the driver whose record was never written
     store.driver.apply_layer("f" * 64, [], io.BytesIO(layer_tar({"half": b"1"})))
     # 2. a blob whose image never got recorded, and a write still in ingest
@@ -319,7 +321,13 @@ def test_reconcile_repairs_every_crash_point(store):
     # 3. a layer record (and unpacked layer) that no image uses
     lonely = layer_tar({"lonely": b"1"})
     lonely_blob = store.content.write(lonely)
-    store.register_layer(None, sha256(lonely), lonely_blob, "application/vnd.oci.image.layer.v1.tar", lambda: store.content.open(lonely_blob))
+    store.register_layer(
+        None,
+        sha256(lonely),
+        lonely_blob,
+        "application/vnd.oci.image.layer.v1.tar",
+        lambda: store.content.open(lonely_blob),
+    )
     # 4. a reference to an image whose record is gone
     store._references["docker.io/library/ghost:1"] = "sha256:" + "e" * 64
     store._save_references()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -46,6 +47,7 @@ def _become_supervisor(control: socket.socket, state_dir: str, ready_fd: int) ->
     from dockyard.core.containers import supervisor
 
     control.close()
+    gc.disable()  # the supervisor's loop makes no reference cycles worth a collector's writes
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     code = 1
@@ -88,6 +90,11 @@ def main() -> int:
 
     for launcher in sys.argv[1:]:
         importlib.import_module(launcher.partition(":")[0])
+    # Everything imported so far is shared with every supervisor, copy-on-write. A garbage
+    # collection walks (and so writes to) every object, copying the pages: keep the collector
+    # away from them.
+    gc.collect()
+    gc.freeze()
     control = socket.socket(
         socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(os.environ["DOCKYARD_CONTROL_FD"])
     )

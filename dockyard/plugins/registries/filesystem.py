@@ -282,6 +282,6 @@ def dockyard_registry_backends() -> DriverInfo:
         factory=build,
         config_class=FilesystemConfig,
         description="registry content in a local directory (atomic renames, fsync)",
-        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
+        capabilities=CAPABILITIES,
         priority=10,
     )

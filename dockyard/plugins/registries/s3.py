@@ -408,6 +408,6 @@ def dockyard_registry_backends() -> DriverInfo:
         factory=build,
         config_class=S3Config,
         description="registry content in an S3-compatible bucket (boto3, multipart, redirects)",
-        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
+        capabilities=CAPABILITIES,
         check=check,
     )

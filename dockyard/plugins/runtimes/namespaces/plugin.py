@@ -151,7 +151,7 @@ def dockyard_runtimes() -> DriverInfo:
         factory=build,
         config_class=NamespacesConfig,
         description="Linux namespaces, cgroups (v1 and v2) and pivot_root, run in-process",
-        capabilities=CAPABILITIES,  # type: ignore[arg-type]  # mypy cannot type attrs converter=frozenset
+        capabilities=CAPABILITIES,
         priority=20,
         check=check,
     )
