@@ -11,6 +11,6 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "vfs": "dockyard.plugins.storage.vfs",
     "filesystem": "dockyard.plugins.registries.filesystem",
     "s3": "dockyard.plugins.registries.s3",
-    "namespaces": "dockyard.plugins.runtimes.namespaces",
-    "runc": "dockyard.plugins.runtimes.runc",
+    "namespaces": "dockyard.plugins.runtimes.namespaces.plugin",
+    "runc": "dockyard.plugins.runtimes.runc.plugin",
 }
