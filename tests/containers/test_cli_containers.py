@@ -35,7 +35,8 @@ from dockyard.cli import (
     ram_in_bytes,
 )
 from dockyard.client import StdCopyError, demultiplex
-from tests.conftest import docker_cli
+from dockyard.testing.images import busybox_rootfs
+from tests.conftest import docker_cli, plugin_env, run_dockyard
 from tests.containers.conftest import IMAGE, DockyardCLI
 
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -644,6 +645,32 @@ def test_attach_sends_stdin_to_an_interactive_container(cli, container_names):
     ok(cli("run", "-d", "-i", "--name", name, IMAGE, "sh", "-c", "read line; echo got $line"))
     result = cli("attach", name, input="through attach\n")
     assert (result.returncode, result.stdout) == (0, "got through attach\n"), result.stderr
+
+
+def test_hijacked_streams_over_tcp_with_a_token(start_daemon, tmp_path):
+    """The upgrade over TCP: Host and Authorization on the hijack request, the half-close of
+    a TCP socket, and output after it."""
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-456")
+    daemon = start_daemon("--token-file", str(token_file), tcp=True)
+    env = plugin_env([], DOCKYARD_TOKEN="tok-456")
+
+    def over_tcp(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        host = f"tcp://127.0.0.1:{daemon.tcp_port}"
+        return run_dockyard(["-H", host, *args], env=env, input=input)
+
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(busybox_rootfs({"bin/sleep": "->busybox"}))
+    ok(over_tcp("import", "-c", 'CMD ["/bin/sh"]', str(rootfs), IMAGE))
+    piped = over_tcp("run", "--rm", "-i", IMAGE, "sh", "-c", "cat; echo after", input="in\n")
+    assert (piped.returncode, piped.stdout) == (0, "in\nafter\n"), piped.stderr
+    ok(over_tcp("run", "-d", "--name", "tcp-sleeper", IMAGE, "sleep", "30"))
+    executed = over_tcp("exec", "-i", "tcp-sleeper", "sh", "-c", "cat; exit 2", input="x\n")
+    assert (executed.returncode, executed.stdout) == (2, "x\n"), executed.stderr
+    ok(over_tcp("rm", "-f", "tcp-sleeper"))
+    env["DOCKYARD_TOKEN"] = "wrong"
+    refused = over_tcp("ps")
+    assert refused.returncode == 1 and "Error response from daemon" in refused.stderr
 
 
 # --------------------------------------------------------------------------------------------
