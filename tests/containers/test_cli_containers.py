@@ -433,7 +433,7 @@ def test_lifecycle_verbs_print_names_and_report_each_failure(cli, container_name
     first, second = container_names(), container_names()
     for name in (first, second):
         ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "trap 'exit 0' TERM; "
-               "while true; do sleep 0.1; done"))  # fmt: skip
+               "trap 'exit 5' USR1; while true; do sleep 0.1; done"))  # fmt: skip
     assert ok(cli("pause", first)) == f"{first}\n"
     assert inspect(cli, first)["State"]["Status"] == "paused"
     assert "(Paused)" in ok(cli("ps", "--filter", f"name={first}"))
@@ -446,6 +446,9 @@ def test_lifecycle_verbs_print_names_and_report_each_failure(cli, container_name
     assert ok(cli("stop", first)) == f"{first}\n"  # already stopped is fine (304)
     assert ok(cli("restart", "-t", "1", first)) == f"{first}\n"
     assert inspect(cli, first)["State"]["Running"]
+    assert ok(cli("container", "stop", "-s", "USR1", "-t", "5", first)) == f"{first}\n"
+    assert inspect(cli, first)["State"]["ExitCode"] == 5  # stopped by our signal, not KILL
+    assert ok(cli("container", "start", first)) == f"{first}\n"
     mixed = cli("rm", "-f", first, "nothing-by-this-name")
     assert mixed.returncode == 1 and mixed.stdout == f"{first}\n"
     assert "No such container: nothing-by-this-name" in mixed.stderr
@@ -652,6 +655,14 @@ def test_attach_follows_output_and_returns_the_exit_status(cli, container_names)
     assert (result.returncode, result.stdout) == (6, "late\n"), result.stderr
     stopped = cli("attach", name)
     assert stopped.returncode == 1 and "start it first" in stopped.stderr
+
+
+def test_attach_no_stdin_keeps_our_input_from_the_container(cli, container_names):
+    name = container_names()
+    script = 'sleep 0.5; echo tick; read -t 1 line; echo "got:$line"'
+    ok(cli("run", "-d", "-i", "--name", name, IMAGE, "sh", "-c", script))
+    result = cli("attach", "--no-stdin", name, input="not for you\n")
+    assert (result.returncode, result.stdout) == (0, "tick\ngot:\n"), result.stderr
 
 
 def test_attach_sends_stdin_to_an_interactive_container(cli, container_names):
