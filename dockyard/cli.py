@@ -1139,7 +1139,6 @@ def _attached_run(
 
     Returns the container's exit status (0 after a detach).
     """
-
     tty = bool(config.get("Tty"))
     attach_stdin = bool(config.get("AttachStdin"))
     stdin_fd = _stdin_fd() if attach_stdin else None
