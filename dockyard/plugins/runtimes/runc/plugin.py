@@ -292,7 +292,7 @@ def dockyard_runtimes() -> DriverInfo:
         factory=build,
         config_class=RuncConfig,
         description="the runc binary (OCI runtime bundles), as docker runs containers",
-        capabilities=frozenset(("oci", "cgroup-v1", "cgroup-v2")),  # type: ignore[arg-type]
+        capabilities=frozenset(("oci", "cgroup-v1", "cgroup-v2")),
         priority=10,
         check=check,
     )
