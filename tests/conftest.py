@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -128,6 +129,9 @@ class Daemon:
     data_root: Path
     log_path: Path
     tcp_port: int | None = None
+    #: The ``dockyard`` arguments and environment it was started with.
+    args: list[str] = attrs.Factory(list)
+    env: dict[str, str] = attrs.Factory(dict)
 
     @property
     def host(self) -> str:
@@ -211,14 +215,15 @@ def start_daemon(tmp_path) -> Iterator:
             config_path.write_text(config)
             args += ["--config", str(config_path)]
         args += list(extra_args)
+        daemon_env = plugin_env(list(sites), **(env or {}))
         with open(log_path, "w") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "dockyard", *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=plugin_env(list(sites), **(env or {})),
+                env=daemon_env,
             )
-        daemon = Daemon(process, socket_path, data_root, log_path, port)
+        daemon = Daemon(process, socket_path, data_root, log_path, port, args, daemon_env)
         started.append(daemon)
         wait_for_socket(process, socket_path, log_path)
         return daemon
@@ -228,6 +233,30 @@ def start_daemon(tmp_path) -> Iterator:
         if daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait()
+
+
+@contextlib.contextmanager
+def restarted(daemon: Daemon) -> Iterator[Daemon]:
+    """The same daemon again (same arguments, data root and socket) after ``daemon`` died.
+
+    Stopped with SIGTERM afterwards, which must end it cleanly.
+    """
+    log_path = daemon.log_path.with_suffix(".restarted.log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", *daemon.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=daemon.env,
+        )
+    again = attrs.evolve(daemon, process=process, log_path=log_path)
+    try:
+        wait_for_socket(process, daemon.socket_path, log_path)
+        yield again
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0, log_path.read_text()
 
 
 @pytest.fixture

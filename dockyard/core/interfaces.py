@@ -14,6 +14,9 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 import attrs
 
+from dockyard.core.capabilities import ALL_CAPABILITIES as ALL_CAPABILITIES
+from dockyard.core.capabilities import DEFAULT_CAPABILITIES as DEFAULT_CAPABILITIES
+
 # --------------------------------------------------------------------------------------------
 # Storage drivers (the daemon's layer and container filesystem store)
 # --------------------------------------------------------------------------------------------
@@ -161,13 +164,6 @@ class IdMapping:
     host_id: int
     size: int
 
-
-#: Docker's default capability set.
-DEFAULT_CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-)  # fmt: skip
 
 #: runc's default masked paths (bind-mounted over with /dev/null or an empty read-only tmpfs).
 DEFAULT_MASKED_PATHS = (

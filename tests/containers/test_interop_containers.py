@@ -10,7 +10,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 
@@ -18,7 +17,7 @@ import docker as docker_sdk
 import pytest
 
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import plugin_env, wait_for_socket
+from tests.conftest import restarted
 from tests.containers.engine_api import Api
 
 pytestmark = pytest.mark.interop
@@ -199,20 +198,10 @@ def test_containers_survive_a_daemon_restart_under_the_cli(api):
     daemon = api.daemon
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
-    log = daemon.log_path.with_suffix(".again.log")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "--data-root", str(daemon.data_root), "-H", f"unix://{daemon.socket_path}"],
-            stdout=out, stderr=subprocess.STDOUT, env=plugin_env([]),
-        )  # fmt: skip
-    try:
-        wait_for_socket(process, daemon.socket_path, log)
+    with restarted(daemon):
         assert docker(api, "ps", "--format", "{{.Names}}").stdout == b"lasting\n"
         assert docker(api, "exec", "lasting", "echo", "still here").stdout == b"still here\n"
         assert docker(api, "rm", "-f", "lasting").returncode == 0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0
 
 
 def test_docker_py_containers(api):

@@ -6,15 +6,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import http_request, plugin_env, wait_for_socket
+from tests.conftest import http_request, restarted
 from tests.containers.engine_api import Api, frames
 
 
@@ -418,25 +416,7 @@ def test_containers_outlive_a_killed_daemon(api):
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
     time.sleep(2.5)  # the first container finishes while no daemon runs
-    log = daemon.log_path.with_suffix(".restart.log")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dockyard",
-                "daemon",
-                "--data-root",
-                str(daemon.data_root),
-                "-H",
-                f"unix://{daemon.socket_path}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=plugin_env([]),
-        )
-    try:
-        wait_for_socket(process, daemon.socket_path, log)
+    with restarted(daemon):
         inspect = http_request(daemon.socket_path, "GET", f"/containers/{container}/json").json()
         assert inspect["State"]["Status"] == "exited" and inspect["State"]["ExitCode"] == 6
         logs = http_request(
@@ -448,6 +428,3 @@ def test_containers_outlive_a_killed_daemon(api):
         ]
         assert still["Status"] == "running" and os.path.exists(f"/proc/{still['Pid']}")
         http_request(daemon.socket_path, "DELETE", f"/containers/{keeper}?force=1")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0

@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from tests.conftest import UnixHTTPConnection, wait_for_socket
+from tests.conftest import UnixHTTPConnection, http_request, restarted
 from tests.images.conftest import busybox_rootfs, docker_archive, layer_tar, sha256
 
 
@@ -231,32 +231,7 @@ def test_killed_mid_load_restarts_consistent(start_daemon):
     sock.close()
     content = daemon.data_root / "content"
     # restart on the same data root
-    import subprocess
-    import sys
-
-    from tests.conftest import plugin_env
-
-    log = daemon.log_path.with_suffix(".restart.log")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dockyard",
-                "daemon",
-                "--data-root",
-                str(daemon.data_root),
-                "-H",
-                f"unix://{daemon.socket_path}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=plugin_env([]),
-        )
-    try:
-        wait_for_socket(process, daemon.socket_path, log)
-        from tests.conftest import http_request
-
+    with restarted(daemon):
         assert http_request(daemon.socket_path, "GET", "/images/json").json() == []
         assert list((content / "ingest").iterdir()) == []
         assert list((content / "blobs" / "sha256").iterdir()) == []
@@ -272,9 +247,6 @@ def test_killed_mid_load_restarts_consistent(start_daemon):
             body=docker_archive([layer_tar({"a": b"1"})], ["after:1"]),
         )
         assert ok.status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0
 
 
 def test_import_refuses_a_digest_reference(daemon):

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from dockyard.core.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.core.api.params import parse_bool, parse_filters, parse_timestamp
+from dockyard.core.api.system import service_of
 from dockyard.core.containers import logs as container_logs
 from dockyard.core.containers import model, options
 from dockyard.core.containers.execs import ExecRegistry, start_exec
@@ -28,23 +29,17 @@ from dockyard.core.containers.supervisor import set_window_size
 from dockyard.core.errors import Conflict, InvalidParameter
 from dockyard.core.events import Event
 from dockyard.core.interfaces import ProcessSpec
-from dockyard.core.service import Service
 from dockyard.core.volumes import VolumeStore
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
 def _manager(request: Request) -> ContainerManager:
-    manager = _service(request).containers
+    manager = service_of(request).containers
     assert manager is not None
     return manager
 
 
 def _execs(request: Request) -> ExecRegistry:
-    registry = _service(request).execs
+    registry = service_of(request).execs
     assert registry is not None
     return registry
 
@@ -600,7 +595,7 @@ async def exec_create(request: Request) -> Response:
         console_size=(int(console[0]), int(console[1])),
     )
     instance = _execs(request).create(container, body, process)
-    events = _service(request).events
+    events = service_of(request).events
     if events is not None:
         action = f"exec_create: {' '.join(cmd)}"
         events.emit(Event("container", action, container.id, {"name": container.name}))
@@ -653,7 +648,7 @@ async def exec_resize(request: Request) -> Response:
 
 
 def _volumes(request: Request) -> VolumeStore:
-    store = _service(request).volumes
+    store = service_of(request).volumes
     assert store is not None
     return store
 

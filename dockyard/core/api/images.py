@@ -14,21 +14,16 @@ from starlette.routing import Route
 
 from dockyard.core.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.core.api.streams import consume_body, json_message, stream_from_thread
+from dockyard.core.api.system import service_of
 from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import InvalidParameter, NotImplementedYet
 from dockyard.core.images import archive
 from dockyard.core.images.store import ImageRecord, ImageStore
 from dockyard.core.reference import Reference, parse_repository_and_tag
-from dockyard.core.service import Service
-
-
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
 
 
 def _store(request: Request) -> ImageStore:
-    store = _service(request).images
+    store = service_of(request).images
     assert store is not None
     return store
 
@@ -160,7 +155,7 @@ async def list_images(request: Request) -> Response:
 
 async def inspect_image(request: Request) -> Response:
     store = _store(request)
-    driver = _service(request).plugins.selected(DriverKind.STORAGE) or ""
+    driver = service_of(request).plugins.selected(DriverKind.STORAGE) or ""
     image = await run_in_threadpool(store.resolve, request.path_params["name"])
     return JSONResponse(await run_in_threadpool(inspect, store, image, driver))
 

@@ -1,6 +1,7 @@
 """Thin ctypes wrappers over the Linux calls Python 3.11 lacks (mount, unshare, setns...).
 
-Standard library only: the supervisor imports this on every container start.
+Standard library only (and dockyard.core.capabilities): the supervisor and the exec helper
+import it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import ctypes
 import errno
 import os
 import stat
+
+from dockyard.core.capabilities import ALL_CAPABILITIES
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -170,18 +173,7 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> tuple[int, str]
 # Capabilities
 # --------------------------------------------------------------------------------------------
 
-#: Capability names in kernel order (linux/capability.h): the index is the number.
-CAPABILITY_NAMES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-)  # fmt: skip
+CAPABILITY_NAMES = ALL_CAPABILITIES
 CAPABILITY_NUMBERS = {name: number for number, name in enumerate(CAPABILITY_NAMES)}
 
 
