@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -332,3 +333,36 @@ def test_a_configured_binary_that_is_missing_stops_the_daemon(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0
     assert "the runc binary '/no/such/runc' is not installed" in result.stderr
+
+
+@needs_runc
+def test_exec_terminal_starts_at_its_size_and_follows_a_resize(api):
+    container = api.create(["sleep", "30"])
+    api.start(container)
+    created = api.call(
+        "POST",
+        f"/containers/{container}/exec",
+        {
+            "Cmd": ["sh", "-c", "stty size; sleep 1; stty size"],
+            "Tty": True,
+            "AttachStdout": True,
+            "ConsoleSize": [24, 80],
+        },
+    )
+    exec_id = created.json()["Id"]
+    replies: list[bytes] = []
+    starter = threading.Thread(
+        target=lambda: replies.append(
+            api.call("POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": True}).body
+        )
+    )
+    starter.start()
+    deadline = time.monotonic() + 10
+    while not api.call("GET", f"/exec/{exec_id}/json").json()["Running"]:
+        assert time.monotonic() < deadline, "the exec never ran"
+        time.sleep(0.02)
+    # runc hears of it by SIGWINCH only with the pty as its controlling terminal.
+    assert api.call("POST", f"/exec/{exec_id}/resize?h=50&w=132").status in (200, 201)
+    starter.join(15)
+    assert replies and replies[0].split(b"\r\n")[:2] == [b"24 80", b"50 132"]
+    api.call("DELETE", f"/containers/{container}?force=1")

@@ -83,8 +83,9 @@ class RuncRuntime:
 
     def __init__(self, runc: Runc, setsid: str | None = None) -> None:
         self.runc = runc
-        #: util-linux ``setsid``, to give a terminal exec's runc its controlling terminal.
-        self.setsid = setsid or shutil.which("setsid") or "setsid"
+        #: util-linux ``setsid``, to give a terminal exec's runc its controlling terminal
+        #: (without it such an exec works, but does not follow resizes).
+        self.setsid = setsid or shutil.which("setsid")
         #: Copied by the core into ``ContainerSpec.runtime_options`` for the launcher.
         self.launch_options = runc.options()
 
@@ -128,7 +129,7 @@ class RuncRuntime:
         argv = self.runc.command(
             "exec", "--process", files.process, "--pid-file", files.pid, spec.id, log=files.log
         )
-        if process.terminal:
+        if process.terminal and self.setsid is not None:
             # runc relays between its stdin (our pty's slave) and the container's pty, and
             # copies a resize on SIGWINCH, which it gets only if the slave is its controlling
             # terminal: setsid --ctty makes it so, then execs runc (same pid).
