@@ -230,9 +230,23 @@ def start_daemon(tmp_path) -> Iterator:
 
     yield start
     for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+        shut_down(daemon)
+
+
+def shut_down(daemon: Daemon) -> None:
+    """Stop a test daemon and every container it left: containers outlive their daemon by
+    design, and a test's ``while true`` loop must not run on through the rest of the suite."""
+    if daemon.process.poll() is None:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            listing = daemon.request("GET", "/containers/json?all=1")
+            for container in listing.json() if listing.status == 200 else []:
+                daemon.request("DELETE", f"/containers/{container['Id']}?force=1&v=1")
+        daemon.process.kill()
+        daemon.process.wait()
+    for pid_file in ("init.pid", "supervisor.pid"):
+        for path in (daemon.data_root / "containers").glob(f"*/{pid_file}"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
 
 
 @contextlib.contextmanager

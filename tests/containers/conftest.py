@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.testing.images import busybox_rootfs
-from tests.conftest import Daemon, plugin_env, run_dockyard, wait_for_socket
+from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, wait_for_socket
 
 #: Applets the tests call by path (busybox's sh finds the others by itself).
 APPLETS = ("sleep", "env", "pwd", "id", "stty", "hostname", "printf", "seq", "kill")
@@ -48,9 +48,7 @@ def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
         assert imported.returncode == 0, imported.stderr
         yield daemon
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        shut_down(daemon)
 
 
 @pytest.fixture
