@@ -16,7 +16,9 @@ import secrets
 import select
 import shutil
 import subprocess
+import termios
 import time
+import tty
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,10 @@ class RuncRuntime:
         argv = self.runc.command(
             "exec", "--process", files.process, "--pid-file", files.pid, spec.id, log=files.log
         )
+        if process.terminal:
+            # runc makes its stdin raw too, but only once it already copies the container's
+            # output: what came first would get a second CR from this pty's ONLCR.
+            tty.setraw(stdio[0], termios.TCSANOW)
         if process.terminal and self.setsid is not None:
             # runc relays between its stdin (our pty's slave) and the container's pty, and
             # copies a resize on SIGWINCH, which it gets only if the slave is its controlling
