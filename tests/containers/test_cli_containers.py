@@ -515,12 +515,6 @@ def test_ps_filters_limits_formats_and_truncation(cli, container_names):
     assert bad.returncode == 2 and "Go templates are not supported" in bad.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: GET /containers/json Command joins the arguments bare "
-    "(sh -c echo a b); dockerd puts arguments with a space in single quotes "
-    "(sh -c 'echo a b'; moby daemon/list.go), which ps shows",
-)
 def test_ps_quotes_arguments_with_spaces_as_dockerd_does(cli, container_names):
     name = container_names()
     ok(cli("create", "--name", name, IMAGE, "sh", "-c", "echo a b"))

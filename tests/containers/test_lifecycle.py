@@ -346,6 +346,7 @@ def test_pause_unpause_top_stats_rename(api):
     assert api.call("POST", "/containers/busy/unpause").status == 204
     top = api.call("GET", "/containers/busy/top").json()
     assert top["Titles"][1] == "PID" and any("while true" in row[-1] for row in top["Processes"])
+    assert {row[0] for row in top["Processes"]} == {"root"}  # names from the image's passwd
     stats = api.call("GET", "/containers/busy/stats?stream=0").json()
     assert stats["memory_stats"]["usage"] > 0 and stats["pids_stats"]["current"] >= 1
     assert (

@@ -458,7 +458,16 @@ def _container_pids(init_pid: int) -> list[int]:
     return sorted(pids)
 
 
-def _process_row(pid: int, boot_time: float, ticks: int) -> list[str]:
+def _user_names(init_pid: int) -> dict[str, str]:
+    """uid -> name from the container's own /etc/passwd, as ``ps`` inside it would show."""
+    try:
+        passwd = Path(f"/proc/{init_pid}/root/etc/passwd").read_text(errors="replace")
+    except OSError:
+        return {}
+    return {f[2]: f[0] for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 2}
+
+
+def _process_row(pid: int, boot_time: float, ticks: int, names: dict[str, str]) -> list[str]:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     ppid, utime, stime, start = int(fields[1]), int(fields[11]), int(fields[12]), int(fields[19])
@@ -473,7 +482,7 @@ def _process_row(pid: int, boot_time: float, ticks: int) -> list[str]:
     started = time.strftime("%H:%M", time.localtime(boot_time + start / ticks))
     cpu_seconds = (utime + stime) // ticks
     cpu = f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}"
-    return [uid, str(pid), str(ppid), "0", started, "?", cpu, cmdline]
+    return [names.get(uid, uid), str(pid), str(ppid), "0", started, "?", cpu, cmdline]
 
 
 async def top(request: Request) -> Response:
@@ -491,9 +500,10 @@ async def top(request: Request) -> Response:
         )
         ticks = os.sysconf("SC_CLK_TCK")
         rows = []
+        names = _user_names(container.state.pid)
         for pid in _container_pids(container.state.pid):
             with contextlib.suppress(OSError, IndexError, ValueError):
-                rows.append(_process_row(pid, boot, ticks))
+                rows.append(_process_row(pid, boot, ticks, names))
         return rows
 
     titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]

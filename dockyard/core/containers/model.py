@@ -241,7 +241,8 @@ def summary(container: Container) -> dict[str, Any]:
         "Names": [f"/{container.name}"],
         "Image": container.image_name,
         "ImageID": container.image_id,
-        "Command": " ".join(args),
+        # dockerd quotes the arguments that hold a space: sh -c 'echo a b'.
+        "Command": " ".join(f"'{arg}'" if " " in arg else arg for arg in args),
         "Created": calendar.timegm(time.strptime(container.created[:19], "%Y-%m-%dT%H:%M:%S")),
         "Ports": [],
         "Labels": container.config.get("Labels") or {},
