@@ -15,6 +15,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import termios
 import time
@@ -148,23 +149,23 @@ class RuncRuntime:
                 file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)],
             )
         except OSError as exc:
-            files.remove(keep_log=False)
+            files.remove()
             raise LaunchError(f"cannot run runc exec: {exc}", RUNTIME_FAILURE) from None
         try:
             started = _wait_for_start(runc_pid, files.pid)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(runc_pid, 9)
+                os.kill(runc_pid, signal.SIGKILL)
             os.waitpid(runc_pid, 0)
-            files.remove(keep_log=False)
+            files.remove()
             raise
         if started:
-            files.remove(keep_log=False)  # runc may log on: it keeps the unlinked file
+            files.remove()  # runc may log on: it keeps the unlinked file
             return runc_pid
         _, status = os.waitpid(runc_pid, 0)
         fallback = f"runc exec exited with status {os.waitstatus_to_exitcode(status)}"
         message = last_error(files.log, fallback)
-        files.remove(keep_log=False)
+        files.remove()
         raise LaunchError(message, exit_code_for(message))
 
     # ------------------------------------------------------------------ freezer, stats
@@ -235,8 +236,8 @@ class _ExecFiles:
         stem = os.path.join(directory, f"exec-{secrets.token_hex(8)}")
         return cls(process=f"{stem}.json", pid=f"{stem}.pid", log=f"{stem}.log")
 
-    def remove(self, keep_log: bool) -> None:
-        for path in (self.process, self.pid) if keep_log else (self.process, self.pid, self.log):
+    def remove(self) -> None:
+        for path in (self.process, self.pid, self.log):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
