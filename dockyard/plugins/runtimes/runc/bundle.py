@@ -2,8 +2,8 @@
 
 Pure functions from the spec to the JSON document runc reads (OCI runtime spec 1.0.2): no
 side effects beyond a few cheap reads of what this host supports. The supervisor runs this on
-every container start, so it imports nothing but the standard library and the namespaces
-package's low-level constants.
+every container start, so it imports nothing but the standard library, the core's capability
+table and the namespaces package's low-level helpers.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dockyard.core.capabilities import ALL_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, ProcessSpec
-from dockyard.plugins.runtimes.namespaces._linux import (
-    CAPABILITY_NAMES,
-    bounding_set,
-    last_capability,
-)
+from dockyard.plugins.runtimes.namespaces._linux import bounding_set, last_capability
 from dockyard.plugins.runtimes.namespaces.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
 
 OCI_VERSION = "1.0.2"
@@ -54,7 +51,7 @@ def all_capabilities() -> list[str]:
     """
     held = bounding_set()
     return [
-        name for number, name in enumerate(CAPABILITY_NAMES[: last_capability() + 1])
+        name for number, name in enumerate(ALL_CAPABILITIES[: last_capability() + 1])
         if held & (1 << number)
     ]  # fmt: skip
 
