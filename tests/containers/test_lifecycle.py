@@ -429,3 +429,32 @@ def test_containers_outlive_a_killed_daemon(api):
         ]
         assert still["Status"] == "running" and os.path.exists(f"/proc/{still['Pid']}")
         http_request(daemon.socket_path, "DELETE", f"/containers/{keeper}?force=1")
+
+
+def test_json_file_logs_rotate_by_size_and_count(api):
+    code, out, _ = api.run(
+        [
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done",
+        ],
+        HostConfig={
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "4k", "max-file": "3"}}
+        },
+    )
+    assert code == 0
+    lines = out.decode().splitlines()
+    assert lines[-1] == "line-399-padding-padding-padding"
+    assert "line-0-padding-padding-padding" not in lines  # rotated away
+    containers = api.call("GET", "/containers/json?all=1").json()
+    directory = api.daemon.data_root / "containers" / containers[0]["Id"]
+    files = sorted(p.name for p in directory.glob("container.log*"))
+    assert files == ["container.log", "container.log.1", "container.log.2"]
+    assert all(p.stat().st_size <= 4096 for p in directory.glob("container.log*"))
+    numbers = [int(line.split("-")[1]) for line in lines]
+    assert numbers == list(range(numbers[0], 400))  # what is kept is whole and in order
+    inspect = api.inspect(containers[0]["Id"])
+    assert inspect["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "4k", "max-file": "3"},
+    }
