@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import dockyard
 from dockyard.core.hosts import parse_host
+from dockyard.core.units import human_duration
 
 DEFAULT_HOST = "unix:///run/dockyard.sock"
 HOST_ENV = "DOCKYARD_HOST"
@@ -73,33 +74,6 @@ def human_size_decimal(size: float, precision: int = 3) -> str:
         size /= 1000
         unit += 1
     return f"{size:.{precision}g}{DECIMAL_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units ``HumanDuration``: "Less than a second", "About a minute", "3 weeks"."""
-    if int(seconds) < 1:
-        return "Less than a second"
-    if int(seconds) == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = math.floor(seconds / 3600 + 0.5)  # Go's math.Round: halves away from zero
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def created_since(unix_seconds: float) -> str:

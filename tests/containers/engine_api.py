@@ -17,6 +17,9 @@ class Api:
     """Engine API calls with JSON bodies, through the daemon's Unix socket."""
 
     daemon: Daemon
+    #: The cgroup parent its runtime puts containers under (one per test, so checks for
+    #: leftovers see only this test's containers).
+    cgroup_parent: str = "dockyard"
 
     @classmethod
     def with_busybox(cls, daemon: Daemon) -> Api:

@@ -262,7 +262,7 @@ def test_run_detached_prints_the_id_then_logs_ps_stop_rm(cli, container_names):
     assert listed[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
                                  "PORTS", "NAMES"]  # fmt: skip
     row = next(line for line in listed if line.startswith(container_id[:12]))
-    assert '"sh -c echo ready; s…"' in row and row.rstrip().endswith(name) and " Up " in row
+    assert '"sh -c \'echo ready; …"' in row and row.rstrip().endswith(name) and " Up " in row
     assert ok(cli("stop", "-t", "1", name)) == f"{name}\n"
     state = inspect(cli, name)["State"]
     assert state["Status"] == "exited" and state["ExitCode"] == 137  # sh as pid 1 ignores TERM
@@ -498,14 +498,14 @@ def test_ps_filters_limits_formats_and_truncation(cli, container_names):
     by_label = ["-a", "--filter", f"label=batch={label}"]
     rows = [json.loads(line) for line in ok(cli("ps", *by_label, "--format", "json")).splitlines()]
     assert [r["Names"] for r in rows] == [newer, older]  # newest first
-    assert rows[0]["Command"] == '"echo a long command…"' and rows[0]["State"] == "created"
+    assert rows[0]["Command"] == '"echo \'a long comman…"' and rows[0]["State"] == "created"
     assert rows[1]["Status"].startswith("Exited (2) ") and rows[1]["Labels"] == f"batch={label}"
     exited = ok(cli("ps", *by_label, "--filter", "status=exited", "-q")).split()
     assert exited == [rows[1]["ID"]] and len(exited[0]) == 12
     full = ok(cli("ps", *by_label, "--no-trunc", "-q")).split()
     assert all(FULL_ID.match(i) for i in full) and len(full) == 2
     no_trunc = ok(cli("ps", *by_label, "--no-trunc"))
-    assert '"echo a long command line that docker cuts"' in no_trunc
+    assert "\"echo 'a long command line that docker cuts'\"" in no_trunc
     assert ok(cli("ps", "-a", "-l", "-q")).split() == [rows[0]["ID"]]
     assert len(ok(cli("ps", "-a", "-n", "2", "-q")).split()) == 2
     assert ok(cli("container", "ls", *by_label, "--filter", f"name={older}", "-q")).split() == [

@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
-from tests.conftest import http_request, restarted
+from tests.conftest import http_request, restarted, shut_down
 from tests.containers.engine_api import Api, frames
 
 
 @pytest.fixture(params=["namespaces", "runc"])
-def api(request, start_daemon) -> Api:
+def api(request, start_daemon) -> Iterator[Api]:
     """A daemon with busybox, once per runtime (runc's only where its binary is installed)."""
     if (
         request.param == "runc"
         and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
     ):
         pytest.skip("the runc binary is not installed")
-    return Api.with_busybox(start_daemon("--runtime", request.param))
+    parent = f"dockyard-test-{secrets.token_hex(4)}"
+    config = f'[runtimes.{request.param}]\ncgroup-parent = "{parent}"\n'
+    daemon = start_daemon("--runtime", request.param, config=config)
+    yield attrs.evolve(Api.with_busybox(daemon), cgroup_parent=parent)
+    shut_down(daemon)
+    for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
-def cgroup_dirs() -> set[Path]:
-    return {p for p in Path("/sys/fs/cgroup").glob("*/dockyard/*") if p.is_dir()}
+def cgroup_dirs(api: Api) -> set[Path]:
+    return {p for p in Path("/sys/fs/cgroup").glob(f"*/{api.cgroup_parent}/*") if p.is_dir()}
 
 
 def assert_nothing_left(api, before_dirs: set[str], before_cgroups: set[Path]) -> None:
@@ -39,7 +50,7 @@ def assert_nothing_left(api, before_dirs: set[str], before_cgroups: set[Path]) -
     assert snapshots == []
     with open("/proc/self/mountinfo") as mountinfo:
         assert str(root / "containers") not in mountinfo.read()
-    assert cgroup_dirs() - before_cgroups == set()
+    assert cgroup_dirs(api) - before_cgroups == set()
 
 
 def test_run_echo_in_its_own_namespaces(api):
@@ -84,7 +95,7 @@ def test_start_errors_map_to_docker_codes(api, cmd, status, message):
 
 def test_autoremove_after_failed_start_completes_the_removed_wait(api):
     before = {p.name for p in (api.daemon.data_root / "containers").iterdir()}
-    before_cgroups = cgroup_dirs()
+    before_cgroups = cgroup_dirs(api)
     container = api.create(["nosuchcommand"], HostConfig={"AutoRemove": True})
     assert api.call("POST", f"/containers/{container}/start").status == 400
     assert (
@@ -135,7 +146,7 @@ def test_autoremove_after_failed_start_completes_the_removed_wait(api):
 )
 def test_bad_create_requests_are_refused_and_leave_nothing(api, body, query, status, message):
     before = {p.name for p in (api.daemon.data_root / "containers").iterdir()}
-    before_cgroups = cgroup_dirs()
+    before_cgroups = cgroup_dirs(api)
     reply = api.call("POST", f"/containers/create{query}", body)
     assert reply.status == status, reply.body
     assert message in reply.json()["message"]

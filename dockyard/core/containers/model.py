@@ -13,6 +13,7 @@ import attrs
 from dockyard.core.containers.options import RestartPolicy
 from dockyard.core.images.content import atomic_write
 from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
+from dockyard.core.units import human_duration
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 RECORD_NAME = "container.json"
@@ -204,33 +205,6 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
     if state.status == "dead":
         return "Dead"
     return "Created"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration``."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    if hours < 24 * 7 * 2:
-        return f"{int(hours / 24)} days"
-    if hours < 24 * 30 * 2:
-        return f"{int(hours / 24 / 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{int(hours / 24 / 30)} months"
-    return f"{int(hours / 24 / 365)} years"
 
 
 def summary(container: Container) -> dict[str, Any]:
