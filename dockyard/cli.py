@@ -1271,46 +1271,36 @@ def cmd_start(args: argparse.Namespace) -> int:
         return exc.status if isinstance(exc, RunError) else 1
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+def _post_to_each(
+    args: argparse.Namespace, action: str, query: dict[str, Any] | None = None
+) -> int:
+    """``POST /containers/<name>/<action>`` for every named container, reporting like docker."""
     client = make_client(args)
-    query = {"t": args.time, "signal": args.signal}
-    # 304 (already stopped) is a success, as for docker.
     return _each(
         args.containers,
-        lambda name: client.call_json("POST", _container_path(name, "/stop"), query),
+        lambda name: client.call_json("POST", _container_path(name, f"/{action}"), query),
     )
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    # 304 (already stopped) is a success, as for docker.
+    return _post_to_each(args, "stop", {"t": args.time, "signal": args.signal})
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    client = make_client(args)
-    query = {"t": args.time, "signal": args.signal}
-    return _each(
-        args.containers,
-        lambda name: client.call_json("POST", _container_path(name, "/restart"), query),
-    )
+    return _post_to_each(args, "restart", {"t": args.time, "signal": args.signal})
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    client = make_client(args)
-    query = {"signal": args.signal}
-    return _each(
-        args.containers,
-        lambda name: client.call_json("POST", _container_path(name, "/kill"), query),
-    )
+    return _post_to_each(args, "kill", {"signal": args.signal})
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    client = make_client(args)
-    return _each(
-        args.containers, lambda name: client.call_json("POST", _container_path(name, "/pause"))
-    )
+    return _post_to_each(args, "pause")
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
-    client = make_client(args)
-    return _each(
-        args.containers, lambda name: client.call_json("POST", _container_path(name, "/unpause"))
-    )
+    return _post_to_each(args, "unpause")
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
