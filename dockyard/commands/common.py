@@ -1,0 +1,145 @@
+"""What the command modules share: the daemon connection, the one-line user error, the Engine
+API paths, and the flag, prompt and per-name helpers several commands use."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from dockyard.core.hosts import parse_host
+
+DEFAULT_HOST = "unix:///run/dockyard.sock"
+HOST_ENV = "DOCKYARD_HOST"
+TOKEN_ENV = "DOCKYARD_TOKEN"
+
+
+class UsageError(Exception):
+    """A one-line error for the user; exit status 1."""
+
+
+def make_client(args: argparse.Namespace) -> Any:
+    from dockyard.client import EngineClient, TLSOptions
+
+    try:
+        host = parse_host(args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    tls = None
+    if args.tls or args.tlscacert or args.tlscert:
+        tls = TLSOptions(args.tlscacert or "", args.tlscert or "", args.tlskey or "")
+    return EngineClient(host, tls=tls, token=os.environ.get(TOKEN_ENV, ""))
+
+
+def image_path(name: str, suffix: str = "") -> str:
+    # References keep their "/" and ":" (the route takes a path); anything else is escaped.
+    return f"/images/{quote(name, safe='/:@')}{suffix}"
+
+
+def container_path(name: str, suffix: str = "") -> str:
+    return f"/containers/{quote(name, safe='')}{suffix}"
+
+
+def volume_path(name: str) -> str:
+    return f"/volumes/{quote(name, safe='')}"
+
+
+def table_or_json(value: str) -> str:
+    """The ``--format`` values we support; docker's Go templates are refused by name."""
+    if value not in ("table", "json"):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not supported: use 'table' or 'json' (Go templates are not supported)"
+        )
+    return value
+
+
+def parse_filters(pairs: Sequence[str] | None) -> dict[str, dict[str, bool]]:
+    """``--filter key=value`` flags in the map form the docker CLI sends."""
+    filters: dict[str, dict[str, bool]] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"bad format of filter {pair!r} (expected name=value)")
+        filters.setdefault(key.strip().lower(), {})[value] = True
+    return filters
+
+
+def parse_labels(values: Sequence[str] | None) -> dict[str, str]:
+    labels = {}
+    for value in values or ():
+        key, _, text = value.partition("=")
+        labels[key] = text
+    return labels
+
+
+def print_errors(errors: Sequence[str]) -> int:
+    """Per-name failures, after the successes, as docker reports them; the exit status."""
+    for message in errors:
+        print(f"Error response from daemon: {message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def for_each_name(names: Sequence[str], action: Callable[[str], object], echo: bool = True) -> int:
+    """Run ``action`` per name, printing the name on success (docker's stop/kill/rm/…) and
+    the daemon's errors after; exit 1 if any failed."""
+    from dockyard.client import APIError
+
+    errors = []
+    for name in names:
+        try:
+            action(name)
+        except APIError as exc:
+            errors.append(str(exc))
+            continue
+        if echo:
+            print(name, flush=True)
+    return print_errors(errors)
+
+
+def confirm(question: str) -> bool:
+    """docker's prompt: anything but "y" or "Y" (end of input too) is a no."""
+    print(f"{question}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    return sys.stdin.readline().strip() in ("y", "Y")
+
+
+#: (top-level command or None, group subcommand and its aliases, help, arguments, handler)
+CommandSpec = tuple[
+    str | None,
+    tuple[str, ...],
+    str,
+    Callable[[argparse.ArgumentParser], None],
+    Callable[[argparse.Namespace], int],
+]
+
+
+def add_command_group(
+    commands: Any,
+    group: str,
+    help_text: str,
+    specs: Sequence[CommandSpec],
+    no_help_flag: Collection[str] = (),
+) -> None:
+    """``group``'s commands under ``dockyard GROUP`` (docker's ``image ls``, ``container run``)
+    and, where a spec names one, top-level too (``images``, ``run``). Commands in
+    ``no_help_flag`` take ``-h`` as one of their own flags, not as help."""
+    parent = commands.add_parser(group, help=help_text)
+    subcommands = parent.add_subparsers(dest=f"{group}_command", metavar="COMMAND")
+    parent.set_defaults(func=lambda args: print_usage(parent))
+    for top_level, (name, *aliases), command_help, add_arguments, handler in specs:
+        add_help = name not in no_help_flag
+        parsers = [
+            subcommands.add_parser(name, aliases=aliases, help=command_help, add_help=add_help)
+        ]
+        if top_level is not None:
+            parsers.append(commands.add_parser(top_level, help=command_help, add_help=add_help))
+        for parser in parsers:
+            add_arguments(parser)
+            parser.set_defaults(func=handler)
+
+
+def print_usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2

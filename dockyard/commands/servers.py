@@ -1,0 +1,111 @@
+"""Commands that do not talk to a daemon: ``daemon`` and ``registry`` (with ``registry gc``)
+run servers in the foreground, ``config default`` prints the default configuration. Each
+imports the core inside its function, so the client commands never load it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dockyard.commands.common import print_usage
+
+
+def cmd_config_default(args: argparse.Namespace) -> int:
+    from dockyard.core.config import Config, render_table
+    from dockyard.core.drivers import DriverKind
+    from dockyard.core.plugins import PluginHost
+
+    config = Config()
+    print("# dockyard configuration; keys are hyphenated like the command-line flags.")
+    print(render_table(config, None))
+    print(render_table(config.daemon, "daemon"))
+    print(render_table(config.registry, "registry"), end="")
+    host = PluginHost(config, "cli").load()
+    for kind in DriverKind:
+        for info in sorted(host.driver_infos(kind), key=lambda i: i.name):
+            print()
+            print(f"# {kind.label} {info.name}: {info.description}".rstrip(": "))
+            print(
+                render_table(host.driver_config(kind, info.name), f"{kind.value}.{info.name}"),
+                end="",
+            )
+    return 0
+
+
+# Each DaemonConfig key has a flag of the same name (a test checks that none is missing).
+DAEMON_FLAGS = (
+    "data-root",
+    "storage-driver",
+    "runtime",
+    "log-level",
+    "log-format",
+    "tls-cert",
+    "tls-key",
+    "tls-ca",
+    "token-file",
+)
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    import attrs
+
+    from dockyard.core.config import DaemonConfig, decode, load_config
+    from dockyard.core.daemon import run_daemon
+    from dockyard.core.plugins import PluginHost
+
+    config = load_config(args.config)
+    table = {
+        field.name.replace("_", "-"): getattr(config.daemon, field.name)
+        for field in attrs.fields(DaemonConfig)
+    }
+    overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in DAEMON_FLAGS}
+    table.update({key: value for key, value in overrides.items() if value is not None})
+    if args.hosts:
+        table["hosts"] = args.hosts
+    daemon = decode(DaemonConfig, table, "daemon", f"{config.source} or its command-line flag")
+    config = attrs.evolve(config, daemon=daemon)
+    run_daemon(config, PluginHost(config, "daemon").load())
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from dockyard.core.registry.command import run_registry_command
+
+    run_registry_command(args.config, listen=args.listen, root=args.root)
+    return 0
+
+
+def cmd_registry_gc(args: argparse.Namespace) -> int:
+    from dockyard.core.registry.command import run_gc_command
+
+    return run_gc_command(args.config, root=args.root, dry_run=args.dry_run)
+
+
+def add_parsers(commands: Any) -> None:
+    config = commands.add_parser("config", help="configuration helpers")
+    config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
+    default = config_commands.add_parser("default", help="print the full default config")
+    default.set_defaults(func=cmd_config_default)
+    config.set_defaults(func=lambda args: print_usage(config))
+
+    daemon = commands.add_parser("daemon", help="run the daemon in the foreground")
+    daemon.add_argument("--config", help="config file (default /etc/dockyard/config.toml)")
+    daemon.add_argument(
+        "-H", "--host", dest="hosts", action="append", help="unix:///PATH or tcp://ADDR:PORT"
+    )
+    for flag in DAEMON_FLAGS:
+        daemon.add_argument(f"--{flag}", help=f"overrides [daemon] {flag}")
+    daemon.set_defaults(func=cmd_daemon)
+
+    registry = commands.add_parser("registry", help="run the OCI registry in the foreground")
+    registry.add_argument("--config", help="config file (default /etc/dockyard/config.toml)")
+    registry.add_argument("--listen", help="HOST:PORT to serve on (overrides [registry] listen)")
+    registry.add_argument("--root", help="serve from the filesystem backend at this directory")
+    registry.set_defaults(func=cmd_registry, dry_run=False)
+    registry_commands = registry.add_subparsers(dest="registry_command", metavar="COMMAND")
+    gc = registry_commands.add_parser("gc", help="delete unreferenced blobs and manifests")
+    # SUPPRESS keeps `dockyard registry --root X gc` working: unset here, the parent's value stays.
+    gc.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    gc.add_argument("--root", default=argparse.SUPPRESS, help="filesystem backend directory")
+    gc.add_argument("--dry-run", action="store_true", help="report what would go; delete nothing")
+    gc.set_defaults(func=cmd_registry_gc)
