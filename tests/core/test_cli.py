@@ -125,3 +125,25 @@ def test_client_commands_import_no_server_stack(daemon):
             and m not in ("dockyard.core.hosts", "dockyard.core.units")
             for m in loaded
         )
+
+
+def test_only_the_needed_sub_parsers_are_built_yet_every_command_parses():
+    from dockyard.cli import build_parser, command_word
+
+    assert command_word(["-H", "unix:///x.sock", "--tls", "run", "busybox"]) == "run"
+    assert command_word(["--host", "ps", "images"]) == "images"  # "ps" is the host's value
+    assert command_word(["--tlscacert", "ca.pem", "-h", "run"]) is None
+    assert command_word([]) is None
+    full = build_parser()
+    subparsers = next(a for a in full._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in subparsers.choices:
+        partial = build_parser(name)
+        partial_choices = next(
+            a for a in partial._actions if a.__class__.__name__ == "_SubParsersAction"
+        ).choices
+        assert name in partial_choices
+        assert partial_choices[name].format_help() == subparsers.choices[name].format_help()
+    version_only = next(
+        a for a in build_parser("version")._actions if a.__class__.__name__ == "_SubParsersAction"
+    )
+    assert "run" not in version_only.choices  # the container module was not asked
