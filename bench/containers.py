@@ -3,7 +3,9 @@
 Run as root: ``python bench/containers.py [--runs 20] [--concurrent 50]``. One run measures, for
 each engine:
 
-* ``docker run --rm busybox true`` end to end through the real docker CLI (median of N);
+* ``docker run --rm busybox true`` end to end through the real docker CLI (median of N), and
+  ``dockyard run --rm busybox true`` through our own CLI (the ``run_rm_own_cli`` ratio compares
+  it with docker's CLI on dockerd);
 * create + start + wait + remove through docker-py's low-level API (median of N);
 * N containers started concurrently (``sleep 300``, 8 client threads): wall time;
 * memory (PSS from /proc/PID/smaps_rollup, so shared pages are split fairly): the engine's
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -92,6 +95,7 @@ def measure(
     per_container: Callable[[], list[int]],
     runs: int,
     concurrent: int,
+    own_cli: list[str] | None = None,
 ) -> dict[str, float]:
     env = docker_env(host)
     archive = image_archive([busybox_rootfs()], ["busybox:latest"])
@@ -113,6 +117,14 @@ def measure(
             capture_output=True,
         )
         cli.append(time.perf_counter() - started)
+
+    # The engine's own client, where it has one (dockyard's; dockerd's is the docker CLI).
+    own = []
+    for _ in range(runs if own_cli else 0):
+        started = time.perf_counter()
+        run_rm = [*own_cli, "run", "--rm", "--network", "none", "busybox", "true"]
+        subprocess.run(run_rm, env=env, check=True, capture_output=True)
+        own.append(time.perf_counter() - started)
 
     client = docker.APIClient(base_url=host, version="1.41", timeout=120)
     api = []
@@ -150,6 +162,7 @@ def measure(
     client.close()
     return {
         "run_rm_cli": statistics.median(cli),
+        "run_rm_own_cli": statistics.median(own) if own else statistics.median(cli),
         "api_cycle": statistics.median(api),
         "concurrent": concurrent_seconds,
         "idle_mib": idle / 1024,
@@ -161,8 +174,10 @@ def measure(
 
 def report(name: str, result: dict[str, float], concurrent: int) -> None:
     run_ms, cycle_ms = result["run_rm_cli"] * 1000, result["api_cycle"] * 1000
+    own_ms = result["run_rm_own_cli"] * 1000
     per_mib = result["per_container_kib"] / 1024
-    print(f"{name:9} run --rm {run_ms:7.1f} ms   create..remove {cycle_ms:7.1f} ms")
+    print(f"{name:9} run --rm {run_ms:7.1f} ms (docker CLI), {own_ms:7.1f} ms (its own CLI)")
+    print(f"{'':9} create..remove {cycle_ms:7.1f} ms")
     print(f"{'':9} {concurrent} concurrent starts {result['concurrent']:6.2f} s")
     print(
         f"{'':9} engine idle {result['idle_mib']:6.1f} MiB, {result['busy_mib']:6.1f} MiB running"
@@ -192,6 +207,7 @@ def main() -> None:
                 lambda: [p for p in processes_named(zygote) if parent_of(p) != process.pid],
                 args.runs,
                 args.concurrent,
+                own_cli=[shutil.which("dockyard") or "dockyard", "-H", host],
             )
         finally:
             process.send_signal(signal.SIGTERM)
@@ -210,6 +226,7 @@ def main() -> None:
     print("\nratios (dockyard / dockerd; below 1 is better for dockyard):")
     for key in (
         "run_rm_cli",
+        "run_rm_own_cli",
         "api_cycle",
         "concurrent",
         "idle_mib",

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import http.client
 import json
 import socket
-import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple, TextIO
 from urllib.parse import urlencode
 
+from dockyard import http11
 from dockyard.core.hosts import Host
 
 API_VERSION = "1.41"
@@ -55,17 +54,27 @@ class TLSOptions(NamedTuple):
     key: str = ""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None, blocksize: int) -> None:
-        super().__init__("localhost", timeout=timeout, blocksize=blocksize)
-        self._path = path
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a broken exchange can raise: socket errors (our HTTP client's included) and, once
+    a TLS connection has loaded it, ``http.client``'s."""
+    import sys
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+    loaded = sys.modules.get("http.client")
+    return (OSError,) if loaded is None else (OSError, loaded.HTTPException)
+
+
+def _is_tls_socket(sock: socket.socket) -> bool:
+    import sys
+
+    loaded = sys.modules.get("ssl")
+    return loaded is not None and isinstance(sock, loaded.SSLSocket)
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    import sys
+
+    loaded = sys.modules.get("ssl")
+    return loaded is not None and isinstance(exc, loaded.SSLError)
 
 
 class EngineClient:
@@ -81,13 +90,20 @@ class EngineClient:
         self.token = token
         self.timeout = timeout
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float | None) -> Any:
+        """A connection with ``http.client``'s interface: ours for plain HTTP (cheap to
+        import), ``http.client``'s for TLS."""
         if self.host.scheme == "unix":
-            return _UnixConnection(self.host.path, timeout, CHUNK)
+            return http11.Connection(socket.AF_UNIX, self.host.path, "localhost", timeout)
         if self.tls is None:
-            return http.client.HTTPConnection(
-                self.host.address, self.host.port, timeout=timeout, blocksize=CHUNK
+            family = socket.AF_INET6 if ":" in self.host.address else socket.AF_INET
+            host_header = f"{self.host.address}:{self.host.port}"
+            return http11.Connection(
+                family, (self.host.address, self.host.port), host_header, timeout
             )
+        import http.client
+        import ssl
+
         context = ssl.create_default_context(cafile=self.tls.ca or None)
         if self.tls.cert:
             context.load_cert_chain(self.tls.cert, self.tls.key or None)
@@ -106,7 +122,7 @@ class EngineClient:
         data: BinaryIO | None = None,
         content_type: str = "application/x-tar",
         streaming: bool = False,
-    ) -> http.client.HTTPResponse:
+    ) -> Any:
         """Send one request; returns the open response (status < 400) for the caller to read.
 
         ``body`` is sent as JSON. ``data`` is a binary file sent as the body with chunked
@@ -130,9 +146,9 @@ class EngineClient:
         connection = self._connection(None if unbounded else self.timeout)
         try:
             connection.connect()
-        except ssl.SSLError:
-            raise
-        except OSError:
+        except OSError as exc:
+            if _is_tls_error(exc):
+                raise
             raise DaemonUnreachable(self.host) from None
         try:
             connection.request(
@@ -145,13 +161,13 @@ class EngineClient:
                 raise ConnectionLost(self.host, "the request was cut off") from None
         except OSError as exc:
             # With a body to stream, the error may be the source's own (reading stdin): keep it.
-            if data is not None or isinstance(exc, ssl.SSLError):
+            if data is not None or _is_tls_error(exc):
                 raise
             raise ConnectionLost(self.host, f"sending the request failed ({exc})") from None
         try:
             response = connection.getresponse()
-        except (http.client.HTTPException, OSError) as exc:
-            if isinstance(exc, ssl.SSLError):
+        except transport_errors() as exc:
+            if _is_tls_error(exc):
                 raise
             raise ConnectionLost(self.host, f"no response ({exc or type(exc).__name__})") from None
         if response.status >= 400:
@@ -200,20 +216,19 @@ class EngineClient:
         connection = self._connection(self.timeout)
         try:
             connection.connect()
-        except ssl.SSLError:
-            raise
-        except OSError:
+        except OSError as exc:
+            if _is_tls_error(exc):
+                raise
             raise DaemonUnreachable(self.host) from None
         sock = connection.sock
         try:
             sock.sendall(head.encode("latin-1") + b"\r\n" + payload)
-            # http.client parses the head; the bytes after it stay in the same buffered
-            # reader, which the stream then reads from (none are lost, unlike docker-py #3332).
-            response = http.client.HTTPResponse(sock, method="POST")
-            response.begin()
-        except (http.client.HTTPException, OSError) as exc:
+            # The head is parsed from a buffered reader; the bytes after it stay in that reader,
+            # which the stream then reads from (none are lost, unlike docker-py #3332).
+            response = http11.Response(sock.makefile("rb"), "POST")
+        except OSError as exc:
             sock.close()
-            if isinstance(exc, ssl.SSLError):
+            if _is_tls_error(exc):
                 raise
             raise ConnectionLost(self.host, f"no answer to the upgrade ({exc})") from None
         if response.status != 101:
@@ -239,7 +254,7 @@ class EngineClient:
     def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
         return self.call_json("GET", path, query)
 
-    def copy_response(self, response: http.client.HTTPResponse, out: BinaryIO) -> int:
+    def copy_response(self, response: Any, out: BinaryIO) -> int:
         """Copy a streamed response body into ``out``, a chunk at a time; returns the size.
 
         A body that ends early (the daemon failed after it started sending) raises
@@ -249,7 +264,7 @@ class EngineClient:
         while True:
             try:
                 block = response.read1(CHUNK)  # what has arrived: nothing held back on a cut
-            except (http.client.HTTPException, ConnectionError) as exc:
+            except transport_errors() as exc:
                 detail = f"the response ended after {total} bytes ({type(exc).__name__})"
                 raise ConnectionLost(self.host, detail) from None
             if not block:
@@ -266,7 +281,7 @@ class HijackedStream:
     writes go straight to the socket. Safe to use from two threads: one reading, one writing.
     """
 
-    def __init__(self, sock: socket.socket, response: http.client.HTTPResponse) -> None:
+    def __init__(self, sock: socket.socket, response: http11.Response) -> None:
         self.sock = sock
         # The response must stay referenced: when collected, it closes its reader with it.
         self._response = response
@@ -299,7 +314,7 @@ class HijackedStream:
 
         TLS has no half-close that leaves the read side usable, so there stdin just stops.
         """
-        if isinstance(self.sock, ssl.SSLSocket):
+        if _is_tls_socket(self.sock):
             return
         with self._lock, contextlib.suppress(OSError):
             if not self._closed:
@@ -368,7 +383,7 @@ def _chunks(data: BinaryIO) -> Iterator[bytes]:
         yield block
 
 
-def iter_json_messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+def iter_json_messages(response: Any) -> Iterator[dict[str, Any]]:
     """Decode a JSON-message stream: concatenated objects, yielded as they arrive."""
     decoder = json.JSONDecoder()
     # Incremental, so a multi-byte character split between two reads decodes whole.
@@ -391,7 +406,7 @@ def iter_json_messages(response: http.client.HTTPResponse) -> Iterator[dict[str,
         raise StreamError(200, f"malformed JSON message in the daemon's stream: {buffer[:80]!r}")
 
 
-def display_json_messages(response: http.client.HTTPResponse, out: TextIO) -> list[dict[str, Any]]:
+def display_json_messages(response: Any, out: TextIO) -> list[dict[str, Any]]:
     """Print a JSON-message stream the way the docker CLI does without a terminal.
 
     ``stream`` text is printed verbatim (it carries its own newlines), ``status`` gets one;

@@ -301,11 +301,11 @@ def _attached_run(
 
 
 def _wait_status(response: Any) -> int:
-    import http.client
+    from dockyard.client import transport_errors
 
     try:
         raw = response.read()
-    except (http.client.HTTPException, OSError) as exc:
+    except transport_errors() as exc:
         raise RunError(f"Error waiting for container: {exc or type(exc).__name__}") from None
     try:
         result = json.loads(raw)
