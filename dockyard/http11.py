@@ -173,6 +173,8 @@ class Connection:
             fields["Content-Length"] = str(len(body))
         elif body is None and method in ("POST", "PUT"):
             fields["Content-Length"] = "0"
+        elif encode_chunked:
+            fields.setdefault("Transfer-Encoding", "chunked")
         head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
         self.sock.sendall(head.encode("latin-1") + b"\r\n")
         if isinstance(body, bytes | bytearray):
