@@ -341,3 +341,12 @@ def test_reconcile_repairs_every_crash_point(store):
     with pytest.raises(NotFound):
         again.resolve("ghost:1")
     assert again.reconcile() == {"ingest": 0, "layers": 0, "images": 0, "references": 0, "blobs": 0}
+
+
+def test_saving_twice_gives_the_same_bytes(store):
+    archive.import_rootfs(store, io.BytesIO(busybox_rootfs()), parse_reference("same:1"), [], "")
+    first, second = io.BytesIO(), io.BytesIO()
+    archive.save_images(store, archive.select_for_save(store, ["same:1"]), first)
+    __import__("time").sleep(1.1)
+    archive.save_images(store, archive.select_for_save(store, ["same:1"]), second)
+    assert first.getvalue() == second.getvalue()

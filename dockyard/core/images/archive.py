@@ -14,7 +14,6 @@ import os
 import platform
 import shlex
 import tarfile
-import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -231,7 +230,8 @@ def _add_dir(archive: tarfile.TarFile, name: str, mtime: float) -> None:
 
 def save_images(store: ImageStore, items: list[SaveItem], out: BinaryIO) -> None:
     """Write the archive of ``items`` to ``out`` as a stream (no seeking)."""
-    now = time.time()
+    # A fixed time in every entry: saving the same images twice gives the same bytes.
+    now = 0.0
     written: set[str] = set()
     manifest_json = []
     index_manifests = []
