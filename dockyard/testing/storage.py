@@ -19,8 +19,6 @@ The helpers (:class:`LayerTar` to write layers, :func:`mounted` to mount a snaps
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import hashlib
 import io
 import os
@@ -37,6 +35,7 @@ import pytest
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, StorageDriver, Usage
 from dockyard.core.layertar import OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX
+from dockyard.core.mounts import mount_all, unmount_all
 
 DriverFactory = Callable[[Path], StorageDriver]
 
@@ -136,42 +135,6 @@ class LayerTar:
 # --------------------------------------------------------------------------------------------
 # Mounting
 # --------------------------------------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_MS_RDONLY, _MS_BIND, _MS_REC = 1, 4096, 16384
-_MNT_DETACH = 2
-
-
-def mount_all(mounts: Sequence[Mount], target: str) -> None:
-    """Perform ``mounts`` at ``target`` in order, as a runtime would (mount(2) semantics)."""
-    for mount in mounts:
-        flags = 0
-        data = []
-        for opt in mount.options:
-            if opt in ("bind", "rbind"):
-                flags |= _MS_BIND | (_MS_REC if opt == "rbind" else 0)
-            elif opt == "ro":
-                flags |= _MS_RDONLY
-            elif opt != "rw":
-                data.append(opt)
-        fstype = None if mount.type == "bind" else mount.type.encode()
-        if mount.type == "bind":
-            flags |= _MS_BIND
-        result = _libc.mount(
-            mount.source.encode(), target.encode(), fstype, flags, ",".join(data).encode()
-        )
-        if result != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"mount {mount} at {target}: {os.strerror(code)}")
-
-
-def unmount_all(target: str) -> None:
-    """Unmount everything stacked at ``target``."""
-    while _libc.umount2(target.encode(), _MNT_DETACH) == 0:
-        pass
-    code = ctypes.get_errno()
-    if code not in (errno.EINVAL, errno.ENOENT):
-        raise OSError(code, f"umount {target}: {os.strerror(code)}")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ import ctypes
 import errno
 import os
 import stat
+from collections.abc import Sequence
+from typing import Any
 
 from dockyard.core.capabilities import ALL_CAPABILITIES
 
@@ -167,6 +169,18 @@ def parse_mount_options(options: tuple[str, ...] | list[str]) -> tuple[int, str]
         else:
             flags &= ~known[0]
     return flags, ",".join(data)
+
+
+def mount_layers(entries: Sequence[Any], target: str) -> None:
+    """Perform a storage driver's mounts (``Mount`` records) at ``target``, in order."""
+    for entry in entries:
+        flags, data = parse_mount_options(entry.options)
+        if entry.type == "bind":
+            mount(entry.source, target, None, flags | MS_BIND)
+            if flags & MS_RDONLY:
+                remount_read_only(target)
+        else:
+            mount(entry.source, target, entry.type, flags, data or None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -322,14 +322,7 @@ def _has_cgroup_namespaces() -> bool:
 def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
     if not spec.rootfs:
         raise process.ProcessFailure("the container has no root filesystem mounts")
-    for entry in spec.rootfs:
-        flags, data = _linux.parse_mount_options(entry.options)
-        if entry.type == "bind":
-            _linux.mount(entry.source, rootfs, None, flags | _linux.MS_BIND)
-            if flags & _linux.MS_RDONLY:
-                _linux.remount_read_only(rootfs)
-        else:
-            _linux.mount(entry.source, rootfs, entry.type, flags, data or None)
+    _linux.mount_layers(spec.rootfs, rootfs)
 
 
 def _create_mount_points(spec: ContainerSpec, rootfs: str) -> None:
