@@ -54,6 +54,14 @@ class TLSOptions(NamedTuple):
     key: str = ""
 
 
+def _error_message(body: bytes, reason: str) -> str:
+    """The daemon's ``{"message": ...}``, else its text, else the status's reason."""
+    try:
+        return str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip() or reason
+
+
 def transport_errors() -> tuple[type[BaseException], ...]:
     """What a broken exchange can raise: socket errors (our HTTP client's included) and, once
     a TLS connection has loaded it, ``http.client``'s."""
@@ -111,6 +119,17 @@ class EngineClient:
             self.host.address, self.host.port, timeout=timeout, context=context, blocksize=CHUNK
         )
 
+    def _connected(self, timeout: float | None) -> Any:
+        """A connected connection; an unreachable daemon is :class:`DaemonUnreachable`."""
+        connection = self._connection(timeout)
+        try:
+            connection.connect()
+        except OSError as exc:
+            if _is_tls_error(exc):
+                raise
+            raise DaemonUnreachable(self.host) from None
+        return connection
+
     def request(
         self,
         method: str,
@@ -143,13 +162,7 @@ class EngineClient:
             headers["Transfer-Encoding"] = "chunked"
         # A streamed upload and the work behind it scale with the data: no timeout, like docker.
         unbounded = data is not None or streaming
-        connection = self._connection(None if unbounded else self.timeout)
-        try:
-            connection.connect()
-        except OSError as exc:
-            if _is_tls_error(exc):
-                raise
-            raise DaemonUnreachable(self.host) from None
+        connection = self._connected(None if unbounded else self.timeout)
         try:
             connection.request(
                 method, url, body=payload, headers=headers, encode_chunked=data is not None
@@ -171,12 +184,7 @@ class EngineClient:
                 raise
             raise ConnectionLost(self.host, f"no response ({exc or type(exc).__name__})") from None
         if response.status >= 400:
-            raw = response.read()
-            try:
-                message = json.loads(raw)["message"]
-            except (ValueError, KeyError, TypeError):
-                message = raw.decode(errors="replace").strip() or response.reason
-            raise APIError(response.status, message)
+            raise APIError(response.status, _error_message(response.read(), response.reason))
         return response
 
     def _url(self, path: str, query: dict[str, Any] | None, versioned: bool = True) -> str:
@@ -213,13 +221,7 @@ class EngineClient:
         head = f"POST {self._url(path, query)} HTTP/1.1\r\nHost: {host}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         # The stream may stay quiet as long as the container does: no timeout once connected.
-        connection = self._connection(self.timeout)
-        try:
-            connection.connect()
-        except OSError as exc:
-            if _is_tls_error(exc):
-                raise
-            raise DaemonUnreachable(self.host) from None
+        connection = self._connected(self.timeout)
         sock = connection.sock
         try:
             sock.sendall(head.encode("latin-1") + b"\r\n" + payload)
@@ -232,12 +234,8 @@ class EngineClient:
                 raise
             raise ConnectionLost(self.host, f"no answer to the upgrade ({exc})") from None
         if response.status != 101:
-            raw = response.read()
+            message = _error_message(response.read(), response.reason)
             sock.close()
-            try:
-                message = json.loads(raw)["message"]
-            except (ValueError, KeyError, TypeError):
-                message = raw.decode(errors="replace").strip() or response.reason
             if response.status >= 400:
                 raise APIError(response.status, message)
             raise APIError(response.status, f"unable to upgrade to tcp, received {response.status}")
