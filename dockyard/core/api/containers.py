@@ -620,7 +620,7 @@ async def exec_start(request: Request) -> Response:
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     assert manager.runtime is not None
     if body.get("Detach"):
-        output = await start_exec(instance, container, manager.runtime, None)
+        await start_exec(instance, container, manager.runtime, None)
         return Response(status_code=200)
     read_stdin = hijack.read_stdin if hijack is not None and instance.attach_stdin else None
     output = await start_exec(instance, container, manager.runtime, read_stdin)

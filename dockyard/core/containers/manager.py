@@ -135,6 +135,12 @@ class Zygote:
             self._process = None
 
 
+class NotModified(DockyardError):
+    """Already in the requested state: the Engine API answers 304."""
+
+    status_code = 304
+
+
 class StartFailed(DockyardError):
     """The runtime could not start the process; ``exit_code`` is docker's 125/126/127."""
 
@@ -245,8 +251,7 @@ class ContainerManager:
 
     def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
         """``POST /containers/create``. Blocking: call from a worker thread."""
-        runtime, driver = self._require_runtime()
-        del runtime
+        _runtime, driver = self._require_runtime()
         if not isinstance(body, dict):
             raise InvalidParameter("the request body must be a JSON object")
         image_name = body.get("Image") or ""
@@ -520,7 +525,7 @@ class ContainerManager:
         container = self.get(name)
         async with self.live(container).lock:
             if container.state.status in ("running", "paused"):
-                raise _NotModified()
+                raise NotModified()
             await self._start_locked(container)
 
     async def _start_locked(self, container: Container) -> None:
@@ -758,7 +763,7 @@ class ContainerManager:
             self._save(container)
             return
         if container.state.status not in ("running", "paused"):
-            raise _NotModified()
+            raise NotModified()
         container.state.stopped_by_user = True
         self._save(container)
         stop_signal = options.parse_signal(
@@ -780,7 +785,7 @@ class ContainerManager:
 
     async def restart(self, name: str, timeout: int | None) -> None:
         container = self.get(name)
-        with contextlib.suppress(_NotModified):
+        with contextlib.suppress(NotModified):
             await self.stop(container.id, timeout)
         await self.start(container.id)
         container.state.stopped_by_user = False
@@ -961,12 +966,3 @@ def _is_supervisor(pid: int, directory: Path) -> bool:
         return os.readlink(f"/proc/{pid}/cwd") == str(directory.resolve())
     except OSError:
         return False
-
-
-class _NotModified(DockyardError):
-    """Already in the requested state: the Engine API answers 304."""
-
-    status_code = 304
-
-
-NotModified = _NotModified
