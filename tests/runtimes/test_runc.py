@@ -217,7 +217,12 @@ def container_cgroups(container: str) -> list[str]:
     )
 
 
-def exec_in(api: Api, container: str, cmd: list[str]) -> tuple[int, bytes]:
+def exec_in(api: Api, container: str, cmd: list[str]) -> tuple[int, bytes, bytes]:
+    """Run an exec to its end: its exit code, its stdout and its stderr.
+
+    The two streams come through separate pipes, so only the order within
+    each is defined.
+    """
     created = api.call(
         "POST",
         f"/containers/{container}/exec",
@@ -226,7 +231,10 @@ def exec_in(api: Api, container: str, cmd: list[str]) -> tuple[int, bytes]:
     exec_id = created.json()["Id"]
     output = api.call("POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": False}).body
     code = api.call("GET", f"/exec/{exec_id}/json").json()["ExitCode"]
-    return code, b"".join(payload for _stream, payload in frames(output))
+    received = frames(output)
+    stdout = b"".join(payload for stream, payload in received if stream == 1)
+    stderr = b"".join(payload for stream, payload in received if stream == 2)
+    return code, stdout, stderr
 
 
 @needs_runc
@@ -265,12 +273,14 @@ def test_exec_exit_codes_signals_and_failures(api):
     api.start(container)
     assert exec_in(api, container, ["sh", "-c", "echo out; echo err >&2; exit 7"]) == (
         7,
-        b"out\nerr\n",
+        b"out\n",
+        b"err\n",
     )
     # runc exits 128 + the signal's number for a killed process, as docker reports it.
     assert exec_in(api, container, ["sh", "-c", "kill -9 $$"])[0] == 137
-    code, output = exec_in(api, container, ["nosuchcommand"])
-    assert code == 127 and b"executable file not found in $PATH" in output
+    # As moby does, a failed exec start is reported on the exec's stdout stream.
+    code, stdout, _stderr = exec_in(api, container, ["nosuchcommand"])
+    assert code == 127 and b"executable file not found in $PATH" in stdout
     assert exec_in(api, container, ["/etc"])[0] == 126
     # Each exec's process.json, pid file and log are gone once it started or failed.
     state_dir = api.daemon.data_root / "containers" / container
