@@ -22,6 +22,7 @@ This module is the table of contents: the global options, :func:`build_parser` a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -161,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         return print_usage(parser)
     prog = f"dockyard {args.command}"
+    # ^C ends a command (status 130) even when we were started with SIGINT ignored, as the
+    # background job of a script is: docker's CLI takes the signal back the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return func(args)
     except UsageError as exc:

@@ -590,8 +590,16 @@ def test_top_and_stats_of_a_running_container(cli, container_names):
     assert stopped.returncode == 1
 
 
-def test_stats_streams_until_interrupted(cli, sleeper):
-    process = cli.popen("stats", sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+# Ignored is how a script's background job starts: ^C must end the command all the same.
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_stats_streams_until_interrupted(cli, sleeper, inherited):
+    process = cli.popen(
+        "stats",
+        sleeper,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
+    )
     try:
         assert process.stdout is not None
         headers = 0
