@@ -197,8 +197,8 @@ class ContainerSpec:
     mounts: tuple[BindMount, ...] = ()
     resources: Resources = Resources()
     privileged: bool = False
-    #: Files the core wrote on the host, bind-mounted at these container paths
-    #: (``/etc/hosts``, ``/etc/resolv.conf``, ``/etc/hostname``).
+    #: ``(host file, container path)`` pairs: files the core wrote on the host, bind-mounted
+    #: at these container paths (``/etc/hosts``, ``/etc/resolv.conf``, ``/etc/hostname``).
     etc_files: tuple[tuple[str, str], ...] = ()
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS

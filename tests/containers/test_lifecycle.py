@@ -69,6 +69,20 @@ def test_run_echo_in_its_own_namespaces(api):
     assert lines[3:] == ["lo"]  # network "none": loopback only
 
 
+def test_etc_files_are_the_containers_own(api):
+    # The daemon's files for this container, never the host's, at the usual paths.
+    container = api.create(["sh", "-c", "cat /etc/hostname; grep 127.0.1.1 /etc/hosts"])
+    api.start(container)
+    assert api.wait(container)["StatusCode"] == 0, api.logs(container, "stderr")
+    inspected = api.inspect(container)
+    hostname = inspected["Config"]["Hostname"]
+    assert api.logs(container).decode() == f"{hostname}\n127.0.1.1\t{hostname}\n"
+    state_dir = api.daemon.data_root / "containers" / container
+    assert inspected["HostsPath"] == str(state_dir / "hosts")
+    assert inspected["HostnamePath"] == str(state_dir / "hostname")
+    assert inspected["ResolvConfPath"] == str(state_dir / "resolv.conf")
+
+
 def test_exit_codes_and_stderr(api):
     assert api.run(["sh", "-c", "echo oops >&2; exit 42"])[:3:2] == (42, b"oops\n")
     # A signal's death is 128 + its number (pid 1 ignores its own signals, so a child dies).

@@ -456,11 +456,9 @@ class ContainerManager:
             resolv.write_text(Path("/etc/resolv.conf").read_text())
         except OSError:
             resolv.write_text("")
-        files = [("/etc/hostname", str(directory / "hostname")), ("/etc/resolv.conf", str(resolv))]
-        if network_mode != "host":
-            files.append(("/etc/hosts", str(hosts)))
-        else:
-            files.append(("/etc/hosts", "/etc/hosts"))
+        # (host file, container path), as ContainerSpec.etc_files holds them.
+        files = [(str(directory / "hostname"), "/etc/hostname"), (str(resolv), "/etc/resolv.conf")]
+        files.append((str(hosts) if network_mode != "host" else "/etc/hosts", "/etc/hosts"))
         return tuple(files)
 
     @staticmethod

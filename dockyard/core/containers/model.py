@@ -145,6 +145,7 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
     """``GET /containers/{id}/json``: every object the docker CLI dereferences is present."""
     state = container.state
     entrypoint_and_cmd = list(container.spec.process.args)
+    etc_files = {destination: host_file for host_file, destination in container.spec.etc_files}
     return {
         "Id": container.id,
         "Created": container.created,
@@ -164,9 +165,9 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
             "FinishedAt": state.finished_at,
         },
         "Image": container.image_id,
-        "ResolvConfPath": dict(container.spec.etc_files).get("/etc/resolv.conf", ""),
-        "HostnamePath": dict(container.spec.etc_files).get("/etc/hostname", ""),
-        "HostsPath": dict(container.spec.etc_files).get("/etc/hosts", ""),
+        "ResolvConfPath": etc_files.get("/etc/resolv.conf", ""),
+        "HostnamePath": etc_files.get("/etc/hostname", ""),
+        "HostsPath": etc_files.get("/etc/hosts", ""),
         "LogPath": str(Path(container.spec.state_dir) / "container.log"),
         "Name": f"/{container.name}",
         "RestartCount": container.restart_count,
