@@ -16,6 +16,10 @@ from dockyard.testing.storage import LayerTar
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
+#: Directories whose mode is not the usual 0755.
+SPECIAL_DIRECTORY_MODES = {"tmp": 0o1777}
+
+
 def layer_tar(files: dict[str, bytes | str | None], compress: bool = False) -> bytes:
     """A layer tar: ``bytes`` are files, ``"->target"`` strings symlinks, ``None`` directories.
 
@@ -24,7 +28,7 @@ def layer_tar(files: dict[str, bytes | str | None], compress: bool = False) -> b
     layer = LayerTar()
     for name, content in files.items():
         if content is None:
-            layer.dir(name)
+            layer.dir(name, mode=SPECIAL_DIRECTORY_MODES.get(name, 0o755))
         elif isinstance(content, str):
             layer.symlink(name, content.removeprefix("->"))
         else:
@@ -49,6 +53,7 @@ def busybox_rootfs(
         files[f"bin/{applet}"] = "->busybox"
     files["etc"] = None
     files["etc/passwd"] = b"root:x:0:0:root:/root:/bin/sh\n"
+    files["tmp"] = None  # sticky and world-writable, as in every image
     files.update(extra or {})
     return layer_tar(files, compress)
 

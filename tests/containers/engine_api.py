@@ -60,6 +60,19 @@ class Api:
         code = self.wait(container)["StatusCode"]
         return code, self.logs(container, "stdout"), self.logs(container, "stderr")
 
+    def exec(self, container: str, cmd: list[str], **config: Any) -> tuple[int, bytes, bytes]:
+        """Run an exec to its end: (exit code, stdout, stderr)."""
+        body = {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True, **config}
+        created = self.call("POST", f"/containers/{container}/exec", body)
+        assert created.status == 201, created.body
+        exec_id = created.json()["Id"]
+        output = self.call("POST", f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+        received = frames(output.body)
+        code = self.call("GET", f"/exec/{exec_id}/json").json()["ExitCode"]
+        stdout = b"".join(payload for stream, payload in received if stream == 1)
+        stderr = b"".join(payload for stream, payload in received if stream == 2)
+        return code, stdout, stderr
+
     def logs(self, container: str, stream: str = "stdout") -> bytes:
         reply = self.call("GET", f"/containers/{container}/logs?{stream}=1")
         return b"".join(payload for _kind, payload in frames(reply.body))

@@ -199,6 +199,27 @@ def test_env_workdir_entrypoint_and_user_merge_like_docker(api):
     assert out == b"root\n"
 
 
+def test_exec_user_is_looked_up_in_the_running_container(api, tmp_path):
+    container = api.create(["sleep", "30"])
+    api.start(container)
+    # A user the container added itself, after it started.
+    script = "echo 'late:x:4321:4322::/:/bin/sh' >> /etc/passwd"
+    assert api.exec(container, ["sh", "-c", script])[0] == 0
+    assert api.exec(container, ["id"], User="late") == (0, b"uid=4321(late) gid=4322\n", b"")
+    # The lookup leaves the container's filesystem whole: writes that copy a directory up
+    # from the image still work afterwards.
+    assert api.exec(container, ["mkdir", "/tmp/after-exec"]) == (0, b"", b"")
+    # An image's /etc/passwd pointing outside its root is resolved inside it, never to a
+    # host file.
+    host_passwd = tmp_path / "passwd"
+    host_passwd.write_text("hostonly:x:4242:4242::/:/bin/sh\n")
+    escape = "../" * 12 + str(host_passwd).lstrip("/")
+    assert api.exec(container, ["busybox", "ln", "-sf", escape, "/etc/passwd"])[0] == 0
+    refused = api.call("POST", f"/containers/{container}/exec", {"Cmd": ["id"], "User": "hostonly"})
+    assert "unable to find user hostonly" in refused.json()["message"], refused.body
+    api.call("DELETE", f"/containers/{container}?force=1")
+
+
 def test_capabilities_no_new_privs_and_privileged(api):
     code, out, _ = api.run(["sh", "-c", "grep -E 'CapEff|CapBnd|NoNewPrivs' /proc/self/status"])
     status = dict(line.split(":\t") for line in out.decode().splitlines())

@@ -20,9 +20,9 @@ from starlette.routing import Route
 from dockyard.core.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.core.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.core.api.system import service_of
+from dockyard.core.containers import inside, model, options
 from dockyard.core.containers import logs as container_logs
-from dockyard.core.containers import model, options
-from dockyard.core.containers.execs import ExecRegistry, start_exec
+from dockyard.core.containers.execs import ExecRegistry, check_can_exec, start_exec
 from dockyard.core.containers.manager import ContainerManager
 from dockyard.core.containers.model import Container
 from dockyard.core.containers.supervisor import set_window_size
@@ -583,13 +583,12 @@ async def exec_create(request: Request) -> Response:
         raise InvalidParameter("No exec command specified")
     base = container.spec.process
     uid, gid, groups = base.uid, base.gid, base.additional_gids
+    check_can_exec(container)
     if body.get("User"):
-        passwd, group = await run_in_threadpool(
-            manager._read_image_files,
-            list(container.spec.rootfs),
-            manager.directory(container),
-            ("/etc/passwd", "/etc/group"),
-        )
+        # The container's files as they are now (it may have added the user itself).
+        pid = container.state.pid
+        passwd = await run_in_threadpool(inside.read_text, pid, "/etc/passwd")
+        group = await run_in_threadpool(inside.read_text, pid, "/etc/group")
         uid, gid, groups = options.parse_user(body["User"], passwd, group)
     console = body.get("ConsoleSize") or [0, 0]
     process = ProcessSpec(

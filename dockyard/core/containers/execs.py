@@ -189,6 +189,14 @@ async def start_exec(
     return output
 
 
+def check_can_exec(container: Container) -> None:
+    """Refuse, as docker does, an exec into a container that is not running."""
+    if container.state.status == "paused":
+        raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
+    if container.state.status != "running":
+        raise Conflict(f"Container {container.id} is not running")
+
+
 class ExecRegistry:
     """Exec instances by id, as long as their container exists."""
 
@@ -198,10 +206,7 @@ class ExecRegistry:
     def create(
         self, container: Container, body: dict[str, Any], process: ProcessSpec
     ) -> ExecInstance:
-        if container.state.status == "paused":
-            raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
-        if container.state.status != "running":
-            raise Conflict(f"Container {container.id} is not running")
+        check_can_exec(container)
         instance = ExecInstance(
             id=secrets.token_hex(32),
             container_id=container.id,
