@@ -4,7 +4,8 @@ The daemon starts one per container start, in a session of its own, so the conta
 the daemon. The supervisor:
 
 * makes itself a child subreaper and starts the container's process through the runtime's
-  launcher (named in ``supervisor.json``), with pipes or a pty as its stdio;
+  launcher (named in ``supervisor.json``), with pipes or a pty as its stdio; the launch runs in
+  a short-lived child, so that the supervisor itself stays small for the container's lifetime;
 * writes everything the process prints to the json-file log (the daemon's ``logs`` and
   ``attach`` read it back);
 * takes stdin from ``stdin.sock`` and terminal resizes from ``control.sock``;
@@ -40,6 +41,8 @@ PR_SET_CHILD_SUBREAPER = 36
 #: How long output may keep flowing after the init process exited (from processes that
 #: escaped the pid namespace's teardown, such as a host-network daemon).
 DRAIN_SECONDS = 2.0
+#: Looked up at import, in the zygote, so that the supervisors it forks share the objects.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def write_json_atomically(path: Path, value: Any) -> None:
@@ -66,7 +69,6 @@ class Supervisor:
         self.dir = state_dir
         self.ready_fd = ready_fd
         self.settings = json.loads((state_dir / "supervisor.json").read_text())
-        self.spec = spec_from_json((state_dir / "spec.json").read_text())
         self.tty: bool = self.settings.get("tty", False)
         self.open_stdin: bool = self.settings.get("open_stdin", False)
         self.stdin_once: bool = self.settings.get("stdin_once", False)
@@ -88,8 +90,6 @@ class Supervisor:
         """The process's ends of its stdio; ours are registered for reading and writing."""
         if self.tty:
             master, slave = pty.openpty()
-            rows, columns = self.spec.process.console_size
-            set_window_size(master, rows, columns)
             os.set_blocking(master, False)
             self.terminal_fd = master
             self.outputs[master] = "stdout"
@@ -122,8 +122,7 @@ class Supervisor:
     # ------------------------------------------------------------------ run
 
     def run(self) -> int:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(wake_r, False)
@@ -134,15 +133,13 @@ class Supervisor:
         stdin_listener = self._listen("stdin.sock") if self.open_stdin else None
         control_listener = self._listen("control.sock")
         try:
-            launch = _import_launcher(self.settings["launcher"])
-            self.init_pid = launch(self.spec, stdio)
-        except LaunchError as exc:
-            return self._finish_failed(str(exc), exc.exit_code)
-        except Exception as exc:
-            return self._finish_failed(f"{type(exc).__name__}: {exc}", 125)
+            outcome = self._launch_in_child(stdio)
         finally:
             for fd in set(stdio):
                 os.close(fd)
+        if "error" in outcome:
+            return self._finish_failed(outcome["error"], outcome["exit_code"])
+        self.init_pid = outcome["pid"]
         (self.dir / "init.pid").write_text(f"{self.init_pid}\n")
         self._report({"pid": self.init_pid})
 
@@ -164,6 +161,30 @@ class Supervisor:
         )
         self.logs.close()
         return 0
+
+    def _launch_in_child(self, stdio: tuple[int, int, int]) -> dict[str, Any]:
+        """Have the runtime's launcher start the init process, from a short-lived child.
+
+        The launch (the spec's parsing, cgroups, mounts, the fork of the init process) touches
+        much of the memory this process shares copy-on-write with the zygote; done here, each
+        touched page would stay copied for the container's whole life. The child does it and
+        exits, and the init process, orphaned, is reparented to us: we are its subreaper.
+        Returns ``{"pid": N}`` or ``{"error": message, "exit_code": N}``.
+        """
+        report_r, report_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(report_r)
+            os._exit(_launch_and_report(self.dir, self.settings["launcher"], stdio, report_w))
+        os.close(report_w)
+        with os.fdopen(report_r, "rb") as report:
+            message = report.read()
+        os.waitpid(child, 0)
+        try:
+            outcome: dict[str, Any] = json.loads(message)
+        except ValueError:
+            outcome = {"error": "the launcher exited without a report", "exit_code": 125}
+        return outcome
 
     def _finish_failed(self, message: str, exit_code: int) -> int:
         write_json_atomically(
@@ -313,6 +334,24 @@ class Supervisor:
             if not ready:
                 break
             self._reap()
+
+
+def _launch_and_report(
+    state_dir: Path, launcher: str, stdio: tuple[int, int, int], report_fd: int
+) -> int:
+    """In the launch child: start the init process; one JSON report on ``report_fd``."""
+    outcome: dict[str, Any]
+    try:
+        spec = spec_from_json((state_dir / "spec.json").read_text())
+        if os.isatty(stdio[1]):  # the pty starts at the size of the client's terminal
+            set_window_size(stdio[1], *spec.process.console_size)
+        outcome = {"pid": _import_launcher(launcher)(spec, stdio)}
+    except LaunchError as exc:
+        outcome = {"error": str(exc), "exit_code": exc.exit_code}
+    except Exception as exc:
+        outcome = {"error": f"{type(exc).__name__}: {exc}", "exit_code": 125}
+    os.write(report_fd, json.dumps(outcome).encode())
+    return 0
 
 
 def run_in(state_dir: Path, ready_fd: int) -> int:
