@@ -205,7 +205,8 @@ def test_exec_user_is_looked_up_in_the_running_container(api, tmp_path):
     # A user the container added itself, after it started.
     script = "echo 'late:x:4321:4322::/:/bin/sh' >> /etc/passwd"
     assert api.exec(container, ["sh", "-c", script])[0] == 0
-    assert api.exec(container, ["id"], User="late") == (0, b"uid=4321(late) gid=4322\n", b"")
+    late = b"uid=4321(late) gid=4322 groups=4322\n"  # docker adds the primary group
+    assert api.exec(container, ["id"], User="late") == (0, late, b"")
     # The lookup leaves the container's filesystem whole: writes that copy a directory up
     # from the image still work afterwards.
     assert api.exec(container, ["mkdir", "/tmp/after-exec"]) == (0, b"", b"")

@@ -197,10 +197,12 @@ def capabilities(
 def parse_user(
     user: str, passwd: str | None, group: str | None
 ) -> tuple[int, int, tuple[int, ...]]:
-    """``--user`` (``uid``, ``name``, ``uid:gid``, ``name:group``) against the image's files."""
-    if not user:
-        return 0, 0, ()
-    name, _, group_name = user.partition(":")
+    """``--user`` (``uid``, ``name``, ``uid:gid``, ``name:group``) against the image's files.
+
+    Returns uid, gid and the supplementary groups: as docker sets them, the primary group first,
+    then every group that lists the user as a member (none for a ``:group`` given explicitly).
+    """
+    name, _, group_name = (user or "0").partition(":")
     users = _parse_colon_file(passwd or "")
     groups = _parse_colon_file(group or "")
     if name.isdigit():
@@ -224,17 +226,13 @@ def parse_user(
                     f"unable to find group {group_name}: no matching entries in group file"
                 )
             gid = int(found[2])
-    user_name = entry[0] if entry else None
-    extra = tuple(
+    user_name = entry[0] if entry and not group_name else None
+    members_of = (
         int(g[2])
         for g in groups
-        if user_name
-        and len(g) > 3
-        and user_name in g[3].split(",")
-        and g[2].isdigit()
-        and int(g[2]) != gid
+        if user_name and len(g) > 3 and user_name in g[3].split(",") and g[2].isdigit()
     )
-    return uid, gid, extra
+    return uid, gid, tuple(dict.fromkeys((gid, *members_of)))
 
 
 def _parse_colon_file(text: str) -> list[list[str]]:
