@@ -163,6 +163,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "CapAdd": args.cap_add,
         "CapDrop": args.cap_drop,
         "ReadonlyRootfs": args.read_only,
+        "UsernsMode": args.userns or "",
         "LogConfig": {"Type": "", "Config": {}},
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
     }
@@ -774,6 +775,9 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("--cap-add", action="append", help="add a Linux capability")
     parser.add_argument("--cap-drop", action="append", help="drop a Linux capability")
     parser.add_argument("--read-only", action="store_true", help="read-only root filesystem")
+    parser.add_argument(
+        "--userns", help="host: opt out of the daemon's userns-remap (the host's user namespace)"
+    )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
     parser.add_argument("-h", "--hostname", help="the container's host name")
     parser.add_argument("image", metavar="IMAGE")

@@ -43,6 +43,9 @@ DAEMON_FLAGS = (
     "tls-key",
     "tls-ca",
     "token-file",
+    "userns-remap",
+    "subuid-file",
+    "subgid-file",
 )
 
 

@@ -101,6 +101,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     runtimes = " ".join(sorted(info.get("Runtimes") or {})) or "(none installed)"
     print(f" Runtimes: {runtimes}")
     print(f" Default Runtime: {info.get('DefaultRuntime') or '(none)'}")
+    security = info.get("SecurityOptions") or []
+    if security:
+        print(" Security Options:")  # as docker: "name=userns" is shown as "userns"
+        for option in security:
+            print(f"  {option.removeprefix('name=')}")
     dockyard_info = info.get("Dockyard") or {}
     print(" Plugins:")
     print_plugins(dockyard_info.get("Plugins", []), indent="  ")

@@ -65,6 +65,11 @@ class DaemonConfig:
     tls_key: str = option("", "PEM private key for tls-cert")
     tls_ca: str = option("", "PEM CA bundle; when set, TCP clients must present a certificate")
     token_file: str = option("", "file holding a bearer token that tcp:// clients must send")
+    userns_remap: str = option(
+        "", "containers' root is an unprivileged host id: 'default' or USER[:GROUP]; empty: off"
+    )
+    subuid_file: str = option("/etc/subuid", "subordinate uid ranges for userns-remap")
+    subgid_file: str = option("/etc/subgid", "subordinate gid ranges for userns-remap")
 
 
 @attrs.frozen

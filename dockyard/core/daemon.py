@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from dockyard.core import userns
 from dockyard.core.api import create_app
 from dockyard.core.api.hijack import EngineHttpProtocol
 from dockyard.core.api.middleware import BearerTokenMiddleware
@@ -61,6 +62,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     for host in hosts:
         check_tcp_exposure(host, tls=has_tls, token=bool(token))
     tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
+    remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
 
     data_root = Path(settings.data_root).absolute()
     with data_root_lock(data_root, "daemon"):
@@ -100,6 +102,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             emit=lambda action, container_id, attributes: events.emit(
                 Event("container", action, container_id, attributes)
             ),
+            remapping=remapping,
         )
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users
@@ -122,6 +125,12 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                 data_root=str(data_root),
                 storage_driver=plugins.selected(PROGRAM_KINDS["daemon"][0]),
                 runtime=plugins.selected(PROGRAM_KINDS["daemon"][1]),
+                userns_remap=(
+                    f"{remapping.user}:{remapping.group} "
+                    f"(root is {remapping.root_uid}:{remapping.root_gid})"
+                    if remapping
+                    else "off"
+                ),
                 config=config.source,
             )
 

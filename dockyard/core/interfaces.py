@@ -145,6 +145,11 @@ class BindMount:
     source: str
     destination: str
     read_only: bool = False
+    #: With a user namespace, show the source through an idmapped mount carrying the
+    #: container's maps, as the root filesystem is: ids on disk are the container's ids (a
+    #: named volume's files owned by 0 are its root's). Host bind mounts leave it off, as
+    #: docker does not remap them. Ignored without a user namespace.
+    idmap: bool = False
 
 
 @attrs.frozen
@@ -202,7 +207,9 @@ class ContainerSpec:
     etc_files: tuple[tuple[str, str], ...] = ()
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
-    #: User namespace mappings; empty means no user namespace.
+    #: User namespace mappings; empty means no user namespace. With them, the runtime shows
+    #: the root filesystem (and ``idmap`` bind mounts) through idmapped mounts, so files owned
+    #: by 0 on disk are the container root's, and what it writes is stored with container ids.
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
     #: Directory private to this container (the runtime may keep files there).

@@ -187,6 +187,17 @@ def test_demultiplex_splits_streams_and_stops_at_daemon_errors(tmp_path):
         demultiplex(io.BytesIO(frame(9, b"x")).read, io.BytesIO(), io.BytesIO())
 
 
+def test_userns_flag_is_the_usernsmode(cli, container_names):
+    name = container_names()
+    result = cli("create", "--name", name, "--userns=host", IMAGE, "true")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(cli("inspect", name).stdout)[0]["HostConfig"]["UsernsMode"] == "host"
+    # The daemon judges the value (this one runs without userns-remap: "host" is a no-op).
+    result = cli("run", "--rm", "--userns", "private", IMAGE, "true")
+    assert result.returncode == 125
+    assert "invalid USER mode: private" in result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # run: output, exit statuses, stdin, --rm, -d
 # --------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ def test_info_reports_drivers_plugins_and_docker_fields(daemon):
     assert body["Swarm"]["LocalNodeState"] == "inactive"
     assert body["Swarm"]["ControlAvailable"] is False
     assert body["LoggingDriver"] == "json-file"
+    assert body["SecurityOptions"] == []  # "name=userns" only with userns-remap
     assert body["MemTotal"] > 0 and body["NCPU"] >= 1
     plugins = body["Dockyard"]["Plugins"]
     selected = {driver["Name"] for p in plugins for driver in p["Drivers"] if driver["Selected"]}

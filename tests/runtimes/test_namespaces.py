@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from dockyard.core.errors import Conflict, NotFound
-from dockyard.core.interfaces import IdMapping, LaunchError, ProcessSpec, Resources, spec_to_json
+from dockyard.core.interfaces import (
+    BindMount,
+    IdMapping,
+    LaunchError,
+    ProcessSpec,
+    Resources,
+    spec_to_json,
+)
 from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup
 from tests.runtimes.conftest import (
     CGROUP_PARENT,
@@ -270,6 +277,47 @@ def test_user_namespace_maps_root_to_an_unprivileged_host_uid(make_spec, start, 
     os.kill(running.pid, signal.SIGKILL)
     result = running.wait()
     assert result.stdout.split() == ["0", "100000", "65536", "0"]
+
+
+def test_user_namespace_sees_the_image_and_idmapped_volumes_as_its_own(
+    make_spec, run, runtime, tmp_path
+):
+    # Sources below pytest's 0700 temp dirs, which the remapped root could not search: the
+    # launcher opens them before entering the user namespace.
+    volume, host_dir = tmp_path / "volume", tmp_path / "host-dir"
+    volume.mkdir()
+    host_dir.mkdir()
+    (volume / "old").write_text("")
+    spec = make_spec(
+        "sh", "-c",
+        "stat -c %u:%g /bin/busybox /etc/passwd /volume/old /host; touch /made /volume/new",
+        uid_mappings=(IdMapping(0, 100000, 65536),),
+        gid_mappings=(IdMapping(0, 200000, 65536),),
+        mounts=(BindMount(str(volume), "/volume", idmap=True), bind(host_dir, "/host")),
+    )  # fmt: skip
+    result = run(spec)
+    assert result.exit_code == 0, result
+    assert result.stdout.split() == ["0:0", "0:0", "0:0", "65534:65534"]
+    options = dict(o.split("=", 1) for o in spec.rootfs[0].options if "=" in o)
+    made = os.stat(Path(options["upperdir"]) / "made")
+    assert (made.st_uid, made.st_gid) == (0, 0)  # stored with the container's ids
+    assert os.stat(volume / "new").st_uid == 0
+    assert not list(Path(spec.state_dir).rglob(".idmap-staging"))
+    runtime.cleanup(spec.id)
+    assert_nothing_left(spec)
+
+
+def test_a_volume_that_cannot_be_idmapped_fails_the_start_clearly(make_spec, run):
+    spec = make_spec(
+        "true",
+        uid_mappings=(IdMapping(0, 100000, 65536),),
+        gid_mappings=(IdMapping(0, 100000, 65536),),
+        mounts=(BindMount("/sys/kernel", "/k", idmap=True),),  # sysfs has no idmapping
+    )
+    result = run(spec)
+    assert result.launch_exit_code == 125
+    assert "cannot make an idmapped mount of /sys/kernel" in result.launch_error
+    assert_nothing_left(spec)
 
 
 # --------------------------------------------------------------------------------------------

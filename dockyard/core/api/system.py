@@ -164,7 +164,10 @@ async def info(request: Request) -> Response:
         "LiveRestoreEnabled": True,
         "Isolation": "",
         "InitBinary": "",
-        "SecurityOptions": [],
+        # As dockerd lists it; `docker info` shows it under "Security Options".
+        "SecurityOptions": (
+            ["name=userns"] if service.containers and service.containers.remapping else []
+        ),
         "Warnings": None,
         # dockyard's own section; the docker CLI ignores fields it does not know.
         "Dockyard": {

@@ -46,6 +46,7 @@ from dockyard.core.interfaces import (
     spec_to_json,
 )
 from dockyard.core.mounts import mount_all, unmount_all
+from dockyard.core.userns import Remapping
 
 _log = structlog.get_logger("dockyard.containers")
 
@@ -180,6 +181,7 @@ class ContainerManager:
         runtime_name: str,
         volumes: Any,
         emit: Callable[[str, str, dict[str, str]], None],
+        remapping: Remapping | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -190,6 +192,8 @@ class ContainerManager:
         self.runtime_name = runtime_name
         self.volumes = volumes
         self._emit = emit
+        #: The daemon's ``userns-remap``: the maps containers get unless ``--userns=host``.
+        self.remapping = remapping
         self.containers: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -297,6 +301,7 @@ class ContainerManager:
         # Until bridge networking lands, the default network is "none": loopback only.
         privileged = bool(host.get("Privileged"))
         caps = options.capabilities(host.get("CapAdd"), host.get("CapDrop"), privileged)
+        remapping = self._remapping_for(host.get("UsernsMode") or "", privileged, network_mode)
         volume_specs = [options.parse_bind(b) for b in host.get("Binds") or []]
         volume_specs += [options.parse_mount(m) for m in host.get("Mounts") or []]
         anonymous = [
@@ -329,12 +334,19 @@ class ContainerManager:
                 if volume_spec.is_named_volume:
                     source = str(self.volumes.ensure(volume_spec.source).mountpoint)
                     volume_names[volume_spec.destination] = volume_spec.source
-                mounts.append(BindMount(source, volume_spec.destination, volume_spec.read_only))
+                # Volumes are remapped like the root filesystem; host paths are not (docker's
+                # rule: they are the host's files, seen as they are).
+                idmap = remapping is not None and volume_spec.is_named_volume
+                mounts.append(
+                    BindMount(source, volume_spec.destination, volume_spec.read_only, idmap)
+                )
             for destination in anonymous:
                 volume = self.volumes.ensure(secrets.token_hex(32), anonymous=True)
                 made_volumes.append(volume.name)
                 volume_names[destination] = volume.name
-                mounts.append(BindMount(str(volume.mountpoint), destination, False))
+                mounts.append(
+                    BindMount(str(volume.mountpoint), destination, False, remapping is not None)
+                )
             hostname = body.get("Hostname") or container_id[:12]
             etc_files = self._write_etc_files(directory, hostname, network_mode)
             tty = bool(body.get("Tty"))
@@ -373,6 +385,8 @@ class ContainerManager:
                 etc_files=etc_files,
                 masked_paths=() if privileged else DEFAULT_MASKED_PATHS,
                 readonly_paths=() if privileged else DEFAULT_READONLY_PATHS,
+                uid_mappings=remapping.uid_mappings if remapping else (),
+                gid_mappings=remapping.gid_mappings if remapping else (),
                 state_dir=str(directory),
                 runtime_options=tuple(getattr(self.runtime, "launch_options", ())),
             )
@@ -403,6 +417,31 @@ class ContainerManager:
         self.containers[container.id] = container
         self._event("create", container)
         return container, warnings
+
+    def _remapping_for(
+        self, userns_mode: str, privileged: bool, network_mode: str
+    ) -> Remapping | None:
+        """The maps a new container gets: the daemon's, unless it opts out with ``host``.
+
+        dockerd's rules: ``--privileged`` and ``--network host`` need ``--userns=host`` when
+        remapping is on (a remapped root could not use the host's devices or network stack).
+        """
+        if userns_mode not in ("", "host"):
+            raise InvalidParameter(
+                f"invalid USER mode: {userns_mode} (valid: host, or empty for the daemon's default)"
+            )
+        if self.remapping is None or userns_mode == "host":
+            return None
+        if privileged:
+            raise InvalidParameter(
+                "privileged mode is incompatible with user namespaces.  You must run the "
+                "container in the host namespace when running privileged mode"
+            )
+        if network_mode == "host":
+            raise InvalidParameter(
+                "cannot share the host's network namespace when user namespaces are enabled"
+            )
+        return self.remapping
 
     def _unique_random_name(self) -> str:
         taken = {c.name for c in self.containers.values()}
@@ -515,6 +554,7 @@ class ContainerManager:
             "PidsLimit": pids_limit,
             "Privileged": bool(host.get("Privileged")),
             "ReadonlyRootfs": bool(host.get("ReadonlyRootfs")),
+            "UsernsMode": host.get("UsernsMode") or "",
         }
 
     # ------------------------------------------------------------------ start

@@ -58,6 +58,19 @@ _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
 }[os.uname().machine]
+#: The new mount API's calls have one number on every architecture (asm-generic/unistd.h).
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+
+# the new mount API (linux/mount.h, linux/fcntl.h)
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x100000
 
 #: Mount option words that are flags of mount(2) rather than filesystem data.
 MOUNT_FLAG_WORDS = {
@@ -129,6 +142,59 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_SYSCALLS["pivot_root"], _bytes(new_root), _bytes(put_old)), "pivot_root")
+
+
+def setfsuid(uid: int) -> None:
+    """setfsuid(2) for the calling thread (it cannot fail for root, and reports nothing)."""
+    _libc.setfsuid(ctypes.c_uint(uid))
+
+
+def setfsgid(gid: int) -> None:
+    _libc.setfsgid(ctypes.c_uint(gid))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def open_tree_clone(path: str, recursive: bool = False) -> int:
+    """open_tree(OPEN_TREE_CLONE): a detached copy of the mount at ``path``, as an fd.
+
+    Nothing is visible anywhere until :func:`move_mount` attaches it; closing the fd of a clone
+    never attached drops it. The fd is close-on-exec.
+    """
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(
+        _libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(AT_FDCWD), _bytes(path), ctypes.c_uint(flags)),
+        f"open_tree {path}",
+    )
+
+
+def mount_setattr(
+    fd: int, attr_set: int, userns_fd: int = 0, recursive: bool = False, what: str = ""
+) -> None:
+    """mount_setattr(2) on the mount ``fd`` (from :func:`open_tree_clone`)."""
+    attributes = _MountAttr(attr_set, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(
+        _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"", ctypes.c_uint(flags),
+                      ctypes.byref(attributes), ctypes.c_size_t(ctypes.sizeof(attributes))),
+        f"mount_setattr {what or fd}",
+    )  # fmt: skip
+
+
+def move_mount(fd: int, target: str) -> None:
+    """move_mount(2): attach the detached mount ``fd`` at ``target``."""
+    _check(
+        _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
+                      _bytes(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+        f"move_mount to {target}",
+    )  # fmt: skip
 
 
 def sethostname(name: str) -> None:
@@ -230,13 +296,30 @@ class _CapData(ctypes.Structure):
 _CAPABILITY_VERSION_3 = 0x20080522
 
 
-def bounding_set() -> int:
-    """The calling thread's capability bounding set, from /proc."""
+def _capability_set(field: str) -> int:
     with open("/proc/thread-self/status") as status:
         for line in status:
-            if line.startswith("CapBnd:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1], 16)
     return 0
+
+
+def bounding_set() -> int:
+    """The calling thread's capability bounding set, from /proc."""
+    return _capability_set("CapBnd")
+
+
+def permitted_set() -> int:
+    """The calling thread's permitted capabilities, from /proc."""
+    return _capability_set("CapPrm")
+
+
+def inheritable_set() -> int:
+    return _capability_set("CapInh")
+
+
+def effective_set() -> int:
+    return _capability_set("CapEff")
 
 
 def drop_bounding_set(keep: int) -> None:

@@ -10,9 +10,12 @@ means the exec happened.
 
 With a user namespace the order must change: PID, mount and the other namespaces have to be
 owned by the user namespace, or the child could not mount ``/proc`` in them. So an intermediate
-child mounts the root filesystem as real root, enters a new user namespace (the supervisor
-writes its uid and gid maps), unshares the rest and forks the init process, which the
-supervisor, as subreaper, inherits.
+child mounts the root filesystem as real root, through idmapped mounts carrying the container's
+maps (see :mod:`.idmap`: the image's files, owned by 0 on disk, are the container root's), and
+opens every bind mount's source as a detached mount (the container's root could neither make
+an idmapped mount nor always reach a source by its path). Then it enters a new user namespace
+(the supervisor writes its uid and gid maps), unshares the rest and forks the init process,
+which the supervisor, as subreaper, inherits; the init process attaches those mounts.
 
 Standard library, ctypes and :mod:`dockyard.core.interfaces` only: this is imported on every
 container start.
@@ -29,7 +32,7 @@ import struct
 from typing import NoReturn
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.plugins.runtimes.namespaces import _linux, process
+from dockyard.plugins.runtimes.namespaces import _linux, idmap, process
 from dockyard.plugins.runtimes.namespaces.cgroups import (
     CGROUP_ROOT,
     CgroupError,
@@ -198,7 +201,7 @@ def _fork_in_user_namespace(
         os.close(fd)
     try:
         if os.read(ready_r, 1) == b"u":
-            _write_id_maps(intermediate, spec)
+            idmap.write_id_maps(intermediate, spec.uid_mappings, spec.gid_mappings)
             os.write(maps_w, b"m")
         os.close(maps_w)
         maps_w = -1
@@ -215,15 +218,6 @@ def _fork_in_user_namespace(
     return int(reply)
 
 
-def _write_id_maps(pid: int, spec: ContainerSpec) -> None:
-    for name, mappings in (("uid_map", spec.uid_mappings), ("gid_map", spec.gid_mappings)):
-        if not mappings:
-            continue
-        text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
-        with open(f"/proc/{pid}/{name}", "w") as id_map:
-            id_map.write(text)
-
-
 def _intermediate(
     spec: ContainerSpec,
     stdio: tuple[int, int, int],
@@ -235,13 +229,19 @@ def _intermediate(
     pid_w: int,
 ) -> NoReturn:
     # The root filesystem is mounted as real root: overlayfs must read the layers' trusted.*
-    # whiteout attributes, which a user namespace cannot see.
+    # whiteout attributes, which a user namespace cannot see, and only the host's root may
+    # make idmapped mounts.
     _linux.unshare(_linux.CLONE_NEWNS)
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-    _mount_rootfs(spec, rootfs)
-    # The image's files belong to the host's root, which the container's root is not: every
-    # mount point is made now, while we still are.
-    _create_mount_points(spec, rootfs)
+    if not spec.rootfs:
+        raise process.ProcessFailure("the container has no root filesystem mounts")
+    userns_fd = idmap.user_namespace(spec.uid_mappings, spec.gid_mappings)
+    try:
+        with idmap.filesystem_ids(*idmap.root_ids(spec.uid_mappings, spec.gid_mappings)):
+            idmap.mount_rootfs(spec.rootfs, rootfs, userns_fd)
+        binds = _open_bind_sources(spec, userns_fd)
+    finally:
+        os.close(userns_fd)
     # The init process starts from here: the path to it may not be searchable once it runs as
     # a mapped uid.
     os.chdir(rootfs)
@@ -259,9 +259,60 @@ def _intermediate(
     init = os.fork()
     if init == 0:
         os.close(pid_w)
-        _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=False)
+        _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=False, binds=binds)
     os.write(pid_w, str(init).encode())
     os._exit(0)
+
+
+#: A bind mount to make in the container: (source, container path, read-only, the detached
+#: mount of the source that the intermediate opened, or None to bind the source by path).
+_Bind = tuple[str, str, bool, int | None]
+
+
+def _bind_list(spec: ContainerSpec, fds: list[int] | None = None) -> list[_Bind]:
+    """The bind mounts and then the etc files, parents before children.
+
+    The sort is stable: a mount inside another bind mount lands on top of it, and an etc file
+    on top of a bind mount of /etc.
+    """
+    sources = [(b.source, b.destination, b.read_only) for b in spec.mounts]
+    sources += [(host_file, destination, False) for host_file, destination in spec.etc_files]
+    opened: list[int | None] = list(fds) if fds is not None else [None] * len(sources)
+    binds = [(*source, fd) for source, fd in zip(sources, opened, strict=True)]
+    depth = len(spec.mounts)
+    return sorted(binds[:depth], key=lambda b: len(b[1].rstrip("/").split("/"))) + binds[depth:]
+
+
+def _open_bind_sources(spec: ContainerSpec, userns_fd: int) -> list[_Bind]:
+    """Open every bind source as a detached mount, while we are the host's root.
+
+    Volumes (``idmap``) and the etc files the core wrote in the state directory get the
+    container's maps, as docker's remapped root owns them; host paths are bound as they are.
+    """
+    fds: list[int] = []
+    try:
+        for bind in spec.mounts:
+            mapped = userns_fd if bind.idmap else None
+            fds.append(_open_bind(bind.source, mapped, bind.read_only))
+        for host_file, _destination in spec.etc_files:
+            ours = idmap.is_inside(host_file, spec.state_dir)
+            fds.append(_open_bind(host_file, userns_fd if ours else None, False))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return _bind_list(spec, fds)
+
+
+def _open_bind(source: str, userns_fd: int | None, read_only: bool) -> int:
+    try:
+        # Recursive like "rbind", except an idmapped clone: a mount below the source on a
+        # filesystem without idmapping support would fail the whole clone.
+        return idmap.clone(source, userns_fd, read_only, recursive=userns_fd is None)
+    except FileNotFoundError:
+        raise process.ProcessFailure(
+            f"error mounting {source!r}: bind source path does not exist: {source}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,6 +327,7 @@ def _container_init(
     cgroup_fds: list[int],
     error_w: int,
     mount_rootfs: bool,
+    binds: list[_Bind] | None = None,
 ) -> NoReturn:
     try:
         flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC
@@ -293,7 +345,7 @@ def _container_init(
             _linux.mount(".", ".", None, _linux.MS_BIND | _linux.MS_REC)
             os.chdir(os.path.join("..", ROOTFS_DIR))
             rootfs = "."
-        _build_root(spec, rootfs, stdio, own_network)
+        _build_root(spec, rootfs, stdio, own_network, _bind_list(spec) if binds is None else binds)
         _pivot(rootfs)
         _restrict_paths(spec)
         if spec.read_only_rootfs:
@@ -325,23 +377,16 @@ def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
     _linux.mount_layers(spec.rootfs, rootfs)
 
 
-def _create_mount_points(spec: ContainerSpec, rootfs: str) -> None:
-    for directory in ("/proc", "/dev", "/sys", spec.process.cwd or "/"):
-        _linux.ensure_mountpoint(_inside(rootfs, directory), directory=True)
-    for bind in spec.mounts:
-        with contextlib.suppress(OSError):  # a missing source is reported when mounting
-            is_dir = stat.S_ISDIR(os.stat(bind.source).st_mode)
-            _linux.ensure_mountpoint(_inside(rootfs, bind.destination), directory=is_dir)
-    for _host_file, destination in spec.etc_files:
-        _linux.ensure_mountpoint(_inside(rootfs, destination), directory=False)
-
-
 def _inside(rootfs: str, path: str) -> str:
     return _linux.resolve_in_root(rootfs, path)
 
 
 def _build_root(
-    spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int], own_network: bool
+    spec: ContainerSpec,
+    rootfs: str,
+    stdio: tuple[int, int, int],
+    own_network: bool,
+    binds: list[_Bind],
 ) -> None:
     """Mount /proc, /dev, /sys, the bind mounts and the etc files under the new root."""
     cwd = _inside(rootfs, spec.process.cwd or "/")
@@ -355,11 +400,18 @@ def _build_root(
     _linux.mount("proc", proc, "proc", _PROC_FLAGS)
     _build_dev(spec, rootfs, stdio)
     _mount_sys(spec, rootfs, own_network)
-    # Parents before children, so a mount inside another bind mount lands on top of it.
-    for bind in sorted(spec.mounts, key=lambda m: len(m.destination.rstrip("/").split("/"))):
-        _bind(bind.source, _inside(rootfs, bind.destination), bind.read_only)
-    for host_file, destination in spec.etc_files:
-        _bind(host_file, _inside(rootfs, destination), read_only=False)
+    for source, destination, read_only, fd in binds:
+        if fd is None:
+            _bind(source, _inside(rootfs, destination), read_only)
+        else:
+            _attach(fd, _inside(rootfs, destination))
+
+
+def _attach(fd: int, target: str) -> None:
+    """Attach a bind source the intermediate opened (read-only already, where asked)."""
+    _linux.ensure_mountpoint(target, directory=stat.S_ISDIR(os.fstat(fd).st_mode))
+    _linux.move_mount(fd, target)
+    os.close(fd)
 
 
 def _bind(source: str, target: str, read_only: bool) -> None:

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from dockyard.core.capabilities import ALL_CAPABILITIES
-from dockyard.core.interfaces import ContainerSpec, ProcessSpec
+from dockyard.core.interfaces import ContainerSpec, IdMapping, ProcessSpec
 from dockyard.plugins.runtimes.namespaces._linux import bounding_set, last_capability
 from dockyard.plugins.runtimes.namespaces.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
 
@@ -154,12 +154,17 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
 
 
 def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
-    kinds = ["pid", "mount", "ipc", "uts"]
+    kinds = ["user"] if spec.uid_mappings or spec.gid_mappings else []
+    kinds += ["pid", "mount", "ipc", "uts"]
     if spec.network_mode != "host":
         kinds.append("network")  # runc brings the new namespace's loopback up itself
     if os.path.exists("/proc/self/ns/cgroup"):
         kinds.append("cgroup")
     return [{"type": kind} for kind in kinds]
+
+
+def _id_mappings(mappings: tuple[IdMapping, ...]) -> list[dict[str, int]]:
+    return [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in mappings]
 
 
 def _resources(spec: ContainerSpec) -> dict[str, Any]:
@@ -189,6 +194,9 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
         "resources": _resources(spec),
         "cgroupsPath": cgroups_path(spec, cgroup_parent),
     }
+    if spec.uid_mappings or spec.gid_mappings:
+        linux["uidMappings"] = _id_mappings(spec.uid_mappings)
+        linux["gidMappings"] = _id_mappings(spec.gid_mappings)
     if not spec.privileged:
         linux["maskedPaths"] = list(spec.masked_paths)
         linux["readonlyPaths"] = list(spec.readonly_paths)

@@ -33,6 +33,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import termios
 import tty
@@ -41,7 +42,7 @@ from typing import NoReturn
 import attrs
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.plugins.runtimes.namespaces import _linux
+from dockyard.plugins.runtimes.namespaces import _linux, idmap
 from dockyard.plugins.runtimes.runc.bundle import CONFIG_FILE, bundle_config, rootfs_path
 
 DEFAULT_BINARY = "runc"
@@ -54,6 +55,9 @@ LOG_FILE = "runc.log"
 #: Relative on purpose: runc resolves it in the bundle directory (it chdirs there), and the
 #: absolute path of a deep data root can exceed the 108 bytes a socket address holds.
 CONSOLE_SOCKET = "console.sock"
+#: Where idmapped volumes and etc files are attached for runc to bind (in the supervisor's
+#: mount namespace only, so nothing shows on the host).
+IDMAPPED_DIR = "idmapped"
 RUNC_TIMEOUT = 60.0
 _RELAY_CHUNK = 65536
 #: Whether this process (the supervisor) has entered its own mount namespace yet.
@@ -158,17 +162,17 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
     """Create and start the container with runc; return the host pid of its process."""
     if not spec.state_dir:
         raise LaunchError("the container has no state directory", RUNTIME_FAILURE)
-    if spec.uid_mappings or spec.gid_mappings:
-        # runc mounts the root from inside the user namespace, where the mapped root cannot
-        # search the state directory's root-only parents; docker chowns its data root for
-        # that (userns-remap), which is not ours to do. The core never asks for it yet.
-        raise LaunchError("the runc runtime does not support user namespaces", RUNTIME_FAILURE)
     runc = Runc.from_options(spec.runtime_options)
     rootfs = rootfs_path(spec)
+    if spec.uid_mappings or spec.gid_mappings:
+        _check_reachable(spec, rootfs)
     try:
         _enter_private_mount_namespace()
         os.makedirs(rootfs, mode=0o755, exist_ok=True)
-        _mount_rootfs(spec, rootfs)
+        if spec.uid_mappings or spec.gid_mappings:
+            spec = _mount_remapped(spec, rootfs)
+        else:
+            _mount_rootfs(spec, rootfs)
         config = bundle_config(spec, runc.cgroup_parent)
         with open(os.path.join(spec.state_dir, CONFIG_FILE), "w") as config_file:
             json.dump(config, config_file, indent=1)
@@ -268,6 +272,91 @@ def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
     if not spec.rootfs:
         raise OSError(errno.EINVAL, "the container has no root filesystem mounts")
     _linux.mount_layers(spec.rootfs, rootfs)
+
+
+def _mount_remapped(spec: ContainerSpec, rootfs: str) -> ContainerSpec:
+    """Mount the root filesystem, volumes and etc files idmapped (see :mod:`.idmap`).
+
+    runc 1.1 cannot idmap a mount itself: it gets the root ready-made, and each volume and
+    etc file as a bind of an idmapped clone attached in the state directory (a bind keeps
+    the idmapping). Returns the spec with those sources replaced.
+    """
+    if not spec.rootfs:
+        raise OSError(errno.EINVAL, "the container has no root filesystem mounts")
+    uid, gid = idmap.root_ids(spec.uid_mappings, spec.gid_mappings)
+    userns_fd = idmap.user_namespace(spec.uid_mappings, spec.gid_mappings)
+    try:
+        with idmap.filesystem_ids(uid, gid):
+            idmap.mount_rootfs(spec.rootfs, rootfs, userns_fd)
+        mounts = tuple(
+            attrs.evolve(bind, source=_stage(bind.source, spec, str(index), userns_fd))
+            if bind.idmap
+            else bind
+            for index, bind in enumerate(spec.mounts)
+        )
+        etc_files = tuple(
+            (_stage(host_file, spec, f"etc-{index}", userns_fd), destination)
+            if idmap.is_inside(host_file, spec.state_dir)
+            else (host_file, destination)
+            for index, (host_file, destination) in enumerate(spec.etc_files)
+        )
+    finally:
+        os.close(userns_fd)
+    return attrs.evolve(spec, mounts=mounts, etc_files=etc_files)
+
+
+def _stage(source: str, spec: ContainerSpec, name: str, userns_fd: int) -> str:
+    """Attach an idmapped clone of ``source`` at ``<state_dir>/idmapped/<name>``."""
+    staged = os.path.join(spec.state_dir, IDMAPPED_DIR, name)
+    _linux.ensure_mountpoint(staged, directory=os.path.isdir(source))
+    fd = idmap.clone(source, userns_fd)
+    try:
+        _linux.move_mount(fd, staged)
+    finally:
+        os.close(fd)
+    return staged
+
+
+def _check_reachable(spec: ContainerSpec, rootfs: str) -> None:
+    """Refuse, before making anything, a root filesystem the remapped root cannot reach.
+
+    runc bind-mounts the root onto itself by its path from inside the user namespace, so
+    every directory above it must let the container's root search it (the namespaces runtime
+    needs no such thing: it steps in before entering the user namespace).
+    """
+    try:
+        uid, gid = idmap.root_ids(spec.uid_mappings, spec.gid_mappings)
+        blocked = _unsearchable_parents(rootfs, uid, gid)
+    except OSError as exc:
+        raise LaunchError(f"cannot start the container with runc: {exc}", RUNTIME_FAILURE) from None
+    if blocked:
+        raise LaunchError(
+            f"{', '.join(blocked)} {'does' if len(blocked) == 1 else 'do'} not let the remapped "
+            f"root (uid {uid}) search {'it' if len(blocked) == 1 else 'them'}, and runc reaches "
+            "the root filesystem by its path from inside the user namespace: allow o+x there "
+            "(as dockerd's userns-remap requires of its data root's parents), or use the "
+            "namespaces runtime",
+            RUNTIME_FAILURE,
+        )
+
+
+def _unsearchable_parents(path: str, uid: int, gid: int) -> list[str]:
+    """The directories above ``path``, from the top, that host ``uid``/``gid`` may not search."""
+    blocked: list[str] = []
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        info = os.stat(directory)
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            blocked.insert(0, directory)
+        if directory == "/":
+            return blocked
+        directory = os.path.dirname(directory)
 
 
 # --------------------------------------------------------------------------------------------
