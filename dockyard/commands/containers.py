@@ -164,6 +164,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "CapDrop": args.cap_drop,
         "ReadonlyRootfs": args.read_only,
         "UsernsMode": args.userns or "",
+        "SecurityOpt": args.security_opt,
         "LogConfig": {"Type": "", "Config": {}},
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
     }
@@ -777,6 +778,11 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("--read-only", action="store_true", help="read-only root filesystem")
     parser.add_argument(
         "--userns", help="host: opt out of the daemon's userns-remap (the host's user namespace)"
+    )
+    parser.add_argument(
+        "--security-opt",
+        action="append",
+        help="no-new-privileges[=true], systempaths=unconfined, seccomp=unconfined, …",
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
     parser.add_argument("-h", "--hostname", help="the container's host name")

@@ -321,7 +321,7 @@ def test_run_flags_reach_the_container_config(cli, container_names, tmp_path):
         "--cpus", "1.5", "--pids-limit", "64", "--network", "none", "--cap-add", "NET_ADMIN",
         "--cap-drop", "MKNOD", "--read-only", "-l", "team=core", "-l", "empty",
         "-h", "boxhost", "-v", f"{tmp_path}:/host:ro", "-v", "/anonymous",
-        IMAGE, "-c", "env",
+        "--security-opt", "no-new-privileges", IMAGE, "-c", "env",
     ))  # fmt: skip
     assert FULL_ID.match(created.strip())
     details = inspect(cli, name)
@@ -336,6 +336,7 @@ def test_run_flags_reach_the_container_config(cli, container_names, tmp_path):
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
     assert host["ReadonlyRootfs"] is True and "NET_ADMIN" in host["CapAdd"]
     assert host["Binds"] == [f"{tmp_path}:/host:ro"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
 
 
 def test_run_in_the_containers_environment(cli, tmp_path):
@@ -345,7 +346,10 @@ def test_run_in_the_containers_environment(cli, tmp_path):
                  "-h", "boxhost", "-v", f"{tmp_path}:/host:ro", IMAGE, "sh", "-c", script)  # fmt: skip
     assert result.stdout == "hello\n/data\nboxhost\nfrom the host\n", result.stderr
     user = cli("run", "--rm", "-u", "1000:1000", IMAGE, "id")
-    assert user.stdout.startswith("uid=1000 gid=1000"), user.stderr
+    assert user.stdout == "uid=1000 gid=1000 groups=1000\n", user.stderr
+    strict = cli("run", "--rm", "--security-opt", "no-new-privileges", IMAGE,
+                 "grep", "NoNewPrivs", "/proc/self/status")  # fmt: skip
+    assert strict.stdout.split() == ["NoNewPrivs:", "1"], strict.stderr
 
 
 def test_named_volumes_outlive_containers(cli):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.core.containers.options import parse_user
+from dockyard.core.containers.options import ResolvedUser, parse_security_options, parse_user
 from dockyard.core.errors import InvalidParameter
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -23,16 +23,16 @@ audio:x:29:app
     ("user", "expected"),
     [
         # No user is root, with root's memberships; the primary group always comes first.
-        ("", (0, 0, (0, 10))),
-        ("root", (0, 0, (0, 10))),
-        ("app", (1000, 1000, (1000, 10, 29))),
-        ("1000", (1000, 1000, (1000, 10, 29))),
-        # A uid the image does not know: group 0, as docker gives it.
-        ("4242", (4242, 0, (0,))),
+        ("", ResolvedUser(0, 0, (0, 10), "/root")),
+        ("root", ResolvedUser(0, 0, (0, 10), "/root")),
+        ("app", ResolvedUser(1000, 1000, (1000, 10, 29), "/home/app")),
+        ("1000", ResolvedUser(1000, 1000, (1000, 10, 29), "/home/app")),
+        # A uid the image does not know: group 0 and home /, as docker gives them.
+        ("4242", ResolvedUser(4242, 0, (0,), "/")),
         # An explicit group replaces the memberships.
-        ("app:audio", (1000, 29, (29,))),
-        ("app:7", (1000, 7, (7,))),
-        ("4242:4343", (4242, 4343, (4343,))),
+        ("app:audio", ResolvedUser(1000, 29, (29,), "/home/app")),
+        ("app:7", ResolvedUser(1000, 7, (7,), "/home/app")),
+        ("4242:4343", ResolvedUser(4242, 4343, (4343,), "/")),
     ],
 )
 def test_user_resolves_like_docker(user, expected):
@@ -40,7 +40,7 @@ def test_user_resolves_like_docker(user, expected):
 
 
 def test_user_without_image_files_is_numeric_only():
-    assert parse_user("1000:1000", None, None) == (1000, 1000, (1000,))
+    assert parse_user("1000:1000", None, None) == ResolvedUser(1000, 1000, (1000,), "/")
     with pytest.raises(InvalidParameter, match="unable to find user app: no matching entries"):
         parse_user("app", None, None)
 
@@ -55,3 +55,23 @@ def test_user_without_image_files_is_numeric_only():
 def test_unknown_names_are_docker_errors(user, message):
     with pytest.raises(InvalidParameter, match=message):
         parse_user(user, PASSWD, GROUP)
+
+
+@pytest.mark.parametrize(
+    ("entries", "no_new_privileges", "unconfined"),
+    [
+        (None, False, False),
+        (["no-new-privileges"], True, False),
+        (["no-new-privileges:true"], True, False),
+        (["no-new-privileges=false"], False, False),
+        (["no-new-privileges", "no-new-privileges=false"], False, False),
+        (["systempaths=unconfined", "seccomp=unconfined", "apparmor=unconfined"], False, True),
+        (["label=disable", "label:type:svirt_lxc_net_t"], False, False),
+    ],
+)
+def test_security_options_as_dockerd_reads_them(entries, no_new_privileges, unconfined):
+    parsed = parse_security_options(entries)
+    assert (parsed.no_new_privileges, parsed.unconfined_system_paths) == (
+        no_new_privileges,
+        unconfined,
+    )

@@ -582,6 +582,7 @@ async def exec_create(request: Request) -> Response:
     if not cmd or not isinstance(cmd, list):
         raise InvalidParameter("No exec command specified")
     base = container.spec.process
+    env = options.merge_env(base.env, body.get("Env") or [])
     uid, gid, groups = base.uid, base.gid, base.additional_gids
     check_can_exec(container)
     if body.get("User"):
@@ -589,11 +590,17 @@ async def exec_create(request: Request) -> Response:
         pid = container.state.pid
         passwd = await run_in_threadpool(inside.read_text, pid, "/etc/passwd")
         group = await run_in_threadpool(inside.read_text, pid, "/etc/group")
-        uid, gid, groups = options.parse_user(body["User"], passwd, group)
+        user = options.parse_user(body["User"], passwd, group)
+        uid, gid, groups = user.uid, user.gid, user.additional_gids
+        # The exec user's home, unless the container's config or the exec set HOME.
+        configured = [*(container.config.get("Env") or []), *(body.get("Env") or [])]
+        if not any(entry.startswith("HOME=") for entry in configured):
+            env = [entry for entry in env if not entry.startswith("HOME=")]
+        env = options.with_home(env, user.home)
     console = body.get("ConsoleSize") or [0, 0]
     process = ProcessSpec(
         args=tuple(cmd),
-        env=tuple(options.merge_env(base.env, body.get("Env") or [])),
+        env=tuple(env),
         cwd=body.get("WorkingDir") or base.cwd,
         uid=uid,
         gid=gid,

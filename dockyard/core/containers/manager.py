@@ -301,6 +301,8 @@ class ContainerManager:
         # Until bridge networking lands, the default network is "none": loopback only.
         privileged = bool(host.get("Privileged"))
         caps = options.capabilities(host.get("CapAdd"), host.get("CapDrop"), privileged)
+        security = options.parse_security_options(host.get("SecurityOpt"))
+        unconfined_paths = privileged or security.unconfined_system_paths
         remapping = self._remapping_for(host.get("UsernsMode") or "", privileged, network_mode)
         volume_specs = [options.parse_bind(b) for b in host.get("Binds") or []]
         volume_specs += [options.parse_mount(m) for m in host.get("Mounts") or []]
@@ -323,7 +325,7 @@ class ContainerManager:
         try:
             parents = self.images.parents_of(image.layers[-1]) if image.layers else []
             rootfs = driver.prepare(snapshot, parents)
-            uid, gid, groups = self._resolve_user(
+            user = self._resolve_user(
                 body.get("User") or image_config.get("User") or "", rootfs, directory
             )
             made_volumes: list[str] = []
@@ -361,15 +363,14 @@ class ContainerManager:
                 env.append("TERM=xterm")
             process = ProcessSpec(
                 args=tuple(args),
-                env=tuple(env),
+                env=tuple(options.with_home(env, user.home)),
                 cwd=body.get("WorkingDir") or image_config.get("WorkingDir") or "/",
-                uid=uid,
-                gid=gid,
-                additional_gids=groups,
+                uid=user.uid,
+                gid=user.gid,
+                additional_gids=user.additional_gids,
                 terminal=tty,
                 capabilities=caps,
-                no_new_privileges=not privileged
-                and "no-new-privileges:false" not in (host.get("SecurityOpt") or []),
+                no_new_privileges=security.no_new_privileges,
                 console_size=(int(console[0]), int(console[1])) if len(console) == 2 else (0, 0),
             )
             spec = ContainerSpec(
@@ -383,8 +384,8 @@ class ContainerManager:
                 resources=Resources(memory, nano_cpus, pids_limit),
                 privileged=privileged,
                 etc_files=etc_files,
-                masked_paths=() if privileged else DEFAULT_MASKED_PATHS,
-                readonly_paths=() if privileged else DEFAULT_READONLY_PATHS,
+                masked_paths=() if unconfined_paths else DEFAULT_MASKED_PATHS,
+                readonly_paths=() if unconfined_paths else DEFAULT_READONLY_PATHS,
                 uid_mappings=remapping.uid_mappings if remapping else (),
                 gid_mappings=remapping.gid_mappings if remapping else (),
                 state_dir=str(directory),
@@ -451,11 +452,8 @@ class ContainerManager:
                 return name
         return f"{options.random_name()}_{secrets.token_hex(3)}"
 
-    def _resolve_user(
-        self, user: str, rootfs: list[Any], directory: Path
-    ) -> tuple[int, int, tuple[int, ...]]:
-        if not user:
-            return 0, 0, ()
+    def _resolve_user(self, user: str, rootfs: list[Any], directory: Path) -> options.ResolvedUser:
+        # Root too: its home and group memberships come from the image's files.
         passwd, group = self._read_image_files(rootfs, directory, ("/etc/passwd", "/etc/group"))
         return options.parse_user(user, passwd, group)
 

@@ -194,14 +194,22 @@ def capabilities(
     return tuple(kept)
 
 
-def parse_user(
-    user: str, passwd: str | None, group: str | None
-) -> tuple[int, int, tuple[int, ...]]:
-    """``--user`` (``uid``, ``name``, ``uid:gid``, ``name:group``) against the image's files.
+@attrs.frozen
+class ResolvedUser:
+    """Who a container's (or an exec's) process runs as, from ``--user`` and the image's files."""
 
-    Returns uid, gid and the supplementary groups: as docker sets them, the primary group first,
-    then every group that lists the user as a member (none for a ``:group`` given explicitly).
-    """
+    uid: int
+    gid: int
+    #: As docker sets them: the primary group first, then every group that lists the user as a
+    #: member (none when a ``:group`` was given explicitly).
+    additional_gids: tuple[int, ...]
+    #: From the passwd entry; ``/`` for a uid the image does not know (runc's default).
+    home: str = "/"
+
+
+def parse_user(user: str, passwd: str | None, group: str | None) -> ResolvedUser:
+    """``--user`` (``uid``, ``name``, ``uid:gid``, ``name:group``; empty is root) against the
+    image's ``/etc/passwd`` and ``/etc/group`` (``None`` when the image has none)."""
     name, _, group_name = (user or "0").partition(":")
     users = _parse_colon_file(passwd or "")
     groups = _parse_colon_file(group or "")
@@ -232,7 +240,55 @@ def parse_user(
         for g in groups
         if user_name and len(g) > 3 and user_name in g[3].split(",") and g[2].isdigit()
     )
-    return uid, gid, tuple(dict.fromkeys((gid, *members_of)))
+    home = entry[5] if entry and len(entry) > 5 and entry[5] else "/"
+    return ResolvedUser(uid, gid, tuple(dict.fromkeys((gid, *members_of))), home)
+
+
+def with_home(env: Sequence[str], home: str) -> list[str]:
+    """``env`` with ``HOME`` set to the user's home unless it sets one itself, as runc does."""
+    if any(entry.startswith("HOME=") for entry in env):
+        return list(env)
+    return [*env, f"HOME={home}"]
+
+
+@attrs.frozen
+class SecurityOptions:
+    """What ``--security-opt`` asked for (``HostConfig.SecurityOpt``)."""
+
+    no_new_privileges: bool = False
+    #: ``systempaths=unconfined``: no masked or read-only paths under /proc and /sys.
+    unconfined_system_paths: bool = False
+
+
+def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
+    """``--security-opt`` as dockerd reads it (``key=value``, or the older ``key:value``).
+
+    There is no seccomp or AppArmor profile to turn off, and no SELinux labelling on this
+    engine, so their ``unconfined``/``disable`` forms are accepted and do nothing; asking for a
+    profile is refused rather than silently not applied.
+    """
+    no_new_privileges = unconfined = False
+    for entry in entries or ():
+        key, separator, value = entry.partition("=")
+        if not separator:
+            key, separator, value = entry.partition(":")
+        if key == "no-new-privileges":
+            if value.lower() not in ("", "true", "false", "1", "0"):
+                raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
+            no_new_privileges = value.lower() in ("", "true", "1")
+        elif key == "systempaths" and value == "unconfined":
+            unconfined = True
+        elif (key, value) in (("seccomp", "unconfined"), ("apparmor", "unconfined")):
+            continue
+        elif key == "label":
+            continue  # SELinux labels: nothing to label with, as dockerd without SELinux
+        elif key in ("seccomp", "apparmor"):
+            raise InvalidParameter(
+                f"{key} profiles are not supported by this engine (only {key}=unconfined)"
+            )
+        else:
+            raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
+    return SecurityOptions(no_new_privileges, unconfined)
 
 
 def _parse_colon_file(text: str) -> list[list[str]]:
