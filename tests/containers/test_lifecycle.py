@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -81,6 +82,23 @@ def test_etc_files_are_the_containers_own(api):
     assert inspected["HostsPath"] == str(state_dir / "hosts")
     assert inspected["HostnamePath"] == str(state_dir / "hostname")
     assert inspected["ResolvConfPath"] == str(state_dir / "resolv.conf")
+
+
+def test_host_network_shares_the_hosts_interfaces_and_name(api):
+    script = "ls /sys/class/net; hostname; echo 1.2.3.4 written-inside >> /etc/hosts && echo ok"
+    code, out, err = api.run(["sh", "-c", script], HostConfig={"NetworkMode": "host"})
+    assert code == 0, err
+    lines = out.decode().splitlines()
+    assert lines[:-2] == sorted(os.listdir("/sys/class/net"))
+    assert lines[-2:] == [socket.gethostname(), "ok"]
+    # The container wrote to a copy of the host's /etc/hosts, never to the host's.
+    assert "written-inside" not in Path("/etc/hosts").read_text()
+    assert (
+        api.inspect(api.create(["true"], HostConfig={"NetworkMode": "host"}))["HostConfig"][
+            "NetworkMode"
+        ]
+        == "host"
+    )
 
 
 def test_exit_codes_and_stderr(api):

@@ -349,7 +349,9 @@ class ContainerManager:
                 mounts.append(
                     BindMount(str(volume.mountpoint), destination, False, remapping is not None)
                 )
-            hostname = body.get("Hostname") or container_id[:12]
+            # On the host's network a container has the host's name, as under docker.
+            default_name = socket.gethostname() if network_mode == "host" else container_id[:12]
+            hostname = body.get("Hostname") or default_name
             etc_files = self._write_etc_files(directory, hostname, network_mode)
             tty = bool(body.get("Tty"))
             console = tuple(host.get("ConsoleSize") or (0, 0))
@@ -482,11 +484,17 @@ class ContainerManager:
         directory: Path, hostname: str, network_mode: str
     ) -> tuple[tuple[str, str], ...]:
         hosts = directory / "hosts"
-        hosts.write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-            f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        )
+        host_hosts = Path("/etc/hosts")
+        if network_mode == "host" and host_hosts.is_file():
+            # The host's names on the host's network, as a copy: the container's writes to its
+            # /etc/hosts must not reach the host's.
+            hosts.write_text(host_hosts.read_text(errors="replace"))
+        else:
+            hosts.write_text(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+            )
         (directory / "hostname").write_text(f"{hostname}\n")
         resolv = directory / "resolv.conf"
         try:
@@ -495,7 +503,7 @@ class ContainerManager:
             resolv.write_text("")
         # (host file, container path), as ContainerSpec.etc_files holds them.
         files = [(str(directory / "hostname"), "/etc/hostname"), (str(resolv), "/etc/resolv.conf")]
-        files.append((str(hosts) if network_mode != "host" else "/etc/hosts", "/etc/hosts"))
+        files.append((str(hosts), "/etc/hosts"))
         return tuple(files)
 
     @staticmethod
