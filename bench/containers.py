@@ -37,6 +37,13 @@ from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
 
 
+def own_cli_script() -> str:
+    """Our console script, the one installed beside this interpreter: a ``dockyard`` found first
+    on PATH may be a version manager's shim (pyenv's is a shell script costing ~50 ms)."""
+    beside = Path(sys.executable).with_name("dockyard")
+    return str(beside) if beside.exists() else shutil.which("dockyard") or "dockyard"
+
+
 def pss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -207,7 +214,7 @@ def main() -> None:
                 lambda: [p for p in processes_named(zygote) if parent_of(p) != process.pid],
                 args.runs,
                 args.concurrent,
-                own_cli=[shutil.which("dockyard") or "dockyard", "-H", host],
+                own_cli=[own_cli_script(), "-H", host],
             )
         finally:
             process.send_signal(signal.SIGTERM)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import dockyard
 from dockyard.commands import containers, images, inspection, servers, system, volumes
@@ -125,9 +125,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``command``, only as much of it as that command needs.
 
     Building all ~70 sub-parsers costs about 25 ms, a quarter of a quick command's run time:
-    modules are asked for their parsers in order until one has defined ``command``. An unknown
-    command gets them all, so argparse lists every choice.
+    modules are asked for the parsers ``command`` needs, in order until one has defined it. An
+    unknown command gets them all, so argparse lists every choice.
     """
+    if command is not None:
+        parser, defined = _parser(command)
+        if command in defined:
+            return parser
+    return _parser(None)[0]
+
+
+def _parser(only: str | None) -> tuple[argparse.ArgumentParser, Collection[str]]:
+    """The parser with the commands ``only`` needs (all for ``None``), and the names defined."""
     parser = argparse.ArgumentParser(
         prog="dockyard",
         description="A container engine: a client for the dockyard daemon, and its servers.",
@@ -145,10 +154,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     # history; containers: container …, run, create, start, stop, ps, logs, exec…; inspection:
     # inspect; volumes: volume …; servers: config default, daemon, registry.
     for module in COMMAND_MODULES:
-        module.add_parsers(commands)
-        if command is not None and command in commands.choices:
+        module.add_parsers(commands, only)
+        if only is not None and only in commands.choices:
             break
-    return parser
+    return parser, commands.choices
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,10 +121,24 @@ def add_command_group(
     help_text: str,
     specs: Sequence[CommandSpec],
     no_help_flag: Collection[str] = (),
+    only: str | None = None,
 ) -> None:
     """``group``'s commands under ``dockyard GROUP`` (docker's ``image ls``, ``container run``)
     and, where a spec names one, top-level too (``images``, ``run``). Commands in
-    ``no_help_flag`` take ``-h`` as one of their own flags, not as help."""
+    ``no_help_flag`` take ``-h`` as one of their own flags, not as help.
+
+    With ``only`` (the command word), just what that command needs: the one top-level command
+    of that name, or the whole group for the group's own name, or nothing.
+    """
+    if only is not None and only != group:
+        for top_level, (name, *_aliases), command_help, add_arguments, handler in specs:
+            if top_level == only:
+                parser = commands.add_parser(
+                    top_level, help=command_help, add_help=name not in no_help_flag
+                )
+                add_arguments(parser)
+                parser.set_defaults(func=handler)
+        return
     parent = commands.add_parser(group, help=help_text)
     subcommands = parent.add_subparsers(dest=f"{group}_command", metavar="COMMAND")
     parent.set_defaults(func=lambda args: print_usage(parent))

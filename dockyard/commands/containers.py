@@ -928,6 +928,8 @@ CONTAINER_COMMANDS: list[CommandSpec] = [
 _NO_HELP_FLAG = {"run", "create"}
 
 
-def add_parsers(commands: Any) -> None:
-    """Container commands top-level and under ``container``."""
-    add_command_group(commands, "container", "manage containers", CONTAINER_COMMANDS, _NO_HELP_FLAG)
+def add_parsers(commands: Any, only: str | None = None) -> None:
+    """Container commands top-level and under ``container`` (see ``add_command_group``)."""
+    add_command_group(
+        commands, "container", "manage containers", CONTAINER_COMMANDS, _NO_HELP_FLAG, only
+    )

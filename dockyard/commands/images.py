@@ -339,6 +339,6 @@ IMAGE_COMMANDS: list[CommandSpec] = [
 ]
 
 
-def add_parsers(commands: Any) -> None:
+def add_parsers(commands: Any, only: str | None = None) -> None:
     """The image commands, top-level like ``docker images`` and under ``image`` like docker's."""
-    add_command_group(commands, "image", "manage images", IMAGE_COMMANDS)
+    add_command_group(commands, "image", "manage images", IMAGE_COMMANDS, only=only)

@@ -157,7 +157,7 @@ def inspect_arguments(parser: argparse.ArgumentParser, kind: str | None = None) 
     parser.add_argument("names", nargs="+", metavar="NAME")
 
 
-def add_parsers(commands: Any) -> None:
+def add_parsers(commands: Any, only: str | None = None) -> None:
     inspect = commands.add_parser("inspect", help="show details of containers, images, volumes")
     inspect_arguments(inspect)
     inspect.set_defaults(func=cmd_inspect)

@@ -84,7 +84,7 @@ def cmd_registry_gc(args: argparse.Namespace) -> int:
     return run_gc_command(args.config, root=args.root, dry_run=args.dry_run)
 
 
-def add_parsers(commands: Any) -> None:
+def add_parsers(commands: Any, only: str | None = None) -> None:
     config = commands.add_parser("config", help="configuration helpers")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
     default = config_commands.add_parser("default", help="print the full default config")

@@ -140,7 +140,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(commands: Any) -> None:
+def add_parsers(commands: Any, only: str | None = None) -> None:
     version = commands.add_parser("version", help="show client and daemon versions")
     version.add_argument("--client", action="store_true", help="the client's version only")
     version.add_argument("-f", "--format", choices=["json"], help="output format")

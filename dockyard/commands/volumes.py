@@ -168,5 +168,5 @@ VOLUME_COMMANDS: list[CommandSpec] = [
 ]
 
 
-def add_parsers(commands: Any) -> None:
-    add_command_group(commands, "volume", "manage volumes", VOLUME_COMMANDS)
+def add_parsers(commands: Any, only: str | None = None) -> None:
+    add_command_group(commands, "volume", "manage volumes", VOLUME_COMMANDS, only=only)
