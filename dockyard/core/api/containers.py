@@ -273,9 +273,8 @@ async def logs(request: Request) -> Response:
         if tail_text.lstrip("-").isdigit()
         else None
     )
-    directory = manager.directory(container)
-    position = container_logs.end_position(directory)
-    log_directory = container_logs.LogDirectory(directory)
+    log_directory = container_logs.LogDirectory(manager.directory(container))
+    position = log_directory.end_position()
     running = container.state.status in ("running", "paused", "restarting")
     generation = container.exit_generation
 
@@ -287,7 +286,7 @@ async def logs(request: Request) -> Response:
         )
 
     def history() -> list[bytes]:
-        entries = [e for e in container_logs.read_entries(directory, position) if wanted(e)]
+        entries = [e for e in log_directory.read_entries(position) if wanted(e)]
         if tail is not None and tail >= 0:
             entries = entries[-tail:] if tail else []
         return [_encode(container, e, timestamps) for e in entries]
@@ -390,9 +389,8 @@ async def attach(request: Request) -> Response:
     replay = parse_bool(query.get("logs"))
     stream = parse_bool(query.get("stream"))
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
-    directory = manager.directory(container)
-    position = container_logs.end_position(directory)
-    log_directory = container_logs.LogDirectory(directory)
+    log_directory = container_logs.LogDirectory(manager.directory(container))
+    position = log_directory.end_position()
     generation = container.exit_generation
 
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
@@ -406,7 +404,7 @@ async def attach(request: Request) -> Response:
         try:
             if replay:
                 for entry in await run_in_threadpool(
-                    lambda: list(container_logs.read_entries(directory, position))
+                    lambda: list(log_directory.read_entries(position))
                 ):
                     if want[entry.stream]:
                         await send_chunk(_encode(container, entry, False))

@@ -108,47 +108,61 @@ class LogPosition(NamedTuple):
     offset: int
 
 
-def _files_oldest_first(directory: Path) -> list[Path]:
+def _log_names_oldest_first(names: list[str]) -> list[str]:
     rotated = sorted(
-        (p for p in directory.glob(f"{LOG_NAME}.*") if p.suffix[1:].isdigit()),
-        key=lambda p: int(p.suffix[1:]),
+        (n for n in names if n.startswith(f"{LOG_NAME}.") and n[len(LOG_NAME) + 1 :].isdigit()),
+        key=lambda n: int(n[len(LOG_NAME) + 1 :]),
         reverse=True,
     )
-    current = directory / LOG_NAME
-    return [*rotated, current] if current.exists() else rotated
+    return [*rotated, LOG_NAME] if LOG_NAME in names else rotated
 
 
-def read_entries(directory: Path, until: LogPosition | None = None) -> Iterator[LogEntry]:
-    """Stored entries, oldest first; with ``until``, none written after that position."""
-    for path in _files_oldest_first(directory):
-        with open(path, "rb") as source:
+class LogDirectory:
+    """A container's logs as they are when a request arrives: its directory and every log file
+    in it, held open.
+
+    Reading then survives the container's removal: docker-py's ``containers.run`` removes a
+    ``--rm`` container before it reads the log stream it asked for, and ``--rm`` removes a
+    container the moment it exits. A follower finds a rotation through the directory.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._files: list[IO[bytes]] = []
+        self._current: IO[bytes] | None = None
+        for name in _log_names_oldest_first(os.listdir(self.fd)):
+            with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
+                self._files.append(os.fdopen(fd, "rb"))
+                if name == LOG_NAME:
+                    self._current = self._files[-1]
+        self._current_handed_out = False
+
+    def end_position(self) -> LogPosition:
+        """Where the log ended when it was opened: following from there gives only new output."""
+        if self._current is None:
+            return LogPosition(0, 0)
+        info = os.fstat(self._current.fileno())
+        return LogPosition(info.st_ino, info.st_size)
+
+    def read_entries(self, until: LogPosition | None = None) -> Iterator[LogEntry]:
+        """Stored entries, oldest first; with ``until``, none written after that position."""
+        for source in self._files:
+            source.seek(0)
             limit = None
             if until is not None and os.fstat(source.fileno()).st_ino == until.inode:
                 limit = until.offset
             data = source.read() if limit is None else source.read(limit)
-        for line in data.splitlines():
-            entry = decode_entry(line)
-            if entry is not None:
-                yield entry
-
-
-def end_position(directory: Path) -> LogPosition:
-    """Where the log ends now: following from here gives only new output."""
-    try:
-        info = os.stat(directory / LOG_NAME)
-        return LogPosition(info.st_ino, info.st_size)
-    except FileNotFoundError:
-        return LogPosition(0, 0)
-
-
-class LogDirectory:
-    """A container's log directory held open, so following it survives the directory being
-    renamed away (``--rm`` removes a container the moment it exits)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            for line in data.splitlines():
+                entry = decode_entry(line)
+                if entry is not None:
+                    yield entry
 
     def open_log(self) -> IO[bytes] | None:
+        """The current log file: first the one held since the request, then by name."""
+        if self._current is not None and not self._current_handed_out:
+            self._current_handed_out = True
+            return self._current
         try:
             fd = os.open(LOG_NAME, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.fd)
         except FileNotFoundError:
@@ -162,6 +176,10 @@ class LogDirectory:
             return None
 
     def close(self) -> None:
+        for source in self._files:
+            if source is not self._current or not self._current_handed_out:
+                source.close()  # a follower closes the file it was handed
+        self._files = []
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
