@@ -136,6 +136,9 @@ class ProcessSpec:
     no_new_privileges: bool = True
     #: Initial terminal size (rows, columns) when ``terminal``.
     console_size: tuple[int, int] = (0, 0)
+    #: ``default``: the policy of :mod:`dockyard.core.seccomp` for ``capabilities``;
+    #: ``unconfined``: no filter (``--privileged``, ``--security-opt seccomp=unconfined``).
+    seccomp: str = "default"
 
 
 @attrs.frozen

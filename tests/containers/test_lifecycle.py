@@ -203,6 +203,26 @@ def test_name_conflict_is_409(api):
     )
 
 
+def test_default_seccomp_policy_and_its_lifting(api):
+    script = "grep Seccomp: /proc/self/status; busybox unshare -U true 2>/dev/null; echo $?"
+    assert api.run(["sh", "-c", script])[1].split() == [b"Seccomp:", b"2", b"1"]
+    for host_config, state in (
+        ({"SecurityOpt": ["seccomp=unconfined"]}, b"0"),  # no filter at all
+        ({"Privileged": True}, b"0"),
+        ({"CapAdd": ["SYS_ADMIN"]}, b"2"),  # filtered, but unshare is the capability's
+    ):
+        assert api.run(["sh", "-c", script], HostConfig=host_config)[1].split() == [
+            b"Seccomp:",
+            state,
+            b"0",
+        ], host_config
+    # An exec gets the container's policy.
+    container = api.create(["sleep", "30"])
+    api.start(container)
+    assert api.exec(container, ["sh", "-c", script])[1].split() == [b"Seccomp:", b"2", b"1"]
+    api.call("DELETE", f"/containers/{container}?force=1")
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -32,6 +32,8 @@ CASES = {
     "tree": '$DOCKER run --rm busybox sh -c \'ls -ld /tmp /etc /proc /sys /dev | cut -c1-10; ls /dev | tr "\\n" " "\'',
     "caps": "$DOCKER run --rm busybox grep -E '^(Cap|NoNewPrivs)' /proc/self/status",
     "cap-drop": "$DOCKER run --rm --cap-drop ALL --cap-add NET_ADMIN busybox grep CapEff /proc/self/status",
+    "seccomp": "$DOCKER run --rm busybox sh -c 'grep Seccomp /proc/self/status; busybox unshare -U true 2>/dev/null; echo $?'",
+    "seccomp-unconfined": "$DOCKER run --rm --security-opt seccomp=unconfined busybox grep Seccomp /proc/self/status",
     "no-new-privs": "$DOCKER run --rm --security-opt no-new-privileges busybox grep NoNewPrivs /proc/self/status",
     "read-only": "$DOCKER run --rm --read-only busybox sh -c 'touch /x; echo $?; touch /dev/shm/y; echo $?'",
     "masked": "$DOCKER run --rm busybox sh -c 'ls /proc/keys /proc/timer_list /sys/firmware 2>&1; echo 1 > /proc/sys/kernel/hostname; echo $?'",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.core.containers.options import ResolvedUser, parse_security_options, parse_user
+from dockyard.core.containers.options import (
+    ResolvedUser,
+    SecurityOptions,
+    parse_security_options,
+    parse_user,
+)
 from dockyard.core.errors import InvalidParameter
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -58,20 +63,18 @@ def test_unknown_names_are_docker_errors(user, message):
 
 
 @pytest.mark.parametrize(
-    ("entries", "no_new_privileges", "unconfined"),
+    ("entries", "expected"),
     [
-        (None, False, False),
-        (["no-new-privileges"], True, False),
-        (["no-new-privileges:true"], True, False),
-        (["no-new-privileges=false"], False, False),
-        (["no-new-privileges", "no-new-privileges=false"], False, False),
-        (["systempaths=unconfined", "seccomp=unconfined", "apparmor=unconfined"], False, True),
-        (["label=disable", "label:type:svirt_lxc_net_t"], False, False),
+        (None, SecurityOptions()),
+        (["no-new-privileges"], SecurityOptions(no_new_privileges=True)),
+        (["no-new-privileges:true"], SecurityOptions(no_new_privileges=True)),
+        (["no-new-privileges=false"], SecurityOptions()),
+        (["no-new-privileges", "no-new-privileges=false"], SecurityOptions()),
+        (["systempaths=unconfined"], SecurityOptions(unconfined_system_paths=True)),
+        (["seccomp=unconfined", "apparmor=unconfined"], SecurityOptions(unconfined_seccomp=True)),
+        (["seccomp:unconfined"], SecurityOptions(unconfined_seccomp=True)),
+        (["label=disable", "label:type:svirt_lxc_net_t"], SecurityOptions()),
     ],
 )
-def test_security_options_as_dockerd_reads_them(entries, no_new_privileges, unconfined):
-    parsed = parse_security_options(entries)
-    assert (parsed.no_new_privileges, parsed.unconfined_system_paths) == (
-        no_new_privileges,
-        unconfined,
-    )
+def test_security_options_as_dockerd_reads_them(entries, expected):
+    assert parse_security_options(entries) == expected

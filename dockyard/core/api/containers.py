@@ -607,6 +607,7 @@ async def exec_create(request: Request) -> Response:
         capabilities=options.ALL_CAPABILITIES if body.get("Privileged") else base.capabilities,
         no_new_privileges=base.no_new_privileges,
         console_size=(int(console[0]), int(console[1])),
+        seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
     )
     instance = _execs(request).create(container, body, process)
     events = service_of(request).events

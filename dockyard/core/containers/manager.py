@@ -373,6 +373,7 @@ class ContainerManager:
                 terminal=tty,
                 capabilities=caps,
                 no_new_privileges=security.no_new_privileges,
+                seccomp="unconfined" if privileged or security.unconfined_seccomp else "default",
                 console_size=(int(console[0]), int(console[1])) if len(console) == 2 else (0, 0),
             )
             spec = ContainerSpec(

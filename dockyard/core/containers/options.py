@@ -258,16 +258,18 @@ class SecurityOptions:
     no_new_privileges: bool = False
     #: ``systempaths=unconfined``: no masked or read-only paths under /proc and /sys.
     unconfined_system_paths: bool = False
+    #: ``seccomp=unconfined``: no seccomp filter (see :mod:`dockyard.core.seccomp`).
+    unconfined_seccomp: bool = False
 
 
 def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
     """``--security-opt`` as dockerd reads it (``key=value``, or the older ``key:value``).
 
-    There is no seccomp or AppArmor profile to turn off, and no SELinux labelling on this
-    engine, so their ``unconfined``/``disable`` forms are accepted and do nothing; asking for a
-    profile is refused rather than silently not applied.
+    There is no AppArmor profile to turn off and no SELinux labelling on this engine, so their
+    ``unconfined``/``disable`` forms are accepted and do nothing. The seccomp policy is the
+    built-in default or none: asking for a profile file is refused rather than not applied.
     """
-    no_new_privileges = unconfined = False
+    no_new_privileges = unconfined = unconfined_seccomp = False
     for entry in entries or ():
         key, separator, value = entry.partition("=")
         if not separator:
@@ -278,7 +280,9 @@ def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
             no_new_privileges = value.lower() in ("", "true", "1")
         elif key == "systempaths" and value == "unconfined":
             unconfined = True
-        elif (key, value) in (("seccomp", "unconfined"), ("apparmor", "unconfined")):
+        elif key == "seccomp" and value == "unconfined":
+            unconfined_seccomp = True
+        elif key == "apparmor" and value == "unconfined":
             continue
         elif key == "label":
             continue  # SELinux labels: nothing to label with, as dockerd without SELinux
@@ -288,7 +292,7 @@ def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
             )
         else:
             raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
-    return SecurityOptions(no_new_privileges, unconfined)
+    return SecurityOptions(no_new_privileges, unconfined, unconfined_seccomp)
 
 
 def _parse_colon_file(text: str) -> list[list[str]]:

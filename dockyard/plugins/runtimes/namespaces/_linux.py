@@ -210,6 +210,26 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     )  # fmt: skip
 
 
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_seccomp_filter(program: bytes) -> None:
+    """Install a seccomp BPF program (``struct sock_filter[]``) on this process and its
+    children. Needs CAP_SYS_ADMIN or no_new_privs, as the kernel requires."""
+    instructions = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(instructions, ctypes.c_void_p))
+    _check(
+        _libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
+                    ctypes.c_ulong(0), ctypes.c_ulong(0)),
+        "prctl(PR_SET_SECCOMP)",
+    )  # fmt: skip
+
+
 def mount_flags_of(path: str) -> int:
     """The per-mount flags of the mount holding ``path`` that a bind remount must repeat."""
     found = os.statvfs(path).f_flag

@@ -18,6 +18,7 @@ import stat
 import termios
 from typing import TYPE_CHECKING, NoReturn
 
+from dockyard.core import seccomp
 from dockyard.plugins.runtimes.namespaces import _linux
 
 if TYPE_CHECKING:
@@ -204,6 +205,14 @@ def run(
     if unshare_cgroup:
         # After joining, so the container's cgroup is the root of its cgroup namespace.
         _linux.unshare(_linux.CLONE_NEWCGROUP)
+    if process.seccomp != "unconfined":
+        # Last of what needs refused calls, and while still holding CAP_SYS_ADMIN: the kernel
+        # then takes a filter without no_new_privs, which docker leaves off by default.
+        try:
+            program = seccomp.filter_program(process.capabilities)
+        except seccomp.UnsupportedArchitecture as exc:
+            raise ProcessFailure(f"seccomp: {exc}") from None
+        _linux.install_seccomp_filter(program)
     apply_credentials(process, privileged)
     install_stdio(stdio, process.terminal)
     close_other_fds()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dockyard.core import seccomp
 from dockyard.core.capabilities import ALL_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, IdMapping, ProcessSpec
 from dockyard.plugins.runtimes.namespaces._linux import bounding_set, last_capability
@@ -187,6 +188,34 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
     return resources
 
 
+def _seccomp(capabilities: tuple[str, ...]) -> dict[str, Any]:
+    """The default policy of :mod:`dockyard.core.seccomp` in the OCI form runc compiles.
+
+    Rules for one call are alternatives, so ``clone`` gets one per namespace flag bit.
+    """
+    by_errno: dict[int, list[str]] = {}
+    for name, code in seccomp.denied_calls(capabilities).items():
+        by_errno.setdefault(code, []).append(name)
+    rules: list[dict[str, Any]] = [
+        {"names": sorted(names), "action": "SCMP_ACT_ERRNO", "errnoRet": code}
+        for code, names in sorted(by_errno.items())
+    ]
+    if "CAP_SYS_ADMIN" not in capabilities:
+        flags = seccomp.CLONE_NAMESPACE_FLAGS
+        for bit in (1 << n for n in range(32) if flags & (1 << n)):
+            argument = {"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
+            rules.append(
+                {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [argument]}
+            )
+    native = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
+    architecture = native.get(seccomp.machine())
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": [architecture] if architecture else [],
+        "syscalls": rules,
+    }
+
+
 def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     """The whole ``config.json`` for ``spec``; the root is ``<state_dir>/rootfs``."""
     linux: dict[str, Any] = {
@@ -200,6 +229,8 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     if not spec.privileged:
         linux["maskedPaths"] = list(spec.masked_paths)
         linux["readonlyPaths"] = list(spec.readonly_paths)
+    if spec.process.seccomp != "unconfined":
+        linux["seccomp"] = _seccomp(spec.process.capabilities)
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process_config(spec.process, spec.privileged),
