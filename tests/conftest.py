@@ -137,6 +137,9 @@ class Daemon:
     def host(self) -> str:
         return f"unix://{self.socket_path}"
 
+    def wait_until_serving(self) -> None:
+        wait_for_socket(self.process, self.socket_path, self.log_path)
+
     def request(
         self,
         method: str,
@@ -170,6 +173,26 @@ def run_dockyard(
         timeout=timeout,
         **kwargs,
     )
+
+
+def spawn_daemon(
+    args: list[str],
+    env: dict[str, str],
+    socket_path: str,
+    data_root: Path,
+    log_path: Path,
+    tcp_port: int | None = None,
+) -> Daemon:
+    """``dockyard ARGS`` (a daemon) in the background, its output in ``log_path``; callers
+    wait with :meth:`Daemon.wait_until_serving` once they can clean up after a failure."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    return Daemon(process, socket_path, data_root, log_path, tcp_port, args, env)
 
 
 def wait_for_socket(process: subprocess.Popen, socket_path: str, log_path: Path) -> None:
@@ -216,16 +239,9 @@ def start_daemon(tmp_path) -> Iterator:
             args += ["--config", str(config_path)]
         args += list(extra_args)
         daemon_env = plugin_env(list(sites), **(env or {}))
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "dockyard", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=daemon_env,
-            )
-        daemon = Daemon(process, socket_path, data_root, log_path, port, args, daemon_env)
+        daemon = spawn_daemon(args, daemon_env, socket_path, data_root, log_path, port)
         started.append(daemon)
-        wait_for_socket(process, socket_path, log_path)
+        daemon.wait_until_serving()
         return daemon
 
     yield start
@@ -255,22 +271,21 @@ def restarted(daemon: Daemon) -> Iterator[Daemon]:
 
     Stopped with SIGTERM afterwards, which must end it cleanly.
     """
-    log_path = daemon.log_path.with_suffix(".restarted.log")
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", *daemon.args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=daemon.env,
-        )
-    again = attrs.evolve(daemon, process=process, log_path=log_path)
+    again = spawn_daemon(
+        daemon.args,
+        daemon.env,
+        daemon.socket_path,
+        daemon.data_root,
+        daemon.log_path.with_suffix(".restarted.log"),
+        daemon.tcp_port,
+    )
     try:
-        wait_for_socket(process, daemon.socket_path, log_path)
+        again.wait_until_serving()
         yield again
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(15) == 0, log_path.read_text()
+        if again.process.poll() is None:
+            again.process.send_signal(signal.SIGTERM)
+            assert again.process.wait(15) == 0, again.log_path.read_text()
 
 
 @pytest.fixture

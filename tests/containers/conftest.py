@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.testing.images import busybox_rootfs
-from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, wait_for_socket
+from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
 
 #: Applets the tests call by path (busybox's sh finds the others by itself).
 APPLETS = ("sleep", "env", "pwd", "id", "stty", "hostname", "printf", "seq", "kill")
@@ -26,16 +26,9 @@ def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
     socket_path = str(base / "dockyard.sock")
     log_path = base / "daemon.log"
     args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=plugin_env([]),
-        )
-    daemon = Daemon(process, socket_path, base / "root", log_path)
+    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
     try:
-        wait_for_socket(process, socket_path, log_path)
+        daemon.wait_until_serving()
         rootfs = base / "rootfs.tar"
         extra: dict[str, bytes | str | None] = {f"bin/{a}": "->busybox" for a in APPLETS}
         extra["data"] = None

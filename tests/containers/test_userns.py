@@ -16,7 +16,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -30,7 +29,7 @@ from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, wait_for_socket
+from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
 from tests.containers.engine_api import Api, frames
 from tests.containers.test_lifecycle import assert_nothing_left, cgroup_dirs
 from tests.core.test_userns import restoring_dockremap
@@ -63,16 +62,9 @@ def start_remapped(base: Path, runtime: str, storage: str, *extra: str) -> Daemo
         "--subuid-file", str(base / "subuid"), "--subgid-file", str(base / "subgid"),
         "--config", str(base / "config.toml"), *extra,
     ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=plugin_env([]),
-        )
-    daemon = Daemon(process, socket_path, base / "root", log_path, args=args)
+    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
     try:
-        wait_for_socket(process, socket_path, log_path)
+        daemon.wait_until_serving()
     except BaseException:
         shut_down(daemon)
         raise
