@@ -17,7 +17,7 @@ def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
     for number in range(5):
         writer.write("stdout", f"line {number}\n".encode())
     logs = LogDirectory(directory)
-    position = logs.end_position()
+    position = logs.end_position
     writer.write("stderr", b"after the request\n")
     writer.close()
     assert sorted(p.name for p in directory.iterdir()) == [
@@ -27,7 +27,7 @@ def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
     ]
     shutil.rmtree(directory)
 
-    history = [entry.data for entry in logs.read_entries(position)]
+    history = [entry.data for entry in logs.read_entries()]
     assert history == [f"line {number}\n".encode() for number in range(5)]
 
     async def followed() -> list[bytes]:
@@ -40,7 +40,7 @@ def test_follow_reads_on_across_a_rotation(tmp_path):
     writer = LogWriter(tmp_path, max_size=100, max_files=2)
     writer.write("stdout", b"before\n")
     logs = LogDirectory(tmp_path)
-    position = logs.end_position()
+    position = logs.end_position
     finished = False
 
     async def followed() -> list[bytes]:

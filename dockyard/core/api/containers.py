@@ -274,7 +274,7 @@ async def logs(request: Request) -> Response:
         else None
     )
     log_directory = container_logs.LogDirectory(manager.directory(container))
-    position = log_directory.end_position()
+    position = log_directory.end_position
     running = container.state.status in ("running", "paused", "restarting")
     generation = container.exit_generation
 
@@ -286,7 +286,7 @@ async def logs(request: Request) -> Response:
         )
 
     def history() -> list[bytes]:
-        entries = [e for e in log_directory.read_entries(position) if wanted(e)]
+        entries = [e for e in log_directory.read_entries() if wanted(e)]
         if tail is not None and tail >= 0:
             entries = entries[-tail:] if tail else []
         return [_encode(container, e, timestamps) for e in entries]
@@ -390,7 +390,7 @@ async def attach(request: Request) -> Response:
     stream = parse_bool(query.get("stream"))
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     log_directory = container_logs.LogDirectory(manager.directory(container))
-    position = log_directory.end_position()
+    position = log_directory.end_position
     generation = container.exit_generation
 
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
@@ -403,9 +403,7 @@ async def attach(request: Request) -> Response:
             stdin_task = asyncio.ensure_future(_forward_stdin(manager, container, hijack))
         try:
             if replay:
-                for entry in await run_in_threadpool(
-                    lambda: list(log_directory.read_entries(position))
-                ):
+                for entry in await run_in_threadpool(lambda: list(log_directory.read_entries())):
                     if want[entry.stream]:
                         await send_chunk(_encode(container, entry, False))
             if stream:
@@ -593,8 +591,7 @@ async def exec_create(request: Request) -> Response:
         # The exec user's home, unless the container's config or the exec set HOME.
         configured = [*(container.config.get("Env") or []), *(body.get("Env") or [])]
         if not any(entry.startswith("HOME=") for entry in configured):
-            env = [entry for entry in env if not entry.startswith("HOME=")]
-        env = options.with_home(env, user.home)
+            env = options.merge_env(env, [f"HOME={user.home}"])
     console = body.get("ConsoleSize") or [0, 0]
     process = ProcessSpec(
         args=tuple(cmd),

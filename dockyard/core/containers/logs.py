@@ -137,22 +137,19 @@ class LogDirectory:
                 if name == LOG_NAME:
                     self._current = self._files[-1]
         self._current_handed_out = False
+        #: Where the log ended when it was opened: following from here gives only new output.
+        self.end_position = LogPosition(0, 0)
+        if self._current is not None:
+            info = os.fstat(self._current.fileno())
+            self.end_position = LogPosition(info.st_ino, info.st_size)
 
-    def end_position(self) -> LogPosition:
-        """Where the log ended when it was opened: following from there gives only new output."""
-        if self._current is None:
-            return LogPosition(0, 0)
-        info = os.fstat(self._current.fileno())
-        return LogPosition(info.st_ino, info.st_size)
-
-    def read_entries(self, until: LogPosition | None = None) -> Iterator[LogEntry]:
-        """Stored entries, oldest first; with ``until``, none written after that position."""
+    def read_entries(self) -> Iterator[LogEntry]:
+        """The entries stored when the directory was opened, oldest first."""
         for source in self._files:
             source.seek(0)
-            limit = None
-            if until is not None and os.fstat(source.fileno()).st_ino == until.inode:
-                limit = until.offset
-            data = source.read() if limit is None else source.read(limit)
+            # The current file may have grown since: what follows is a follower's to read.
+            limit = self.end_position.offset if source is self._current else -1
+            data = source.read(limit)
             for line in data.splitlines():
                 entry = decode_entry(line)
                 if entry is not None:

@@ -503,9 +503,11 @@ class ContainerManager:
         except OSError:
             resolv.write_text("")
         # (host file, container path), as ContainerSpec.etc_files holds them.
-        files = [(str(directory / "hostname"), "/etc/hostname"), (str(resolv), "/etc/resolv.conf")]
-        files.append((str(hosts), "/etc/hosts"))
-        return tuple(files)
+        return (
+            (str(directory / "hostname"), "/etc/hostname"),
+            (str(resolv), "/etc/resolv.conf"),
+            (str(hosts), "/etc/hosts"),
+        )
 
     @staticmethod
     def _engine_config(

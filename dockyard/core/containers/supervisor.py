@@ -175,7 +175,8 @@ class Supervisor:
         child = os.fork()
         if child == 0:
             os.close(report_r)
-            os._exit(_launch_and_report(self.dir, self.settings["launcher"], stdio, report_w))
+            _launch_and_report(self.dir, self.settings["launcher"], stdio, report_w)
+            os._exit(0)
         os.close(report_w)
         with os.fdopen(report_r, "rb") as report:
             message = report.read()
@@ -338,7 +339,7 @@ class Supervisor:
 
 def _launch_and_report(
     state_dir: Path, launcher: str, stdio: tuple[int, int, int], report_fd: int
-) -> int:
+) -> None:
     """In the launch child: start the init process; one JSON report on ``report_fd``."""
     outcome: dict[str, Any]
     try:
@@ -351,7 +352,6 @@ def _launch_and_report(
     except Exception as exc:
         outcome = {"error": f"{type(exc).__name__}: {exc}", "exit_code": 125}
     os.write(report_fd, json.dumps(outcome).encode())
-    return 0
 
 
 def run_in(state_dir: Path, ready_fd: int) -> int:
