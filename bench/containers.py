@@ -204,7 +204,7 @@ def main() -> None:
         try:
             # The zygote (the daemon's child) belongs to the engine; the supervisors it forked
             # (reparented away from it) are the per-container cost.
-            zygote = "dockyard.core.containers.zygote"
+            zygote = "dockyard.daemon.containers.zygote"
             ours = measure(
                 host,
                 lambda: (

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import docker
 
-from dockyard.core.images.content import ContentStore
-from dockyard.core.images.store import ImageStore
+from dockyard.daemon.images.content import ContentStore
+from dockyard.daemon.images.store import ImageStore
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
 

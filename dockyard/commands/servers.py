@@ -53,8 +53,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     import attrs
 
     from dockyard.core.config import DaemonConfig, decode, load_config
-    from dockyard.core.daemon import run_daemon
     from dockyard.core.plugins import PluginHost
+    from dockyard.daemon.main import run_daemon
 
     config = load_config(args.config)
     table = {
@@ -72,14 +72,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from dockyard.core.registry.command import run_registry_command
+    from dockyard.registry.main import run_registry_command
 
     run_registry_command(args.config, listen=args.listen, root=args.root)
     return 0
 
 
 def cmd_registry_gc(args: argparse.Namespace) -> int:
-    from dockyard.core.registry.command import run_gc_command
+    from dockyard.registry.main import run_gc_command
 
     return run_gc_command(args.config, root=args.root, dry_run=args.dry_run)
 

@@ -2,5 +2,5 @@
 
 Nothing here does concrete work (running processes, unpacking layers, storing blobs); that is
 what plugins are for. Importing this package is cheap: the daemon's web stack is only imported by
-``dockyard.core.daemon``.
+``dockyard.daemon.main``.
 """

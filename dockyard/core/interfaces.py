@@ -111,7 +111,7 @@ class StorageDriver(Protocol):
 # --------------------------------------------------------------------------------------------
 #
 # How a container runs. The daemon starts one *supervisor* process per container (core code,
-# ``dockyard.core.containers.supervisor``) in its own session, so the container outlives the
+# ``dockyard.daemon.containers.supervisor``) in its own session, so the container outlives the
 # daemon. The supervisor holds the container's stdio, writes its logs and records its exit
 # status. To start the container's process it imports the runtime's *launcher* (a
 # ``module:function`` path, so it needs no plugin loading) and calls it; the process becomes
@@ -136,7 +136,7 @@ class ProcessSpec:
     no_new_privileges: bool = True
     #: Initial terminal size (rows, columns) when ``terminal``.
     console_size: tuple[int, int] = (0, 0)
-    #: ``default``: the policy of :mod:`dockyard.core.seccomp` for ``capabilities``;
+    #: ``default``: the policy of :mod:`dockyard.linux.seccomp` for ``capabilities``;
     #: ``unconfined``: no filter (``--privileged``, ``--security-opt seccomp=unconfined``).
     seccomp: str = "default"
 

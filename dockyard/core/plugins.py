@@ -2,7 +2,7 @@
 
 Loading policy:
 
-* Built-in plugins (:data:`dockyard.plugins.BUILTIN_PLUGINS`) register under stable names;
+* Built-in plugins (:data:`BUILTIN_PLUGINS`) register under stable names;
   third-party ones come from the ``dockyard.plugins`` entry-point group, unless
   ``DOCKYARD_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value.
 * A plugin that fails to import, to register or to describe its drivers is recorded with status
@@ -35,6 +35,17 @@ ENTRY_POINT_GROUP = "dockyard.plugins"
 AUTOLOAD_ENV = "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"
 
 OK, SKIP, ERROR, DISABLED = "ok", "skip", "error", "disabled"
+
+#: Stable plugin name -> module of the built-in plugin (``dockyard.plugins``). Module names,
+#: not imports: the core depends on no plugin, and each is imported only when a host loads.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "overlay": "dockyard.plugins.storage.overlay",
+    "vfs": "dockyard.plugins.storage.vfs",
+    "filesystem": "dockyard.plugins.registries.filesystem",
+    "s3": "dockyard.plugins.registries.s3",
+    "namespaces": "dockyard.plugins.runtimes.namespaces.plugin",
+    "runc": "dockyard.plugins.runtimes.runc.plugin",
+}
 
 REGISTER_HOOKS = {
     DriverKind.RUNTIME: "dockyard_runtimes",
@@ -144,8 +155,6 @@ class PluginHost:
 
     def load(self) -> PluginHost:
         """Register every plugin, collect drivers, check the config's driver tables and policy."""
-        from dockyard.plugins import BUILTIN_PLUGINS
-
         for name, module_name in BUILTIN_PLUGINS.items():
             plugin = _Plugin(name, "dockyard", dockyard.__version__, builtin=True)
             self._load(plugin, lambda module_name=module_name: importlib.import_module(module_name))

@@ -16,6 +16,8 @@ import os
 import signal
 import socket
 import ssl
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from dockyard.core.errors import ConfigError
 from dockyard.core.hosts import Host, parse_host
 
 _log = structlog.get_logger("dockyard.server")
+_request_log = structlog.get_logger("dockyard.api")
 
 
 @attrs.frozen
@@ -223,3 +226,36 @@ async def serve(
             loop.remove_signal_handler(signum)
         await on_shutdown()
         close_listeners(listeners)
+
+
+class RequestLogMiddleware:
+    """One structured log line per request: id, method, path, status, duration."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        status = 0
+
+        async def send_logged(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_logged)
+            finally:
+                _request_log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status or 500,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

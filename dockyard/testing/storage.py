@@ -34,8 +34,8 @@ import pytest
 
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, StorageDriver, Usage
-from dockyard.core.layertar import OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX
-from dockyard.core.mounts import mount_all, unmount_all
+from dockyard.linux.layertar import OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX
+from dockyard.linux.mounts import mount_all, unmount_all
 
 DriverFactory = Callable[[Path], StorageDriver]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-from dockyard.core.containers.logs import LOG_NAME, LogDirectory, LogWriter, follow
+from dockyard.daemon.containers.logs import LOG_NAME, LogDirectory, LogWriter, follow
 
 
 def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):

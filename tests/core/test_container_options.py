@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.core.containers.options import (
+from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.containers.options import (
     ResolvedUser,
     SecurityOptions,
     parse_security_options,
     parse_user,
 )
-from dockyard.core.errors import InvalidParameter
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 app:x:1000:1000::/home/app:/bin/sh

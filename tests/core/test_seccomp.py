@@ -8,9 +8,8 @@ import os
 
 import pytest
 
-from dockyard.core import seccomp
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES
-from dockyard.plugins.runtimes.namespaces import _linux
+from dockyard.linux import seccomp, syscalls
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWUTS, CLONE_NEWUSER = 0x04000000, 0x10000000
@@ -43,7 +42,7 @@ def outcomes(capabilities: tuple[str, ...]) -> dict[str, int]:
     child = os.fork()
     if child == 0:
         try:
-            _linux.install_seccomp_filter(seccomp.filter_program(capabilities))
+            syscalls.install_seccomp_filter(seccomp.filter_program(capabilities))
             results = []
             for call in CALLS.values():
                 results.append(0 if call() >= 0 else ctypes.get_errno())

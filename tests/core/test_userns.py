@@ -19,7 +19,7 @@ import pytest
 
 from dockyard.core.errors import ConfigError
 from dockyard.core.interfaces import IdMapping
-from dockyard.core.userns import (
+from dockyard.daemon.userns import (
     DEFAULT_USER,
     RemapSetting,
     SubordinateRange,

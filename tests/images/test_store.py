@@ -8,10 +8,10 @@ import json
 import pytest
 
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
-from dockyard.core.images import archive
-from dockyard.core.images.content import ContentStore
-from dockyard.core.images.store import ImageStore, chain_id
-from dockyard.core.reference import parse_reference
+from dockyard.daemon.images import archive
+from dockyard.daemon.images.content import ContentStore
+from dockyard.daemon.images.store import ImageStore, chain_id
+from dockyard.daemon.reference import parse_reference
 from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.storage import mounted

@@ -17,9 +17,9 @@ import attrs
 import pytest
 import uvicorn
 
-from dockyard.core.registry.app import create_registry_app
-from dockyard.core.registry.store import Limits, RegistryStore
 from dockyard.plugins.registries.filesystem import FilesystemBackend
+from dockyard.registry.app import create_registry_app
+from dockyard.registry.store import Limits, RegistryStore
 
 
 def free_port() -> int:

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from dockyard.core.registry.store import Limits, RegistryStore
 from dockyard.plugins.registries.filesystem import FilesystemBackend
+from dockyard.registry.store import Limits, RegistryStore
 
 
 def error_codes(reply) -> list[str]:

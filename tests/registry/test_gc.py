@@ -10,10 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from dockyard.core.registry import layout
-from dockyard.core.registry.gc import GarbageCollector, GcPolicy
-from dockyard.core.registry.names import parse_digest
-from dockyard.core.registry.store import RegistryStore
+from dockyard.registry import layout
+from dockyard.registry.gc import GarbageCollector, GcPolicy
+from dockyard.registry.names import parse_digest
+from dockyard.registry.store import RegistryStore
 
 HOUR = 3600.0
 

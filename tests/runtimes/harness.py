@@ -14,7 +14,7 @@ import os
 import sys
 
 from dockyard.core.interfaces import LaunchError, spec_from_json
-from dockyard.plugins.runtimes.namespaces import _linux
+from dockyard.linux import syscalls
 
 
 def report(message: dict) -> None:
@@ -22,7 +22,7 @@ def report(message: dict) -> None:
 
 
 def main() -> int:
-    _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     with open(sys.argv[1]) as spec_file:
         spec = spec_from_json(spec_file.read())
     launcher = (

@@ -17,8 +17,8 @@ import tempfile
 import time
 
 from dockyard.core.interfaces import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec
-from dockyard.plugins.runtimes.namespaces import _linux
-from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup
+from dockyard.linux import syscalls
+from dockyard.linux.cgroups import ContainerCgroup
 from dockyard.plugins.runtimes.namespaces.launch import launch
 from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.testing.images import busybox_rootfs
@@ -27,7 +27,7 @@ CGROUP_PARENT = "dockyard-latency"
 
 
 def measure(count: int) -> dict[str, float]:
-    _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     base = tempfile.mkdtemp(prefix="dockyard-latency-", dir="/var/tmp")
     try:
         store = OverlayDriver(os.path.join(base, "overlay"))

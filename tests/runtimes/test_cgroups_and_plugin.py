@@ -15,7 +15,7 @@ import pytest
 from dockyard.core.config import parse_config
 from dockyard.core.drivers import DriverKind
 from dockyard.core.plugins import PluginHost
-from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup, Layout, _keyed
+from dockyard.linux.cgroups import ContainerCgroup, Layout, _keyed
 from dockyard.plugins.runtimes.namespaces.plugin import NamespacesConfig, NamespacesRuntime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")

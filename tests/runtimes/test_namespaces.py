@@ -25,7 +25,7 @@ from dockyard.core.interfaces import (
     Resources,
     spec_to_json,
 )
-from dockyard.plugins.runtimes.namespaces.cgroups import ContainerCgroup
+from dockyard.linux.cgroups import ContainerCgroup
 from tests.runtimes.conftest import (
     CGROUP_PARENT,
     ROOT,

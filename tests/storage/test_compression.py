@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dockyard.core.compression import (
+from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.images.compression import (
     Compression,
     compression_of_media_type,
     detect,
     open_decompressed,
 )
-from dockyard.core.errors import InvalidParameter
-from dockyard.core.layertar import DeleteWhiteouts, extract_layer
+from dockyard.linux.layertar import DeleteWhiteouts, extract_layer
 from dockyard.testing.storage import LayerTar
 
 PAYLOAD = LayerTar().file("hello", b"world" * 1000).dir("d").file("d/x", b"x").build()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.core.layertar import (
+from dockyard.linux.layertar import (
     OVERLAY_OPAQUE_XATTR,
     DeleteWhiteouts,
     DiffWriter,

@@ -1,6 +1,6 @@
 """The ``overlay`` storage driver: each layer unpacked once, containers as overlayfs mounts.
 
-Layout under the state directory (see also :mod:`dockyard.plugins.storage._objects`)::
+Layout under the state directory (see also :mod:`dockyard.linux.objectstore`)::
 
     layers/<id>/diff         the layer's own files; whiteouts in overlayfs form
     layers/<id>/link         the layer's short name in l/
@@ -39,7 +39,7 @@ from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import Mount, Usage
-from dockyard.core.layertar import (
+from dockyard.linux.layertar import (
     OVERLAY_OPAQUE_XATTR,
     OVERLAY_XATTR_PREFIX,
     DiffWriter,
@@ -50,7 +50,7 @@ from dockyard.core.layertar import (
     remove_tree,
     walk_tree,
 )
-from dockyard.plugins.storage._objects import Kind, ObjectStore, tree_usage
+from dockyard.linux.objectstore import Kind, ObjectStore, tree_usage
 
 LINKS_DIR = "l"
 EMPTY_DIR = "empty"

@@ -21,9 +21,9 @@ from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import Mount, Usage
-from dockyard.core.layertar import DeleteWhiteouts, DiffWriter, extract_layer, remove_tree
-from dockyard.plugins.storage._objects import Kind, ObjectStore
-from dockyard.plugins.storage._tree import (
+from dockyard.linux.layertar import DeleteWhiteouts, DiffWriter, extract_layer, remove_tree
+from dockyard.linux.objectstore import Kind, ObjectStore
+from dockyard.linux.trees import (
     Change,
     compare_trees,
     copy_tree,

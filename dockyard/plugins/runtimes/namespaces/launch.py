@@ -32,13 +32,14 @@ import struct
 from typing import NoReturn
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.plugins.runtimes.namespaces import _linux, idmap, process
-from dockyard.plugins.runtimes.namespaces.cgroups import (
+from dockyard.linux import idmap, mounts, syscalls
+from dockyard.linux.cgroups import (
     CGROUP_ROOT,
     CgroupError,
     ContainerCgroup,
     hierarchies,
 )
+from dockyard.plugins.runtimes.namespaces import process
 
 DEFAULT_CGROUP_PARENT = "dockyard"
 ROOTFS_DIR = "rootfs"
@@ -63,7 +64,7 @@ _cgroup_hierarchies: list[tuple[str, str, str]] = []
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
-_PROC_FLAGS = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
+_PROC_FLAGS = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 
 
 def cgroup_parent(spec: ContainerSpec) -> str:
@@ -161,18 +162,18 @@ def _fork_init(
         if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
             # An earlier launch in this process: its namespace (now maybe dead) is still where
             # our children would go. Joining our own active one again is always allowed.
-            _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
-        _linux.unshare(_linux.CLONE_NEWPID)
+            syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
+        syscalls.unshare(syscalls.CLONE_NEWPID)
         try:
             pid = os.fork()
         except BaseException:
-            _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
+            syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
             raise
         if pid == 0:
             _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=True)
         # Later children of the supervisor (a restart's launch, anything it runs) stay on the
         # host rather than join, or fail to join, the container's namespace.
-        _linux.setns(own_pid_ns, _linux.CLONE_NEWPID)
+        syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
         return pid
     finally:
         os.close(own_pid_ns)
@@ -231,8 +232,8 @@ def _intermediate(
     # The root filesystem is mounted as real root: overlayfs must read the layers' trusted.*
     # whiteout attributes, which a user namespace cannot see, and only the host's root may
     # make idmapped mounts.
-    _linux.unshare(_linux.CLONE_NEWNS)
-    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+    syscalls.unshare(syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     if not spec.rootfs:
         raise process.ProcessFailure("the container has no root filesystem mounts")
     userns_fd = idmap.user_namespace(spec.uid_mappings, spec.gid_mappings)
@@ -245,7 +246,7 @@ def _intermediate(
     # The init process starts from here: the path to it may not be searchable once it runs as
     # a mapped uid.
     os.chdir(rootfs)
-    _linux.unshare(_linux.CLONE_NEWUSER)
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
     os.write(ready_w, b"u")
     os.close(ready_w)
     if os.read(maps_r, 1) != b"m":
@@ -255,7 +256,7 @@ def _intermediate(
     for setter in (os.setresgid, os.setresuid):
         with contextlib.suppress(OSError):
             setter(0, 0, 0)
-    _linux.unshare(_linux.CLONE_NEWPID)
+    syscalls.unshare(syscalls.CLONE_NEWPID)
     init = os.fork()
     if init == 0:
         os.close(pid_w)
@@ -330,35 +331,35 @@ def _container_init(
     binds: list[_Bind] | None = None,
 ) -> NoReturn:
     try:
-        flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC
+        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
         own_network = spec.network_mode != "host"
         if own_network:
-            flags |= _linux.CLONE_NEWNET
-        _linux.unshare(flags)
-        _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+            flags |= syscalls.CLONE_NEWNET
+        syscalls.unshare(flags)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         if mount_rootfs:
             _mount_rootfs(spec, rootfs)
         else:
             # The mount made before the user namespace is locked here, and pivot_root refuses a
             # locked new root: put a mount of our own on top of it (we are in its root
             # directory), and step into that one by name (".." is the world-searchable dir).
-            _linux.mount(".", ".", None, _linux.MS_BIND | _linux.MS_REC)
+            syscalls.mount(".", ".", None, syscalls.MS_BIND | syscalls.MS_REC)
             os.chdir(os.path.join("..", ROOTFS_DIR))
             rootfs = "."
         _build_root(spec, rootfs, stdio, own_network, _bind_list(spec) if binds is None else binds)
         _pivot(rootfs)
         _restrict_paths(spec)
         if spec.read_only_rootfs:
-            _linux.remount_read_only("/")
+            mounts.remount_read_only("/")
         if spec.hostname:
-            _linux.sethostname(spec.hostname)
+            syscalls.sethostname(spec.hostname)
         if own_network:
             _loopback_up()
         # Joined only now, so the memory our setup dirties is not charged to the container.
         process.join_cgroups(cgroup_fds)
         if _has_cgroup_namespaces():
             # After joining, so the container's cgroup is the root of its cgroup namespace.
-            _linux.unshare(_linux.CLONE_NEWCGROUP)
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
             _mount_cgroups(read_only=not spec.privileged)
         process.run(
             spec.process, stdio, privileged=spec.privileged, cgroup_fds=[], unshare_cgroup=False
@@ -374,11 +375,11 @@ def _has_cgroup_namespaces() -> bool:
 def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
     if not spec.rootfs:
         raise process.ProcessFailure("the container has no root filesystem mounts")
-    _linux.mount_layers(spec.rootfs, rootfs)
+    mounts.mount_all(spec.rootfs, rootfs)
 
 
 def _inside(rootfs: str, path: str) -> str:
-    return _linux.resolve_in_root(rootfs, path)
+    return mounts.resolve_in_root(rootfs, path)
 
 
 def _build_root(
@@ -396,8 +397,8 @@ def _build_root(
         with contextlib.suppress(OSError):
             os.makedirs(cwd, mode=0o755, exist_ok=True)
     proc = _inside(rootfs, "/proc")
-    _linux.ensure_mountpoint(proc, directory=True)
-    _linux.mount("proc", proc, "proc", _PROC_FLAGS)
+    mounts.ensure_mountpoint(proc, directory=True)
+    syscalls.mount("proc", proc, "proc", _PROC_FLAGS)
     _build_dev(spec, rootfs, stdio)
     _mount_sys(spec, rootfs, own_network)
     for source, destination, read_only, fd in binds:
@@ -409,8 +410,8 @@ def _build_root(
 
 def _attach(fd: int, target: str) -> None:
     """Attach a bind source the intermediate opened (read-only already, where asked)."""
-    _linux.ensure_mountpoint(target, directory=stat.S_ISDIR(os.fstat(fd).st_mode))
-    _linux.move_mount(fd, target)
+    mounts.ensure_mountpoint(target, directory=stat.S_ISDIR(os.fstat(fd).st_mode))
+    syscalls.move_mount(fd, target)
     os.close(fd)
 
 
@@ -421,17 +422,17 @@ def _bind(source: str, target: str, read_only: bool) -> None:
         raise process.ProcessFailure(
             f"error mounting {source!r}: bind source path does not exist: {source}"
         ) from None
-    _linux.ensure_mountpoint(target, directory=is_dir)
-    _linux.mount(source, target, None, _linux.MS_BIND | _linux.MS_REC)
+    mounts.ensure_mountpoint(target, directory=is_dir)
+    syscalls.mount(source, target, None, syscalls.MS_BIND | syscalls.MS_REC)
     if read_only:
-        _linux.remount_read_only(target)
+        mounts.remount_read_only(target)
 
 
 def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) -> None:
     dev = _inside(rootfs, "/dev")
-    _linux.ensure_mountpoint(dev, directory=True)
-    _linux.mount(
-        "tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k"
+    mounts.ensure_mountpoint(dev, directory=True)
+    syscalls.mount(
+        "tmpfs", dev, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_STRICTATIME, "mode=755,size=65536k"
     )
     for name, (major, minor) in STANDARD_DEVICES.items():
         node = os.path.join(dev, name)
@@ -440,30 +441,30 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
             os.chmod(node, 0o666)  # mknod's mode goes through the umask
         except PermissionError:
             # A user namespace may not make device nodes: use the host's.
-            _linux.ensure_mountpoint(node, directory=False)
-            _linux.mount(f"/dev/{name}", node, None, _linux.MS_BIND)
+            mounts.ensure_mountpoint(node, directory=False)
+            syscalls.mount(f"/dev/{name}", node, None, syscalls.MS_BIND)
     for name, target in STANDARD_LINKS.items():
         os.symlink(target, os.path.join(dev, name))
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
-    pts_flags = _linux.MS_NOSUID | _linux.MS_NOEXEC
+    pts_flags = syscalls.MS_NOSUID | syscalls.MS_NOEXEC
     try:
-        _linux.mount(
+        syscalls.mount(
             "devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620,gid=5"
         )
     except OSError:
         # gid 5 (tty) may be unmapped in a user namespace.
-        _linux.mount("devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620")
+        syscalls.mount("devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620")
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
-    _linux.mount("shm", shm, "tmpfs", _PROC_FLAGS, "mode=1777,size=65536k")
+    syscalls.mount("shm", shm, "tmpfs", _PROC_FLAGS, "mode=1777,size=65536k")
     mqueue = os.path.join(dev, "mqueue")
     os.mkdir(mqueue, 0o755)
-    _linux.mount("mqueue", mqueue, "mqueue", _PROC_FLAGS)
+    syscalls.mount("mqueue", mqueue, "mqueue", _PROC_FLAGS)
     if spec.process.terminal:
         console = os.path.join(dev, "console")
-        _linux.ensure_mountpoint(console, directory=False)
-        _linux.mount(_terminal_path(stdio[0]), console, None, _linux.MS_BIND)
+        mounts.ensure_mountpoint(console, directory=False)
+        syscalls.mount(_terminal_path(stdio[0]), console, None, syscalls.MS_BIND)
 
 
 def _terminal_path(fd: int) -> str:
@@ -485,23 +486,23 @@ def _terminal_path(fd: int) -> str:
 
 def _mount_sys(spec: ContainerSpec, rootfs: str, own_network: bool) -> None:
     sys_dir = _inside(rootfs, "/sys")
-    _linux.ensure_mountpoint(sys_dir, directory=True)
-    read_only = 0 if spec.privileged else _linux.MS_RDONLY
+    mounts.ensure_mountpoint(sys_dir, directory=True)
+    read_only = 0 if spec.privileged else syscalls.MS_RDONLY
     try:
-        _linux.mount("sysfs", sys_dir, "sysfs", _PROC_FLAGS | read_only)
+        syscalls.mount("sysfs", sys_dir, "sysfs", _PROC_FLAGS | read_only)
     except PermissionError:
         # A user namespace sharing the host's network may not mount sysfs: bind the host's.
-        _linux.mount("/sys", sys_dir, None, _linux.MS_BIND | _linux.MS_REC)
+        syscalls.mount("/sys", sys_dir, None, syscalls.MS_BIND | syscalls.MS_REC)
         if read_only:
-            _linux.remount_read_only(sys_dir)
+            mounts.remount_read_only(sys_dir)
 
 
 def _pivot(rootfs: str) -> None:
     """Make ``rootfs`` the root and drop the host's tree (pivot_root(".", ".") as runc does)."""
     os.chdir(rootfs)
-    _linux.pivot_root(".", ".")
+    syscalls.pivot_root(".", ".")
     # The old root is now stacked on "."; detaching it leaves the new root alone.
-    _linux.umount(".", _linux.MNT_DETACH)
+    syscalls.umount(".", syscalls.MNT_DETACH)
     os.chdir("/")
 
 
@@ -512,18 +513,18 @@ def _restrict_paths(spec: ContainerSpec) -> None:
     for path in spec.masked_paths:
         try:
             if os.path.isdir(path) and not os.path.islink(path):
-                _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY)
+                syscalls.mount("tmpfs", path, "tmpfs", syscalls.MS_RDONLY)
             else:
                 os.stat(path)
-                _linux.mount("/dev/null", path, None, _linux.MS_BIND)
+                syscalls.mount("/dev/null", path, None, syscalls.MS_BIND)
         except FileNotFoundError:
             continue
     for path in spec.readonly_paths:
         try:
-            _linux.mount(path, path, None, _linux.MS_BIND | _linux.MS_REC)
+            syscalls.mount(path, path, None, syscalls.MS_BIND | syscalls.MS_REC)
         except FileNotFoundError:
             continue
-        _linux.remount_read_only(path)
+        mounts.remount_read_only(path)
 
 
 def _mount_cgroups(read_only: bool) -> None:
@@ -534,23 +535,23 @@ def _mount_cgroups(read_only: bool) -> None:
     """
     if not _cgroup_hierarchies or not os.path.isdir(CGROUP_ROOT):
         return
-    flags = _PROC_FLAGS | (_linux.MS_RDONLY if read_only else 0)
+    flags = _PROC_FLAGS | (syscalls.MS_RDONLY if read_only else 0)
     try:
         if _cgroup_hierarchies[0][0] == "":  # a pure v2 host: one hierarchy, right there
-            _linux.mount("cgroup2", CGROUP_ROOT, "cgroup2", flags)
+            syscalls.mount("cgroup2", CGROUP_ROOT, "cgroup2", flags)
             return
-        _linux.mount("tmpfs", CGROUP_ROOT, "tmpfs", _PROC_FLAGS, "mode=755")
+        syscalls.mount("tmpfs", CGROUP_ROOT, "tmpfs", _PROC_FLAGS, "mode=755")
     except OSError:
         return
     for name, fstype, options in _cgroup_hierarchies:
         target = os.path.join(CGROUP_ROOT, name)
         os.makedirs(target, exist_ok=True)
         try:
-            _linux.mount(fstype, target, fstype, flags, options or None)
+            syscalls.mount(fstype, target, fstype, flags, options or None)
         except OSError:
             os.rmdir(target)
     if read_only:
-        _linux.mount(None, CGROUP_ROOT, None, _linux.MS_REMOUNT | flags)
+        syscalls.mount(None, CGROUP_ROOT, None, syscalls.MS_REMOUNT | flags)
 
 
 def _loopback_up() -> None:

@@ -25,7 +25,8 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from dockyard.plugins.runtimes.namespaces import _linux, process
+from dockyard.linux import syscalls
+from dockyard.plugins.runtimes.namespaces import process
 
 if TYPE_CHECKING:
     from dockyard.core.interfaces import ProcessSpec
@@ -34,12 +35,12 @@ STATUS_FD = 3
 #: setns order: the user namespace first (it grants the capabilities for the others), the
 #: mount namespace last among those joined before the fork (it changes what /proc/<pid> is).
 NAMESPACE_ORDER = (
-    ("user", _linux.CLONE_NEWUSER),
-    ("ipc", _linux.CLONE_NEWIPC),
-    ("uts", _linux.CLONE_NEWUTS),
-    ("net", _linux.CLONE_NEWNET),
-    ("pid", _linux.CLONE_NEWPID),
-    ("mnt", _linux.CLONE_NEWNS),
+    ("user", syscalls.CLONE_NEWUSER),
+    ("ipc", syscalls.CLONE_NEWIPC),
+    ("uts", syscalls.CLONE_NEWUTS),
+    ("net", syscalls.CLONE_NEWNET),
+    ("pid", syscalls.CLONE_NEWPID),
+    ("mnt", syscalls.CLONE_NEWNS),
 )
 FORWARDED_SIGNALS = (
     signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
@@ -156,7 +157,7 @@ def main() -> NoReturn:
             cgroup_ns = os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)
         cgroup_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in request["cgroup_procs"]]
         for fd, kind in namespaces:
-            _linux.setns(fd, kind)
+            syscalls.setns(fd, kind)
             os.close(fd)
     except OSError as exc:
         _report({"error": f"cannot enter the container: {exc}", "exit_code": 125})
@@ -169,7 +170,7 @@ def main() -> NoReturn:
             process.join_cgroups(cgroup_fds)
             if cgroup_ns >= 0:
                 # After joining: the container's cgroup must be inside our cgroup namespace.
-                _linux.setns(cgroup_ns, _linux.CLONE_NEWCGROUP)
+                syscalls.setns(cgroup_ns, syscalls.CLONE_NEWCGROUP)
             process.run(
                 spec, (0, 1, 2), privileged=request["privileged"], cgroup_fds=[],
                 unshare_cgroup=False,

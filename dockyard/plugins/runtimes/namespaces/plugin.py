@@ -11,13 +11,13 @@ from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import Conflict, DriverUnavailable, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import ContainerSpec, ContainerStats, ProcessSpec
-from dockyard.plugins.runtimes.namespaces import nsenter
-from dockyard.plugins.runtimes.namespaces.cgroups import (
+from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
     detect_layout,
     system_cpu_ns,
 )
+from dockyard.plugins.runtimes.namespaces import nsenter
 from dockyard.plugins.runtimes.namespaces.launch import DEFAULT_CGROUP_PARENT
 
 LAUNCHER = "dockyard.plugins.runtimes.namespaces.launch:launch"

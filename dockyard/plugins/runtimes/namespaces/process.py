@@ -18,8 +18,7 @@ import stat
 import termios
 from typing import TYPE_CHECKING, NoReturn
 
-from dockyard.core import seccomp
-from dockyard.plugins.runtimes.namespaces import _linux
+from dockyard.linux import capabilities, seccomp, syscalls
 
 if TYPE_CHECKING:
     # Only for annotations: the exec helper runs without site-packages (no attrs) to start fast.
@@ -135,18 +134,18 @@ def apply_credentials(process: ProcessSpec, privileged: bool) -> None:
     CVE-2022-24769: so a non-root user ends up with none after exec, like under docker.
     """
     if privileged:
-        keep = _linux.bounding_set()
+        keep = capabilities.bounding_set()
     else:
-        keep = _linux.capability_mask(process.capabilities)
-        _linux.drop_bounding_set(keep)
-    _linux.prctl(_linux.PR_SET_KEEPCAPS, 1)
+        keep = capabilities.capability_mask(process.capabilities)
+        capabilities.drop_bounding_set(keep)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     os.setgroups(list(process.additional_gids))
     os.setresgid(process.gid, process.gid, process.gid)
     os.setresuid(process.uid, process.uid, process.uid)
-    _linux.prctl(_linux.PR_SET_KEEPCAPS, 0)
-    _linux.set_capabilities(effective=keep, permitted=keep, inheritable=0)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    capabilities.set_capabilities(effective=keep, permitted=keep, inheritable=0)
     if process.no_new_privileges:
-        _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def install_stdio(stdio: tuple[int, int, int], terminal: bool) -> None:
@@ -204,7 +203,7 @@ def run(
     join_cgroups(cgroup_fds)
     if unshare_cgroup:
         # After joining, so the container's cgroup is the root of its cgroup namespace.
-        _linux.unshare(_linux.CLONE_NEWCGROUP)
+        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     if process.seccomp != "unconfined":
         # Last of what needs refused calls, and while still holding CAP_SYS_ADMIN: the kernel
         # then takes a filter without no_new_privs, which docker leaves off by default.
@@ -212,7 +211,7 @@ def run(
             program = seccomp.filter_program(process.capabilities)
         except seccomp.UnsupportedArchitecture as exc:
             raise ProcessFailure(f"seccomp: {exc}") from None
-        _linux.install_seccomp_filter(program)
+        syscalls.install_seccomp_filter(program)
     apply_credentials(process, privileged)
     install_stdio(stdio, process.terminal)
     close_other_fds()

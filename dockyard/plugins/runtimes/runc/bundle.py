@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dockyard.core import seccomp
 from dockyard.core.capabilities import ALL_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, IdMapping, ProcessSpec
-from dockyard.plugins.runtimes.namespaces._linux import bounding_set, last_capability
-from dockyard.plugins.runtimes.namespaces.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
+from dockyard.linux import seccomp
+from dockyard.linux.capabilities import bounding_set, last_capability
+from dockyard.linux.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
 
 OCI_VERSION = "1.0.2"
 ROOTFS_DIR = "rootfs"
@@ -189,7 +189,7 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
 
 
 def _seccomp(capabilities: tuple[str, ...]) -> dict[str, Any]:
-    """The default policy of :mod:`dockyard.core.seccomp` in the OCI form runc compiles.
+    """The default policy of :mod:`dockyard.linux.seccomp` in the OCI form runc compiles.
 
     Rules for one call are alternatives, so ``clone`` gets one per namespace flag bit.
     """

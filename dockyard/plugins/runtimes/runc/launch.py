@@ -42,7 +42,7 @@ from typing import NoReturn
 import attrs
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.plugins.runtimes.namespaces import _linux, idmap
+from dockyard.linux import idmap, mounts, syscalls
 from dockyard.plugins.runtimes.runc.bundle import CONFIG_FILE, bundle_config, rootfs_path
 
 DEFAULT_BINARY = "runc"
@@ -261,17 +261,17 @@ def _enter_private_mount_namespace() -> None:
     global _in_private_mount_namespace
     if _in_private_mount_namespace:
         return
-    _linux.unshare(_linux.CLONE_NEWNS)
+    syscalls.unshare(syscalls.CLONE_NEWNS)
     # A slave: our mounts stay here, while the host's unmounts still reach us (so we never pin
     # a file system the host has let go of).
-    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_SLAVE)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
     _in_private_mount_namespace = True
 
 
 def _mount_rootfs(spec: ContainerSpec, rootfs: str) -> None:
     if not spec.rootfs:
         raise OSError(errno.EINVAL, "the container has no root filesystem mounts")
-    _linux.mount_layers(spec.rootfs, rootfs)
+    mounts.mount_all(spec.rootfs, rootfs)
 
 
 def _mount_remapped(spec: ContainerSpec, rootfs: str) -> ContainerSpec:
@@ -288,7 +288,7 @@ def _mount_remapped(spec: ContainerSpec, rootfs: str) -> ContainerSpec:
     try:
         with idmap.filesystem_ids(uid, gid):
             idmap.mount_rootfs(spec.rootfs, rootfs, userns_fd)
-        mounts = tuple(
+        binds = tuple(
             attrs.evolve(bind, source=_stage(bind.source, spec, str(index), userns_fd))
             if bind.idmap
             else bind
@@ -302,16 +302,16 @@ def _mount_remapped(spec: ContainerSpec, rootfs: str) -> ContainerSpec:
         )
     finally:
         os.close(userns_fd)
-    return attrs.evolve(spec, mounts=mounts, etc_files=etc_files)
+    return attrs.evolve(spec, mounts=binds, etc_files=etc_files)
 
 
 def _stage(source: str, spec: ContainerSpec, name: str, userns_fd: int) -> str:
     """Attach an idmapped clone of ``source`` at ``<state_dir>/idmapped/<name>``."""
     staged = os.path.join(spec.state_dir, IDMAPPED_DIR, name)
-    _linux.ensure_mountpoint(staged, directory=os.path.isdir(source))
+    mounts.ensure_mountpoint(staged, directory=os.path.isdir(source))
     fd = idmap.clone(source, userns_fd)
     try:
-        _linux.move_mount(fd, staged)
+        syscalls.move_mount(fd, staged)
     finally:
         os.close(fd)
     return staged

@@ -30,7 +30,7 @@ from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import DockyardError, DriverUnavailable, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import ContainerSpec, ContainerStats, LaunchError, ProcessSpec
-from dockyard.plugins.runtimes.namespaces.cgroups import (
+from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
     detect_layout,

@@ -1,0 +1,41 @@
+"""The daemon's HTTP API: the Docker Engine API (a versioned subset) on starlette.
+
+Each module holds the routes of one area; :func:`create_app` puts them together behind the
+middleware every Engine API response needs (version prefix, headers, logging, errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
+
+from dockyard.core.errors import DockyardError
+from dockyard.core.server import RequestLogMiddleware
+from dockyard.daemon.api import containers, images, system
+from dockyard.daemon.api.middleware import (
+    EngineHeadersMiddleware,
+    handle_dockyard_error,
+    handle_http_exception,
+    handle_unexpected_error,
+)
+from dockyard.daemon.engine import Engine
+
+
+def create_app(service: Engine) -> Any:
+    """The Engine API ASGI app for ``service`` (plugins' routes after the core's)."""
+    routes: list[BaseRoute] = [*system.routes(), *images.routes(), *containers.routes()]
+    for extra in service.plugins.hook.dockyard_routes(program="daemon"):
+        routes.extend(extra or ())
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            DockyardError: handle_dockyard_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected_error,
+        },
+    )
+    app.state.service = service
+    return RequestLogMiddleware(EngineHeadersMiddleware(app))

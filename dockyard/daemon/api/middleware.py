@@ -1,0 +1,125 @@
+"""ASGI middleware and error handlers shared by every Engine API route.
+
+Plain ASGI (not ``BaseHTTPMiddleware``) so streamed and long-lived responses pass untouched.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import dockyard
+from dockyard.core.errors import DockyardError
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+
+_VERSION_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+_log = structlog.get_logger("dockyard.api")
+
+
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """The Engine API error form: ``{"message": ...}`` with exactly ``application/json``."""
+    return JSONResponse({"message": message}, status_code=status)
+
+
+class EngineHeadersMiddleware:
+    """Strips and checks the ``/v1.NN`` prefix and adds Docker's headers to every response."""
+
+    HEADERS = [
+        (b"server", f"Dockyard/{dockyard.__version__} (linux)".encode()),
+        (b"api-version", API_VERSION.encode()),
+        (b"ostype", b"linux"),
+        (b"docker-experimental", b"false"),
+        (b"builder-version", b"1"),
+        (b"swarm", b"inactive"),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + self.HEADERS
+            await send(message)
+
+        match = _VERSION_PREFIX.match(scope["path"])
+        if match:
+            requested = (int(match.group(1)), int(match.group(2)))
+            version = f"{requested[0]}.{requested[1]}"
+            problem = None
+            if requested > _version_tuple(API_VERSION):
+                problem = (
+                    f"client version {version} is too new. "
+                    f"Maximum supported API version is {API_VERSION}"
+                )
+            elif requested < _version_tuple(MIN_API_VERSION):
+                problem = (
+                    f"client version {version} is too old. Minimum supported API version is "
+                    f"{MIN_API_VERSION}, please upgrade your client to a newer version"
+                )
+            if problem:
+                await error_response(400, problem)(scope, receive, send_with_headers)
+                return
+            scope = dict(scope, path=match.group(3), raw_path=match.group(3).encode())
+            scope["api_version"] = version
+        else:
+            scope = dict(scope, api_version=API_VERSION)
+        await self.app(scope, receive, send_with_headers)
+
+
+class BearerTokenMiddleware:
+    """Refuses requests without ``Authorization: Bearer <token>`` (the daemon's TCP sockets)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = error_response(401, "authentication required: send a bearer token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="dockyard"'
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def handle_dockyard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DockyardError)
+    if exc.status_code >= 500:
+        _log.error("request failed", error=exc.message)
+    return error_response(exc.status_code, exc.message)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    # An unknown route or method is "not implemented here": 404 lets docker's generic
+    # inspect move on to the next object type.
+    if exc.status_code in (404, 405):
+        return error_response(404, "page not found")
+    return error_response(exc.status_code, str(exc.detail))
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    _log.exception("unexpected error", error=repr(exc))
+    return error_response(500, f"internal error: {exc}")

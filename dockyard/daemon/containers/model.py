@@ -1,0 +1,229 @@
+"""The container record: what ``docker inspect`` shows, persisted as JSON in the state dir."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
+from dockyard.core.units import human_duration
+from dockyard.daemon.containers.options import RestartPolicy
+from dockyard.daemon.images.content import atomic_write
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+RECORD_NAME = "container.json"
+
+
+def now_rfc3339() -> str:
+    ns = time.time_ns()
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+@attrs.define
+class ContainerState:
+    status: str = "created"  # created, running, paused, restarting, exited, dead
+    pid: int = 0
+    supervisor_pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    #: Set by ``docker stop``/``kill``; a restart policy does not undo a user's stop.
+    stopped_by_user: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused")
+
+
+@attrs.define
+class Container:
+    """One container. ``config`` and ``host_config`` are the Engine API documents as
+    resolved at create; ``spec`` is what the runtime gets."""
+
+    id: str
+    name: str
+    created: str
+    image_id: str
+    image_name: str
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    spec: ContainerSpec
+    snapshot: str
+    driver: str
+    restart_policy: RestartPolicy = attrs.Factory(RestartPolicy)
+    state: ContainerState = attrs.Factory(ContainerState)
+    restart_count: int = 0
+    #: Names of volumes made for this container alone (``-v /path`` without a source).
+    anonymous_volumes: list[str] = attrs.Factory(list)
+    #: Volume name by container path, for every named or anonymous volume it mounts.
+    volumes: dict[str, str] = attrs.Factory(dict)
+    #: Incremented at every exit; attach streams end when it moves.
+    exit_generation: int = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    def save(self, directory: Path) -> None:
+        document = {
+            "id": self.id,
+            "name": self.name,
+            "created": self.created,
+            "image_id": self.image_id,
+            "image_name": self.image_name,
+            "config": self.config,
+            "host_config": self.host_config,
+            "spec": json.loads(spec_to_json(self.spec)),
+            "snapshot": self.snapshot,
+            "driver": self.driver,
+            "restart_policy": attrs.asdict(self.restart_policy),
+            "state": attrs.asdict(self.state),
+            "restart_count": self.restart_count,
+            "anonymous_volumes": self.anonymous_volumes,
+            "volumes": self.volumes,
+            "exit_generation": self.exit_generation,
+        }
+        atomic_write(directory / RECORD_NAME, json.dumps(document).encode())
+
+    @classmethod
+    def load(cls, directory: Path) -> Container:
+        raw = json.loads((directory / RECORD_NAME).read_text())
+        raw["spec"] = spec_from_json(json.dumps(raw["spec"]))
+        raw["restart_policy"] = RestartPolicy(**raw["restart_policy"])
+        raw["state"] = ContainerState(**raw["state"])
+        return cls(**raw)
+
+
+def _mounts(container: Container) -> list[dict[str, Any]]:
+    mounts = []
+    for mount in container.spec.mounts:
+        volume = container.volumes.get(mount.destination, "")
+        is_volume = bool(volume)
+        mounts.append(
+            {
+                "Type": "volume" if is_volume else "bind",
+                "Name": volume,
+                "Source": mount.source,
+                "Destination": mount.destination,
+                "Driver": "local" if is_volume else "",
+                "Mode": "ro" if mount.read_only else "",
+                "RW": not mount.read_only,
+                "Propagation": "" if is_volume else "rprivate",
+            }
+        )
+    return mounts
+
+
+def _network_settings(container: Container) -> dict[str, Any]:
+    mode = container.host_config.get("NetworkMode") or "default"
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": False,
+        "Ports": {},
+        "SandboxKey": "",
+        "Networks": {mode if mode != "default" else "none": {"NetworkID": "", "IPAddress": ""}},
+        "IPAddress": "",
+        "Gateway": "",
+        "MacAddress": "",
+    }
+
+
+def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
+    """``GET /containers/{id}/json``: every object the docker CLI dereferences is present."""
+    state = container.state
+    entrypoint_and_cmd = list(container.spec.process.args)
+    etc_files = {destination: host_file for host_file, destination in container.spec.etc_files}
+    return {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": entrypoint_and_cmd[0] if entrypoint_and_cmd else "",
+        "Args": entrypoint_and_cmd[1:],
+        "State": {
+            "Status": state.status,
+            "Running": state.status in ("running", "paused"),
+            "Paused": state.status == "paused",
+            "Restarting": state.status == "restarting",
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == "dead",
+            "Pid": state.pid if state.running else 0,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": state.started_at,
+            "FinishedAt": state.finished_at,
+        },
+        "Image": container.image_id,
+        "ResolvConfPath": etc_files.get("/etc/resolv.conf", ""),
+        "HostnamePath": etc_files.get("/etc/hostname", ""),
+        "HostsPath": etc_files.get("/etc/hosts", ""),
+        "LogPath": str(Path(container.spec.state_dir) / "container.log"),
+        "Name": f"/{container.name}",
+        "RestartCount": container.restart_count,
+        "Driver": container.driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": exec_ids or None,
+        "HostConfig": container.host_config,
+        "GraphDriver": {"Name": container.driver, "Data": {}},
+        "Mounts": _mounts(container),
+        "Config": container.config,
+        "NetworkSettings": _network_settings(container),
+    }
+
+
+def status_text(state: ContainerState, now: float | None = None) -> str:
+    """``docker ps``'s STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago"."""
+    from dockyard.daemon.containers.logs import parse_rfc3339_nano
+
+    now = time.time() if now is None else now
+
+    def ago(stamp: str) -> str:
+        seconds = max(0.0, now - parse_rfc3339_nano(stamp) / 1e9)
+        return human_duration(seconds)
+
+    if state.status == "running":
+        return f"Up {ago(state.started_at)}"
+    if state.status == "paused":
+        return f"Up {ago(state.started_at)} (Paused)"
+    if state.status == "restarting":
+        return f"Restarting ({state.exit_code}) {ago(state.finished_at)} ago"
+    if state.status == "exited":
+        return f"Exited ({state.exit_code}) {ago(state.finished_at)} ago"
+    if state.status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def summary(container: Container) -> dict[str, Any]:
+    """One item of ``GET /containers/json``."""
+    args = list(container.spec.process.args)
+    return {
+        "Id": container.id,
+        "Names": [f"/{container.name}"],
+        "Image": container.image_name,
+        "ImageID": container.image_id,
+        # dockerd quotes the arguments that hold a space: sh -c 'echo a b'.
+        "Command": " ".join(f"'{arg}'" if " " in arg else arg for arg in args),
+        "Created": calendar.timegm(time.strptime(container.created[:19], "%Y-%m-%dT%H:%M:%S")),
+        "Ports": [],
+        "Labels": container.config.get("Labels") or {},
+        "State": container.state.status,
+        "Status": status_text(container.state),
+        "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode") or "default"},
+        "NetworkSettings": {"Networks": _network_settings(container)["Networks"]},
+        "Mounts": _mounts(container),
+    }

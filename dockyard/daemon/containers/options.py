@@ -1,0 +1,320 @@
+"""From Docker's ``POST /containers/create`` body to the engine's own types.
+
+Pure functions: parsing and merging the way dockerd does (image config under the request's,
+signal names and numbers, ``-v`` specs, ``--user``, capabilities, restart policies).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from dockyard.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
+from dockyard.core.errors import InvalidParameter
+
+NAME_PATTERN = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+
+_ADJECTIVES = (
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nifty", "proud", "quirky", "serene", "sharp", "tender", "upbeat", "vivid", "witty", "zen",
+)  # fmt: skip
+_NOUNS = (
+    "anchor", "barge", "buoy", "cargo", "crane", "dinghy", "ferry", "galley", "harbor", "hull",
+    "keel", "lighthouse", "mast", "pier", "quay", "rudder", "schooner", "tug", "wharf", "yacht",
+)  # fmt: skip
+
+
+def random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+
+
+def check_name(name: str) -> str:
+    """A valid container name, without the leading slash."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidParameter(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    return name.removeprefix("/")
+
+
+def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
+    """``KILL``, ``SIGKILL``, ``kill`` and ``9`` all name SIGKILL."""
+    if value is None or value == "":
+        return default
+    text = str(value).strip()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        found = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
+        if found is not None:
+            return int(found)
+    raise InvalidParameter(f"Invalid signal: {value}")
+
+
+@attrs.frozen
+class RestartPolicy:
+    name: str = "no"
+    maximum_retry_count: int = 0
+
+    def to_engine_api(self) -> dict[str, Any]:
+        return {
+            "Name": "" if self.name == "no" else self.name,
+            "MaximumRetryCount": self.maximum_retry_count,
+        }
+
+
+def parse_restart_policy(value: Mapping[str, Any] | None) -> RestartPolicy:
+    value = value or {}
+    name = value.get("Name") or "no"
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    retries = int(value.get("MaximumRetryCount") or 0)
+    if retries and name != "on-failure":
+        raise InvalidParameter(
+            "maximum retry count cannot be used with restart policy '" + name + "'"
+        )
+    if retries < 0:
+        raise InvalidParameter("maximum retry count cannot be negative")
+    return RestartPolicy(name, retries)
+
+
+@attrs.frozen
+class VolumeSpec:
+    """One ``-v`` entry: a host path or a named volume, at a container path."""
+
+    source: str  # absolute host path, or a volume name
+    destination: str
+    read_only: bool = False
+
+    @property
+    def is_named_volume(self) -> bool:
+        return not self.source.startswith("/")
+
+
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def parse_bind(text: str) -> VolumeSpec:
+    """``/host:/ctr[:ro|rw]`` or ``name:/ctr[:opts]``."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidParameter(f"invalid volume specification: '{text}'")
+    source, destination = parts[0], parts[1]
+    options = parts[2].split(",") if len(parts) == 3 else []
+    unknown = [o for o in options if o not in ("ro", "rw", "z", "Z", "rprivate", "private")]
+    if unknown:
+        raise InvalidParameter(f"invalid mode: {parts[2]}")
+    if not destination.startswith("/"):
+        raise InvalidParameter(
+            f"invalid volume specification: '{text}': invalid mount config for type \"bind\": "
+            "invalid mount path: '" + destination + "' mount path must be absolute"
+        )
+    if not source.startswith("/") and not _VOLUME_NAME.fullmatch(source):
+        raise InvalidParameter(
+            f"invalid volume name '{source}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    return VolumeSpec(source, destination, "ro" in options)
+
+
+def parse_mount(mount: Mapping[str, Any]) -> VolumeSpec:
+    """One ``--mount`` entry (``HostConfig.Mounts``) of type bind or volume."""
+    kind = mount.get("Type", "volume")
+    source, target = mount.get("Source") or "", mount.get("Target") or ""
+    if kind not in ("bind", "volume"):
+        raise InvalidParameter(f"mount type {kind!r} is not supported")
+    if not target.startswith("/"):
+        raise InvalidParameter(f"invalid mount config: mount path must be absolute: {target!r}")
+    if kind == "bind" and not source.startswith("/"):
+        raise InvalidParameter(f'invalid mount config for type "bind": invalid source {source!r}')
+    return VolumeSpec(source, target, bool(mount.get("ReadOnly")))
+
+
+def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:
+    """The request's variables override the image's of the same name, order kept."""
+    merged: dict[str, str] = {}
+    for item in [*image_env, *request_env]:
+        key = item.split("=", 1)[0]
+        merged[key] = item
+    return list(merged.values())
+
+
+def resolve_command(
+    image: Mapping[str, Any], request: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(entrypoint, cmd) as docker resolves them: a request entrypoint drops the image's cmd."""
+    entrypoint = request.get("Entrypoint")
+    cmd = request.get("Cmd")
+    if isinstance(entrypoint, str):
+        entrypoint = [entrypoint]
+    if isinstance(cmd, str):
+        cmd = ["/bin/sh", "-c", cmd]
+    if entrypoint is None:
+        entrypoint = image.get("Entrypoint") or []
+        if cmd is None:
+            cmd = image.get("Cmd") or []
+    elif cmd is None:
+        cmd = []
+    if entrypoint == [""]:
+        entrypoint = []
+    return list(entrypoint), list(cmd)
+
+
+def capabilities(
+    cap_add: Sequence[str] | None, cap_drop: Sequence[str] | None, privileged: bool
+) -> tuple[str, ...]:
+    if privileged:
+        return ALL_CAPABILITIES
+
+    def normal(name: str) -> str:
+        upper = name.upper()
+        return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
+
+    adds = [normal(c) for c in cap_add or []]
+    drops = [normal(c) for c in cap_drop or []]
+    for name in adds + drops:
+        if name != "ALL" and name not in ALL_CAPABILITIES:
+            raise InvalidParameter(f"invalid capability: {name}")
+    if "ALL" in drops:
+        kept = [c for c in adds if c != "ALL"]
+    else:
+        base = ALL_CAPABILITIES if "ALL" in adds else DEFAULT_CAPABILITIES
+        kept = [c for c in base if c not in drops]
+        kept += [c for c in adds if c != "ALL" and c not in base and c not in drops]
+    return tuple(kept)
+
+
+@attrs.frozen
+class ResolvedUser:
+    """Who a container's (or an exec's) process runs as, from ``--user`` and the image's files."""
+
+    uid: int
+    gid: int
+    #: As docker sets them: the primary group first, then every group that lists the user as a
+    #: member (none when a ``:group`` was given explicitly).
+    additional_gids: tuple[int, ...]
+    #: From the passwd entry; ``/`` for a uid the image does not know (runc's default).
+    home: str = "/"
+
+
+def parse_user(user: str, passwd: str | None, group: str | None) -> ResolvedUser:
+    """``--user`` (``uid``, ``name``, ``uid:gid``, ``name:group``; empty is root) against the
+    image's ``/etc/passwd`` and ``/etc/group`` (``None`` when the image has none)."""
+    name, _, group_name = (user or "0").partition(":")
+    users = _parse_colon_file(passwd or "")
+    groups = _parse_colon_file(group or "")
+    if name.isdigit():
+        uid = int(name)
+        entry = next((u for u in users if u[2] == name), None)
+        gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    else:
+        entry = next((u for u in users if u[0] == name), None)
+        if entry is None:
+            raise InvalidParameter(
+                f"unable to find user {name}: no matching entries in passwd file"
+            )
+        uid, gid = int(entry[2]), int(entry[3])
+    if group_name:
+        if group_name.isdigit():
+            gid = int(group_name)
+        else:
+            found = next((g for g in groups if g[0] == group_name), None)
+            if found is None:
+                raise InvalidParameter(
+                    f"unable to find group {group_name}: no matching entries in group file"
+                )
+            gid = int(found[2])
+    user_name = entry[0] if entry and not group_name else None
+    members_of = (
+        int(g[2])
+        for g in groups
+        if user_name and len(g) > 3 and user_name in g[3].split(",") and g[2].isdigit()
+    )
+    home = entry[5] if entry and len(entry) > 5 and entry[5] else "/"
+    return ResolvedUser(uid, gid, tuple(dict.fromkeys((gid, *members_of))), home)
+
+
+def with_home(env: Sequence[str], home: str) -> list[str]:
+    """``env`` with ``HOME`` set to the user's home unless it sets one itself, as runc does."""
+    if any(entry.startswith("HOME=") for entry in env):
+        return list(env)
+    return [*env, f"HOME={home}"]
+
+
+@attrs.frozen
+class SecurityOptions:
+    """What ``--security-opt`` asked for (``HostConfig.SecurityOpt``)."""
+
+    no_new_privileges: bool = False
+    #: ``systempaths=unconfined``: no masked or read-only paths under /proc and /sys.
+    unconfined_system_paths: bool = False
+    #: ``seccomp=unconfined``: no seccomp filter (see :mod:`dockyard.linux.seccomp`).
+    unconfined_seccomp: bool = False
+
+
+def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
+    """``--security-opt`` as dockerd reads it (``key=value``, or the older ``key:value``).
+
+    There is no AppArmor profile to turn off and no SELinux labelling on this engine, so their
+    ``unconfined``/``disable`` forms are accepted and do nothing. The seccomp policy is the
+    built-in default or none: asking for a profile file is refused rather than not applied.
+    """
+    no_new_privileges = unconfined = unconfined_seccomp = False
+    for entry in entries or ():
+        key, separator, value = entry.partition("=")
+        if not separator:
+            key, separator, value = entry.partition(":")
+        if key == "no-new-privileges":
+            if value.lower() not in ("", "true", "false", "1", "0"):
+                raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
+            no_new_privileges = value.lower() in ("", "true", "1")
+        elif key == "systempaths" and value == "unconfined":
+            unconfined = True
+        elif key == "seccomp" and value == "unconfined":
+            unconfined_seccomp = True
+        elif key == "apparmor" and value == "unconfined":
+            continue
+        elif key == "label":
+            continue  # SELinux labels: nothing to label with, as dockerd without SELinux
+        elif key in ("seccomp", "apparmor"):
+            raise InvalidParameter(
+                f"{key} profiles are not supported by this engine (only {key}=unconfined)"
+            )
+        else:
+            raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
+    return SecurityOptions(no_new_privileges, unconfined, unconfined_seccomp)
+
+
+def _parse_colon_file(text: str) -> list[list[str]]:
+    return [
+        line.split(":")
+        for line in text.splitlines()
+        if line and not line.startswith("#") and line.count(":") >= 2
+    ]
+
+
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory(value: int | str | None) -> int | None:
+    """Bytes from an integer or docker's ``512m``/``1g`` form; 0 or absent: unlimited."""
+    if value in (None, 0, "", "0"):
+        return None
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidParameter(f"invalid memory limit: {value}")
+        return value
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", str(value).strip().lower())
+    if not match:
+        raise InvalidParameter(f"invalid size: '{value}'")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])

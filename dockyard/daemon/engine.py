@@ -1,0 +1,25 @@
+"""The daemon's :class:`~dockyard.core.service.Service`: what its hooks and routes reach."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from dockyard.core.service import Service
+
+if TYPE_CHECKING:
+    from dockyard.daemon.containers.execs import ExecRegistry
+    from dockyard.daemon.containers.manager import ContainerManager
+    from dockyard.daemon.images.store import ImageStore
+    from dockyard.daemon.volumes import VolumeStore
+
+
+@attrs.define
+class Engine(Service):
+    """A running daemon: the service plus the image store, containers, execs and volumes."""
+
+    images: ImageStore | None = None
+    containers: ContainerManager | None = None
+    execs: ExecRegistry | None = None
+    volumes: VolumeStore | None = None

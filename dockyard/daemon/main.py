@@ -1,0 +1,148 @@
+"""``dockyard daemon``: assemble the engine from its plugins and serve the Engine API."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dockyard.core.config import Config
+from dockyard.core.drivers import DriverKind
+from dockyard.core.errors import ConfigError
+from dockyard.core.events import Event, EventBus
+from dockyard.core.logging import configure_logging
+from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
+from dockyard.core.server import (
+    Listener,
+    bind_all,
+    check_tcp_exposure,
+    data_root_lock,
+    parse_hosts,
+    serve,
+    tls_context,
+)
+from dockyard.daemon import userns
+from dockyard.daemon.api import create_app
+from dockyard.daemon.api.hijack import EngineHttpProtocol
+from dockyard.daemon.api.middleware import BearerTokenMiddleware
+from dockyard.daemon.api.system import engine_id
+from dockyard.daemon.containers.execs import ExecRegistry
+from dockyard.daemon.containers.manager import ContainerManager
+from dockyard.daemon.engine import Engine
+from dockyard.daemon.images.content import ContentStore
+from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.volumes import VolumeStore
+
+_log = structlog.get_logger("dockyard.daemon")
+
+
+def _read_token(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token-file {path}: {exc.strerror}") from None
+    if not token:
+        raise ConfigError(f"token-file {path} is empty")
+    return token
+
+
+def run_daemon(config: Config, plugins: PluginHost) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
+    settings = config.daemon
+    configure_logging(settings.log_level, settings.log_format, program="daemon")
+    hosts = parse_hosts(settings.hosts)
+    token = _read_token(settings.token_file)
+    has_tls = bool(settings.tls_cert and settings.tls_key)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    for host in hosts:
+        check_tcp_exposure(host, tls=has_tls, token=bool(token))
+    tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
+    remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
+
+    data_root = Path(settings.data_root).absolute()
+    with data_root_lock(data_root, "daemon"):
+        service = Engine("daemon", config, plugins, data_root)
+
+        def notify_plugins(event: Event) -> None:
+            try:
+                plugins.hook.dockyard_event(event=event)
+            except Exception:
+                _log.exception("event hook failed", type=event.type, action=event.action)
+
+        events = service.events = EventBus(notify_plugins)
+        daemon_id = engine_id(data_root)
+        service.drivers = plugins.build_program_drivers(data_root)
+
+        content = ContentStore(data_root / "content")
+        service.images = ImageStore(
+            data_root / "image",
+            content,
+            service.drivers.get(DriverKind.STORAGE),
+            on_event=lambda action, image_id, attributes: events.emit(
+                Event("image", action, image_id, attributes)
+            ),
+        )
+        cleaned = service.images.reconcile(keep=lambda key: key.startswith("container-"))
+        if any(cleaned.values()):
+            _log.warning("cleaned up after an interrupted operation", **cleaned)
+        service.volumes = VolumeStore(data_root / "volumes")
+        containers = service.containers = ContainerManager(
+            data_root / "containers",
+            service.images,
+            service.drivers.get(DriverKind.STORAGE),
+            plugins.selected(DriverKind.STORAGE) or "",
+            service.drivers.get(DriverKind.RUNTIME),
+            plugins.selected(DriverKind.RUNTIME) or "",
+            service.volumes,
+            emit=lambda action, container_id, attributes: events.emit(
+                Event("container", action, container_id, attributes)
+            ),
+            remapping=remapping,
+        )
+        service.volumes.in_use = containers.volume_users
+        service.images.in_use = containers.image_users
+        service.execs = ExecRegistry()
+
+        listeners = bind_all(hosts, tls)
+        app = create_app(service)
+        tcp_app = BearerTokenMiddleware(app, token) if token else app
+
+        def app_for(listener: Listener) -> Any:
+            return tcp_app if listener.host.scheme == "tcp" else app
+
+        async def startup() -> None:
+            plugins.hook.dockyard_startup(service=service)
+            await containers.reconcile()
+            events.emit(Event("daemon", "start", daemon_id))
+            _log.info(
+                "daemon ready",
+                hosts=[str(h) for h in hosts],
+                data_root=str(data_root),
+                storage_driver=plugins.selected(PROGRAM_KINDS["daemon"][0]),
+                runtime=plugins.selected(PROGRAM_KINDS["daemon"][1]),
+                userns_remap=(
+                    f"{remapping.user}:{remapping.group} "
+                    f"(root is {remapping.root_uid}:{remapping.root_gid})"
+                    if remapping
+                    else "off"
+                ),
+                config=config.source,
+            )
+
+        async def shutdown() -> None:
+            events.emit(Event("daemon", "shutdown", daemon_id))
+            await containers.shutdown()
+            # Each plugin's shutdown runs even when another one's fails.
+            for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
+                try:
+                    impl.function(service=service)
+                except Exception:
+                    _log.exception("shutdown hook failed", plugin=impl.plugin_name)
+            _log.info("daemon stopped")
+
+        asyncio.run(serve(listeners, app_for, startup, shutdown, protocol=EngineHttpProtocol))

@@ -1,0 +1,643 @@
+"""The OCI Distribution API as a starlette app over a :class:`~.store.RegistryStore`.
+
+Handlers are async; every backend call runs in a worker thread (``run_in_threadpool``), and
+request and response bodies stream through in bounded chunks, hashed as they pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import weakref
+from collections.abc import Awaitable, Iterator
+from urllib.parse import urlencode
+
+import attrs
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from dockyard.core.errors import NotFound
+from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
+from dockyard.registry.errors import RegistryError
+from dockyard.registry.manifests import INDEXES, OCI_INDEX, accepts
+from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
+from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
+
+_log = structlog.get_logger("dockyard.registry")
+
+API_VERSION_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+#: Most tags or repositories one page holds; a larger ``n`` gets this many and a ``Link``.
+MAX_PAGE = 10000
+
+# Routes, tried in order. Names may contain "/", so the fixed suffix decides.
+_ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?P<name>.+)/blobs/uploads/?"), "uploads"),
+    (re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"), "upload"),
+    (re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"), "blob"),
+    (re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"), "manifest"),
+    (re.compile(r"(?P<name>.+)/tags/list"), "tags"),
+    (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"), "referrers"),
+]
+
+_METHODS = {
+    "uploads": ("POST",),
+    "upload": ("GET", "PATCH", "PUT", "DELETE"),
+    "blob": ("GET", "HEAD", "DELETE"),
+    "manifest": ("GET", "HEAD", "PUT", "DELETE"),
+    "tags": ("GET",),
+    "referrers": ("GET",),
+}
+
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@attrs.define
+class RegistryApp:
+    """Shared state of the app: the store, the auth provider, per-upload locks."""
+
+    store: RegistryStore
+    auth: AuthProvider | None = None
+    _upload_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = attrs.field(
+        factory=weakref.WeakValueDictionary
+    )
+
+    def upload_lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._upload_locks.get(upload_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._upload_locks[upload_id] = lock
+        return lock
+
+
+def _error_response(error: RegistryError, head: bool = False) -> Response:
+    headers = {**API_VERSION_HEADERS, **error.headers}
+    if head:
+        # A HEAD answer has no body; the status says it all.
+        return Response(status_code=error.status, headers=headers)
+    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+def _upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def _range_header(offset: int) -> str:
+    # "0-<last byte>"; an empty session reports 0-0 as distribution does.
+    return f"0-{max(offset - 1, 0)}"
+
+
+def _upload_headers(session_name: str, upload_id: str, offset: int) -> dict[str, str]:
+    return {
+        **API_VERSION_HEADERS,
+        "Location": _upload_location(session_name, upload_id),
+        "Range": _range_header(offset),
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise RegistryError("SIZE_INVALID", message=f"invalid Content-Length {value[:50]!r}")
+    return int(value)
+
+
+def _link_header(path: str, params: dict[str, str]) -> str:
+    return f'<{path}?{urlencode(params)}>; rel="next"'
+
+
+def _page_size(request: Request) -> int | None:
+    text = request.query_params.get("n")
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise RegistryError("UNSUPPORTED", message="n must be a non-negative integer", status=400)
+    return int(text)
+
+
+def _paginate(items: list[str], request: Request, path: str) -> tuple[list[str], dict[str, str]]:
+    """One page of sorted ``items`` after ``last``, with a ``Link`` to the next page."""
+    size = _page_size(request)
+    last = request.query_params.get("last")
+    if last is not None:
+        items = [item for item in items if item > last]
+    headers: dict[str, str] = {}
+    if size is None and len(items) <= MAX_PAGE:
+        return items, headers
+    size = MAX_PAGE if size is None else min(size, MAX_PAGE)
+    page = items[:size]
+    if size and len(items) > size:
+        headers["Link"] = _link_header(path, {"n": str(size), "last": page[-1]})
+    return page, headers
+
+
+class _BodyReader:
+    """Feeds a request body to an upload writer in large chunks, off the event loop."""
+
+    def __init__(self, request: Request, writer: UploadWriter, limit: int | None) -> None:
+        self.request = request
+        self.writer = writer
+        self.limit = limit
+        self.received = 0
+
+    async def run(self) -> None:
+        """Receive the next buffer while the previous one is hashed and written: the two
+        overlap, since hashing and writing release the GIL."""
+        parts: list[bytes] = []
+        buffered = 0
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for chunk in self.request.stream():
+                if not chunk:
+                    continue
+                self.received += len(chunk)
+                if self.limit is not None and self.received > self.limit:
+                    raise RegistryError(
+                        "SIZE_INVALID", message="body is longer than the range it declared"
+                    )
+                # Collected, not concatenated: the worker joins them with a single copy.
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= CHUNK_SIZE:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(
+                        run_in_threadpool(self.writer.write_parts, parts)
+                    )
+                    parts, buffered = [], 0
+            if pending is not None:
+                await pending
+                pending = None
+            if parts:
+                await run_in_threadpool(self.writer.write_parts, parts)
+        finally:
+            if pending is not None:
+                # Never leave a write running behind the caller's close().
+                with contextlib.suppress(BaseException):
+                    await pending
+
+
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        "SIZE_INVALID",
+        message=f"range not satisfiable: the blob has {size} bytes",
+        status=416,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range a ``Range`` header asks for; ``None``: serve everything."""
+    match = _RANGE.fullmatch(header.strip())
+    if not match:
+        return None  # multiple ranges or another unit: RFC 9110 lets us ignore it
+    first, last = match.groups()
+    if not first:
+        if not last or int(last) == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - int(last), 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start >= size or end < start:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+class Handlers:
+    """One method per endpoint; each returns a response or raises :class:`RegistryError`."""
+
+    def __init__(self, state: RegistryApp) -> None:
+        self.state = state
+        self.store = state.store
+
+    # ------------------------------------------------------------------ auth
+
+    async def authorize(self, request: Request, access: Access) -> None:
+        provider = self.state.auth
+        if provider is None:
+            return
+        auth_request = AuthRequest(
+            method=request.method,
+            path=request.url.path,
+            headers=dict(request.headers),
+            client_address=request.client.host if request.client else "",
+        )
+        identity: Identity | None = await run_in_threadpool(provider.authenticate, auth_request)
+        if not access.actions:
+            if identity is None:
+                raise self._unauthorized(provider, auth_request, [])
+            return
+        granted = await run_in_threadpool(provider.authorize, identity, access)
+        if "*" in granted or set(access.actions) <= set(granted):
+            return
+        if identity is None:
+            raise self._unauthorized(provider, auth_request, [access])
+        raise RegistryError(
+            "DENIED",
+            detail={"type": access.type, "name": access.name, "actions": list(access.actions)},
+        )
+
+    @staticmethod
+    def _unauthorized(
+        provider: AuthProvider, request: AuthRequest, wanted: list[Access]
+    ) -> RegistryError:
+        headers = provider.challenge(request, wanted)
+        detail = [
+            {"Type": a.type, "Name": a.name, "Action": action}
+            for a in wanted
+            for action in a.actions
+        ]
+        return RegistryError("UNAUTHORIZED", detail=detail or None, headers=headers)
+
+    async def allowed(self, request: Request, access: Access) -> bool:
+        try:
+            await self.authorize(request, access)
+        except RegistryError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ base and catalog
+
+    async def base(self, request: Request) -> Response:
+        await self.authorize(request, Access("registry", "", ()))
+        return JSONResponse({}, headers=API_VERSION_HEADERS)
+
+    async def catalog(self, request: Request) -> Response:
+        await self.authorize(request, Access("registry", "catalog", ("*",)))
+        names = await run_in_threadpool(self.store.repositories)
+        page, headers = _paginate(names, request, "/v2/_catalog")
+        return JSONResponse({"repositories": page}, headers={**API_VERSION_HEADERS, **headers})
+
+    # ------------------------------------------------------------------ blobs
+
+    async def blob(self, request: Request, name: str, digest_text: str) -> Response:
+        digest = parse_digest(digest_text)
+        if request.method == "DELETE":
+            await self.authorize(request, Access("repository", name, ("delete",)))
+            await run_in_threadpool(self.store.unlink_blob, name, digest)
+            return Response(status_code=202, headers=API_VERSION_HEADERS)
+        await self.authorize(request, Access("repository", name, ("pull",)))
+        size = await run_in_threadpool(self.store.repository_blob_size, name, digest)
+        headers = {
+            **API_VERSION_HEADERS,
+            "Docker-Content-Digest": str(digest),
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{digest}"',
+            "Cache-Control": "max-age=31536000",
+        }
+        if request.method == "HEAD":
+            return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
+        redirect = await run_in_threadpool(self.store.blob_redirect, digest)
+        if redirect:
+            return Response(
+                status_code=307,
+                headers={
+                    **API_VERSION_HEADERS,
+                    "Location": redirect,
+                    "Docker-Content-Digest": str(digest),
+                },
+            )
+        wanted = request.headers.get("range")
+        span = _parse_blob_range(wanted, size) if wanted else None
+        if span is None:
+            chunks = await self._open_blob(digest, 0, None)
+            return StreamingResponse(
+                iterate_in_threadpool(chunks), headers={**headers, "Content-Length": str(size)}
+            )
+        start, end = span
+        chunks = await self._open_blob(digest, start, end - start + 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        return StreamingResponse(iterate_in_threadpool(chunks), status_code=206, headers=headers)
+
+    async def _open_blob(self, digest: Digest, offset: int, length: int | None) -> Iterator[bytes]:
+        try:
+            return await run_in_threadpool(self.store.read_blob, digest, offset, length)
+        except NotFound:
+            # Deleted (by a gc, say) between the size check and now.
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)}) from None
+
+    # ------------------------------------------------------------------ uploads
+
+    async def start_upload(self, request: Request, name: str) -> Response:
+        await self.authorize(request, Access("repository", name, ("pull", "push")))
+        params = request.query_params
+        if "mount" in params:
+            digest = parse_digest(params["mount"])
+            source = params.get("from")
+            if source is not None:
+                check_name(source)
+            # Without "from" any blob could be mounted by digest: only when nobody checks access.
+            if source is None:
+                may_read = self.state.auth is None
+            else:
+                may_read = await self.allowed(request, Access("repository", source, ("pull",)))
+            if may_read and await run_in_threadpool(self.store.mount_blob, name, source, digest):
+                return self._blob_created(name, digest)
+        algorithm = params.get("digest-algorithm", "sha256")
+        if algorithm not in ALGORITHMS:
+            raise RegistryError(
+                "DIGEST_INVALID",
+                message=f"unsupported digest algorithm {algorithm[:50]!r}",
+                detail={"supported": sorted(ALGORITHMS)},
+            )
+        expected = parse_digest(params["digest"]) if "digest" in params else None
+        length = _content_length(request)
+        limit = self.store.limits.max_blob_size
+        if limit and length is not None and length > limit:
+            raise RegistryError(
+                "SIZE_INVALID",
+                status=413,
+                message=f"blob exceeds the registry's limit of {limit} bytes",
+            )
+        session = await run_in_threadpool(
+            self.store.start_upload, name, expected.algorithm if expected else algorithm
+        )
+        if expected is None:
+            return Response(status_code=202, headers=_upload_headers(name, session.upload_id, 0))
+        # Monolithic push in one POST: the session lives only for this request.
+        try:
+            await self._receive(request, session, None)
+            session = await run_in_threadpool(self.store.upload_session, name, session.upload_id)
+            await run_in_threadpool(self.store.finish_upload, session, expected)
+        except BaseException:
+            await run_in_threadpool(self.store.delete_upload, name, session.upload_id)
+            raise
+        return self._blob_created(name, expected)
+
+    def _blob_created(self, name: str, digest: Digest) -> Response:
+        return Response(
+            status_code=201,
+            headers={
+                **API_VERSION_HEADERS,
+                "Location": f"/v2/{name}/blobs/{digest}",
+                "Docker-Content-Digest": str(digest),
+            },
+        )
+
+    async def _receive(self, request: Request, session: UploadSession, limit: int | None) -> int:
+        """Append the request body to ``session``; return the new offset."""
+        writer = await run_in_threadpool(self.store.open_upload, session)
+        try:
+            await _BodyReader(request, writer, limit).run()
+        except ClientDisconnect:
+            writer.failed = True
+            raise
+        finally:
+            await run_in_threadpool(writer.close)
+        return writer.offset
+
+    def _check_content_range(self, request: Request, session: UploadSession) -> int | None:
+        """Validate ``Content-Range`` against the session; return the declared length."""
+        header = request.headers.get("content-range")
+        length = _content_length(request)
+        if header is None:
+            return length
+        match = _CONTENT_RANGE.fullmatch(header.strip())
+        if not match:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                message=f"invalid Content-Range {header[:80]!r}: expected <start>-<end>",
+            )
+        start, end = int(match.group(1)), int(match.group(2))
+        if start != session.offset or end < start:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                message=f"chunk out of order: the upload has {session.offset} bytes, the chunk "
+                f"covers {start}-{end}",
+                status=416,
+                headers=_upload_headers(session.name, session.upload_id, session.offset),
+            )
+        declared = end - start + 1
+        if length is not None and length != declared:
+            raise RegistryError(
+                "SIZE_INVALID",
+                message=f"Content-Length {length} does not match Content-Range {header[:80]}",
+            )
+        return declared
+
+    async def upload(self, request: Request, name: str, upload_id: str) -> Response:
+        method = request.method
+        action = ("pull",) if method == "GET" else ("pull", "push")
+        await self.authorize(request, Access("repository", name, action))
+        async with self.state.upload_lock(upload_id):
+            session = await run_in_threadpool(self.store.upload_session, name, upload_id)
+            if method == "GET":
+                return Response(
+                    status_code=204, headers=_upload_headers(name, upload_id, session.offset)
+                )
+            if method == "DELETE":
+                await run_in_threadpool(self.store.delete_upload, name, upload_id)
+                return Response(status_code=204, headers=API_VERSION_HEADERS)
+            expected = None
+            if method == "PUT":
+                if "digest" not in request.query_params:
+                    raise RegistryError("DIGEST_INVALID", message="PUT needs ?digest=")
+                expected = parse_digest(request.query_params["digest"])
+            declared = self._check_content_range(request, session)
+            limit = self.store.limits.max_blob_size
+            if limit and declared is not None and session.offset + declared > limit:
+                raise RegistryError(
+                    "SIZE_INVALID",
+                    status=413,
+                    message=f"blob exceeds the registry's limit of {limit} bytes",
+                )
+            has_body = declared != 0 and (
+                declared is not None or "chunked" in request.headers.get("transfer-encoding", "")
+            )
+            if has_body:
+                try:
+                    offset = await self._receive(request, session, declared)
+                except RegistryError as error:
+                    if error.status == 413:
+                        # This blob can never fit: drop the session rather than keep a part.
+                        await run_in_threadpool(self.store.delete_upload, name, upload_id)
+                    raise
+                session = attrs.evolve(session, offset=offset)
+            if expected is None:
+                return Response(
+                    status_code=202, headers=_upload_headers(name, upload_id, session.offset)
+                )
+            await run_in_threadpool(self.store.finish_upload, session, expected)
+            return self._blob_created(name, expected)
+
+    # ------------------------------------------------------------------ manifests
+
+    async def manifest(self, request: Request, name: str, reference: str) -> Response:
+        method = request.method
+        if method == "PUT":
+            return await self.put_manifest(request, name, reference)
+        if method == "DELETE":
+            await self.authorize(request, Access("repository", name, ("delete",)))
+            await run_in_threadpool(self.store.delete_manifest, name, reference)
+            return Response(status_code=202, headers=API_VERSION_HEADERS)
+        await self.authorize(request, Access("repository", name, ("pull",)))
+        record, body = await run_in_threadpool(self.store.get_manifest, name, reference)
+        accept = ", ".join(request.headers.getlist("accept"))
+        if record.media_type in INDEXES and not accepts(accept, record.media_type):
+            # An old client that knows no indexes: distribution's answer is "not found".
+            raise RegistryError(
+                "MANIFEST_UNKNOWN",
+                message=f"{record.media_type} found, but the Accept header does not allow it",
+                detail={"mediaType": record.media_type},
+            )
+        headers = {
+            **API_VERSION_HEADERS,
+            "Content-Type": record.media_type,
+            "Docker-Content-Digest": str(record.digest),
+            "ETag": f'"{record.digest}"',
+            "Content-Length": str(len(body)),
+        }
+        if method == "HEAD":
+            return Response(status_code=200, headers=headers)
+        return Response(body, status_code=200, headers=headers)
+
+    async def put_manifest(self, request: Request, name: str, reference: str) -> Response:
+        await self.authorize(request, Access("repository", name, ("pull", "push")))
+        limit = self.store.limits.max_manifest_size
+        length = _content_length(request)
+        too_big = RegistryError(
+            "SIZE_INVALID", status=413, message=f"manifest exceeds the limit of {limit} bytes"
+        )
+        if length is not None and length > limit:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        extra_tags = request.query_params.getlist("tag")
+        result = await run_in_threadpool(
+            self.store.put_manifest,
+            name,
+            reference,
+            bytes(body),
+            request.headers.get("content-type", ""),
+            extra_tags,
+        )
+        headers = {
+            **API_VERSION_HEADERS,
+            "Location": f"/v2/{name}/manifests/{result.digest}",
+            "Docker-Content-Digest": str(result.digest),
+        }
+        if result.info.subject is not None:
+            headers["OCI-Subject"] = str(result.info.subject.digest)
+        response = Response(status_code=201, headers=headers)
+        for tag in extra_tags:
+            response.headers.append("OCI-Tag", tag)
+        return response
+
+    # ------------------------------------------------------------------ discovery
+
+    async def tags(self, request: Request, name: str) -> Response:
+        await self.authorize(request, Access("repository", name, ("pull",)))
+
+        def load() -> list[str] | None:
+            if not self.store.repository_exists(name):
+                return None
+            return self.store.tags(name)
+
+        tags = await run_in_threadpool(load)
+        if tags is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+        page, headers = _paginate(tags, request, f"/v2/{name}/tags/list")
+        return JSONResponse(
+            {"name": name, "tags": page}, headers={**API_VERSION_HEADERS, **headers}
+        )
+
+    async def referrers(self, request: Request, name: str, digest_text: str) -> Response:
+        subject = parse_digest(digest_text)
+        await self.authorize(request, Access("repository", name, ("pull",)))
+        descriptors = await run_in_threadpool(self.store.referrers, name, subject)
+        headers = dict(API_VERSION_HEADERS)
+        wanted = request.query_params.getlist("artifactType")
+        if wanted:
+            descriptors = [d for d in descriptors if d.get("artifactType") in wanted]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+        return Response(json.dumps(body).encode(), media_type=OCI_INDEX, headers=headers)
+
+
+async def _dispatch(handlers: Handlers, request: Request) -> Response:
+    path = request.url.path
+    if path in ("/v2", "/v2/"):
+        if request.method not in ("GET", "HEAD"):
+            raise RegistryError("UNSUPPORTED", message=f"{request.method} not allowed here")
+        return await handlers.base(request)
+    rest = path[len("/v2/") :]
+    if rest == "_catalog":
+        if request.method != "GET":
+            raise RegistryError("UNSUPPORTED", message=f"{request.method} not allowed here")
+        return await handlers.catalog(request)
+    for pattern, endpoint in _ROUTES:
+        match = pattern.fullmatch(rest)
+        if match is None:
+            continue
+        if request.method not in _METHODS[endpoint]:
+            raise RegistryError(
+                "UNSUPPORTED",
+                message=f"{request.method} is not allowed on this endpoint",
+                headers={"Allow": ", ".join(_METHODS[endpoint])},
+            )
+        params = match.groupdict()
+        name = check_name(params.pop("name"))
+        if endpoint == "uploads":
+            return await handlers.start_upload(request, name)
+        if endpoint == "upload":
+            return await handlers.upload(request, name, params["upload_id"])
+        if endpoint == "blob":
+            return await handlers.blob(request, name, params["digest"])
+        if endpoint == "manifest":
+            return await handlers.manifest(request, name, params["reference"])
+        if endpoint == "tags":
+            return await handlers.tags(request, name)
+        return await handlers.referrers(request, name, params["digest"])
+    raise RegistryError("UNSUPPORTED", message=f"no such endpoint: {path[:200]}", status=404)
+
+
+def create_registry_app(
+    store: RegistryStore,
+    auth: AuthProvider | None = None,
+    extra_routes: list[BaseRoute] | None = None,
+) -> Starlette:
+    """The registry's ASGI app; ``extra_routes`` (plugins', e.g. a token endpoint) come after."""
+    handlers = Handlers(RegistryApp(store, auth))
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handlers_call(request)
+        except RegistryError as error:
+            return _error_response(error, head=request.method == "HEAD")
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception as exc:
+            _log.exception("unexpected error", error=repr(exc), path=request.url.path)
+            return JSONResponse(
+                {"errors": [{"code": "UNKNOWN", "message": f"internal error: {exc}"}]},
+                status_code=500,
+                headers=API_VERSION_HEADERS,
+            )
+
+    def handlers_call(r: Request) -> Awaitable[Response]:
+        return _dispatch(handlers, r)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    routes: list[BaseRoute] = [
+        Route("/v2", endpoint, methods=methods),
+        Route("/v2/{rest:path}", endpoint, methods=methods),
+        *(extra_routes or []),
+    ]
+    app = Starlette(routes=routes)
+    app.state.registry = handlers.state
+    return app

@@ -1,0 +1,161 @@
+"""``dockyard registry`` and ``dockyard registry gc``: assemble the registry from its plugins.
+
+Several registry processes may serve one storage (a shared S3 bucket, a shared directory):
+every piece of state lives in the backend, so the registry takes no lock on its data root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+
+from dockyard.core.config import Config, RegistryConfig, load_config
+from dockyard.core.drivers import DriverKind
+from dockyard.core.errors import ConfigError
+from dockyard.core.hosts import parse_host
+from dockyard.core.logging import configure_logging
+from dockyard.core.plugins import PluginHost
+from dockyard.core.service import Service
+
+_log = structlog.get_logger("dockyard.registry")
+
+
+@attrs.frozen
+class RegistryRuntime:
+    """The built pieces of one registry process."""
+
+    config: Config
+    plugins: PluginHost
+    service: Service
+    store: Any  # RegistryStore; imported lazily with the app
+
+
+def apply_overrides(config: Config, listen: str | None, root: str | None) -> Config:
+    """Fold the command-line flags into the config (``--root`` selects the filesystem backend)."""
+    registry: RegistryConfig = config.registry
+    if listen is not None:
+        registry = attrs.evolve(registry, listen=listen)
+    tables = dict(config.driver_tables)
+    if root is not None:
+        registry = attrs.evolve(registry, backend="filesystem")
+        if registry.data_root == RegistryConfig().data_root:
+            # Keep `dockyard registry --root DIR` self-contained (and usable without root):
+            # private state goes in a hidden directory the backend never lists.
+            registry = attrs.evolve(registry, data_root=str(Path(root).absolute() / ".state"))
+        key = (DriverKind.REGISTRY_BACKEND, "filesystem")
+        tables[key] = {**tables.get(key, {}), "root": str(Path(root).absolute())}
+    return attrs.evolve(config, registry=registry, driver_tables=tables)
+
+
+def build_runtime(config: Config) -> RegistryRuntime:
+    """Load plugins, build the selected backend and auth provider, and the store over them."""
+    from dockyard.registry.store import Limits, RegistryStore
+
+    plugins = PluginHost(config, "registry").load()
+    data_root = Path(config.registry.data_root).absolute()
+    service = Service("registry", config, plugins, data_root)
+    service.drivers = plugins.build_program_drivers(data_root)
+    backend = service.drivers.get(DriverKind.REGISTRY_BACKEND)
+    if backend is None:
+        raise ConfigError("no registry backend is installed; install or enable one")
+    limits = Limits(
+        max_blob_size=config.registry.max_blob_size,
+        max_manifest_size=config.registry.max_manifest_size,
+    )
+    return RegistryRuntime(config, plugins, service, RegistryStore(backend, limits))
+
+
+def run_registry_command(config_path: str | None, listen: str | None, root: str | None) -> None:
+    """Serve the registry in the foreground until SIGTERM/SIGINT."""
+    from dockyard.core.server import Listener, RequestLogMiddleware, bind, serve, tls_context
+    from dockyard.registry.app import create_registry_app
+
+    config = apply_overrides(load_config(config_path), listen, root)
+    settings = config.registry
+    configure_logging(settings.log_level, "json", program="registry")
+    try:
+        host = parse_host(
+            settings.listen if "://" in settings.listen else f"tcp://{settings.listen}"
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[registry] listen: {exc}") from None
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    tls = tls_context(settings.tls_cert, settings.tls_key, "") if settings.tls_cert else None
+    runtime = build_runtime(config)
+    plugins, service = runtime.plugins, runtime.service
+    extra_routes = [
+        r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()
+    ]
+    app = create_registry_app(
+        runtime.store, service.drivers.get(DriverKind.AUTH), extra_routes=extra_routes
+    )
+    logged_app = RequestLogMiddleware(app)
+    sock = bind(host)
+    # Accepted sockets inherit this on Linux. asyncio sets it only on sockets created with
+    # proto=IPPROTO_TCP, which bind() does not use; without it every keep-alive response
+    # waits ~40 ms for a delayed ACK (headers and body leave in two segments).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener = Listener(host, sock, tls)
+
+    async def startup() -> None:
+        plugins.hook.dockyard_startup(service=service)
+        _log.info(
+            "registry ready",
+            listen=str(host),
+            backend=plugins.selected(DriverKind.REGISTRY_BACKEND),
+            auth=plugins.selected(DriverKind.AUTH) or "none",
+            config=config.source,
+        )
+
+    async def shutdown() -> None:
+        for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
+            try:
+                impl.function(service=service)
+            except Exception:
+                _log.exception("shutdown hook failed", plugin=impl.plugin_name)
+        _log.info("registry stopped")
+
+    asyncio.run(serve([listener], lambda _: logged_app, startup, shutdown, protocol=_protocol()))
+
+
+def _protocol() -> str:
+    """httptools parses HTTP several times faster than h11; use it when installed."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def run_gc_command(config_path: str | None, root: str | None, dry_run: bool) -> int:
+    """Run one garbage collection and print what it removed (or would remove)."""
+    from dockyard.registry.gc import GarbageCollector, GcPolicy
+
+    config = apply_overrides(load_config(config_path), None, root)
+    configure_logging(config.registry.log_level, "json", program="registry-gc")
+    runtime = build_runtime(config)
+    settings = config.registry
+    policy = GcPolicy(
+        grace_period=settings.gc_grace_period,
+        upload_expiry=settings.upload_expiry,
+        delete_untagged=settings.gc_delete_untagged,
+        dry_run=dry_run,
+    )
+    report = GarbageCollector(runtime.store, policy).run()
+    verb = "would delete" if dry_run else "deleted"
+    print(
+        f"{verb} {len(report.blobs)} blob(s) ({report.bytes_freed} bytes), "
+        f"{len(report.manifests)} manifest(s), {len(report.uploads)} expired upload(s); "
+        f"kept {report.kept_blobs} blob(s)",
+        file=sys.stdout,
+    )
+    for line in report.lines():
+        print(f"  {line}")
+    return 0
