@@ -185,7 +185,6 @@ class ContainerManager:
             self.images.config(image).get("config") or {}, ContainerConfig, "image config"
         )
         plan = spec.plan(request, image_config, self.settings)
-        options.log_settings(plan.host_config.log_config)
         for volume in plan.volumes:
             if volume.is_bind and not os.path.exists(volume.source):
                 raise InvalidParameter(

@@ -152,6 +152,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     capabilities = options.capabilities(host.cap_add, host.cap_drop, host.privileged)
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
+    options.log_settings(host.log_config)
     volumes = _volumes(host, request.volumes or image.volumes)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.startswith("PATH=") for entry in env):
