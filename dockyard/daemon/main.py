@@ -60,8 +60,10 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     has_tls = bool(settings.tls_cert and settings.tls_key)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    if settings.tls_ca and not has_tls:
+        raise ConfigError("tls-ca verifies clients of a TLS server: give tls-cert and tls-key too")
     for host in hosts:
-        check_tcp_exposure(host, tls=has_tls, token=bool(token))
+        check_tcp_exposure(host, client_certificates=bool(settings.tls_ca), token=bool(token))
     tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
     remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
 
