@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -421,3 +422,19 @@ def test_bad_settings_stop_the_daemon_with_one_line(tmp_path, flags, config, sub
     (line,) = result.stderr.splitlines()
     assert message.format(subuid=tmp_path / "subuid") in line
     assert not (tmp_path / "dockyard.sock").exists()
+
+
+def test_only_the_remapped_root_may_search_to_a_root_filesystem(remapped):
+    # dockerd's rule: 0710 and the group of the containers' root, all the way down (runc
+    # reaches the root filesystem by its path from inside the user namespace).
+    api = remapped.api
+    container = api.create(["true"])
+    root = api.daemon.data_root
+    for directory in (root, root / "containers", root / "containers" / container):
+        info = directory.stat()
+        assert (oct(stat.S_IMODE(info.st_mode)), info.st_uid, info.st_gid) == (
+            oct(0o710),
+            0,
+            GID_BASE,
+        ), directory
+    remove(api, container)

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.model import Container, ContainerState, now_rfc3339
@@ -206,7 +207,9 @@ class ContainerManager:
         snapshot = f"container-{container_id}"
         made_volumes: list[str] = []
         try:
-            directory.mkdir()
+            namespace = self.settings.user_namespace
+            group = modes.search_group(namespace.gid_mappings if namespace else ())
+            modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
             parents = self.images.parents_of(image.layers[-1]) if image.layers else []
             rootfs = tuple(driver.prepare(snapshot, parents))
             user = self._resolve_user(plan.user, rootfs, directory)
@@ -315,7 +318,7 @@ class ContainerManager:
             "log_max_files": log_max_files,
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
-        (directory / "spec.json").write_text(spec_to_json(container.spec))
+        modes.write_private(directory / modes.SPEC_NAME, spec_to_json(container.spec))
         report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
         if report.error:
             container.state = attrs.evolve(
