@@ -21,7 +21,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import RealDockerd
-from tests.conftest import Daemon, plugin_env, restarted, shut_down, spawn_daemon
+from tests.conftest import Daemon, plugin_env, restarted, serving, shut_down, spawn_daemon
 from tests.containers.engine_api import Api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -82,12 +82,7 @@ def start(base: Path, umask: int = 0o022) -> Daemon:
         daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "log")
     finally:
         os.umask(previous)
-    try:
-        daemon.wait_until_serving()
-    except BaseException:
-        shut_down(daemon)
-        raise
-    return daemon
+    return serving(daemon)
 
 
 @pytest.fixture

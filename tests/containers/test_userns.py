@@ -30,7 +30,7 @@ from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
+from tests.conftest import Daemon, plugin_env, run_dockyard, serving, shut_down, spawn_daemon
 from tests.containers.engine_api import Api, frames
 from tests.containers.test_lifecycle import assert_nothing_left, cgroup_dirs
 from tests.core.test_userns import restoring_dockremap
@@ -63,13 +63,7 @@ def start_remapped(base: Path, runtime: str, storage: str, *extra: str) -> Daemo
         "--subuid-file", str(base / "subuid"), "--subgid-file", str(base / "subgid"),
         "--config", str(base / "config.toml"), *extra,
     ]  # fmt: skip
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
-    try:
-        daemon.wait_until_serving()
-    except BaseException:
-        shut_down(daemon)
-        raise
-    return daemon
+    return serving(spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path))
 
 
 @pytest.fixture(
