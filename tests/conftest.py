@@ -195,6 +195,16 @@ def spawn_daemon(
     return Daemon(process, socket_path, data_root, log_path, tcp_port, args, env)
 
 
+def serving(daemon: Daemon) -> Daemon:
+    """``daemon`` once it serves; shut down, with whatever it started, if it never does."""
+    try:
+        daemon.wait_until_serving()
+    except BaseException:
+        shut_down(daemon)
+        raise
+    return daemon
+
+
 def wait_for_socket(process: subprocess.Popen, socket_path: str, log_path: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -155,12 +155,23 @@ def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
     return context
 
 
-def check_tcp_exposure(host: Host, tls: bool, token: bool) -> None:
-    """Refuse an unauthenticated API on a non-loopback address: whoever reaches it is root."""
-    if host.scheme == "tcp" and not _is_loopback(host.address) and not (tls or token):
+def check_tcp_exposure(host: Host, client_certificates: bool, token: bool) -> None:
+    """Refuse an unauthenticated API on a non-loopback address: whoever reaches it is root.
+
+    Only two things authenticate a client: a certificate the server verifies (mutual TLS,
+    ``client_certificates``) or a bearer token. TLS without client verification only
+    encrypts: any client may still connect, so it counts as no authentication at all.
+    """
+    if (
+        host.scheme == "tcp"
+        and not _is_loopback(host.address)
+        and not (client_certificates or token)
+    ):
         raise ConfigError(
-            f"refusing to serve {host} without tls-cert/tls-key or token-file: anyone who can "
-            "reach it could run containers as root; use a loopback address or configure auth"
+            f"refusing to serve {host} without client authentication: anyone who can reach it "
+            "could run containers as root (tls-cert/tls-key encrypt but do not authenticate "
+            "clients); add tls-ca so that clients must present a certificate it signed, or "
+            "token-file, or serve on a loopback address"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from dockyard.core.server import (
     serve,
     tls_context,
 )
-from dockyard.daemon import userns
+from dockyard.daemon import modes, userns
 from dockyard.daemon.api import create_app
 from dockyard.daemon.api.hijack import EngineHttpProtocol
 from dockyard.daemon.api.middleware import BearerTokenMiddleware
@@ -55,18 +56,25 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
     settings = config.daemon
     configure_logging(settings.log_level, settings.log_format, program="daemon")
+    # dockerd's umask: files made without an explicit mode (a container's /etc/hosts, say)
+    # are the same whatever the umask of whoever started us; private ones get their modes.
+    os.umask(0o022)
     hosts = parse_hosts(settings.hosts)
     token = _read_token(settings.token_file)
     has_tls = bool(settings.tls_cert and settings.tls_key)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls-cert and tls-key go together: give both or neither")
+    if settings.tls_ca and not has_tls:
+        raise ConfigError("tls-ca verifies clients of a TLS server: give tls-cert and tls-key too")
     for host in hosts:
-        check_tcp_exposure(host, tls=has_tls, token=bool(token))
+        check_tcp_exposure(host, client_certificates=bool(settings.tls_ca), token=bool(token))
     tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
     remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
 
     data_root = Path(settings.data_root).absolute()
     with data_root_lock(data_root, "daemon"):
+        search_group = modes.search_group(remapping.gid_mappings if remapping else ())
+        modes.make_dir(data_root, modes.DATA_ROOT, search_group)
         service = Engine("daemon", config, plugins, data_root)
 
         def notify_plugins(event: Event) -> None:
@@ -92,6 +100,8 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         if any(cleaned.values()):
             _log.warning("cleaned up after an interrupted operation", **cleaned)
         service.volumes = VolumeStore(data_root / "volumes")
+        modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)
+        modes.tighten_containers(data_root / "containers", search_group)
         containers = service.containers = ContainerManager(
             data_root / "containers",
             service.images,

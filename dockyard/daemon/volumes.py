@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
+from dockyard.daemon import modes
 from dockyard.daemon.images.content import atomic_write
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -53,8 +55,10 @@ class VolumeStore:
     """``<root>/<name>/_data`` holds a volume's files, ``<root>/<name>/volume.json`` its record."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = modes.make_dir(root, modes.VOLUMES)
+        for directory in self.root.iterdir():  # as an earlier version may have left them
+            if directory.is_dir() and not directory.is_symlink():
+                os.chmod(directory, modes.VOLUMES)
         #: Which containers use a volume; the container manager answers.
         self.in_use: Callable[[str], list[str]] = lambda name: []
         self._lock = threading.Lock()
@@ -87,8 +91,8 @@ class VolumeStore:
         with self._lock:
             if self._record(name).exists():
                 return self.get(name)
-            data = self.root / name / "_data"
-            data.mkdir(parents=True, exist_ok=True)
+            modes.make_dir(self.root / name, modes.VOLUMES)
+            data = modes.make_dir(self.root / name / "_data", modes.VOLUME_DATA)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             volume = Volume(name, data, created, dict(labels or {}), anonymous)
             record = {

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -29,7 +30,7 @@ from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
+from tests.conftest import Daemon, plugin_env, run_dockyard, serving, shut_down, spawn_daemon
 from tests.containers.engine_api import Api, frames
 from tests.containers.test_lifecycle import assert_nothing_left, cgroup_dirs
 from tests.core.test_userns import restoring_dockremap
@@ -62,13 +63,7 @@ def start_remapped(base: Path, runtime: str, storage: str, *extra: str) -> Daemo
         "--subuid-file", str(base / "subuid"), "--subgid-file", str(base / "subgid"),
         "--config", str(base / "config.toml"), *extra,
     ]  # fmt: skip
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
-    try:
-        daemon.wait_until_serving()
-    except BaseException:
-        shut_down(daemon)
-        raise
-    return daemon
+    return serving(spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path))
 
 
 @pytest.fixture(
@@ -421,3 +416,19 @@ def test_bad_settings_stop_the_daemon_with_one_line(tmp_path, flags, config, sub
     (line,) = result.stderr.splitlines()
     assert message.format(subuid=tmp_path / "subuid") in line
     assert not (tmp_path / "dockyard.sock").exists()
+
+
+def test_only_the_remapped_root_may_search_to_a_root_filesystem(remapped):
+    # dockerd's rule: 0710 and the group of the containers' root, all the way down (runc
+    # reaches the root filesystem by its path from inside the user namespace).
+    api = remapped.api
+    container = api.create(["true"])
+    root = api.daemon.data_root
+    for directory in (root, root / "containers", root / "containers" / container):
+        info = directory.stat()
+        assert (oct(stat.S_IMODE(info.st_mode)), info.st_uid, info.st_gid) == (
+            oct(0o710),
+            0,
+            GID_BASE,
+        ), directory
+    remove(api, container)

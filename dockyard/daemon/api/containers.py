@@ -366,14 +366,18 @@ async def _forward_stdin(
     connection = await run_in_threadpool(manager.stdin_socket, container)
     if connection is None:
         return
+    # Sent from the event loop: a worker thread blocked on a supervisor that reads slowly
+    # would be taken from every other request for as long.
+    connection.setblocking(False)
+    loop = asyncio.get_running_loop()
     try:
         if held:
-            await run_in_threadpool(connection.sendall, b"".join(held))
+            await loop.sock_sendall(connection, b"".join(held))
         while not ended:
             data = await hijack.read_stdin()
             if not data:
                 break
-            await run_in_threadpool(connection.sendall, data)
+            await loop.sock_sendall(connection, data)
     except OSError:
         pass  # the container's stdin is gone
     finally:

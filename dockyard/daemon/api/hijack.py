@@ -28,6 +28,9 @@ HIJACK_EXTENSION = "dockyard.hijack"
 #: stream bytes in the same segment as the head are lost (docker-py #3332). A pause after the
 #: head keeps them apart.
 FIRST_WRITE_DELAY = 0.02
+#: Client input held for a process that reads it slower than it comes: above this much, the
+#: connection stops being read until the process caught up.
+STDIN_HIGH_WATER = 1 << 20
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 
@@ -45,12 +48,14 @@ class HijackedConnection(asyncio.Protocol):
         self._body = trailing[:content_length]
         self._body_missing = content_length - len(self._body)
         self._stdin: asyncio.Queue[bytes] = asyncio.Queue()
+        self._stdin_held = 0  # bytes in _stdin
+        self._reading_paused = False
         self._body_ready = asyncio.Event()
         if self._body_missing <= 0:
             self._body_ready.set()
         rest = trailing[content_length:]
         if rest:
-            self._stdin.put_nowait(rest)
+            self._hold_stdin(rest)
         self.upgraded = False
         self.closed = False
         self.stdin_closed = False
@@ -68,7 +73,14 @@ class HijackedConnection(asyncio.Protocol):
             if self._body_missing <= 0:
                 self._body_ready.set()
         if data:
-            self._stdin.put_nowait(data)
+            self._hold_stdin(data)
+
+    def _hold_stdin(self, data: bytes) -> None:
+        self._stdin.put_nowait(data)
+        self._stdin_held += len(data)
+        if self._stdin_held > STDIN_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         # A half-close: the client's stdin ended. Keep the write side open for output.
@@ -89,7 +101,13 @@ class HijackedConnection(asyncio.Protocol):
         """The next bytes the client sent after the request; ``b""`` once its input ended."""
         if self.stdin_closed and self._stdin.empty():
             return b""
-        return await self._stdin.get()
+        data = await self._stdin.get()
+        self._stdin_held -= len(data)
+        if self._reading_paused and self._stdin_held <= STDIN_HIGH_WATER // 2:
+            self._reading_paused = False
+            if not self.closed:
+                self.transport.resume_reading()
+        return data
 
     # ---------------------------------------------------------------- ASGI side
 

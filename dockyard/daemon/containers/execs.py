@@ -3,6 +3,10 @@
 Unlike the container's own process, an exec process is the daemon's child: its output goes to
 the client that started it (it is not logged, as in Docker) and its exit code is recorded the
 moment it exits, before the output stream closes, because clients ask for it right after.
+
+Everything that lasts as long as the process does (the wait for its exit, its output, its
+stdin) runs on the event loop, never in a worker thread: there are only 40 of those, and
+requests that have nothing to do with execs need them.
 """
 
 from __future__ import annotations
@@ -152,12 +156,15 @@ async def start_exec(
 
     async def pump_stdin() -> None:
         assert read_stdin is not None and stdin_fd is not None
-        while True:
-            data = await read_stdin()
-            if not data:
-                break
-            with contextlib.suppress(OSError):
-                await run_in_threadpool(os.write, stdin_fd, data)
+        os.set_blocking(stdin_fd, False)
+        try:
+            while True:
+                data = await read_stdin()
+                if not data:
+                    break
+                await write_all(stdin_fd, data)
+        except OSError:
+            return  # the process closed its stdin: the rest has nowhere to go
         if stdin_fd != instance.terminal_fd:
             with contextlib.suppress(OSError):
                 os.close(stdin_fd)
@@ -167,10 +174,7 @@ async def start_exec(
         stdin_task = None
         if read_stdin is not None and stdin_fd is not None:
             stdin_task = asyncio.ensure_future(pump_stdin())
-        status = await run_in_threadpool(os.waitpid, instance.pid, 0)
-        instance.exit_code = os.waitstatus_to_exitcode(status[1])
-        if instance.exit_code < 0:
-            instance.exit_code = 128 - instance.exit_code
+        instance.exit_code = await wait_for_child(instance.pid)
         instance.running = False
         # Output still buffered in the pipes or pty arrives shortly; a process that left a
         # child holding them must not keep the stream open for ever.
@@ -179,7 +183,10 @@ async def start_exec(
         for fd in list(open_readers):
             loop.remove_reader(fd)
         if stdin_task is not None:
+            # Done before the descriptors close: it may be waiting on one to become writable.
             stdin_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stdin_task
         for fd in ours:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -188,6 +195,48 @@ async def start_exec(
 
     output.task = asyncio.ensure_future(finish())  # type: ignore[attr-defined]
     return output
+
+
+async def _until_ready(fd: int, watch: Callable[..., Any], unwatch: Callable[[int], Any]) -> None:
+    """Wait until the event loop finds ``fd`` ready; ``watch`` and ``unwatch`` are the loop's
+    ``add_reader``/``remove_reader`` or ``add_writer``/``remove_writer``."""
+    ready = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    watch(fd, wake)
+    try:
+        await ready
+    finally:
+        unwatch(fd)
+
+
+async def wait_for_child(pid: int) -> int:
+    """Wait for child ``pid`` to exit, on the event loop (a pidfd becomes readable), and reap
+    it; its exit code, 128 + the signal's number when a signal ended it (as docker reports)."""
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(pid)  # works on a child that already exited: it is not reaped yet
+    try:
+        await _until_ready(pidfd, loop.add_reader, loop.remove_reader)
+    finally:
+        os.close(pidfd)
+    _, status = os.waitpid(pid, os.WNOHANG)
+    exit_code = os.waitstatus_to_exitcode(status)
+    return 128 - exit_code if exit_code < 0 else exit_code
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to non-blocking ``fd``, waiting on the event loop while the other
+    side is not reading. Raises OSError once it is gone (EPIPE, EIO)."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _until_ready(fd, loop.add_writer, loop.remove_writer)
 
 
 def check_can_exec(container: Container) -> None:

@@ -23,6 +23,10 @@ from typing import IO, Any, NamedTuple
 from dockyard.core.timestamps import parse_rfc3339_nano, rfc3339_nano
 
 LOG_NAME = "container.log"
+#: Owner and group only, as dockerd's json-file logs: a container's output is its own business.
+LOG_MODE = 0o640
+#: The supervisor's own output (why a start failed), next to the container's.
+SUPERVISOR_LOG_NAME = "supervisor.log"
 
 
 class LogEntry(NamedTuple):
@@ -51,6 +55,18 @@ def decode_entry(line: bytes) -> LogEntry | None:
         return None  # a torn last line of a killed writer, or foreign junk
 
 
+def open_log(path: Path) -> IO[bytes]:
+    """``path`` for appending, created or not, with exactly :data:`LOG_MODE` (the umask and an
+    earlier version's mode notwithstanding)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    try:
+        os.fchmod(fd, LOG_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")
+
+
 class LogWriter:
     """Appends entries, splitting at newlines, rotating by size. Used by the supervisor."""
 
@@ -58,7 +74,7 @@ class LogWriter:
         self.path = directory / LOG_NAME
         self.max_size = max_size
         self.max_files = max(1, max_files)
-        self._out: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - lives with the writer
+        self._out = open_log(self.path)
         self._size = self._out.tell()
 
     def write(self, stream: str, data: bytes) -> None:
@@ -85,7 +101,7 @@ class LogWriter:
                 newer = self.path if index == 1 else self.path.with_name(f"{LOG_NAME}.{index - 1}")
                 if newer.exists():
                     os.replace(newer, older)
-        self._out = open(self.path, "ab")  # noqa: SIM115
+        self._out = open_log(self.path)
         self._size = 0
 
     def close(self) -> None:

@@ -31,9 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.model import Container, ContainerState
+from dockyard.daemon.containers.names import NameRegistry
 from dockyard.daemon.containers.supervision import (
     ACTIVE,
     ExitWatch,
@@ -115,6 +117,7 @@ class ContainerManager:
             runtime_options=tuple(getattr(runtime, "launch_options", ())),
         )
         self.containers: dict[str, Container] = {}
+        self.names = NameRegistry()
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self.zygote = Zygote(runtime.launcher if runtime else "", root.parent / "zygote.log")
@@ -130,6 +133,7 @@ class ContainerManager:
                 _log.warning("dropping a container record that cannot be read", dir=str(directory))
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
+            container.name = self.names.adopt(container.name, container.id)
             self.containers[container.id] = container
 
     @property
@@ -192,15 +196,21 @@ class ContainerManager:
                     'invalid mount config for type "bind": bind source path does not exist: '
                     + volume.source
                 )
-        name = options.check_name(name) if name else self._unique_random_name()
-        self._check_name_free(name)
+        name = options.check_name(name) if name else ""
 
         container_id = secrets.token_hex(32)
+        # Taken before the slow work, so that a racing create with this name fails at once.
+        if name:
+            self.names.reserve(name, container_id)
+        else:
+            name = self.names.reserve_random(container_id)
         directory = self.root / container_id
-        directory.mkdir()
         snapshot = f"container-{container_id}"
         made_volumes: list[str] = []
         try:
+            namespace = self.settings.user_namespace
+            group = modes.search_group(namespace.gid_mappings if namespace else ())
+            modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
             parents = self.images.parents_of(image.layers[-1]) if image.layers else []
             rootfs = tuple(driver.prepare(snapshot, parents))
             user = self._resolve_user(plan.user, rootfs, directory)
@@ -234,6 +244,7 @@ class ContainerManager:
             )
             self._save(container)
         except BaseException:
+            self.names.release(name, container_id)
             driver.remove(snapshot)
             shutil.rmtree(directory, ignore_errors=True)
             for volume_name in made_volumes:
@@ -243,23 +254,6 @@ class ContainerManager:
         self.containers[container.id] = container
         self._event("create", container)
         return container, []
-
-    def _check_name_free(self, name: str) -> None:
-        holder = next((c for c in self.containers.values() if c.name == name), None)
-        if holder is not None:
-            raise Conflict(
-                f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{holder.id}". You have to remove (or rename) that container to be able to '
-                "reuse that name."
-            )
-
-    def _unique_random_name(self) -> str:
-        taken = {c.name for c in self.containers.values()}
-        for _ in range(100):
-            name = options.random_name()
-            if name not in taken:
-                return name
-        return f"{options.random_name()}_{secrets.token_hex(3)}"
 
     def _resolve_user(
         self, user: str, rootfs: tuple[Mount, ...], directory: Path
@@ -325,7 +319,7 @@ class ContainerManager:
             "log_max_files": log_max_files,
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
-        (directory / "spec.json").write_text(spec_to_json(container.spec))
+        modes.write_private(directory / modes.SPEC_NAME, spec_to_json(container.spec))
         report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
         if report.error:
             container.state = attrs.evolve(
@@ -547,6 +541,7 @@ class ContainerManager:
         # The record goes first (renamed away in one step), so the container is gone for
         # everyone at once and a crash mid-way leaves only garbage that reconcile() sweeps.
         self.containers.pop(container.id, None)
+        self.names.release(container.name, container.id)
         trash = self.root / f".removing-{container.id}"
         os.replace(self.directory(container), trash)
         self._event("destroy", container)
@@ -569,10 +564,15 @@ class ContainerManager:
     async def rename(self, name: str, new_name: str) -> None:
         container = self.get(name)
         new_name = options.check_name(new_name)
-        if any(c.name == new_name and c.id != container.id for c in self.containers.values()):
-            raise Conflict(f'Conflict. The container name "/{new_name}" is already in use')
+        if new_name == container.name:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        try:
+            self.names.reserve(new_name, container.id)
+        except Conflict as exc:
+            raise Conflict(f"Error when allocating new name: {exc.message}") from None
         old = container.name
         container.name = new_name
+        self.names.release(old, container.id)
         self._save(container)
         self._event("rename", container, oldName=f"/{old}")
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.core.interfaces import LaunchError, spec_from_json
-from dockyard.daemon.containers.logs import LogWriter
+from dockyard.daemon.containers.logs import SUPERVISOR_LOG_NAME, LogWriter, open_log
 
 PR_SET_CHILD_SUBREAPER = 36
 #: How long output may keep flowing after the init process exited (from processes that
@@ -358,10 +358,9 @@ def run_in(state_dir: Path, ready_fd: int) -> int:
     """Supervise the container of ``state_dir``; ``ready_fd`` takes the launch report."""
     os.umask(0o022)
     os.chdir(state_dir)
-    log = os.open("supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    with open_log(Path(SUPERVISOR_LOG_NAME)) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
     Path("supervisor.pid").write_text(f"{os.getpid()}\n")
     return Supervisor(state_dir, ready_fd).run()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.core.errors import InvalidParameter, NotFound
+from dockyard.daemon import modes
 from dockyard.daemon.reference import HEX_ID
 
 CHUNK = 1 << 20
@@ -50,7 +51,7 @@ class ContentStore:
     """``blobs/sha256/<hex>`` under ``root``; ``ingest/`` holds writes in progress."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = modes.make_dir(root, modes.IMAGES)
         self.blobs = root / "blobs" / "sha256"
         self.ingest = root / "ingest"
         self.blobs.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import structlog
 from dockyard.core import mediatypes
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from dockyard.core.interfaces import StorageDriver
+from dockyard.daemon import modes
 from dockyard.daemon.images.content import CHUNK, ContentStore, atomic_write, sha256_digest
 from dockyard.daemon.reference import HEX_ID, Reference, parse_reference
 
@@ -103,7 +104,7 @@ class ImageStore:
         driver: StorageDriver | None,
         on_event: Callable[[str, str, dict[str, str]], None] | None = None,
     ) -> None:
-        self.root = root
+        self.root = modes.make_dir(root, modes.IMAGES)
         self.content = content
         self._driver = driver
         self._on_event = on_event or (lambda action, image_id, attributes: None)
