@@ -29,7 +29,14 @@ from dockyard.core.errors import NotFound
 from dockyard.core.interfaces import BlobWriter, RegistryBackend
 from dockyard.registry import layout
 from dockyard.registry.errors import RegistryError
-from dockyard.registry.manifests import Descriptor, ManifestInfo, parse_manifest
+from dockyard.registry.manifests import (
+    Descriptor,
+    ManifestInfo,
+    MediaType,
+    Size,
+    parse_manifest,
+    read_stored_manifest,
+)
 from dockyard.registry.names import ALGORITHMS, Digest, check_tag, parse_digest
 
 #: Reads and copies move this much at a time: large enough to keep thread hops rare, small
@@ -487,7 +494,7 @@ class RegistryStore:
         # Visible now; check again in case a gc set a reference aside in between (gc.py).
         missing = self._missing_references(name, info)
         if not self.restore(data_path):
-            missing.append(Descriptor(info.media_type, digest, len(body)))
+            missing.append(Descriptor(MediaType(info.media_type), digest, Size(len(body))))
         if missing:
             for tag, previous in previous_tags.items():
                 if previous is None:
@@ -515,16 +522,18 @@ class RegistryStore:
             return
         digest = parse_digest(reference)
         revision = layout.revision_link(name, digest)
-        if not self.exists(revision):
+        record = self._read_record(revision)
+        if record is None:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"name": name, "digest": str(digest)})
         for tag in self.tags(name):
-            record = self._read_record(layout.tag_link(name, tag))
-            if record is not None and record.digest == digest:
+            tagged = self._read_record(layout.tag_link(name, tag))
+            if tagged is not None and tagged.digest == digest:
                 self.delete_quietly(layout.tag_link(name, tag).rsplit("/", 1)[0])
         try:
-            info = parse_manifest(self.read_bytes(layout.blob_data(digest)), "")
-        except (NotFound, RegistryError):
-            info = None
+            body = self.read_bytes(layout.blob_data(digest))
+        except NotFound:
+            body = b""
+        info = read_stored_manifest(body, record.media_type)
         if info is not None and info.subject is not None:
             link = layout.referrer_link(name, info.subject.digest, digest)
             self.delete_quietly(link.rsplit("/", 1)[0])

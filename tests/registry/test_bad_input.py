@@ -1,0 +1,259 @@
+"""Bad input gets a clear 4xx in the spec's error form, never a 500, and nothing is lost.
+
+Each case here was a 201 that should have been refused, or a 500; the side-by-side comparison
+with the CNCF registry is in test_interop_cncf.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+
+import pytest
+
+from dockyard.registry.manifests import read_stored_manifest
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def only_error(reply) -> dict:
+    """The single error of an error reply, after checking the spec's form."""
+    errors = reply.json()["errors"]
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0]["code"], str) and isinstance(errors[0]["message"], str)
+    return errors[0]
+
+
+def edited(document: dict, path: str, value: object) -> dict:
+    """A copy of ``document`` with the value at dotted ``path`` replaced (``...`` removes it)."""
+    result = copy.deepcopy(document)
+    *parents, last = path.split(".")
+    target = result
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if value is ...:
+        del target[last]
+    elif isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return result
+
+
+@pytest.fixture
+def pushed(client):
+    """An image in repository ``bad/input`` tagged ``good``, with its manifest as a dict."""
+    image = client.push_image("bad/input", "good")
+    return image, json.loads(image.manifest)
+
+
+def assert_refused(client, pushed, body: bytes, content_type: str | None, field: str | None):
+    image, _ = pushed
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    reply = client.request("PUT", "/v2/bad/input/manifests/good", data=body, headers=headers)
+    assert reply.status_code == 400, reply.text
+    error = only_error(reply)
+    assert error["code"] == "MANIFEST_INVALID"
+    if field is not None:
+        assert error["detail"]["field"] == field, error
+        assert field in error["message"]
+    # Nothing changed: the tag names what it named, and no other manifest was stored.
+    assert client.request("GET", "/v2/bad/input/manifests/good").content == image.manifest
+    if body != image.manifest:
+        digest = client.digest(body)
+        assert client.request("HEAD", f"/v2/bad/input/manifests/{digest}").status_code == 404
+    return error
+
+
+# ------------------------------------------------------------------ Content-Type vs media type
+
+
+@pytest.mark.parametrize(
+    ("edit", "content_type", "field"),
+    [
+        # The document says one type, the header another.
+        ({"mediaType": OCI_MANIFEST}, DOCKER_MANIFEST, None),
+        ({"mediaType": DOCKER_MANIFEST}, OCI_MANIFEST, None),
+        ({"mediaType": OCI_MANIFEST}, OCI_INDEX, None),
+        # No mediaType field: Docker's types require it.
+        ({"mediaType": ...}, DOCKER_MANIFEST, "mediaType"),
+        # The shape says manifest, the header says index; and the other way round.
+        ({"mediaType": ...}, OCI_INDEX, "config"),
+        ({"mediaType": DOCKER_LIST}, DOCKER_LIST, "config"),
+        ({"manifests": []}, OCI_MANIFEST, "manifests"),
+        # No Content-Type, a generic one, a malformed one.
+        ({}, None, None),
+        ({}, "application/json", None),
+        ({}, "text/plain", None),
+        ({}, "application/octet-stream", None),
+        ({}, OCI_MANIFEST + "/x", None),
+        ({}, OCI_MANIFEST + ",text/plain", None),
+        ({}, OCI_MANIFEST + "; charset", None),
+        ({}, OCI_MANIFEST + "; a=b; a=c", None),
+        ({}, "application/vnd.docker.distribution.manifest.v1+prettyjws", None),
+    ],
+)
+def test_content_type_must_match_the_manifest(client, pushed, edit, content_type, field):
+    _, document = pushed
+    for key, value in edit.items():
+        document = edited(document, key, value)
+    body = json.dumps(document).encode()
+    assert_refused(client, pushed, body, content_type, field)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [OCI_MANIFEST, OCI_MANIFEST.upper(), OCI_MANIFEST + "; charset=utf-8", OCI_MANIFEST + ";"],
+)
+def test_oci_manifest_without_media_type_field_and_header_parameters_are_accepted(
+    client, pushed, content_type
+):
+    _, document = pushed
+    body = json.dumps(edited(document, "mediaType", ...)).encode()
+    reply = client.put_manifest("bad/input", "plain", body, content_type)
+    assert reply.status_code == 201, reply.text
+    got = client.request("GET", "/v2/bad/input/manifests/plain")
+    assert got.content == body and got.headers["Content-Type"] == OCI_MANIFEST
+
+
+# ------------------------------------------------------------------ descriptor sizes and types
+
+
+@pytest.mark.parametrize(
+    "size", [10**400, 2**63, 2**64, -1, 1.5, 17.0, "17", True, None, ..., [], {}]
+)
+@pytest.mark.parametrize("where", ["config", "layers.0", "subject"])
+def test_descriptor_size_must_be_a_64_bit_count(client, pushed, size, where):
+    _, document = pushed
+    if where == "subject":
+        document["subject"] = dict(document["config"])
+    body = json.dumps(edited(document, f"{where}.size", size)).encode()
+    field = where.replace(".0", "[0]") + ".size"
+    error = assert_refused(client, pushed, body, OCI_MANIFEST, field)
+    if size is None or size is ...:
+        assert "required" in error["message"]
+    else:
+        assert str(2**63 - 1) in error["message"]
+
+
+def test_descriptor_size_at_the_int64_limit_is_accepted(client, pushed):
+    _, document = pushed
+    body = json.dumps(edited(document, "layers.0.size", 2**63 - 1)).encode()
+    assert client.put_manifest("bad/input", "limit", body).status_code == 201
+
+
+def test_index_entry_sizes_are_checked_too(client, pushed):
+    image, _ = pushed
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": image.digest, "size": 10**400}],
+    }
+    assert_refused(client, pushed, json.dumps(index).encode(), OCI_INDEX, "manifests[0].size")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("schemaVersion", 2.0, "schemaVersion"),
+        ("schemaVersion", "2", "schemaVersion"),
+        ("schemaVersion", True, "schemaVersion"),
+        ("schemaVersion", 1, "schemaVersion"),
+        ("schemaVersion", ..., "schemaVersion"),
+        ("mediaType", 5, "mediaType"),
+        ("config", [], "config"),
+        ("config", "x", "config"),
+        ("config", ..., "config"),
+        ("config.digest", 5, "config.digest"),
+        ("config.digest", ["sha256:" + "a" * 64], "config.digest"),
+        ("config.digest", "sha256:abc", "config.digest"),
+        ("config.digest", "md5:" + "a" * 32, "config.digest"),
+        ("config.digest", "\ud800", "config.digest"),
+        ("config.mediaType", 5, "config.mediaType"),
+        ("config.mediaType", "", "config.mediaType"),
+        ("config.mediaType", "not a media type", "config.mediaType"),
+        ("config.mediaType", ..., "config.mediaType"),
+        ("layers", {}, "layers"),
+        ("layers", "abc", "layers"),
+        ("layers.0", 5, "layers[0]"),
+        ("layers.0", None, "layers[0]"),
+        ("layers.0.urls", "http://example.com/x", "layers[0].urls"),
+        ("layers.0.urls", [1], "layers[0].urls[0]"),
+        ("layers.0.annotations", [], "layers[0].annotations"),
+        ("layers.0.annotations", {"a": 1}, 'layers[0].annotations["a"]'),
+        ("layers.0.annotations", {"a": None}, 'layers[0].annotations["a"]'),
+        ("layers.0.platform", "linux/amd64", "layers[0].platform"),
+        ("layers.0.platform", {"os": ["linux"]}, "layers[0].platform.os"),
+        ("layers.0.platform", {"os.features": "x"}, "layers[0].platform.os.features"),
+        ("layers.0.artifactType", 7, "layers[0].artifactType"),
+        ("layers.0.data", 5, "layers[0].data"),
+        ("layers.0.data", "not base64!", "layers[0].data"),
+        ("layers.0.data", base64.b64encode(b"other content").decode(), "layers[0].data"),
+        ("annotations", [], "annotations"),
+        ("annotations", "x", "annotations"),
+        ("annotations", {"a": {"b": "c"}}, 'annotations["a"]'),
+        ("artifactType", 5, "artifactType"),
+        ("artifactType", "no-slash", "artifactType"),
+        ("subject", "sha256:" + "a" * 64, "subject"),
+        ("subject", {"mediaType": OCI_MANIFEST, "size": 1}, "subject.digest"),
+    ],
+)
+def test_wrong_json_types_anywhere_are_refused_naming_the_field(client, pushed, path, value, field):
+    _, document = pushed
+    body = json.dumps(edited(document, path, value)).encode()
+    assert_refused(client, pushed, body, OCI_MANIFEST, field)
+
+
+def test_embedded_data_that_matches_and_nulls_as_absent_are_accepted(client, pushed):
+    image, document = pushed
+    layer = image.layers[0]
+    document["layers"][0]["data"] = base64.b64encode(layer).decode()
+    document["annotations"] = None
+    document["subject"] = None
+    document["layers"][0]["urls"] = None
+    body = json.dumps(document).encode()
+    assert client.put_manifest("bad/input", "embedded", body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "utf-16",
+        "bom",
+        "nan",
+        "infinity",
+        "deep",
+        "huge-int",
+    ],
+)
+def test_bodies_that_are_not_strict_utf8_json_are_refused(client, pushed, body):
+    _, document = pushed
+    text = json.dumps(document)
+    bodies = {
+        "utf-16": text.encode("utf-16"),
+        "bom": b"\xef\xbb\xbf" + text.encode(),
+        "nan": text.replace('"schemaVersion": 2', '"schemaVersion": NaN').encode(),
+        "infinity": text.replace('"size": ', '"size": -Infinity, "x": ', 1).encode(),
+        "deep": b'{"schemaVersion": 2, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        "huge-int": text.replace('"schemaVersion": 2', '"schemaVersion": ' + "9" * 5000).encode(),
+    }
+    assert_refused(client, pushed, bodies[body], OCI_MANIFEST, None)
+
+
+def test_stored_manifests_an_older_version_accepted_still_keep_their_blobs():
+    """The collector reads stored manifests: one that no longer decodes must not free blobs."""
+    config, layer = "sha256:" + "c" * 64, "sha256:" + "d" * 64
+    legacy = {
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/x", "digest": config, "size": 10**400},
+        "layers": [{"mediaType": "application/x", "digest": layer, "size": 1, "urls": "x"}],
+    }
+    info = read_stored_manifest(json.dumps(legacy).encode(), OCI_MANIFEST)
+    assert info is not None
+    assert {str(d.digest) for d in info.blobs} == {config, layer}
+    assert {str(d.digest) for d in info.manifests} == {config, layer}
+    assert read_stored_manifest(b"\xff not json") is None
