@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from dockyard.core.errors import NotFound
+from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.manifests import INDEXES, OCI_INDEX, accepts
@@ -619,6 +619,11 @@ def create_registry_app(
             return await handlers_call(request)
         except RegistryError as error:
             return _error_response(error, head=request.method == "HEAD")
+        except InvalidParameter as exc:
+            # A backend refusing a path it cannot hold (too long for its storage): the name
+            # or reference the client chose is what must change.
+            refusal = RegistryError("NAME_INVALID", message=exc.message)
+            return _error_response(refusal, head=request.method == "HEAD")
         except ClientDisconnect:
             return Response(status_code=400)
         except Exception as exc:

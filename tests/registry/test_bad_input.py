@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.manifests import read_stored_manifest
+from dockyard.registry.store import RegistryStore
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -257,3 +261,79 @@ def test_stored_manifests_an_older_version_accepted_still_keep_their_blobs():
     assert {str(d.digest) for d in info.blobs} == {config, layer}
     assert {str(d.digest) for d in info.manifests} == {config, layer}
     assert read_stored_manifest(b"\xff not json") is None
+
+
+# ------------------------------------------------------------------ paths too long to store
+
+
+def deep_directory(base: Path, length: int) -> Path:
+    """A directory whose absolute path is ``length`` characters long."""
+    path = base
+    while len(str(path)) < length - 102:
+        path = path / ("d" * 100)
+    path = path / ("e" * (length - len(str(path)) - 1))
+    path.mkdir(parents=True)
+    assert len(str(path)) == length
+    return path
+
+
+def test_paths_too_long_for_the_filesystem_are_name_invalid(tmp_path, serve_registry, client_for):
+    # Paths stop at 4095 characters (PATH_MAX): under this root a 200-character repository
+    # does not fit at all, a 40-character one holds blobs and revisions but no 128-character
+    # tag (".../_manifests/tags/<tag>/link" is 30 characters longer than a revision link).
+    root = deep_directory(tmp_path, 3890)
+    store = RegistryStore(FilesystemBackend(root))
+    client = client_for(serve_registry(store).url)
+    image = client.push_image("short", "v1")
+    long_name = "/".join(["n" * 99, "m" * 100])
+    layer = os.urandom(32)
+    digest = client.digest(layer)
+    requests_to_try = [
+        ("POST", f"/v2/{long_name}/blobs/uploads/?digest={digest}", layer),
+        ("POST", f"/v2/{long_name}/blobs/uploads/", b""),
+        ("POST", f"/v2/{long_name}/blobs/uploads/?mount={image.digest}&from=short", b""),
+        ("GET", f"/v2/{long_name}/blobs/{digest}", b""),
+        ("GET", f"/v2/{long_name}/manifests/v1", b""),
+        ("PUT", f"/v2/{long_name}/manifests/v1", image.manifest),
+        ("GET", f"/v2/{long_name}/tags/list", b""),
+        ("GET", f"/v2/{long_name}/referrers/{image.digest}", b""),
+        ("DELETE", f"/v2/{long_name}/manifests/{image.digest}", b""),
+    ]
+    for method, path, body in requests_to_try:
+        reply = client.request(method, path, data=body, headers={"Content-Type": client.MANIFEST})
+        assert reply.status_code == 400, (method, path, reply.status_code, reply.text)
+        assert only_error(reply)["code"] == "NAME_INVALID", (method, path)
+    # A tag path too long after the revision was written: the push is undone, not half kept.
+    mid_name = "p" * 40
+    for blob in (image.config, *image.layers):
+        client.push_blob(mid_name, blob)
+    tag = "t" * 128
+    refused = client.put_manifest(mid_name, tag, image.manifest)
+    assert refused.status_code == 400 and only_error(refused)["code"] == "NAME_INVALID"
+    assert client.request("GET", f"/v2/{mid_name}/manifests/{image.digest}").status_code == 404
+    # Everything else still works.
+    got = client.request("GET", "/v2/short/manifests/v1")
+    assert got.status_code == 200 and got.content == image.manifest
+    assert client.request("GET", "/v2/_catalog").json()["repositories"] == [mid_name, "short"]
+
+
+def test_paths_too_long_for_s3_keys_are_name_invalid(moto_server, serve_registry, client_for):
+    from dockyard.plugins.registries.s3 import S3Backend, S3Config
+
+    # A prefix that leaves room for short names only (S3 keys stop at 1024 bytes).
+    config = S3Config(
+        bucket=moto_server.new_bucket(),
+        prefix="p" * 800,
+        endpoint_url=moto_server.endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+        region="us-east-1",
+    )
+    client = client_for(serve_registry(RegistryStore(S3Backend(config))).url)
+    image = client.push_image("short", "v1")
+    long_name = "/".join(["n" * 99, "m" * 100])
+    reply = client.request("POST", f"/v2/{long_name}/blobs/uploads/")
+    assert reply.status_code == 400 and only_error(reply)["code"] == "NAME_INVALID"
+    reply = client.put_manifest(long_name, "v1", image.manifest)
+    assert reply.status_code == 400 and only_error(reply)["code"] == "NAME_INVALID"
+    assert client.request("GET", "/v2/short/manifests/v1").content == image.manifest
