@@ -289,13 +289,19 @@ class RegistryStore:
 
     def upload_session(self, name: str, upload_id: str) -> UploadSession:
         """The session's state; ``BLOB_UPLOAD_UNKNOWN`` if there is no such session."""
+        unknown = RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id[:100]})
         try:
-            uuid.UUID(upload_id)
+            # Only the form we hand out: uuid.UUID also takes braces, "urn:uuid:", no dashes.
+            if str(uuid.UUID(upload_id)) != upload_id:
+                raise unknown
             info = json.loads(self.read_bytes(layout.upload_info(name, upload_id)))
-        except (ValueError, NotFound):
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id[:100]}) from None
+            algorithm, started = info["algorithm"], float(info["started"])
+        except (ValueError, TypeError, KeyError, NotFound):
+            raise unknown from None
+        if algorithm not in ALGORITHMS:
+            raise unknown
         offset = self._stored_size(name, upload_id)
-        return UploadSession(name, upload_id, info["algorithm"], info["started"], offset)
+        return UploadSession(name, upload_id, algorithm, started, offset)
 
     def _stored_size(self, name: str, upload_id: str) -> int:
         path = layout.upload_data(name, upload_id)

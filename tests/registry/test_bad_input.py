@@ -337,3 +337,146 @@ def test_paths_too_long_for_s3_keys_are_name_invalid(moto_server, serve_registry
     reply = client.put_manifest(long_name, "v1", image.manifest)
     assert reply.status_code == 400 and only_error(reply)["code"] == "NAME_INVALID"
     assert client.request("GET", "/v2/short/manifests/v1").content == image.manifest
+
+
+# ------------------------------------------------------------------ headers and query parameters
+
+
+def test_numbers_of_any_length_and_script_in_headers_and_parameters(client, pushed):
+    image, _ = pushed
+    layer = image.layers[0]
+    blob = f"/v2/bad/input/blobs/{client.digest(layer)}"
+    huge = "9" * 5000
+    for header in (
+        f"bytes={huge}-",
+        f"bytes=0-{huge}",
+        f"bytes=-{huge}",
+        "bytes=00000000000000000000000001-",
+    ):
+        reply = client.request("GET", blob, headers={"Range": header})
+        assert reply.status_code in (206, 416), (header, reply.status_code)
+    whole = client.request("GET", blob, headers={"Range": f"bytes=0-{huge}"})
+    assert whole.status_code == 206 and whole.content == layer
+    tail = client.request("GET", blob, headers={"Range": f"bytes=-{huge}"})
+    assert tail.status_code == 206 and tail.content == layer
+    leading_zeros = client.request("GET", blob, headers={"Range": "bytes=" + "0" * 30 + "1-"})
+    assert leading_zeros.status_code == 206 and leading_zeros.content == layer[1:]
+    for path in ("/v2/bad/input/tags/list", "/v2/_catalog"):
+        for n in ("%C2%B2", "%D9%A3", "1.5", "-1", "", "abc", "0x10"):
+            reply = client.request("GET", f"{path}?n={n}")
+            assert reply.status_code == 400, (path, n)
+            error = only_error(reply)
+            assert error["detail"]["parameter"] == "n"
+        many = client.request("GET", f"{path}?n={huge}")
+        assert many.status_code == 200
+        twice = client.request("GET", f"{path}?n=1&n=2")
+        assert twice.status_code == 400 and only_error(twice)["detail"]["parameter"] == "n"
+        twice = client.request("GET", f"{path}?last=a&last=b")
+        assert twice.status_code == 400 and only_error(twice)["detail"]["parameter"] == "last"
+
+
+def test_bad_content_range_on_uploads(client):
+    location = client.request("POST", "/v2/ranges/blobs/uploads/").headers["Location"]
+    huge = "9" * 5000
+    cases = {
+        f"0-{huge}": 400,  # longer than the body it came with
+        f"{huge}-{huge}": 416,  # not where the upload is
+        f"{huge}-2": 416,
+        "-1-2": 400,
+        "0x0-0x2": 400,
+        "\u0660-\u0662": 400,  # Arabic-Indic digits, still not ASCII ones
+        "0-2/" + huge: 202,  # last: a total is allowed (and not needed)
+    }
+    for header, status in cases.items():
+        raw = header.encode("utf-8").decode("latin-1")  # as a client would send the bytes
+        reply = client.request("PATCH", location, data=b"abc", headers={"Content-Range": raw})
+        assert reply.status_code == status, (header, reply.status_code, reply.text)
+        if status >= 400:
+            only_error(reply)
+            assert client.request("GET", location).headers["Range"] == "0-0"
+    assert client.request("GET", location).headers["Range"] == "0-2"
+
+
+def test_bad_digests_and_repeated_parameters_on_uploads(client):
+    data = b"some bytes"
+    digest = client.digest(data)
+    for query in (
+        "?digest=sha256:abc",
+        "?digest=sha256:" + "A" * 64,
+        "?digest=blake3:" + "a" * 64,
+        "?digest=",
+        f"?digest={digest}&digest={digest}",
+        "?digest-algorithm=md5",
+        "?digest-algorithm=sha256&digest-algorithm=sha512",
+        "?mount=sha256:abc&from=other",
+        "?mount=",
+        f"?mount={digest}&mount={digest}",
+    ):
+        reply = client.request("POST", f"/v2/params/blobs/uploads/{query}", data=data)
+        assert reply.status_code == 400, (query, reply.text)
+        error = only_error(reply)
+        assert error["code"] == "DIGEST_INVALID", query
+    for query in (f"?mount={digest}&from=UPPER", f"?mount={digest}&from=" + "a" * 300):
+        reply = client.request("POST", f"/v2/params/blobs/uploads/{query}")
+        assert reply.status_code == 400 and only_error(reply)["code"] == "NAME_INVALID"
+    location = client.request("POST", "/v2/params/blobs/uploads/").headers["Location"]
+    reply = client.request("PUT", f"{location}?digest={digest}&digest={digest}", data=data)
+    assert reply.status_code == 400 and only_error(reply)["detail"]["parameter"] == "digest"
+    reply = client.request("PUT", f"{location}?digest=sha256:zz", data=data)
+    assert reply.status_code == 400 and only_error(reply)["code"] == "DIGEST_INVALID"
+    # The session survived both refusals.
+    assert client.request("PUT", f"{location}?digest={digest}", data=data).status_code == 201
+
+
+def test_upload_ids_only_in_the_form_handed_out(client):
+    location = client.request("POST", "/v2/uuids/blobs/uploads/").headers["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    base = location.rsplit("/", 1)[0]
+    variants = [
+        "{" + upload_id + "}",
+        "urn:uuid:" + upload_id,
+        upload_id.replace("-", ""),
+        upload_id.upper(),
+        "x" * 5000,
+        "..",
+        "%00",
+    ]
+    for variant in variants:
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            reply = client.request(method, f"{base}/{variant}", data=b"x")
+            assert reply.status_code in (404, 405), (variant, method, reply.status_code)
+            if reply.status_code == 404 and reply.content:
+                assert only_error(reply)["code"] in ("BLOB_UPLOAD_UNKNOWN", "UNSUPPORTED")
+    assert client.request("GET", location).status_code == 204
+
+
+def test_upload_session_with_damaged_state_is_unknown(client, store):
+    location = client.request("POST", "/v2/damaged/blobs/uploads/").headers["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    from dockyard.registry import layout
+
+    for info in (b"not json", b"{}", b'{"algorithm": "md5", "started": 1}', b"[1]"):
+        store.write_bytes(layout.upload_info("damaged", upload_id), info)
+        for method in ("GET", "PATCH", "PUT", "DELETE"):
+            reply = client.request(method, location, data=b"x")
+            assert reply.status_code == 404, (info, method, reply.text)
+            assert only_error(reply)["code"] == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_referrers_artifact_type_filter_must_be_a_media_type(client, pushed):
+    image, _ = pushed
+    path = f"/v2/bad/input/referrers/{image.digest}"
+    for value in ("", "no-slash", "a/b/c", "%FF%FE", "a" * 300 + "/b"):
+        reply = client.request("GET", f"{path}?artifactType={value}")
+        assert reply.status_code == 400, value
+        assert only_error(reply)["detail"]["parameter"] == "artifactType"
+    ok = client.request("GET", f"{path}?artifactType=application/vnd.example")
+    assert ok.status_code == 200 and ok.json()["manifests"] == []
+
+
+def test_error_details_quoting_unencodable_text_are_still_json(client, pushed):
+    _, document = pushed
+    # A lone surrogate escape is valid JSON syntax but no Unicode: UTF-8 cannot encode it.
+    body = json.dumps(edited(document, "mediaType", "\ud800")).encode()
+    error = assert_refused(client, pushed, body, OCI_MANIFEST, None)
+    assert error["detail"]["mediaType"] == "\ud800"
