@@ -288,6 +288,60 @@ def registry_process(tmp_path: Path) -> Iterator[object]:
         process.stop()
 
 
+# ------------------------------------------------------------------------------ the CNCF registry
+
+
+@attrs.define
+class CncfRegistry:
+    """The CNCF registry (distribution 2.8, Debian's ``docker-registry``) as a child process."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def cncf_registry(tmp_path: Path) -> Iterator[CncfRegistry]:
+    """The reference registry on a free port, its data under ``tmp_path``."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
+    port = free_port()
+    workdir = tmp_path / "cncf"
+    workdir.mkdir()
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = workdir / "registry.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT
+        )
+    registry = CncfRegistry(process, port, log)
+    try:
+        wait_for_port(port, process=process)
+        yield registry
+    finally:
+        registry.stop()
+
+
 # ------------------------------------------------------------------------------ a small client
 
 
