@@ -18,6 +18,7 @@ import attrs
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -707,6 +708,17 @@ def create_registry_app(
         Route("/v2/{rest:path}", endpoint, methods=methods),
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes)
+
+    async def routing_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404 (a path outside /v2) and 405 (a method no route takes, such as
+        # OPTIONS), answered in the spec's error form like everything else.
+        assert isinstance(exc, HTTPException)
+        what = "no such endpoint" if exc.status_code == 404 else f"{request.method} not allowed"
+        error = RegistryError(
+            "UNSUPPORTED", message=what, status=exc.status_code, headers=dict(exc.headers or {})
+        )
+        return _error_response(error, head=request.method == "HEAD")
+
+    app = Starlette(routes=routes, exception_handlers={404: routing_error, 405: routing_error})
     app.state.registry = handlers.state
     return app
