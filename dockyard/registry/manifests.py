@@ -111,29 +111,30 @@ class Descriptor:
         return self.media_type in _FOREIGN_LAYERS or bool(self.urls)
 
 
-@attrs.frozen
-class ImageManifest:
+@attrs.frozen(kw_only=True)
+class _Document:
+    """What image manifests and indexes have in common."""
+
+    schema_version: int
+    media_type: str | None = None
+    artifact_type: MediaType | None = None
+    subject: Descriptor | None = None
+    annotations: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ImageManifest(_Document):
     """An OCI image manifest or a Docker schema 2 manifest."""
 
-    schema_version: int
     config: Descriptor
     layers: tuple[Descriptor, ...] = ()
-    media_type: str | None = None
-    artifact_type: MediaType | None = None
-    subject: Descriptor | None = None
-    annotations: dict[str, str] = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class ImageIndex:
+@attrs.frozen(kw_only=True)
+class ImageIndex(_Document):
     """An OCI image index or a Docker manifest list."""
 
-    schema_version: int
     manifests: tuple[Descriptor, ...]
-    media_type: str | None = None
-    artifact_type: MediaType | None = None
-    subject: Descriptor | None = None
-    annotations: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
