@@ -180,7 +180,6 @@ class _FieldError(Exception):
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path} {problem}")
         self.path = path
-        self.problem = problem
 
 
 def _kind(value: Any) -> str:
@@ -402,6 +401,7 @@ def parse_manifest(body: bytes, content_type: str) -> ManifestInfo:
     if field_type is not None and field_type != media_type:
         raise _invalid(
             "mediaType does not match Content-Type",
+            field="mediaType",
             mediaType=field_type[:200],
             contentType=media_type,
         )
