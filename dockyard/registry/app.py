@@ -25,8 +25,9 @@ from starlette.routing import BaseRoute, Route
 
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
+from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
-from dockyard.registry.manifests import INDEXES, OCI_INDEX, accepts, is_media_type
+from dockyard.registry.manifests import accepts, is_media_type
 from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 

@@ -30,33 +30,22 @@ from typing import Any, NewType
 
 import attrs
 
+from dockyard.core.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    FOREIGN_LAYERS,
+    IMAGE_MANIFESTS,
+    INDEXES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import Digest, parse_digest
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-
-IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = IMAGE_MANIFESTS | INDEXES
 #: Docker's types predate the optional field: their documents must carry ``mediaType``.
 _MEDIA_TYPE_FIELD_REQUIRED = frozenset({DOCKER_MANIFEST, DOCKER_LIST})
-
-# Layers a client fetches from elsewhere ("urls"); registries accept manifests without them.
-_FOREIGN_LAYERS = frozenset(
-    {
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    }
-)
 
 #: Largest descriptor size: sizes are int64 in the image spec (and in every Go client).
 MAX_SIZE = 2**63 - 1
@@ -108,7 +97,7 @@ class Descriptor:
     @property
     def foreign(self) -> bool:
         """A layer clients fetch from elsewhere: the registry need not hold it."""
-        return self.media_type in _FOREIGN_LAYERS or bool(self.urls)
+        return self.media_type in FOREIGN_LAYERS or bool(self.urls)
 
 
 @attrs.frozen(kw_only=True)
