@@ -18,14 +18,16 @@ import attrs
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from dockyard.core.errors import NotFound
+from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
+from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
-from dockyard.registry.manifests import INDEXES, OCI_INDEX, accepts
+from dockyard.registry.manifests import accepts, is_media_type
 from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 
@@ -55,8 +57,13 @@ _METHODS = {
     "referrers": ("GET",),
 }
 
-_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only: "\d" would take any script's digits, and str.isdigit() even "²".
+_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_DIGITS = re.compile(r"[0-9]+")
+
+#: Stands for any number a client sends beyond 64 bits: larger than every size we hold.
+_HUGE = 2**64
 
 
 @attrs.define
@@ -77,12 +84,58 @@ class RegistryApp:
         return lock
 
 
+def _json_body(document: object) -> bytes:
+    # ASCII-escaped: details may quote a client's text, lone surrogates ("\ud800") included,
+    # which UTF-8 cannot encode.
+    return json.dumps(document).encode()
+
+
 def _error_response(error: RegistryError, head: bool = False) -> Response:
     headers = {**API_VERSION_HEADERS, **error.headers}
     if head:
         # A HEAD answer has no body; the status says it all.
         return Response(status_code=error.status, headers=headers)
-    return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
+    return Response(
+        _json_body(error.to_json()),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _number(digits: str) -> int:
+    """A decimal a client sent, of any length (Python refuses to convert over 4300 digits):
+    past 64 bits only its hugeness matters."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else _HUGE
+
+
+def _query_param(request: Request, name: str, code: str = "UNSUPPORTED") -> str | None:
+    """The one value of query parameter ``name``; given twice it is ambiguous, so refused."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise RegistryError(
+            code,
+            status=400,
+            message=f"query parameter {name!r} given {len(values)} times; give it once",
+            detail={"parameter": name},
+        )
+    return values[0] if values else None
+
+
+def _digest_param(request: Request, name: str) -> Digest | None:
+    """Query parameter ``name`` as a digest; a bad one is a 400 naming the parameter."""
+    text = _query_param(request, name, "DIGEST_INVALID")
+    if text is None:
+        return None
+    try:
+        return parse_digest(text)
+    except RegistryError as exc:
+        raise RegistryError(
+            exc.code,
+            message=f"query parameter {name!r}: {exc.message}",
+            detail={"parameter": name, "value": text[:300]},
+        ) from None
 
 
 def _upload_location(name: str, upload_id: str) -> str:
@@ -107,9 +160,9 @@ def _content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):
         raise RegistryError("SIZE_INVALID", message=f"invalid Content-Length {value[:50]!r}")
-    return int(value)
+    return _number(value)
 
 
 def _link_header(path: str, params: dict[str, str]) -> str:
@@ -117,18 +170,23 @@ def _link_header(path: str, params: dict[str, str]) -> str:
 
 
 def _page_size(request: Request) -> int | None:
-    text = request.query_params.get("n")
+    text = _query_param(request, "n")
     if text is None:
         return None
-    if not text.isdigit():
-        raise RegistryError("UNSUPPORTED", message="n must be a non-negative integer", status=400)
-    return int(text)
+    if not _DIGITS.fullmatch(text):
+        raise RegistryError(
+            "UNSUPPORTED",
+            message="query parameter 'n' must be a non-negative integer",
+            status=400,
+            detail={"parameter": "n", "value": text[:50]},
+        )
+    return _number(text)
 
 
 def _paginate(items: list[str], request: Request, path: str) -> tuple[list[str], dict[str, str]]:
     """One page of sorted ``items`` after ``last``, with a ``Link`` to the next page."""
     size = _page_size(request)
-    last = request.query_params.get("last")
+    last = _query_param(request, "last")
     if last is not None:
         items = [item for item in items if item > last]
     headers: dict[str, str] = {}
@@ -203,11 +261,11 @@ def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
         return None  # multiple ranges or another unit: RFC 9110 lets us ignore it
     first, last = match.groups()
     if not first:
-        if not last or int(last) == 0 or size == 0:
+        if not last or _number(last) == 0 or size == 0:
             raise _unsatisfiable(size)
-        return max(size - int(last), 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+        return max(size - _number(last), 0), size - 1
+    start = _number(first)
+    end = _number(last) if last else size - 1
     if start >= size or end < start:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
@@ -332,10 +390,9 @@ class Handlers:
 
     async def start_upload(self, request: Request, name: str) -> Response:
         await self.authorize(request, Access("repository", name, ("pull", "push")))
-        params = request.query_params
-        if "mount" in params:
-            digest = parse_digest(params["mount"])
-            source = params.get("from")
+        mount = _digest_param(request, "mount")
+        source = _query_param(request, "from", "NAME_INVALID")
+        if mount is not None:
             if source is not None:
                 check_name(source)
             # Without "from" any blob could be mounted by digest: only when nobody checks access.
@@ -343,16 +400,16 @@ class Handlers:
                 may_read = self.state.auth is None
             else:
                 may_read = await self.allowed(request, Access("repository", source, ("pull",)))
-            if may_read and await run_in_threadpool(self.store.mount_blob, name, source, digest):
-                return self._blob_created(name, digest)
-        algorithm = params.get("digest-algorithm", "sha256")
+            if may_read and await run_in_threadpool(self.store.mount_blob, name, source, mount):
+                return self._blob_created(name, mount)
+        algorithm = _query_param(request, "digest-algorithm", "DIGEST_INVALID") or "sha256"
         if algorithm not in ALGORITHMS:
             raise RegistryError(
                 "DIGEST_INVALID",
                 message=f"unsupported digest algorithm {algorithm[:50]!r}",
-                detail={"supported": sorted(ALGORITHMS)},
+                detail={"parameter": "digest-algorithm", "supported": sorted(ALGORITHMS)},
             )
-        expected = parse_digest(params["digest"]) if "digest" in params else None
+        expected = _digest_param(request, "digest")
         length = _content_length(request)
         limit = self.store.limits.max_blob_size
         if limit and length is not None and length > limit:
@@ -410,7 +467,7 @@ class Handlers:
                 "BLOB_UPLOAD_INVALID",
                 message=f"invalid Content-Range {header[:80]!r}: expected <start>-<end>",
             )
-        start, end = int(match.group(1)), int(match.group(2))
+        start, end = _number(match.group(1)), _number(match.group(2))
         if start != session.offset or end < start:
             raise RegistryError(
                 "BLOB_UPLOAD_INVALID",
@@ -442,9 +499,9 @@ class Handlers:
                 return Response(status_code=204, headers=API_VERSION_HEADERS)
             expected = None
             if method == "PUT":
-                if "digest" not in request.query_params:
+                expected = _digest_param(request, "digest")
+                if expected is None:
                     raise RegistryError("DIGEST_INVALID", message="PUT needs ?digest=")
-                expected = parse_digest(request.query_params["digest"])
             declared = self._check_content_range(request, session)
             limit = self.store.limits.max_blob_size
             if limit and declared is not None and session.offset + declared > limit:
@@ -562,11 +619,19 @@ class Handlers:
         descriptors = await run_in_threadpool(self.store.referrers, name, subject)
         headers = dict(API_VERSION_HEADERS)
         wanted = request.query_params.getlist("artifactType")
+        for artifact_type in wanted:
+            if not is_media_type(artifact_type):
+                raise RegistryError(
+                    "UNSUPPORTED",
+                    status=400,
+                    message="query parameter 'artifactType' must be a media type",
+                    detail={"parameter": "artifactType", "value": artifact_type[:300]},
+                )
         if wanted:
             descriptors = [d for d in descriptors if d.get("artifactType") in wanted]
             headers["OCI-Filters-Applied"] = "artifactType"
         body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
-        return Response(json.dumps(body).encode(), media_type=OCI_INDEX, headers=headers)
+        return Response(_json_body(body), media_type=OCI_INDEX, headers=headers)
 
 
 async def _dispatch(handlers: Handlers, request: Request) -> Response:
@@ -619,14 +684,20 @@ def create_registry_app(
             return await handlers_call(request)
         except RegistryError as error:
             return _error_response(error, head=request.method == "HEAD")
+        except InvalidParameter as exc:
+            # A backend refusing a path it cannot hold (too long for its storage): the name
+            # or reference the client chose is what must change.
+            refusal = RegistryError("NAME_INVALID", message=exc.message)
+            return _error_response(refusal, head=request.method == "HEAD")
         except ClientDisconnect:
             return Response(status_code=400)
         except Exception as exc:
             _log.exception("unexpected error", error=repr(exc), path=request.url.path)
-            return JSONResponse(
-                {"errors": [{"code": "UNKNOWN", "message": f"internal error: {exc}"}]},
+            return Response(
+                _json_body({"errors": [{"code": "UNKNOWN", "message": f"internal error: {exc}"}]}),
                 status_code=500,
                 headers=API_VERSION_HEADERS,
+                media_type="application/json",
             )
 
     def handlers_call(r: Request) -> Awaitable[Response]:
@@ -638,6 +709,17 @@ def create_registry_app(
         Route("/v2/{rest:path}", endpoint, methods=methods),
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes)
+
+    async def routing_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404 (a path outside /v2) and 405 (a method no route takes, such as
+        # OPTIONS), answered in the spec's error form like everything else.
+        assert isinstance(exc, HTTPException)
+        what = "no such endpoint" if exc.status_code == 404 else f"{request.method} not allowed"
+        error = RegistryError(
+            "UNSUPPORTED", message=what, status=exc.status_code, headers=dict(exc.headers or {})
+        )
+        return _error_response(error, head=request.method == "HEAD")
+
+    app = Starlette(routes=routes, exception_handlers={404: routing_error, 405: routing_error})
     app.state.registry = handlers.state
     return app

@@ -40,7 +40,7 @@ import structlog
 from dockyard.core.errors import NotFound
 from dockyard.registry import layout
 from dockyard.registry.errors import RegistryError
-from dockyard.registry.manifests import ManifestInfo, parse_manifest
+from dockyard.registry.manifests import ManifestInfo, read_stored_manifest
 from dockyard.registry.names import Digest, parse_digest
 from dockyard.registry.store import ManifestRecord, RegistryStore
 
@@ -110,11 +110,9 @@ class GarbageCollector:
         # references count all the same.
         for candidate in (path, layout.trash(self.run_id, path)):
             try:
-                return parse_manifest(self.store.read_bytes(candidate), "")
+                return read_stored_manifest(self.store.read_bytes(candidate))
             except NotFound:
                 continue
-            except RegistryError:
-                return None
         return None
 
     def _revisions(self, name: str) -> list[Digest]:

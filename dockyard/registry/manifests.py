@@ -1,52 +1,134 @@
-"""Manifest media types, parsing and validation, and what a manifest references."""
+"""Manifests: media types, decoding into typed records, and what a manifest references.
+
+A pushed manifest is decoded at the boundary into :class:`ImageManifest` or :class:`ImageIndex`
+(attrs records) by :func:`_decode`, which checks every field's JSON type and names the first
+field that is wrong; nothing past this module looks into the raw JSON. The rules follow the OCI
+image spec, and refuse at least what the CNCF registry (distribution 2.8) refuses:
+
+* ``Content-Type`` is required and names the manifest's type; a ``mediaType`` field, when the
+  document has one, must say the same (Docker's types require it), and the document's shape
+  must fit (an image manifest has no ``manifests``, an index no ``config`` or ``layers``);
+* the body is UTF-8 JSON, an object, ``schemaVersion`` the integer 2;
+* a descriptor has a media type, a digest the registry can verify and a size that is an integer
+  from 0 to 2^63-1; ``urls`` is a list of strings, ``annotations`` a map of strings, and so on.
+
+JSON ``null`` counts as absent, as in Go's decoding; unknown fields are allowed (the image spec
+says consumers ignore them).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import json
-from typing import Any
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any, NewType
 
 import attrs
 
+from dockyard.core.mediatypes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    FOREIGN_LAYERS,
+    IMAGE_MANIFESTS,
+    INDEXES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import Digest, parse_digest
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
+#: Docker's types predate the optional field: their documents must carry ``mediaType``.
+_MEDIA_TYPE_FIELD_REQUIRED = frozenset({DOCKER_MANIFEST, DOCKER_LIST})
 
-IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES = IMAGE_MANIFESTS | INDEXES
+#: Largest descriptor size: sizes are int64 in the image spec (and in every Go client).
+MAX_SIZE = 2**63 - 1
 
-# Layers a client fetches from elsewhere ("urls"); registries accept manifests without them.
-_FOREIGN_LAYERS = frozenset(
-    {
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    }
-)
+#: A media type (RFC 6838 section 4.2), as descriptors, ``artifactType`` and filters carry it.
+MediaType = NewType("MediaType", str)
+#: A descriptor's size in bytes: an integer from 0 to :data:`MAX_SIZE`.
+Size = NewType("Size", int)
+
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
+# RFC 9110's Content-Type: type/subtype, then parameters (token=token or quoted string).
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_CONTENT_TYPE = re.compile(rf"[ \t]*({_TOKEN}/{_TOKEN})[ \t]*")
+_PARAMETER = re.compile(rf';[ \t]*(?:({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*)?')
+
+
+def _json_key(key: str) -> dict[str, str]:
+    """Field metadata: the JSON key, where it is not simply the camelCase of the field's name."""
+    return {"json": key}
+
+
+@attrs.frozen
+class Platform:
+    """Where an index entry's image runs (all optional here: only their types are checked)."""
+
+    architecture: str = ""
+    os: str = ""
+    os_version: str = attrs.field(default="", metadata=_json_key("os.version"))
+    os_features: tuple[str, ...] = attrs.field(default=(), metadata=_json_key("os.features"))
+    variant: str = ""
+    features: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class Descriptor:
-    """A descriptor as found in a manifest: what it points to and how big it is."""
+    """A content descriptor (image spec): what it points to, how big it is, and its extras."""
 
-    media_type: str
+    media_type: MediaType
     digest: Digest
-    size: int
-    foreign: bool = False
+    size: Size
+    urls: tuple[str, ...] = ()
+    annotations: dict[str, str] = attrs.field(factory=dict)
+    #: The content itself, base64-encoded (checked against ``digest`` and ``size``).
+    data: str | None = None
+    artifact_type: MediaType | None = None
+    platform: Platform | None = None
+
+    @property
+    def foreign(self) -> bool:
+        """A layer clients fetch from elsewhere: the registry need not hold it."""
+        return self.media_type in FOREIGN_LAYERS or bool(self.urls)
+
+
+@attrs.frozen(kw_only=True)
+class _Document:
+    """What image manifests and indexes have in common."""
+
+    schema_version: int
+    media_type: str | None = None
+    artifact_type: MediaType | None = None
+    subject: Descriptor | None = None
+    annotations: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ImageManifest(_Document):
+    """An OCI image manifest or a Docker schema 2 manifest."""
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ImageIndex(_Document):
+    """An OCI image index or a Docker manifest list."""
+
+    manifests: tuple[Descriptor, ...]
 
 
 @attrs.frozen
 class ManifestInfo:
-    """What the core needs to know about one manifest it accepted."""
+    """What the store and the collector need to know about one manifest."""
 
     media_type: str
     #: Blobs (config and layers) the manifest needs, in order, foreign layers excluded.
@@ -67,112 +149,312 @@ def bare_media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def is_media_type(text: str) -> bool:
+    """Whether ``text`` is a media type by RFC 6838's grammar (no parameters)."""
+    return bool(_MEDIA_TYPE.fullmatch(text))
+
+
 def _invalid(reason: str, **detail: Any) -> RegistryError:
-    return RegistryError("MANIFEST_INVALID", message=f"manifest invalid: {reason}", detail=detail)
+    return RegistryError(
+        "MANIFEST_INVALID", message=f"manifest invalid: {reason}", detail=detail or None
+    )
 
 
-def _descriptor(value: Any, where: str) -> Descriptor:
-    if not isinstance(value, dict):
-        raise _invalid(f"{where} must be a descriptor object")
-    media_type = value.get("mediaType")
-    if not isinstance(media_type, str) or not media_type:
-        raise _invalid(f"{where}.mediaType must be a non-empty string")
-    digest_text = value.get("digest")
-    if not isinstance(digest_text, str):
-        raise _invalid(f"{where}.digest must be a string")
+# ------------------------------------------------------------------------------ decoding
+
+
+class _FieldError(Exception):
+    """A JSON value that does not fit the field at ``path``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path = path
+
+
+def _kind(value: Any) -> str:
+    kinds = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    kinds |= {list: "a list", dict: "an object", type(None): "null"}
+    return kinds[type(value)]
+
+
+def _text(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _FieldError(path, f"must be a string, not {_kind(value)}")
     try:
-        digest = parse_digest(digest_text)
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+        raise _FieldError(path, "must be valid Unicode text") from None
+    return value
+
+
+def _integer(value: Any, path: str) -> int:
+    if type(value) is not int:  # a bool is an int to Python, never to JSON
+        raise _FieldError(path, f"must be an integer, not {_kind(value)}")
+    return value
+
+
+def _size(value: Any, path: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_SIZE:
+        what = _kind(value) if type(value) is not int else "out of range"
+        raise _FieldError(path, f"must be an integer from 0 to {MAX_SIZE}, not {what}")
+    return value
+
+
+def _media_type(value: Any, path: str) -> str:
+    if not is_media_type(_text(value, path)):
+        raise _FieldError(path, f"must be a media type such as {OCI_MANIFEST}")
+    return value
+
+
+def _digest(value: Any, path: str) -> Digest:
+    text = _text(value, path)
+    try:
+        return parse_digest(text)
     except RegistryError as exc:
-        raise _invalid(f"{where}.digest: {exc.message}", digest=digest_text[:300]) from None
-    size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _invalid(f"{where}.size must be a non-negative integer")
-    foreign = media_type in _FOREIGN_LAYERS or bool(value.get("urls"))
-    return Descriptor(media_type, digest, size, foreign)
+        raise _FieldError(path, f"is not a digest the registry accepts: {exc.message}") from None
 
 
-def _annotations(document: dict[str, Any]) -> dict[str, str]:
-    annotations = document.get("annotations") or {}
-    if not isinstance(annotations, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-    ):
-        raise _invalid("annotations must map strings to strings")
-    return annotations
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    str: _text,
+    int: _integer,
+    Size: _size,
+    MediaType: _media_type,
+    Digest: _digest,
+}
 
 
-def parse_manifest(body: bytes, content_type: str) -> ManifestInfo:
-    """Validate a pushed manifest and say what it references; raises ``MANIFEST_INVALID``.
+@functools.cache
+def _fields(cls: type) -> list[tuple[attrs.Attribute, str, Any]]:
+    """Each field of record ``cls`` with its JSON key and resolved type."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for field in attrs.fields(cls):
+        head, *rest = field.name.split("_")
+        key = field.metadata.get("json") or head + "".join(part.title() for part in rest)
+        found.append((field, key, hints[field.name]))
+    return found
 
-    The media type comes from ``Content-Type`` or, when that is missing or generic, from the
-    document's ``mediaType`` field or its shape (an OCI manifest may omit ``mediaType``).
-    """
+
+def _decode(value: Any, hint: Any, path: str) -> Any:
+    """``value`` (parsed JSON) as type ``hint``; raises :class:`_FieldError` naming the field."""
+    scalar = _SCALARS.get(hint)
+    if scalar is not None:
+        return scalar(value, path)
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):  # "X | None": null was dropped as absent
+        (arm,) = (a for a in arguments if a is not type(None))
+        return _decode(value, arm, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _FieldError(path, f"must be a list, not {_kind(value)}")
+        return tuple(_decode(item, arguments[0], f"{path}[{i}]") for i, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _FieldError(path, f"must be an object, not {_kind(value)}")
+        return {
+            _text(key, path): _decode(item, arguments[1], f"{path}[{json.dumps(key[:100])}]")
+            for key, item in value.items()
+        }
+    if not isinstance(value, dict):
+        raise _FieldError(path, f"must be an object, not {_kind(value)}")
+    given = {}
+    for field, key, field_hint in _fields(hint):
+        where = f"{path}.{key}" if path else key
+        item = value.get(key)
+        if item is None:
+            if field.default is attrs.NOTHING:
+                raise _FieldError(where, "is required")
+            continue
+        given[field.name] = _decode(item, field_hint, where)
+    return hint(**given)
+
+
+def _check_embedded_data(descriptor: Descriptor, path: str) -> None:
+    if descriptor.data is None:
+        return
     try:
-        document = json.loads(body)
+        content = base64.b64decode(descriptor.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _FieldError(f"{path}.data", "must be base64") from None
+    if len(content) != descriptor.size or Digest.of(content, descriptor.digest.algorithm) != (
+        descriptor.digest
+    ):
+        raise _FieldError(f"{path}.data", "must be the content the digest and size describe")
+
+
+def _descriptors(decoded: ImageManifest | ImageIndex) -> Iterator[tuple[str, Descriptor]]:
+    if isinstance(decoded, ImageManifest):
+        yield "config", decoded.config
+        yield from ((f"layers[{i}]", d) for i, d in enumerate(decoded.layers))
+    else:
+        yield from ((f"manifests[{i}]", d) for i, d in enumerate(decoded.manifests))
+    if decoded.subject is not None:
+        yield "subject", decoded.subject
+
+
+def _load_document(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object: strict UTF-8 (no BOM, no UTF-16), no NaN or Infinity."""
+
+    def refuse_constant(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        document = json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"the body is not UTF-8 (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise _invalid(f"not valid JSON: {exc}") from None
+        raise _invalid(f"not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise _invalid("the document must be a JSON object")
-    header_type = bare_media_type(content_type)
-    field_type = document.get("mediaType")
-    if field_type is not None and not isinstance(field_type, str):
-        raise _invalid("mediaType must be a string")
-    if header_type in DOCKER_SCHEMA1 or field_type in DOCKER_SCHEMA1:
-        raise RegistryError(
-            "MANIFEST_INVALID",
-            message="Docker schema 1 manifests are not supported; push schema 2 or OCI",
-        )
-    if header_type in MANIFEST_TYPES:
-        media_type = header_type
-        if field_type and field_type != media_type:
-            raise _invalid(
-                "mediaType does not match Content-Type",
-                mediaType=field_type,
-                contentType=header_type,
-            )
-    elif field_type in MANIFEST_TYPES:
-        media_type = field_type
-    elif "manifests" in document:
-        media_type = OCI_INDEX
-    elif "config" in document:
-        media_type = OCI_MANIFEST
-    else:
-        raise _invalid(
-            "unknown manifest type",
-            contentType=header_type,
-            supported=sorted(MANIFEST_TYPES),
-        )
-    if document.get("schemaVersion") != 2:
-        raise _invalid("schemaVersion must be 2")
-    artifact_type = document.get("artifactType") or ""
-    if not isinstance(artifact_type, str):
-        raise _invalid("artifactType must be a string")
-    subject = _descriptor(document["subject"], "subject") if "subject" in document else None
-    annotations = _annotations(document)
-    if media_type in IMAGE_MANIFESTS:
-        config = _descriptor(document.get("config"), "config")
-        layers_value = document.get("layers", [] if media_type == OCI_MANIFEST else None)
-        if not isinstance(layers_value, list):
-            raise _invalid("layers must be a list")
-        layers = [_descriptor(v, f"layers[{i}]") for i, v in enumerate(layers_value)]
-        blobs = tuple(d for d in [config, *layers] if not d.foreign)
+    return document
+
+
+def _decode_document(document: dict[str, Any], media_type: str) -> ManifestInfo:
+    """Decode ``document`` as a manifest of ``media_type``; raises ``MANIFEST_INVALID``."""
+    record: type[ImageManifest | ImageIndex] = (
+        ImageManifest if media_type in IMAGE_MANIFESTS else ImageIndex
+    )
+    try:
+        decoded = _decode(document, record, "")
+        for path, descriptor in _descriptors(decoded):
+            _check_embedded_data(descriptor, path)
+    except _FieldError as exc:
+        raise _invalid(str(exc), field=exc.path) from None
+    if decoded.schema_version != 2:
+        raise _invalid("schemaVersion must be 2", field="schemaVersion")
+    if isinstance(decoded, ImageManifest):
+        blobs = tuple(d for d in (decoded.config, *decoded.layers) if not d.foreign)
         return ManifestInfo(
             media_type,
             blobs=blobs,
-            subject=subject,
-            artifact_type=artifact_type or config.media_type,
-            annotations=annotations,
+            subject=decoded.subject,
+            artifact_type=decoded.artifact_type or decoded.config.media_type,
+            annotations=decoded.annotations,
         )
-    children_value = document.get("manifests")
-    if not isinstance(children_value, list):
-        raise _invalid("manifests must be a list")
-    children = tuple(_descriptor(v, f"manifests[{i}]") for i, v in enumerate(children_value))
     return ManifestInfo(
         media_type,
-        manifests=children,
-        subject=subject,
-        artifact_type=artifact_type,
-        annotations=annotations,
+        manifests=decoded.manifests,
+        subject=decoded.subject,
+        artifact_type=decoded.artifact_type or "",
+        annotations=decoded.annotations,
     )
+
+
+# ------------------------------------------------------------------------------ pushes
+
+
+def pushed_media_type(content_type: str) -> str:
+    """The manifest type a push's ``Content-Type`` names; ``MANIFEST_INVALID`` otherwise.
+
+    Parameters are allowed and ignored, as the spec says, but must be well formed.
+    """
+    match = _CONTENT_TYPE.match(content_type)
+    if match is None:
+        raise _invalid(
+            "Content-Type must name the manifest's media type",
+            contentType=content_type[:200],
+            supported=sorted(MANIFEST_TYPES),
+        )
+    media_type = match.group(1).lower()
+    names = set()
+    position = match.end()
+    while position < len(content_type):
+        parameter = _PARAMETER.match(content_type, position)
+        if parameter is None or (parameter.group(1) or "").lower() in names:
+            raise _invalid("malformed Content-Type parameters", contentType=content_type[:200])
+        if parameter.group(1):
+            names.add(parameter.group(1).lower())
+        position = parameter.end()
+    if media_type in DOCKER_SCHEMA1:
+        raise _invalid("Docker schema 1 manifests are not supported; push schema 2 or OCI")
+    if media_type not in MANIFEST_TYPES:
+        raise _invalid(
+            "unsupported manifest media type in Content-Type",
+            contentType=content_type[:200],
+            supported=sorted(MANIFEST_TYPES),
+        )
+    return media_type
+
+
+def parse_manifest(body: bytes, content_type: str) -> ManifestInfo:
+    """Validate a pushed manifest and say what it references; raises ``MANIFEST_INVALID``."""
+    media_type = pushed_media_type(content_type)
+    document = _load_document(body)
+    field_type = document.get("mediaType")
+    if field_type is None and media_type in _MEDIA_TYPE_FIELD_REQUIRED:
+        raise _invalid(
+            f"mediaType is required in a manifest of type {media_type}", field="mediaType"
+        )
+    if field_type is not None and not isinstance(field_type, str):
+        raise _invalid(f"mediaType must be a string, not {_kind(field_type)}", field="mediaType")
+    if field_type is not None and field_type != media_type:
+        raise _invalid(
+            "mediaType does not match Content-Type",
+            field="mediaType",
+            mediaType=field_type[:200],
+            contentType=media_type,
+        )
+    # The shape must fit the type, or a client reading by one could be fooled by the other.
+    if media_type in IMAGE_MANIFESTS and document.get("manifests") is not None:
+        raise _invalid(
+            f"Content-Type says {media_type}, but the document is an index (it has manifests)",
+            field="manifests",
+        )
+    if media_type in INDEXES and (
+        document.get("config") is not None or document.get("layers") is not None
+    ):
+        raise _invalid(
+            f"Content-Type says {media_type}, but the document is an image manifest "
+            "(it has config or layers)",
+            field="config" if document.get("config") is not None else "layers",
+        )
+    return _decode_document(document, media_type)
+
+
+# ------------------------------------------------------------------------------ stored manifests
+
+
+def read_stored_manifest(body: bytes, media_type: str | None = None) -> ManifestInfo | None:
+    """What a stored manifest references (``media_type`` from its record, when known).
+
+    A manifest an older, laxer version accepted may no longer decode: then every descriptor in
+    it counts, as both a blob and a manifest, so that the collector keeps whatever it may need.
+    ``None``: the bytes are no JSON object at all.
+    """
+    try:
+        document = _load_document(body)
+    except RegistryError:
+        return None
+    if media_type not in MANIFEST_TYPES:
+        field_type = document.get("mediaType")
+        if field_type in MANIFEST_TYPES:
+            media_type = field_type
+        else:
+            media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
+    assert media_type is not None
+    try:
+        return _decode_document(document, media_type)
+    except RegistryError:
+        found = tuple(_every_descriptor(document))
+        return ManifestInfo(media_type, blobs=found, manifests=found)
+
+
+def _every_descriptor(document: Any) -> Iterator[Descriptor]:
+    """Every object in ``document`` with a valid ``digest``, however it sits in the tree."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+            text = value.get("digest")
+            try:
+                digest = parse_digest(text) if isinstance(text, str) else None
+            except RegistryError:
+                continue
+            if digest is not None:
+                yield Descriptor(MediaType(""), digest, Size(0))
 
 
 def accepts(accept_header: str, media_type: str) -> bool:

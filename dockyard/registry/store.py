@@ -25,11 +25,18 @@ from typing import Any
 
 import attrs
 
-from dockyard.core.errors import NotFound
+from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import BlobWriter, RegistryBackend
 from dockyard.registry import layout
 from dockyard.registry.errors import RegistryError
-from dockyard.registry.manifests import Descriptor, ManifestInfo, parse_manifest
+from dockyard.registry.manifests import (
+    Descriptor,
+    ManifestInfo,
+    MediaType,
+    Size,
+    parse_manifest,
+    read_stored_manifest,
+)
 from dockyard.registry.names import ALGORITHMS, Digest, check_tag, parse_digest
 
 #: Reads and copies move this much at a time: large enough to keep thread hops rare, small
@@ -77,6 +84,18 @@ class UploadSession:
     algorithm: str
     started: float
     offset: int
+
+
+@attrs.define
+class _ManifestPushUndo:
+    """What a manifest push changed, to put back if it fails half-way."""
+
+    name: str
+    digest: Digest
+    info: ManifestInfo
+    had_revision: bool
+    #: Each tag written so far, with the manifest it named before (``None``: a new tag).
+    previous_tags: dict[str, ManifestRecord | None] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -186,7 +205,8 @@ class RegistryStore:
             return []
 
     def delete_quietly(self, path: str) -> None:
-        with contextlib.suppress(NotFound):
+        # InvalidParameter: a path too long for the backend, which therefore cannot exist.
+        with contextlib.suppress(NotFound, InvalidParameter):
             self.backend.delete(path)
 
     def restore(self, path: str) -> bool:
@@ -269,13 +289,19 @@ class RegistryStore:
 
     def upload_session(self, name: str, upload_id: str) -> UploadSession:
         """The session's state; ``BLOB_UPLOAD_UNKNOWN`` if there is no such session."""
+        unknown = RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id[:100]})
         try:
-            uuid.UUID(upload_id)
+            # Only the form we hand out: uuid.UUID also takes braces, "urn:uuid:", no dashes.
+            if str(uuid.UUID(upload_id)) != upload_id:
+                raise unknown
             info = json.loads(self.read_bytes(layout.upload_info(name, upload_id)))
-        except (ValueError, NotFound):
-            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id[:100]}) from None
+            algorithm, started = info["algorithm"], float(info["started"])
+        except (ValueError, TypeError, KeyError, NotFound):
+            raise unknown from None
+        if algorithm not in ALGORITHMS:
+            raise unknown
         offset = self._stored_size(name, upload_id)
-        return UploadSession(name, upload_id, info["algorithm"], info["started"], offset)
+        return UploadSession(name, upload_id, algorithm, started, offset)
 
     def _stored_size(self, name: str, upload_id: str) -> int:
         path = layout.upload_data(name, upload_id)
@@ -473,33 +499,44 @@ class RegistryStore:
         if not self.restore(data_path):
             self.write_bytes(data_path, body)
         revision = layout.revision_link(name, digest)
-        had_revision = self.exists(revision)
-        self.write_bytes(revision, record_bytes)
-        if info.subject is not None:
-            self.write_bytes(
-                layout.referrer_link(name, info.subject.digest, digest),
-                json.dumps(_referrer_descriptor(record, info)).encode(),
-            )
-        previous_tags = {}
-        for tag in tags:
-            previous_tags[tag] = self._read_record(layout.tag_link(name, tag))
-            self.write_bytes(layout.tag_link(name, tag), record_bytes)
-        # Visible now; check again in case a gc set a reference aside in between (gc.py).
-        missing = self._missing_references(name, info)
-        if not self.restore(data_path):
-            missing.append(Descriptor(info.media_type, digest, len(body)))
-        if missing:
-            for tag, previous in previous_tags.items():
-                if previous is None:
-                    self.delete_quietly(layout.tag_link(name, tag).rsplit("/", 1)[0])
-                else:
-                    self.write_bytes(
-                        layout.tag_link(name, tag), json.dumps(previous.to_json()).encode()
-                    )
-            if not had_revision:
-                self.delete_quietly(revision.rsplit("/", 1)[0])
-            raise _blob_unknown(missing)
+        undo = _ManifestPushUndo(name, digest, info, had_revision=self.exists(revision))
+        try:
+            self.write_bytes(revision, record_bytes)
+            if info.subject is not None:
+                self.write_bytes(
+                    layout.referrer_link(name, info.subject.digest, digest),
+                    json.dumps(_referrer_descriptor(record, info)).encode(),
+                )
+            for tag in tags:
+                previous = self._read_record(layout.tag_link(name, tag))
+                self.write_bytes(layout.tag_link(name, tag), record_bytes)
+                undo.previous_tags[tag] = previous
+            # Visible now; check again in case a gc set a reference aside in between (gc.py).
+            missing = self._missing_references(name, info)
+            if not self.restore(data_path):
+                missing.append(Descriptor(MediaType(info.media_type), digest, Size(len(body))))
+            if missing:
+                raise _blob_unknown(missing)
+        except BaseException:
+            # Half a push (a reference gone, a tag path the backend cannot hold) is no push.
+            self._undo_manifest_push(undo)
+            raise
         return PutManifestResult(digest, info, tuple(tags))
+
+    def _undo_manifest_push(self, undo: _ManifestPushUndo) -> None:
+        name = undo.name
+        for tag, previous in undo.previous_tags.items():
+            if previous is None:
+                self.delete_quietly(layout.tag_link(name, tag).rsplit("/", 1)[0])
+            else:
+                self.write_bytes(
+                    layout.tag_link(name, tag), json.dumps(previous.to_json()).encode()
+                )
+        if not undo.had_revision:
+            if undo.info.subject is not None:
+                link = layout.referrer_link(name, undo.info.subject.digest, undo.digest)
+                self.delete_quietly(link.rsplit("/", 1)[0])
+            self.delete_quietly(layout.revision_link(name, undo.digest).rsplit("/", 1)[0])
 
     def delete_manifest(self, name: str, reference: str) -> None:
         """Delete a tag, or a manifest with every tag and referrer entry that points to it."""
@@ -515,16 +552,18 @@ class RegistryStore:
             return
         digest = parse_digest(reference)
         revision = layout.revision_link(name, digest)
-        if not self.exists(revision):
+        record = self._read_record(revision)
+        if record is None:
             raise RegistryError("MANIFEST_UNKNOWN", detail={"name": name, "digest": str(digest)})
         for tag in self.tags(name):
-            record = self._read_record(layout.tag_link(name, tag))
-            if record is not None and record.digest == digest:
+            tagged = self._read_record(layout.tag_link(name, tag))
+            if tagged is not None and tagged.digest == digest:
                 self.delete_quietly(layout.tag_link(name, tag).rsplit("/", 1)[0])
         try:
-            info = parse_manifest(self.read_bytes(layout.blob_data(digest)), "")
-        except (NotFound, RegistryError):
-            info = None
+            body = self.read_bytes(layout.blob_data(digest))
+        except NotFound:
+            body = b""
+        info = read_stored_manifest(body, record.media_type)
         if info is not None and info.subject is not None:
             link = layout.referrer_link(name, info.subject.digest, digest)
             self.delete_quietly(link.rsplit("/", 1)[0])

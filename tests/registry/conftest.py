@@ -164,8 +164,8 @@ def s3_env() -> dict[str, str]:
 
 
 @attrs.define
-class RegistryProcess:
-    """``dockyard registry`` running as a child process."""
+class ChildServer:
+    """A server running as a child process on a loopback port, its output in ``log``."""
 
     process: subprocess.Popen
     port: int
@@ -178,6 +178,19 @@ class RegistryProcess:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class RegistryProcess(ChildServer):
+    """``dockyard registry`` running as a child process."""
 
     def server_errors(self) -> list[dict]:
         """Requests the registry answered with a 5xx, from its JSON log."""
@@ -194,15 +207,6 @@ class RegistryProcess:
             if entry.get("level") == "error":
                 found.append(entry)
         return found
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def start_registry_process(
@@ -286,6 +290,39 @@ def registry_process(tmp_path: Path) -> Iterator[object]:
     yield start
     for process in processes:
         process.stop()
+
+
+# ------------------------------------------------------------------------------ the CNCF registry
+
+
+@pytest.fixture
+def cncf_registry(tmp_path: Path) -> Iterator[ChildServer]:
+    """The CNCF registry (distribution 2.8, Debian's ``docker-registry``) on a free port, its
+    data under ``tmp_path``: the reference the interop tests compare against."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
+    port = free_port()
+    workdir = tmp_path / "cncf"
+    workdir.mkdir()
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = workdir / "registry.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT
+        )
+    registry = ChildServer(process, port, log)
+    try:
+        wait_for_port(port, process=process)
+        yield registry
+    finally:
+        registry.stop()
 
 
 # ------------------------------------------------------------------------------ a small client

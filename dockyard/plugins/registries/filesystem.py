@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import attrs
 
@@ -29,6 +30,9 @@ from dockyard.core.interfaces import FileInfo
 READ_CHUNK = 4 * 1024 * 1024
 _PARTIAL_SUFFIX = ".partial"
 _TEMP_SUFFIX = ".tmp"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @attrs.frozen
@@ -151,6 +155,25 @@ def _remove_empty_parents(directory: Path, root: Path) -> None:
         directory = directory.parent
 
 
+def _refuse_long_paths(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn ENAMETOOLONG into :class:`InvalidParameter`: the path (a client's long repository
+    name or tag under a deep root) is what is wrong, not the registry."""
+
+    @functools.wraps(method)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            path = next((a for a in args if isinstance(a, str)), "")
+            raise InvalidParameter(
+                f"registry path too long for the filesystem: {path[:200]}..."
+            ) from None
+
+    return checked
+
+
 class FilesystemBackend:
     """A :class:`~dockyard.core.interfaces.RegistryBackend` over a local directory."""
 
@@ -169,6 +192,7 @@ class FilesystemBackend:
     def _path_of(self, local: Path) -> str:
         return "/" + local.relative_to(self.root).as_posix()
 
+    @_refuse_long_paths
     def stat(self, path: str) -> FileInfo:
         local = self._local(path)
         try:
@@ -179,6 +203,7 @@ class FilesystemBackend:
             return FileInfo(path=path, size=0, modified=st.st_mtime, is_dir=True)
         return FileInfo(path=path, size=st.st_size, modified=st.st_mtime)
 
+    @_refuse_long_paths
     def read(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         local = self._local(path)
         try:
@@ -201,6 +226,7 @@ class FilesystemBackend:
                     remaining -= len(chunk)
                 yield chunk
 
+    @_refuse_long_paths
     def writer(self, path: str, append: bool = False) -> FilesystemWriter:
         target = self._local(path)
         partial = _partial_path(target)
@@ -214,6 +240,7 @@ class FilesystemBackend:
         temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}")
         return FilesystemWriter(self.root, target, temp, 0)
 
+    @_refuse_long_paths
     def list(self, path: str) -> list[str]:
         local = self._local(path)
         try:
@@ -223,6 +250,7 @@ class FilesystemBackend:
         prefix = path.rstrip("/")
         return [f"{prefix}/{name}" for name in sorted(names) if not _hidden(name)]
 
+    @_refuse_long_paths
     def move(self, source: str, destination: str) -> None:
         src, dst = self._local(source), self._local(destination)
         try:
@@ -242,6 +270,7 @@ class FilesystemBackend:
         _fsync_dir(dst.parent)
         _remove_empty_parents(src.parent, self.root)
 
+    @_refuse_long_paths
     def delete(self, path: str) -> None:
         local = self._local(path)
         if local == self.root:

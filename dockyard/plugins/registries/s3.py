@@ -26,6 +26,8 @@ from dockyard.core.interfaces import FileInfo
 READ_CHUNK = 4 * 1024 * 1024
 #: S3 refuses parts below 5 MiB except the last one.
 MIN_PART_SIZE = 5 * 1024 * 1024
+#: S3's longest key, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
 _WRITES = ".writes"
 
 
@@ -205,7 +207,11 @@ class S3Backend:
         parts = [p for p in path.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise InvalidParameter(f"registry path must not contain '.' or '..': {path!r}")
-        return "/".join([self.prefix, *parts]) if self.prefix else "/".join(parts)
+        key = "/".join([self.prefix, *parts]) if self.prefix else "/".join(parts)
+        # Refused here rather than by S3 mid-operation; the hidden tail of a write is longer.
+        if len(self.tail_key(key).encode()) > MAX_KEY_BYTES:
+            raise InvalidParameter(f"registry path too long for S3 keys: {path[:200]}...")
+        return key
 
     def _dir_prefix(self, path: str) -> str:
         key = self.key(path)
