@@ -1,9 +1,10 @@
 """Manifests: media types, decoding into typed records, and what a manifest references.
 
 A pushed manifest is decoded at the boundary into :class:`ImageManifest` or :class:`ImageIndex`
-(attrs records) by :func:`_decode`, which checks every field's JSON type and names the first
-field that is wrong; nothing past this module looks into the raw JSON. The rules follow the OCI
-image spec, and refuse at least what the CNCF registry (distribution 2.8) refuses:
+(attrs records) by :data:`OCI`, a :class:`~dockyard.core.decoding.Decoder`, which checks every
+field's JSON type and names the first field that is wrong; nothing past this module looks into
+the raw JSON. The rules follow the OCI image spec, and refuse at least what the CNCF registry
+(distribution 2.8) refuses:
 
 * ``Content-Type`` is required and names the manifest's type; a ``mediaType`` field, when the
   document has one, must say the same (Docker's types require it), and the document's shape
@@ -20,16 +21,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-import json
 import re
-import types
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NewType
 
 import attrs
 
+from dockyard.core.decoding import (
+    DecodeError,
+    Decoder,
+    WrongType,
+    json_key,
+    json_type,
+    lower_camel_case,
+    parse_json,
+)
+from dockyard.core.errors import InvalidParameter
 from dockyard.core.mediatypes import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -63,19 +70,14 @@ _CONTENT_TYPE = re.compile(rf"[ \t]*({_TOKEN}/{_TOKEN})[ \t]*")
 _PARAMETER = re.compile(rf';[ \t]*(?:({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*)?')
 
 
-def _json_key(key: str) -> dict[str, str]:
-    """Field metadata: the JSON key, where it is not simply the camelCase of the field's name."""
-    return {"json": key}
-
-
 @attrs.frozen
 class Platform:
     """Where an index entry's image runs (all optional here: only their types are checked)."""
 
     architecture: str = ""
     os: str = ""
-    os_version: str = attrs.field(default="", metadata=_json_key("os.version"))
-    os_features: tuple[str, ...] = attrs.field(default=(), metadata=_json_key("os.features"))
+    os_version: str = json_key("os.version", default="")
+    os_features: tuple[str, ...] = json_key("os.features", default=())
     variant: str = ""
     features: tuple[str, ...] = ()
 
@@ -163,110 +165,41 @@ def _invalid(reason: str, **detail: Any) -> RegistryError:
 # ------------------------------------------------------------------------------ decoding
 
 
+def _size(value: Any, _: type) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_SIZE:  # a bool is no size
+        what = "an integer out of range" if type(value) is int else json_type(value)
+        raise WrongType(f"expected an integer from 0 to {MAX_SIZE}, got {what}")
+    return value
+
+
+def _media_type(value: Any, _: type) -> str:
+    if not isinstance(value, str) or not is_media_type(value):
+        raise WrongType(f"expected a media type such as {OCI_MANIFEST}")
+    return value
+
+
+def _digest(value: Any, _: type) -> Digest:
+    if not isinstance(value, str):
+        raise WrongType(f"expected a digest, got {json_type(value)}")
+    try:
+        return parse_digest(value)
+    except RegistryError as exc:
+        raise WrongType(f"is not a digest the registry accepts: {exc.message}") from None
+
+
+#: OCI documents: Go's decoding rules, camelCase keys, and the image spec's scalar types.
+OCI = Decoder(key_style=lower_camel_case)
+OCI.register_structure_hook(Size, _size)
+OCI.register_structure_hook(MediaType, _media_type)
+OCI.register_structure_hook(Digest, _digest)
+
+
 class _FieldError(Exception):
-    """A JSON value that does not fit the field at ``path``."""
+    """A check past decoding failed for the field at ``path``."""
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path} {problem}")
         self.path = path
-
-
-def _kind(value: Any) -> str:
-    kinds = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
-    kinds |= {list: "a list", dict: "an object", type(None): "null"}
-    return kinds[type(value)]
-
-
-def _text(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise _FieldError(path, f"must be a string, not {_kind(value)}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
-        raise _FieldError(path, "must be valid Unicode text") from None
-    return value
-
-
-def _integer(value: Any, path: str) -> int:
-    if type(value) is not int:  # a bool is an int to Python, never to JSON
-        raise _FieldError(path, f"must be an integer, not {_kind(value)}")
-    return value
-
-
-def _size(value: Any, path: str) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_SIZE:
-        what = _kind(value) if type(value) is not int else "out of range"
-        raise _FieldError(path, f"must be an integer from 0 to {MAX_SIZE}, not {what}")
-    return value
-
-
-def _media_type(value: Any, path: str) -> str:
-    if not is_media_type(_text(value, path)):
-        raise _FieldError(path, f"must be a media type such as {OCI_MANIFEST}")
-    return value
-
-
-def _digest(value: Any, path: str) -> Digest:
-    text = _text(value, path)
-    try:
-        return parse_digest(text)
-    except RegistryError as exc:
-        raise _FieldError(path, f"is not a digest the registry accepts: {exc.message}") from None
-
-
-_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
-    str: _text,
-    int: _integer,
-    Size: _size,
-    MediaType: _media_type,
-    Digest: _digest,
-}
-
-
-@functools.cache
-def _fields(cls: type) -> list[tuple[attrs.Attribute, str, Any]]:
-    """Each field of record ``cls`` with its JSON key and resolved type."""
-    hints = typing.get_type_hints(cls)
-    found = []
-    for field in attrs.fields(cls):
-        head, *rest = field.name.split("_")
-        key = field.metadata.get("json") or head + "".join(part.title() for part in rest)
-        found.append((field, key, hints[field.name]))
-    return found
-
-
-def _decode(value: Any, hint: Any, path: str) -> Any:
-    """``value`` (parsed JSON) as type ``hint``; raises :class:`_FieldError` naming the field."""
-    scalar = _SCALARS.get(hint)
-    if scalar is not None:
-        return scalar(value, path)
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):  # "X | None": null was dropped as absent
-        (arm,) = (a for a in arguments if a is not type(None))
-        return _decode(value, arm, path)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise _FieldError(path, f"must be a list, not {_kind(value)}")
-        return tuple(_decode(item, arguments[0], f"{path}[{i}]") for i, item in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _FieldError(path, f"must be an object, not {_kind(value)}")
-        return {
-            _text(key, path): _decode(item, arguments[1], f"{path}[{json.dumps(key[:100])}]")
-            for key, item in value.items()
-        }
-    if not isinstance(value, dict):
-        raise _FieldError(path, f"must be an object, not {_kind(value)}")
-    given = {}
-    for field, key, field_hint in _fields(hint):
-        where = f"{path}.{key}" if path else key
-        item = value.get(key)
-        if item is None:
-            if field.default is attrs.NOTHING:
-                raise _FieldError(where, "is required")
-            continue
-        given[field.name] = _decode(item, field_hint, where)
-    return hint(**given)
 
 
 def _check_embedded_data(descriptor: Descriptor, path: str) -> None:
@@ -294,16 +227,10 @@ def _descriptors(decoded: ImageManifest | ImageIndex) -> Iterator[tuple[str, Des
 
 def _load_document(body: bytes) -> dict[str, Any]:
     """The body as a JSON object: strict UTF-8 (no BOM, no UTF-16), no NaN or Infinity."""
-
-    def refuse_constant(name: str) -> None:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
-    except UnicodeDecodeError as exc:
-        raise _invalid(f"the body is not UTF-8 (byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise _invalid(f"not valid JSON: {str(exc)[:200]}") from None
+        document = parse_json(body) if body.strip() else None
+    except InvalidParameter as exc:
+        raise _invalid(exc.message[:300]) from None
     if not isinstance(document, dict):
         raise _invalid("the document must be a JSON object")
     return document
@@ -315,7 +242,10 @@ def _decode_document(document: dict[str, Any], media_type: str) -> ManifestInfo:
         ImageManifest if media_type in IMAGE_MANIFESTS else ImageIndex
     )
     try:
-        decoded = _decode(document, record, "")
+        decoded = OCI.decode(document, record)
+    except DecodeError as exc:
+        raise _invalid(str(exc), field=exc.field) from None
+    try:
         for path, descriptor in _descriptors(decoded):
             _check_embedded_data(descriptor, path)
     except _FieldError as exc:
@@ -386,7 +316,9 @@ def parse_manifest(body: bytes, content_type: str) -> ManifestInfo:
             f"mediaType is required in a manifest of type {media_type}", field="mediaType"
         )
     if field_type is not None and not isinstance(field_type, str):
-        raise _invalid(f"mediaType must be a string, not {_kind(field_type)}", field="mediaType")
+        raise _invalid(
+            f"mediaType: expected a string, got {json_type(field_type)}", field="mediaType"
+        )
     if field_type is not None and field_type != media_type:
         raise _invalid(
             "mediaType does not match Content-Type",

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockyard.daemon.containers.config import CreateRequest, ExecConfig
-from dockyard.daemon.decoding import key_of
+from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.storage import LayerTar
 from tests.conftest import Daemon, Reply
@@ -70,7 +70,7 @@ REFUSED: list[tuple[bytes, str]] = [
      "HostConfig.Memory: expected an integer, got a number"),
     (b'{"Image": "busybox", "Env": "A=1"}', "Env: expected an array, got a string"),
     (b'{"Image": "busybox", "Env": [null]}', "Env[0]: expected a string, got null"),
-    (b'{"Image": "busybox", "Labels": {"a": 1}}', "Labels.a: expected a string, got an integer"),
+    (b'{"Image": "busybox", "Labels": {"a": 1}}', 'Labels["a"]: expected a string, got an integer'),
     (b'{"Image": "busybox", "Labels": ["a"]}', "Labels: expected an object, got an array"),
     (b'{"Image": "busybox", "Tty": 1}', "Tty: expected a boolean, got an integer"),
     (b'{"Image": "busybox", "HostConfig": {"Binds": [["/a", "/b"]]}}',
@@ -78,7 +78,7 @@ REFUSED: list[tuple[bytes, str]] = [
     (b'{"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "ReadOnly": "yes"}]}}',
      "HostConfig.Mounts[0].ReadOnly: expected a boolean, got a string"),
     (b'{"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": 80}]}}}',
-     "HostConfig.PortBindings.80/tcp[0].HostPort: expected a string, got an integer"),
+     'HostConfig.PortBindings["80/tcp"][0].HostPort: expected a string, got an integer'),
     (b'{"Image": "busybox", "HostConfig": {"BlkioWeight": -1}}',
      "HostConfig.BlkioWeight: expected an integer from 0 to 2**64-1, got -1"),
     (b'{"Image": "busybox", "HostConfig": {"ConsoleSize": [24, "80"]}}',
@@ -88,7 +88,7 @@ REFUSED: list[tuple[bytes, str]] = [
     (b'{"Image": "busybox", "Healthcheck": {"Test": "true"}}',
      "Healthcheck.Test: expected an array, got a string"),
     (b'{"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"x": {"Aliases": 1}}}}',
-     "NetworkingConfig.EndpointsConfig.x.Aliases: expected an array, got an integer"),
+     'NetworkingConfig.EndpointsConfig["x"].Aliases: expected an array, got an integer'),
     (b'"busybox"', "expected an object, got a string"),
     (b"[1]", "expected an object, got an array"),
     (b'{"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "syslog"}}}',
@@ -170,7 +170,7 @@ def test_exec_and_volume_bodies_are_decoded_as_strictly(shared_daemon):
             assert (reply.status, message in reply.json()["message"]) == (400, True), reply.body
         for body, message in [
             (b'{"Name": 5}', "Name: expected a string, got an integer"),
-            (b'{"Labels": {"a": false}}', "Labels.a: expected a string, got a boolean"),
+            (b'{"Labels": {"a": false}}', 'Labels["a"]: expected a string, got a boolean'),
             (b'{"DriverOpts": {"type": "tmpfs"}}', "DriverOpts: the local volume driver"),
         ]:
             reply = post(shared_daemon, "/volumes/create", body)
@@ -219,7 +219,7 @@ def _schema(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ..
     """(JSON path, JSON kind, whether a string also fits) of every field, records included."""
     found = []
     for field in attrs.fields(attrs.resolve_types(cls)):
-        path = (*prefix, key_of(field))
+        path = (*prefix, ENGINE_API.key_of(field))
         found.append((path, _kind(field.type), bool(field.metadata.get("dockyard.str_slice"))))
         if attrs.has(_without_none(field.type)):
             found += _schema(_without_none(field.type), path)
@@ -284,8 +284,8 @@ def test_a_mistyped_field_anywhere_is_a_400_naming_it(shared_daemon, case):
     st.sampled_from(["/containers/create", "/volumes/create", "/containers/nosuch/exec"]),
     st.dictionaries(
         st.sampled_from(
-            [key_of(f) for f in attrs.fields(CreateRequest)]
-            + [key_of(f) for f in attrs.fields(ExecConfig)]
+            [ENGINE_API.key_of(f) for f in attrs.fields(CreateRequest)]
+            + [ENGINE_API.key_of(f) for f in attrs.fields(ExecConfig)]
             + ["Name", "Driver", "DriverOpts", "X"]
         ),
         JSON_VALUES,

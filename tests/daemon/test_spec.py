@@ -10,7 +10,7 @@ from dockyard.core.interfaces import DEFAULT_MASKED_PATHS, BindMount, IdMapping,
 from dockyard.daemon.containers import spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.options import ResolvedUser
-from dockyard.daemon.decoding import decode
+from dockyard.daemon.engine_api import ENGINE_API
 
 IMAGE = ContainerConfig(
     env=["PATH=/bin", "LANG=C"],
@@ -32,7 +32,7 @@ REMAPPED = spec.DaemonSettings(
 
 
 def request(**body: object) -> CreateRequest:
-    return decode({"Image": "busybox", **body}, CreateRequest)
+    return ENGINE_API.decode({"Image": "busybox", **body}, CreateRequest)
 
 
 def prepared(plan: spec.Plan, hostname: str = "abc") -> spec.Prepared:

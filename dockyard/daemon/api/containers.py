@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter
 from dockyard.core.events import Event
 from dockyard.core.interfaces import ProcessSpec
@@ -32,7 +33,7 @@ from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.spec import console_size
 from dockyard.daemon.containers.supervisor import set_window_size
-from dockyard.daemon.decoding import decode, parse_json
+from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.volumes import VolumeCreateRequest, VolumeStore
 from dockyard.linux import inroot
 
@@ -53,7 +54,7 @@ def _execs(request: Request) -> ExecRegistry:
 
 async def _body(request: Request, record: type[T]) -> T:
     """The request's JSON body as ``record``: a 400 naming the field for anything amiss."""
-    return decode(parse_json(await request.body()), record)
+    return ENGINE_API.decode(parse_json(await request.body()), record)
 
 
 def _int_param(request: Request, name: str) -> int | None:

@@ -3,7 +3,7 @@
 ``POST /containers/create`` sends a :class:`CreateRequest` (the container's ``Config`` with
 ``HostConfig`` and ``NetworkingConfig`` inside), ``POST /containers/{id}/exec`` an
 :class:`ExecConfig` and ``POST /exec/{id}/start`` an :class:`ExecStartConfig`. The fields are
-docker's, with Go's types (moby's ``api/types/container``); :mod:`dockyard.daemon.decoding` turns
+docker's, with Go's types (moby's ``api/types/container``); :mod:`dockyard.core.decoding` turns
 request bodies into these records, refusing wrong types with a 400 that names the field, and
 turns them back into JSON for ``inspect``. A container keeps its resolved ``Config`` and
 ``HostConfig`` as records too.
@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from dockyard.daemon.decoding import UInt, json_key, str_slice
+from dockyard.core.decoding import UInt, json_key, str_slice
 
 
 @attrs.frozen(kw_only=True)

@@ -28,6 +28,7 @@ import attrs
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.core.decoding import DecodeError
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
@@ -49,7 +50,7 @@ from dockyard.daemon.containers.supervision import (
     should_restart,
     start_supervisor,
 )
-from dockyard.daemon.decoding import decode
+from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.store import ImageStore
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.linux import inroot
@@ -186,9 +187,12 @@ class ContainerManager:
         if not request.image:
             raise InvalidParameter("Config.Image is required")
         image = self.images.resolve(request.image)
-        image_config = decode(
-            self.images.config(image).get("config") or {}, ContainerConfig, "image config"
-        )
+        try:
+            image_config = ENGINE_API.decode(
+                self.images.config(image).get("config") or {}, ContainerConfig
+            )
+        except DecodeError as exc:
+            raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
         plan = spec.plan(request, image_config, self.settings)
         for volume in plan.volumes:
             if volume.is_bind and not os.path.exists(volume.source):

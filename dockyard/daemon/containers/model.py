@@ -14,7 +14,7 @@ from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
 from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
-from dockyard.daemon.decoding import decode, encode
+from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
 
 RECORD_NAME = "container.json"
@@ -81,8 +81,8 @@ class Container:
             "created": self.created,
             "image_id": self.image_id,
             "image_name": self.image_name,
-            "config": encode(self.config),
-            "host_config": encode(self.host_config),
+            "config": ENGINE_API.encode(self.config),
+            "host_config": ENGINE_API.encode(self.host_config),
             "spec": json.loads(spec_to_json(self.spec)),
             "snapshot": self.snapshot,
             "driver": self.driver,
@@ -99,8 +99,8 @@ class Container:
         raw = json.loads((directory / RECORD_NAME).read_text())
         raw.pop("restart_policy", None)  # kept in host_config since records are typed
         raw["spec"] = spec_from_json(json.dumps(raw["spec"]))
-        raw["config"] = decode(raw["config"], ContainerConfig, "config")
-        raw["host_config"] = decode(raw["host_config"], HostConfig, "host_config")
+        raw["config"] = ENGINE_API.decode(raw["config"], ContainerConfig)
+        raw["host_config"] = ENGINE_API.decode(raw["host_config"], HostConfig)
         raw["state"] = ContainerState(**raw["state"])
         return cls(**raw)
 
@@ -176,10 +176,10 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": encode(container.host_config),
+        "HostConfig": ENGINE_API.encode(container.host_config),
         "GraphDriver": {"Name": container.driver, "Data": {}},
         "Mounts": _mounts(container),
-        "Config": encode(container.config),
+        "Config": ENGINE_API.encode(container.config),
         "NetworkSettings": _network_settings(container),
     }
 

@@ -1,24 +1,28 @@
-"""The Engine API boundary: request bodies decoded into typed attrs records, strictly.
+"""Request documents decoded into typed attrs records, strictly, the way Go decodes them.
 
-Every JSON body the daemon accepts is turned into an attrs record (those of
-:mod:`dockyard.daemon.containers.config`, for instance) here, before anything acts on it.
-Decoding follows Go's ``encoding/json``, which is what dockerd's clients are written against:
+The daemon decodes every Engine API body (:mod:`dockyard.daemon.containers.config`) and the
+registry every pushed manifest (:mod:`dockyard.registry.manifests`) here, at the boundary,
+before anything acts on them. A :class:`Decoder` is a cattrs converter with the rules of Go's
+``encoding/json``, which every docker and OCI client is written against:
 
 * a value of the wrong JSON type is an error, never coerced (``"false"`` is not a boolean,
   ``[1, 2]`` is not a list of strings, ``1.5`` is not an integer);
-* integers must fit the Go type (``int64`` unless a field says otherwise);
-* ``null`` means "not given": the field keeps its default;
-* keys the record does not know are ignored, as Go ignores them (clients send the fields of
+* integers must fit the Go type (``int64``; :data:`UInt` for ``uint64``);
+* strings must be valid Unicode (a lone ``\\ud800`` escape is refused);
+* ``null`` means "not given": the field keeps its default, and a field without one is
+  required;
+* keys a record does not know are ignored, as Go ignores them (clients send the fields of
   newer API versions too).
 
-A failure is an :class:`~dockyard.core.errors.InvalidParameter` (400) whose message names the
-field by its JSON path (``HostConfig.Privileged: expected a boolean, got a string``). The JSON
-text itself is parsed by :func:`parse_json`, which refuses what Python's parser would let
-through or fail on with something other than a 400: ``NaN`` and ``Infinity``, integers of
-thousands of digits, nesting deep enough to exhaust the stack, and bytes that are not UTF-8.
+A failure is a :class:`DecodeError` (an ``InvalidParameter``, so a 400) that names the field
+by its JSON path, ``HostConfig.Privileged`` or ``layers[0].annotations["a"]``. The JSON text
+itself is parsed by :func:`parse_json`, which refuses what Python's parser would let through,
+or fail on with something other than a 400: ``NaN`` and ``Infinity``, integers of thousands of
+digits, nesting deep enough to exhaust the stack, and bytes that are not UTF-8.
 
-Records name their fields in snake_case; the JSON key is the CamelCase form of the name, or
-``json_key(...)`` where docker's spelling is irregular (``UTSMode``, ``IPv4Address``).
+Records name their fields in snake_case; the JSON key is the field's name in the decoder's
+key style (``HostConfig`` for the Engine API, ``mediaType`` for OCI documents), or
+:func:`json_key` where the spelling is irregular (``UTSMode``, ``os.version``).
 """
 
 from __future__ import annotations
@@ -63,11 +67,14 @@ def str_slice() -> Any:
 
 
 def camel_case(name: str) -> str:
+    """``host_config`` as the Engine API spells it: ``HostConfig``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def key_of(field: attrs.Attribute[Any]) -> str:
-    return str(field.metadata.get(_JSON_KEY) or camel_case(field.name))
+def lower_camel_case(name: str) -> str:
+    """``media_type`` as OCI documents spell it: ``mediaType``."""
+    head, *rest = name.split("_")
+    return head + camel_case("_".join(rest))
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,18 +145,23 @@ class WrongType(TypeError):
     """A JSON value of the wrong type (the message says what was expected and what came)."""
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How a JSON value's type is named in errors: "a string", "an array", "null"..."""
     return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 def _expect(value: Any, kind: type, name: str) -> None:
     # bool is an int subclass in Python, not in JSON.
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise WrongType(f"expected {name}, got {_json_type(value)}")
+        raise WrongType(f"expected {name}, got {json_type(value)}")
 
 
 def _structure_str(value: Any, _: type) -> str:
     _expect(value, str, "a string")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+        raise WrongType("expected valid Unicode text") from None
     return str(value)
 
 
@@ -174,7 +186,7 @@ def _structure_uint(value: Any, _: type) -> int:
 
 def _structure_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise WrongType(f"expected a number, got {_json_type(value)}")
+        raise WrongType(f"expected a number, got {json_type(value)}")
     if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
         raise WrongType(f"the number {_short(value)} is out of range")
     number = float(value)
@@ -188,11 +200,16 @@ def _short(value: int) -> str:
     return text
 
 
-class _Converter(cattrs.Converter):
-    """cattrs with Go's rules: strict scalars, objects must be objects, null is the default."""
+class Decoder(cattrs.Converter):
+    """cattrs with Go's rules: strict scalars, objects must be objects, null is the default.
 
-    def __init__(self) -> None:
+    ``key_style`` turns a field's name into its JSON key. A program registers hooks for types
+    of its own (``register_structure_hook``) that raise :class:`WrongType` with a reason.
+    """
+
+    def __init__(self, key_style: Callable[[str], str] = camel_case) -> None:
         super().__init__(detailed_validation=True, forbid_extra_keys=False)
+        self.key_style = key_style
         self.register_structure_hook(str, _structure_str)
         self.register_structure_hook(bool, _structure_bool)
         self.register_structure_hook(int, _structure_int)
@@ -200,18 +217,34 @@ class _Converter(cattrs.Converter):
         self.register_structure_hook(float, _structure_float)
         self.register_structure_hook_factory(attrs.has, self._record_hook)
         self.register_structure_hook_factory(_is_list, self._list_hook)
+        self.register_structure_hook_factory(_is_tuple, self._tuple_hook)
         self.register_structure_hook_factory(_is_dict, self._dict_hook)
         self.register_unstructure_hook_factory(attrs.has, self._record_unstructure_hook)
 
+    def decode(self, raw: Any, cls: type[T]) -> T:
+        """Structure parsed JSON ``raw`` into ``cls``; a :class:`DecodeError` naming the field."""
+        try:
+            return self.structure(raw, cls)
+        except (ClassValidationError, IterableValidationError, WrongType) as exc:
+            path, leaf = _path_of(self, exc)
+            raise DecodeError(path, _reason(leaf)) from None
+
+    def encode(self, record: Any) -> Any:
+        """The JSON form of a record (its fields under their JSON keys)."""
+        return self.unstructure(record)
+
+    def key_of(self, field: attrs.Attribute[Any]) -> str:
+        return str(field.metadata.get(_JSON_KEY) or self.key_style(field.name))
+
     def _record_hook(self, cls: type) -> Callable[[Any, type], Any]:
         renames: dict[str, Any] = {
-            field.name: override(rename=key_of(field)) for field in attrs.fields(cls)
+            field.name: override(rename=self.key_of(field)) for field in attrs.fields(cls)
         }
         build: Callable[[Any, type], Any] = make_dict_structure_fn(
             cls, self, _cattrs_detailed_validation=True, **renames
         )
         # Docker's strslice (Cmd, Entrypoint, Shell): one string is a one-element array.
-        str_slices = {key_of(f) for f in attrs.fields(cls) if f.metadata.get(_STR_SLICE)}
+        str_slices = {self.key_of(f) for f in attrs.fields(cls) if f.metadata.get(_STR_SLICE)}
 
         def structure(value: Any, _: type) -> Any:
             _expect(value, dict, "an object")
@@ -227,7 +260,7 @@ class _Converter(cattrs.Converter):
 
     def _record_unstructure_hook(self, cls: type) -> Callable[[Any], Any]:
         renames: dict[str, Any] = {
-            field.name: override(rename=key_of(field)) for field in attrs.fields(cls)
+            field.name: override(rename=self.key_of(field)) for field in attrs.fields(cls)
         }
         unstructure: Callable[[Any], Any] = make_dict_unstructure_fn(cls, self, **renames)
         return unstructure
@@ -252,6 +285,15 @@ class _Converter(cattrs.Converter):
 
         return structure
 
+    def _tuple_hook(self, cls: Any) -> Callable[[Any, type], Any]:
+        (item_type, *_ellipsis) = typing.get_args(cls) or (Any,)
+        as_list = self._list_hook(list[item_type])  # type: ignore[valid-type]
+
+        def structure(value: Any, _: type) -> tuple[Any, ...]:
+            return tuple(as_list(value, list))
+
+        return structure
+
     def _dict_hook(self, cls: Any) -> Callable[[Any, type], Any]:
         args = typing.get_args(cls)
         value_type = args[1] if len(args) == 2 else Any
@@ -263,7 +305,7 @@ class _Converter(cattrs.Converter):
             result, errors = {}, []
             for key, item in value.items():
                 try:
-                    result[key] = self.structure(item, value_type)
+                    result[_structure_str(key, str)] = self.structure(item, value_type)
                 except Exception as exc:
                     exc.__notes__ = [*getattr(exc, "__notes__", []), f"@key {key}"]
                     errors.append(exc)
@@ -278,16 +320,26 @@ def _is_list(cls: Any) -> bool:
     return typing.get_origin(cls) is list
 
 
+def _is_tuple(cls: Any) -> bool:
+    return typing.get_origin(cls) is tuple
+
+
 def _is_dict(cls: Any) -> bool:
     return typing.get_origin(cls) is dict
 
 
-converter = _Converter()
+class DecodeError(InvalidParameter):
+    """A document that does not fit its record: ``field`` is the JSON path, ``reason`` why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
 
 
-def _path_of(exc: BaseException) -> tuple[list[str], BaseException]:
-    """The JSON path of the first leaf error under ``exc``, and that leaf."""
-    path: list[str] = []
+def _path_of(decoder: Decoder, exc: BaseException) -> tuple[str, BaseException]:
+    """The JSON path of the first leaf error under ``exc`` (``a.b[0]["k"]``), and that leaf."""
+    path = ""
     current = exc
     while isinstance(current, ClassValidationError | IterableValidationError):
         inner = current.exceptions[0]
@@ -295,27 +347,17 @@ def _path_of(exc: BaseException) -> tuple[list[str], BaseException]:
             name = getattr(note, "name", None)
             if name is not None and isinstance(current, ClassValidationError):
                 field = attrs.fields_dict(current.cl).get(name)
-                path.append(key_of(field) if field is not None else name)
+                key = decoder.key_of(field) if field is not None else name
+                path += f".{key}" if path else key
             elif isinstance(note, str) and note.startswith("@index "):
-                path.append(f"[{note.removeprefix('@index ')}]")
+                path += f"[{note.removeprefix('@index ')}]"
             elif isinstance(note, str) and note.startswith("@key "):
-                path.append(note.removeprefix("@key "))
+                path += f"[{json.dumps(note.removeprefix('@key ')[:100])}]"
         current = inner
     return path, current
 
 
-def decode(raw: Any, cls: type[T], what: str = "") -> T:
-    """Structure parsed JSON ``raw`` into ``cls``; a 400 naming the field on any mismatch."""
-    try:
-        return converter.structure(raw, cls)
-    except (ClassValidationError, IterableValidationError, WrongType) as exc:
-        path, leaf = _path_of(exc)
-        where = ".".join(p for p in path).replace(".[", "[")
-        prefix = f"{what}: " if what and not where else ""
-        field = f"{where}: " if where else ""
-        raise InvalidParameter(f"{prefix}{field}{leaf}") from None
-
-
-def encode(record: Any) -> Any:
-    """The JSON form of a record (its fields under their JSON keys)."""
-    return converter.unstructure(record)
+def _reason(leaf: BaseException) -> str:
+    if isinstance(leaf, KeyError):  # cattrs' word for a required field that is absent
+        return "is required"
+    return str(leaf)
