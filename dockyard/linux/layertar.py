@@ -25,7 +25,6 @@ an :class:`~dockyard.core.errors.InvalidParameter` naming the entry.
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import os
 import shutil
@@ -257,17 +256,6 @@ def visible_in_layers(layer_roots: Sequence[str], parts: Sequence[str]) -> bool:
     finally:
         for fd in candidates:
             os.close(fd)
-
-
-class WhiteoutMode(enum.Enum):
-    """The two built-in whiteout handlings, for callers that pick one by name."""
-
-    DELETE = "delete"
-    OVERLAY = "overlay"
-
-    def handler(self) -> WhiteoutHandler:
-        """A fresh handler of this kind (overlay's without lower layers to consult)."""
-        return DeleteWhiteouts() if self is WhiteoutMode.DELETE else OverlayWhiteouts()
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,9 +25,6 @@ BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
 TRASH = f"{ROOT}/_trash"
 
-#: Directories inside a repository directory; any other child is a nested repository.
-REPOSITORY_PARTS = ("_layers", "_manifests", "_referrers", "_uploads")
-
 
 def blob_dir(digest: Digest) -> str:
     return f"{BLOBS}/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"

@@ -141,10 +141,6 @@ class ManifestInfo:
     artifact_type: str = ""
     annotations: dict[str, str] = attrs.field(factory=dict)
 
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEXES
-
 
 def bare_media_type(content_type: str) -> str:
     """``Content-Type`` without parameters (the spec says a registry ignores them)."""

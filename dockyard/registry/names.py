@@ -93,8 +93,3 @@ def parse_digest(text: str, code: str = "DIGEST_INVALID") -> Digest:
             status=400,
         )
     return Digest(algorithm, encoded)
-
-
-def looks_like_digest(reference: str) -> bool:
-    """Whether a manifest reference is meant as a digest (it has a colon; tags never do)."""
-    return ":" in reference

@@ -17,7 +17,6 @@ from dockyard.linux.layertar import (
     DiffWriter,
     ExtractLimits,
     OverlayWhiteouts,
-    WhiteoutMode,
     clean_entry_name,
     extract_layer,
     visible_in_layers,
@@ -82,11 +81,6 @@ def test_overlay_whiteouts_become_char_devices_and_xattrs(target: Path, tmp_path
     assert stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
     assert not (target / "never-existed").exists(), "a whiteout hiding nothing is not stored"
     assert os.getxattr(target / "dir", OVERLAY_OPAQUE_XATTR) == b"y"
-
-
-def test_whiteout_mode_names_the_handlers() -> None:
-    assert isinstance(WhiteoutMode.DELETE.handler(), DeleteWhiteouts)
-    assert isinstance(WhiteoutMode.OVERLAY.handler(), OverlayWhiteouts)
 
 
 def test_a_custom_whiteout_handler_sees_every_marker(target: Path) -> None:
