@@ -43,10 +43,12 @@ from dockyard.core.interfaces import (
     spec_to_json,
 )
 from dockyard.daemon.containers import options
+from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState, now_rfc3339
 from dockyard.daemon.images.store import ImageStore
 from dockyard.daemon.userns import Remapping
 from dockyard.linux.mounts import mount_all, unmount_all
+from dockyard.linux.processes import ProcessHandle
 
 _log = structlog.get_logger("dockyard.containers")
 
@@ -164,10 +166,17 @@ class _Live:
 
     waiters: list[_Waiter] = attrs.Factory(list)
     pidfd: int | None = None
+    #: The init process, while it runs: signals go through it (see ``init_process``).
+    init: ProcessHandle | None = None
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
     #: Set when the container exits (followers of its output stop waiting at once).
     exited: asyncio.Event = attrs.Factory(asyncio.Event)
     restart_task: asyncio.Task[None] | None = None
+
+    def release_init(self) -> None:
+        if self.init is not None:
+            self.init.close()
+            self.init = None
 
 
 class ContainerManager:
@@ -255,7 +264,7 @@ class ContainerManager:
 
     def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
         """``POST /containers/create``. Blocking: call from a worker thread."""
-        _runtime, driver = self._require_runtime()
+        runtime, driver = self._require_runtime()
         if not isinstance(body, dict):
             raise InvalidParameter("the request body must be a JSON object")
         image_name = body.get("Image") or ""
@@ -392,7 +401,7 @@ class ContainerManager:
                 uid_mappings=remapping.uid_mappings if remapping else (),
                 gid_mappings=remapping.gid_mappings if remapping else (),
                 state_dir=str(directory),
-                runtime_options=tuple(getattr(self.runtime, "launch_options", ())),
+                runtime_options=tuple(runtime.launch_options),
             )
             config = self._engine_config(body, image_config, entrypoint, cmd, env, hostname)
             host_config = self._engine_host_config(
@@ -609,12 +618,14 @@ class ContainerManager:
         container.state = ContainerState(
             status="running",
             pid=report["pid"],
+            init_start_time=report.get("start_time", 0),
             supervisor_pid=report["supervisor_pid"],
             started_at=now_rfc3339(),
         )
         self._save(container)
         self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
+        self.live(container).init = hold_init(container.state)
         self._event("start", container)
 
     def _spawn_supervisor(self, container: Container) -> dict[str, Any]:
@@ -690,10 +701,12 @@ class ContainerManager:
                 await run_in_threadpool(self.runtime.cleanup, container.id)
         container.exit_generation += 1
         self.live(container).exited.set()
+        self.live(container).release_init()
         container.state = attrs.evolve(
             container.state,
             status="exited",
             pid=0,
+            init_start_time=0,
             supervisor_pid=0,
             exit_code=exit_code,
             error=error,
@@ -798,8 +811,9 @@ class ContainerManager:
             with contextlib.suppress(Exception):
                 self.runtime.resume(container.id)
             container.state.status = "running"
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(container.state.pid, signum)
+        init = self.live(container).init
+        if init is not None:
+            init.send_signal(signum)  # by pidfd: once the init is gone, to nobody
 
     async def stop(self, name: str, timeout: int | None, signal_value: str | None = None) -> None:
         container = self.get(name)
@@ -886,7 +900,9 @@ class ContainerManager:
         os.replace(self.directory(container), trash)
         self._event("destroy", container)
         self._resolve_waiters(container, ("not-running", "next-exit", "removed"))
-        self._live.pop(container.id, None)
+        live = self._live.pop(container.id, None)
+        if live is not None:
+            live.release_init()
         await run_in_threadpool(self._delete_remains, container, trash, remove_volumes)
 
     def _delete_remains(self, container: Container, trash: Path, remove_volumes: bool) -> None:
@@ -976,6 +992,7 @@ class ContainerManager:
                     state.supervisor_pid, self.directory(container)
                 ):
                     self._watch(container, state.supervisor_pid)
+                    self.live(container).init = hold_init(state)
                     continue
                 await self._supervisor_exited(container.id)
             elif (
@@ -993,6 +1010,7 @@ class ContainerManager:
         await run_in_threadpool(self.zygote.close)
         loop = asyncio.get_running_loop()
         for live in self._live.values():
+            live.release_init()
             if live.pidfd is not None:
                 loop.remove_reader(live.pidfd)
                 os.close(live.pidfd)
