@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import pluggy
+import structlog
 
 import dockyard
 from dockyard.core import hookspecs
@@ -35,6 +36,8 @@ ENTRY_POINT_GROUP = "dockyard.plugins"
 AUTOLOAD_ENV = "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"
 
 OK, SKIP, ERROR, DISABLED = "ok", "skip", "error", "disabled"
+
+_log = structlog.get_logger("dockyard.plugins")
 
 #: Stable plugin name -> module of the built-in plugin (``dockyard.plugins``). Module names,
 #: not imports: the core depends on no plugin, and each is imported only when a host loads.
@@ -150,6 +153,28 @@ class PluginHost:
     @property
     def hook(self) -> Any:
         return self.pm.hook
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Exception]]:
+        """Call hook ``hook_name`` through pluggy, one plugin at a time, in pluggy's order.
+
+        One plugin's exception does not keep the others' implementations from running (a
+        plain hook call stops at the first). Each call goes through pluggy, which gives every
+        implementation the arguments it names: one may take fewer than the spec has. Each
+        failure is logged; they are returned as ``(plugin name, exception)``.
+        """
+        plugins = self.pm.get_plugins()
+        failures = []
+        # get_hookimpls() lists them in registration order; pluggy calls the last first.
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            others = [plugin for plugin in plugins if plugin is not impl.plugin]
+            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                caller(**kwargs)
+            except Exception as exc:
+                _log.error("plugin hook failed", hook=hook_name, plugin=impl.plugin_name,
+                           exc_info=exc)  # fmt: skip
+                failures.append((impl.plugin_name, exc))
+        return failures
 
     # ---------------------------------------------------------------- loading
 
