@@ -821,7 +821,7 @@ class RuntimeConformance(RuntimeHarness):
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime
     ) -> None:
         spec = make_spec("sh", "-c", "while true; do :; done")
-        start(spec)
+        running = start(spec)
 
         def cpu_used() -> int:
             return runtime.stats(spec.id).cpu_total_ns
@@ -833,6 +833,8 @@ class RuntimeConformance(RuntimeHarness):
         frozen = cpu_used()
         time.sleep(0.2)
         assert cpu_used() == frozen
+        # A paused container's processes can still be listed (docker top works on it).
+        assert [p.pid for p in runtime.processes(spec.id)] == [running.pid]
         runtime.resume(spec.id)
         time.sleep(0.1)
         assert cpu_used() > frozen + 10_000_000
