@@ -24,7 +24,6 @@ from typing import Any
 
 import attrs
 import pluggy
-import structlog
 
 import dockyard
 from dockyard.core import hookspecs
@@ -36,8 +35,6 @@ ENTRY_POINT_GROUP = "dockyard.plugins"
 AUTOLOAD_ENV = "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"
 
 OK, SKIP, ERROR, DISABLED = "ok", "skip", "error", "disabled"
-
-_log = structlog.get_logger("dockyard.plugins")
 
 #: Stable plugin name -> module of the built-in plugin (``dockyard.plugins``). Module names,
 #: not imports: the core depends on no plugin, and each is imported only when a host loads.
@@ -159,8 +156,9 @@ class PluginHost:
 
         One plugin's exception does not keep the others' implementations from running (a
         plain hook call stops at the first). Each call goes through pluggy, which gives every
-        implementation the arguments it names: one may take fewer than the spec has. Each
-        failure is logged; they are returned as ``(plugin name, exception)``.
+        implementation the arguments it names: one may take fewer than the spec has. Returns
+        the failures as ``(plugin name, exception)``, for the caller to log (this module stays
+        free of the servers' logging: the command line loads it too).
         """
         plugins = self.pm.get_plugins()
         failures = []
@@ -171,8 +169,6 @@ class PluginHost:
             try:
                 caller(**kwargs)
             except Exception as exc:
-                _log.error("plugin hook failed", hook=hook_name, plugin=impl.plugin_name,
-                           exc_info=exc)  # fmt: skip
                 failures.append((impl.plugin_name, exc))
         return failures
 

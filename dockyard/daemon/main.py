@@ -138,7 +138,8 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             events.emit(Event("daemon", "shutdown", daemon_id))
             await containers.shutdown()
             # Each plugin's shutdown runs even when another one's fails (and is logged).
-            plugins.call_each("dockyard_shutdown", service=service)
+            for plugin, exc in plugins.call_each("dockyard_shutdown", service=service):
+                _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
             _log.info("daemon stopped")
 
         asyncio.run(serve(listeners, app_for, startup, shutdown, protocol=EngineHttpProtocol))

@@ -116,7 +116,8 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
 
     async def shutdown() -> None:
         # Each plugin's shutdown runs even when another one's fails (and is logged).
-        plugins.call_each("dockyard_shutdown", service=service)
+        for plugin, exc in plugins.call_each("dockyard_shutdown", service=service):
+            _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
         _log.info("registry stopped")
 
     asyncio.run(serve([listener], lambda _: logged_app, startup, shutdown, protocol=_protocol()))
