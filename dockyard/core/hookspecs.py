@@ -109,8 +109,10 @@ def dockyard_startup(service: Service) -> None:
 def dockyard_shutdown(service: Service) -> None:
     """Act when a server stops.
 
-    Called once, after the server stopped accepting requests (SIGTERM, SIGINT) and before its
-    drivers are closed. Exceptions are logged and do not prevent the other plugins' shutdown.
+    Called once by the daemon and by the registry, after the server stopped accepting requests
+    (SIGTERM, SIGINT) and before its drivers are closed; through pluggy, one plugin at a time,
+    so an implementation may leave ``service`` out. Exceptions are logged and do not prevent the
+    other plugins' shutdown.
     """
 
 
