@@ -29,13 +29,13 @@ from collections.abc import Callable, Collection, Sequence
 import dockyard
 from dockyard.commands import containers, images, inspection, servers, system, volumes
 from dockyard.commands.common import DEFAULT_HOST, HOST_ENV, UsageError, print_usage
-from dockyard.commands.containers import log_timestamp, nano_cpus, ram_in_bytes
+from dockyard.commands.containers import log_timestamp, nano_cpus
 from dockyard.commands.images import write_atomically
 from dockyard.commands.inspection import go_indent
 from dockyard.commands.output import human_size_decimal
 from dockyard.commands.servers import DAEMON_FLAGS
 from dockyard.commands.streams import AttachSession, parse_detach_keys
-from dockyard.core.units import human_duration
+from dockyard.core.units import human_duration, ram_in_bytes
 
 # What other code (the tests, ``python -m dockyard``, the console script) imports from here.
 __all__ = [

@@ -50,6 +50,7 @@ from dockyard.commands.streams import (
     stdin_fileno,
     terminal_size,
 )
+from dockyard.core.units import ram_in_bytes
 
 #: docker's exit statuses for ``run`` (docker/cli ``run.go`` ``toStatusError``).
 EXIT_DAEMON_ERROR, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND = 125, 126, 127
@@ -58,15 +59,6 @@ PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", 
 COMMAND_WIDTH = 20
 #: ... and each name in ``--format json``'s Mounts to this many.
 MOUNT_NAME_WIDTH = 15
-#: docker's ``units.RAMInBytes``: binary multiples, an optional "i" and "b".
-_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?(.*)$")
-_RAM_SUFFIXES = {
-    f"{prefix}{middle}{end}": power
-    for power, prefix in enumerate(("", "k", "m", "g", "t", "p"))
-    for middle in ("", "i")
-    for end in ("", "b")
-    if prefix or not middle
-}
 
 
 class RunError(Exception):
@@ -75,17 +67,6 @@ class RunError(Exception):
     def __init__(self, message: str, status: int = EXIT_DAEMON_ERROR) -> None:
         super().__init__(message)
         self.status = status
-
-
-def ram_in_bytes(text: str) -> int:
-    """``512m``, ``1g``, ``1.5GiB``, ``1024`` in bytes, as docker converts ``--memory``."""
-    match = _RAM_SIZE.match(text.strip())
-    if not match:
-        raise ValueError(f"invalid size: '{text}'")
-    suffix = match.group(2)
-    if suffix.lower() not in _RAM_SUFFIXES:
-        raise ValueError(f"invalid suffix: '{suffix}'")
-    return int(float(match.group(1)) * 1024 ** _RAM_SUFFIXES[suffix.lower()])
 
 
 def nano_cpus(text: str) -> int:

@@ -1,4 +1,4 @@
-"""Human-readable durations as docker prints them, shared by the client and the daemon.
+"""Human-readable durations and sizes as docker writes them, shared by the client and the daemon.
 
 Standard library only: the CLI imports it (its start-up time is a feature).
 """
@@ -6,6 +6,7 @@ Standard library only: the CLI imports it (its start-up time is a feature).
 from __future__ import annotations
 
 import math
+import re
 
 
 def human_duration(seconds: float) -> str:
@@ -33,3 +34,26 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+#: docker's ``units.RAMInBytes``: binary multiples, an optional "i" and "b".
+_RAM_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?(.*)$")
+_RAM_SUFFIXES = {
+    f"{prefix}{middle}{end}": power
+    for power, prefix in enumerate(("", "k", "m", "g", "t", "p"))
+    for middle in ("", "i")
+    for end in ("", "b")
+    if prefix or not middle
+}
+
+
+def ram_in_bytes(text: str) -> int:
+    """``512m``, ``1g``, ``1.5GiB``, ``1024`` in bytes, as docker reads ``--memory`` and the
+    json-file log's ``max-size`` (go-units ``RAMInBytes``: binary multiples)."""
+    match = _RAM_SIZE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid size: '{text}'")
+    suffix = match.group(2)
+    if suffix.lower() not in _RAM_SUFFIXES:
+        raise ValueError(f"invalid suffix: '{suffix}'")
+    return int(float(match.group(1)) * 1024 ** _RAM_SUFFIXES[suffix.lower()])

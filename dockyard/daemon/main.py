@@ -30,6 +30,7 @@ from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
+from dockyard.daemon.containers.spec import UserNamespace
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
@@ -102,7 +103,9 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             emit=lambda action, container_id, attributes: events.emit(
                 Event("container", action, container_id, attributes)
             ),
-            remapping=remapping,
+            user_namespace=(
+                UserNamespace(remapping.uid_mappings, remapping.gid_mappings) if remapping else None
+            ),
         )
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users

@@ -19,6 +19,16 @@ from dockyard.daemon.images.content import atomic_write
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
+@attrs.frozen(kw_only=True)
+class VolumeCreateRequest:
+    """The body of ``POST /volumes/create``."""
+
+    name: str = ""
+    driver: str = ""
+    driver_opts: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+
 @attrs.frozen
 class Volume:
     name: str

@@ -1,12 +1,15 @@
-"""Reading a file of a running container's root filesystem from the host.
+"""Reading a file of a container's root filesystem from the host, without leaving that root.
 
-``exec --user NAME`` needs the container's current ``/etc/passwd`` and ``/etc/group``. Its root
-filesystem is mounted only in the container's own mount namespace, and mounting the snapshot a
-second time on the host is not an option: a second overlay mount over the same upper and work
-directories recreates the work directory under the live mount, after which every copy-up in the
-container fails. The host reaches the container's root through ``/proc/PID/root`` instead, and
-opens the file with openat2's ``RESOLVE_IN_ROOT``, so that a symlink or ``..`` in the image
-resolves inside the container's root and can never make the daemon read a host file.
+``create --user NAME`` and ``exec --user NAME`` need the image's ``/etc/passwd`` and
+``/etc/group``: files an image author controls. They are opened with openat2's
+``RESOLVE_IN_ROOT``, so that a symlink or ``..`` in the image resolves inside the container's
+root and can never make the daemon read a host file, without blocking (a FIFO) and with a
+bounded read (an endless file).
+
+A running container's root filesystem is mounted only in its own mount namespace, and mounting
+its snapshot a second time on the host is not an option: a second overlay mount over the same
+upper and work directories recreates the work directory under the live mount, after which every
+copy-up in the container fails. The host reaches that root through ``/proc/PID/root`` instead.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def read_text(pid: int, path: str) -> str | None:
-    """The text of ``path`` in the root filesystem of process ``pid`` (a container's init).
+def read_text(root_directory: str, path: str) -> str | None:
+    """The text of ``path`` resolved inside ``root_directory`` as if it were ``/``.
 
-    ``None`` when it does not exist or is not a regular file. Other failures (the process is
-    gone, a kernel without openat2) raise :class:`OSError`.
+    ``root_directory`` is a container's root filesystem: ``/proc/PID/root`` of its init
+    process while it runs, or its snapshot mounted somewhere. ``..`` and symlinks, absolute
+    ones included, resolve within it. At most :data:`READ_LIMIT` bytes are read. ``None`` when
+    the file does not exist or is not a regular file (a FIFO, a device, a directory). Other
+    failures (the process is gone, a kernel without openat2) raise :class:`OSError`.
     """
-    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root = os.open(root_directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # Non-blocking: an image's /etc/passwd may be a FIFO, which would block the open.
         how = _OpenHow(

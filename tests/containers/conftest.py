@@ -6,14 +6,20 @@ uniquely named containers, so they can share both and stay fast.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import attrs
 import pytest
 
 from dockyard.testing.images import busybox_rootfs
 from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
+from tests.containers.engine_api import Api
 
 #: Applets the tests call by path (busybox's sh finds the others by itself).
 APPLETS = ("sleep", "env", "pwd", "id", "stty", "hostname", "printf", "seq", "kill")
@@ -72,3 +78,21 @@ class DockyardCLI:
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "dockyard", "-H", self.daemon.host, *args]
+
+
+@pytest.fixture(params=["namespaces", "runc"])
+def api(request, start_daemon) -> Iterator[Api]:
+    """A daemon with busybox, once per runtime (runc's only where its binary is installed)."""
+    if (
+        request.param == "runc"
+        and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
+    ):
+        pytest.skip("the runc binary is not installed")
+    parent = f"dockyard-test-{secrets.token_hex(4)}"
+    config = f'[runtimes.{request.param}]\ncgroup-parent = "{parent}"\n'
+    daemon = start_daemon("--runtime", request.param, config=config)
+    yield attrs.evolve(Api.with_busybox(daemon), cgroup_parent=parent)
+    shut_down(daemon)
+    for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
+        with contextlib.suppress(OSError):
+            directory.rmdir()

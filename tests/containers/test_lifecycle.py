@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import shutil
 import signal
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 
-from tests.conftest import http_request, restarted, shut_down
+from tests.conftest import http_request, restarted
 from tests.containers.engine_api import Api, frames
-
-
-@pytest.fixture(params=["namespaces", "runc"])
-def api(request, start_daemon) -> Iterator[Api]:
-    """A daemon with busybox, once per runtime (runc's only where its binary is installed)."""
-    if (
-        request.param == "runc"
-        and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
-    ):
-        pytest.skip("the runc binary is not installed")
-    parent = f"dockyard-test-{secrets.token_hex(4)}"
-    config = f'[runtimes.{request.param}]\ncgroup-parent = "{parent}"\n'
-    daemon = start_daemon("--runtime", request.param, config=config)
-    yield attrs.evolve(Api.with_busybox(daemon), cgroup_parent=parent)
-    shut_down(daemon)
-    for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
-        with contextlib.suppress(OSError):
-            directory.rmdir()
 
 
 def cgroup_dirs(api: Api) -> set[Path]:

@@ -293,6 +293,7 @@ def test_a_restart_mounts_it_all_again(remapped):
         HostConfig={"Binds": ["again:/v"]},
     )
     api.start(container)
+    wait_for_sleep(api.inspect(container)["State"]["Pid"])  # the first run has made its file
     assert api.call("POST", f"/containers/{container}/restart?t=0").status == 204
     pid = api.inspect(container)["State"]["Pid"]
     wait_for_sleep(pid)

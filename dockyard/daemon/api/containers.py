@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,12 +24,17 @@ from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestam
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers import model, options
+from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
 from dockyard.daemon.containers.execs import ExecRegistry, check_can_exec, start_exec
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.model import Container
+from dockyard.daemon.containers.spec import console_size
 from dockyard.daemon.containers.supervisor import set_window_size
-from dockyard.daemon.volumes import VolumeStore
+from dockyard.daemon.decoding import decode, parse_json
+from dockyard.daemon.volumes import VolumeCreateRequest, VolumeStore
 from dockyard.linux import inroot
+
+T = TypeVar("T")
 
 
 def _manager(request: Request) -> ContainerManager:
@@ -44,14 +49,9 @@ def _execs(request: Request) -> ExecRegistry:
     return registry
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidParameter(f"invalid JSON: {exc}") from None
+async def _body(request: Request, record: type[T]) -> T:
+    """The request's JSON body as ``record``: a 400 naming the field for anything amiss."""
+    return decode(parse_json(await request.body()), record)
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -70,7 +70,7 @@ def _int_param(request: Request, name: str) -> int | None:
 
 
 async def create(request: Request) -> Response:
-    body = await _json_body(request)
+    body = await _body(request, CreateRequest)
     manager = _manager(request)
     container, warnings = await run_in_threadpool(
         manager.create, body, request.query_params.get("name")
@@ -95,7 +95,7 @@ def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
             if not any(container.id.startswith(w) for w in wanted):
                 return False
         elif key == "label":
-            labels = container.config.get("Labels") or {}
+            labels = container.config.labels or {}
             for condition in wanted:
                 label, sep, value = condition.partition("=")
                 if label not in labels or (sep and labels[label] != value):
@@ -395,11 +395,7 @@ async def attach(request: Request) -> Response:
 
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
         stdin_task = None
-        if (
-            hijack is not None
-            and parse_bool(query.get("stdin"))
-            and container.config.get("OpenStdin")
-        ):
+        if hijack is not None and parse_bool(query.get("stdin")) and container.config.open_stdin:
             stdin_task = asyncio.ensure_future(_forward_stdin(manager, container, hijack))
         try:
             if replay:
@@ -442,7 +438,7 @@ async def attach(request: Request) -> Response:
 def _user_names(init_pid: int) -> dict[str, str]:
     """uid -> name from the container's own /etc/passwd, as ``ps`` inside it would show."""
     try:
-        passwd = inroot.read_text(init_pid, "/etc/passwd") or ""
+        passwd = inroot.read_text(f"/proc/{init_pid}/root", "/etc/passwd") or ""
     except OSError:
         return {}
     return {f[2]: f[0] for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 2}
@@ -545,43 +541,41 @@ async def stats(request: Request) -> Response:
 async def exec_create(request: Request) -> Response:
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
-    body = await _json_body(request)
-    cmd = body.get("Cmd") or []
-    if not cmd or not isinstance(cmd, list):
+    config = await _body(request, ExecConfig)
+    if not config.cmd:
         raise InvalidParameter("No exec command specified")
     base = container.spec.process
-    env = options.merge_env(base.env, body.get("Env") or [])
+    env = options.merge_env(base.env, config.env or [])
     uid, gid, groups = base.uid, base.gid, base.additional_gids
     check_can_exec(container)
-    if body.get("User"):
+    if config.user:
         # The container's files as they are now (it may have added the user itself).
-        pid = container.state.pid
-        passwd = await run_in_threadpool(inroot.read_text, pid, "/etc/passwd")
-        group = await run_in_threadpool(inroot.read_text, pid, "/etc/group")
-        user = options.parse_user(body["User"], passwd, group)
+        root = f"/proc/{container.state.pid}/root"
+        passwd = await run_in_threadpool(inroot.read_text, root, "/etc/passwd")
+        group = await run_in_threadpool(inroot.read_text, root, "/etc/group")
+        user = options.parse_user(config.user, passwd, group)
         uid, gid, groups = user.uid, user.gid, user.additional_gids
         # The exec user's home, unless the container's config or the exec set HOME.
-        configured = [*(container.config.get("Env") or []), *(body.get("Env") or [])]
+        configured = [*(container.config.env or []), *(config.env or [])]
         if not any(entry.startswith("HOME=") for entry in configured):
             env = options.merge_env(env, [f"HOME={user.home}"])
-    console = body.get("ConsoleSize") or [0, 0]
     process = ProcessSpec(
-        args=tuple(cmd),
+        args=tuple(config.cmd),
         env=tuple(env),
-        cwd=body.get("WorkingDir") or base.cwd,
+        cwd=config.working_dir or base.cwd,
         uid=uid,
         gid=gid,
         additional_gids=groups,
-        terminal=bool(body.get("Tty")),
-        capabilities=options.ALL_CAPABILITIES if body.get("Privileged") else base.capabilities,
+        terminal=config.tty,
+        capabilities=options.ALL_CAPABILITIES if config.privileged else base.capabilities,
         no_new_privileges=base.no_new_privileges,
-        console_size=(int(console[0]), int(console[1])),
+        console_size=console_size(config.console_size, "ConsoleSize"),
         seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
     )
-    instance = _execs(request).create(container, body, process)
+    instance = _execs(request).create(container, config, process)
     events = service_of(request).events
     if events is not None:
-        action = f"exec_create: {' '.join(cmd)}"
+        action = f"exec_create: {' '.join(config.cmd)}"
         events.emit(Event("container", action, container.id, {"name": container.name}))
     return JSONResponse({"Id": instance.id}, status_code=201)
 
@@ -590,10 +584,10 @@ async def exec_start(request: Request) -> Response:
     manager = _manager(request)
     instance = _execs(request).get(request.path_params["id"])
     container = manager.get(instance.container_id)
-    body = await _json_body(request)
+    start = await _body(request, ExecStartConfig)
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     assert manager.runtime is not None
-    if body.get("Detach"):
+    if start.detach:
         await start_exec(instance, container, manager.runtime, None)
         return Response(status_code=200)
     read_stdin = hijack.read_stdin if hijack is not None and instance.attach_stdin else None
@@ -638,12 +632,16 @@ def _volumes(request: Request) -> VolumeStore:
 
 
 async def volume_create(request: Request) -> Response:
-    body = await _json_body(request)
-    driver = body.get("Driver") or "local"
-    if driver != "local":
-        raise InvalidParameter(f"volume driver {driver!r} is not available; only 'local'")
-    name = body.get("Name") or os.urandom(32).hex()
-    volume = await run_in_threadpool(_volumes(request).create, name, body.get("Labels"))
+    body = await _body(request, VolumeCreateRequest)
+    if body.driver not in ("", "local"):
+        raise InvalidParameter(f"volume driver {body.driver!r} is not available; only 'local'")
+    if body.driver_opts:
+        options_given = ", ".join(sorted(body.driver_opts))
+        raise InvalidParameter(
+            f"DriverOpts: the local volume driver takes no options ({options_given})"
+        )
+    name = body.name or os.urandom(32).hex()
+    volume = await run_in_threadpool(_volumes(request).create, name, body.labels)
     return JSONResponse(volume.to_engine_api(), status_code=201)
 
 

@@ -166,7 +166,7 @@ async def info(request: Request) -> Response:
         "InitBinary": "",
         # As dockerd lists it; `docker info` shows it under "Security Options".
         "SecurityOptions": (
-            ["name=userns"] if service.containers and service.containers.remapping else []
+            ["name=userns"] if service.containers and service.containers.remapped else []
         ),
         "Warnings": None,
         # dockyard's own section; the docker CLI ignores fields it does not know.

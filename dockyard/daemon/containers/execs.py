@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.errors import Conflict, NotFound
 from dockyard.core.interfaces import LaunchError, ProcessSpec, Runtime
+from dockyard.daemon.containers.config import ExecConfig
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.supervisor import set_window_size
 
@@ -204,17 +205,17 @@ class ExecRegistry:
         self._instances: dict[str, ExecInstance] = {}
 
     def create(
-        self, container: Container, body: dict[str, Any], process: ProcessSpec
+        self, container: Container, config: ExecConfig, process: ProcessSpec
     ) -> ExecInstance:
         check_can_exec(container)
         instance = ExecInstance(
             id=secrets.token_hex(32),
             container_id=container.id,
             process=process,
-            attach_stdin=bool(body.get("AttachStdin")),
-            attach_stdout=bool(body.get("AttachStdout", True)),
-            attach_stderr=bool(body.get("AttachStderr", True)),
-            detach_keys=body.get("DetachKeys") or "",
+            attach_stdin=config.attach_stdin,
+            attach_stdout=config.attach_stdout,
+            attach_stderr=config.attach_stderr,
+            detach_keys=config.detach_keys,
         )
         self._instances[instance.id] = instance
         return instance

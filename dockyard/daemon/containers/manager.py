@@ -1,26 +1,25 @@
-"""The container lifecycle: create, start, stop, kill, wait, restart, remove, exec.
+"""The container lifecycle: create, start, stop, kill, wait, restart, remove.
+
+Orchestration only: the request is planned and the runtime's spec built by the pure functions
+of :mod:`.spec`; supervisors are started, watched and waited for with :mod:`.supervision`;
+this module keeps the records, does the I/O in between and applies docker's state rules.
 
 Runs on the daemon's event loop; blocking work (the storage driver, the runtime, process
-spawning) goes to worker threads. One supervisor process per running container does the
-watching (see :mod:`dockyard.daemon.containers.supervisor`); the manager learns of an exit when
-that supervisor exits (a pidfd becomes readable), reads ``exit.json`` and applies the restart
-policy. Containers that outlived a daemon restart are found again by :meth:`reconcile`.
+spawning) goes to worker threads. The manager learns of an exit when a container's supervisor
+exits, reads ``exit.json`` and applies the restart policy. Containers that outlived a daemon
+restart are found again by :meth:`ContainerManager.reconcile`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,113 +28,35 @@ import attrs
 import structlog
 from starlette.concurrency import run_in_threadpool
 
-import dockyard
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
-from dockyard.core.interfaces import (
-    DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
-    BindMount,
-    ContainerSpec,
-    ProcessSpec,
-    Resources,
-    Runtime,
-    StorageDriver,
-    spec_to_json,
-)
-from dockyard.daemon.containers import options
+from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.daemon.containers import options, spec
+from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState, now_rfc3339
+from dockyard.daemon.containers.supervision import (
+    ACTIVE,
+    ExitWatch,
+    LaunchReport,
+    Waiters,
+    Zygote,
+    check_wait_condition,
+    is_supervisor,
+    read_exit_status,
+    restart_delay,
+    should_restart,
+    start_supervisor,
+)
+from dockyard.daemon.decoding import decode
 from dockyard.daemon.images.store import ImageStore
-from dockyard.daemon.userns import Remapping
+from dockyard.daemon.volumes import VolumeStore
+from dockyard.linux import inroot
 from dockyard.linux.mounts import mount_all, unmount_all
 from dockyard.linux.processes import ProcessHandle
 
 _log = structlog.get_logger("dockyard.containers")
 
-MINIMUM_MEMORY = 6 * 1024 * 1024
 DEFAULT_STOP_TIMEOUT = 10
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-#: ``-S`` skips site initialisation (.pth files: some import whole packages); the module path
-#: is given explicitly instead.
-ZYGOTE_COMMAND = (sys.executable, "-S", "-m", "dockyard.daemon.containers.zygote")
-
-
-def supervisor_python_path(runtime: Any) -> str:
-    """Where the zygote finds dockyard, its dependencies and the runtime's launcher."""
-    roots = [str(Path(dockyard.__file__).resolve().parent.parent)]
-    launcher = getattr(runtime, "launcher", "")
-    spec = importlib.util.find_spec(launcher.partition(":")[0].split(".")[0]) if launcher else None
-    if spec is not None and spec.origin:
-        roots.append(str(Path(spec.origin).resolve().parent.parent))
-    roots += [entry for entry in sys.path if entry and os.path.isdir(entry)]
-    return os.pathsep.join(dict.fromkeys(roots))
-
-
-class Zygote:
-    """The daemon's handle on its zygote process (see :mod:`dockyard.daemon.containers.zygote`).
-
-    Started on first use, and again if it died. Thread-safe: one spawn at a time.
-    """
-
-    def __init__(self, launcher: str, runtime: Any, log_path: Path) -> None:
-        self.launcher = launcher
-        self.runtime = runtime
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-        self._lock = threading.Lock()
-
-    def _start(self) -> socket.socket:
-        # SEQPACKET keeps each request and answer whole: no partial reads to reassemble.
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [*ZYGOTE_COMMAND, self.launcher],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                cwd="/",
-                env={
-                    **os.environ,
-                    "DOCKYARD_CONTROL_FD": str(theirs.fileno()),
-                    "PYTHONPATH": supervisor_python_path(self.runtime),
-                },
-            )
-        theirs.close()
-        self._control = ours
-        return ours
-
-    def spawn(self, state_dir: Path, ready_fd: int) -> int:
-        with self._lock:
-            for _attempt in range(2):
-                control = self._control
-                if control is None or self._process is None or self._process.poll() is not None:
-                    control = self._start()
-                try:
-                    socket.send_fds(control, [str(state_dir).encode()], [ready_fd])
-                    answer = control.recv(64)
-                except OSError:
-                    answer = b""
-                if answer.strip().isdigit():
-                    return int(answer)
-                self.close()  # a dead or confused zygote: start a fresh one and retry once
-            raise DockyardError(f"the supervisor zygote failed: {answer.decode(errors='replace')}")
-
-    def close(self) -> None:
-        if self._control is not None:
-            self._control.close()
-            self._control = None
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)  # it exits when the socket closes
-            if self._process.poll() is None:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
 
 
 class NotModified(DockyardError):
@@ -155,17 +76,11 @@ class StartFailed(DockyardError):
 
 
 @attrs.define
-class _Waiter:
-    condition: str  # "not-running", "next-exit", "removed"
-    future: asyncio.Future[dict[str, Any]]
-
-
-@attrs.define
 class _Live:
-    """In-memory companions of a container: waiters, pending stdin, the supervisor watch."""
+    """In-memory companions of a container: waiters, the supervisor watch, the restart timer."""
 
-    waiters: list[_Waiter] = attrs.Factory(list)
-    pidfd: int | None = None
+    waiters: Waiters = attrs.Factory(Waiters)
+    watch: ExitWatch | None = None
     #: The init process, while it runs: signals go through it (see ``init_process``).
     init: ProcessHandle | None = None
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
@@ -188,9 +103,9 @@ class ContainerManager:
         driver_name: str,
         runtime: Runtime | None,
         runtime_name: str,
-        volumes: Any,
+        volumes: VolumeStore,
         emit: Callable[[str, str, dict[str, str]], None],
-        remapping: Remapping | None = None,
+        user_namespace: spec.UserNamespace | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -201,14 +116,16 @@ class ContainerManager:
         self.runtime_name = runtime_name
         self.volumes = volumes
         self._emit = emit
-        #: The daemon's ``userns-remap``: the maps containers get unless ``--userns=host``.
-        self.remapping = remapping
+        self.settings = spec.DaemonSettings(
+            cpu_count=os.cpu_count() or 1,
+            host_name=socket.gethostname(),
+            user_namespace=user_namespace,
+            runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
+        )
         self.containers: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
-        self.zygote = Zygote(
-            runtime.launcher if runtime else "", runtime, root.parent / "zygote.log"
-        )
+        self.zygote = Zygote(runtime.launcher if runtime else "", root.parent / "zygote.log")
         for directory in sorted(self.root.iterdir()):
             if not directory.is_dir():
                 continue
@@ -217,11 +134,16 @@ class ContainerManager:
                 continue
             try:
                 container = Container.load(directory)
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, DockyardError):
                 _log.warning("dropping a container record that cannot be read", dir=str(directory))
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
             self.containers[container.id] = container
+
+    @property
+    def remapped(self) -> bool:
+        """Whether containers get a user namespace by default (``userns-remap``)."""
+        return self.settings.user_namespace is not None
 
     # ------------------------------------------------------------------ lookup
 
@@ -262,163 +184,59 @@ class ContainerManager:
             raise DockyardError("no storage driver is installed or usable on this machine")
         return self.runtime, self.driver
 
-    def create(self, body: dict[str, Any], name: str | None) -> tuple[Container, list[str]]:
+    def create(self, request: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
         """``POST /containers/create``. Blocking: call from a worker thread."""
-        runtime, driver = self._require_runtime()
-        if not isinstance(body, dict):
-            raise InvalidParameter("the request body must be a JSON object")
-        image_name = body.get("Image") or ""
-        if not image_name:
+        _runtime, driver = self._require_runtime()
+        if not request.image:
             raise InvalidParameter("Config.Image is required")
-        image = self.images.resolve(image_name)
-        image_config = self.images.config(image).get("config") or {}
-        host = dict(body.get("HostConfig") or {})
-        warnings: list[str] = []
-
-        entrypoint, cmd = options.resolve_command(image_config, body)
-        args = entrypoint + cmd
-        if not args:
-            raise InvalidParameter("No command specified")
-        name = options.check_name(name) if name else self._unique_random_name()
-        if any(c.name == name for c in self.containers.values()):
-            holder = next(c for c in self.containers.values() if c.name == name)
-            raise Conflict(
-                f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{holder.id}". You have to remove (or rename) that container to be able to '
-                "reuse that name."
-            )
-        memory = options.parse_memory(host.get("Memory"))
-        if memory is not None and memory < MINIMUM_MEMORY:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        nano_cpus = host.get("NanoCpus") or None
-        if not nano_cpus and host.get("CpuQuota") and host.get("CpuPeriod"):
-            nano_cpus = int(host["CpuQuota"] * 1_000_000_000 / host["CpuPeriod"])
-        if nano_cpus is not None and (nano_cpus < 0 or nano_cpus > (os.cpu_count() or 1) * 10**9):
-            raise InvalidParameter(
-                f"Range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
-                f"{os.cpu_count()} CPUs available"
-            )
-        pids_limit = host.get("PidsLimit") or None
-        if pids_limit is not None and pids_limit <= 0:
-            pids_limit = None
-        restart = options.parse_restart_policy(host.get("RestartPolicy"))
-        if restart.name != "no" and host.get("AutoRemove"):
-            raise Conflict("conflicting options: cannot specify both --restart and --rm")
-        network_mode = host.get("NetworkMode") or "default"
-        if network_mode not in ("default", "bridge", "none", "host"):
-            raise InvalidParameter(f"network {network_mode} not found")
-        # Until bridge networking lands, the default network is "none": loopback only.
-        privileged = bool(host.get("Privileged"))
-        caps = options.capabilities(host.get("CapAdd"), host.get("CapDrop"), privileged)
-        security = options.parse_security_options(host.get("SecurityOpt"))
-        unconfined_paths = privileged or security.unconfined_system_paths
-        remapping = self._remapping_for(host.get("UsernsMode") or "", privileged, network_mode)
-        volume_specs = [options.parse_bind(b) for b in host.get("Binds") or []]
-        volume_specs += [options.parse_mount(m) for m in host.get("Mounts") or []]
-        anonymous = [
-            d
-            for d in (body.get("Volumes") or image_config.get("Volumes") or {})
-            if d not in {v.destination for v in volume_specs}
-        ]
-        for volume_spec in volume_specs:
-            if not volume_spec.is_named_volume and not os.path.exists(volume_spec.source):
+        image = self.images.resolve(request.image)
+        image_config = decode(
+            self.images.config(image).get("config") or {}, ContainerConfig, "image config"
+        )
+        plan = spec.plan(request, image_config, self.settings)
+        for volume in plan.volumes:
+            if volume.is_bind and not os.path.exists(volume.source):
                 raise InvalidParameter(
                     'invalid mount config for type "bind": bind source path does not exist: '
-                    + volume_spec.source
+                    + volume.source
                 )
+        name = options.check_name(name) if name else self._unique_random_name()
+        self._check_name_free(name)
 
         container_id = secrets.token_hex(32)
         directory = self.root / container_id
         directory.mkdir()
         snapshot = f"container-{container_id}"
+        made_volumes: list[str] = []
         try:
             parents = self.images.parents_of(image.layers[-1]) if image.layers else []
-            rootfs = driver.prepare(snapshot, parents)
-            user = self._resolve_user(
-                body.get("User") or image_config.get("User") or "", rootfs, directory
+            rootfs = tuple(driver.prepare(snapshot, parents))
+            user = self._resolve_user(plan.user, rootfs, directory)
+            volume_names, sources = self._make_volumes(plan.volumes, made_volumes)
+            network_host = plan.network_mode == "host"
+            hostname = request.hostname or (
+                self.settings.host_name if network_host else container_id[:12]
             )
-            made_volumes: list[str] = []
-            mounts = []
-            volume_names: dict[str, str] = {}
-            for volume_spec in volume_specs:
-                source = volume_spec.source
-                if volume_spec.is_named_volume:
-                    source = str(self.volumes.ensure(volume_spec.source).mountpoint)
-                    volume_names[volume_spec.destination] = volume_spec.source
-                # Volumes are remapped like the root filesystem; host paths are not (docker's
-                # rule: they are the host's files, seen as they are).
-                idmap = remapping is not None and volume_spec.is_named_volume
-                mounts.append(
-                    BindMount(source, volume_spec.destination, volume_spec.read_only, idmap)
-                )
-            for destination in anonymous:
-                volume = self.volumes.ensure(secrets.token_hex(32), anonymous=True)
-                made_volumes.append(volume.name)
-                volume_names[destination] = volume.name
-                mounts.append(
-                    BindMount(str(volume.mountpoint), destination, False, remapping is not None)
-                )
-            # On the host's network a container has the host's name, as under docker.
-            default_name = socket.gethostname() if network_mode == "host" else container_id[:12]
-            hostname = body.get("Hostname") or default_name
-            etc_files = self._write_etc_files(directory, hostname, network_mode)
-            tty = bool(body.get("Tty"))
-            console = tuple(host.get("ConsoleSize") or (0, 0))
-            env = options.merge_env(
-                image_config.get("Env") or [DEFAULT_PATH], body.get("Env") or []
-            )
-            if not any(e.startswith("PATH=") for e in env):
-                env.insert(0, DEFAULT_PATH)
-            env.append(f"HOSTNAME={hostname}")
-            if tty:
-                env.append("TERM=xterm")
-            process = ProcessSpec(
-                args=tuple(args),
-                env=tuple(options.with_home(env, user.home)),
-                cwd=body.get("WorkingDir") or image_config.get("WorkingDir") or "/",
-                uid=user.uid,
-                gid=user.gid,
-                additional_gids=user.additional_gids,
-                terminal=tty,
-                capabilities=caps,
-                no_new_privileges=security.no_new_privileges,
-                seccomp="unconfined" if privileged or security.unconfined_seccomp else "default",
-                console_size=(int(console[0]), int(console[1])) if len(console) == 2 else (0, 0),
-            )
-            spec = ContainerSpec(
-                id=container_id,
-                rootfs=tuple(rootfs),
-                process=process,
+            prepared = spec.Prepared(
+                container_id=container_id,
                 hostname=hostname,
-                read_only_rootfs=bool(host.get("ReadonlyRootfs")),
-                network_mode="host" if network_mode == "host" else "none",
-                mounts=tuple(mounts),
-                resources=Resources(memory, nano_cpus, pids_limit),
-                privileged=privileged,
-                etc_files=etc_files,
-                masked_paths=() if unconfined_paths else DEFAULT_MASKED_PATHS,
-                readonly_paths=() if unconfined_paths else DEFAULT_READONLY_PATHS,
-                uid_mappings=remapping.uid_mappings if remapping else (),
-                gid_mappings=remapping.gid_mappings if remapping else (),
+                rootfs=rootfs,
+                user=user,
+                volume_sources=sources,
+                etc_files=_write_etc_files(directory, hostname, network_host),
                 state_dir=str(directory),
-                runtime_options=tuple(runtime.launch_options),
-            )
-            config = self._engine_config(body, image_config, entrypoint, cmd, env, hostname)
-            host_config = self._engine_host_config(
-                host, network_mode, restart, memory, nano_cpus, pids_limit
             )
             container = Container(
                 id=container_id,
                 name=name,
                 created=now_rfc3339(),
                 image_id=image.id,
-                image_name=image_name,
-                config=config,
-                host_config=host_config,
-                spec=spec,
+                image_name=request.image,
+                config=spec.engine_config(plan, hostname),
+                host_config=plan.host_config,
+                spec=spec.build_spec(plan, prepared),
                 snapshot=snapshot,
                 driver=self.driver_name,
-                restart_policy=restart,
                 anonymous_volumes=made_volumes,
                 volumes=volume_names,
             )
@@ -426,35 +244,22 @@ class ContainerManager:
         except BaseException:
             driver.remove(snapshot)
             shutil.rmtree(directory, ignore_errors=True)
+            for volume_name in made_volumes:
+                with contextlib.suppress(DockyardError):
+                    self.volumes.remove(volume_name, force=True)
             raise
         self.containers[container.id] = container
         self._event("create", container)
-        return container, warnings
+        return container, []
 
-    def _remapping_for(
-        self, userns_mode: str, privileged: bool, network_mode: str
-    ) -> Remapping | None:
-        """The maps a new container gets: the daemon's, unless it opts out with ``host``.
-
-        dockerd's rules: ``--privileged`` and ``--network host`` need ``--userns=host`` when
-        remapping is on (a remapped root could not use the host's devices or network stack).
-        """
-        if userns_mode not in ("", "host"):
-            raise InvalidParameter(
-                f"invalid USER mode: {userns_mode} (valid: host, or empty for the daemon's default)"
+    def _check_name_free(self, name: str) -> None:
+        holder = next((c for c in self.containers.values() if c.name == name), None)
+        if holder is not None:
+            raise Conflict(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{holder.id}". You have to remove (or rename) that container to be able to '
+                "reuse that name."
             )
-        if self.remapping is None or userns_mode == "host":
-            return None
-        if privileged:
-            raise InvalidParameter(
-                "privileged mode is incompatible with user namespaces.  You must run the "
-                "container in the host namespace when running privileged mode"
-            )
-        if network_mode == "host":
-            raise InvalidParameter(
-                "cannot share the host's network namespace when user namespaces are enabled"
-            )
-        return self.remapping
 
     def _unique_random_name(self) -> str:
         taken = {c.name for c in self.containers.values()}
@@ -464,116 +269,45 @@ class ContainerManager:
                 return name
         return f"{options.random_name()}_{secrets.token_hex(3)}"
 
-    def _resolve_user(self, user: str, rootfs: list[Any], directory: Path) -> options.ResolvedUser:
-        # Root too: its home and group memberships come from the image's files.
-        passwd, group = self._read_image_files(rootfs, directory, ("/etc/passwd", "/etc/group"))
-        return options.parse_user(user, passwd, group)
+    def _resolve_user(
+        self, user: str, rootfs: tuple[Mount, ...], directory: Path
+    ) -> options.ResolvedUser:
+        """Who the process runs as: ``--user`` against the image's passwd and group files.
 
-    @staticmethod
-    def _read_image_files(
-        rootfs: list[Any], directory: Path, paths: tuple[str, ...]
-    ) -> tuple[str | None, ...]:
-        """Read a few files of the prepared root filesystem (mounted briefly, read-only)."""
+        Root too: its home and group memberships come from the image's files. The snapshot is
+        mounted for a moment and the files are read *inside* it (a symlink in the image
+        resolves within the image; a FIFO or a huge file cannot stall or flood the daemon).
+        """
         target = directory / "peek"
         target.mkdir(exist_ok=True)
         mount_all(rootfs, str(target))
         try:
-            contents: list[str | None] = []
-            for path in paths:
-                try:
-                    contents.append((target / path.lstrip("/")).read_text(errors="replace"))
-                except OSError:
-                    contents.append(None)
-            return tuple(contents)
+            passwd = inroot.read_text(str(target), "/etc/passwd")
+            group = inroot.read_text(str(target), "/etc/group")
         finally:
             unmount_all(str(target))
             target.rmdir()
+        return options.parse_user(user, passwd, group)
 
-    @staticmethod
-    def _write_etc_files(
-        directory: Path, hostname: str, network_mode: str
-    ) -> tuple[tuple[str, str], ...]:
-        hosts = directory / "hosts"
-        host_hosts = Path("/etc/hosts")
-        if network_mode == "host" and host_hosts.is_file():
-            # The host's names on the host's network, as a copy: the container's writes to its
-            # /etc/hosts must not reach the host's.
-            hosts.write_text(host_hosts.read_text(errors="replace"))
-        else:
-            hosts.write_text(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-            )
-        (directory / "hostname").write_text(f"{hostname}\n")
-        resolv = directory / "resolv.conf"
-        try:
-            resolv.write_text(Path("/etc/resolv.conf").read_text())
-        except OSError:
-            resolv.write_text("")
-        # (host file, container path), as ContainerSpec.etc_files holds them.
-        return (
-            (str(directory / "hostname"), "/etc/hostname"),
-            (str(resolv), "/etc/resolv.conf"),
-            (str(hosts), "/etc/hosts"),
-        )
-
-    @staticmethod
-    def _engine_config(
-        body: dict[str, Any],
-        image: dict[str, Any],
-        entrypoint: list[str],
-        cmd: list[str],
-        env: list[str],
-        hostname: str,
-    ) -> dict[str, Any]:
-        return {
-            "Hostname": hostname,
-            "Domainname": body.get("Domainname") or "",
-            "User": body.get("User") or image.get("User") or "",
-            "AttachStdin": bool(body.get("AttachStdin")),
-            "AttachStdout": bool(body.get("AttachStdout")),
-            "AttachStderr": bool(body.get("AttachStderr")),
-            "ExposedPorts": body.get("ExposedPorts") or image.get("ExposedPorts"),
-            "Tty": bool(body.get("Tty")),
-            "OpenStdin": bool(body.get("OpenStdin")),
-            "StdinOnce": bool(body.get("StdinOnce")),
-            "Env": env,
-            "Cmd": cmd or None,
-            "Image": body.get("Image"),
-            "Volumes": body.get("Volumes") or image.get("Volumes"),
-            "WorkingDir": body.get("WorkingDir") or image.get("WorkingDir") or "",
-            "Entrypoint": entrypoint or None,
-            "OnBuild": None,
-            "Labels": {**(image.get("Labels") or {}), **(body.get("Labels") or {})},
-            "StopSignal": body.get("StopSignal") or image.get("StopSignal"),
-            "StopTimeout": body.get("StopTimeout"),
-        }
-
-    @staticmethod
-    def _engine_host_config(
-        host: dict[str, Any],
-        network_mode: str,
-        restart: options.RestartPolicy,
-        memory: int | None,
-        nano_cpus: int | None,
-        pids_limit: int | None,
-    ) -> dict[str, Any]:
-        log_config = host.get("LogConfig") or {}
-        return {
-            **host,
-            "Binds": host.get("Binds"),
-            "NetworkMode": network_mode,
-            "RestartPolicy": restart.to_engine_api(),
-            "AutoRemove": bool(host.get("AutoRemove")),
-            "LogConfig": {"Type": "json-file", "Config": log_config.get("Config") or {}},
-            "Memory": memory or 0,
-            "NanoCpus": nano_cpus or 0,
-            "PidsLimit": pids_limit,
-            "Privileged": bool(host.get("Privileged")),
-            "ReadonlyRootfs": bool(host.get("ReadonlyRootfs")),
-            "UsernsMode": host.get("UsernsMode") or "",
-        }
+    def _make_volumes(
+        self, requests: tuple[spec.VolumeRequest, ...], made: list[str]
+    ) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Each request's host path (named volumes made as needed, anonymous ones created and
+        listed in ``made``), and the volume name by container path."""
+        names: dict[str, str] = {}
+        sources = []
+        for request in requests:
+            if request.is_bind:
+                sources.append(request.source)
+                continue
+            if request.is_anonymous:
+                volume = self.volumes.ensure(secrets.token_hex(32), anonymous=True)
+                made.append(volume.name)
+            else:
+                volume = self.volumes.ensure(request.source)
+            names[request.destination] = volume.name
+            sources.append(str(volume.mountpoint))
+        return names, tuple(sources)
 
     # ------------------------------------------------------------------ start
 
@@ -589,37 +323,37 @@ class ContainerManager:
         directory = self.directory(container)
         for stale in ("exit.json", "init.pid", "supervisor.pid"):
             (directory / stale).unlink(missing_ok=True)
-        log_options = container.host_config["LogConfig"]["Config"]
+        log_max_size, log_max_files = options.log_settings(container.host_config.log_config)
         settings = {
             "launcher": runtime.launcher,
             "tty": container.tty,
-            "open_stdin": bool(container.config.get("OpenStdin")),
-            "stdin_once": bool(container.config.get("StdinOnce")),
-            "log_max_size": options.parse_memory(log_options.get("max-size")) or 0,
-            "log_max_files": int(log_options.get("max-file") or 1),
+            "open_stdin": container.config.open_stdin,
+            "stdin_once": container.config.stdin_once,
+            "log_max_size": log_max_size,
+            "log_max_files": log_max_files,
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
         (directory / "spec.json").write_text(spec_to_json(container.spec))
-        report = await run_in_threadpool(self._spawn_supervisor, container)
-        if "error" in report:
+        report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
+        if report.error:
             container.state = attrs.evolve(
                 container.state,
                 status="exited" if container.state.status != "created" else "created",
-                exit_code=report["exit_code"],
-                error=report["error"],
+                exit_code=report.exit_code,
+                error=report.error,
                 finished_at=now_rfc3339(),
             )
             self._save(container)
             with contextlib.suppress(Exception):
                 await run_in_threadpool(runtime.cleanup, container.id)
-            if container.host_config.get("AutoRemove"):
-                await self._finish_exit(container, report["exit_code"], report["error"])
-            raise StartFailed(report["error"], report["exit_code"])
+            if container.host_config.auto_remove:
+                await self._finish_exit(container, report.exit_code, report.error)
+            raise StartFailed(report.error, report.exit_code)
         container.state = ContainerState(
             status="running",
-            pid=report["pid"],
-            init_start_time=report.get("start_time", 0),
-            supervisor_pid=report["supervisor_pid"],
+            pid=report.pid,
+            init_start_time=report.start_time,
+            supervisor_pid=report.supervisor_pid,
             started_at=now_rfc3339(),
         )
         self._save(container)
@@ -627,29 +361,6 @@ class ContainerManager:
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
         self._event("start", container)
-
-    def _spawn_supervisor(self, container: Container) -> dict[str, Any]:
-        """Have the zygote fork a supervisor; returns its launch report (``pid`` or ``error``)."""
-        directory = self.directory(container)
-        ready_r, ready_w = os.pipe()
-        try:
-            supervisor_pid = self.zygote.spawn(directory, ready_w)
-            os.close(ready_w)
-            ready_w = -1
-            with os.fdopen(ready_r, "rb") as ready:
-                ready_r = -1
-                line = ready.readline()
-        finally:
-            for fd in (ready_r, ready_w):
-                if fd >= 0:
-                    os.close(fd)
-        if not line:
-            log = (directory / "supervisor.log").read_text(errors="replace").strip().splitlines()
-            detail = log[-1] if log else "it exited without a word"
-            return {"error": f"the container supervisor failed: {detail}", "exit_code": 125}
-        report: dict[str, Any] = json.loads(line)
-        report["supervisor_pid"] = supervisor_pid
-        return report
 
     # ------------------------------------------------------------------ exits
 
@@ -661,34 +372,18 @@ class ContainerManager:
 
     def _watch(self, container: Container, supervisor_pid: int) -> None:
         """Call :meth:`_supervisor_exited` when the supervisor process ends."""
-        try:
-            pidfd = os.pidfd_open(supervisor_pid)
-        except ProcessLookupError:
-            self._background(self._supervisor_exited(container.id))
-            return
-        loop = asyncio.get_running_loop()
         live = self.live(container)
-        live.pidfd = pidfd
-
-        def readable() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            live.pidfd = None
-            self._background(self._supervisor_exited(container.id))
-
-        loop.add_reader(pidfd, readable)
+        live.watch = ExitWatch(
+            supervisor_pid, lambda: self._background(self._supervisor_exited(container.id))
+        )
 
     async def _supervisor_exited(self, container_id: str) -> None:
         container = self.containers.get(container_id)
         if container is None:
             return
         live = self.live(container)
-        exit_file = self.directory(container) / "exit.json"
-        try:
-            result = json.loads(exit_file.read_text())
-            exit_code, error = int(result["exit_code"]), result.get("error", "")
-        except (OSError, ValueError, KeyError):
-            exit_code, error = 255, "the container supervisor died"
+        live.watch = None
+        exit_code, error = read_exit_status(self.directory(container))
         async with live.lock:
             await self._finish_exit(container, exit_code, error)
 
@@ -718,32 +413,17 @@ class ContainerManager:
             self._event("oom", container)
         self._event("die", container, exitCode=str(exit_code))
         self._resolve_waiters(container, ("not-running", "next-exit"))
-        if container.host_config.get("AutoRemove"):
+        if container.host_config.auto_remove:
             await self._remove_locked(container, remove_volumes=True)
             return
-        if self._should_restart(container):
+        if should_restart(container):
             live = self.live(container)
             live.restart_task = asyncio.ensure_future(self._restart_later(container))
 
-    def _should_restart(self, container: Container) -> bool:
-        policy = container.restart_policy
-        if container.state.stopped_by_user or policy.name == "no":
-            return False
-        if policy.name == "on-failure":
-            if container.state.exit_code == 0:
-                return False
-            return (
-                not policy.maximum_retry_count
-                or container.restart_count < policy.maximum_retry_count
-            )
-        return True  # always, unless-stopped
-
     async def _restart_later(self, container: Container) -> None:
-        # Docker's back-off: 100 ms doubling per consecutive restart, at most a minute.
-        delay = min(60.0, 0.1 * (2 ** min(container.restart_count, 10)))
         container.state = attrs.evolve(container.state, status="restarting")
         self._save(container)
-        await asyncio.sleep(delay)
+        await asyncio.sleep(restart_delay(container.restart_count))
         if container.id not in self.containers or container.state.status != "restarting":
             return
         async with self.live(container).lock:
@@ -756,39 +436,23 @@ class ContainerManager:
                 _log.warning("restart failed", container=container.id, error=exc.message)
                 container.state = attrs.evolve(container.state, status="exited")
                 self._save(container)
-                if self._should_restart(container):
+                if should_restart(container):
                     self.live(container).restart_task = asyncio.ensure_future(
                         self._restart_later(container)
                     )
 
     def _resolve_waiters(self, container: Container, conditions: tuple[str, ...]) -> None:
-        live = self.live(container)
-        # "Error" is for a wait that failed; the CLI treats any object there as one.
-        result: dict[str, Any] = {"StatusCode": container.state.exit_code, "Error": None}
-        remaining = []
-        for waiter in live.waiters:
-            if waiter.condition in conditions and not waiter.future.done():
-                waiter.future.set_result(result)
-            elif not waiter.future.done():
-                remaining.append(waiter)
-        live.waiters = remaining
+        self.live(container).waiters.resolve(conditions, container.state.exit_code)
 
     def wait_future(self, name: str, condition: str) -> asyncio.Future[dict[str, Any]]:
         """A future completing like ``POST /containers/{id}/wait?condition=``."""
-        if condition not in ("not-running", "next-exit", "removed", ""):
-            raise InvalidParameter(f"invalid condition: {condition!r}")
+        condition = check_wait_condition(condition)
         container = self.get(name)
-        condition = condition or "not-running"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if condition == "not-running" and container.state.status not in (
-            "running",
-            "paused",
-            "restarting",
-        ):
+        if condition == "not-running" and container.state.status not in ACTIVE:
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             future.set_result({"StatusCode": container.state.exit_code, "Error": None})
-        else:
-            self.live(container).waiters.append(_Waiter(condition, future))
-        return future
+            return future
+        return self.live(container).waiters.add(condition)
 
     # ------------------------------------------------------------------ signals
 
@@ -828,10 +492,10 @@ class ContainerManager:
         container.state.stopped_by_user = True
         self._save(container)
         stop_signal = options.parse_signal(
-            signal_value or container.config.get("StopSignal"), signal.SIGTERM
+            signal_value or container.config.stop_signal, signal.SIGTERM
         )
         if timeout is None:
-            timeout = container.config.get("StopTimeout") or DEFAULT_STOP_TIMEOUT
+            timeout = container.config.stop_timeout or DEFAULT_STOP_TIMEOUT
         waiter = self.wait_future(container.id, "not-running")
         self._signal(container, stop_signal)
         if timeout < 0:
@@ -988,7 +652,7 @@ class ContainerManager:
         for container in list(self.containers.values()):
             state = container.state
             if state.status in ("running", "paused", "restarting"):
-                if state.status != "restarting" and _is_supervisor(
+                if state.status != "restarting" and is_supervisor(
                     state.supervisor_pid, self.directory(container)
                 ):
                     self._watch(container, state.supervisor_pid)
@@ -1008,26 +672,41 @@ class ContainerManager:
     async def shutdown(self) -> None:
         """Stop watching; containers keep running under their supervisors."""
         await run_in_threadpool(self.zygote.close)
-        loop = asyncio.get_running_loop()
         for live in self._live.values():
             live.release_init()
-            if live.pidfd is not None:
-                loop.remove_reader(live.pidfd)
-                os.close(live.pidfd)
-                live.pidfd = None
+            if live.watch is not None:
+                live.watch.cancel()
+                live.watch = None
             if live.restart_task is not None:
                 live.restart_task.cancel()
-            for waiter in live.waiters:
-                if not waiter.future.done():
-                    waiter.future.cancel()
+            live.waiters.cancel()
 
 
-def _is_supervisor(pid: int, directory: Path) -> bool:
-    """Whether ``pid`` is still the supervisor of the container in ``directory``."""
-    if pid <= 0:
-        return False
+def _write_etc_files(
+    directory: Path, hostname: str, network_host: bool
+) -> tuple[tuple[str, str], ...]:
+    """Write the container's ``/etc/hostname``, ``resolv.conf`` and ``hosts`` in ``directory``;
+    returns (host file, container path) pairs, as ``ContainerSpec.etc_files`` holds them."""
+    hosts = directory / "hosts"
+    host_hosts = Path("/etc/hosts")
+    if network_host and host_hosts.is_file():
+        # The host's names on the host's network, as a copy: the container's writes to its
+        # /etc/hosts must not reach the host's.
+        hosts.write_text(host_hosts.read_text(errors="replace"))
+    else:
+        hosts.write_text(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+            f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+        )
+    (directory / "hostname").write_text(f"{hostname}\n")
+    resolv = directory / "resolv.conf"
     try:
-        # A supervisor works in its container's state directory: a reused pid does not.
-        return os.readlink(f"/proc/{pid}/cwd") == str(directory.resolve())
+        resolv.write_text(Path("/etc/resolv.conf").read_text())
     except OSError:
-        return False
+        resolv.write_text("")
+    return (
+        (str(directory / "hostname"), "/etc/hostname"),
+        (str(resolv), "/etc/resolv.conf"),
+        (str(hosts), "/etc/hosts"),
+    )

@@ -12,7 +12,8 @@ import attrs
 
 from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
 from dockyard.core.units import human_duration
-from dockyard.daemon.containers.options import RestartPolicy
+from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
+from dockyard.daemon.decoding import decode, encode
 from dockyard.daemon.images.content import atomic_write
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -55,12 +56,11 @@ class Container:
     created: str
     image_id: str
     image_name: str
-    config: dict[str, Any]
-    host_config: dict[str, Any]
+    config: ContainerConfig
+    host_config: HostConfig
     spec: ContainerSpec
     snapshot: str
     driver: str
-    restart_policy: RestartPolicy = attrs.Factory(RestartPolicy)
     state: ContainerState = attrs.Factory(ContainerState)
     restart_count: int = 0
     #: Names of volumes made for this container alone (``-v /path`` without a source).
@@ -76,7 +76,11 @@ class Container:
 
     @property
     def tty(self) -> bool:
-        return bool(self.config.get("Tty"))
+        return self.config.tty
+
+    @property
+    def restart_policy(self) -> RestartPolicy:
+        return self.host_config.restart_policy
 
     def save(self, directory: Path) -> None:
         document = {
@@ -85,12 +89,11 @@ class Container:
             "created": self.created,
             "image_id": self.image_id,
             "image_name": self.image_name,
-            "config": self.config,
-            "host_config": self.host_config,
+            "config": encode(self.config),
+            "host_config": encode(self.host_config),
             "spec": json.loads(spec_to_json(self.spec)),
             "snapshot": self.snapshot,
             "driver": self.driver,
-            "restart_policy": attrs.asdict(self.restart_policy),
             "state": attrs.asdict(self.state),
             "restart_count": self.restart_count,
             "anonymous_volumes": self.anonymous_volumes,
@@ -102,8 +105,10 @@ class Container:
     @classmethod
     def load(cls, directory: Path) -> Container:
         raw = json.loads((directory / RECORD_NAME).read_text())
+        raw.pop("restart_policy", None)  # kept in host_config since records are typed
         raw["spec"] = spec_from_json(json.dumps(raw["spec"]))
-        raw["restart_policy"] = RestartPolicy(**raw["restart_policy"])
+        raw["config"] = decode(raw["config"], ContainerConfig, "config")
+        raw["host_config"] = decode(raw["host_config"], HostConfig, "host_config")
         raw["state"] = ContainerState(**raw["state"])
         return cls(**raw)
 
@@ -129,7 +134,7 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
 
 
 def _network_settings(container: Container) -> dict[str, Any]:
-    mode = container.host_config.get("NetworkMode") or "default"
+    mode = container.host_config.network_mode or "default"
     return {
         "Bridge": "",
         "SandboxID": "",
@@ -179,10 +184,10 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": container.host_config,
+        "HostConfig": encode(container.host_config),
         "GraphDriver": {"Name": container.driver, "Data": {}},
         "Mounts": _mounts(container),
-        "Config": container.config,
+        "Config": encode(container.config),
         "NetworkSettings": _network_settings(container),
     }
 
@@ -222,10 +227,10 @@ def summary(container: Container) -> dict[str, Any]:
         "Command": " ".join(f"'{arg}'" if " " in arg else arg for arg in args),
         "Created": calendar.timegm(time.strptime(container.created[:19], "%Y-%m-%dT%H:%M:%S")),
         "Ports": [],
-        "Labels": container.config.get("Labels") or {},
+        "Labels": container.config.labels or {},
         "State": container.state.status,
         "Status": status_text(container.state),
-        "HostConfig": {"NetworkMode": container.host_config.get("NetworkMode") or "default"},
+        "HostConfig": {"NetworkMode": container.host_config.network_mode or "default"},
         "NetworkSettings": {"Networks": _network_settings(container)["Networks"]},
         "Mounts": _mounts(container),
     }

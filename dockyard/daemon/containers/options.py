@@ -1,7 +1,8 @@
-"""From Docker's ``POST /containers/create`` body to the engine's own types.
+"""The small grammars of docker's options, read the way dockerd reads them.
 
-Pure functions: parsing and merging the way dockerd does (image config under the request's,
-signal names and numbers, ``-v`` specs, ``--user``, capabilities, restart policies).
+Pure functions over typed records and strings: container names, signal names and numbers,
+``-v`` specs and ``--mount`` entries, ``--user`` against the image's files, capabilities,
+restart policies, ``--security-opt``, entrypoint and command resolution.
 """
 
 from __future__ import annotations
@@ -9,13 +10,19 @@ from __future__ import annotations
 import re
 import secrets
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import attrs
 
 from dockyard.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from dockyard.core.errors import InvalidParameter
+from dockyard.core.units import ram_in_bytes
+from dockyard.daemon.containers.config import (
+    ContainerConfig,
+    LogConfig,
+    MountConfig,
+    RestartPolicy,
+)
 
 NAME_PATTERN = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
@@ -62,31 +69,19 @@ def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
     raise InvalidParameter(f"Invalid signal: {value}")
 
 
-@attrs.frozen
-class RestartPolicy:
-    name: str = "no"
-    maximum_retry_count: int = 0
-
-    def to_engine_api(self) -> dict[str, Any]:
-        return {
-            "Name": "" if self.name == "no" else self.name,
-            "MaximumRetryCount": self.maximum_retry_count,
-        }
-
-
-def parse_restart_policy(value: Mapping[str, Any] | None) -> RestartPolicy:
-    value = value or {}
-    name = value.get("Name") or "no"
+def parse_restart_policy(policy: RestartPolicy) -> RestartPolicy:
+    """``HostConfig.RestartPolicy`` checked, with "no" spelled "" as dockerd reports it."""
+    name = "" if policy.name == "no" else policy.name
     if name not in RESTART_POLICIES:
-        raise InvalidParameter(f"invalid restart policy '{name}'")
-    retries = int(value.get("MaximumRetryCount") or 0)
+        raise InvalidParameter(f"invalid restart policy '{policy.name}'")
+    retries = policy.maximum_retry_count
     if retries and name != "on-failure":
         raise InvalidParameter(
-            "maximum retry count cannot be used with restart policy '" + name + "'"
+            "maximum retry count cannot be used with restart policy '" + policy.name + "'"
         )
     if retries < 0:
         raise InvalidParameter("maximum retry count cannot be negative")
-    return RestartPolicy(name, retries)
+    return RestartPolicy(name=name, maximum_retry_count=retries)
 
 
 @attrs.frozen
@@ -127,17 +122,17 @@ def parse_bind(text: str) -> VolumeSpec:
     return VolumeSpec(source, destination, "ro" in options)
 
 
-def parse_mount(mount: Mapping[str, Any]) -> VolumeSpec:
+def parse_mount(mount: MountConfig) -> VolumeSpec:
     """One ``--mount`` entry (``HostConfig.Mounts``) of type bind or volume."""
-    kind = mount.get("Type", "volume")
-    source, target = mount.get("Source") or "", mount.get("Target") or ""
+    kind = mount.type or "volume"
+    source, target = mount.source, mount.target
     if kind not in ("bind", "volume"):
         raise InvalidParameter(f"mount type {kind!r} is not supported")
     if not target.startswith("/"):
         raise InvalidParameter(f"invalid mount config: mount path must be absolute: {target!r}")
     if kind == "bind" and not source.startswith("/"):
         raise InvalidParameter(f'invalid mount config for type "bind": invalid source {source!r}')
-    return VolumeSpec(source, target, bool(mount.get("ReadOnly")))
+    return VolumeSpec(source, target, mount.read_only)
 
 
 def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:
@@ -150,24 +145,18 @@ def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]
 
 
 def resolve_command(
-    image: Mapping[str, Any], request: Mapping[str, Any]
+    image: ContainerConfig, request: ContainerConfig
 ) -> tuple[list[str], list[str]]:
     """(entrypoint, cmd) as docker resolves them: a request entrypoint drops the image's cmd."""
-    entrypoint = request.get("Entrypoint")
-    cmd = request.get("Cmd")
-    if isinstance(entrypoint, str):
-        entrypoint = [entrypoint]
-    if isinstance(cmd, str):
-        cmd = ["/bin/sh", "-c", cmd]
+    entrypoint: list[str] | None = request.entrypoint
+    cmd: list[str] | None = request.cmd
     if entrypoint is None:
-        entrypoint = image.get("Entrypoint") or []
+        entrypoint = image.entrypoint or []
         if cmd is None:
-            cmd = image.get("Cmd") or []
-    elif cmd is None:
-        cmd = []
+            cmd = image.cmd or []
     if entrypoint == [""]:
         entrypoint = []
-    return list(entrypoint), list(cmd)
+    return list(entrypoint), list(cmd or [])
 
 
 def capabilities(
@@ -295,26 +284,42 @@ def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
     return SecurityOptions(no_new_privileges, unconfined, unconfined_seccomp)
 
 
+#: The json-file log driver's options this engine applies (docker's others are refused).
+LOG_OPTIONS = ("max-size", "max-file")
+
+
+def log_settings(log_config: LogConfig) -> tuple[int, int]:
+    """``--log-driver``/``--log-opt`` as (max size in bytes, 0 for none; files to keep).
+
+    The json-file driver (docker's default, ``""``) is the one there is; ``max-size`` takes
+    docker's sizes (``10m``), ``max-file`` a count of at least 1 that needs ``max-size``.
+    """
+    if log_config.type not in ("", "json-file"):
+        raise InvalidParameter(f"log driver {log_config.type!r} is not supported (json-file only)")
+    unknown = sorted(set(log_config.config) - set(LOG_OPTIONS))
+    if unknown:
+        raise InvalidParameter(f"unknown log opt '{unknown[0]}' for json-file log driver")
+    max_size = log_config.config.get("max-size", "")
+    max_file = log_config.config.get("max-file", "")
+    try:
+        size = ram_in_bytes(max_size) if max_size else 0
+    except ValueError as exc:
+        raise InvalidParameter(f"log opt max-size: {exc}") from None
+    if size < 0:
+        raise InvalidParameter("max-size must be a positive number")
+    if max_file and not max_file.isdigit():
+        raise InvalidParameter(f"max-file must be a number: {max_file!r}")
+    files = int(max_file) if max_file else 1
+    if files < 1:
+        raise InvalidParameter("max-file cannot be less than 1")
+    if files > 1 and not size:
+        raise InvalidParameter("max-file can only be used together with max-size")
+    return size, files
+
+
 def _parse_colon_file(text: str) -> list[list[str]]:
     return [
         line.split(":")
         for line in text.splitlines()
         if line and not line.startswith("#") and line.count(":") >= 2
     ]
-
-
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_memory(value: int | str | None) -> int | None:
-    """Bytes from an integer or docker's ``512m``/``1g`` form; 0 or absent: unlimited."""
-    if value in (None, 0, "", "0"):
-        return None
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidParameter(f"invalid memory limit: {value}")
-        return value
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)b?", str(value).strip().lower())
-    if not match:
-        raise InvalidParameter(f"invalid size: '{value}'")
-    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])

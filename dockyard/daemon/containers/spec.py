@@ -1,0 +1,330 @@
+"""From a create request and its image to what the runtime runs: pure functions, no I/O.
+
+Creating a container takes two pure steps around the work only the manager can do:
+
+1. :func:`plan` reads the typed request (:class:`~.config.CreateRequest`) against the image's
+   config and the daemon's settings, the way dockerd merges and validates them, and returns a
+   :class:`Plan`: every error a request can have is found here, before anything is made.
+2. The manager prepares the snapshot, reads the image's ``/etc/passwd`` and ``/etc/group``,
+   makes the volumes and writes the container's ``/etc`` files.
+3. :func:`build_spec` turns the plan and those results (:class:`Prepared`) into the
+   :class:`~dockyard.core.interfaces.ContainerSpec` a runtime receives.
+
+Each setting is applied in one place, so a test can check it without a daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from dockyard.core.errors import Conflict, InvalidParameter
+from dockyard.core.interfaces import (
+    DEFAULT_MASKED_PATHS,
+    DEFAULT_READONLY_PATHS,
+    BindMount,
+    ContainerSpec,
+    IdMapping,
+    Mount,
+    ProcessSpec,
+    Resources,
+)
+from dockyard.daemon.containers import options
+from dockyard.daemon.containers.config import (
+    ContainerConfig,
+    CreateRequest,
+    HostConfig,
+    LogConfig,
+    RestartPolicy,
+)
+
+MINIMUM_MEMORY = 6 * 1024 * 1024
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Until bridge networking lands, "default" and "bridge" give a network namespace of the
+#: container's own with loopback only.
+NETWORK_MODES = ("default", "bridge", "none", "host")
+
+
+@attrs.frozen
+class UserNamespace:
+    """The id maps a container's user namespace gets (the daemon's ``userns-remap``)."""
+
+    uid_mappings: tuple[IdMapping, ...]
+    gid_mappings: tuple[IdMapping, ...]
+
+
+@attrs.frozen
+class DaemonSettings:
+    """What the daemon decides for every container it creates."""
+
+    cpu_count: int
+    #: The host's name: a container on the host's network has it, as under docker.
+    host_name: str
+    #: ``None``: containers run without a user namespace unless remapping is on.
+    user_namespace: UserNamespace | None = None
+    #: The runtime's :attr:`~dockyard.core.interfaces.Runtime.launch_options`.
+    runtime_options: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class VolumeRequest:
+    """A mount the container asks for: a host path, a named volume, or (no source) an
+    anonymous volume made for it alone."""
+
+    destination: str
+    source: str = ""
+    read_only: bool = False
+
+    @property
+    def is_anonymous(self) -> bool:
+        return not self.source
+
+    @property
+    def is_named_volume(self) -> bool:
+        return bool(self.source) and not self.source.startswith("/")
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+
+@attrs.frozen
+class Plan:
+    """A create request, validated and merged with its image: everything but what needs I/O."""
+
+    #: The container's ``Config`` as inspect shows it (image defaults merged in), with the
+    #: hostname still empty when the container id decides it.
+    config: ContainerConfig
+    host_config: HostConfig
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    user: str
+    network_mode: str
+    resources: Resources
+    capabilities: tuple[str, ...]
+    security: options.SecurityOptions
+    volumes: tuple[VolumeRequest, ...]
+    user_namespace: UserNamespace | None
+    runtime_options: tuple[tuple[str, str], ...]
+    console_size: tuple[int, int]
+
+    @property
+    def privileged(self) -> bool:
+        return self.host_config.privileged
+
+    @property
+    def terminal(self) -> bool:
+        return self.config.tty
+
+
+@attrs.frozen
+class Prepared:
+    """What the manager made for a planned container (the inputs :func:`build_spec` needs)."""
+
+    container_id: str
+    hostname: str
+    rootfs: tuple[Mount, ...]
+    user: options.ResolvedUser
+    #: One per :attr:`Plan.volumes` entry, in order: the host path to mount.
+    volume_sources: tuple[str, ...]
+    etc_files: tuple[tuple[str, str], ...]
+    state_dir: str
+
+
+# --------------------------------------------------------------------------------------------
+# planning
+# --------------------------------------------------------------------------------------------
+
+
+def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSettings) -> Plan:
+    """Validate ``request`` and merge ``image`` (the image config's ``config``) under it."""
+    host = request.host_config
+    entrypoint, cmd = options.resolve_command(image, request)
+    args = tuple(entrypoint + cmd)
+    if not args:
+        raise InvalidParameter("No command specified")
+    resources = _resources(host, settings.cpu_count)
+    restart = _restart_policy(host)
+    network_mode = host.network_mode or "default"
+    if network_mode not in NETWORK_MODES:
+        raise InvalidParameter(f"network {network_mode} not found")
+    capabilities = options.capabilities(host.cap_add, host.cap_drop, host.privileged)
+    security = options.parse_security_options(host.security_opt)
+    user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
+    options.log_settings(host.log_config)
+    volumes = _volumes(host, request.volumes or image.volumes)
+    env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
+    if not any(entry.startswith("PATH=") for entry in env):
+        env.insert(0, DEFAULT_PATH)
+    config = attrs.evolve(
+        request.config,
+        user=request.user or image.user,
+        exposed_ports=request.exposed_ports or image.exposed_ports,
+        env=env,
+        cmd=cmd or None,
+        healthcheck=request.healthcheck or image.healthcheck,
+        volumes=request.volumes or image.volumes,
+        working_dir=request.working_dir or image.working_dir,
+        entrypoint=entrypoint or None,
+        on_build=None,
+        labels={**(image.labels or {}), **(request.labels or {})},
+        stop_signal=request.stop_signal or image.stop_signal,
+    )
+    if config.stop_signal:
+        options.parse_signal(config.stop_signal)  # refused now rather than at `docker stop`
+    host_config = attrs.evolve(
+        host,
+        network_mode=network_mode,
+        restart_policy=restart,
+        log_config=LogConfig(type="json-file", config=host.log_config.config),
+        memory=resources.memory_bytes or 0,
+        nano_cpus=resources.nano_cpus or 0,
+        pids_limit=resources.pids_limit,
+    )
+    return Plan(
+        config=config,
+        host_config=host_config,
+        args=args,
+        env=tuple(env),
+        user=config.user,
+        network_mode=network_mode,
+        resources=resources,
+        capabilities=capabilities,
+        security=security,
+        volumes=volumes,
+        user_namespace=user_namespace,
+        runtime_options=settings.runtime_options,
+        console_size=console_size(host.console_size, "HostConfig.ConsoleSize"),
+    )
+
+
+def _resources(host: HostConfig, cpu_count: int) -> Resources:
+    memory = host.memory or None
+    if memory is not None and memory < 0:
+        raise InvalidParameter(f"invalid memory limit: {memory}")
+    if memory is not None and memory < MINIMUM_MEMORY:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    nano_cpus = host.nano_cpus or None
+    if nano_cpus is None and host.cpu_quota and host.cpu_period:
+        nano_cpus = host.cpu_quota * 1_000_000_000 // host.cpu_period
+    if nano_cpus is not None and not 0 < nano_cpus <= cpu_count * 10**9:
+        raise InvalidParameter(
+            f"Range of CPUs is from 0.01 to {cpu_count}.00, as there are only "
+            f"{cpu_count} CPUs available"
+        )
+    pids_limit = host.pids_limit if host.pids_limit and host.pids_limit > 0 else None
+    return Resources(memory, nano_cpus, pids_limit)
+
+
+def _restart_policy(host: HostConfig) -> RestartPolicy:
+    policy = options.parse_restart_policy(host.restart_policy)
+    if policy.name and host.auto_remove:
+        raise Conflict("conflicting options: cannot specify both --restart and --rm")
+    return policy
+
+
+def _user_namespace(
+    host: HostConfig, network_mode: str, remapping: UserNamespace | None
+) -> UserNamespace | None:
+    """The maps a new container gets: the daemon's, unless it opts out with ``host``.
+
+    dockerd's rules: ``--privileged`` and ``--network host`` need ``--userns=host`` when
+    remapping is on (a remapped root could not use the host's devices or network stack).
+    """
+    if host.userns_mode not in ("", "host"):
+        raise InvalidParameter(
+            f"invalid USER mode: {host.userns_mode} "
+            "(valid: host, or empty for the daemon's default)"
+        )
+    if remapping is None or host.userns_mode == "host":
+        return None
+    if host.privileged:
+        raise InvalidParameter(
+            "privileged mode is incompatible with user namespaces.  You must run the "
+            "container in the host namespace when running privileged mode"
+        )
+    if network_mode == "host":
+        raise InvalidParameter(
+            "cannot share the host's network namespace when user namespaces are enabled"
+        )
+    return remapping
+
+
+def _volumes(host: HostConfig, anonymous: dict[str, object] | None) -> tuple[VolumeRequest, ...]:
+    """``-v`` binds, then ``--mount``s, then the anonymous volumes nothing else covers."""
+    given = [options.parse_bind(bind) for bind in host.binds or ()]
+    given += [options.parse_mount(mount) for mount in host.mounts or ()]
+    requests = [VolumeRequest(v.destination, v.source, v.read_only) for v in given]
+    covered = {v.destination for v in requests}
+    requests += [VolumeRequest(path) for path in anonymous or {} if path not in covered]
+    return tuple(requests)
+
+
+# --------------------------------------------------------------------------------------------
+# the runtime's spec
+# --------------------------------------------------------------------------------------------
+
+
+def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
+    """The runtime's view of a planned container, once its parts exist."""
+    env = [*plan.env, f"HOSTNAME={prepared.hostname}"]
+    if plan.terminal:
+        env.append("TERM=xterm")
+    unconfined_paths = plan.privileged or plan.security.unconfined_system_paths
+    namespace = plan.user_namespace
+    process = ProcessSpec(
+        args=plan.args,
+        env=tuple(options.with_home(env, prepared.user.home)),
+        cwd=plan.config.working_dir or "/",
+        uid=prepared.user.uid,
+        gid=prepared.user.gid,
+        additional_gids=prepared.user.additional_gids,
+        terminal=plan.terminal,
+        capabilities=plan.capabilities,
+        no_new_privileges=plan.security.no_new_privileges,
+        seccomp="unconfined" if plan.privileged or plan.security.unconfined_seccomp else "default",
+        console_size=plan.console_size,
+    )
+    return ContainerSpec(
+        id=prepared.container_id,
+        rootfs=prepared.rootfs,
+        process=process,
+        hostname=prepared.hostname,
+        read_only_rootfs=plan.host_config.readonly_rootfs,
+        network_mode="host" if plan.network_mode == "host" else "none",
+        mounts=_bind_mounts(plan, prepared.volume_sources),
+        resources=plan.resources,
+        privileged=plan.privileged,
+        etc_files=prepared.etc_files,
+        masked_paths=() if unconfined_paths else DEFAULT_MASKED_PATHS,
+        readonly_paths=() if unconfined_paths else DEFAULT_READONLY_PATHS,
+        uid_mappings=namespace.uid_mappings if namespace else (),
+        gid_mappings=namespace.gid_mappings if namespace else (),
+        state_dir=prepared.state_dir,
+        runtime_options=plan.runtime_options,
+    )
+
+
+def _bind_mounts(plan: Plan, sources: Sequence[str]) -> tuple[BindMount, ...]:
+    remapped = plan.user_namespace is not None
+    return tuple(
+        # Volumes are remapped like the root filesystem; host paths are not (docker's rule:
+        # they are the host's files, seen as they are).
+        BindMount(source, volume.destination, volume.read_only, remapped and not volume.is_bind)
+        for volume, source in zip(plan.volumes, sources, strict=True)
+    )
+
+
+def console_size(size: Sequence[int] | None, field: str) -> tuple[int, int]:
+    """A ``ConsoleSize`` ([rows, columns], or null): two sizes a terminal can have."""
+    if not size:
+        return (0, 0)
+    if len(size) != 2 or any(not 0 <= number < 1 << 16 for number in size):
+        raise InvalidParameter(f"{field}: expected [rows, columns], got {size}")
+    return (size[0], size[1])
+
+
+def engine_config(plan: Plan, hostname: str) -> ContainerConfig:
+    """The ``Config`` inspect shows: the plan's, with the hostname the container got."""
+    return attrs.evolve(plan.config, hostname=hostname)
