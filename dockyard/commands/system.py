@@ -10,11 +10,7 @@ from typing import Any
 import dockyard
 from dockyard.commands.common import UsageError, make_client
 from dockyard.commands.output import human_size, print_table
-
-
-def _go_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+from dockyard.core.platforms import go_arch
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -23,7 +19,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         "ApiVersion": "1.41",
         "PythonVersion": platform.python_version(),
         "Os": "linux",
-        "Arch": _go_arch(),
+        "Arch": go_arch(),
     }
     server = None if args.client else make_client(args).get_json("/version")
     if args.format == "json":

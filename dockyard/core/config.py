@@ -11,7 +11,7 @@ Layout::
     [storage.overlay]              # one table per driver: [<kind section>.<driver name>]
     [runtimes.namespaces]
     [registries.s3]
-    [auth.token]
+    [auth.<name>]                  # the options of an auth provider a plugin adds
 
 Keys are hyphenated like the command-line flags. Anything unknown or of the wrong type is a
 :class:`ConfigError` whose message is one line naming the key, the file and what is allowed.

@@ -1,9 +1,10 @@
 """Hook specifications: every way a plugin can take part in dockyard.
 
 A plugin is a module (or object) with functions named like the specs below and decorated with
-``@dockyard.hookimpl``. Built-in plugins are registered by the core; third-party ones are found
-through the ``dockyard.plugins`` entry-point group. Each daemon or registry process has its own
-plugin manager, so a hook is called only in the process that needs it.
+``@hookimpl`` (``from dockyard.core.hookspecs import hookimpl``). Built-in plugins are
+registered by the core; third-party ones are found through the ``dockyard.plugins``
+entry-point group. Each daemon or registry process has its own plugin manager, so a hook is
+called only in the process that needs it.
 
 There are two sorts of hook:
 
@@ -109,10 +110,10 @@ def dockyard_startup(service: Service) -> None:
 def dockyard_shutdown(service: Service) -> None:
     """Act when a server stops.
 
-    Called once by the daemon and by the registry, after the server stopped accepting requests
-    (SIGTERM, SIGINT) and before its drivers are closed; through pluggy, one plugin at a time,
-    so an implementation may leave ``service`` out. Exceptions are logged and do not prevent the
-    other plugins' shutdown.
+    Called once by the daemon and by the registry, after the server stopped accepting
+    requests (SIGTERM, SIGINT) and before the process exits; through pluggy, one plugin at a
+    time, so an implementation may leave ``service`` out. Exceptions are logged and do not
+    prevent the other plugins' shutdown.
     """
 
 

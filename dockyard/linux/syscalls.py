@@ -40,13 +40,10 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 # prctl options (linux/prctl.h)
-PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.events import Event
 from dockyard.core.interfaces import ContainerProcess, ProcessSpec
+from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
@@ -234,7 +235,7 @@ async def prune(request: Request) -> Response:
 def _encode(container: Container, entry: container_logs.LogEntry, timestamps: bool) -> bytes:
     data = entry.data
     if timestamps:
-        data = container_logs.rfc3339_nano(entry.time_ns).encode() + b" " + data
+        data = rfc3339_nano(entry.time_ns).encode() + b" " + data
     if container.tty:
         return data
     return frame(1 if entry.stream == "stdout" else 2, data)
@@ -486,8 +487,8 @@ def _stats_document(container: Container, sample: Any, previous: Any) -> dict[st
         }
 
     return {
-        "read": model.now_rfc3339(),
-        "preread": model.ZERO_TIME,
+        "read": now_rfc3339(),
+        "preread": ZERO_TIME,
         "id": container.id,
         "name": f"/{container.name}",
         "num_procs": 0,
@@ -510,7 +511,7 @@ async def stats(request: Request) -> Response:
     if container.state.status not in ("running", "paused"):
         if not streaming:
             return JSONResponse(
-                {"read": model.ZERO_TIME, "id": container.id, "name": f"/{container.name}"}
+                {"read": ZERO_TIME, "id": container.id, "name": f"/{container.name}"}
             )
         raise Conflict(f"Container {container.id} is not running")
     first = await run_in_threadpool(runtime.stats, container.id)

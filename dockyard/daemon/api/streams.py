@@ -157,8 +157,3 @@ async def stream_from_thread(produce: Callable[[BinaryIO], None]) -> AsyncIterat
 def json_message(**fields: Any) -> bytes:
     """One message of a JSON-message stream, as dockerd frames it."""
     return json.dumps(fields).encode() + b"\r\n"
-
-
-def error_message(message: str, code: int = 1) -> bytes:
-    """A stream error both the docker CLI (``errorDetail``) and docker-py (``error``) see."""
-    return json_message(errorDetail={"code": code, "message": message}, error=message)

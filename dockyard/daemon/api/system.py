@@ -19,6 +19,7 @@ from starlette.routing import Route
 import dockyard
 from dockyard.core.drivers import DriverKind
 from dockyard.core.events import Event
+from dockyard.core.platforms import go_arch
 from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
 from dockyard.daemon.engine import Engine
@@ -36,13 +37,6 @@ async def ping(request: Request) -> Response:
     return Response(body, media_type="text/plain; charset=utf-8", headers=_NO_CACHE)
 
 
-def _go_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
-
-
 async def version(request: Request) -> Response:
     details = {
         "ApiVersion": API_VERSION,
@@ -50,7 +44,7 @@ async def version(request: Request) -> Response:
         "GitCommit": "",
         "GoVersion": f"python{platform.python_version()}",
         "Os": "linux",
-        "Arch": _go_arch(),
+        "Arch": go_arch(),
         "KernelVersion": platform.release(),
         "BuildTime": "",
         "Experimental": "false",

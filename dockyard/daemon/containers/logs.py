@@ -17,23 +17,12 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from dockyard.core.timestamps import parse_rfc3339_nano, rfc3339_nano
+
 LOG_NAME = "container.log"
-
-
-def rfc3339_nano(ns: int) -> str:
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
-
-
-def parse_rfc3339_nano(text: str) -> int:
-    head, _, rest = text.partition(".")
-    fraction = rest.rstrip("Z")[:9].ljust(9, "0") if rest else "0" * 9
-    base = datetime.strptime(head.rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return int(base.timestamp()) * 1_000_000_000 + int(fraction)
 
 
 class LogEntry(NamedTuple):

@@ -30,10 +30,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.init_process import hold_init
-from dockyard.daemon.containers.model import Container, ContainerState, now_rfc3339
+from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.supervision import (
     ACTIVE,
     ExitWatch,

@@ -11,19 +11,13 @@ from typing import Any
 import attrs
 
 from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
+from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
 from dockyard.daemon.decoding import decode, encode
 from dockyard.daemon.images.content import atomic_write
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 RECORD_NAME = "container.json"
-
-
-def now_rfc3339() -> str:
-    ns = time.time_ns()
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
 
 
 @attrs.define
@@ -194,8 +188,6 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
 
 def status_text(state: ContainerState, now: float | None = None) -> str:
     """``docker ps``'s STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago"."""
-    from dockyard.daemon.containers.logs import parse_rfc3339_nano
-
     now = time.time() if now is None else now
 
     def ago(stamp: str) -> str:

@@ -92,10 +92,6 @@ class VolumeSpec:
     destination: str
     read_only: bool = False
 
-    @property
-    def is_named_volume(self) -> bool:
-        return not self.source.startswith("/")
-
 
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 

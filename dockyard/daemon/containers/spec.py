@@ -81,10 +81,6 @@ class VolumeRequest:
         return not self.source
 
     @property
-    def is_named_volume(self) -> bool:
-        return bool(self.source) and not self.source.startswith("/")
-
-    @property
     def is_bind(self) -> bool:
         return self.source.startswith("/")
 

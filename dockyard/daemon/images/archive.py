@@ -11,51 +11,31 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import shlex
 import tarfile
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import attrs
 
+from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter
-from dockyard.daemon.images.compression import Compression, detect, open_decompressed
+from dockyard.core.platforms import go_arch
+from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon.images.compression import detect, open_decompressed
 from dockyard.daemon.images.content import CHUNK
 from dockyard.daemon.images.store import (
-    MEDIA_TYPE_LAYER_TAR,
     ImageRecord,
     ImageStore,
     LayerRecord,
 )
 from dockyard.daemon.reference import Reference, parse_reference
 
-MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-
-LAYER_MEDIA_TYPES = {
-    Compression.NONE: MEDIA_TYPE_LAYER_TAR,
-    Compression.GZIP: MEDIA_TYPE_LAYER_TAR + "+gzip",
-    Compression.ZSTD: MEDIA_TYPE_LAYER_TAR + "+zstd",
-}
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 #: Most bytes of JSON (manifest.json, index.json, configs) read from an archive.
 MAX_JSON_SIZE = 8 << 20
-
-
-def go_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-
-
-def rfc3339_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,9 +129,9 @@ def import_rootfs(
             raise InvalidParameter("the imported archive is empty")
         digest = blob.commit()
     layer = store.register_layer(
-        None, digest, digest, MEDIA_TYPE_LAYER_TAR, lambda: store.content.open(digest)
+        None, digest, digest, mediatypes.OCI_LAYER, lambda: store.content.open(digest)
     )
-    created = rfc3339_now()
+    created = now_rfc3339()
     comment = message or f"Imported from {source_name}"
     config = {
         "architecture": go_arch(),
@@ -267,7 +247,7 @@ def save_images(store: ImageStore, items: list[SaveItem], out: BinaryIO) -> None
             tags = [ref.familiar() for ref in item.tags]
             manifest_json.append({"Config": config_path, "RepoTags": tags, "Layers": layer_paths})
             descriptor = {
-                "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+                "mediaType": mediatypes.OCI_MANIFEST,
                 "digest": manifest_digest,
                 "size": len(manifest),
             }
@@ -285,7 +265,7 @@ def save_images(store: ImageStore, items: list[SaveItem], out: BinaryIO) -> None
         _add_bytes(archive, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', now)
         index = {
             "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_OCI_INDEX,
+            "mediaType": mediatypes.OCI_INDEX,
             "manifests": index_manifests,
         }
         _add_bytes(archive, "index.json", json.dumps(index).encode(), now)
@@ -297,8 +277,8 @@ def save_images(store: ImageStore, items: list[SaveItem], out: BinaryIO) -> None
 def _oci_manifest(image: ImageRecord, config: bytes, layers: list[LayerRecord]) -> bytes:
     manifest = {
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_OCI_MANIFEST,
-        "config": {"mediaType": MEDIA_TYPE_OCI_CONFIG, "digest": image.id, "size": len(config)},
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": image.id, "size": len(config)},
         "layers": [
             {"mediaType": layer.media_type, "digest": layer.blob, "size": layer.blob_size}
             for layer in layers
@@ -458,7 +438,7 @@ def _oci_layout_entries(archive: _Archive) -> list[ArchiveImage]:
             raise InvalidParameter("invalid archive: indexes nested too deep")
         document = archive.json(_blob_path(descriptor))
         media_type = document.get("mediaType") or descriptor.get("mediaType")
-        if media_type in (MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST) or "manifests" in document:
+        if media_type in (mediatypes.OCI_INDEX, mediatypes.DOCKER_LIST) or "manifests" in document:
             candidates = document.get("manifests") or []
             chosen = [d for d in candidates if _platform_matches(d.get("platform"))]
             if not chosen:
@@ -515,7 +495,7 @@ def _load_one(store: ImageStore, archive: _Archive, entry: ArchiveImage) -> Load
             parent,
             diff_id,
             blob,
-            LAYER_MEDIA_TYPES.get(compression, MEDIA_TYPE_LAYER_TAR),
+            mediatypes.oci_layer(compression.value),
             lambda blob=blob: open_decompressed(store.content.open(blob)),  # type: ignore[misc]
         )
         layers.append(record)

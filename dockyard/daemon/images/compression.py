@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter
 
 
@@ -39,19 +40,6 @@ _MAGIC = (
     (b"\xfd7zXZ\x00", Compression.XZ),
 )
 _MAGIC_LENGTH = max(len(magic) for magic, _ in _MAGIC)
-
-#: Layer media types and the compression they promise.
-MEDIA_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": Compression.NONE,
-    "application/vnd.oci.image.layer.v1.tar+gzip": Compression.GZIP,
-    "application/vnd.oci.image.layer.v1.tar+zstd": Compression.ZSTD,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": Compression.NONE,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": Compression.GZIP,
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": Compression.ZSTD,
-    "application/vnd.docker.image.rootfs.diff.tar": Compression.NONE,
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": Compression.GZIP,
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": Compression.GZIP,
-}
 
 _DECODE_ERRORS = (
     OSError,
@@ -74,9 +62,9 @@ def detect(head: bytes) -> Compression:
 def compression_of_media_type(media_type: str) -> Compression:
     """The compression a layer media type promises; unknown types raise ``InvalidParameter``."""
     try:
-        return MEDIA_TYPES[media_type]
+        return Compression(mediatypes.LAYER_COMPRESSION[media_type])
     except KeyError:
-        known = ", ".join(sorted(MEDIA_TYPES))
+        known = ", ".join(sorted(mediatypes.LAYER_COMPRESSION))
         raise InvalidParameter(
             f"unsupported layer media type {media_type!r}; supported: {known}"
         ) from None

@@ -102,12 +102,6 @@ class ContentStore:
         finally:
             writer.discard()
 
-    def copy_in(self, source: BinaryIO, expected: str | None = None) -> tuple[str, int]:
-        """Stream ``source`` into the store; returns (digest, size)."""
-        with self.writer() as writer:
-            shutil.copyfileobj(source, writer, CHUNK)
-            return writer.commit(expected), writer.size
-
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(digest).unlink()

@@ -14,14 +14,13 @@ from typing import Any, BinaryIO
 import attrs
 import structlog
 
+from dockyard.core import mediatypes
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from dockyard.core.interfaces import StorageDriver
 from dockyard.daemon.images.content import CHUNK, ContentStore, atomic_write, sha256_digest
 from dockyard.daemon.reference import HEX_ID, Reference, parse_reference
 
 _log = structlog.get_logger("dockyard.images")
-
-MEDIA_TYPE_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 def chain_id(parent: str | None, diff_id: str) -> str:
@@ -256,7 +255,7 @@ class ImageStore:
             key = chain.removeprefix("sha256:")
             self.driver.remove(key)  # a leftover of an earlier failed attempt
             # An uncompressed blob was hashed when it was stored: its digest is the diff id.
-            already_verified = blob == diff_id and media_type == MEDIA_TYPE_LAYER_TAR
+            already_verified = blob == diff_id and media_type == mediatypes.OCI_LAYER
             with open_diff() as source:
                 reader = HashingReader(source, enabled=not already_verified)
                 try:
