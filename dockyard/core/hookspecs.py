@@ -111,7 +111,8 @@ def dockyard_shutdown(service: Service) -> None:
     """Act when a server stops.
 
     Called once by the daemon and by the registry, after the server stopped accepting
-    requests (SIGTERM, SIGINT) and before the process exits. Exceptions are logged and do not
+    requests (SIGTERM, SIGINT) and before the process exits; through pluggy, one plugin at a
+    time, so an implementation may leave ``service`` out. Exceptions are logged and do not
     prevent the other plugins' shutdown.
     """
 

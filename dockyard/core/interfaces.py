@@ -218,7 +218,7 @@ class ContainerSpec:
     #: Directory private to this container (the runtime may keep files there).
     state_dir: str = ""
     #: Runtime-specific settings for the launcher, which sees nothing but the spec: the core
-    #: copies them from the runtime's ``launch_options`` attribute, when it has one (the
+    #: copies :attr:`Runtime.launch_options` here when it creates the container (the
     #: ``namespaces`` runtime passes its configured ``cgroup-parent`` this way).
     runtime_options: tuple[tuple[str, str], ...] = ()
 
@@ -269,9 +269,19 @@ class Launcher(Protocol):
     child subreaper. ``stdio`` is three file descriptors for the process's stdin, stdout and
     stderr (for a terminal, all three are the pty's slave end). The launcher sets up the
     isolation (namespaces, mounts, cgroup, credentials) and returns the host pid of the
-    container's init process, once it has been exec'd. That process must be a child of the
-    supervisor, or be reparented to it, so the supervisor can wait for it. Failure to start
-    raises :class:`LaunchError`, after cleaning up what it made.
+    container's init process, once it has been exec'd. Failure to start raises
+    :class:`LaunchError`, after cleaning up what it made.
+
+    What the core relies on about that pid:
+
+    * it is the container's own init (pid 1 of its pid namespace, the process running
+      ``spec.process``), not a shim in front of it: the core's signals go to it;
+    * it is a child of the supervisor when ``launch`` returns, or an orphan reparented to it
+      (the supervisor is a subreaper), and stays so until it exits: the supervisor waits for
+      it, and the core checks that parentage when it finds the process again after a daemon
+      restart. Being the supervisor's unreaped child, it keeps its pid and start time until
+      it has exited and the supervisor has seen it, so the core can take them as its
+      identity.
     """
 
     def __call__(self, spec: ContainerSpec, stdio: tuple[int, int, int]) -> int: ...
@@ -290,26 +300,68 @@ class ContainerStats:
     pids_limit: int
 
 
+@attrs.frozen
+class ContainerProcess:
+    """One process of a running container, as ``ps`` on the host shows it (``docker top``)."""
+
+    #: Host pid, and the host pid of its parent (the supervisor, for the container's init).
+    pid: int
+    ppid: int
+    #: Real user id, as the host sees it (with a user namespace, the mapped id).
+    uid: int
+    #: When it started, in seconds since the epoch.
+    started: float
+    #: User and system CPU time used so far, in seconds.
+    cpu_seconds: float
+    #: Its command line (empty for a process that has exited and not been reaped yet).
+    args: tuple[str, ...]
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """Runs containers: isolated processes on a prepared root filesystem.
 
     The core owns container metadata, logs, the supervisor and restart policy; the runtime owns
     namespaces, cgroups and how processes enter them. All methods run in the daemon, in worker
-    threads, and must work for containers started by an earlier daemon process.
+    threads, and must work for containers started by an earlier daemon process: they find a
+    container by its id alone.
+
+    **Signals are the core's, not the runtime's.** ``docker kill``, ``stop`` and ``rm -f``
+    signal the container's init process, whose pid the :class:`Launcher` reports. When the
+    launch reports it, the supervisor records the process's start time; the daemon opens a
+    pidfd of the pid, checks through it that the process is still the one that started then
+    (and the supervisor's child), keeps it for the container's life, and opens and checks it
+    again after a daemon restart. Signals go through that pidfd, so once the init process is
+    gone a signal reaches nobody, never a process that reused its pid. A runtime therefore has
+    no ``kill``: the launcher's pid is all the core needs, one race-free mechanism serves
+    every runtime, and a signal costs no process start (``runc kill`` would look up the same
+    pid in its state and signal it). A paused container is resumed before it is signalled.
     """
 
     #: ``"package.module:function"`` of the :class:`Launcher` the supervisor imports.
     launcher: str
+
+    @property
+    def launch_options(self) -> tuple[tuple[str, str], ...]:
+        """Settings of this runtime its launcher needs, as ``(name, value)`` pairs.
+
+        The launcher runs in the supervisor, which loads no plugin and sees nothing but the
+        :class:`ContainerSpec`: the core copies these into ``ContainerSpec.runtime_options``
+        when it creates a container (a configured cgroup parent, runc's binary and state
+        root). Empty when the launcher needs nothing. Read once per create; a container keeps
+        the options it was created with.
+        """
+        ...
 
     def exec(
         self, spec: ContainerSpec, pid: int, process: ProcessSpec, stdio: tuple[int, int, int]
     ) -> int:
         """Start ``process`` inside running container ``spec.id`` (init pid ``pid``).
 
-        The new process is a child of the calling (daemon) process, so the caller can wait for
-        it; returns its pid. A command that cannot be found or executed raises
-        :class:`LaunchError` with exit code 127 or 126.
+        The new process (or a stand-in for it) is a child of the calling (daemon) process, so
+        the caller can wait for it; returns its pid. Its wait status is the process's: its exit
+        code, or its death by signal N, either as that death or as exit code 128 + N. A command
+        that cannot be found or executed raises :class:`LaunchError` with exit code 127 or 126.
         """
         ...
 
@@ -329,10 +381,21 @@ class Runtime(Protocol):
         """Whether the kernel's OOM killer killed a process of the container."""
         ...
 
+    def processes(self, container_id: str) -> list[ContainerProcess]:
+        """Every process of the running container (its init included), ordered by pid.
+
+        The runtime knows which processes are the container's (those in its cgroup, execs'
+        included). A process that exits while being looked at is left out, and a pid listed
+        first and reused by another process before it was read must not show up. Raises
+        :class:`~dockyard.core.errors.NotFound` when no such container runs.
+        """
+        ...
+
     def cleanup(self, container_id: str) -> None:
         """Remove what the runtime made for a stopped container (cgroups, mounts, files).
 
-        A container with nothing left to clean up is fine; call it again and again.
+        Kills whatever is left of the container's processes first. A container with nothing
+        left to clean up is fine; call it again and again.
         """
         ...
 

@@ -151,6 +151,27 @@ class PluginHost:
     def hook(self) -> Any:
         return self.pm.hook
 
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Exception]]:
+        """Call hook ``hook_name`` through pluggy, one plugin at a time, in pluggy's order.
+
+        One plugin's exception does not keep the others' implementations from running (a
+        plain hook call stops at the first). Each call goes through pluggy, which gives every
+        implementation the arguments it names: one may take fewer than the spec has. Returns
+        the failures as ``(plugin name, exception)``, for the caller to log (this module stays
+        free of the servers' logging: the command line loads it too).
+        """
+        plugins = self.pm.get_plugins()
+        failures = []
+        # get_hookimpls() lists them in registration order; pluggy calls the last first.
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            others = [plugin for plugin in plugins if plugin is not impl.plugin]
+            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                caller(**kwargs)
+            except Exception as exc:
+                failures.append((impl.plugin_name, exc))
+        return failures
+
     # ---------------------------------------------------------------- loading
 
     def load(self) -> PluginHost:

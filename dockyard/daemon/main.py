@@ -150,12 +150,9 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         async def shutdown() -> None:
             events.emit(Event("daemon", "shutdown", daemon_id))
             await containers.shutdown()
-            # Each plugin's shutdown runs even when another one's fails.
-            for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
-                try:
-                    impl.function(service=service)
-                except Exception:
-                    _log.exception("shutdown hook failed", plugin=impl.plugin_name)
+            # Each plugin's shutdown runs even when another one's fails (and is logged).
+            for plugin, exc in plugins.call_each("dockyard_shutdown", service=service):
+                _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
             _log.info("daemon stopped")
 
         asyncio.run(serve(listeners, app_for, startup, shutdown, protocol=EngineHttpProtocol))

@@ -13,7 +13,9 @@ instead of on each other:
 * :mod:`.layertar`: safe extraction of layer tars, whiteouts, and writing diffs;
 * :mod:`.objectstore` and :mod:`.trees`: crash-safe layer and snapshot directories, and
   copying and comparing trees with all their metadata;
-* :mod:`.inroot`: reading a file of a container's root without leaving it.
+* :mod:`.inroot`: reading a file of a container's root without leaving it;
+* :mod:`.processes`: processes held by pidfds (signals that never reach a pid's next
+  owner) and what ``ps`` shows of them.
 
 This package's ``__init__`` imports nothing, so importing one module costs only that module.
 """

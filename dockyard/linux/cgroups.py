@@ -181,6 +181,8 @@ class ContainerCgroup:
         self.parent = parent.strip("/")
         self.layout = layout or detect_layout()
         relative = os.path.join(self.parent, container_id) if self.parent else container_id
+        #: The cgroup's path as ``/proc/PID/cgroup`` names it.
+        self.path = "/" + relative
         #: Controller ("" on v2) -> the container's directory; co-mounted controllers share one.
         self.dirs = {
             controller: os.path.join(point, relative)

@@ -115,11 +115,9 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
         )
 
     async def shutdown() -> None:
-        for impl in reversed(plugins.hook.dockyard_shutdown.get_hookimpls()):
-            try:
-                impl.function(service=service)
-            except Exception:
-                _log.exception("shutdown hook failed", plugin=impl.plugin_name)
+        # Each plugin's shutdown runs even when another one's fails (and is logged).
+        for plugin, exc in plugins.call_each("dockyard_shutdown", service=service):
+            _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
         _log.info("registry stopped")
 
     asyncio.run(serve([listener], lambda _: logged_app, startup, shutdown, protocol=_protocol()))

@@ -2,6 +2,8 @@
 
 In the spirit of containerd's snapshotter suite: every test builds real layer tars, applies them,
 prepares snapshots, *mounts* them (tests run as root) and looks at the files through the mount.
+Hostile layers (path traversal, symlink and hard-link escapes, absurd sizes...) are part of it:
+each must be refused cleanly, or contained in the layer, by every driver.
 A plugin author subclasses :class:`StorageDriverConformance` and provides the
 ``driver_factory`` fixture, a callable building the driver on a state directory::
 
@@ -736,3 +738,253 @@ class StorageDriverConformance:
         assert list(driver.keys()) == []
         assert stored_files(state_dir) == []
         assert mounts_below(tmp_path) == []
+
+    # ---------------------------------------------------------------- hostile layers
+    #
+    # A refused layer raises InvalidParameter naming the problem, writes nothing outside the
+    # driver's state directory and leaves no layer (no key, no files) behind. A contained
+    # trick (absolute names, duplicates) lands inside the layer.
+
+    @pytest.fixture
+    def outside(self, tmp_path: Path) -> Path:
+        """A directory beside the driver's state dir that no layer may ever write into."""
+        path = tmp_path / "outside"
+        path.mkdir()
+        (path / "victim").write_bytes(b"untouched")
+        return path
+
+    @staticmethod
+    def assert_outside_untouched(outside: Path) -> None:
+        assert sorted(os.listdir(outside)) == ["victim"]
+        assert (outside / "victim").read_bytes() == b"untouched"
+
+    def refuse(
+        self, driver: StorageDriver, state_dir: Path, outside: Path, layer: bytes, match: str
+    ) -> None:
+        """Apply ``layer`` as key "hostile" and check it is refused cleanly."""
+        before = stored_files(state_dir)
+        with pytest.raises(InvalidParameter, match=match):
+            driver.apply_layer("hostile", [], io.BytesIO(layer))
+        assert "hostile" not in list(driver.keys())
+        assert stored_files(state_dir) == before
+        self.assert_outside_untouched(outside)
+
+    def layer_files(
+        self, driver: StorageDriver, key: str, tmp_path: Path
+    ) -> dict[str, bytes | str]:
+        """What a container on layer ``key`` sees: file contents and symlink targets by path."""
+        driver.prepare(f"{key}-view", [key])
+        seen: dict[str, bytes | str] = {}
+        with self.view(driver, f"{key}-view", [key], tmp_path / f"{key}-mnt") as root:
+            for directory, _, names in os.walk(root):
+                for name in names:
+                    path = Path(directory, name)
+                    relative = str(path.relative_to(root))
+                    seen[relative] = os.readlink(path) if path.is_symlink() else path.read_bytes()
+        driver.remove(f"{key}-view")
+        return seen
+
+    def test_hostile_dotdot_component_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().file("ok", b"1").file("../outside/victim", b"pwned").build()
+        self.refuse(driver, state_dir, outside, layer, "'..' components")
+
+    def test_hostile_dotdot_in_the_middle_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().dir("a").file("a/../../../outside/victim", b"pwned").build()
+        self.refuse(driver, state_dir, outside, layer, "'..' components")
+
+    def test_hostile_absolute_path_is_contained_in_the_layer(
+        self, driver: StorageDriver, outside: Path, tmp_path: Path
+    ) -> None:
+        victim = str(outside / "victim")
+        layer = LayerTar().file(victim, b"inside").file("/etc/x", b"x")
+        driver.apply_layer("abs", [], layer.stream())
+        self.assert_outside_untouched(outside)
+        files = self.layer_files(driver, "abs", tmp_path)
+        assert files[victim.lstrip("/")] == b"inside"
+        assert files["etc/x"] == b"x"
+
+    def test_hostile_overlong_name_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().file("d/" * 2500 + "f", b"x").build()
+        self.refuse(driver, state_dir, outside, layer, "longer than")
+
+    def test_hostile_whiteout_of_dotdot_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().dir("a").file("a/.wh...", b"").build()
+        self.refuse(driver, state_dir, outside, layer, "whiteout must name")
+
+    def test_hostile_symlink_climbing_out_of_the_root_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().dir("a").symlink("a/escape", "../../outside").build()
+        self.refuse(driver, state_dir, outside, layer, "points outside")
+
+    def test_hostile_absolute_symlink_is_kept_for_the_container(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        # Absolute targets resolve inside the container's root, so they are harmless as such.
+        layer = LayerTar().file("etc/passwd", b"root").symlink("link", "/etc/passwd")
+        driver.apply_layer("links", [], layer.stream())
+        assert self.layer_files(driver, "links", tmp_path)["link"] == "/etc/passwd"
+
+    def test_hostile_write_through_an_earlier_symlink_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().symlink("dir", str(outside)).file("dir/victim", b"pwned").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_write_through_a_symlink_inside_the_root_is_refused_too(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().dir("real").symlink("alias", "real").file("alias/f", b"x").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_directory_through_a_symlink_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().symlink("dir", str(outside)).dir("dir/sub").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_whiteout_through_a_symlink_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        # Applied as a deletion, this would delete the victim outside the root.
+        layer = LayerTar().symlink("dir", str(outside)).whiteout("dir/victim").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_opaque_marker_through_a_symlink_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().symlink("dir", str(outside)).opaque("dir").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_file_replacing_a_symlink_does_not_write_through_it(
+        self, driver: StorageDriver, outside: Path, tmp_path: Path
+    ) -> None:
+        layer = LayerTar().symlink("f", str(outside / "victim")).file("f", b"replaced")
+        driver.apply_layer("dup", [], layer.stream())
+        self.assert_outside_untouched(outside)
+        assert self.layer_files(driver, "dup", tmp_path)["f"] == b"replaced"
+
+    def test_hostile_hard_link_climbing_out_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().hardlink("h", "../outside/victim").build()
+        self.refuse(driver, state_dir, outside, layer, "'..' components")
+
+    def test_hostile_hard_link_to_an_absolute_host_path_stays_inside(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        # "/…/outside/victim" names the layer's own path; it does not exist there.
+        layer = LayerTar().hardlink("h", str(outside / "victim")).build()
+        self.refuse(driver, state_dir, outside, layer, "not in the layer")
+
+    def test_hostile_hard_link_through_a_symlink_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().symlink("dir", str(outside)).hardlink("h", "dir/victim").build()
+        self.refuse(driver, state_dir, outside, layer, "writing through a symlink")
+
+    def test_hostile_hard_link_to_a_symlink_links_the_symlink_itself(
+        self, driver: StorageDriver, outside: Path, tmp_path: Path
+    ) -> None:
+        layer = LayerTar().symlink("s", str(outside / "victim")).hardlink("h", "s")
+        driver.apply_layer("hl", [], layer.stream())
+        assert self.layer_files(driver, "hl", tmp_path)["h"] == str(outside / "victim")
+        self.assert_outside_untouched(outside)
+
+    def test_hostile_hard_link_to_a_directory_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().dir("d").hardlink("h", "d").build()
+        self.refuse(driver, state_dir, outside, layer, "hard link to directory")
+
+    def test_hostile_entry_below_a_regular_file_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().file("f", b"x").file("f/child", b"y").build()
+        self.refuse(driver, state_dir, outside, layer, "not a directory")
+
+    def test_hostile_root_that_is_not_a_directory_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().file("./", b"x").build()
+        self.refuse(driver, state_dir, outside, layer, "root must be a directory")
+
+    def test_hostile_duplicate_entries_later_wins(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        layer = (
+            LayerTar()
+            .file("f", b"first")
+            .file("f", b"second")
+            .dir("d")
+            .file("d/child", b"c")
+            .file("d", b"now a file")
+            .file("e", b"a file")
+            .dir("e")
+            .file("e/child", b"e")
+            .dir("kept")
+            .file("kept/child", b"k")
+            .dir("kept", mode=0o700)
+        )
+        driver.apply_layer("dups", [], layer.stream())
+        assert self.layer_files(driver, "dups", tmp_path) == {
+            "f": b"second",
+            "d": b"now a file",
+            "e/child": b"e",
+            "kept/child": b"k",
+        }
+
+    def test_hostile_hard_link_over_itself_keeps_the_file(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        layer = LayerTar().file("f", b"data").hardlink("g", "f").hardlink("g", "f")
+        driver.apply_layer("relink", [], layer.stream())
+        assert self.layer_files(driver, "relink", tmp_path) == {"f": b"data", "g": b"data"}
+
+    def test_hostile_absurd_file_size_is_refused_before_reading(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        entry = tarfile.TarInfo("huge")
+        entry.size = 1 << 62  # 4 EiB, encoded in a PAX header; no data follows
+        layer = entry.tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024
+        self.refuse(driver, state_dir, outside, layer, "claims 4611686018427387904 bytes")
+
+    def test_hostile_absurd_extended_header_is_refused_before_reading(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        header = tarfile.TarInfo("././@PaxHeader")
+        header.type = tarfile.XHDTYPE
+        header.size = 1 << 32
+        layer = header.tobuf(tarfile.USTAR_FORMAT) + b"\0" * 4096
+        self.refuse(driver, state_dir, outside, layer, "extended header")
+
+    def test_hostile_truncated_layer_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        layer = LayerTar().file("a", b"x" * 5000).file("b", b"y" * 50_000).build()[:10_240]
+        self.refuse(driver, state_dir, outside, layer, "truncated|unexpected end|not a valid tar")
+
+    def test_hostile_garbage_is_refused(
+        self, driver: StorageDriver, state_dir: Path, outside: Path
+    ) -> None:
+        self.refuse(driver, state_dir, outside, os.urandom(3000), "not a valid tar")
+
+    def test_hostile_overlayfs_bookkeeping_xattrs_are_dropped(
+        self, driver: StorageDriver, tmp_path: Path
+    ) -> None:
+        # Were it kept, trusted.overlay.opaque would hide the lower layer's files from overlay.
+        driver.apply_layer("l1", [], LayerTar().dir("d").file("d/lower", b"1").stream())
+        forged = {"trusted.overlay.opaque": b"y", "trusted.overlay.redirect": b"/elsewhere"}
+        layer = LayerTar().dir("d", xattrs=forged).file("d/upper", b"2", xattrs=forged)
+        driver.apply_layer("l2", ["l1"], layer.stream())
+        driver.prepare("view", ["l2", "l1"])
+        with self.view(driver, "view", ["l2", "l1"], tmp_path / "mnt") as root:
+            assert sorted(os.listdir(root / "d")) == ["lower", "upper"]

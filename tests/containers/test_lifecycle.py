@@ -526,6 +526,11 @@ def test_containers_outlive_a_killed_daemon(api):
             "State"
         ]
         assert still["Status"] == "running" and os.path.exists(f"/proc/{still['Pid']}")
+        # The restarted daemon found the init process again and signals it (by its pidfd).
+        killed = http_request(daemon.socket_path, "POST", f"/containers/{keeper}/kill")
+        assert killed.status == 204
+        waited = http_request(daemon.socket_path, "POST", f"/containers/{keeper}/wait")
+        assert waited.json()["StatusCode"] == 137
         http_request(daemon.socket_path, "DELETE", f"/containers/{keeper}?force=1")
 
 

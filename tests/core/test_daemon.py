@@ -392,9 +392,17 @@ def test_plugin_routes_hooks_and_events_all_run(plugin_sites, start_daemon, tmp_
     events = [(c["type"], c["action"]) for c in calls if c["hook"] == "dockyard_event"]
     assert events == [("daemon", "start"), ("daemon", "shutdown")]
     order = [
-        call["hook"] for call in calls if call["hook"] in ("dockyard_startup", "dockyard_shutdown")
+        call["hook"]
+        for call in calls
+        if call["hook"] in ("dockyard_startup", "dockyard_shutdown") and "plugin" not in call
     ]
     assert order == ["dockyard_startup", "dockyard_shutdown"]
+    # Shutdown goes through pluggy plugin by plugin: an implementation without arguments
+    # runs, and so does every other after one that failed, whose failure is logged.
+    assert {"hook": "dockyard_shutdown", "plugin": "bare"} in calls
+    failed = [line for line in daemon.log_lines() if line.get("event") == "shutdown hook failed"]
+    assert [line["plugin"] for line in failed] == ["unruly"]
+    assert "the unruly plugin will not shut down (daemon)" in failed[0]["exception"]
     assert any(
         "internal error" in json.dumps(line) or line.get("event") == "unexpected error"
         for line in daemon.log_lines()

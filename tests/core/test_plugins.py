@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -134,6 +135,23 @@ def test_import_failure_is_recorded_and_the_daemon_still_starts(plugin_sites, st
     assert plugins["broken"]["Distribution"] == "dockyard-test-plugins"
     assert plugins["broken"]["Version"] == "2.5.0"
     assert plugins["recorder"]["Status"] == "ok"
+
+
+def test_shutdown_goes_through_pluggy_plugin_by_plugin(sites, tmp_path, monkeypatch):
+    # "bare" takes no argument (pluggy passes only what an implementation names); "unruly"
+    # raises, and is called first (pluggy calls the last registered first): the others run.
+    sites("dockyard-test-plugins")
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("DOCKYARD_TEST_RECORD", str(record))
+    host = PluginHost(Config(), "cli").load()
+    failures = host.call_each("dockyard_shutdown", service=SimpleNamespace(program="daemon"))
+    assert [(name, str(exc)) for name, exc in failures] == [
+        ("unruly", "the unruly plugin will not shut down (daemon)")
+    ]
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    shutdowns = [call.get("plugin", "recorder") for call in calls
+                 if call["hook"] == "dockyard_shutdown"]  # fmt: skip
+    assert shutdowns == ["recorder", "bare"]
 
 
 def test_misspelled_hook_is_an_error_not_silence(sites):

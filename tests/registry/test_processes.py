@@ -252,6 +252,10 @@ def test_plugins_take_part_in_the_registry(tmp_path, plugin_sites, registry_proc
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     for hook in ("dockyard_configure", "dockyard_routes", "dockyard_startup", "dockyard_shutdown"):
         assert any(c["hook"] == hook and c.get("program") == "registry" for c in calls), hook
+    # Every plugin's shutdown ran through pluggy: one without arguments, and the others
+    # after one that failed (logged).
+    assert {"hook": "dockyard_shutdown", "plugin": "bare"} in calls
+    assert "the unruly plugin will not shut down (registry)" in server.log.read_text()
 
 
 def test_tls(tmp_path, registry_process):

@@ -66,12 +66,3 @@ def usable_factory(driver: InstalledDriver) -> Callable[[Path], StorageDriver]:
 def any_driver_factory(request: pytest.FixtureRequest) -> Callable[[Path], StorageDriver]:
     """Each installed storage driver in turn."""
     return usable_factory(request.param)
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A directory beside the driver's state dir that no layer may ever write into."""
-    path = tmp_path / "outside"
-    path.mkdir()
-    (path / "victim").write_bytes(b"untouched")
-    return path

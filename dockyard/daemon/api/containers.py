@@ -9,7 +9,6 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +17,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
-from dockyard.core.errors import Conflict, InvalidParameter
+from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.events import Event
-from dockyard.core.interfaces import ProcessSpec
+from dockyard.core.interfaces import ContainerProcess, ProcessSpec
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
@@ -442,68 +441,40 @@ async def attach(request: Request) -> Response:
 # --------------------------------------------------------------------------------------------
 
 
-def _container_pids(init_pid: int) -> list[int]:
-    """Processes in the same pid namespace as the container's init."""
-    try:
-        namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
-                    pids.append(int(entry))
-    return sorted(pids)
-
-
 def _user_names(init_pid: int) -> dict[str, str]:
     """uid -> name from the container's own /etc/passwd, as ``ps`` inside it would show."""
     try:
-        passwd = Path(f"/proc/{init_pid}/root/etc/passwd").read_text(errors="replace")
+        passwd = inroot.read_text(f"/proc/{init_pid}/root", "/etc/passwd") or ""
     except OSError:
         return {}
     return {f[2]: f[0] for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 2}
 
 
-def _process_row(pid: int, boot_time: float, ticks: int, names: dict[str, str]) -> list[str]:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    ppid, utime, stime, start = int(fields[1]), int(fields[11]), int(fields[12]), int(fields[19])
-    uid = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0]
-    cmdline = (
-        Path(f"/proc/{pid}/cmdline")
-        .read_bytes()
-        .replace(b"\0", b" ")
-        .decode(errors="replace")
-        .strip()
-    )
-    started = time.strftime("%H:%M", time.localtime(boot_time + start / ticks))
-    cpu_seconds = (utime + stime) // ticks
-    cpu = f"{cpu_seconds // 3600:02d}:{cpu_seconds // 60 % 60:02d}:{cpu_seconds % 60:02d}"
-    return [names.get(uid, uid), str(pid), str(ppid), "0", started, "?", cpu, cmdline]
+def _top_row(process: ContainerProcess, names: dict[str, str]) -> list[str]:
+    """One row of ``docker top``'s default ``ps -ef`` columns."""
+    started = time.strftime("%H:%M", time.localtime(process.started))
+    seconds = int(process.cpu_seconds)
+    cpu = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    uid = str(process.uid)
+    command = " ".join(process.args).strip()
+    return [names.get(uid, uid), str(process.pid), str(process.ppid), "0", started, "?", cpu,
+            command]  # fmt: skip
 
 
 async def top(request: Request) -> Response:
-    container = _manager(request).get(request.path_params["id"])
-    if container.state.status not in ("running", "paused"):
+    manager = _manager(request)
+    container = manager.get(request.path_params["id"])
+    runtime = manager.runtime
+    if container.state.status not in ("running", "paused") or runtime is None:
         raise Conflict(f"Container {container.id} is not running")
 
     def collect() -> list[list[str]]:
-        boot = float(
-            next(
-                line.split()[1]
-                for line in Path("/proc/stat").read_text().splitlines()
-                if line.startswith("btime")
-            )
-        )
-        ticks = os.sysconf("SC_CLK_TCK")
-        rows = []
+        try:
+            processes = runtime.processes(container.id)
+        except NotFound:  # it exited a moment ago
+            raise Conflict(f"Container {container.id} is not running") from None
         names = _user_names(container.state.pid)
-        for pid in _container_pids(container.state.pid):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                rows.append(_process_row(pid, boot, ticks, names))
-        return rows
+        return [_top_row(process, names) for process in processes]
 
     titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
     return JSONResponse({"Titles": titles, "Processes": await run_in_threadpool(collect)})

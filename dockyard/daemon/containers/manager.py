@@ -35,6 +35,7 @@ from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
+from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
 from dockyard.daemon.containers.supervision import (
@@ -55,6 +56,7 @@ from dockyard.daemon.images.store import ImageStore
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.linux import inroot
 from dockyard.linux.mounts import mount_all, unmount_all
+from dockyard.linux.processes import ProcessHandle
 
 _log = structlog.get_logger("dockyard.containers")
 
@@ -83,10 +85,17 @@ class _Live:
 
     waiters: Waiters = attrs.Factory(Waiters)
     watch: ExitWatch | None = None
+    #: The init process, while it runs: signals go through it (see ``init_process``).
+    init: ProcessHandle | None = None
     lock: asyncio.Lock = attrs.Factory(asyncio.Lock)
     #: Set when the container exits (followers of its output stop waiting at once).
     exited: asyncio.Event = attrs.Factory(asyncio.Event)
     restart_task: asyncio.Task[None] | None = None
+
+    def release_init(self) -> None:
+        if self.init is not None:
+            self.init.close()
+            self.init = None
 
 
 class ContainerManager:
@@ -115,7 +124,7 @@ class ContainerManager:
             cpu_count=os.cpu_count() or 1,
             host_name=socket.gethostname(),
             user_namespace=user_namespace,
-            runtime_options=tuple(getattr(runtime, "launch_options", ())),
+            runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
         )
         self.containers: dict[str, Container] = {}
         self.names = NameRegistry()
@@ -342,12 +351,14 @@ class ContainerManager:
         container.state = ContainerState(
             status="running",
             pid=report.pid,
+            init_start_time=report.start_time,
             supervisor_pid=report.supervisor_pid,
             started_at=now_rfc3339(),
         )
         self._save(container)
         self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
+        self.live(container).init = hold_init(container.state)
         self._event("start", container)
 
     # ------------------------------------------------------------------ exits
@@ -384,10 +395,12 @@ class ContainerManager:
                 await run_in_threadpool(self.runtime.cleanup, container.id)
         container.exit_generation += 1
         self.live(container).exited.set()
+        self.live(container).release_init()
         container.state = attrs.evolve(
             container.state,
             status="exited",
             pid=0,
+            init_start_time=0,
             supervisor_pid=0,
             exit_code=exit_code,
             error=error,
@@ -461,8 +474,9 @@ class ContainerManager:
             with contextlib.suppress(Exception):
                 self.runtime.resume(container.id)
             container.state.status = "running"
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(container.state.pid, signum)
+        init = self.live(container).init
+        if init is not None:
+            init.send_signal(signum)  # by pidfd: once the init is gone, to nobody
 
     async def stop(self, name: str, timeout: int | None, signal_value: str | None = None) -> None:
         container = self.get(name)
@@ -550,7 +564,9 @@ class ContainerManager:
         os.replace(self.directory(container), trash)
         self._event("destroy", container)
         self._resolve_waiters(container, ("not-running", "next-exit", "removed"))
-        self._live.pop(container.id, None)
+        live = self._live.pop(container.id, None)
+        if live is not None:
+            live.release_init()
         await run_in_threadpool(self._delete_remains, container, trash, remove_volumes)
 
     def _delete_remains(self, container: Container, trash: Path, remove_volumes: bool) -> None:
@@ -645,6 +661,7 @@ class ContainerManager:
                     state.supervisor_pid, self.directory(container)
                 ):
                     self._watch(container, state.supervisor_pid)
+                    self.live(container).init = hold_init(state)
                     continue
                 await self._supervisor_exited(container.id)
             elif (
@@ -661,6 +678,7 @@ class ContainerManager:
         """Stop watching; containers keep running under their supervisors."""
         await run_in_threadpool(self.zygote.close)
         for live in self._live.values():
+            live.release_init()
             if live.watch is not None:
                 live.watch.cancel()
                 live.watch = None

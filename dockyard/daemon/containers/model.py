@@ -24,6 +24,8 @@ RECORD_NAME = "container.json"
 class ContainerState:
     status: str = "created"  # created, running, paused, restarting, exited, dead
     pid: int = 0
+    #: The init process's start time (clock ticks since boot): with ``pid``, its identity.
+    init_start_time: int = 0
     supervisor_pid: int = 0
     exit_code: int = 0
     error: str = ""

@@ -115,6 +115,8 @@ class LaunchReport:
     """How a start went: the container's init pid and its supervisor's, or an error."""
 
     pid: int = 0
+    #: The init process's start time (clock ticks since boot), read by the supervisor.
+    start_time: int = 0
     supervisor_pid: int = 0
     error: str = ""
     #: docker's class of failure when ``error``: 125, 126 (cannot execute), 127 (not found).
@@ -145,7 +147,11 @@ def start_supervisor(zygote: Zygote, directory: Path) -> LaunchReport:
     report = json.loads(line)
     if "error" in report:
         return LaunchReport(error=str(report["error"]), exit_code=int(report["exit_code"]))
-    return LaunchReport(pid=int(report["pid"]), supervisor_pid=supervisor_pid)
+    return LaunchReport(
+        pid=int(report["pid"]),
+        start_time=int(report.get("start_time", 0)),
+        supervisor_pid=supervisor_pid,
+    )
 
 
 def read_exit_status(directory: Path) -> tuple[int, str]:

@@ -11,7 +11,8 @@ the daemon. The supervisor:
 * takes stdin from ``stdin.sock`` and terminal resizes from ``control.sock``;
 * records the exit status in ``exit.json`` (atomically) once the output is drained, and exits.
 
-It tells the daemon how the launch went by one JSON line on file descriptor 3. Standard
+It tells the daemon how the launch went by one JSON line on file descriptor 3: the init
+process's pid and start time, or the launch's error. Standard
 library only, and nothing imported that a container start does not need.
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 
 from dockyard.core.interfaces import LaunchError, spec_from_json
 from dockyard.daemon.containers.logs import SUPERVISOR_LOG_NAME, LogWriter, open_log
+from dockyard.linux.processes import start_time
 
 PR_SET_CHILD_SUBREAPER = 36
 #: How long output may keep flowing after the init process exited (from processes that
@@ -141,7 +143,9 @@ class Supervisor:
             return self._finish_failed(outcome["error"], outcome["exit_code"])
         self.init_pid = outcome["pid"]
         (self.dir / "init.pid").write_text(f"{self.init_pid}\n")
-        self._report({"pid": self.init_pid})
+        # Read now, while the process is our unreaped child: its pid names nobody else yet.
+        # With the pid, it is the identity the daemon checks before it signals the process.
+        self._report({"pid": self.init_pid, "start_time": start_time(self.init_pid)})
 
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         for fd in self.outputs:

@@ -10,13 +10,14 @@ from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import Conflict, DriverUnavailable, NotFound
 from dockyard.core.hookspecs import hookimpl
-from dockyard.core.interfaces import ContainerSpec, ContainerStats, ProcessSpec
+from dockyard.core.interfaces import ContainerProcess, ContainerSpec, ContainerStats, ProcessSpec
 from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
     detect_layout,
     system_cpu_ns,
 )
+from dockyard.linux.processes import describe_all
 from dockyard.plugins.runtimes.namespaces import nsenter
 from dockyard.plugins.runtimes.namespaces.launch import DEFAULT_CGROUP_PARENT
 
@@ -93,6 +94,11 @@ class NamespacesRuntime:
             pids=cgroup.pids_current(),
             pids_limit=cgroup.pids_max(),
         )
+
+    def processes(self, container_id: str) -> list[ContainerProcess]:
+        """The processes in the container's cgroup."""
+        cgroup = self._existing_cgroup(container_id)
+        return describe_all(cgroup.pids(), cgroup.path)
 
     def oom_killed(self, container_id: str) -> bool:
         cgroup = self._cgroup(container_id)

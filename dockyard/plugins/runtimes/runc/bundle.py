@@ -38,10 +38,10 @@ def rootfs_path(spec: ContainerSpec) -> str:
     return os.path.join(spec.state_dir, ROOTFS_DIR)
 
 
-def cgroups_path(spec: ContainerSpec, parent: str) -> str:
+def cgroups_path(container_id: str, parent: str) -> str:
     """An absolute cgroup path: runc puts it below each hierarchy's root, not below its own."""
     parent = parent.strip("/")
-    return f"/{parent}/{spec.id}" if parent else f"/{spec.id}"
+    return f"/{parent}/{container_id}" if parent else f"/{container_id}"
 
 
 def all_capabilities() -> list[str]:
@@ -221,7 +221,7 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     linux: dict[str, Any] = {
         "namespaces": _namespaces(spec),
         "resources": _resources(spec),
-        "cgroupsPath": cgroups_path(spec, cgroup_parent),
+        "cgroupsPath": cgroups_path(spec.id, cgroup_parent),
     }
     if spec.uid_mappings or spec.gid_mappings:
         linux["uidMappings"] = _id_mappings(spec.uid_mappings)

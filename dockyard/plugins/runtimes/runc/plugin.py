@@ -1,9 +1,9 @@
 """The ``runc`` runtime: its config, the daemon-side :class:`Runtime` and the hook.
 
 Everything after the start goes through runc too: ``runc exec`` (in the foreground, so the
-daemon waits for it as for the process), ``runc pause``/``resume`` and ``runc events
---stats``. Only the OOM verdict is read from the memory cgroup runc made, because runc keeps
-no count of OOM kills (its ``events`` only streams them while someone listens).
+daemon waits for it as for the process), ``runc pause``/``resume``, ``runc events --stats``
+and ``runc ps``. Only the OOM verdict is read from the memory cgroup runc made, because runc
+keeps no count of OOM kills (its ``events`` only streams them while someone listens).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import DockyardError, DriverUnavailable, NotFound
 from dockyard.core.hookspecs import hookimpl
-from dockyard.core.interfaces import ContainerSpec, ContainerStats, LaunchError, ProcessSpec
+from dockyard.core.interfaces import (
+    ContainerProcess,
+    ContainerSpec,
+    ContainerStats,
+    LaunchError,
+    ProcessSpec,
+)
 from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
@@ -37,7 +43,8 @@ from dockyard.linux.cgroups import (
     host_memory,
     system_cpu_ns,
 )
-from dockyard.plugins.runtimes.runc.bundle import process_config
+from dockyard.linux.processes import describe_all
+from dockyard.plugins.runtimes.runc.bundle import cgroups_path, process_config
 from dockyard.plugins.runtimes.runc.launch import (
     DEFAULT_BINARY,
     DEFAULT_CGROUP_PARENT,
@@ -196,6 +203,15 @@ class RuncRuntime:
             pids_limit=int(pids.get("limit") or 0),
         )
 
+    def processes(self, container_id: str) -> list[ContainerProcess]:
+        """The pids ``runc ps`` lists, described from /proc (checked against runc's cgroup)."""
+        output = self._call_checked(container_id, "ps", "--format", "json")
+        try:
+            pids = [int(pid) for pid in json.loads(output)]
+        except (ValueError, TypeError):
+            raise DockyardError(f"runc ps gave no pid list: {output[:200]!r}") from None
+        return describe_all(pids, cgroups_path(container_id, self.runc.cgroup_parent))
+
     def oom_killed(self, container_id: str) -> bool:
         """Read the OOM kill count of the memory cgroup runc made (until ``runc delete``)."""
         try:
@@ -300,7 +316,7 @@ def dockyard_runtimes() -> DriverInfo:
         factory=build,
         config_class=RuncConfig,
         description="the runc binary (OCI runtime bundles), as docker runs containers",
-        capabilities=frozenset(("oci", "cgroup-v1", "cgroup-v2")),
+        capabilities=frozenset(("oci", "cgroup-v1", "cgroup-v2", "user-namespaces")),
         priority=10,
         check=check,
     )
