@@ -310,3 +310,12 @@ def test_every_call_the_profile_names_is_known_to_libseccomp():
 def test_the_enosys_stub_refuses_only_calls_newer_than_the_profile(arch, nr, outcome):
     stub = seccomp.enosys_stub({"x86_64": 449, "x86": 440, "x32": 0x40000000 | 547})
     assert bpf.run(stub, bpf.seccomp_data(arch, nr)) == outcome
+
+
+def test_without_libseccomp_the_filter_is_refused_not_skipped(monkeypatch):
+    monkeypatch.setattr(seccomp, "_library", "the seccomp filter needs libseccomp: not found")
+    monkeypatch.setattr(seccomp, "_programs", {})
+    with pytest.raises(seccomp.SeccompUnavailable, match="needs libseccomp"):
+        seccomp.filter_program(DEFAULT_CAPABILITIES)
+    seccomp.precompile(DEFAULT_CAPABILITIES)  # at import: says nothing, the start will
+    assert seccomp.oci_profile(DEFAULT_CAPABILITIES, "x86_64")["syscalls"]  # runc's own
