@@ -446,12 +446,16 @@ def syscall_number(name: str, abi: str | None = None) -> int | None:
 
 def newest_calls(rules: list[Rule], abis: tuple[str, ...]) -> dict[str, int]:
     """For each ABI, the highest call number any of ``rules`` names."""
+    library = _libseccomp()
+    names = {name.encode() for rule in rules for name in rule.calls}
     newest = {}
     for abi in abis:
-        numbers = [syscall_number(name, abi) for rule in rules for name in rule.calls]
-        known = [number for number in numbers if number is not None]
-        if known:
-            newest[abi] = max(known)
+        token = _arch_token(library, abi)
+        # Calls the ABI lacks resolve to negative pseudo-numbers.
+        numbers = (library.seccomp_syscall_resolve_name_arch(token, name) for name in names)
+        highest = max(numbers, default=-1)
+        if highest >= 0:
+            newest[abi] = highest
     return newest
 
 
