@@ -22,7 +22,6 @@ from dockyard.linux import seccomp
 from dockyard.testing.images import busybox_rootfs, image_archive
 from tests import bpf
 from tests.containers.engine_api import Api
-from tests.containers.test_lifecycle import api  # noqa: F401  # a daemon on each runtime
 
 IMAGE = "seccomp-probe:latest"
 SOURCE = Path(__file__).with_name("syscall_probe.c")
@@ -176,24 +175,24 @@ def probe_archive(tmp_path_factory) -> Path:
     return archive
 
 
-def load(daemon_api: Api, archive: Path) -> None:
-    reply = daemon_api.daemon.request("POST", "/v1.41/images/load", body=archive.read_bytes())
+def load(api: Api, archive: Path) -> None:
+    reply = api.daemon.request("POST", "/v1.41/images/load", body=archive.read_bytes())
     assert reply.status == 200, reply.body
 
 
-def run_in_dockyard(daemon_api: Api, case: str) -> dict[str, int]:
-    code, out, err = daemon_api.run(probe_command(), Image=IMAGE, HostConfig=CASES[case][0])
+def run_in_dockyard(api: Api, case: str) -> dict[str, int]:
+    code, out, err = api.run(probe_command(), Image=IMAGE, HostConfig=CASES[case][0])
     assert code == 0, err
     return parse(out)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_call_gets_dockers_errno(api, probe_archive, case):  # noqa: F811
+def test_each_call_gets_dockers_errno(api, probe_archive, case):
     load(api, probe_archive)
     assert run_in_dockyard(api, case) == expected(case)
 
 
-def test_an_exec_gets_the_containers_filter(api, probe_archive):  # noqa: F811
+def test_an_exec_gets_the_containers_filter(api, probe_archive):
     load(api, probe_archive)
     for host_config, case in (({}, "default"), ({"CapAdd": ["SYS_ADMIN"]}, "cap-add SYS_ADMIN")):
         container = api.create(["sleep", "30"], Image=IMAGE, HostConfig=host_config)
@@ -208,7 +207,7 @@ def test_an_exec_gets_the_containers_filter(api, probe_archive):  # noqa: F811
 
 @pytest.mark.interop
 @pytest.mark.parametrize("case", CASES)
-def test_same_errnos_as_dockerd(api, real_dockerd, probe_archive, case):  # noqa: F811
+def test_same_errnos_as_dockerd(api, real_dockerd, probe_archive, case):
     real_dockerd.docker("load", "-i", str(probe_archive))
     theirs = real_dockerd.docker(
         "run", "--rm", "--network", "none", *CASES[case][1], IMAGE, *probe_command()
@@ -244,7 +243,7 @@ def samples() -> list[bytes]:
     ],
     ids=["default", "cap-add SYS_ADMIN"],
 )
-def test_the_installed_filter_is_the_profiles(api, host_config, capabilities):  # noqa: F811
+def test_the_installed_filter_is_the_profiles(api, host_config, capabilities):
     """What the container runs under is what :func:`seccomp.filter_program` compiles: libseccomp's
     program byte for byte (runc compiles the OCI form with the same library), behind an ENOSYS
     stub runc lays out its own way, with the same answers."""
