@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from dockyard.core.capabilities import ALL_CAPABILITIES
-from dockyard.core.interfaces import ContainerSpec, IdMapping, ProcessSpec
+from dockyard.core.interfaces import ContainerSpec, IdMapping, LaunchError, ProcessSpec
 from dockyard.linux import seccomp
 from dockyard.linux.capabilities import bounding_set, last_capability
 from dockyard.linux.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
@@ -189,31 +189,12 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
 
 
 def _seccomp(capabilities: tuple[str, ...]) -> dict[str, Any]:
-    """The default policy of :mod:`dockyard.linux.seccomp` in the OCI form runc compiles.
-
-    Rules for one call are alternatives, so ``clone`` gets one per namespace flag bit.
-    """
-    by_errno: dict[int, list[str]] = {}
-    for name, code in seccomp.denied_calls(capabilities).items():
-        by_errno.setdefault(code, []).append(name)
-    rules: list[dict[str, Any]] = [
-        {"names": sorted(names), "action": "SCMP_ACT_ERRNO", "errnoRet": code}
-        for code, names in sorted(by_errno.items())
-    ]
-    if "CAP_SYS_ADMIN" not in capabilities:
-        flags = seccomp.CLONE_NAMESPACE_FLAGS
-        for bit in (1 << n for n in range(32) if flags & (1 << n)):
-            argument = {"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
-            rules.append(
-                {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [argument]}
-            )
-    native = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
-    architecture = native.get(seccomp.machine())
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": [architecture] if architecture else [],
-        "syscalls": rules,
-    }
+    """The profile of :mod:`dockyard.linux.seccomp`, in the OCI form runc compiles (with the
+    same libseccomp and the same ENOSYS stub as the ``namespaces`` runtime's filter)."""
+    try:
+        return seccomp.oci_profile(capabilities)
+    except seccomp.SeccompUnavailable as exc:
+        raise LaunchError(f"seccomp: {exc}") from None
 
 
 def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
