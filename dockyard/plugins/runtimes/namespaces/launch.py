@@ -31,8 +31,9 @@ import stat
 import struct
 from typing import NoReturn
 
+from dockyard.core.capabilities import DEFAULT_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.linux import idmap, mounts, syscalls
+from dockyard.linux import idmap, mounts, seccomp, syscalls
 from dockyard.linux.cgroups import (
     CGROUP_ROOT,
     CgroupError,
@@ -40,6 +41,10 @@ from dockyard.linux.cgroups import (
     hierarchies,
 )
 from dockyard.plugins.runtimes.namespaces import process
+
+# Compiling the seccomp filter takes about 10 ms: compile docker's default set once here, in
+# the zygote that imports this module, rather than on every container start.
+seccomp.precompile(DEFAULT_CAPABILITIES)
 
 DEFAULT_CGROUP_PARENT = "dockyard"
 ROOTFS_DIR = "rootfs"
@@ -362,8 +367,9 @@ def _container_init(
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
             _mount_cgroups(read_only=not spec.privileged)
         process.run(
-            spec.process, stdio, privileged=spec.privileged, cgroup_fds=[], unshare_cgroup=False
-        )
+            spec.process, stdio, privileged=spec.privileged, cgroup_fds=[], unshare_cgroup=False,
+            seccomp_filter=process.seccomp_program(spec.process),
+        )  # fmt: skip
     except BaseException as exc:
         process.report_and_exit(error_w, exc)
 

@@ -16,6 +16,7 @@ package's low-level modules: an exec's start-up time is mostly the interpreter's
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -74,11 +75,17 @@ def spawn(
 
     from dockyard.core.interfaces import LaunchError
 
+    try:
+        # Compiled here, where the program for a capability set is kept, not in the helper.
+        seccomp_filter = process.seccomp_program(process_spec)
+    except process.ProcessFailure as exc:
+        raise LaunchError(str(exc), process.RUNTIME_FAILURE) from None
     request = {
         "init_pid": init_pid,
         "process": attrs.asdict(process_spec),
         "privileged": privileged,
         "cgroup_procs": cgroup_procs,
+        "seccomp_filter": base64.b64encode(seccomp_filter).decode() if seccomp_filter else None,
     }
     status_r, status_w = os.pipe()
     try:
@@ -149,6 +156,8 @@ def main() -> NoReturn:
     try:
         request = json.loads(sys.argv[1])
         spec = _process_spec(request["process"])
+        encoded_filter = request["seccomp_filter"]
+        seccomp_filter = base64.b64decode(encoded_filter) if encoded_filter else None
         init_pid = int(request["init_pid"])
         namespaces = _open_namespaces(init_pid)
         cgroup_ns = -1
@@ -173,7 +182,7 @@ def main() -> NoReturn:
                 syscalls.setns(cgroup_ns, syscalls.CLONE_NEWCGROUP)
             process.run(
                 spec, (0, 1, 2), privileged=request["privileged"], cgroup_fds=[],
-                unshare_cgroup=False,
+                unshare_cgroup=False, seccomp_filter=seccomp_filter,
             )  # fmt: skip
         except BaseException as exc:
             process.report_and_exit(error_w, exc)

@@ -18,7 +18,6 @@ import stat
 import termios
 from typing import TYPE_CHECKING, NoReturn
 
-from dockyard.core.capabilities import DEFAULT_CAPABILITIES
 from dockyard.linux import capabilities, seccomp, syscalls
 
 if TYPE_CHECKING:
@@ -31,10 +30,6 @@ CANNOT_EXECUTE = 126
 RUNTIME_FAILURE = 125
 _SYS_CLOSE_RANGE = 436  # the same number on every architecture (a "new" syscall)
 _CLOSE_RANGE_CLOEXEC = 4
-
-# Compiling the seccomp filter takes about 10 ms: do it for docker's default capabilities
-# here, once in the zygote that imports this module, and not on every container start.
-seccomp.precompile(DEFAULT_CAPABILITIES)
 
 
 class ProcessFailure(Exception):
@@ -193,6 +188,20 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def seccomp_program(process: ProcessSpec) -> bytes | None:
+    """The seccomp filter ``process`` gets (``None``: unconfined), compiled or from the cache.
+
+    Compiling takes about 10 ms: the launcher's module compiles docker's default set once in
+    the zygote, and the daemon compiles an exec's before it starts the exec helper.
+    """
+    if process.seccomp == "unconfined":
+        return None
+    try:
+        return seccomp.filter_program(process.capabilities)
+    except seccomp.SeccompUnavailable as exc:
+        raise ProcessFailure(f"seccomp: {exc}") from None
+
+
 def run(
     process: ProcessSpec,
     stdio: tuple[int, int, int],
@@ -200,23 +209,21 @@ def run(
     privileged: bool,
     cgroup_fds: list[int],
     unshare_cgroup: bool,
+    seccomp_filter: bytes | None,
 ) -> NoReturn:
     """Join the cgroups, drop privileges, set up stdio and exec ``process``; never returns.
 
-    Raises :class:`ProcessFailure` (or ``OSError``) for the caller to report.
+    ``seccomp_filter`` is :func:`seccomp_program`'s for ``process``. Raises
+    :class:`ProcessFailure` (or ``OSError``) for the caller to report.
     """
     join_cgroups(cgroup_fds)
     if unshare_cgroup:
         # After joining, so the container's cgroup is the root of its cgroup namespace.
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-    if process.seccomp != "unconfined":
+    if seccomp_filter is not None:
         # Last of what needs refused calls, and while still holding CAP_SYS_ADMIN: the kernel
         # then takes a filter without no_new_privs, which docker leaves off by default.
-        try:
-            program = seccomp.filter_program(process.capabilities)
-        except seccomp.SeccompUnavailable as exc:
-            raise ProcessFailure(f"seccomp: {exc}") from None
-        syscalls.install_seccomp_filter(program)
+        syscalls.install_seccomp_filter(seccomp_filter)
     apply_credentials(process, privileged)
     install_stdio(stdio, process.terminal)
     close_other_fds()
