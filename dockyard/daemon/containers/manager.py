@@ -35,6 +35,7 @@ from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
+from dockyard.daemon.containers.etc_files import write_etc_files
 from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
@@ -45,6 +46,7 @@ from dockyard.daemon.containers.supervision import (
     Waiters,
     Zygote,
     check_wait_condition,
+    connect_to_supervisor,
     is_supervisor,
     read_exit_status,
     restart_delay,
@@ -238,7 +240,7 @@ class ContainerManager:
                 rootfs=rootfs,
                 user=user,
                 volume_sources=sources,
-                etc_files=_write_etc_files(directory, hostname, network_host),
+                etc_files=write_etc_files(directory, hostname, network_host),
                 state_dir=str(directory),
             )
             container = Container(
@@ -611,26 +613,9 @@ class ContainerManager:
 
     # ------------------------------------------------------------------ stdin and tty
 
-    def _connect(self, container: Container, name: str) -> socket.socket:
-        """Connect to one of the supervisor's sockets.
-
-        Through ``/proc/self/fd`` of the state directory, because a socket address holds only
-        108 bytes and a data root's path can be longer.
-        """
-        directory = os.open(self.directory(container), os.O_PATH | os.O_DIRECTORY)
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            connection.connect(f"/proc/self/fd/{directory}/{name}")
-        except OSError:
-            connection.close()
-            raise
-        finally:
-            os.close(directory)
-        return connection
-
     def stdin_socket(self, container: Container) -> socket.socket | None:
         try:
-            return self._connect(container, "stdin.sock")
+            return connect_to_supervisor(self.directory(container), "stdin.sock")
         except OSError:
             return None
 
@@ -638,7 +623,7 @@ class ContainerManager:
         container = self.get(name)
         self._require_running(container, "")
         try:
-            with self._connect(container, "control.sock") as connection:
+            with connect_to_supervisor(self.directory(container), "control.sock") as connection:
                 connection.sendall(json.dumps({"resize": [height, width]}).encode() + b"\n")
         except OSError as exc:
             raise Conflict(f"cannot resize: {exc}") from None
@@ -685,33 +670,3 @@ class ContainerManager:
             if live.restart_task is not None:
                 live.restart_task.cancel()
             live.waiters.cancel()
-
-
-def _write_etc_files(
-    directory: Path, hostname: str, network_host: bool
-) -> tuple[tuple[str, str], ...]:
-    """Write the container's ``/etc/hostname``, ``resolv.conf`` and ``hosts`` in ``directory``;
-    returns (host file, container path) pairs, as ``ContainerSpec.etc_files`` holds them."""
-    hosts = directory / "hosts"
-    host_hosts = Path("/etc/hosts")
-    if network_host and host_hosts.is_file():
-        # The host's names on the host's network, as a copy: the container's writes to its
-        # /etc/hosts must not reach the host's.
-        hosts.write_text(host_hosts.read_text(errors="replace"))
-    else:
-        hosts.write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-            f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        )
-    (directory / "hostname").write_text(f"{hostname}\n")
-    resolv = directory / "resolv.conf"
-    try:
-        resolv.write_text(Path("/etc/resolv.conf").read_text())
-    except OSError:
-        resolv.write_text("")
-    return (
-        (str(directory / "hostname"), "/etc/hostname"),
-        (str(resolv), "/etc/resolv.conf"),
-        (str(hosts), "/etc/hosts"),
-    )

@@ -163,6 +163,25 @@ def read_exit_status(directory: Path) -> tuple[int, str]:
         return 255, "the container supervisor died"
 
 
+def connect_to_supervisor(directory: Path, name: str) -> socket.socket:
+    """Connect to one of the sockets (``stdin.sock``, ``control.sock``) of the supervisor in
+    ``directory``.
+
+    Through ``/proc/self/fd`` of the state directory, because a socket address holds only
+    108 bytes and a data root's path can be longer.
+    """
+    directory_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(f"/proc/self/fd/{directory_fd}/{name}")
+    except OSError:
+        connection.close()
+        raise
+    finally:
+        os.close(directory_fd)
+    return connection
+
+
 def is_supervisor(pid: int, directory: Path) -> bool:
     """Whether ``pid`` is still the supervisor of the container in ``directory``."""
     if pid <= 0:
