@@ -106,6 +106,9 @@ def parse_json(raw: bytes) -> Any:
 
 def _nesting_of(text: str) -> int:
     """The deepest bracket nesting outside strings (a cheap scan before the real parse)."""
+    brackets = text.count("[") + text.count("{")
+    if brackets <= MAX_NESTING:
+        return brackets  # no deeper than that: spare the character-by-character scan
     depth = deepest = 0
     in_string = escaped = False
     for char in text:
