@@ -445,6 +445,9 @@ def test_pause_unpause_top_stats_rename(api):
     top = api.call("GET", "/containers/busy/top").json()
     assert top["Titles"][1] == "PID" and any("while true" in row[-1] for row in top["Processes"])
     assert {row[0] for row in top["Processes"]} == {"root"}  # names from the image's passwd
+    assert api.call("GET", "/containers/busy/top?ps_args=-ef").status == 200
+    refused = api.call("GET", "/containers/busy/top?ps_args=aux")  # not ignored: refused
+    assert refused.status == 400 and "ps_args 'aux' is not supported" in refused.json()["message"]
     stats = api.call("GET", "/containers/busy/stats?stream=0").json()
     assert stats["memory_stats"]["usage"] > 0 and stats["pids_stats"]["current"] >= 1
     assert (

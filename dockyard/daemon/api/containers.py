@@ -461,9 +461,16 @@ def _top_row(process: ContainerProcess, names: dict[str, str]) -> list[str]:
             command]  # fmt: skip
 
 
+#: ``ps`` options ``top`` answers with: its default (docker's, too) and nothing else yet.
+TOP_PS_ARGS = ("", "-ef")
+
+
 async def top(request: Request) -> Response:
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
+    ps_args = request.query_params.get("ps_args", "").strip()
+    if ps_args not in TOP_PS_ARGS:
+        raise InvalidParameter(f"ps_args {ps_args!r} is not supported: top shows `ps -ef` columns")
     runtime = manager.runtime
     if container.state.status not in ("running", "paused") or runtime is None:
         raise Conflict(f"Container {container.id} is not running")
