@@ -362,6 +362,12 @@ class Runtime(Protocol):
         the caller can wait for it; returns its pid. Its wait status is the process's: its exit
         code, or its death by signal N, either as that death or as exit code 128 + N. A command
         that cannot be found or executed raises :class:`LaunchError` with exit code 127 or 126.
+
+        ``pid`` is a number from the container's record: if the container has just exited, it
+        may already name another process. A runtime that enters namespaces by pid must make
+        sure it entered the container's (the ``namespaces`` runtime holds the pid with a pidfd,
+        checks that the container's cgroup lists it, and opens the namespaces while it is held),
+        and raise :class:`LaunchError` (125) otherwise.
         """
         ...
 

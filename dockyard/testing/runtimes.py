@@ -850,7 +850,12 @@ class RuntimeConformance(RuntimeHarness):
         spec = make_spec("sh", "-c", "sleep 30 & exec sleep 31")
         running = start(spec)
         self.wait_for_exec(runtime, running)
-        processes = runtime.processes(spec.id)
+        deadline = time.monotonic() + 20
+        while True:  # the background child may not have exec'd its sleep yet
+            processes = runtime.processes(spec.id)
+            if any(p.args == ("sleep", "30") for p in processes):
+                break
+            assert time.monotonic() < deadline, processes
         assert [p.pid for p in processes] == sorted(p.pid for p in processes)
         init = next(p for p in processes if p.pid == running.pid)
         assert init.args == ("sleep", "31")

@@ -1,8 +1,11 @@
 """The exec helper: run a process inside a running container's namespaces.
 
-The daemon spawns ``python -S -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
-process's stdio on fds 0-2 and a status pipe on fd 3. The helper joins the container's
-namespaces with setns (user first, then ipc, uts, net, pid, mnt) and forks: only its child is
+The daemon opens the container's namespaces itself, by the init process's pid, and checks that
+the pid still named the container's init once they are open (see :func:`open_namespaces`): a
+pid reused after the container exited can never lead an exec into a stranger's namespaces.
+It spawns ``python -S -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
+process's stdio on fds 0-2, a status pipe on fd 3 and the namespaces' fds. The helper joins
+them with setns (user first, then ipc, uts, net, pid, mnt) and forks: only its child is
 in the container's PID namespace. The child joins the container's cgroups, then its cgroup
 namespace, sets credentials as the launcher does and execs. The helper writes one JSON line on
 fd 3 (``{"pid": host pid}`` once the exec happened, or ``{"error", "exit_code"}``), then stays
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -57,6 +63,55 @@ _BOOTSTRAP = (
 )
 
 
+def open_namespaces(
+    init_pid: int, belongs: Callable[[int], bool]
+) -> tuple[list[tuple[int, int]], int]:
+    """fds of the namespaces of the container whose init is ``init_pid`` that differ from ours,
+    in joining order, and its cgroup namespace's fd (-1: the same as ours).
+
+    ``belongs(pid)`` says whether a process is in the container (its cgroup lists it). The
+    pidfd taken first pins the process: once the namespaces are open, it is still alive, so the
+    pid named it, and it was the container's, all along. Raises :class:`OSError` otherwise.
+    """
+    pidfd = os.pidfd_open(init_pid)
+    opened: list[tuple[int, int]] = []
+    cgroup_ns = -1
+    try:
+        if not belongs(init_pid):
+            raise ProcessLookupError(errno.ESRCH, f"process {init_pid} is not the container's")
+        for name, kind in NAMESPACE_ORDER:
+            theirs = f"/proc/{init_pid}/ns/{name}"
+            try:
+                if os.readlink(theirs) == os.readlink(f"/proc/self/ns/{name}"):
+                    continue
+            except FileNotFoundError:
+                if name == "user":
+                    continue  # no user namespaces in this kernel: nothing to join
+                raise
+            opened.append((_above_stdio(os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)), kind))
+        ours, theirs = "/proc/self/ns/cgroup", f"/proc/{init_pid}/ns/cgroup"
+        if os.path.exists(ours) and os.readlink(ours) != os.readlink(theirs):
+            cgroup_ns = _above_stdio(os.open(theirs, os.O_RDONLY | os.O_CLOEXEC))
+        signal.pidfd_send_signal(pidfd, 0)  # raises once the process is gone
+    except BaseException:
+        for fd in [fd for fd, _kind in opened] + ([cgroup_ns] if cgroup_ns >= 0 else []):
+            os.close(fd)
+        raise
+    finally:
+        os.close(pidfd)
+    return opened, cgroup_ns
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd`` moved above the helper's fixed descriptors (0-3), so that placing those cannot
+    overwrite it."""
+    if fd > STATUS_FD:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, STATUS_FD + 1)
+    os.close(fd)
+    return moved
+
+
 def spawn(
     init_pid: int,
     process_spec: ProcessSpec,
@@ -64,11 +119,12 @@ def spawn(
     *,
     privileged: bool,
     cgroup_procs: list[str],
+    belongs: Callable[[int], bool],
 ) -> int:
     """Start the helper for ``process_spec`` in the container of ``init_pid``; return its pid.
 
-    Raises :class:`LaunchError` (127, 126 or 125) when the process could not be started; the
-    helper has been reaped then.
+    ``belongs`` is :func:`open_namespaces`'s. Raises :class:`LaunchError` (127, 126 or 125)
+    when the process could not be started; the helper has been reaped then.
     """
     # The daemon has these loaded already; the helper itself must not import them.
     import attrs
@@ -80,29 +136,41 @@ def spawn(
         seccomp_filter = process.seccomp_program(process_spec)
     except process.ProcessFailure as exc:
         raise LaunchError(str(exc), process.RUNTIME_FAILURE) from None
-    request = {
-        "init_pid": init_pid,
-        "process": attrs.asdict(process_spec),
-        "privileged": privileged,
-        "cgroup_procs": cgroup_procs,
-        "seccomp_filter": base64.b64encode(seccomp_filter).decode() if seccomp_filter else None,
-    }
-    status_r, status_w = os.pipe()
     try:
-        actions = [
-            (os.POSIX_SPAWN_DUP2, stdio[0], 0),
-            (os.POSIX_SPAWN_DUP2, stdio[1], 1),
-            (os.POSIX_SPAWN_DUP2, stdio[2], 2),
-            (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
-        ]
-        bootstrap = _BOOTSTRAP.format(root=_PACKAGE_PARENT)
-        argv = [sys.executable, "-S", "-c", bootstrap, json.dumps(request)]
-        pid = os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=actions)
-    except BaseException:
-        os.close(status_r)
-        raise
+        namespaces, cgroup_ns = open_namespaces(init_pid, belongs)
+    except OSError as exc:
+        raise LaunchError(f"cannot enter the container: {exc}", process.RUNTIME_FAILURE) from None
+    inherited = [fd for fd, _kind in namespaces] + ([cgroup_ns] if cgroup_ns >= 0 else [])
+    try:
+        request = {
+            "namespaces": namespaces,
+            "cgroup_namespace": cgroup_ns,
+            "process": attrs.asdict(process_spec),
+            "privileged": privileged,
+            "cgroup_procs": cgroup_procs,
+            "seccomp_filter": base64.b64encode(seccomp_filter).decode() if seccomp_filter else None,
+        }
+        status_r, status_w = os.pipe()
+        try:
+            actions = [
+                (os.POSIX_SPAWN_DUP2, stdio[0], 0),
+                (os.POSIX_SPAWN_DUP2, stdio[1], 1),
+                (os.POSIX_SPAWN_DUP2, stdio[2], 2),
+                (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
+                # dup2 onto itself: the same number, without close-on-exec.
+                *((os.POSIX_SPAWN_DUP2, fd, fd) for fd in inherited),
+            ]
+            bootstrap = _BOOTSTRAP.format(root=_PACKAGE_PARENT)
+            argv = [sys.executable, "-S", "-c", bootstrap, json.dumps(request)]
+            pid = os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=actions)
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
     finally:
-        os.close(status_w)
+        for fd in inherited:
+            os.close(fd)
     try:
         chunks = []
         while chunk := os.read(status_r, 65536):
@@ -135,22 +203,6 @@ def _process_spec(raw: dict) -> Any:
     return SimpleNamespace(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
-def _open_namespaces(init_pid: int) -> list[tuple[int, int]]:
-    """fds of the container's namespaces that differ from ours, in joining order."""
-    opened = []
-    for name, kind in NAMESPACE_ORDER:
-        theirs = f"/proc/{init_pid}/ns/{name}"
-        try:
-            if os.readlink(theirs) == os.readlink(f"/proc/self/ns/{name}"):
-                continue
-            opened.append((os.open(theirs, os.O_RDONLY | os.O_CLOEXEC), kind))
-        except FileNotFoundError:
-            if name == "user":
-                continue  # no user namespaces in this kernel: nothing to join
-            raise
-    return opened
-
-
 def main() -> NoReturn:
     os.set_inheritable(STATUS_FD, False)
     try:
@@ -158,12 +210,11 @@ def main() -> NoReturn:
         spec = _process_spec(request["process"])
         encoded_filter = request["seccomp_filter"]
         seccomp_filter = base64.b64decode(encoded_filter) if encoded_filter else None
-        init_pid = int(request["init_pid"])
-        namespaces = _open_namespaces(init_pid)
-        cgroup_ns = -1
-        ours, theirs = "/proc/self/ns/cgroup", f"/proc/{init_pid}/ns/cgroup"
-        if os.path.exists(ours) and os.readlink(ours) != os.readlink(theirs):
-            cgroup_ns = os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)
+        namespaces = [(int(fd), int(kind)) for fd, kind in request["namespaces"]]
+        cgroup_ns = int(request["cgroup_namespace"])
+        for fd, _kind in [*namespaces, (cgroup_ns, 0)]:
+            if fd >= 0:
+                os.set_inheritable(fd, False)
         cgroup_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in request["cgroup_procs"]]
         for fd, kind in namespaces:
             syscalls.setns(fd, kind)

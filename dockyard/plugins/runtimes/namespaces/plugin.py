@@ -75,7 +75,14 @@ class NamespacesRuntime:
             # The new process would freeze as it joins the cgroup, before it could exec.
             raise Conflict(f"Container {spec.id} is paused, unpause the container before exec")
         procs = [os.path.join(path, "cgroup.procs") for path in dict.fromkeys(cgroup.dirs.values())]
-        return nsenter.spawn(pid, process, stdio, privileged=spec.privileged, cgroup_procs=procs)
+        return nsenter.spawn(
+            pid,
+            process,
+            stdio,
+            privileged=spec.privileged,
+            cgroup_procs=procs,
+            belongs=lambda candidate: candidate in cgroup.pids(),
+        )
 
     def pause(self, container_id: str) -> None:
         self._existing_cgroup(container_id).freeze()
