@@ -393,5 +393,8 @@ def test_exec_terminal_starts_at_its_size_and_follows_a_resize(api):
     # runc hears of it by SIGWINCH only with the pty as its controlling terminal.
     assert api.call("POST", f"/exec/{exec_id}/resize?h=50&w=132").status in (200, 201)
     starter.join(15)
-    assert replies and replies[0].split(b"\r\n")[:2] == [b"24 80", b"50 132"]
+    # Line ends as they come: runc clears ONLCR on the container's terminal while it starts
+    # relaying, so a line printed before that may carry one CR more than those after.
+    lines = replies[0].replace(b"\r", b"").split(b"\n") if replies else []
+    assert lines[:2] == [b"24 80", b"50 132"]
     api.call("DELETE", f"/containers/{container}?force=1")
