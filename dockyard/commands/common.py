@@ -15,10 +15,17 @@ from dockyard.core.hosts import parse_host
 DEFAULT_HOST = "unix:///run/dockyard.sock"
 HOST_ENV = "DOCKYARD_HOST"
 TOKEN_ENV = "DOCKYARD_TOKEN"
+CONFIG_ENV = "DOCKYARD_CONFIG"
 
 
 class UsageError(Exception):
     """A one-line error for the user; exit status 1."""
+
+
+def client_config_dir() -> str:
+    """The client's own directory, as docker's ``~/.docker``: stored logins (``config.json``)
+    and the default TLS files (``ca.pem``, ``cert.pem``, ``key.pem``) live here."""
+    return os.environ.get(CONFIG_ENV) or os.path.join(os.path.expanduser("~"), ".dockyard")
 
 
 def make_client(args: argparse.Namespace) -> Any:
