@@ -77,6 +77,12 @@ class RegistryConfig:
     listen: str = option("127.0.0.1:5000", "address the registry serves on")
     backend: str = option("filesystem", "registry storage backend by name")
     auth: str = option("", "auth provider by name; empty allows anonymous access")
+    auth_failures_per_minute: int = option(
+        10, "failed logins allowed per user and per address, a minute's worth at once (then 429)"
+    )
+    token_requests_per_minute: int = option(
+        600, "token requests allowed per user and per address, a minute's worth at once"
+    )
     tls_cert: str = option("", "PEM certificate; with tls-key, the registry speaks HTTPS")
     tls_key: str = option("", "PEM private key for tls-cert")
     log_level: str = option("info", "least severe log level written", LOG_LEVELS)

@@ -25,6 +25,20 @@ class Unauthorized(DockyardError):
     status_code = 401
 
 
+class InvalidCredentials(Unauthorized):
+    """Credentials were given and are wrong: a bad password, an unknown user, a token that is
+    forged, expired, not yet valid, for another service or from another issuer.
+
+    ``subject`` is the user name the credentials claimed, when there was one: the registry counts
+    failures per user and per address for its rate limits. The text is safe to log: it never
+    holds a secret.
+    """
+
+    def __init__(self, reason: str, subject: str = "") -> None:
+        super().__init__(reason)
+        self.subject = subject
+
+
 class Forbidden(DockyardError):
     status_code = 403
 

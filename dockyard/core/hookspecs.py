@@ -74,8 +74,12 @@ def dockyard_auth_providers() -> DriverInfo | Sequence[DriverInfo] | None:
     """Return the authentication providers this plugin provides, as ``DriverInfo`` records.
 
     Called by the core once per process, right after all plugins are registered. Each record's
-    ``factory`` must build an :class:`~dockyard.core.interfaces.AuthProvider`; a server builds
-    the one its config names (none by default: every request is anonymous and allowed).
+    ``factory`` must build an :class:`~dockyard.core.interfaces.AuthProvider`; the registry
+    builds the one ``[registry] auth`` names, with its options from ``[auth.<name>]``. A factory
+    that cannot serve as configured (token mode with no users, an unreadable key) raises
+    :class:`~dockyard.core.errors.ConfigError` saying how to fix it, and the registry does not
+    start. A provider that is also a :class:`~dockyard.core.interfaces.TokenIssuer` gets the
+    registry's token endpoint (``/token``).
     """
 
 

@@ -513,57 +513,172 @@ class RegistryBackend(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# Auth providers (who may do what, for the registry and the daemon's TCP socket)
+# Auth providers (who may do what on the registry; Docker's registry token spec)
 # --------------------------------------------------------------------------------------------
 
 
 @attrs.frozen
-class Identity:
-    """An authenticated caller."""
-
-    subject: str
-    groups: tuple[str, ...] = ()
-
-
-@attrs.frozen
 class Access:
-    """One requested permission, as in a token scope: ``repository:library/busybox:pull,push``."""
+    """One requested permission, as in a token scope: ``repository:library/busybox:pull,push``.
+
+    ``str()`` gives the scope string of the token spec and :meth:`parse` reads one.
+    """
 
     type: str  # "repository", "registry"
     name: str  # "library/busybox", "catalog"
     actions: tuple[str, ...]  # ("pull",), ("pull", "push"), ("delete",), ("*",)
 
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(self.actions)}"
+
+    @classmethod
+    def parse(cls, scope: str) -> Access:
+        """Read one scope (``type[(class)]:name:action,action``); the name may hold a ``:``
+        (``repository:127.0.0.1:5000/app:pull``), so type and actions are split off its ends.
+
+        Raises ``ValueError`` for a scope without three parts or with an empty part. The name is
+        not checked against the repository grammar: the caller that knows it does that.
+        """
+        kind, sep, rest = scope.partition(":")
+        name, sep2, actions = rest.rpartition(":")
+        if not (sep and sep2 and kind and name):
+            raise ValueError(f"invalid scope {scope[:200]!r}: want type:name:actions")
+        wanted = tuple(a for a in actions.split(",") if a)
+        if not wanted:
+            raise ValueError(f"invalid scope {scope[:200]!r}: no actions")
+        # A resource class ("repository(plugin)") narrows the type; the class is not kept.
+        return cls(kind.partition("(")[0], name, wanted)
+
+    def allows(self, wanted: Access) -> tuple[str, ...]:
+        """The actions of ``wanted`` this grant covers (``*`` covers every action)."""
+        if (self.type, self.name) != (wanted.type, wanted.name):
+            return ()
+        if "*" in self.actions:
+            return wanted.actions
+        return tuple(a for a in wanted.actions if a in self.actions)
+
+
+@attrs.frozen
+class Identity:
+    """An authenticated caller.
+
+    ``granted`` is set when the credentials themselves limit what the request may do (a bearer
+    token's ``access`` claim): the registry then allows an action only if the provider's rules
+    *and* ``granted`` both allow it. ``None`` means the rules alone decide (Basic credentials).
+    """
+
+    subject: str
+    groups: tuple[str, ...] = ()
+    granted: tuple[Access, ...] | None = None
+
+    def carried(self, wanted: Access) -> tuple[str, ...]:
+        """The actions of ``wanted`` that ``granted`` allows (all of them when not limited)."""
+        if self.granted is None:
+            return wanted.actions
+        covered: set[str] = set()
+        for grant in self.granted:
+            covered.update(grant.allows(wanted))
+        return tuple(a for a in wanted.actions if a in covered)
+
 
 @attrs.frozen
 class AuthRequest:
-    """The parts of an HTTP request an auth provider may look at."""
+    """The parts of an HTTP request an auth provider may look at.
+
+    ``headers`` have lower-case names. ``scheme`` and the ``host`` header let a provider name
+    its own token endpoint (the ``realm``) when none is configured.
+    """
 
     method: str
     path: str
     headers: Mapping[str, str]
     client_address: str = ""
+    scheme: str = "http"
 
 
 @runtime_checkable
 class AuthProvider(Protocol):
-    """Decides who a request comes from and what they may do."""
+    """Decides who a registry request comes from and what they may do.
+
+    The registry calls, for every request, :meth:`authenticate` and then :meth:`authorize` for
+    each permission the request needs (a blob mount also needs ``pull`` on its source). It allows
+    the request when the rules and, for a token, the token's own ``granted`` list cover every
+    action. Otherwise it answers:
+
+    * 401 with :meth:`challenge`'s headers when the caller is anonymous or its credentials are
+      wrong (``error="invalid_token"`` for a bad bearer token), or when a bearer token is too
+      narrow but the rules would allow more (``error="insufficient_scope"``: a client asks the
+      token service for a wider token and retries);
+    * 403 ``DENIED`` when the caller is known and the rules refuse.
+
+    Methods are called from worker threads, concurrently: they must be thread-safe. Hashing a
+    password is slow on purpose; the registry rate-limits failures before calling again.
+    """
 
     def authenticate(self, request: AuthRequest) -> Identity | None:
-        """Return the caller's identity, or ``None`` if the request carries no valid credentials.
+        """Return the caller's identity, or ``None`` if the request carries no credentials.
 
-        Invalid credentials (a bad password, an expired or forged token) also give ``None``.
+        Raises :class:`~dockyard.core.errors.InvalidCredentials` when credentials are present and wrong. Compares
+        secrets in constant time.
         """
         ...
 
     def authorize(self, identity: Identity | None, access: Access) -> tuple[str, ...]:
-        """Return the subset of ``access.actions`` granted to ``identity`` (``None``: anonymous)."""
+        """Return the subset of ``access.actions`` the rules grant ``identity`` (``None``:
+        anonymous), in their order; ``("*",)`` may stand for all of them. Ignores
+        ``identity.granted``: the registry applies that itself."""
         ...
 
-    def challenge(self, request: AuthRequest, wanted: Sequence[Access]) -> dict[str, str]:
-        """Headers for a 401 answer (``WWW-Authenticate``) telling the client how to log in."""
+    def challenge(
+        self, request: AuthRequest, wanted: Sequence[Access], error: str = ""
+    ) -> dict[str, str]:
+        """Headers for a 401 answer: ``WWW-Authenticate`` telling the client how to log in.
+
+        A bearer challenge names the realm, the service and ``wanted`` as its scope (several
+        scopes space-separated); ``error`` (``invalid_token``, ``insufficient_scope``) is added
+        when given. A Basic challenge names the realm only.
+        """
         ...
 
-    def issue_token(self, identity: Identity, granted: Sequence[Access], service: str) -> str:
-        """Mint a bearer token for ``granted``; providers without a token endpoint raise
-        :class:`~dockyard.core.errors.NotImplementedYet`."""
+
+@attrs.frozen
+class IssuedToken:
+    """What a token service hands out, as the token spec's response names it."""
+
+    token: str
+    expires_in: int  # seconds
+    issued_at: str  # RFC 3339, UTC
+    refresh_token: str = ""  # only when asked for (``offline_token=true``, ``access_type=offline``)
+
+
+@runtime_checkable
+class TokenIssuer(Protocol):
+    """An auth provider that also runs a token service (Docker's registry token authentication).
+
+    The registry serves the token endpoint (``GET`` and the OAuth2 ``POST /token``) when its
+    provider is also a ``TokenIssuer``: it parses the request, rate-limits it, calls
+    :meth:`login` or :meth:`refresh` for the credentials, :meth:`AuthProvider.authorize` for
+    each requested scope, then :meth:`issue` with what the rules granted (which may be less than
+    asked, or nothing: the spec answers with a token either way).
+    """
+
+    def login(self, username: str, password: str) -> Identity:
+        """The identity for a user name and password; raises :class:`~dockyard.core.errors.InvalidCredentials`."""
+        ...
+
+    def refresh(self, refresh_token: str) -> Identity:
+        """The identity a refresh token (an identity token) stands for; raises
+        :class:`~dockyard.core.errors.InvalidCredentials` when it is unknown, forged or expired."""
+        ...
+
+    def issue(
+        self,
+        identity: Identity | None,
+        granted: Sequence[Access],
+        service: str,
+        client_id: str = "",
+        offline: bool = False,
+    ) -> IssuedToken:
+        """Mint a signed bearer token for ``granted`` and audience ``service`` (``identity``
+        ``None``: anonymous); with ``offline`` a refresh token for ``identity`` as well."""
         ...
