@@ -565,6 +565,8 @@ class Identity:
     ``granted`` is set when the credentials themselves limit what the request may do (a bearer
     token's ``access`` claim): the registry then allows an action only if the provider's rules
     *and* ``granted`` both allow it. ``None`` means the rules alone decide (Basic credentials).
+    An empty ``subject`` is an anonymous caller holding a token (the token service hands
+    anonymous callers tokens for what anonymous users may do).
     """
 
     subject: str
@@ -618,8 +620,8 @@ class AuthProvider(Protocol):
     def authenticate(self, request: AuthRequest) -> Identity | None:
         """Return the caller's identity, or ``None`` if the request carries no credentials.
 
-        Raises :class:`~dockyard.core.errors.InvalidCredentials` when credentials are present and wrong. Compares
-        secrets in constant time.
+        Raises :class:`~dockyard.core.errors.InvalidCredentials` when credentials are present
+        and wrong. Compares secrets in constant time.
         """
         ...
 
@@ -663,7 +665,8 @@ class TokenIssuer(Protocol):
     """
 
     def login(self, username: str, password: str) -> Identity:
-        """The identity for a user name and password; raises :class:`~dockyard.core.errors.InvalidCredentials`."""
+        """The identity for a user name and password; raises
+        :class:`~dockyard.core.errors.InvalidCredentials`."""
         ...
 
     def refresh(self, refresh_token: str) -> Identity:

@@ -23,12 +23,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from dockyard.core.config import RegistryConfig
 from dockyard.core.errors import InvalidParameter, NotFound
-from dockyard.core.interfaces import Access, AuthProvider, AuthRequest, Identity
+from dockyard.core.interfaces import Access, AuthProvider
 from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
+from dockyard.registry.gatekeeper import Gatekeeper
 from dockyard.registry.manifests import accepts, is_media_type
 from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
+from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 
 _log = structlog.get_logger("dockyard.registry")
@@ -71,7 +74,7 @@ class RegistryApp:
     """Shared state of the app: the store, the auth provider, per-upload locks."""
 
     store: RegistryStore
-    auth: AuthProvider | None = None
+    gatekeeper: Gatekeeper
     _upload_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = attrs.field(
         factory=weakref.WeakValueDictionary
     )
@@ -280,54 +283,13 @@ class Handlers:
 
     # ------------------------------------------------------------------ auth
 
-    async def authorize(self, request: Request, access: Access) -> None:
-        provider = self.state.auth
-        if provider is None:
-            return
-        auth_request = AuthRequest(
-            method=request.method,
-            path=request.url.path,
-            headers=dict(request.headers),
-            client_address=request.client.host if request.client else "",
-        )
-        identity: Identity | None = await run_in_threadpool(provider.authenticate, auth_request)
-        if not access.actions:
-            if identity is None:
-                raise self._unauthorized(provider, auth_request, [])
-            return
-        granted = await run_in_threadpool(provider.authorize, identity, access)
-        if "*" in granted or set(access.actions) <= set(granted):
-            return
-        if identity is None:
-            raise self._unauthorized(provider, auth_request, [access])
-        raise RegistryError(
-            "DENIED",
-            detail={"type": access.type, "name": access.name, "actions": list(access.actions)},
-        )
-
-    @staticmethod
-    def _unauthorized(
-        provider: AuthProvider, request: AuthRequest, wanted: list[Access]
-    ) -> RegistryError:
-        headers = provider.challenge(request, wanted)
-        detail = [
-            {"Type": a.type, "Name": a.name, "Action": action}
-            for a in wanted
-            for action in a.actions
-        ]
-        return RegistryError("UNAUTHORIZED", detail=detail or None, headers=headers)
-
-    async def allowed(self, request: Request, access: Access) -> bool:
-        try:
-            await self.authorize(request, access)
-        except RegistryError:
-            return False
-        return True
+    async def authorize(self, request: Request, *wanted: Access) -> None:
+        await self.state.gatekeeper.check(request, wanted)
 
     # ------------------------------------------------------------------ base and catalog
 
     async def base(self, request: Request) -> Response:
-        await self.authorize(request, Access("registry", "", ()))
+        await self.authorize(request)
         return JSONResponse({}, headers=API_VERSION_HEADERS)
 
     async def catalog(self, request: Request) -> Response:
@@ -389,17 +351,24 @@ class Handlers:
     # ------------------------------------------------------------------ uploads
 
     async def start_upload(self, request: Request, name: str) -> Response:
-        await self.authorize(request, Access("repository", name, ("pull", "push")))
+        target = Access("repository", name, ("pull", "push"))
         mount = _digest_param(request, "mount")
         source = _query_param(request, "from", "NAME_INVALID")
+        source_pull = None
+        if mount is not None and source is not None:
+            check_name(source)
+            source_pull = Access("repository", source, ("pull",))
+        # A challenge for a mount names its source too, so that one token covers both.
+        caller = await self.state.gatekeeper.check(
+            request, [target], also_challenge=[source_pull] if source_pull else []
+        )
         if mount is not None:
-            if source is not None:
-                check_name(source)
-            # Without "from" any blob could be mounted by digest: only when nobody checks access.
-            if source is None:
-                may_read = self.state.auth is None
+            # Without "from" any blob could be mounted by digest: only when nobody checks
+            # access. A source the caller may not pull gets a plain upload, as the spec allows.
+            if source_pull is None:
+                may_read = self.state.gatekeeper.provider is None
             else:
-                may_read = await self.allowed(request, Access("repository", source, ("pull",)))
+                may_read = await self.state.gatekeeper.permits(caller, [source_pull])
             if may_read and await run_in_threadpool(self.store.mount_blob, name, source, mount):
                 return self._blob_created(name, mount)
         algorithm = _query_param(request, "digest-algorithm", "DIGEST_INVALID") or "sha256"
@@ -675,9 +644,16 @@ def create_registry_app(
     store: RegistryStore,
     auth: AuthProvider | None = None,
     extra_routes: list[BaseRoute] | None = None,
+    failures: RateLimiter | None = None,
 ) -> Starlette:
-    """The registry's ASGI app; ``extra_routes`` (plugins', e.g. a token endpoint) come after."""
-    handlers = Handlers(RegistryApp(store, auth))
+    """The registry's ASGI app; ``extra_routes`` (the token endpoint, plugins') come after.
+
+    ``failures`` limits failed logins per address and user; pass the token endpoint's limiter
+    so that guesses count the same wherever they are made.
+    """
+    if failures is None:
+        failures = RateLimiter.minutely(RegistryConfig().auth_failures_per_minute)
+    handlers = Handlers(RegistryApp(store, Gatekeeper(auth, failures)))
 
     async def endpoint(request: Request) -> Response:
         try:

@@ -75,6 +75,7 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     """Serve the registry in the foreground until SIGTERM/SIGINT."""
     from dockyard.core.server import Listener, RequestLogMiddleware, bind, serve, tls_context
     from dockyard.registry.app import create_registry_app
+    from dockyard.registry.ratelimit import RateLimiter
 
     config = apply_overrides(load_config(config_path), listen, root)
     settings = config.registry
@@ -93,8 +94,12 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     extra_routes = [
         r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()
     ]
+    failures = RateLimiter.minutely(settings.auth_failures_per_minute)
     app = create_registry_app(
-        runtime.store, service.drivers.get(DriverKind.AUTH), extra_routes=extra_routes
+        runtime.store,
+        service.drivers.get(DriverKind.AUTH),
+        extra_routes=extra_routes,
+        failures=failures,
     )
     logged_app = RequestLogMiddleware(app)
     sock = bind(host)

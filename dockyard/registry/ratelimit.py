@@ -42,6 +42,11 @@ class RateLimiter:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
+    @classmethod
+    def minutely(cls, count: int) -> RateLimiter:
+        """``count`` events a minute, a whole minute's worth of them at once."""
+        return cls(per_minute=count, burst=count)
+
     def _refilled(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -80,6 +85,7 @@ class RateLimiter:
         return len(self._buckets)
 
 
-def limit_keys(address: str, subject: str = "") -> tuple[str, ...]:
-    """The keys one request counts against: its address and, when it named one, its user."""
-    return (f"addr:{address}", f"user:{subject}" if subject else "")
+def limit_keys(address: str = "", subject: str = "") -> tuple[str, ...]:
+    """The keys one request counts against: its address and the user it named, when known."""
+    keys = (address and f"addr:{address}", subject and f"user:{subject}")
+    return tuple(key for key in keys if key)

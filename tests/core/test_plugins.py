@@ -9,7 +9,7 @@ import pytest
 
 from dockyard.core.config import Config, parse_config
 from dockyard.core.drivers import DriverKind
-from dockyard.core.errors import ConfigError, PluginError
+from dockyard.core.errors import ConfigError, InvalidCredentials, PluginError
 from dockyard.core.interfaces import Access, AuthRequest, Identity
 from dockyard.core.plugins import PluginHost
 from tests.conftest import plugin_env, run_dockyard
@@ -269,7 +269,9 @@ def test_auth_provider_from_a_plugin_decodes_a_table_option(sites):
     bad = base64.b64encode(b"alice:wrong").decode()
     who = auth.authenticate(AuthRequest("GET", "/v2/", {"authorization": f"Basic {good}"}))
     assert who == Identity("alice")
-    assert auth.authenticate(AuthRequest("GET", "/v2/", {"authorization": f"Basic {bad}"})) is None
+    with pytest.raises(InvalidCredentials):
+        auth.authenticate(AuthRequest("GET", "/v2/", {"authorization": f"Basic {bad}"}))
+    assert auth.authenticate(AuthRequest("GET", "/v2/", {})) is None
     push = Access("repository", "library/busybox", ("pull", "push"))
     assert auth.authorize(None, push) == ("pull",)
     assert auth.authorize(who, push) == ("pull", "push")

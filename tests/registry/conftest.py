@@ -19,6 +19,7 @@ import uvicorn
 
 from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.app import create_registry_app
+from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import Limits, RegistryStore
 
 
@@ -65,8 +66,10 @@ class ThreadedRegistry:
         self.thread.join(timeout=10)
 
 
-def serve_in_thread(store: RegistryStore, auth: object = None) -> ThreadedRegistry:
-    app = create_registry_app(store, auth)  # type: ignore[arg-type]
+def serve_in_thread(
+    store: RegistryStore, auth: object = None, failures: RateLimiter | None = None
+) -> ThreadedRegistry:
+    app = create_registry_app(store, auth, failures=failures)  # type: ignore[arg-type]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls

@@ -7,7 +7,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverInfo, DriverKind
-from dockyard.core.errors import DriverUnavailable, NotImplementedYet
+from dockyard.core.errors import DriverUnavailable, InvalidCredentials
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import Identity
 
@@ -52,10 +52,10 @@ class StaticAuth:
         try:
             user, _, password = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
-            return None
+            raise InvalidCredentials("malformed Basic credentials") from None
         expected = self.config.users.get(user)
         if expected is None or not hmac.compare_digest(expected, password):
-            return None
+            raise InvalidCredentials("wrong user name or password", subject=user)
         return Identity(subject=user)
 
     def authorize(self, identity, access):
@@ -63,11 +63,8 @@ class StaticAuth:
             return access.actions
         return tuple(a for a in access.actions if a == "pull")
 
-    def challenge(self, request, wanted):
+    def challenge(self, request, wanted, error=""):
         return {"WWW-Authenticate": f'Basic realm="{self.config.realm}"'}
-
-    def issue_token(self, identity, granted, service):
-        raise NotImplementedYet("the static provider issues no tokens")
 
 
 @hookimpl
