@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "s3": "dockyard.plugins.registries.s3",
     "namespaces": "dockyard.plugins.runtimes.namespaces.plugin",
     "runc": "dockyard.plugins.runtimes.runc.plugin",
+    "none": "dockyard.plugins.auth.none",
 }
 
 REGISTER_HOOKS = {
@@ -311,7 +312,13 @@ class PluginHost:
         wanted, key = self._wanted(kind)
         if not wanted:
             if kind is DriverKind.AUTH:
-                return None  # no auth provider means anonymous access
+                # Who may use a registry is never left to whichever provider ranks highest.
+                if strict:
+                    raise ConfigError(
+                        f"{key} is empty in {self.config.source}: name an auth provider "
+                        f"('none' lets anyone in); available: {self._names(kind)}"
+                    )
+                return None
             usable = [d for d in self._drivers[kind].values() if d.status == OK]
             usable.sort(key=lambda d: (-d.info.priority, d.info.name))
             return usable[0].info.name if usable else None

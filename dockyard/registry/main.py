@@ -115,7 +115,7 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
             "registry ready",
             listen=str(host),
             backend=plugins.selected(DriverKind.REGISTRY_BACKEND),
-            auth=plugins.selected(DriverKind.AUTH) or "none",
+            auth=plugins.selected(DriverKind.AUTH),
             config=config.source,
         )
 
