@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "namespaces": "dockyard.plugins.runtimes.namespaces.plugin",
     "runc": "dockyard.plugins.runtimes.runc.plugin",
     "none": "dockyard.plugins.auth.none",
+    "htpasswd": "dockyard.plugins.auth.htpasswd",
 }
 
 REGISTER_HOOKS = {
