@@ -269,8 +269,9 @@ def test_auth_provider_from_a_plugin_decodes_a_table_option(sites):
     bad = base64.b64encode(b"alice:wrong").decode()
     who = auth.authenticate(AuthRequest("GET", "/v2/", {"authorization": f"Basic {good}"}))
     assert who == Identity("alice")
-    with pytest.raises(InvalidCredentials):
+    with pytest.raises(InvalidCredentials) as refused:
         auth.authenticate(AuthRequest("GET", "/v2/", {"authorization": f"Basic {bad}"}))
+    assert refused.value.subject == "alice"
     assert auth.authenticate(AuthRequest("GET", "/v2/", {})) is None
     push = Access("repository", "library/busybox", ("pull", "push"))
     assert auth.authorize(None, push) == ("pull",)

@@ -17,6 +17,10 @@ import attrs
 import pytest
 import uvicorn
 
+from dockyard.core.config import Config, RegistryConfig
+from dockyard.core.drivers import DriverKind
+from dockyard.core.interfaces import AuthProvider
+from dockyard.core.plugins import PluginHost
 from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.app import create_registry_app
 from dockyard.registry.ratelimit import RateLimiter
@@ -101,6 +105,40 @@ def registry(store: RegistryStore) -> Iterator[ThreadedRegistry]:
     server = serve_in_thread(store)
     yield server
     server.stop()
+
+
+# ------------------------------------------------------------------------------ htpasswd files
+
+
+def htpasswd(path: Path, user: str, password: str, *flags: str) -> None:
+    """Add or change ``user`` in the htpasswd file ``path`` with Apache's own tool, as an
+    operator would: ``htpasswd -B`` (bcrypt) unless ``flags`` say otherwise."""
+    binary = shutil.which("htpasswd")
+    if binary is None:
+        pytest.fail("htpasswd is not installed (apt-get install apache2-utils)")
+    create = [] if path.exists() else ["-c"]
+    subprocess.run(
+        [binary, *create, *(flags or ("-B",)), "-i", str(path), user],
+        input=password, text=True, capture_output=True, check=True,
+    )  # fmt: skip
+
+
+def htpasswd_file(path: Path, users: dict[str, str]) -> Path:
+    """A new htpasswd file of bcrypt entries made by ``htpasswd -B``."""
+    for user, password in users.items():
+        htpasswd(path, user, password)
+    return path
+
+
+def build_auth_provider(name: str, table: dict, state_dir: Path) -> AuthProvider:
+    """Auth provider ``name`` with options ``table``, built by the plugin host as
+    ``dockyard registry`` builds it."""
+    config = attrs.evolve(
+        Config(),
+        registry=RegistryConfig(auth=name),
+        driver_tables={(DriverKind.AUTH, name): table} if table else {},
+    )
+    return PluginHost(config, "registry").load().build(DriverKind.AUTH, state_dir)
 
 
 # ------------------------------------------------------------------------------ S3 (moto)

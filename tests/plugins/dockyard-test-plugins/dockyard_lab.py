@@ -1,6 +1,5 @@
 """A runtime that cannot work here (status ``skip``) and a small HTTP Basic auth provider."""
 
-import base64
 import hmac
 
 import attrs
@@ -9,6 +8,7 @@ from dockyard.core.config import option
 from dockyard.core.drivers import DriverInfo, DriverKind
 from dockyard.core.errors import DriverUnavailable, InvalidCredentials
 from dockyard.core.hookspecs import hookimpl
+from dockyard.core.httpauth import basic_credentials, format_challenge
 from dockyard.core.interfaces import Identity
 
 
@@ -43,20 +43,22 @@ class StaticAuth:
 
     def __init__(self, config):
         self.config = config
+        self.challenge_value = format_challenge("Basic", {"realm": config.realm})
 
     def authenticate(self, request):
-        header = request.headers.get("authorization", "")
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
+        credentials = basic_credentials(request.headers)
+        if credentials is None:
             return None
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except ValueError:
-            raise InvalidCredentials("malformed Basic credentials") from None
-        expected = self.config.users.get(user)
-        if expected is None or not hmac.compare_digest(expected, password):
-            raise InvalidCredentials("wrong user name or password", subject=user)
-        return Identity(subject=user)
+        expected = self.config.users.get(credentials.username)
+        # An unknown user is compared with a stand-in, so both refusals take the same time.
+        stand_in = "\0" * len(credentials.password)
+        right = hmac.compare_digest(
+            (expected if expected is not None else stand_in).encode(),
+            credentials.password.encode(),
+        )
+        if expected is None or not right:
+            raise InvalidCredentials("wrong user name or password", subject=credentials.username)
+        return Identity(subject=credentials.username)
 
     def authorize(self, identity, access):
         if identity is not None:
@@ -64,7 +66,7 @@ class StaticAuth:
         return tuple(a for a in access.actions if a == "pull")
 
     def challenge(self, request, wanted, error=""):
-        return {"WWW-Authenticate": f'Basic realm="{self.config.realm}"'}
+        return {"WWW-Authenticate": self.challenge_value}
 
 
 @hookimpl
