@@ -162,24 +162,23 @@ class _Reader:
                 return
             self.pos += 1
 
+    def _peek_after(self, pattern: re.Pattern[str]) -> str | None:
+        """The character after ``pattern`` and spaces here ("" at the end); ``None`` when
+        ``pattern`` does not match here. Consumes nothing."""
+        match = pattern.match(self.text, self.pos)
+        if not match:
+            return None
+        after = _OWS.match(self.text, match.end())
+        assert after is not None  # _OWS matches the empty string
+        return self.text[after.end() : after.end() + 1]
+
     def at_param(self) -> bool:
         """Whether a ``name=`` auth-param starts here (and not the next challenge's scheme)."""
-        match = _TOKEN.match(self.text, self.pos)
-        if not match:
-            return False
-        after = _OWS.match(self.text, match.end())
-        assert after is not None
-        return self.text.startswith("=", after.end())
+        return self._peek_after(_TOKEN) == "="
 
     def at_token68(self) -> bool:
-        match = _TOKEN68.match(self.text, self.pos)
-        if not match:
-            return False
-        end = _OWS.match(self.text, match.end())
-        assert end is not None
-        after = end.end()
         # "abc=def" is a parameter; a token68 is followed by the end or the next challenge.
-        return after >= len(self.text) or self.text[after] == ","
+        return self._peek_after(_TOKEN68) in ("", ",")
 
     def param(self) -> tuple[str, str]:
         name = self.token("a parameter name").lower()
