@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -115,6 +116,31 @@ def plugin_env(sites: list[Path], **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*(str(s) for s in sites), str(ROOT)])
     env.update(extra)
     return env
+
+
+def run_authors_tests(
+    workdir: Path,
+    module_text: str,
+    *pytest_args: str,
+    sites: list[Path] | None = None,
+    min_passed: int = 1,
+) -> None:
+    """Run a plugin author's test module, alone in a directory of its own, with a child pytest
+    that sees dockyard and plugin ``sites`` only: nothing it runs may depend on this
+    repository's tests. It must pass ``min_passed`` tests or more, and fail and skip none."""
+    project = workdir / "authors-project"
+    project.mkdir()
+    (project / "test_authors.py").write_text(module_text)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_authors.py", "-q", "-p", "no:cacheprovider",
+         f"--basetemp={workdir / 'child'}", *pytest_args],
+        cwd=project, capture_output=True, text=True, timeout=300, env=plugin_env(sites or []),
+    )  # fmt: skip
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= min_passed, summary
+    assert "failed" not in summary and "skipped" not in summary, summary
 
 
 # --------------------------------------------------------------------------------------------

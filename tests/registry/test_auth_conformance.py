@@ -3,10 +3,6 @@ providers and a third-party one, each built by the plugin host as ``dockyard reg
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,10 +21,10 @@ from dockyard.testing.auth import (
     basic_auth,
     check_challenge,
 )
+from tests.conftest import run_authors_tests
 
 from .conftest import build_auth_provider, htpasswd_file
 
-ROOT = Path(__file__).resolve().parents[2]
 KIND = DriverKind.AUTH
 
 #: Built-in providers and the test class that runs the suite for each (a guard below keeps
@@ -170,22 +166,8 @@ AUTHORS_TESTS = textwrap.dedent(
 def test_a_provider_authors_tests_run_the_suite(tmp_path: Path, plugin_sites) -> None:
     """A plugin author's test module, in a directory of its own, subclasses the suite and
     passes it: nothing in the suite depends on this repository's tests."""
-    project = tmp_path / "my-provider"
-    project.mkdir()
-    (project / "test_my_provider.py").write_text(AUTHORS_TESTS)
-    site = plugin_sites["dockyard-test-plugins"]
-    env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_my_provider.py", "-q", "-p", "no:cacheprovider",
-         f"--basetemp={tmp_path / 'child'}"],
-        cwd=project, capture_output=True, text=True, timeout=300,
-        env={**env, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])},
-    )  # fmt: skip
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 20, summary
-    assert "failed" not in summary and "skipped" not in summary, summary
+    sites = [plugin_sites["dockyard-test-plugins"]]
+    run_authors_tests(tmp_path, AUTHORS_TESTS, sites=sites, min_passed=20)
 
 
 # The suite's challenge check, on challenges no built-in provider sends yet (Bearer).
