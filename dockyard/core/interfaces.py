@@ -614,7 +614,10 @@ class AuthProvider(Protocol):
     * 403 ``DENIED`` when the caller is known and the rules refuse.
 
     Methods are called from worker threads, concurrently: they must be thread-safe. Hashing a
-    password is slow on purpose; the registry rate-limits failures before calling again.
+    password is slow on purpose; the registry rate-limits failures before calling again. A
+    provider whose methods never block (no hashing, no I/O; verifying a cached token) declares
+    the ``nonblocking`` capability in its ``DriverInfo``, and the registry then calls it on its
+    event loop, saving a thread hop per request.
     """
 
     def authenticate(self, request: AuthRequest) -> Identity | None:

@@ -385,6 +385,11 @@ class PluginHost:
     def driver_infos(self, kind: DriverKind) -> list[DriverInfo]:
         return [d.info for d in self._drivers[kind].values()]
 
+    def selected_capabilities(self, kind: DriverKind) -> frozenset[str]:
+        """The capabilities the selected driver of ``kind`` declares (none when none is)."""
+        name = self.selected(kind)
+        return self._drivers[kind][name].info.capabilities if name else frozenset()
+
     def driver_config(self, kind: DriverKind, name: str) -> Any:
         """The decoded config of driver ``name`` (its defaults when the file has no table)."""
         driver = self._drivers[kind][name]

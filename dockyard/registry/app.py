@@ -645,15 +645,17 @@ def create_registry_app(
     auth: AuthProvider | None = None,
     extra_routes: list[BaseRoute] | None = None,
     failures: RateLimiter | None = None,
+    auth_nonblocking: bool = False,
 ) -> Starlette:
     """The registry's ASGI app; ``extra_routes`` (the token endpoint, plugins') come after.
 
     ``failures`` limits failed logins per address and user; pass the token endpoint's limiter
-    so that guesses count the same wherever they are made.
+    so that guesses count the same wherever they are made. ``auth_nonblocking``: the provider
+    declared the ``nonblocking`` capability (see :mod:`.gatekeeper`).
     """
     if failures is None:
         failures = RateLimiter.minutely(RegistryConfig().auth_failures_per_minute)
-    handlers = Handlers(RegistryApp(store, Gatekeeper(auth, failures)))
+    handlers = Handlers(RegistryApp(store, Gatekeeper(auth, failures, auth_nonblocking)))
 
     async def endpoint(request: Request) -> Response:
         try:

@@ -9,7 +9,8 @@ The provider says who the caller is and what its rules grant; a bearer token may
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +22,8 @@ from dockyard.registry.errors import RegistryError
 from dockyard.registry.ratelimit import RateLimiter, limit_keys
 
 _log = structlog.get_logger("dockyard.registry.auth")
+
+T = TypeVar("T")
 
 
 def auth_request(request: Request) -> AuthRequest:
@@ -71,12 +74,30 @@ def _covered(
     return True
 
 
-class Gatekeeper:
-    """Checks one request's needs against the provider; ``None`` provider: everyone may."""
+#: The capability an auth provider's ``DriverInfo`` declares when its methods never block (no
+#: password hashing, no I/O): the registry then calls them on its event loop. A hop to a worker
+#: thread and back costs more than verifying a cached token.
+NONBLOCKING = "nonblocking"
 
-    def __init__(self, provider: AuthProvider | None, failures: RateLimiter) -> None:
+
+class Gatekeeper:
+    """Checks one request's needs against the provider; ``None`` provider: everyone may.
+
+    ``nonblocking`` says the provider declared :data:`NONBLOCKING`; otherwise each of its calls
+    runs in a worker thread, since checking a password hash takes tens of milliseconds.
+    """
+
+    def __init__(
+        self, provider: AuthProvider | None, failures: RateLimiter, nonblocking: bool = False
+    ) -> None:
         self.provider = provider
         self.failures = failures
+        self.nonblocking = nonblocking
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        if self.nonblocking:
+            return function(*args)
+        return await run_in_threadpool(function, *args)
 
     async def check(
         self,
@@ -97,7 +118,7 @@ class Gatekeeper:
             raise too_many_requests(self.failures)
         scope = [*wanted, *also_challenge]
         try:
-            identity = await run_in_threadpool(provider.authenticate, asked)
+            identity = await self._call(provider.authenticate, asked)
         except InvalidCredentials as exc:
             raise self._failed(provider, asked, scope, exc) from None
         if identity is not None and self.failures.exhausted(limit_keys(subject=identity.subject)):
@@ -107,7 +128,7 @@ class Gatekeeper:
             if identity is None:
                 raise self._challenge(provider, asked, scope)
             return identity
-        by_rules = await run_in_threadpool(_by_rules, provider, identity, wanted)
+        by_rules = await self._call(_by_rules, provider, identity, wanted)
         if _covered(identity, wanted, by_rules):
             return identity
         if identity is None or not identity.subject:
@@ -129,7 +150,7 @@ class Gatekeeper:
         nothing is answered for it."""
         if self.provider is None:
             return True
-        by_rules = await run_in_threadpool(_by_rules, self.provider, identity, wanted)
+        by_rules = await self._call(_by_rules, self.provider, identity, wanted)
         return _covered(identity, wanted, by_rules)
 
     def _failed(

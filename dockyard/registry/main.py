@@ -75,6 +75,7 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     """Serve the registry in the foreground until SIGTERM/SIGINT."""
     from dockyard.core.server import Listener, RequestLogMiddleware, bind, serve, tls_context
     from dockyard.registry.app import create_registry_app
+    from dockyard.registry.gatekeeper import NONBLOCKING
     from dockyard.registry.ratelimit import RateLimiter
 
     config = apply_overrides(load_config(config_path), listen, root)
@@ -100,6 +101,7 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
         service.drivers.get(DriverKind.AUTH),
         extra_routes=extra_routes,
         failures=failures,
+        auth_nonblocking=NONBLOCKING in plugins.selected_capabilities(DriverKind.AUTH),
     )
     logged_app = RequestLogMiddleware(app)
     sock = bind(host)

@@ -46,5 +46,7 @@ def dockyard_auth_providers() -> DriverInfo:
         name="none",
         kind=DriverKind.AUTH,
         factory=build,
+        # Nothing here blocks: the registry may call it on its event loop.
+        capabilities={"nonblocking"},
         description="no credentials checked: anyone may pull, push and delete (the default)",
     )
