@@ -144,10 +144,16 @@ def _parser(only: str | None) -> tuple[argparse.ArgumentParser, Collection[str]]
     parser.add_argument(
         "-H", "--host", help=f"daemon socket to connect to (env {HOST_ENV}; default {DEFAULT_HOST})"
     )
-    parser.add_argument("--tls", action="store_true", help="use TLS for tcp:// hosts")
-    parser.add_argument("--tlscacert", help="trust certificates signed by this CA (implies --tls)")
-    parser.add_argument("--tlscert", help="client certificate (implies --tls)")
-    parser.add_argument("--tlskey", help="client certificate's key")
+    parser.add_argument("--tls", action="store_true", help="use TLS; implied by --tlsverify")
+    parser.add_argument(
+        "--tlsverify",
+        action=argparse.BooleanOptionalAction,
+        help="use TLS and verify the daemon (env DOCKYARD_TLS_VERIFY)",
+    )
+    where = "$DOCKYARD_CERT_PATH or the config directory"
+    parser.add_argument("--tlscacert", help=f"trust only this CA (default: ca.pem in {where})")
+    parser.add_argument("--tlscert", help=f"client certificate (default: cert.pem in {where})")
+    parser.add_argument("--tlskey", help=f"its private key (default: key.pem in {where})")
     parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # system: version, info, plugins; images: image …, images, tag, rmi, import, save, load,

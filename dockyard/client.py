@@ -36,6 +36,14 @@ class ConnectionLost(DaemonUnreachable):
         Exception.__init__(self, f"lost the connection to the dockyard daemon at {host}: {detail}")
 
 
+class TLSFailure(DaemonUnreachable):
+    """TLS with the daemon could not be set up: a file we could not use, a certificate one
+    side refused, or no TLS at the other end. ``str()`` is one line for the user."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+
+
 class APIError(Exception):
     """The daemon answered with an error status; ``str()`` is its message."""
 
@@ -49,9 +57,67 @@ class StreamError(APIError):
 
 
 class TLSOptions(NamedTuple):
+    """TLS to a tcp:// daemon.
+
+    With ``verify``, the daemon's certificate and name are checked against ``ca`` alone (the
+    system's CAs when it is empty); without, the connection is encrypted only, as docker's
+    ``--tls``. ``cert`` and ``key`` are the client certificate, for a daemon that asks.
+    """
+
     ca: str = ""
     cert: str = ""
     key: str = ""
+    verify: bool = True
+
+
+def _client_context(tls: TLSOptions) -> Any:
+    import ssl
+
+    from dockyard.core.pemfiles import load_ca, load_cert_chain
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif tls.ca:
+            load_ca(context, tls.ca, f"CA file {tls.ca}")
+        else:
+            context.load_default_certs()
+        if tls.cert:
+            cert_what, key_what = f"client certificate {tls.cert}", f"client key {tls.key}"
+            load_cert_chain(context, tls.cert, tls.key, cert_what, key_what)
+    except ValueError as exc:
+        raise TLSFailure(str(exc)) from None
+    return context
+
+
+def _tls_failure(host: Host, tls: TLSOptions, exc: BaseException) -> TLSFailure:
+    """What a failed TLS exchange means, in one line."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        against = f"CA file {tls.ca}" if tls.ca else "the system's CAs"
+        return TLSFailure(
+            f"the daemon at {host} failed TLS verification against {against}: {exc.verify_message}"
+        )
+    reason = getattr(exc, "reason", None) or ""
+    # The alert a server sends when it refuses the client's certificate, or the lack of one:
+    # OpenSSL's "certificate required" (TLS 1.3), Go's "bad certificate", "unknown ca", ...
+    if "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        if not tls.cert:
+            return TLSFailure(
+                f"the daemon at {host} requires a client certificate: give --tlscert and --tlskey"
+            )
+        alert = reason.split("ALERT_", 1)[1].replace("_", " ").lower()
+        return TLSFailure(
+            f"the daemon at {host} refused the client certificate {tls.cert}: {alert}"
+        )
+    if reason == "WRONG_VERSION_NUMBER":
+        return TLSFailure(f"the daemon at {host} does not speak TLS on that port")
+    detail = reason.replace("_", " ").lower() or str(exc)
+    return TLSFailure(f"TLS with the daemon at {host} failed: {detail}")
 
 
 def _error_message(body: bytes, reason: str) -> str:
@@ -97,6 +163,7 @@ class EngineClient:
         self.tls = tls
         self.token = token
         self.timeout = timeout
+        self._tls_context: Any = None  # made on the first TLS connection, then reused
 
     def _connection(self, timeout: float | None) -> Any:
         """A connection with ``http.client``'s interface: ours for plain HTTP (cheap to
@@ -110,14 +177,20 @@ class EngineClient:
                 family, (self.host.address, self.host.port), host_header, timeout
             )
         import http.client
-        import ssl
 
-        context = ssl.create_default_context(cafile=self.tls.ca or None)
-        if self.tls.cert:
-            context.load_cert_chain(self.tls.cert, self.tls.key or None)
+        if self._tls_context is None:
+            self._tls_context = _client_context(self.tls)
         return http.client.HTTPSConnection(
-            self.host.address, self.host.port, timeout=timeout, context=context, blocksize=CHUNK
+            self.host.address,
+            self.host.port,
+            timeout=timeout,
+            context=self._tls_context,
+            blocksize=CHUNK,
         )
+
+    def _tls_failure(self, exc: BaseException) -> TLSFailure:
+        assert self.tls is not None
+        return _tls_failure(self.host, self.tls, exc)
 
     def _connected(self, timeout: float | None) -> Any:
         """A connected connection; an unreachable daemon is :class:`DaemonUnreachable`."""
@@ -126,7 +199,7 @@ class EngineClient:
             connection.connect()
         except OSError as exc:
             if _is_tls_error(exc):
-                raise
+                raise self._tls_failure(exc) from None
             raise DaemonUnreachable(self.host) from None
         return connection
 
@@ -173,16 +246,22 @@ class EngineClient:
             if data is None:
                 raise ConnectionLost(self.host, "the request was cut off") from None
         except OSError as exc:
+            if _is_tls_error(exc):
+                raise self._tls_failure(exc) from None
             # With a body to stream, the error may be the source's own (reading stdin): keep it.
-            if data is not None or _is_tls_error(exc):
+            if data is not None:
                 raise
             raise ConnectionLost(self.host, f"sending the request failed ({exc})") from None
         try:
             response = connection.getresponse()
         except transport_errors() as exc:
             if _is_tls_error(exc):
-                raise
-            raise ConnectionLost(self.host, f"no response ({exc or type(exc).__name__})") from None
+                # TLS 1.3: a daemon refuses our certificate after our side of the handshake.
+                raise self._tls_failure(exc) from None
+            detail = f"no response ({exc or type(exc).__name__})"
+            if self.host.scheme == "tcp" and self.tls is None:
+                detail += "; if it serves TLS, add --tlsverify"
+            raise ConnectionLost(self.host, detail) from None
         if response.status >= 400:
             raise APIError(response.status, _error_message(response.read(), response.reason))
         return response
@@ -231,7 +310,7 @@ class EngineClient:
         except OSError as exc:
             sock.close()
             if _is_tls_error(exc):
-                raise
+                raise self._tls_failure(exc) from None
             raise ConnectionLost(self.host, f"no answer to the upgrade ({exc})") from None
         if response.status != 101:
             message = _error_message(response.read(), response.reason)

@@ -13,9 +13,14 @@ from urllib.parse import quote
 from dockyard.core.hosts import parse_host
 
 DEFAULT_HOST = "unix:///run/dockyard.sock"
+#: With TLS and no host given, as docker's CLI (2376 is the TLS port by convention).
+DEFAULT_TLS_HOST = "tcp://localhost:2376"
 HOST_ENV = "DOCKYARD_HOST"
 TOKEN_ENV = "DOCKYARD_TOKEN"
 CONFIG_ENV = "DOCKYARD_CONFIG"
+#: docker's DOCKER_TLS_VERIFY (any non-empty value turns it on) and DOCKER_CERT_PATH.
+TLS_VERIFY_ENV = "DOCKYARD_TLS_VERIFY"
+CERT_PATH_ENV = "DOCKYARD_CERT_PATH"
 
 
 class UsageError(Exception):
@@ -29,16 +34,53 @@ def client_config_dir() -> str:
 
 
 def make_client(args: argparse.Namespace) -> Any:
-    from dockyard.client import EngineClient, TLSOptions
+    from dockyard.client import EngineClient
 
+    tls = tls_options(args)
+    default = DEFAULT_HOST if tls is None else DEFAULT_TLS_HOST
     try:
-        host = parse_host(args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
+        host = parse_host(args.host or os.environ.get(HOST_ENV) or default)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    tls = None
-    if args.tls or args.tlscacert or args.tlscert:
-        tls = TLSOptions(args.tlscacert or "", args.tlscert or "", args.tlskey or "")
     return EngineClient(host, tls=tls, token=os.environ.get(TOKEN_ENV, ""))
+
+
+def tls_options(args: argparse.Namespace) -> Any:
+    """TLS for a tcp:// daemon from the global flags, as docker's CLI sets it up (None: off).
+
+    ``--tlsverify`` (or DOCKYARD_TLS_VERIFY) verifies the daemon against ``--tlscacert``;
+    ``--tls`` encrypts without verifying; ``--tlsverify=false`` is ``--tls``. Unset files are
+    ``ca.pem``, ``cert.pem`` and ``key.pem`` in DOCKYARD_CERT_PATH or the config directory: the
+    CA must be there to verify, the client certificate is sent where both of its files are.
+    """
+    from_env = bool(os.environ.get(TLS_VERIFY_ENV))
+    verify = from_env if args.tlsverify is None else args.tlsverify
+    given = [flag for flag in ("tlscacert", "tlscert", "tlskey") if getattr(args, flag)]
+    if not (args.tls or args.tlsverify is not None or from_env):
+        if given:
+            raise UsageError(f"--{given[0]} needs TLS: add --tlsverify (or --tls)")
+        return None
+    if args.tlscacert and not verify:
+        raise UsageError("--tlscacert verifies the daemon, which --tls does not: use --tlsverify")
+    if bool(args.tlscert) != bool(args.tlskey):
+        raise UsageError("--tlscert and --tlskey go together: give both or neither")
+    from dockyard.client import TLSOptions
+    from dockyard.core.pemfiles import read_pem
+
+    cert_dir = os.environ.get(CERT_PATH_ENV) or client_config_dir()
+    ca = (args.tlscacert or os.path.join(cert_dir, "ca.pem")) if verify else ""
+    cert = args.tlscert or os.path.join(cert_dir, "cert.pem")
+    key = args.tlskey or os.path.join(cert_dir, "key.pem")
+    if not args.tlscert and not (os.path.exists(cert) or os.path.exists(key)):
+        cert = key = ""  # no client certificate: fine unless the daemon asks for one
+    try:
+        for flag, path in (("tlscacert", ca), ("tlscert", cert), ("tlskey", key)):
+            if path:
+                named = f"--{flag} {path}" if getattr(args, flag) else f"{path} (default --{flag})"
+                read_pem(path, named)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return TLSOptions(ca, cert, key, verify=verify)
 
 
 def image_path(name: str, suffix: str = "") -> str:

@@ -32,16 +32,18 @@ def cmd_config_default(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each DaemonConfig key has a flag of the same name (a test checks that none is missing).
+# Each DaemonConfig key has a flag of the same name (a test checks that none is missing):
+# these take a value, the switches below (dockerd's) none; ``--tlsverify=false`` works too.
+DAEMON_SWITCHES = ("tls", "tlsverify")
 DAEMON_FLAGS = (
     "data-root",
     "storage-driver",
     "runtime",
     "log-level",
     "log-format",
-    "tls-cert",
-    "tls-key",
-    "tls-ca",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
     "token-file",
     "userns-remap",
     "subuid-file",
@@ -61,7 +63,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         field.name.replace("_", "-"): getattr(config.daemon, field.name)
         for field in attrs.fields(DaemonConfig)
     }
-    overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in DAEMON_FLAGS}
+    flags = DAEMON_FLAGS + DAEMON_SWITCHES
+    overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in flags}
     table.update({key: value for key, value in overrides.items() if value is not None})
     if args.hosts:
         table["hosts"] = args.hosts
@@ -98,6 +101,10 @@ def add_parsers(commands: Any, only: str | None = None) -> None:
     )
     for flag in DAEMON_FLAGS:
         daemon.add_argument(f"--{flag}", help=f"overrides [daemon] {flag}")
+    for flag in DAEMON_SWITCHES:
+        daemon.add_argument(
+            f"--{flag}", action=argparse.BooleanOptionalAction, help=f"overrides [daemon] {flag}"
+        )
     daemon.set_defaults(func=cmd_daemon)
 
     registry = commands.add_parser("registry", help="run the OCI registry in the foreground")

@@ -61,9 +61,16 @@ class DaemonConfig:
     runtime: str = option("", "container runtime by name; empty picks the best usable one")
     log_level: str = option("info", "least severe log level written", LOG_LEVELS)
     log_format: str = option("json", "log line format", ("json", "console"))
-    tls_cert: str = option("", "PEM certificate for tcp:// hosts; with tls-key, TCP speaks TLS")
-    tls_key: str = option("", "PEM private key for tls-cert")
-    tls_ca: str = option("", "PEM CA bundle; when set, TCP clients must present a certificate")
+    # dockerd's TLS flags and daemon.json keys, with dockerd 20.10's meaning (see daemon/tls.py).
+    tls: bool = option(
+        False, "tcp:// hosts speak TLS; clients must present a certificate unless tlsverify = false"
+    )
+    tlsverify: bool | None = option(
+        None, "TLS, and tcp:// clients must present a certificate tlscacert signed; false: TLS only"
+    )
+    tlscacert: str = option("", "CA of client certificates; empty: ca.pem beside the config file")
+    tlscert: str = option("", "server certificate (PEM); empty: cert.pem beside the config file")
+    tlskey: str = option("", "its private key (PEM); empty: key.pem beside the config file")
     token_file: str = option("", "file holding a bearer token that tcp:// clients must send")
     userns_remap: str = option(
         "", "containers' root is an unprivileged host id: 'default' or USER[:GROUP]; empty: off"
@@ -233,7 +240,9 @@ def _matches(value: Any, hint: Any) -> bool:
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
-        return " or ".join(_describe(arm) for arm in typing.get_args(hint))
+        # None stands for a key left out (TOML has no null), never for a value to write.
+        arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+        return " or ".join(_describe(arm) for arm in arms)
     if origin is list:
         item = typing.get_args(hint)[0]
         plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
@@ -267,7 +276,9 @@ def render_table(instance: Any, header: str | None) -> str:
         if help_text:
             suffix = f" ({' | '.join(choices)})" if choices else ""
             lines.append(f"# {help_text}{suffix}")
-        lines.append(f"{field.name.replace('_', '-')} = {toml_value(value)}")
+        key = field.name.replace("_", "-")
+        # TOML has no null: a key whose default is "unset" is shown commented out.
+        lines.append(f"# {key} =" if value is None else f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ import socket
 import ssl
 import time
 import uuid
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import uvicorn
 
 from dockyard.core.errors import ConfigError
 from dockyard.core.hosts import Host, parse_host
+from dockyard.core.pemfiles import load_ca, load_cert_chain
 
 _log = structlog.get_logger("dockyard.server")
 _request_log = structlog.get_logger("dockyard.api")
@@ -142,17 +144,83 @@ def close_listeners(listeners: list[Listener]) -> None:
                 os.unlink(listener.host.path)
 
 
-def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+def tls_context(
+    cert: str, key: str, ca: str, names: tuple[str, str, str] = ("tls-cert", "tls-key", "tls-ca")
+) -> ssl.SSLContext:
+    """A server context for ``cert`` and its ``key``; with ``ca``, clients must present a
+    certificate ``ca`` signed (and only ``ca``: the system's CAs vouch for no client).
+
+    ``names`` are the config keys (and flags) that gave the three files: a bad file is a
+    :class:`ConfigError` naming its key and path.
+    """
+    cert_key, key_key, ca_key = names
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert, key)
+        load_cert_chain(context, cert, key, f"{cert_key} {cert}", f"{key_key} {key}")
         if ca:
-            context.load_verify_locations(ca)
+            load_ca(context, ca, f"{ca_key} {ca}")
             context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    _mend_tls_transports()
     return context
+
+
+class _DockerTLSProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, mended in two ways docker's clients depend on.
+
+    - **Handshake alerts.** asyncio closes a connection whose handshake failed without sending
+      the alert OpenSSL wrote (CPython gh-98078), so a client refused for its certificate
+      learns nothing of why: the docker CLI said "connection reset by peer" where, against
+      dockerd, it names the alert. The alert is sent first.
+    - **Half-close.** The docker CLI ends a hijacked stream's stdin (``docker run`` without
+      ``-i``: at once) with ``close_notify``, Go's half-close for TLS, and reads the output
+      after it. asyncio takes ``close_notify`` for the end of the connection, so the output
+      was lost. When the protocol above keeps a half-closed connection open (``eof_received``
+      returns true, as the daemon's attach and exec streams do), this one keeps writing until
+      our side closes.
+    """
+
+    _peer_done_writing = False
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()  # type: ignore[attr-defined]
+        super()._on_handshake_complete(handshake_exc)
+
+    def _call_eof_received(self) -> None:
+        # asyncio's, except that it remembers whether the protocol above keeps the connection.
+        state = sslproto.AppProtocolState
+        app: Any = self._app_protocol
+        try:
+            if self._app_state == state.STATE_CON_MADE:  # type: ignore[has-type]
+                self._app_state = state.STATE_EOF
+                self._peer_done_writing = bool(app.eof_received())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Error calling eof_received()")
+
+    def _start_shutdown(self) -> None:
+        # Called on the peer's close_notify, and when our side closes (which marks the
+        # transport closed first): only the latter ends a connection the peer half-closed.
+        transport = self._app_transport
+        if self._peer_done_writing and transport is not None and not transport._closed:
+            return
+        super()._start_shutdown()
+
+
+def _mend_tls_transports() -> None:
+    """Make the event loop's TLS transports :class:`_DockerTLSProtocol` (asyncio reads
+    ``sslproto.SSLProtocol`` each time it wraps an accepted socket), where asyncio's TLS is
+    the one this was written against (3.11's rewrite); elsewhere nothing changes."""
+    relied_on = ("_on_handshake_complete", "_process_outgoing", "_call_eof_received")
+    if hasattr(sslproto, "AppProtocolState") and all(
+        hasattr(sslproto.SSLProtocol, name) for name in (*relied_on, "_start_shutdown")
+    ):
+        sslproto.SSLProtocol = _DockerTLSProtocol  # type: ignore[misc]
 
 
 def check_tcp_exposure(host: Host, client_certificates: bool, token: bool) -> None:
@@ -169,8 +237,8 @@ def check_tcp_exposure(host: Host, client_certificates: bool, token: bool) -> No
     ):
         raise ConfigError(
             f"refusing to serve {host} without client authentication: anyone who can reach it "
-            "could run containers as root (tls-cert/tls-key encrypt but do not authenticate "
-            "clients); add tls-ca so that clients must present a certificate it signed, or "
+            "could run containers as root; turn on tlsverify so that clients must present a "
+            "certificate tlscacert signed (TLS with tlsverify = false only encrypts), or set "
             "token-file, or serve on a loopback address"
         )
 

@@ -22,7 +22,6 @@ from dockyard.core.server import (
     data_root_lock,
     parse_hosts,
     serve,
-    tls_context,
 )
 from dockyard.daemon import modes, userns
 from dockyard.daemon.api import create_app
@@ -35,6 +34,7 @@ from dockyard.daemon.containers.spec import UserNamespace
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.tls import default_cert_dir, resolve_tls
 from dockyard.daemon.volumes import VolumeStore
 
 _log = structlog.get_logger("dockyard.daemon")
@@ -61,14 +61,11 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     os.umask(0o022)
     hosts = parse_hosts(settings.hosts)
     token = _read_token(settings.token_file)
-    has_tls = bool(settings.tls_cert and settings.tls_key)
-    if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise ConfigError("tls-cert and tls-key go together: give both or neither")
-    if settings.tls_ca and not has_tls:
-        raise ConfigError("tls-ca verifies clients of a TLS server: give tls-cert and tls-key too")
+    served_tls = resolve_tls(settings, default_cert_dir(config))
+    verifies_clients = served_tls is not None and served_tls.verifies_clients
     for host in hosts:
-        check_tcp_exposure(host, client_certificates=bool(settings.tls_ca), token=bool(token))
-    tls = tls_context(settings.tls_cert, settings.tls_key, settings.tls_ca) if has_tls else None
+        check_tcp_exposure(host, client_certificates=verifies_clients, token=bool(token))
+    tls = served_tls.context() if served_tls else None
     remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
 
     data_root = Path(settings.data_root).absolute()
@@ -135,6 +132,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             _log.info(
                 "daemon ready",
                 hosts=[str(h) for h in hosts],
+                tls=served_tls.summary if served_tls else "off",
                 data_root=str(data_root),
                 storage_driver=plugins.selected(PROGRAM_KINDS["daemon"][0]),
                 runtime=plugins.selected(PROGRAM_KINDS["daemon"][1]),

@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
+
+from dockyard.linux.mounts import unmount_all
 
 
 def docker_cli() -> str:
@@ -50,8 +52,16 @@ class RealDockerd:
 
 
 @contextlib.contextmanager
-def real_dockerd(root: Path, timeout: float = 30) -> Iterator[RealDockerd]:
-    """dockerd on its own data root, exec root and socket; loopback registries are insecure."""
+def real_dockerd(
+    root: Path,
+    timeout: float = 30,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[RealDockerd]:
+    """dockerd on its own data root, exec root and socket; loopback registries are insecure.
+
+    ``extra_args`` are more flags (``-H tcp://...``, TLS); ``env`` its environment, if not ours.
+    """
     binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.path.exists(binary):
         raise RuntimeError("dockerd is not installed (apt-get install docker.io)")
@@ -70,9 +80,11 @@ def real_dockerd(root: Path, timeout: float = 30) -> Iterator[RealDockerd]:
                 "--ip6tables=false",
                 "--bridge=none",
                 "--insecure-registry", "127.0.0.0/8",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )  # fmt: skip
     try:
         peer = RealDockerd(f"unix://{socket_path}", root)
@@ -93,3 +105,6 @@ def real_dockerd(root: Path, timeout: float = 30) -> Iterator[RealDockerd]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # dockerd makes its data root a mount point first thing, and one that fails to start
+        # (a TLS file missing, say) leaves it mounted.
+        unmount_all(str(root / "data"))

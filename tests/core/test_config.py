@@ -128,10 +128,11 @@ def test_bad_flag_value_names_the_flag_source(tmp_path):
 
 
 def test_every_daemon_option_has_a_flag():
-    from dockyard.cli import DAEMON_FLAGS, build_parser
+    from dockyard.cli import build_parser
+    from dockyard.commands.servers import DAEMON_FLAGS, DAEMON_SWITCHES
 
     flags = {f.name.replace("_", "-") for f in attrs.fields(DaemonConfig)} - {"hosts"}
-    assert flags == set(DAEMON_FLAGS)
+    assert flags == set(DAEMON_FLAGS + DAEMON_SWITCHES)
     parsed = build_parser().parse_args(["daemon", "-H", "unix:///a", "-H", "tcp://1.2.3.4:5"])
     assert parsed.hosts == ["unix:///a", "tcp://1.2.3.4:5"]
 
