@@ -7,18 +7,12 @@ import re
 
 import attrs
 
+from dockyard.core.repository_names import MAX_NAME_LENGTH, is_repository_name
 from dockyard.registry.errors import RegistryError
 
-_NAME = re.compile(
-    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
-)
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 # The image spec's grammar: algorithm components joined by separators, then an encoded part.
 _DIGEST = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
-
-#: Longest repository name accepted. Clients limit "host/name" to 255 characters; this leaves
-#: room for a host and port.
-MAX_NAME_LENGTH = 200
 
 #: Digest algorithms the registry verifies, with the length of their hex encoding.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -26,7 +20,7 @@ ALGORITHMS = {"sha256": 64, "sha512": 128}
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise ``NAME_INVALID``."""
-    if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
+    if not is_repository_name(name):
         raise RegistryError(
             "NAME_INVALID",
             detail={
