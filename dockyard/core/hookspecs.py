@@ -76,10 +76,12 @@ def dockyard_auth_providers() -> DriverInfo | Sequence[DriverInfo] | None:
     Called by the core once per process, right after all plugins are registered. Each record's
     ``factory`` must build an :class:`~dockyard.core.interfaces.AuthProvider`; the registry
     builds the one ``[registry] auth`` names, with its options from ``[auth.<name>]``. A factory
-    that cannot serve as configured (token mode with no users, an unreadable key) raises
+    that cannot serve as configured (an unreadable key, a malformed users file) raises
     :class:`~dockyard.core.errors.ConfigError` saying how to fix it, and the registry does not
     start. A provider that is also a :class:`~dockyard.core.interfaces.TokenIssuer` gets the
-    registry's token endpoint (``/token``).
+    registry's token endpoint (``/token``); one that is a
+    :class:`~dockyard.core.interfaces.UserManager` with no users is refused when the registry
+    starts serving (not by the factory: ``dockyard registry user add`` builds it too).
     """
 
 

@@ -688,3 +688,40 @@ class TokenIssuer(Protocol):
         """Mint a signed bearer token for ``granted`` and audience ``service`` (``identity``
         ``None``: anonymous); with ``offline`` a refresh token for ``identity`` as well."""
         ...
+
+    def signing_certificates(self) -> str:
+        """PEM certificates for the keys that sign the tokens: what a registry that verifies
+        them (the CNCF registry's ``rootcertbundle``) must trust. ``dockyard registry
+        token-cert`` prints them."""
+        ...
+
+
+@runtime_checkable
+class UserManager(Protocol):
+    """An auth provider that keeps its own users: names and password hashes.
+
+    ``dockyard registry user add/rm/ls`` calls these on the configured provider, in a process
+    of its own while the registry may be serving: a change is written atomically (readers see
+    the old or the new list, never a part) and a serving registry takes it up without a
+    restart. A registry whose provider manages users refuses to start while it has none, and
+    says how to add one. Passwords are stored as slow salted hashes only, never in the clear.
+    """
+
+    def add_user(self, name: str, password: str) -> bool:
+        """Create user ``name``, or set a new password for it; ``True`` if it is new.
+
+        Changing a password invalidates what the old one was used to obtain beyond a
+        short-lived token (refresh tokens). Raises
+        :class:`~dockyard.core.errors.InvalidParameter` for a name or password the provider
+        cannot hold (empty, too long, a reserved name), saying which and why.
+        """
+        ...
+
+    def remove_user(self, name: str) -> None:
+        """Delete user ``name`` and, with it, every refresh token it holds; raises
+        :class:`~dockyard.core.errors.NotFound` when there is no such user."""
+        ...
+
+    def users(self) -> list[str]:
+        """The user names, sorted."""
+        ...
