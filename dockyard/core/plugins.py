@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "runc": "dockyard.plugins.runtimes.runc.plugin",
     "none": "dockyard.plugins.auth.none",
     "htpasswd": "dockyard.plugins.auth.htpasswd",
+    "token": "dockyard.plugins.auth.token.plugin",
 }
 
 REGISTER_HOOKS = {

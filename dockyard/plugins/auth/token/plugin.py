@@ -1,0 +1,24 @@
+"""Registers the ``token`` auth provider with the core."""
+
+from __future__ import annotations
+
+from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
+from dockyard.core.hookspecs import hookimpl
+from dockyard.plugins.auth.token.config import TokenConfig
+from dockyard.plugins.auth.token.provider import TokenProvider
+
+
+def build(config: TokenConfig, context: DriverContext) -> TokenProvider:
+    return TokenProvider(config, context.state_dir)
+
+
+@hookimpl
+def dockyard_auth_providers() -> DriverInfo:
+    return DriverInfo(
+        name="token",
+        kind=DriverKind.AUTH,
+        factory=build,
+        config_class=TokenConfig,
+        description="bearer tokens (Docker's registry token auth): users, rules, /token service",
+        capabilities=frozenset({"token-service", "users"}),
+    )
