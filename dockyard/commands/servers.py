@@ -5,9 +5,10 @@ imports the core inside its function, so the client commands never load it."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from dockyard.commands.common import print_usage
+from dockyard.commands.common import UsageError, print_usage
 
 
 def cmd_config_default(args: argparse.Namespace) -> int:
@@ -87,6 +88,95 @@ def cmd_registry_gc(args: argparse.Namespace) -> int:
     return run_gc_command(args.config, root=args.root, dry_run=args.dry_run)
 
 
+def cmd_registry_token_server(args: argparse.Namespace) -> int:
+    from dockyard.registry.main import run_token_server_command
+
+    run_token_server_command(args.config, listen=args.listen, root=args.root)
+    return 0
+
+
+def cmd_registry_token_cert(args: argparse.Namespace) -> int:
+    from dockyard.registry.main import token_certificates
+
+    print(token_certificates(args.config, args.root), end="")
+    return 0
+
+
+def read_new_password(from_stdin: bool) -> str:
+    """The password for ``user add``: the first line of stdin, or typed twice at a prompt."""
+    import getpass
+
+    if from_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        password = getpass.getpass("Password: ")
+        if password and getpass.getpass("Password again: ") != password:
+            raise UsageError("the passwords do not match")
+    if not password:
+        raise UsageError("the password must not be empty")
+    return password
+
+
+def cmd_registry_user_add(args: argparse.Namespace) -> int:
+    from dockyard.registry.main import add_user
+
+    password = read_new_password(args.password_stdin)
+    print(add_user(args.config, args.root, args.name, password))
+    return 0
+
+
+def cmd_registry_user_rm(args: argparse.Namespace) -> int:
+    from dockyard.registry.main import remove_user
+
+    print(remove_user(args.config, args.root, args.name))
+    return 0
+
+
+def cmd_registry_user_ls(args: argparse.Namespace) -> int:
+    from dockyard.registry.main import list_users
+
+    for name in list_users(args.config, args.root):
+        print(name)
+    return 0
+
+
+def _add_registry_auth_parsers(registry_commands: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        # SUPPRESS: unset here, a value given before the subcommand stays.
+        parser.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+        parser.add_argument(
+            "--root", default=argparse.SUPPRESS, help="filesystem backend directory"
+        )
+
+    token_server = registry_commands.add_parser(
+        "token-server", help="serve only the token endpoint (/token) of the auth provider"
+    )
+    common(token_server)
+    token_server.add_argument("--listen", default=argparse.SUPPRESS, help="HOST:PORT")
+    token_server.set_defaults(func=cmd_registry_token_server)
+    token_cert = registry_commands.add_parser(
+        "token-cert",
+        help="print the certificate of the token signing key (a rootcertbundle for registries)",
+    )
+    common(token_cert)
+    token_cert.set_defaults(func=cmd_registry_token_cert)
+    user = registry_commands.add_parser("user", help="manage the auth provider's users")
+    user_commands = user.add_subparsers(dest="user_command", metavar="COMMAND")
+    user.set_defaults(func=lambda args: print_usage(user))
+    add = user_commands.add_parser("add", help="add a user, or set a new password")
+    common(add)
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--password-stdin", action="store_true", help="read the password on stdin")
+    add.set_defaults(func=cmd_registry_user_add)
+    remove = user_commands.add_parser("rm", help="remove a user (and its refresh tokens)")
+    common(remove)
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(func=cmd_registry_user_rm)
+    listing = user_commands.add_parser("ls", help="list the users")
+    common(listing)
+    listing.set_defaults(func=cmd_registry_user_ls)
+
+
 def add_parsers(commands: Any, only: str | None = None) -> None:
     config = commands.add_parser("config", help="configuration helpers")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
@@ -119,3 +209,4 @@ def add_parsers(commands: Any, only: str | None = None) -> None:
     gc.add_argument("--root", default=argparse.SUPPRESS, help="filesystem backend directory")
     gc.add_argument("--dry-run", action="store_true", help="report what would go; delete nothing")
     gc.set_defaults(func=cmd_registry_gc)
+    _add_registry_auth_parsers(registry_commands)

@@ -19,6 +19,7 @@ from dockyard.core.config import Config, RegistryConfig, load_config
 from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import ConfigError
 from dockyard.core.hosts import parse_host
+from dockyard.core.interfaces import TokenIssuer, UserManager
 from dockyard.core.logging import configure_logging
 from dockyard.core.plugins import PluginHost
 from dockyard.core.service import Service
@@ -71,16 +72,10 @@ def build_runtime(config: Config) -> RegistryRuntime:
     return RegistryRuntime(config, plugins, service, RegistryStore(backend, limits))
 
 
-def run_registry_command(config_path: str | None, listen: str | None, root: str | None) -> None:
-    """Serve the registry in the foreground until SIGTERM/SIGINT."""
-    from dockyard.core.server import Listener, RequestLogMiddleware, bind, serve, tls_context
-    from dockyard.registry.app import create_registry_app
-    from dockyard.registry.gatekeeper import NONBLOCKING
-    from dockyard.registry.ratelimit import RateLimiter
+def _listener(settings: RegistryConfig) -> Any:
+    """The socket the registry (or its token service alone) serves on."""
+    from dockyard.core.server import Listener, bind, tls_context
 
-    config = apply_overrides(load_config(config_path), listen, root)
-    settings = config.registry
-    configure_logging(settings.log_level, "json", program="registry")
     try:
         host = parse_host(
             settings.listen if "://" in settings.listen else f"tcp://{settings.listen}"
@@ -90,32 +85,64 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls-cert and tls-key go together: give both or neither")
     tls = tls_context(settings.tls_cert, settings.tls_key, "") if settings.tls_cert else None
-    runtime = build_runtime(config)
-    plugins, service = runtime.plugins, runtime.service
-    extra_routes = [
-        r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()
-    ]
-    failures = RateLimiter.minutely(settings.auth_failures_per_minute)
-    app = create_registry_app(
-        runtime.store,
-        service.drivers.get(DriverKind.AUTH),
-        extra_routes=extra_routes,
-        failures=failures,
-        auth_nonblocking=NONBLOCKING in plugins.selected_capabilities(DriverKind.AUTH),
-    )
-    logged_app = RequestLogMiddleware(app)
     sock = bind(host)
     # Accepted sockets inherit this on Linux. asyncio sets it only on sockets created with
     # proto=IPPROTO_TCP, which bind() does not use; without it every keep-alive response
     # waits ~40 ms for a delayed ACK (headers and body leave in two segments).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    listener = Listener(host, sock, tls)
+    return Listener(host, sock, tls)
+
+
+def check_ready_to_serve(provider: object) -> None:
+    """Refuse to serve with a provider that keeps users and has none: nobody could log in."""
+    if isinstance(provider, UserManager) and not provider.users():
+        raise ConfigError(
+            "the auth provider has no users, so nobody could log in: add one with "
+            "`dockyard registry user add NAME` (with the same --config), then start again"
+        )
+
+
+def run_registry_command(config_path: str | None, listen: str | None, root: str | None) -> None:
+    """Serve the registry in the foreground until SIGTERM/SIGINT."""
+    from dockyard.registry.app import create_registry_app
+    from dockyard.registry.gatekeeper import NONBLOCKING
+    from dockyard.registry.ratelimit import RateLimiter
+    from dockyard.registry.tokens import token_routes
+
+    config = apply_overrides(load_config(config_path), listen, root)
+    configure_logging(config.registry.log_level, "json", program="registry")
+    runtime = build_runtime(config)
+    plugins, service = runtime.plugins, runtime.service
+    auth = service.drivers.get(DriverKind.AUTH)
+    check_ready_to_serve(auth)
+    extra_routes = [
+        r for routes in plugins.hook.dockyard_routes(program="registry") for r in routes or ()
+    ]
+    # One budget of failed logins per user and address, whether at /v2 or at /token.
+    failures = RateLimiter.minutely(config.registry.auth_failures_per_minute)
+    if auth is not None:
+        extra_routes += token_routes(auth, config.registry, failures)
+    app = create_registry_app(
+        runtime.store,
+        auth,
+        extra_routes=extra_routes,
+        failures=failures,
+        auth_nonblocking=NONBLOCKING in plugins.selected_capabilities(DriverKind.AUTH),
+    )
+    _serve(config, plugins, service, app, "registry ready")
+
+
+def _serve(config: Config, plugins: PluginHost, service: Service, app: Any, ready: str) -> None:
+    from dockyard.core.server import RequestLogMiddleware, serve
+
+    logged_app = RequestLogMiddleware(app)
+    listener = _listener(config.registry)
 
     async def startup() -> None:
         plugins.hook.dockyard_startup(service=service)
         _log.info(
-            "registry ready",
-            listen=str(host),
+            ready,
+            listen=str(listener.host),
             backend=plugins.selected(DriverKind.REGISTRY_BACKEND),
             auth=plugins.selected(DriverKind.AUTH),
             config=config.source,
@@ -128,6 +155,81 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
         _log.info("registry stopped")
 
     asyncio.run(serve([listener], lambda _: logged_app, startup, shutdown, protocol=_protocol()))
+
+
+# --------------------------------------------------------------------------------------------
+# The auth provider alone: the token service on its own, users, the signing certificate
+# --------------------------------------------------------------------------------------------
+
+
+def build_auth(config: Config) -> tuple[PluginHost, Service, Any]:
+    """Build the configured auth provider only (no storage backend), with the state dir the
+    registry gives it."""
+    plugins = PluginHost(config, "registry").load()
+    if plugins.selected(DriverKind.AUTH) is None:
+        raise ConfigError(f"no auth provider is configured: set [registry] auth in {config.source}")
+    data_root = Path(config.registry.data_root).absolute()
+    service = Service("registry", config, plugins, data_root)
+    provider = plugins.build(DriverKind.AUTH, data_root / DriverKind.AUTH.value)
+    service.drivers = {DriverKind.AUTH: provider}
+    return plugins, service, provider
+
+
+def run_token_server_command(config_path: str | None, listen: str | None, root: str | None) -> None:
+    """Serve only ``/token`` (for a registry elsewhere that trusts our certificate)."""
+    from starlette.applications import Starlette
+
+    from dockyard.registry.tokens import token_routes
+
+    config = apply_overrides(load_config(config_path), listen, root)
+    configure_logging(config.registry.log_level, "json", program="token-server")
+    plugins, service, provider = build_auth(config)
+    routes = token_routes(provider, config.registry)
+    if not routes:
+        raise ConfigError(
+            f"the auth provider {plugins.selected(DriverKind.AUTH)!r} issues no tokens"
+        )
+    check_ready_to_serve(provider)
+    _serve(config, plugins, service, Starlette(routes=routes), "token server ready")
+
+
+def _user_manager(config: Config) -> UserManager:
+    # A command's own output is its answer; the provider's info lines are not wanted there.
+    configure_logging("warning", "console", program="registry-user")
+    plugins, _, provider = build_auth(config)
+    if not isinstance(provider, UserManager):
+        raise ConfigError(
+            f"the auth provider {plugins.selected(DriverKind.AUTH)!r} does not manage users"
+        )
+    return provider
+
+
+def add_user(config_path: str | None, root: str | None, name: str, password: str) -> str:
+    config = apply_overrides(load_config(config_path), None, root)
+    created = _user_manager(config).add_user(name, password)
+    return f"added user {name}" if created else f"changed the password of {name}"
+
+
+def remove_user(config_path: str | None, root: str | None, name: str) -> str:
+    config = apply_overrides(load_config(config_path), None, root)
+    _user_manager(config).remove_user(name)
+    return f"removed user {name}"
+
+
+def list_users(config_path: str | None, root: str | None) -> list[str]:
+    config = apply_overrides(load_config(config_path), None, root)
+    return _user_manager(config).users()
+
+
+def token_certificates(config_path: str | None, root: str | None) -> str:
+    """The PEM certificates a registry verifying our tokens must trust."""
+    config = apply_overrides(load_config(config_path), None, root)
+    plugins, _, provider = build_auth(config)
+    if not isinstance(provider, TokenIssuer):
+        raise ConfigError(
+            f"the auth provider {plugins.selected(DriverKind.AUTH)!r} issues no tokens"
+        )
+    return provider.signing_certificates()
 
 
 def _protocol() -> str:
