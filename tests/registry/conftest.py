@@ -71,9 +71,12 @@ class ThreadedRegistry:
 
 
 def serve_in_thread(
-    store: RegistryStore, auth: object = None, failures: RateLimiter | None = None
+    store: RegistryStore,
+    auth: object = None,
+    failures: RateLimiter | None = None,
+    extra_routes: list | None = None,
 ) -> ThreadedRegistry:
-    app = create_registry_app(store, auth, failures=failures)  # type: ignore[arg-type]
+    app = create_registry_app(store, auth, extra_routes, failures=failures)  # type: ignore[arg-type]
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls
@@ -302,8 +305,13 @@ def serve_registry() -> Iterator[object]:
     """Factory: serve a store in a thread (stopped at teardown)."""
     servers: list[ThreadedRegistry] = []
 
-    def serve(store: RegistryStore, auth: object = None) -> ThreadedRegistry:
-        server = serve_in_thread(store, auth)
+    def serve(
+        store: RegistryStore,
+        auth: object = None,
+        failures: RateLimiter | None = None,
+        extra_routes: list | None = None,
+    ) -> ThreadedRegistry:
+        server = serve_in_thread(store, auth, failures, extra_routes)
         servers.append(server)
         return server
 
@@ -336,22 +344,20 @@ def registry_process(tmp_path: Path) -> Iterator[object]:
 # ------------------------------------------------------------------------------ the CNCF registry
 
 
-@pytest.fixture
-def cncf_registry(tmp_path: Path) -> Iterator[ChildServer]:
-    """The CNCF registry (distribution 2.8, Debian's ``docker-registry``) on a free port, its
-    data under ``tmp_path``: the reference the interop tests compare against."""
+def start_cncf_registry(workdir: Path, auth: str = "") -> ChildServer:
+    """Start the CNCF registry (distribution 2.8, Debian's ``docker-registry``) on a free port
+    with its data under ``workdir``; ``auth`` is an ``auth:`` section of its YAML config."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
     port = free_port()
-    workdir = tmp_path / "cncf"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     config = workdir / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
     )
     log = workdir / "registry.log"
     with open(log, "wb") as log_file:
@@ -361,8 +367,33 @@ def cncf_registry(tmp_path: Path) -> Iterator[ChildServer]:
     registry = ChildServer(process, port, log)
     try:
         wait_for_port(port, process=process)
-        yield registry
-    finally:
+    except BaseException:
+        registry.stop()
+        raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}") from None
+    return registry
+
+
+@pytest.fixture
+def cncf_registry(tmp_path: Path) -> Iterator[ChildServer]:
+    """The CNCF registry on a free port, its data under ``tmp_path``: the reference the
+    interop tests compare against."""
+    registry = start_cncf_registry(tmp_path / "cncf")
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def cncf_registry_with_auth(tmp_path: Path) -> Iterator[object]:
+    """Factory: the CNCF registry with an ``auth:`` config section (stopped at teardown)."""
+    started: list[ChildServer] = []
+
+    def start(auth: str) -> ChildServer:
+        registry = start_cncf_registry(tmp_path / f"cncf-{len(started)}", auth)
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in started:
         registry.stop()
 
 
@@ -464,6 +495,49 @@ class OciClient:
         reply = self.put_manifest(name, tag, manifest)
         assert reply.status_code == 201, (reply.status_code, reply.text)  # type: ignore[attr-defined]
         return PushedImage(manifest, self.digest(manifest), config, tuple(layers))
+
+
+class TokenClient(OciClient):
+    """An OciClient that answers Bearer challenges as docker does: on a 401 it asks the realm
+    for a token for the challenge's service and scope (with Basic ``credentials``, or
+    anonymously), then retries once with it."""
+
+    def __init__(self, url: str, credentials: tuple[str, str] | None = None) -> None:
+        super().__init__(url)
+        self.credentials = credentials
+        self.tokens: list[str] = []
+
+    @staticmethod
+    def challenge(header: str) -> dict[str, str]:
+        import re
+
+        scheme, _, rest = header.partition(" ")
+        assert scheme == "Bearer", header
+        return dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+    def token_for(self, realm: str, service: str, scope: str) -> str:
+        params = {"service": service}
+        if scope:
+            params["scope"] = scope
+        reply = self.http.get(realm, params=params, auth=self.credentials, timeout=30)
+        assert reply.status_code == 200, (reply.status_code, reply.text)
+        token = reply.json()["token"]
+        self.tokens.append(token)
+        return token
+
+    def request(self, method: str, path: str, **kwargs: object) -> object:
+        data = kwargs.get("data")
+        reply = super().request(method, path, **kwargs)
+        if reply.status_code != 401 or "Bearer" not in reply.headers.get(  # type: ignore[attr-defined]
+            "WWW-Authenticate", ""
+        ):
+            return reply
+        params = self.challenge(reply.headers["WWW-Authenticate"])  # type: ignore[attr-defined]
+        token = self.token_for(params["realm"], params["service"], params.get("scope", ""))
+        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
+        headers["Authorization"] = f"Bearer {token}"
+        kwargs["data"] = data
+        return super().request(method, path, headers=headers, **kwargs)
 
 
 @pytest.fixture
