@@ -289,7 +289,8 @@ class TokenEndpoint:
                 granted,
                 wanted.service,
                 wanted.client_id,
-                wanted.offline,
+                # oauth.md: a refresh grant never mints a new refresh token.
+                wanted.offline and wanted.grant != "refresh_token",
             )
         except InvalidParameter as exc:
             raise _bad_request(str(exc), "service") from None
@@ -305,7 +306,7 @@ class TokenEndpoint:
         if issued.refresh_token:
             document["refresh_token"] = issued.refresh_token
         elif wanted.grant == "refresh_token" and wanted.offline:
-            # oauth.md: a refresh grant with access_type=offline answers the same token.
+            # ...but with access_type=offline it answers the one it was given.
             document["refresh_token"] = wanted.refresh_token
         if wanted.oauth:
             document["scope"] = " ".join(str(a) for a in granted)

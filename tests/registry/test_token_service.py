@@ -1,0 +1,532 @@
+"""``dockyard registry`` in token mode, as real processes over real HTTP: the token dance, the
+``/token`` endpoint's GET and OAuth2 POST forms and their bad input, user commands, rate
+limits, logs without secrets, and the token service on its own."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+import requests
+from cryptography import x509
+
+from dockyard.core.config import RegistryConfig
+from dockyard.plugins.auth.token.config import TokenConfig
+from dockyard.plugins.auth.token.provider import TokenProvider
+from dockyard.registry.tokens import token_routes
+from tests.registry.conftest import (
+    RegistryProcess,
+    TokenClient,
+    free_port,
+    start_registry_process,
+    wait_for_port,
+)
+
+SERVICE = "dockyard-registry"
+
+RULES = """
+[groups]
+dev = ["alice", "bob"]
+
+[[rules]]
+subjects = ["anonymous"]
+repositories = ["public/*"]
+actions = ["pull"]
+
+[[rules]]
+subjects = ["group:dev"]
+repositories = ["team/**"]
+actions = ["pull", "push"]
+
+[[rules]]
+subjects = ["*"]
+repositories = ["{user}/**"]
+actions = ["*"]
+
+[[rules]]
+subjects = ["alice"]
+repositories = ["public/*"]
+actions = ["push"]
+
+[[rules]]
+subjects = ["alice"]
+catalog = true
+"""
+
+PASSWORDS = {"alice": "wonder land!", "bob": "b-u-i-l-d-e-r"}
+
+
+def token_config(root: Path, extra: str = "") -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "rules.toml").write_text(RULES)
+    return (
+        f'[registry]\ndata-root = "{root}/state"\nauth = "token"\n{extra}'
+        f'[registries.filesystem]\nroot = "{root}/data"\n'
+        f'[auth.token]\nhash-cost = 4\nrules-file = "{root}/rules.toml"\n'
+    )
+
+
+def dockyard(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env["DOCKYARD_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "dockyard", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def add_users(config: Path, users: dict[str, str]) -> None:
+    for name, password in users.items():
+        result = dockyard(
+            "registry", "user", "add", name, "--config", str(config), "--password-stdin",
+            stdin=password + "\n",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"added user {name}\n"
+
+
+def start(root: Path, extra: str = "", users: dict[str, str] | None = None) -> RegistryProcess:
+    text = token_config(root, extra)
+    config = root / "registry.toml"
+    config.write_text(text)
+    add_users(config, PASSWORDS if users is None else users)
+    return start_registry_process(root / "process", text)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    process = start(tmp_path_factory.mktemp("token-registry"))
+    yield process
+    process.stop()
+
+
+def get_token(server, params: dict | list, user: str | None = None, password: str = ""):
+    auth = (user, password if password else PASSWORDS[user]) if user else None
+    return requests.get(f"{server.url}/token", params=params, auth=auth, timeout=30)
+
+
+def post_token(server, form: dict, **kwargs):
+    return requests.post(f"{server.url}/token", data=form, timeout=30, **kwargs)
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def error_of(reply) -> tuple[int, str, str]:
+    error = reply.json()["errors"][0]
+    return reply.status_code, error["code"], error["message"]
+
+
+# ------------------------------------------------------------------------------ start-up, users
+
+
+def test_token_mode_with_no_users_refuses_to_start_and_says_how(tmp_path):
+    text = token_config(tmp_path)
+    config = tmp_path / "registry.toml"
+    config.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "dockyard", "registry", "--config", str(config),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no users" in result.stderr
+    assert "dockyard registry user add NAME" in result.stderr
+
+
+def test_user_add_rm_ls(tmp_path):
+    config = tmp_path / "registry.toml"
+    config.write_text(token_config(tmp_path))
+    add_users(config, {"alice": "pw one", "bob": "pw two"})
+    users_file = tmp_path / "state" / "auth" / "token" / "users.toml"
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    assert "pw one" not in users_file.read_text()
+    listed = dockyard("registry", "user", "ls", "--config", str(config))
+    assert listed.stdout == "alice\nbob\n"
+    again = dockyard(
+        "registry", "user", "add", "bob", "--config", str(config), "--password-stdin",
+        stdin="changed\n",
+    )  # fmt: skip
+    assert again.stdout == "changed the password of bob\n"
+    removed = dockyard("registry", "user", "rm", "bob", "--config", str(config))
+    assert (removed.returncode, removed.stdout) == (0, "removed user bob\n")
+    missing = dockyard("registry", "user", "rm", "bob", "--config", str(config))
+    assert missing.returncode == 1 and "no such user" in missing.stderr
+    empty = dockyard(
+        "registry", "user", "add", "carol", "--config", str(config), "--password-stdin",
+        stdin="\n",
+    )  # fmt: skip
+    assert empty.returncode == 1 and "must not be empty" in empty.stderr
+    assert dockyard("registry", "user", "ls", "--config", str(config)).stdout == "alice\n"
+    # Without token auth configured there are no users to manage.
+    plain = tmp_path / "plain.toml"
+    plain.write_text(f'[registry]\ndata-root = "{tmp_path}/plain"\n')
+    refused = dockyard("registry", "user", "ls", "--config", str(plain))
+    assert refused.returncode == 1 and "no auth provider is configured" in refused.stderr
+
+
+def test_token_cert_prints_the_certificate_the_tokens_are_signed_for(server, tmp_path):
+    config = next(server.log.parent.glob("registry-*.toml"))
+    printed = dockyard("registry", "token-cert", "--config", str(config))
+    assert printed.returncode == 0, printed.stderr
+    cert = x509.load_pem_x509_certificate(printed.stdout.encode())
+    token = get_token(server, {"service": SERVICE}, "alice").json()["token"]
+    decoded = jwt.decode(
+        token, cert.public_key(), algorithms=["ES256"], audience=SERVICE, issuer="dockyard"
+    )
+    assert decoded["sub"] == "alice"
+
+
+# ------------------------------------------------------------------------------ the dance
+
+
+def test_the_full_token_dance_push_and_pull(server):
+    alice = TokenClient(server.url, ("alice", PASSWORDS["alice"]))
+    image = alice.push_image("alice/app", "v1")
+    reply = alice.request("GET", "/v2/alice/app/manifests/v1", headers={"Accept": alice.MANIFEST})
+    assert reply.status_code == 200 and reply.content == image.manifest
+    # The tokens the client fetched carry what each request needed, for alice and our service.
+    scopes = {tuple(a["actions"]) for t in alice.tokens for a in claims_of(t)["access"]}
+    assert ("pull", "push") in scopes
+    first = claims_of(alice.tokens[0])
+    assert (first["iss"], first["sub"], first["aud"]) == ("dockyard", "alice", SERVICE)
+    assert first["exp"] - first["iat"] == 300 and first["nbf"] == first["iat"]
+    # Anonymous pull where a rule allows it; nothing where none does.
+    alice.push_image("public/base", "v1")
+    anonymous = TokenClient(server.url)
+    pulled = anonymous.request("GET", "/v2/public/base/manifests/v1")
+    assert pulled.status_code == 200
+    private = anonymous.request("GET", "/v2/alice/app/manifests/v1")
+    assert private.status_code in (401, 403)
+    # The catalog for alice, who has a rule for it.
+    listing = alice.request("GET", "/v2/_catalog")
+    assert listing.status_code == 200
+    assert {"alice/app", "public/base"} <= set(listing.json()["repositories"])
+
+
+def test_get_grants_the_intersection_of_asked_and_allowed(server):
+    reply = get_token(
+        server,
+        [
+            ("service", SERVICE),
+            ("scope", "repository:bob/app:pull,push,delete"),
+            ("scope", "repository:team/x:pull,push,delete"),
+            ("scope", "repository:alice/app:pull"),  # not bob's
+            ("scope", "registry:catalog:*"),  # only alice's
+            ("scope", "repository:bob/../alice/app:pull"),  # a path trick: nothing
+            ("scope", "repository:Bob/app:pull"),
+            ("scope", "repository:bob%2fapp:pull"),
+        ],
+        "bob",
+    )
+    assert reply.status_code == 200, reply.text
+    document = reply.json()
+    assert document["token"] == document["access_token"]
+    assert document["expires_in"] == 300
+    assert time.strptime(document["issued_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert "refresh_token" not in document
+    assert reply.headers["Cache-Control"] == "no-store"
+    assert claims_of(document["token"])["access"] == [
+        {"type": "repository", "name": "bob/app", "actions": ["pull", "push", "delete"]},
+        {"type": "repository", "name": "team/x", "actions": ["pull", "push"]},
+    ]
+    anonymous = get_token(server, {"service": SERVICE, "scope": "repository:bob/app:pull"})
+    assert anonymous.status_code == 200
+    assert claims_of(anonymous.json()["token"])["sub"] == ""
+    assert claims_of(anonymous.json()["token"])["access"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"scope": "repository:a:pull"}, "service"),
+        ({"service": SERVICE, "scope": "repository:pull"}, "scope"),
+        ({"service": SERVICE, "scope": "repository:a:"}, "scope"),
+        ({"service": SERVICE, "scope": ":a:pull"}, "scope"),
+        ({"service": SERVICE, "color": "red"}, "color"),
+        ([("service", SERVICE), ("service", SERVICE)], "service"),
+        ({"service": SERVICE, "offline_token": "yes"}, "offline_token"),
+        ({"service": SERVICE, "offline_token": "true"}, "offline_token"),  # anonymous
+        ({"service": "somebody-else"}, "service"),
+        ({"service": SERVICE, "scope": " ".join(["repository:a:pull"] * 65)}, "scope"),
+    ],
+)
+def test_get_bad_input_is_a_400_naming_the_field(server, params, field):
+    reply = get_token(server, params)
+    status, code, message = error_of(reply)
+    assert (status, code) == (400, "UNSUPPORTED"), message
+    assert reply.json()["errors"][0]["detail"] == {"field": field}
+
+
+def test_get_with_bad_credentials(server):
+    wrong = get_token(server, {"service": SERVICE}, "alice", "not her password")
+    assert error_of(wrong) == (401, "UNAUTHORIZED", "wrong user name or password")
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="dockyard"'
+    mismatch = get_token(server, {"service": SERVICE, "account": "bob"}, "alice")
+    assert error_of(mismatch)[:2] == (400, "UNSUPPORTED")
+    for header in ("Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(), "Digest x"):
+        reply = requests.get(
+            f"{server.url}/token", params={"service": SERVICE},
+            headers={"Authorization": header}, timeout=30,
+        )  # fmt: skip
+        assert error_of(reply)[:2] == (400, "UNSUPPORTED"), header
+        assert reply.json()["errors"][0]["detail"] == {"field": "Authorization"}
+
+
+def test_offline_tokens_on_get(server):
+    reply = get_token(server, {"service": SERVICE, "offline_token": "true"}, "bob")
+    refresh = reply.json()["refresh_token"]
+    again = post_token(
+        server,
+        {"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE,
+         "client_id": "test", "scope": "repository:bob/app:pull"},
+    )  # fmt: skip
+    assert again.status_code == 200, again.text
+    assert claims_of(again.json()["access_token"])["sub"] == "bob"
+
+
+# ------------------------------------------------------------------------------ OAuth2 POST
+
+
+def test_oauth_password_and_refresh_grants(server):
+    reply = post_token(
+        server,
+        {"grant_type": "password", "username": "alice", "password": PASSWORDS["alice"],
+         "service": SERVICE, "client_id": "dockyard-tests", "access_type": "offline",
+         "scope": "repository:alice/app:pull,push registry:catalog:*"},
+    )  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    document = reply.json()
+    assert document["scope"] == "repository:alice/app:pull,push registry:catalog:*"
+    assert document["access_token"] == document["token"]
+    refresh = document["refresh_token"]
+    assert claims_of(refresh)["sub"] == "alice"
+    renewed = post_token(
+        server,
+        {"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE,
+         "client_id": "dockyard-tests", "access_type": "offline",
+         "scope": "repository:alice/other:pull"},
+    )  # fmt: skip
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["refresh_token"] == refresh
+    assert renewed.json()["scope"] == "repository:alice/other:pull"
+    # A refresh token for another service is refused, and a made-up one is a 401.
+    other = post_token(
+        server,
+        {"grant_type": "refresh_token", "refresh_token": refresh, "service": "elsewhere",
+         "client_id": "t"},
+    )  # fmt: skip
+    assert other.status_code == 400
+    forged = post_token(
+        server,
+        {"grant_type": "refresh_token", "refresh_token": refresh[:-4] + "AAAA",
+         "service": SERVICE, "client_id": "t"},
+    )  # fmt: skip
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_grant"
+
+
+def test_a_refresh_token_dies_when_the_password_changes(tmp_path):
+    server = start(tmp_path, users={"erin": "first"})
+    try:
+        reply = post_token(
+            server,
+            {"grant_type": "password", "username": "erin", "password": "first",
+             "service": SERVICE, "client_id": "t", "access_type": "offline"},
+        )  # fmt: skip
+        refresh = reply.json()["refresh_token"]
+        changed = dockyard(
+            "registry", "user", "add", "erin", "--config", str(tmp_path / "registry.toml"),
+            "--password-stdin", stdin="second\n",
+        )  # fmt: skip
+        assert changed.returncode == 0, changed.stderr
+        time.sleep(1.1)  # the serving registry looks at the users file once a second
+        form = {"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE,
+                "client_id": "t"}  # fmt: skip
+        revoked = post_token(server, form)
+        assert revoked.status_code == 401
+        assert "revoked" in revoked.json()["error_description"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "oauth_error"),
+    [
+        ({"service": SERVICE, "client_id": "t"}, "grant_type", "invalid_request"),
+        ({"grant_type": "client_credentials", "service": SERVICE, "client_id": "t"},
+         "grant_type", "unsupported_grant_type"),
+        ({"grant_type": "password", "username": "alice", "password": "x", "client_id": "t"},
+         "service", "invalid_request"),
+        ({"grant_type": "password", "username": "alice", "password": "x", "service": SERVICE},
+         "client_id", "invalid_request"),
+        ({"grant_type": "password", "password": "x", "service": SERVICE, "client_id": "t"},
+         "username", "invalid_request"),
+        ({"grant_type": "refresh_token", "service": SERVICE, "client_id": "t"},
+         "refresh_token", "invalid_request"),
+        ({"grant_type": "password", "username": "a", "password": "x", "service": SERVICE,
+          "client_id": "t", "access_type": "forever"}, "access_type", "invalid_request"),
+        ({"grant_type": "password", "username": "a", "password": "x", "service": SERVICE,
+          "client_id": "t", "offline_token": "true"}, "offline_token", "invalid_request"),
+    ],
+)  # fmt: skip
+def test_post_bad_input_is_a_400_naming_the_field(server, form, field, oauth_error):
+    reply = post_token(server, form)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["errors"][0]["detail"] == {"field": field}
+    assert reply.json()["error"] == oauth_error
+
+
+def test_post_needs_a_form(server):
+    reply = requests.post(f"{server.url}/token", json={"grant_type": "password"}, timeout=30)
+    assert reply.status_code == 400
+    assert reply.json()["errors"][0]["detail"] == {"field": "Content-Type"}
+    huge = post_token(server, {"grant_type": "password", "scope": "x" * 70000})
+    assert huge.status_code == 400 and huge.json()["errors"][0]["detail"] == {"field": "body"}
+    wrong = post_token(
+        server,
+        {"grant_type": "password", "username": "alice", "password": "nope",
+         "service": SERVICE, "client_id": "t"},
+    )  # fmt: skip
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
+
+
+# ------------------------------------------------------------------------------ rate limits
+
+
+def token_request(port: int, source: str, user: str = "", password: str = "") -> tuple[int, dict]:
+    """GET /token from loopback address ``source``."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=(source, 0)
+    )
+    headers = {}
+    if user:
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        )
+    connection.request("GET", "/token?" + urlencode({"service": SERVICE}), headers=headers)
+    reply = connection.getresponse()
+    body = reply.read()
+    connection.close()
+    headers = {key.lower(): value for key, value in reply.getheaders()}
+    return reply.status, {**headers, "body": body.decode()}
+
+
+def test_failed_logins_are_limited_per_user_and_address_then_recover(tmp_path):
+    server = start(
+        tmp_path,
+        "auth-failures-per-minute = 60\ntoken-requests-per-minute = 6000\n",
+        users={"frank": "right"},
+    )
+    try:
+        statuses = [token_request(server.port, "127.0.0.2", "frank", "wrong")[0] for _ in range(61)]
+        assert statuses[:60] == [401] * 60 and statuses[60] == 429
+        status, reply = token_request(server.port, "127.0.0.2", "frank", "right")
+        assert status == 429 and reply["retry-after"] == "1"
+        assert json.loads(reply["body"])["errors"][0]["code"] == "TOOMANYREQUESTS"
+        # The user's bucket is empty from every address; another user from another is fine.
+        assert token_request(server.port, "127.0.0.3", "frank", "right")[0] == 429
+        assert token_request(server.port, "127.0.0.3")[0] == 200
+        time.sleep(1.2)  # one failure's worth refills each second
+        assert token_request(server.port, "127.0.0.2", "frank", "right")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_token_requests_are_limited_per_address(tmp_path):
+    server = start(tmp_path, "token-requests-per-minute = 120\n", users={"gina": "pw"})
+    try:
+        statuses = [token_request(server.port, "127.0.0.4")[0] for _ in range(121)]
+        assert statuses[:120] == [200] * 120 and statuses[120] == 429
+        assert token_request(server.port, "127.0.0.5")[0] == 200
+        time.sleep(0.6)
+        assert token_request(server.port, "127.0.0.4")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_rate_limit_memory_is_bounded_with_many_addresses(tmp_path, store, serve_registry):
+    provider = TokenProvider(TokenConfig(hash_cost=4), tmp_path / "state")
+    provider.add_user("hal", "pw")
+    routes = token_routes(provider, RegistryConfig(auth_failures_per_minute=2))
+    endpoint = routes[0].endpoint.__self__  # type: ignore[attr-defined]
+    endpoint.requests.max_keys = endpoint.failures.max_keys = 50
+    served = serve_registry(store, provider, routes)
+    # Each try names another user from another address: a new key in both limiters.
+    for index in range(200):
+        source = f"127.0.{1 + index // 250}.{1 + index % 250}"
+        assert token_request(served.port, source, f"user{index}", "wrong")[0] == 401
+    assert len(endpoint.requests) <= 50 and len(endpoint.failures) <= 50
+    assert token_request(served.port, "127.0.3.1", "hal", "pw")[0] == 200
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+def test_logs_carry_no_secrets(server):
+    password = PASSWORDS["bob"]
+    get_token(server, {"service": SERVICE}, "bob", "a wrong secret 42")
+    reply = post_token(
+        server,
+        {"grant_type": "password", "username": "bob", "password": password,
+         "service": SERVICE, "client_id": "t", "access_type": "offline"},
+    )  # fmt: skip
+    token, refresh = reply.json()["access_token"], reply.json()["refresh_token"]
+    requests.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    requests.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {token}x"}, timeout=30)
+    time.sleep(0.2)
+    log = server.log.read_text()
+    assert '"token issued"' in log and '"token request refused"' in log
+    for secret in (password, "a wrong secret 42", token, refresh, token.split(".")[2]):
+        assert secret not in log
+    basic = base64.b64encode(f"bob:{password}".encode()).decode()
+    assert basic not in log
+
+
+# ------------------------------------------------------------------------------ on its own
+
+
+def test_the_token_service_on_its_own(tmp_path):
+    root = tmp_path / "tokens"
+    text = token_config(root)
+    config = root / "registry.toml"
+    config.write_text(text)
+    add_users(config, {"ivy": "pw"})
+    port = free_port()
+    log = tmp_path / "token-server.log"
+    env = {**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard", "registry", "token-server", "--config",
+             str(config), "--listen", f"127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, process=process)
+        url = f"http://127.0.0.1:{port}"
+        reply = requests.get(
+            f"{url}/token", params={"service": SERVICE, "scope": "repository:ivy/x:push"},
+            auth=("ivy", "pw"), timeout=30,
+        )  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        assert claims_of(reply.json()["token"])["access"][0]["actions"] == ["push"]
+        assert requests.get(f"{url}/v2/", timeout=30).status_code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
