@@ -110,7 +110,9 @@ def start(root: Path, extra: str = "", users: dict[str, str] | None = None) -> R
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    process = start(tmp_path_factory.mktemp("token-registry"))
+    # Failed logins are tested on processes of their own; here bad tokens must not run out
+    # the address's budget for the other tests.
+    process = start(tmp_path_factory.mktemp("token-registry"), "auth-failures-per-minute = 1000\n")
     yield process
     process.stop()
 
@@ -407,6 +409,141 @@ def test_post_needs_a_form(server):
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
 
 
+# ------------------------------------------------------------------------------ enforcement
+
+
+def signing_key(server: RegistryProcess) -> object:
+    from cryptography.hazmat.primitives import serialization
+
+    path = server.log.parent.parent / "state" / "auth" / "token" / "signing-key.pem"
+    return serialization.load_pem_private_key(path.read_bytes(), None)
+
+
+def forged(key: object, header: dict | None = None, **changes: object) -> str:
+    from dockyard.plugins.auth.token.keys import libtrust_key_id
+
+    now = int(time.time())
+    claims = {
+        "iss": "dockyard", "sub": "alice", "aud": SERVICE, "exp": now + 300, "nbf": now,
+        "iat": now, "jti": "forged",
+        "access": [{"type": "repository", "name": "alice/app", "actions": ["pull", "push"]}],
+    }  # fmt: skip
+    claims.update(changes)
+    kid = libtrust_key_id(key.public_key())  # type: ignore[attr-defined]
+    return jwt.encode(claims, key, "ES256", headers={"kid": kid, **(header or {})})  # type: ignore[arg-type]
+
+
+def with_token(server, method: str, path: str, token: str) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": TokenClient.MANIFEST}
+    return requests.request(method, server.url + path, headers=headers, timeout=30)
+
+
+def challenge_of(reply: requests.Response) -> dict[str, str]:
+    assert reply.status_code == 401, (reply.status_code, reply.text)
+    return TokenClient.challenge(reply.headers["WWW-Authenticate"])
+
+
+def unsigned(header: dict, claims: dict) -> str:
+    def b64(document: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
+
+    return f"{b64(header)}.{b64(claims)}"
+
+
+def test_bad_tokens_get_an_invalid_token_challenge(server):
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    TokenClient(server.url, ("alice", PASSWORDS["alice"])).push_image("alice/app", "bad")
+    key = signing_key(server)
+    good = forged(key)
+    assert with_token(server, "GET", "/v2/alice/app/manifests/bad", good).status_code == 200
+    now = int(time.time())
+    kid = forged(key).split(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(kid + "=="))
+    claims = claims_of(good)
+    public_pem = (server.log.parent.parent / "state/auth/token/token-cert.pem").read_bytes()
+    hs_input = unsigned({**header, "alg": "HS256"}, claims)
+    hs256 = (
+        hs_input
+        + "."
+        + base64.urlsafe_b64encode(hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest())
+        .rstrip(b"=")
+        .decode()
+    )
+    head, _, signature = good.split(".")
+    wider = {**claims, "access": [{"type": "repository", "name": "bob/app", "actions": ["*"]}]}
+    tampered = f"{head}.{unsigned({}, wider).split('.')[1]}.{signature}"
+    bad = {
+        "expired": forged(key, exp=now - 3600, iat=now - 4000, nbf=now - 4000),
+        "not yet valid": forged(key, nbf=now + 3600),
+        "another key": forged(ec.generate_private_key(ec.SECP256R1())),
+        "alg none": unsigned({**header, "alg": "none"}, claims) + ".",
+        "HS256 keyed with the public key": hs256,
+        "tampered claims": tampered,
+        "another service": forged(key, aud="elsewhere"),
+        "another issuer": forged(key, iss="mallory"),
+        "garbage": "not-a-token",
+    }
+    for case, token in bad.items():
+        reply = with_token(server, "GET", "/v2/alice/app/manifests/bad", token)
+        params = challenge_of(reply)
+        assert params["error"] == "invalid_token", case
+        assert params["scope"] == "repository:alice/app:pull", case
+        assert params["service"] == SERVICE and params["realm"].endswith("/token"), case
+
+
+def token_for(server, user: str | None, *scopes: str) -> str:
+    params = [("service", SERVICE), *(("scope", s) for s in scopes)]
+    reply = get_token(server, params, user)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["token"]
+
+
+def test_scope_escalation_is_refused(server):
+    alice = TokenClient(server.url, ("alice", PASSWORDS["alice"]))
+    image = alice.push_image("alice/app", "esc")
+    pull_only = token_for(server, "alice", "repository:alice/app:pull")
+    # Push with a pull token: the rules would allow it, so a wider token is what is missing.
+    push = with_token(server, "POST", "/v2/alice/app/blobs/uploads/", pull_only)
+    params = challenge_of(push)
+    assert params["error"] == "insufficient_scope"
+    assert params["scope"] == "repository:alice/app:pull,push"
+    # Another repository with this token.
+    other = with_token(server, "GET", "/v2/alice/other/tags/list", pull_only)
+    assert challenge_of(other)["error"] == "insufficient_scope"
+    # The catalog: alice may, with a token that says so; bob may not at all.
+    assert challenge_of(with_token(server, "GET", "/v2/_catalog", pull_only))["error"] == (
+        "insufficient_scope"
+    )
+    catalog = token_for(server, "alice", "registry:catalog:*")
+    assert with_token(server, "GET", "/v2/_catalog", catalog).status_code == 200
+    bobs = token_for(server, "bob", "registry:catalog:*", "repository:alice/app:pull,push")
+    assert claims_of(bobs)["access"] == []
+    denied = with_token(server, "GET", "/v2/_catalog", bobs)
+    assert (denied.status_code, denied.json()["errors"][0]["code"]) == (403, "DENIED")
+    denied = with_token(server, "POST", "/v2/alice/app/blobs/uploads/", bobs)
+    assert (denied.status_code, denied.json()["errors"][0]["code"]) == (403, "DENIED")
+    # A mount from a repository bob cannot pull does not happen: an ordinary upload starts.
+    layer = image.layers[0]
+    both = token_for(server, "bob", "repository:bob/app:pull,push", "repository:alice/app:pull")
+    mount = with_token(
+        server,
+        "POST",
+        f"/v2/bob/app/blobs/uploads/?mount={TokenClient.digest(layer)}&from=alice/app",
+        both,
+    )
+    assert mount.status_code == 202, mount.text
+    head = with_token(server, "HEAD", f"/v2/bob/app/blobs/{TokenClient.digest(layer)}", both)
+    assert head.status_code == 404
+    # An anonymous token for what anonymous may not do is a plain challenge: log in.
+    anonymous = token_for(server, None, "repository:alice/app:pull")
+    reply = with_token(server, "GET", "/v2/alice/app/manifests/esc", anonymous)
+    assert "error" not in challenge_of(reply)
+
+
 # ------------------------------------------------------------------------------ rate limits
 
 
@@ -467,7 +604,7 @@ def test_rate_limit_memory_is_bounded_with_many_addresses(tmp_path, store, serve
     routes = token_routes(provider, RegistryConfig(auth_failures_per_minute=2))
     endpoint = routes[0].endpoint.__self__  # type: ignore[attr-defined]
     endpoint.requests.max_keys = endpoint.failures.max_keys = 50
-    served = serve_registry(store, provider, routes)
+    served = serve_registry(store, provider, extra_routes=routes)
     # Each try names another user from another address: a new key in both limiters.
     for index in range(200):
         source = f"127.0.{1 + index // 250}.{1 + index % 250}"
