@@ -195,10 +195,12 @@ def push_small_image(url: str, name: str) -> None:
     assert reply.status_code == 201, reply.text
 
 
-async def _manifest_worker(port: int, path: str, until: float, latencies: list[float]) -> None:
+async def _manifest_worker(
+    port: int, path: str, until: float, latencies: list[float], extra_headers: str = ""
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra_headers}"
         "Accept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n"
     ).encode()
     while time.perf_counter() < until:
@@ -216,15 +218,19 @@ async def _manifest_worker(port: int, path: str, until: float, latencies: list[f
 
 
 def manifest_gets(
-    port: int, name: str, seconds: float, connections: int = 16
+    port: int, name: str, seconds: float, connections: int = 16, extra_headers: str = ""
 ) -> tuple[float, float]:
+    """Requests/s and p99 latency (ms); ``extra_headers`` are whole lines ("K: V\\r\\n")."""
     latencies: list[float] = []
     path = f"/v2/{name}/manifests/latest"
 
     async def run() -> None:
         until = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_manifest_worker(port, path, until, latencies) for _ in range(connections))
+            *(
+                _manifest_worker(port, path, until, latencies, extra_headers)
+                for _ in range(connections)
+            )
         )
 
     started = time.perf_counter()
