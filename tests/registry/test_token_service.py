@@ -32,37 +32,20 @@ from tests.registry.conftest import (
     start_registry_process,
     wait_for_port,
 )
+from tests.registry.test_token_provider import RULES as PROVIDER_RULES
 
 SERVICE = "dockyard-registry"
 
-RULES = """
-[groups]
-dev = ["alice", "bob"]
-
-[[rules]]
-subjects = ["anonymous"]
-repositories = ["public/*"]
-actions = ["pull"]
-
-[[rules]]
-subjects = ["group:dev"]
-repositories = ["team/**"]
-actions = ["pull", "push"]
-
-[[rules]]
-subjects = ["*"]
-repositories = ["{user}/**"]
-actions = ["*"]
-
+# The provider tests' rules, and alice may push public images.
+RULES = (
+    PROVIDER_RULES
+    + """
 [[rules]]
 subjects = ["alice"]
 repositories = ["public/*"]
 actions = ["push"]
-
-[[rules]]
-subjects = ["alice"]
-catalog = true
 """
+)
 
 PASSWORDS = {"alice": "wonder land!", "bob": "b-u-i-l-d-e-r"}
 

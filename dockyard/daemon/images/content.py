@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from dockyard.core.durable import replace_file, sync_directory
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.daemon import modes
 from dockyard.daemon.reference import HEX_ID
@@ -18,29 +19,13 @@ from dockyard.daemon.reference import HEX_ID
 CHUNK = 1 << 20
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: Kept for the daemon's callers: one definition, in core.
+fsync_dir = sync_directory
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    replace_file(path, data, 0o600)
 
 
 def sha256_digest(data: bytes) -> str:

@@ -23,6 +23,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
+from dockyard.core.durable import sync_directory
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import FileInfo
@@ -38,14 +39,6 @@ R = TypeVar("R")
 @attrs.frozen
 class FilesystemConfig:
     root: str = option("", "directory holding the registry's data; empty: <state dir>")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _hidden(name: str) -> bool:
@@ -86,7 +79,7 @@ class FilesystemWriter:
         partial = _partial_path(self._target)
         if self._path != partial:
             os.replace(self._path, partial)
-        _fsync_dir(self._target.parent)
+        sync_directory(self._target.parent)
 
     def commit(self) -> None:
         self._check_open()
@@ -95,7 +88,7 @@ class FilesystemWriter:
         self._file.close()
         self._done = True
         os.replace(self._path, self._target)
-        _fsync_dir(self._target.parent)
+        sync_directory(self._target.parent)
 
     def cancel(self) -> None:
         if not self._done:
@@ -123,7 +116,7 @@ def _make_dirs(directory: Path) -> None:
             for new in reversed(missing):
                 with contextlib.suppress(FileExistsError):
                     new.mkdir()
-                _fsync_dir(new.parent)
+                sync_directory(new.parent)
             return
         except FileNotFoundError:
             continue
@@ -267,7 +260,7 @@ class FilesystemBackend:
                 raise
             shutil.rmtree(dst)
             os.replace(src, dst)
-        _fsync_dir(dst.parent)
+        sync_directory(dst.parent)
         _remove_empty_parents(src.parent, self.root)
 
     @_refuse_long_paths

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from dockyard.core.durable import create_file, replace_file
 from dockyard.core.errors import ConfigError
-from dockyard.plugins.auth.token.files import create_file, replace_file
 
 #: The algorithms a signing key may use, by what a generated key is.
 ALGORITHMS = ("ES256", "RS256")

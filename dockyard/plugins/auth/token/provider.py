@@ -17,11 +17,12 @@ from pathlib import Path
 import bcrypt
 import structlog
 
+from dockyard.core.durable import replace_file
 from dockyard.core.errors import ConfigError, InvalidCredentials, InvalidParameter, NotFound
 from dockyard.core.interfaces import Access, AuthRequest, Identity, IssuedToken
 from dockyard.plugins.auth.token.accounts import Rules, Users, WatchedFile, check_user_name
 from dockyard.plugins.auth.token.config import TokenConfig
-from dockyard.plugins.auth.token.files import locked, replace_file
+from dockyard.plugins.auth.token.files import locked
 from dockyard.plugins.auth.token.keys import load_signing_key, load_trusted_keys
 from dockyard.plugins.auth.token.signed_tokens import TokenSigner, rfc3339
 
