@@ -281,6 +281,10 @@ class TokenEndpoint:
             error = RegistryError("UNAUTHORIZED", message=str(exc))
             challenge = {} if wanted.oauth else {"WWW-Authenticate": 'Basic realm="dockyard"'}
             raise TokenRefusal(error, "invalid_grant", challenge) from None
+        if identity is not None and self.failures.exhausted(limit_keys(subject=identity.subject)):
+            # A user locked after failures stays locked, whichever way it came (a refresh
+            # token names its user only once verified).
+            raise self._throttled(self.failures)
         try:
             granted = await run_in_threadpool(self._grant, identity, wanted.scopes)
             issued = await run_in_threadpool(

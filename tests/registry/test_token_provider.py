@@ -506,6 +506,9 @@ def test_bad_options_are_refused(tmp_path):
         make(tmp_path, rules_file=str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="cannot read"):
         make(tmp_path, signing_key=str(tmp_path / "missing.pem"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="certificate: cannot write"):
+        make(tmp_path, certificate=str(tmp_path / "a-file" / "cert.pem"))
     (tmp_path / "junk.pem").write_text("junk")
     with pytest.raises(ConfigError, match="no PEM certificate or public key"):
         make(tmp_path, trusted_certs=[str(tmp_path / "junk.pem")])

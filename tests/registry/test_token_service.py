@@ -555,13 +555,23 @@ def test_failed_logins_are_limited_per_user_and_address_then_recover(tmp_path):
         users={"frank": "right"},
     )
     try:
+        frank_refresh = get_token(
+            server, {"service": SERVICE, "offline_token": "true"}, "frank", "right"
+        ).json()["refresh_token"]
         statuses = [token_request(server.port, "127.0.0.2", "frank", "wrong")[0] for _ in range(61)]
         assert statuses[:60] == [401] * 60 and statuses[60] == 429
         status, reply = token_request(server.port, "127.0.0.2", "frank", "right")
         assert status == 429 and reply["retry-after"] == "1"
         assert json.loads(reply["body"])["errors"][0]["code"] == "TOOMANYREQUESTS"
-        # The user's bucket is empty from every address; another user from another is fine.
+        # The user's bucket is empty from every address, with a refresh token too; another
+        # user from another address is fine.
         assert token_request(server.port, "127.0.0.3", "frank", "right")[0] == 429
+        refresh = post_token(
+            server,
+            {"grant_type": "refresh_token", "refresh_token": frank_refresh, "service": SERVICE,
+             "client_id": "t"},
+        )  # fmt: skip
+        assert refresh.status_code == 429
         assert token_request(server.port, "127.0.0.3")[0] == 200
         time.sleep(1.2)  # one failure's worth refills each second
         assert token_request(server.port, "127.0.0.2", "frank", "right")[0] == 200

@@ -155,7 +155,12 @@ def _certificate_for(key: PrivateKey, path: Path, common_name: str) -> str:
         if existing.public_key() == key.public_key():
             return existing.public_bytes(serialization.Encoding.PEM).decode()
     pem = _self_signed(key, common_name).public_bytes(serialization.Encoding.PEM)
-    replace_file(path, pem, 0o644)
+    try:
+        replace_file(path, pem, 0o644)
+    except OSError as exc:
+        raise ConfigError(
+            f"[auth.token] certificate: cannot write {path}: {exc.strerror}"
+        ) from None
     return pem.decode()
 
 
