@@ -19,8 +19,6 @@ logins more tightly (429 ``TOOMANYREQUESTS`` with ``Retry-After``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -35,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from dockyard.core.config import RegistryConfig
 from dockyard.core.errors import InvalidCredentials, InvalidParameter
+from dockyard.core.httpauth import basic_credentials
 from dockyard.core.interfaces import Access, AuthProvider, Identity, TokenIssuer
 from dockyard.core.repository_names import is_repository_name
 from dockyard.registry.errors import RegistryError
@@ -138,28 +137,25 @@ def _grouped(
     return grouped
 
 
-def _basic_credentials(header: str) -> tuple[str, str] | None:
+def _basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
     """User and password of a Basic ``Authorization`` header; ``None`` without one."""
-    if not header:
-        return None
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
+    header = headers.get("authorization", "")
+    if header and header.strip().partition(" ")[0].lower() != "basic":
         raise _bad_request(
             "the token endpoint takes Basic credentials (or none) on GET", "Authorization"
         )
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise _bad_request("malformed Basic credentials", "Authorization") from None
-    username, colon, password = decoded.partition(":")
-    if not colon or not username:
-        raise _bad_request("Basic credentials need 'user:password'", "Authorization")
-    return username, password
+        credentials = basic_credentials(headers)
+    except InvalidCredentials as exc:
+        raise _bad_request(str(exc), "Authorization") from None
+    if credentials is not None and not credentials.username:
+        raise _bad_request("Basic credentials need a user name", "Authorization")
+    return (credentials.username, credentials.password) if credentials else None
 
 
 def decode_get(request: Request) -> TokenRequest:
     values = _grouped(request.query_params.multi_items(), _GET_PARAMETERS, "query parameter")
-    credentials = _basic_credentials(request.headers.get("authorization", ""))
+    credentials = _basic_credentials(request.headers)
     account = _single(values, "account")
     offline_text = _single(values, "offline_token")
     offline = False

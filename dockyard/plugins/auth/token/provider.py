@@ -19,6 +19,7 @@ import structlog
 
 from dockyard.core.durable import replace_file
 from dockyard.core.errors import ConfigError, InvalidCredentials, InvalidParameter, NotFound
+from dockyard.core.httpauth import format_challenge
 from dockyard.core.interfaces import Access, AuthRequest, Identity, IssuedToken
 from dockyard.plugins.auth.token.accounts import Rules, Users, WatchedFile, check_user_name
 from dockyard.plugins.auth.token.config import TokenConfig
@@ -36,10 +37,6 @@ HASH_COSTS = range(4, 17)
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9_.=+/-]+) *")
 # What a Host header may hold to be put into a realm (a name or address, and a port).
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def password_fingerprint(password_hash: str) -> str:
@@ -137,12 +134,12 @@ class TokenProvider:
     def challenge(
         self, request: AuthRequest, wanted: Sequence[Access], error: str = ""
     ) -> dict[str, str]:
-        parts = [f"realm={_quoted(self.realm(request))}", f"service={_quoted(self.service)}"]
+        params = {"realm": self.realm(request), "service": self.service}
         if wanted:
-            parts.append(f"scope={_quoted(' '.join(str(a) for a in wanted))}")
+            params["scope"] = " ".join(str(a) for a in wanted)
         if error:
-            parts.append(f"error={_quoted(error)}")
-        return {"WWW-Authenticate": "Bearer " + ",".join(parts)}
+            params["error"] = error
+        return {"WWW-Authenticate": format_challenge("Bearer", params)}
 
     def realm(self, request: AuthRequest) -> str:
         """The configured realm, or this server's own ``/token`` as the request reached it."""
