@@ -4,6 +4,7 @@ providers and a third-party one, each built by the plugin host as ``dockyard reg
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import attrs
@@ -19,6 +20,7 @@ from dockyard.testing.auth import (
     AuthProviderSuite,
     AuthSubject,
     basic_auth,
+    bearer_auth,
     check_challenge,
 )
 from tests.conftest import run_authors_tests
@@ -29,7 +31,7 @@ KIND = DriverKind.AUTH
 
 #: Built-in providers and the test class that runs the suite for each (a guard below keeps
 #: this complete, so a new provider cannot go unchecked).
-COVERED = {"none": "TestNone", "htpasswd": "TestHtpasswd"}
+COVERED = {"none": "TestNone", "htpasswd": "TestHtpasswd", "token": "TestToken"}
 
 
 def test_every_builtin_auth_provider_runs_the_suite() -> None:
@@ -101,6 +103,60 @@ class TestNone(AuthProviderSuite):
     @pytest.fixture
     def anonymous_grants(self) -> list[tuple[Access, tuple[str, ...]]]:
         return [(access, access.actions) for access in SAMPLE_ACCESSES]
+
+
+class TestToken(AuthProviderSuite):
+    """Bearer tokens minted by the provider itself; wrong ones are expired or forged."""
+
+    GRANTED = (Access("repository", "team/app", ("pull", "push")),)
+
+    @pytest.fixture
+    def provider(self, tmp_path: Path) -> AuthProvider:
+        provider = build_auth_provider("token", {"hash-cost": 4}, tmp_path / "state")
+        provider.add_user("alice", "wonderland-42")  # type: ignore[attr-defined]
+        return provider
+
+    @staticmethod
+    def forged(provider: AuthProvider, subject: str, key: object, **changes: int) -> str:
+        import jwt
+
+        from dockyard.plugins.auth.token.keys import libtrust_key_id
+
+        now = int(time.time())
+        claims = {"iss": "dockyard", "sub": subject, "aud": "dockyard-registry",
+                  "exp": now + 300, "nbf": now, "iat": now, "jti": "suite", "access": [],
+                  **changes}  # fmt: skip
+        kid = libtrust_key_id(key.public_key())  # type: ignore[attr-defined]
+        return jwt.encode(claims, key, "ES256", headers={"kid": kid})  # type: ignore[arg-type]
+
+    @pytest.fixture
+    def subject(self, provider: AuthProvider) -> AuthSubject:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        issuer = provider  # the token provider is its own token service
+        identity = issuer.login("alice", "wonderland-42")  # type: ignore[attr-defined]
+        token = issuer.issue(identity, self.GRANTED, "dockyard-registry").token  # type: ignore[attr-defined]
+        own_key = issuer.signer.key.private_key  # type: ignore[attr-defined]
+        long_ago = int(time.time()) - 3600
+        return AuthSubject(
+            identity=Identity("alice", (), self.GRANTED),
+            headers=bearer_auth(token),
+            # alice's own token, expired: signed by the right key, so it is checked in full.
+            wrong_headers=bearer_auth(
+                self.forged(provider, "alice", own_key, exp=long_ago, iat=long_ago)
+            ),
+            unknown_headers=bearer_auth(
+                self.forged(provider, "carroll", ec.generate_private_key(ec.SECP256R1()))
+            ),
+            # Without a rules file every user may do everything with a valid repository name.
+            grants=[
+                (access, () if ":" in access.name else access.actions) for access in SAMPLE_ACCESSES
+            ],
+        )
+
+    @pytest.fixture
+    def anonymous_grants(self) -> list[tuple[Access, tuple[str, ...]]]:
+        return [(access, ()) for access in SAMPLE_ACCESSES]
 
 
 class TestThirdPartyStatic(AuthProviderSuite):

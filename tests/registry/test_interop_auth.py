@@ -4,8 +4,10 @@ daemon with ``docker login``, once per auth mode (``registry_config_for_auth``).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,8 @@ class AuthedRegistryConfig:
     password: str
 
 
-#: The auth modes real clients are tested against; the token mode joins when it lands.
-AUTH_MODES = ["htpasswd"]
+#: The auth modes real clients are tested against.
+AUTH_MODES = ["htpasswd", "token"]
 
 
 @pytest.fixture(params=AUTH_MODES)
@@ -48,9 +50,25 @@ def registry_config_for_auth(
     if request.param == "htpasswd":
         users = htpasswd_file(tmp_path / "users.htpasswd", {user: password})
         text = base + f'[auth.htpasswd]\npath = "{users}"\nrealm = "dockyard interop"\n'
+    elif request.param == "token":
+        # Rules as for htpasswd: whoever logs in may do everything (no rules file).
+        text = base + "[auth.token]\nhash-cost = 4\n"
+        add_token_user(tmp_path / "token-registry.toml", text, user, password)
     else:
         raise AssertionError(f"no registry config for auth mode {request.param}")
     return AuthedRegistryConfig(request.param, text, user, password)
+
+
+def add_token_user(config: Path, text: str, user: str, password: str) -> None:
+    """``dockyard registry user add``: token mode does not start without a user."""
+    config.write_text(text)
+    added = subprocess.run(
+        [sys.executable, "-m", "dockyard", "registry", "user", "add", user,
+         "--config", str(config), "--password-stdin"],
+        input=password, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
 
 
 def small_image(reference: str) -> bytes:

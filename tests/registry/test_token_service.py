@@ -160,11 +160,12 @@ def test_user_add_rm_ls(tmp_path):
     )  # fmt: skip
     assert empty.returncode == 1 and "must not be empty" in empty.stderr
     assert dockyard("registry", "user", "ls", "--config", str(config)).stdout == "alice\n"
-    # Without token auth configured there are no users to manage.
+    # The default provider (none) keeps no users.
     plain = tmp_path / "plain.toml"
     plain.write_text(f'[registry]\ndata-root = "{tmp_path}/plain"\n')
     refused = dockyard("registry", "user", "ls", "--config", str(plain))
-    assert refused.returncode == 1 and "no auth provider is configured" in refused.stderr
+    assert refused.returncode == 1
+    assert "the auth provider 'none' does not manage users" in refused.stderr
 
 
 def test_token_cert_prints_the_certificate_the_tokens_are_signed_for(server, tmp_path):
