@@ -509,11 +509,11 @@ class TokenClient(OciClient):
 
     @staticmethod
     def challenge(header: str) -> dict[str, str]:
-        import re
+        from dockyard.core.httpauth import parse_challenges
 
-        scheme, _, rest = header.partition(" ")
-        assert scheme == "Bearer", header
-        return dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        (found,) = parse_challenges(header)
+        assert found.scheme == "Bearer", header
+        return found.params
 
     def token_for(self, realm: str, service: str, scope: str) -> str:
         params = {"service": service}
