@@ -27,13 +27,16 @@ T = TypeVar("T")
 
 
 def auth_request(request: Request) -> AuthRequest:
-    """The parts of a starlette request a provider may look at."""
+    """The parts of a starlette request a provider may look at (read from the ASGI scope:
+    ``request.url`` builds a whole URL, a noticeable cost on every request)."""
+    scope = request.scope
+    client = scope.get("client")
     return AuthRequest(
-        method=request.method,
-        path=request.url.path,
+        method=scope["method"],
+        path=scope["path"],
         headers=dict(request.headers),
-        client_address=request.client.host if request.client else "",
-        scheme=request.url.scheme,
+        client_address=client[0] if client else "",
+        scheme=scope.get("scheme", "http"),
     )
 
 
