@@ -1,0 +1,163 @@
+"""Registries that want credentials, on loopback ports: the CNCF registry with htpasswd (Basic)
+or token auth (Bearer, our test token server), and our own registry with small providers."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+
+from dockyard.core.interfaces import Access, AuthRequest, Identity
+from dockyard.plugins.registries.filesystem import FilesystemBackend
+from dockyard.registry.store import RegistryStore
+from tests.distribution.tokenserver import TokenServer
+from tests.registry.conftest import (
+    ChildServer,
+    ThreadedRegistry,
+    serve_in_thread,
+    start_cncf_registry,
+)
+
+USER, PASSWORD = "hfuser", "hfpass"
+TOKEN_USER, TOKEN_PASSWORD = "tokuser", "tokpass"
+SERVICE = "dockyard-test-registry"
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """A bcrypt htpasswd entry made by Apache's own ``htpasswd -B``."""
+    binary = shutil.which("htpasswd")
+    if binary is None:
+        pytest.fail("htpasswd is not installed (apt-get install apache2-utils)")
+    made = subprocess.run(
+        [binary, "-nbB", user, password], capture_output=True, text=True, check=True
+    )
+    return made.stdout.strip() + "\n"
+
+
+@pytest.fixture
+def basic_registry(tmp_path: Path) -> Iterator[ChildServer]:
+    """The CNCF registry asking for Basic credentials checked against an htpasswd file."""
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(htpasswd_line(USER, PASSWORD))
+    auth = f"auth:\n  htpasswd:\n    realm: hf-realm\n    path: {htpasswd}\n"
+    registry = start_cncf_registry(tmp_path / "basic-registry", auth)
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def token_server() -> Iterator[TokenServer]:
+    server = TokenServer({TOKEN_USER: TOKEN_PASSWORD}, service=SERVICE).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path, token_server: TokenServer) -> Iterator[ChildServer]:
+    """The CNCF registry trusting ``token_server``'s tokens (``auth: token:``)."""
+    bundle = token_server.write_certificate(tmp_path / "token-signer.crt")
+    auth = (
+        f"auth:\n  token:\n    realm: {token_server.realm}\n    service: {SERVICE}\n"
+        f"    issuer: {token_server.issuer}\n    rootcertbundle: {bundle}\n"
+    )
+    registry = start_cncf_registry(tmp_path / "token-registry", auth)
+    yield registry
+    registry.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Our own registry, with providers as small as the exchange allows
+# --------------------------------------------------------------------------------------------
+
+
+class BasicProvider:
+    """HTTP Basic against a dict of users; every authenticated user may do everything."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def authenticate(self, request: AuthRequest) -> Identity | None:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return Identity(user) if self.users.get(user) == password else None
+
+    def authorize(self, identity: Identity | None, access: Access) -> tuple[str, ...]:
+        return access.actions if identity else ()
+
+    def challenge(self, request: AuthRequest, wanted: object) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Basic realm="dockyard-test"'}
+
+    def issue_token(self, identity: object, granted: object, service: str) -> str:
+        raise NotImplementedError
+
+
+class TokenProvider(BasicProvider):
+    """Bearer tokens of ``server``: signature, issuer, audience and expiry checked."""
+
+    def __init__(self, server: TokenServer) -> None:
+        super().__init__({})
+        self.server = server
+        self.public_key = ECKey.import_key(server.key.public_key())
+        #: Refuse every token (as a registry does once a token was revoked).
+        self.revoked = False
+
+    def authenticate(self, request: AuthRequest) -> Identity | None:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        try:
+            claims = jwt.decode(header[7:], self.public_key, algorithms=["ES256"]).claims
+        except (JoseError, ValueError):
+            return None
+        if self.revoked:
+            return None
+        now = time.time()
+        if (claims.get("iss"), claims.get("aud")) != (self.server.issuer, SERVICE):
+            return None
+        if not claims.get("nbf", 0) <= now < claims.get("exp", 0):
+            return None
+        return Identity(claims.get("sub") or "")
+
+    def challenge(self, request: AuthRequest, wanted: object) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer realm="{self.server.realm}",service="{SERVICE}"'}
+
+
+def our_registry(tmp_path: Path, provider: object) -> ThreadedRegistry:
+    return serve_in_thread(RegistryStore(FilesystemBackend(tmp_path / "ours")), provider)
+
+
+@pytest.fixture
+def our_basic_registry(tmp_path: Path) -> Iterator[ThreadedRegistry]:
+    server = our_registry(tmp_path, BasicProvider({USER: PASSWORD}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token_provider(token_server: TokenServer) -> TokenProvider:
+    return TokenProvider(token_server)
+
+
+@pytest.fixture
+def our_token_registry(tmp_path: Path, token_provider: TokenProvider) -> Iterator[ThreadedRegistry]:
+    """Ours, trusting the token server's tokens (through ``token_provider``)."""
+    server = our_registry(tmp_path, token_provider)
+    yield server
+    server.stop()
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    from tests.registry.conftest import free_port
+
+    return free_port()
