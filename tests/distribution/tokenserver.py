@@ -66,6 +66,8 @@ class TokenServer:
     requests: list[TokenRequest] = attrs.Factory(list)
     #: refresh token -> the user it was issued to
     refresh_tokens: dict[str, str] = attrs.Factory(dict)
+    #: Answer GET with 405, as a server that only speaks the OAuth2 form does.
+    refuse_get: bool = False
     httpd: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
 
@@ -134,7 +136,9 @@ class TokenServer:
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
                 user = self._basic_user()
-                if parts.path != "/token":
+                if server.refuse_get:
+                    self._answer(405, {"error": "method not allowed"}, query, {}, None)
+                elif parts.path != "/token":
                     self._answer(404, {"errors": [{"code": "NOT_FOUND"}]}, query, {}, user)
                 elif user is False:
                     self._unauthorized(query, {})

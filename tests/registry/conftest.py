@@ -362,7 +362,7 @@ def start_cncf_registry(workdir: Path, auth: str = "", address: str = "127.0.0.1
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: \"{listen}\"\n{auth}"
+        f'http:\n  addr: "{listen}"\n{auth}'
     )
     log = workdir / "registry.log"
     with open(log, "wb") as log_file:

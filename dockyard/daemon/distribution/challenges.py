@@ -66,3 +66,8 @@ def _parse_one(header: str) -> list[Challenge]:
                 break
             position = separator.end()
         challenges.append(Challenge(scheme.group(1).lower(), params))
+        # The next challenge, if any, comes after a comma; anything else ends the header.
+        separator = _SEPARATOR.match(header, position)
+        if separator is None:
+            return challenges
+        position = separator.end()

@@ -136,7 +136,8 @@ class RegistryClient:
     ) -> httpx.Response:
         try:
             return await self.http.request(method, url, headers=headers, content=content)
-        except httpx.HTTPError as exc:
+        # httpx passes on an OSError (a TLS alert read after the handshake) as it is.
+        except (httpx.HTTPError, OSError) as exc:
             reason = transport_reason(exc, httpx.URL(url).netloc.decode())
             raise RegistryError(request_failed(method, url, reason)) from None
 
@@ -160,8 +161,8 @@ class RegistryClient:
         except TokenFetchError as exc:
             error = RegistryUnauthorized if exc.unauthorized else RegistryError
             raise error(request_failed(method, url, exc)) from None
-        except httpx.HTTPError as exc:  # reaching the token server
-            realm = httpx.URL(str(exc.request.url) if _has_request(exc) else url)
+        except (httpx.HTTPError, OSError) as exc:  # reaching the token server
+            realm = httpx.URL(_request_url(exc, url))
             reason = transport_reason(exc, realm.netloc.decode())
             inner = request_failed("GET", str(realm.copy_with(query=None)), reason)
             raise RegistryError(request_failed(method, url, inner)) from None
@@ -189,9 +190,9 @@ class RegistryClient:
         return token.value
 
 
-def _has_request(exc: Any) -> bool:
+def _request_url(exc: Any, fallback: str) -> str:
+    """The URL of the request that failed: httpx's errors know it (most of them)."""
     try:
-        exc.request  # noqa: B018 - httpx raises RuntimeError when the error has none
-    except RuntimeError:
-        return False
-    return True
+        return str(exc.request.url)
+    except (AttributeError, RuntimeError):  # an OSError, or an httpx error without one
+        return fallback

@@ -130,6 +130,10 @@ def describe_error_response(
     return "errors:\n" + "".join(f"{text}\n" for text in texts), False
 
 
+#: OpenSSL's verify codes for "no chain to a trusted CA" (Go: "signed by unknown authority").
+_UNKNOWN_AUTHORITY = frozenset({2, 18, 19, 20, 21})
+
+
 def transport_reason(exc: BaseException, host: str) -> str:
     """Why a request could not be made, in Go's words where the cause is one Go names alike
     (a refused connection, a name that does not resolve, a plain-HTTP server on HTTPS)."""
@@ -139,6 +143,8 @@ def transport_reason(exc: BaseException, host: str) -> str:
         if isinstance(cause, socket.gaierror):
             return f"dial tcp: lookup {host.rpartition(':')[0] or host}: no such host"
         if isinstance(cause, ssl.SSLCertVerificationError):
+            if cause.verify_code in _UNKNOWN_AUTHORITY:
+                return "x509: certificate signed by unknown authority"
             return f"x509: {cause.verify_message or cause.reason}"
         if isinstance(cause, ssl.SSLError) and cause.reason in (
             "WRONG_VERSION_NUMBER",
@@ -146,6 +152,10 @@ def transport_reason(exc: BaseException, host: str) -> str:
             "HTTP_REQUEST",
         ):
             return "tls: first record does not look like a TLS handshake"
+        if isinstance(cause, ssl.SSLError) and "_ALERT_" in (cause.reason or ""):
+            # The server refused us (no or a wrong client certificate, say).
+            alert = cause.reason.partition("_ALERT_")[2].lower().replace("_", " ")
+            return f"remote error: tls: {alert}"
         if isinstance(cause, TimeoutError | socket.timeout):
             return f"dial tcp {host}: i/o timeout"
     name = type(exc).__name__
