@@ -29,12 +29,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from dockyard.commands.common import client_config_dir
+from dockyard.commands.common import client_config_dir, write_atomically
 
 CONFIG_FILE = "config.json"
 HUB_INDEX_SERVER = "https://index.docker.io/v1/"
@@ -113,22 +112,10 @@ class LoginStore:
     def write(self, document: dict[str, Any]) -> None:
         """Replace ``config.json`` atomically, mode 0600 (through a symlink to its target)."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        text = json.dumps(document, indent="\t") + "\n"
+        # Through a symlink, to its target; mode 0600 before a byte of it is written.
         target = os.path.realpath(self.path)
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=".config.json.", dir=os.path.dirname(target)
-        )
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                os.fchmod(file.fileno(), 0o600)
-                json.dump(document, file, indent="\t")
-                file.write("\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_atomically(target, lambda out: out.write(text.encode()), mode=0o600)
 
     def _auths(self, document: dict[str, Any]) -> dict[str, Any]:
         auths = document.setdefault("auths", {})

@@ -3,7 +3,6 @@ or token auth (Bearer, our test token server), and our own registry with small p
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 import time
@@ -25,6 +24,7 @@ from tests.registry.conftest import (
     serve_in_thread,
     start_cncf_registry,
 )
+from tests.registry.test_auth import StaticAuth
 
 USER, PASSWORD = "hfuser", "hfpass"
 TOKEN_USER, TOKEN_PASSWORD = "tokuser", "tokpass"
@@ -78,34 +78,18 @@ def token_registry(tmp_path: Path, token_server: TokenServer) -> Iterator[ChildS
 # --------------------------------------------------------------------------------------------
 
 
-class BasicProvider:
-    """HTTP Basic against a dict of users; every authenticated user may do everything."""
+class BasicProvider(StaticAuth):
+    """HTTP Basic against ``USER``'s password; that user may do everything."""
 
-    def __init__(self, users: dict[str, str]) -> None:
-        self.users = users
-
-    def authenticate(self, request: AuthRequest) -> Identity | None:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Basic "):
-            return None
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        return Identity(user) if self.users.get(user) == password else None
-
-    def authorize(self, identity: Identity | None, access: Access) -> tuple[str, ...]:
-        return access.actions if identity else ()
-
-    def challenge(self, request: AuthRequest, wanted: object) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Basic realm="dockyard-test"'}
-
-    def issue_token(self, identity: object, granted: object, service: str) -> str:
-        raise NotImplementedError
+    USERS = {USER: PASSWORD}
+    GRANTS = {USER: [("", ("pull", "push", "delete"))]}
 
 
-class TokenProvider(BasicProvider):
-    """Bearer tokens of ``server``: signature, issuer, audience and expiry checked."""
+class TokenProvider(StaticAuth):
+    """Bearer tokens of ``server``: signature, issuer, audience and expiry checked; whoever
+    holds one may do everything."""
 
     def __init__(self, server: TokenServer) -> None:
-        super().__init__({})
         self.server = server
         self.public_key = ECKey.import_key(server.key.public_key())
         #: Refuse every token (as a registry does once a token was revoked).
@@ -128,6 +112,9 @@ class TokenProvider(BasicProvider):
             return None
         return Identity(claims.get("sub") or "")
 
+    def authorize(self, identity: Identity | None, access: Access) -> tuple[str, ...]:
+        return access.actions if identity else ()
+
     def challenge(self, request: AuthRequest, wanted: object) -> dict[str, str]:
         return {"WWW-Authenticate": f'Bearer realm="{self.server.realm}",service="{SERVICE}"'}
 
@@ -138,7 +125,7 @@ def our_registry(tmp_path: Path, provider: object) -> ThreadedRegistry:
 
 @pytest.fixture
 def our_basic_registry(tmp_path: Path) -> Iterator[ThreadedRegistry]:
-    server = our_registry(tmp_path, BasicProvider({USER: PASSWORD}))
+    server = our_registry(tmp_path, BasicProvider())
     yield server
     server.stop()
 
@@ -154,6 +141,11 @@ def our_token_registry(tmp_path: Path, token_provider: TokenProvider) -> Iterato
     server = our_registry(tmp_path, token_provider)
     yield server
     server.stop()
+
+
+def token_login(registry: ThreadedRegistry) -> dict[str, str]:
+    """The body of a ``POST /auth`` with the token server's user, for ``registry``."""
+    return {"username": TOKEN_USER, "password": TOKEN_PASSWORD, "serveraddress": registry.host}
 
 
 def dead_port() -> int:

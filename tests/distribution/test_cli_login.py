@@ -31,6 +31,12 @@ def dockyard(daemon, config_dir: Path, *args: str, input: str | None = None):
     return run_dockyard(list(args), env=env, input=input)
 
 
+def login_with_stdin(daemon, config_dir: Path, host: str, user: str, password: str):
+    return dockyard(
+        daemon, config_dir, "login", host, "-u", user, "--password-stdin", input=password
+    )
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -39,9 +45,7 @@ def test_login_keeps_the_credentials_docker_style_and_logout_forgets_them(
     daemon, our_basic_registry, config_dir
 ):
     host = our_basic_registry.host
-    done = dockyard(
-        daemon, config_dir, "login", host, "-u", USER, "--password-stdin", input=f"{PASSWORD}\n"
-    )
+    done = login_with_stdin(daemon, config_dir, host, USER, f"{PASSWORD}\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Login Succeeded\n"
     assert "WARNING! Your credentials are stored unencrypted" in done.stderr
@@ -82,16 +86,7 @@ def test_other_keys_of_an_existing_config_are_kept(daemon, our_basic_registry, c
 
 
 def test_a_refused_login_keeps_nothing(daemon, our_basic_registry, config_dir):
-    done = dockyard(
-        daemon,
-        config_dir,
-        "login",
-        our_basic_registry.host,
-        "-u",
-        USER,
-        "--password-stdin",
-        input="wrong",
-    )
+    done = login_with_stdin(daemon, config_dir, our_basic_registry.host, USER, "wrong")
     assert done.returncode == 1
     assert done.stderr == (
         f"Error response from daemon: login attempt to {our_basic_registry.url}/v2/ "
@@ -163,7 +158,7 @@ def _until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
 
 def test_a_second_login_uses_the_stored_credentials(daemon, our_basic_registry, config_dir):
     host = our_basic_registry.host
-    dockyard(daemon, config_dir, "login", host, "-u", USER, "--password-stdin", input=PASSWORD)
+    login_with_stdin(daemon, config_dir, host, USER, PASSWORD)
     again = dockyard(daemon, config_dir, "login", host, input="")
     assert again.returncode == 0, again.stderr
     assert f"Authenticating with existing credentials... [Username: {USER}]" in again.stderr
@@ -174,16 +169,7 @@ def test_a_token_login_keeps_the_identity_token_not_the_password(
     daemon, our_token_registry, token_server, config_dir
 ):
     host = our_token_registry.host
-    done = dockyard(
-        daemon,
-        config_dir,
-        "login",
-        host,
-        "-u",
-        TOKEN_USER,
-        "--password-stdin",
-        input=TOKEN_PASSWORD,
-    )
+    done = login_with_stdin(daemon, config_dir, host, TOKEN_USER, TOKEN_PASSWORD)
     assert done.returncode == 0, done.stderr
     assert "unencrypted" not in done.stderr  # no password is kept
     entry = json.loads((config_dir / "config.json").read_text())["auths"][host]
@@ -213,16 +199,7 @@ def test_a_credential_helper_that_is_not_installed_is_a_clear_error(
 ):
     config_dir.mkdir()
     (config_dir / "config.json").write_text('{"credsStore": "no-such-helper"}')
-    done = dockyard(
-        daemon,
-        config_dir,
-        "login",
-        our_basic_registry.host,
-        "-u",
-        USER,
-        "--password-stdin",
-        input=PASSWORD,
-    )
+    done = login_with_stdin(daemon, config_dir, our_basic_registry.host, USER, PASSWORD)
     assert done.returncode == 1
     assert "docker-credential-no-such-helper is not installed" in done.stderr
     assert json.loads((config_dir / "config.json").read_text()) == {"credsStore": "no-such-helper"}

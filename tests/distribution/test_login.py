@@ -18,6 +18,7 @@ from tests.distribution.conftest import (
     TOKEN_USER,
     USER,
     dead_port,
+    token_login,
 )
 
 
@@ -101,11 +102,7 @@ def test_a_login_naming_no_registry_goes_to_the_default_registry(start_daemon, o
 def test_token_login_returns_the_refresh_token_as_identity_token(
     daemon, our_token_registry, token_server
 ):
-    body = {
-        "username": TOKEN_USER,
-        "password": TOKEN_PASSWORD,
-        "serveraddress": our_token_registry.host,
-    }
+    body = token_login(our_token_registry)
     reply = login(daemon, body)
     assert reply.status == 200, reply.body
     identity = reply.json()["IdentityToken"]
@@ -213,11 +210,7 @@ def test_no_secret_reaches_the_log(start_daemon, our_token_registry, our_basic_r
     basic = {"username": USER, "password": PASSWORD, "serveraddress": our_basic_registry.host}
     succeeded(login(daemon, basic))
     login(daemon, {**basic, "password": "wrong-secret-value"})
-    token = {
-        "username": TOKEN_USER,
-        "password": TOKEN_PASSWORD,
-        "serveraddress": our_token_registry.host,
-    }
+    token = token_login(our_token_registry)
     identity = login(daemon, token).json()["IdentityToken"]
     login(daemon, {"identitytoken": identity, "serveraddress": our_token_registry.host})
     secrets_seen += [

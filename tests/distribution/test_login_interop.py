@@ -256,21 +256,16 @@ def tls_registry(tmp_path) -> Iterator[tuple[str, Path]]:
     files.mkdir()
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("dockyard test CA", ca_key, ca_key, ca=True)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate(
-        "::1",
-        server_key,
-        ca_key,
-        ca.subject,
-        san=x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))]),
+
+    def issue(subject: str, extension: x509.ExtensionType):
+        key = ec.generate_private_key(ec.SECP256R1())
+        return _certificate(subject, key, ca_key, ca.subject, extension=extension), key
+
+    server, server_key = issue(
+        "::1", x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))])
     )
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = _certificate(
-        "dockyard daemon",
-        client_key,
-        ca_key,
-        ca.subject,
-        usage=x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+    client, client_key = issue(
+        "dockyard daemon", x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
     )
     _pem(files / "ca.crt", ca)
     _pem(files / "server.crt", server)

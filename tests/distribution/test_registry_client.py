@@ -21,7 +21,7 @@ from dockyard.daemon.distribution.endpoints import (
 from dockyard.daemon.distribution.errors import describe_error_response
 from dockyard.daemon.distribution.tokens import TokenAnswer, TokenCache, TokenKey
 from tests.conftest import run_dockyard
-from tests.distribution.conftest import TOKEN_PASSWORD, TOKEN_USER
+from tests.distribution.conftest import TOKEN_PASSWORD, TOKEN_USER, token_login
 from tests.distribution.test_login import login
 
 # --------------------------------------------------------------------------------------------
@@ -261,11 +261,7 @@ def test_an_oauth_only_token_server_gets_the_password_grant(
     daemon, our_token_registry, token_server
 ):
     token_server.refuse_get = True
-    body = {
-        "username": TOKEN_USER,
-        "password": TOKEN_PASSWORD,
-        "serveraddress": our_token_registry.host,
-    }
+    body = token_login(our_token_registry)
     reply = login(daemon, body)
     assert reply.status == 200, reply.body
     assert token_server.refresh_tokens[reply.json()["IdentityToken"]] == TOKEN_USER
