@@ -14,7 +14,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from dockyard.core.errors import InvalidCredentials
+from dockyard.core.httpauth import format_challenge
 from dockyard.core.interfaces import Access, AuthRequest, Identity
+from dockyard.plugins.auth.htpasswd import HtpasswdAuth, HtpasswdConfig
 from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.store import RegistryStore
 from tests.distribution.tokenserver import TokenServer
@@ -24,7 +27,6 @@ from tests.registry.conftest import (
     serve_in_thread,
     start_cncf_registry,
 )
-from tests.registry.test_auth import StaticAuth
 
 USER, PASSWORD = "hfuser", "hfpass"
 TOKEN_USER, TOKEN_PASSWORD = "tokuser", "tokpass"
@@ -74,20 +76,13 @@ def token_registry(tmp_path: Path, token_server: TokenServer) -> Iterator[ChildS
 
 
 # --------------------------------------------------------------------------------------------
-# Our own registry, with providers as small as the exchange allows
+# Our own registry: the htpasswd plugin for Basic, a small provider for the token server's JWTs
 # --------------------------------------------------------------------------------------------
 
 
-class BasicProvider(StaticAuth):
-    """HTTP Basic against ``USER``'s password; that user may do everything."""
-
-    USERS = {USER: PASSWORD}
-    GRANTS = {USER: [("", ("pull", "push", "delete"))]}
-
-
-class TokenProvider(StaticAuth):
+class TokenProvider:
     """Bearer tokens of ``server``: signature, issuer, audience and expiry checked; whoever
-    holds one may do everything."""
+    holds one may do everything (the token plugin's own tests cover rules and scopes)."""
 
     def __init__(self, server: TokenServer) -> None:
         self.server = server
@@ -102,21 +97,24 @@ class TokenProvider(StaticAuth):
         try:
             claims = jwt.decode(header[7:], self.public_key, algorithms=["ES256"]).claims
         except (JoseError, ValueError):
-            return None
-        if self.revoked:
-            return None
+            raise InvalidCredentials("a token not signed by the token server") from None
         now = time.time()
+        if self.revoked:
+            raise InvalidCredentials("revoked")
         if (claims.get("iss"), claims.get("aud")) != (self.server.issuer, SERVICE):
-            return None
+            raise InvalidCredentials("a token for another service")
         if not claims.get("nbf", 0) <= now < claims.get("exp", 0):
-            return None
+            raise InvalidCredentials("expired")
         return Identity(claims.get("sub") or "")
 
     def authorize(self, identity: Identity | None, access: Access) -> tuple[str, ...]:
         return access.actions if identity else ()
 
-    def challenge(self, request: AuthRequest, wanted: object) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer realm="{self.server.realm}",service="{SERVICE}"'}
+    def challenge(self, request: AuthRequest, wanted: object, error: str = "") -> dict[str, str]:
+        params = {"realm": self.server.realm, "service": SERVICE}
+        if error:
+            params["error"] = error
+        return {"WWW-Authenticate": format_challenge("Bearer", params)}
 
 
 def our_registry(tmp_path: Path, provider: object) -> ThreadedRegistry:
@@ -125,7 +123,11 @@ def our_registry(tmp_path: Path, provider: object) -> ThreadedRegistry:
 
 @pytest.fixture
 def our_basic_registry(tmp_path: Path) -> Iterator[ThreadedRegistry]:
-    server = our_registry(tmp_path, BasicProvider())
+    """Ours, with the htpasswd plugin over a file made by ``htpasswd -B``."""
+    htpasswd = tmp_path / "our-htpasswd"
+    htpasswd.write_text(htpasswd_line(USER, PASSWORD))
+    provider = HtpasswdAuth(HtpasswdConfig(path=str(htpasswd), realm="dockyard-test"))
+    server = our_registry(tmp_path, provider)
     yield server
     server.stop()
 

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dockyard.testing.peers import docker_env
 from tests.conftest import http_request, plugin_env, run_dockyard
 from tests.distribution.conftest import (
     PASSWORD,
@@ -34,6 +33,7 @@ from tests.distribution.conftest import (
 from tests.distribution.test_cli_login import b64
 from tests.distribution.test_login import login
 from tests.registry.conftest import start_cncf_registry
+from tests.registry.test_interop_auth import docker_cli_storing_logins_in_a_file
 
 pytestmark = pytest.mark.interop
 
@@ -113,41 +113,17 @@ def test_token_logins_answer_as_dockerd_answers(daemon, real_dockerd, token_regi
 # --------------------------------------------------------------------------------------------
 
 
-def docker_cli_run(
-    daemon, config_dir: Path, *args: str, input: str = ""
-) -> subprocess.CompletedProcess:
-    """The docker CLI against our daemon. Only its own directory is on PATH: with ``pass``
-    installed (the helper tests need it), the CLI would otherwise pick docker-credential-pass
-    as its default store (docker's DetectDefaultStore) and fail on an uninitialised one."""
-    from tests.conftest import docker_cli
-
-    cli = docker_cli()
-    return subprocess.run(
-        [cli, *args],
-        env={**docker_env(daemon.host, config_dir), "PATH": os.path.dirname(cli)},
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_docker_cli_logs_in_through_our_daemon(
     daemon, basic_registry, token_registry, tmp_path
 ):
-    config = tmp_path / "docker-config"
+    docker = docker_cli_storing_logins_in_a_file(daemon.host, tmp_path)
+    stored = tmp_path / "docker-config" / "config.json"
     host = basic_registry.host
-    done = docker_cli_run(
-        daemon, config, "login", host, "-u", USER, "--password-stdin", input=PASSWORD
-    )
-    assert done.returncode == 0, done.stderr
+    done = docker("login", host, "-u", USER, "--password-stdin", input=PASSWORD)
     assert "Login Succeeded" in done.stdout
-    stored = json.loads((config / "config.json").read_text())["auths"]
-    assert stored[host] == {"auth": b64(f"{USER}:{PASSWORD}")}
+    assert json.loads(stored.read_text())["auths"][host] == {"auth": b64(f"{USER}:{PASSWORD}")}
 
-    wrong = docker_cli_run(
-        daemon, config, "login", host, "-u", USER, "--password-stdin", input="wrong"
-    )
+    wrong = docker("login", host, "-u", USER, "--password-stdin", input="wrong", check=False)
     assert wrong.returncode == 1
     assert (
         f"Error response from daemon: login attempt to {basic_registry.url}/v2/ failed with "
@@ -155,35 +131,22 @@ def test_the_docker_cli_logs_in_through_our_daemon(
     ) in wrong.stderr
 
     token_host = token_registry.host
-    done = docker_cli_run(
-        daemon,
-        config,
-        "login",
-        token_host,
-        "-u",
-        TOKEN_USER,
-        "--password-stdin",
-        input=TOKEN_PASSWORD,
-    )
-    assert done.returncode == 0, done.stderr
-    entry = json.loads((config / "config.json").read_text())["auths"][token_host]
+    docker("login", token_host, "-u", TOKEN_USER, "--password-stdin", input=TOKEN_PASSWORD)
+    entry = json.loads(stored.read_text())["auths"][token_host]
     assert entry["identitytoken"]  # the CLI keeps our IdentityToken instead of the password
-    logout = docker_cli_run(daemon, config, "logout", token_host)
-    assert (
-        logout.returncode == 0
-        and token_host not in json.loads((config / "config.json").read_text())["auths"]
-    )
+    docker("logout", token_host)
+    assert token_host not in json.loads(stored.read_text())["auths"]
 
 
 def test_dockyard_and_docker_read_each_others_logins(daemon, basic_registry, tmp_path):
-    config = tmp_path / "shared-config"
+    docker = docker_cli_storing_logins_in_a_file(daemon.host, tmp_path)
+    config = tmp_path / "docker-config"
     env = plugin_env([], DOCKYARD_HOST=daemon.host, DOCKYARD_CONFIG=str(config))
     host = basic_registry.host
     done = run_dockyard(["login", host, "-u", USER, "--password-stdin"], env=env, input=PASSWORD)
     assert done.returncode == 0, done.stderr
     # The docker CLI finds the login dockyard kept and authenticates with it.
-    again = docker_cli_run(daemon, config, "login", host)
-    assert again.returncode == 0, again.stderr
+    again = docker("login", host)
     assert f"Authenticating with existing credentials... [Username: {USER}]" in again.stderr
 
 

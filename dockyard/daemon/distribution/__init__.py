@@ -2,7 +2,8 @@
 
 - :mod:`~.endpoints`: which URLs to try for a registry (HTTPS first; plain HTTP only for
   ``insecure-registries`` and loopback) and the TLS each gets (``registry-certs-dir``);
-- :mod:`~.challenges`: ``WWW-Authenticate`` parsing;
+- :mod:`~.challenges`: a response's ``WWW-Authenticate`` challenges (core's reader, per
+  header);
 - :mod:`~.credentials`: docker's ``AuthConfig`` from ``POST /auth`` and ``X-Registry-Auth``;
 - :mod:`~.tokens`: the token server exchange and the per-scope token cache;
 - :mod:`~.client`: :class:`~.client.RegistryClient`, the one door every registry request

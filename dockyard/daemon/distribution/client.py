@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from dockyard.daemon.distribution.challenges import Challenge, parse_challenges
+from dockyard.core.httpauth import Challenge
+from dockyard.daemon.distribution.challenges import is_scheme, read_challenges
 from dockyard.daemon.distribution.credentials import Credentials
 from dockyard.daemon.distribution.endpoints import Endpoint
 from dockyard.daemon.distribution.errors import (
@@ -99,7 +100,7 @@ class RegistryClient:
         versions = ",".join(response.headers.get_list("docker-distribution-api-version"))
         self.found_v2 = _V2_VERSION in {v.strip() for v in versions.split(",")}
         self.challenges = (
-            parse_challenges(response.headers.get_list("www-authenticate"))
+            read_challenges(response.headers.get_list("www-authenticate"))
             if response.status_code == 401
             else []
         )
@@ -120,11 +121,11 @@ class RegistryClient:
         wanted = list(scopes)
         sent = {**(headers or {}), **await self._authorization(method, url, wanted)}
         response = await self._send(method, url, sent, content)
-        if response.status_code != 401 or not any(c.scheme == "bearer" for c in self.challenges):
+        if response.status_code != 401 or not any(is_scheme(c, "bearer") for c in self.challenges):
             return response
         # The token was refused (expired early, revoked) or too narrow: once more, fresh, with
         # what the registry's new challenge names.
-        for challenge in parse_challenges(response.headers.get_list("www-authenticate")):
+        for challenge in read_challenges(response.headers.get_list("www-authenticate")):
             for scope in challenge.params.get("scope", "").split():
                 if scope not in wanted:
                     wanted.append(scope)
@@ -147,11 +148,11 @@ class RegistryClient:
         """The ``Authorization`` header the challenges ask for (token first, as docker's)."""
         try:
             for challenge in self.challenges:
-                if challenge.scheme == "bearer":
+                if is_scheme(challenge, "bearer"):
                     token = await self._token(challenge, scopes, fresh)
                     return {"Authorization": f"Bearer {token}"}
             for challenge in self.challenges:
-                if challenge.scheme == "basic":
+                if is_scheme(challenge, "basic"):
                     if not self.credentials.has_password:
                         raise NoBasicCredentials()
                     pair = f"{self.credentials.username}:{self.credentials.password}"
@@ -172,7 +173,7 @@ class RegistryClient:
         if self.credentials.registry_token:  # a token the client holds: passed through
             return self.credentials.registry_token
         key = TokenKey(
-            challenge.realm,
+            challenge.params.get("realm", ""),
             challenge.params.get("service", ""),
             tuple(sorted(set(scopes))),
             self.credentials.cache_key(),

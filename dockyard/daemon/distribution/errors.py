@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Iterable
 
 from dockyard.core.errors import DockyardError
-from dockyard.daemon.distribution.challenges import parse_challenges
+from dockyard.daemon.distribution.challenges import is_scheme, read_challenges
 
 
 class RegistryError(DockyardError):
@@ -97,9 +97,9 @@ def describe_error_response(
         return f"received unexpected HTTP status: {status_text(status)}", False
     texts = []
     # RFC 6750's error in a Bearer challenge comes first, then the body's errors.
-    for challenge in parse_challenges(www_authenticate):
+    for challenge in read_challenges(www_authenticate):
         error = challenge.params.get("error")
-        if challenge.scheme == "bearer" and error in ("invalid_token", "insufficient_scope"):
+        if is_scheme(challenge, "bearer") and error in ("invalid_token", "insufficient_scope"):
             code = "UNAUTHORIZED" if error == "invalid_token" else "DENIED"
             texts.append(_error_code_text(code, challenge.params.get("error_description", "")))
             break

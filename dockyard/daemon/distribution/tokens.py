@@ -31,7 +31,7 @@ import httpx
 
 from dockyard.core.decoding import DecodeError, Decoder, parse_json
 from dockyard.core.errors import InvalidParameter
-from dockyard.daemon.distribution.challenges import Challenge
+from dockyard.core.httpauth import Challenge
 from dockyard.daemon.distribution.credentials import Credentials
 from dockyard.daemon.distribution.errors import describe_error_response
 
@@ -136,7 +136,7 @@ async def fetch_token(
 ) -> Token:
     """A new token for ``scopes`` from the realm ``challenge`` names. Transport failures
     raise httpx's errors; a refusal raises :class:`TokenFetchError`."""
-    realm = challenge.realm
+    realm = challenge.params.get("realm", "")
     if not realm:
         raise TokenFetchError("no realm specified for token auth challenge")
     parts = urlsplit(realm)
