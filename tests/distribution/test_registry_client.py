@@ -19,10 +19,18 @@ from dockyard.daemon.distribution.endpoints import (
     index_server_address,
     registry_host,
 )
-from dockyard.daemon.distribution.errors import describe_error_response
+from dockyard.daemon.distribution.errors import RegistryError, describe_error_response
+from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.distribution.tokens import TokenAnswer, TokenCache, TokenKey
 from tests.conftest import run_dockyard
-from tests.distribution.conftest import TOKEN_PASSWORD, TOKEN_USER, token_login
+from tests.distribution.conftest import (
+    PASSWORD,
+    TOKEN_PASSWORD,
+    TOKEN_USER,
+    USER,
+    dead_port,
+    token_login,
+)
 from tests.distribution.test_login import login
 
 # --------------------------------------------------------------------------------------------
@@ -264,3 +272,23 @@ def test_an_oauth_only_token_server_gets_the_password_grant(
     assert (get.method, get.status, post.method, post.status) == ("GET", 405, "POST", 200)
     assert post.form["grant_type"] == ["password"] and post.form["access_type"] == ["offline"]
     assert post.form["username"] == [TOKEN_USER] and post.form["client_id"] == ["docker"]
+
+
+def test_connect_finds_the_endpoint_that_answers(our_basic_registry):
+    """What pull and push start with: HTTPS refused by a plain-HTTP loopback registry, then
+    HTTP; the challenge known before the first real request."""
+
+    async def scenario() -> None:
+        service = RegistryService(EndpointPolicy(), "127.0.0.1:5000")
+        credentials = Credentials(USER, PASSWORD)
+        async with await service.connect(our_basic_registry.host, credentials, "agent/1") as client:
+            assert client.endpoint == Endpoint("http", our_basic_registry.host, verify=False)
+            assert client.found_v2
+            assert [c.scheme for c in client.challenges] == ["Basic"]
+            assert (await client.request("GET", "/v2/")).status_code == 200
+            agent = client.http.headers["user-agent"]
+            assert agent.startswith("dockyard/") and agent.endswith(" UpstreamClient(agent/1)")
+        with pytest.raises(RegistryError, match="connect: connection refused"):
+            await service.connect(f"127.0.0.1:{dead_port()}", credentials)
+
+    asyncio.run(scenario())
