@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.distribution.credentials import AuthConfig, decode_registry_auth
 from tests.distribution.conftest import (
     PASSWORD,
     TOKEN_PASSWORD,
@@ -222,3 +224,47 @@ def test_no_secret_reaches_the_log(start_daemon, our_token_registry, our_basic_r
     assert "registry login succeeded" in text and "registry login failed" in text
     for secret in secrets_seen:
         assert secret not in text
+
+
+def _encoded(document: object, alphabet: str = "url", padded: bool = True) -> str:
+    raw = json.dumps(document).encode()
+    text = (base64.urlsafe_b64encode if alphabet == "url" else base64.b64encode)(raw).decode()
+    return text if padded else text.rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "e30=",
+        "e30",
+        _encoded({"username": "u", "password": "p?>~", "email": None}, padded=False),
+        _encoded({"username": "u", "password": "p?>~"}, alphabet="standard"),
+    ],
+)
+def test_x_registry_auth_in_the_forms_clients_send(header):
+    config = decode_registry_auth(header)
+    if header and header.startswith("e30"):
+        assert config == AuthConfig()
+    elif header:
+        assert (config.username, config.password) == ("u", "p?>~")
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("!!!", "X-Registry-Auth: not base64url-encoded JSON"),
+        ("====", "X-Registry-Auth: not base64url-encoded JSON"),
+        ("bm9wZQ", "X-Registry-Auth: invalid JSON"),
+        (_encoded([1]), "X-Registry-Auth: expected an object, got an array"),
+        (_encoded({"username": 5}), "X-Registry-Auth: username: expected a string, got an integer"),
+        (_encoded({"auth": "zz"}), "X-Registry-Auth: auth: not base64 of user:password"),
+        ("ZXlK" * 5000 + "é", "X-Registry-Auth: not base64url-encoded JSON"),
+    ],
+)
+def test_garbage_x_registry_auth_is_refused_naming_the_header(header, message):
+    with pytest.raises(InvalidParameter) as refused:
+        decode_registry_auth(header)
+    assert str(refused.value).startswith(message)
+    assert refused.value.status_code == 400
