@@ -23,14 +23,7 @@ from dockyard.daemon.distribution.errors import RegistryError, describe_error_re
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.distribution.tokens import TokenAnswer, TokenCache, TokenKey
 from tests.conftest import run_dockyard
-from tests.distribution.conftest import (
-    PASSWORD,
-    TOKEN_PASSWORD,
-    TOKEN_USER,
-    USER,
-    dead_port,
-    token_login,
-)
+from tests.distribution import conftest as logins
 from tests.distribution.test_login import login
 
 # --------------------------------------------------------------------------------------------
@@ -240,7 +233,7 @@ def test_tokens_are_reused_and_a_refused_one_is_replaced_once(
     async def scenario() -> None:
         endpoint = Endpoint("http", our_token_registry.host, verify=False)
         cache = TokenCache()
-        credentials = Credentials(TOKEN_USER, TOKEN_PASSWORD)
+        credentials = Credentials(logins.TOKEN_USER, logins.TOKEN_PASSWORD)
         async with RegistryClient(endpoint, credentials, cache) as client:
             assert (await client.ping()).status_code == 401
             scopes = ["repository:x/y:pull"]
@@ -264,14 +257,14 @@ def test_an_oauth_only_token_server_gets_the_password_grant(
     daemon, our_token_registry, token_server
 ):
     token_server.refuse_get = True
-    body = token_login(our_token_registry)
+    body = logins.token_login(our_token_registry)
     reply = login(daemon, body)
     assert reply.status == 200, reply.body
-    assert token_server.refresh_tokens[reply.json()["IdentityToken"]] == TOKEN_USER
+    assert token_server.refresh_tokens[reply.json()["IdentityToken"]] == logins.TOKEN_USER
     get, post = token_server.requests
     assert (get.method, get.status, post.method, post.status) == ("GET", 405, "POST", 200)
     assert post.form["grant_type"] == ["password"] and post.form["access_type"] == ["offline"]
-    assert post.form["username"] == [TOKEN_USER] and post.form["client_id"] == ["docker"]
+    assert post.form["username"] == [logins.TOKEN_USER] and post.form["client_id"] == ["docker"]
 
 
 def test_connect_finds_the_endpoint_that_answers(our_basic_registry):
@@ -280,7 +273,7 @@ def test_connect_finds_the_endpoint_that_answers(our_basic_registry):
 
     async def scenario() -> None:
         service = RegistryService(EndpointPolicy(), "127.0.0.1:5000")
-        credentials = Credentials(USER, PASSWORD)
+        credentials = Credentials(logins.USER, logins.PASSWORD)
         async with await service.connect(our_basic_registry.host, credentials, "agent/1") as client:
             assert client.endpoint == Endpoint("http", our_basic_registry.host, verify=False)
             assert client.found_v2
@@ -289,6 +282,6 @@ def test_connect_finds_the_endpoint_that_answers(our_basic_registry):
             agent = client.http.headers["user-agent"]
             assert agent.startswith("dockyard/") and agent.endswith(" UpstreamClient(agent/1)")
         with pytest.raises(RegistryError, match="connect: connection refused"):
-            await service.connect(f"127.0.0.1:{dead_port()}", credentials)
+            await service.connect(f"127.0.0.1:{logins.dead_port()}", credentials)
 
     asyncio.run(scenario())
