@@ -22,6 +22,10 @@ from tests.distribution.conftest import (
     dead_port,
     token_login,
 )
+from tests.registry.conftest import registry_process
+from tests.registry.test_interop_auth import registry_config_for_auth
+
+__all__ = ["registry_config_for_auth", "registry_process"]  # fixtures of tests/registry
 
 
 def login(daemon, body: object, raw: bytes | None = None):
@@ -268,3 +272,36 @@ def test_garbage_x_registry_auth_is_refused_naming_the_header(header, message):
         decode_registry_auth(header)
     assert str(refused.value).startswith(message)
     assert refused.value.status_code == 400
+
+
+# --------------------------------------------------------------------------------------------
+# ``dockyard registry`` with its own auth plugins (htpasswd, token)
+# --------------------------------------------------------------------------------------------
+
+
+def test_login_to_our_registry_in_each_auth_mode(
+    daemon, registry_process, registry_config_for_auth
+):
+    config = registry_config_for_auth
+    server = registry_process(config.text)
+    body = {"username": config.user, "password": config.password, "serveraddress": server.host}
+    reply = login(daemon, body)
+    assert reply.status == 200, reply.body
+    identity = reply.json()["IdentityToken"]
+    # The token service hands out a refresh token when asked (offline_token=true); htpasswd
+    # has none to give.
+    assert bool(identity) == (config.mode == "token")
+    if identity:
+        again = login(daemon, {"identitytoken": identity, "serveraddress": server.host})
+        assert again.json() == {"IdentityToken": identity, "Status": "Login Succeeded"}
+
+    wrong = login(daemon, {**body, "password": "not-the-password"})
+    assert wrong.status == 500
+    if config.mode == "htpasswd":
+        assert wrong.json()["message"] == (
+            f"login attempt to {server.url}/v2/ failed with status: 401 Unauthorized"
+        )
+    else:  # the token service's refusal, as distribution's client words it
+        assert wrong.json()["message"].startswith(f'Get "{server.url}/v2/": unauthorized: ')
+    assert "not-the-password" not in daemon.log_path.read_text()
+    assert server.server_errors() == []

@@ -28,14 +28,17 @@ from tests.distribution.conftest import (
     TOKEN_USER,
     USER,
     dead_port,
-    htpasswd_line,
 )
 from tests.distribution.test_cli_login import b64
 from tests.distribution.test_login import login
-from tests.registry.conftest import start_cncf_registry
-from tests.registry.test_interop_auth import docker_cli_storing_logins_in_a_file
+from tests.registry.conftest import htpasswd_file, registry_process, start_cncf_registry
+from tests.registry.test_interop_auth import (
+    docker_cli_storing_logins_in_a_file,
+    registry_config_for_auth,
+)
 
 pytestmark = pytest.mark.interop
+__all__ = ["registry_config_for_auth", "registry_process"]  # fixtures of tests/registry
 
 
 def auth_reply(socket_path: str, body: dict) -> tuple[int, dict]:
@@ -235,8 +238,7 @@ def tls_registry(tmp_path) -> Iterator[tuple[str, Path]]:
     _pem(files / "server.key", key=server_key)
     _pem(files / "client.cert", client)
     _pem(files / "client.key", key=client_key)
-    htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text(htpasswd_line(USER, PASSWORD))
+    htpasswd = htpasswd_file(tmp_path / "htpasswd", {USER: PASSWORD})
     extra = (
         f"  tls:\n    certificate: {files}/server.crt\n    key: {files}/server.key\n"
         f"    clientcas:\n      - {files}/ca.crt\n"
@@ -367,3 +369,17 @@ def test_a_credential_helper_keeps_the_secret(
     assert out.stderr == ""
     assert json.loads(helper(pass_store, "list", "")) == {}
     assert json.loads((config / "config.json").read_text()) == {**chosen, "auths": {}}
+
+
+def test_logins_to_our_registry_answer_as_dockerd_answers(
+    daemon, real_dockerd, registry_process, registry_config_for_auth
+):
+    """``dockyard registry`` with its htpasswd and token plugins, asked by both daemons."""
+    config = registry_config_for_auth
+    server = registry_process(config.text)
+    body = {"username": config.user, "password": config.password, "serveraddress": server.host}
+    ours = same_answer(daemon, real_dockerd, body)
+    assert bool(ours["IdentityToken"]) == (config.mode == "token")
+    same_answer(daemon, real_dockerd, {**body, "password": "not-the-password"})
+    same_answer(daemon, real_dockerd, {"serveraddress": server.host})
+    assert server.server_errors() == []

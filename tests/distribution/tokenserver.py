@@ -3,7 +3,7 @@
 It serves ``GET /token`` (HTTP Basic credentials or anonymous, ``service``, ``scope``,
 ``offline_token``, ``client_id``, ``account``) and the OAuth2 ``POST /token`` (the ``password``
 and ``refresh_token`` grants), as distribution's token-auth documents describe, and signs ES256
-JWTs whose ``kid`` is the libtrust key ID the CNCF registry looks its trusted keys up by. The
+JWTs (pyjwt) whose ``kid`` is the libtrust key ID the CNCF registry looks its trusted keys up by. The
 CNCF registry, configured with ``auth: token:`` and this server's certificate as its
 ``rootcertbundle``, accepts them: that is the registry's side of the exchange our daemon must
 get right.
@@ -23,12 +23,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from joserfc import jwt
-from joserfc.jwk import ECKey
 
 
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -117,13 +116,8 @@ class TokenServer:
             "jti": secrets.token_hex(16),
             "access": access,
         }
-        pem = self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        header = {"alg": "ES256", "typ": "JWT", "kid": libtrust_key_id(self.key.public_key())}
-        return jwt.encode(header, claims, ECKey.import_key(pem))
+        headers = {"kid": libtrust_key_id(self.key.public_key())}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers=headers)
 
     def start(self) -> TokenServer:
         server = self
