@@ -15,6 +15,8 @@ This module is the table of contents: the global options, :func:`build_parser` a
   (:mod:`~dockyard.commands.streams`: the terminal wired to an attached container)
 - :mod:`~dockyard.commands.inspection`: ``inspect``
 - :mod:`~dockyard.commands.volumes`: the ``volume`` group
+- :mod:`~dockyard.commands.logins`: ``login``, ``logout``
+  (:mod:`~dockyard.commands.credentials`: the stored logins)
 - :mod:`~dockyard.commands.servers`: ``daemon``, ``registry``, ``config default``
 - :mod:`~dockyard.commands.output` and :mod:`~dockyard.commands.common`: what they share
 """
@@ -27,7 +29,15 @@ import sys
 from collections.abc import Callable, Collection, Sequence
 
 import dockyard
-from dockyard.commands import containers, images, inspection, servers, system, volumes
+from dockyard.commands import (
+    containers,
+    images,
+    inspection,
+    logins,
+    servers,
+    system,
+    volumes,
+)
 from dockyard.commands.common import DEFAULT_HOST, HOST_ENV, UsageError, print_usage
 from dockyard.commands.containers import log_timestamp, nano_cpus
 from dockyard.commands.images import write_atomically
@@ -99,7 +109,7 @@ def docker_boolean_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -
 
 
 #: The command modules, in the order of ``dockyard --help``.
-COMMAND_MODULES = (system, images, containers, inspection, volumes, servers)
+COMMAND_MODULES = (system, images, containers, inspection, volumes, logins, servers)
 
 #: Global options that take a value (the command word is not among their values).
 _GLOBAL_OPTIONS_WITH_VALUES = ("-H", "--host", "--tlscacert", "--tlscert", "--tlskey")
@@ -158,7 +168,8 @@ def _parser(only: str | None) -> tuple[argparse.ArgumentParser, Collection[str]]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # system: version, info, plugins; images: image …, images, tag, rmi, import, save, load,
     # history; containers: container …, run, create, start, stop, ps, logs, exec…; inspection:
-    # inspect; volumes: volume …; servers: config default, daemon, registry.
+    # inspect; volumes: volume …; logins: login, logout; servers: config default, daemon,
+    # registry.
     for module in COMMAND_MODULES:
         module.add_parsers(commands, only)
         if only is not None and only in commands.choices:

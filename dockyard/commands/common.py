@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from dockyard.core.hosts import parse_host
@@ -206,3 +207,26 @@ def add_command_group(
 def print_usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
+
+
+def write_atomically(
+    path: str, write: Callable[[BinaryIO], object], mode: int | None = None
+) -> None:
+    """Write through a temporary file beside ``path``: a failure leaves no partial file.
+
+    The file gets ``mode``, or without one the mode a new file gets under the umask.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".dockyard_temp_")
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            if mode is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask  # mkstemp's 0600 is not what the user asked for
+            os.fchmod(out.fileno(), mode)
+            write(out)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

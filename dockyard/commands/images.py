@@ -7,8 +7,7 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dockyard.commands.common import (
@@ -21,6 +20,7 @@ from dockyard.commands.common import (
     parse_filters,
     print_errors,
     table_or_json,
+    write_atomically,
 )
 from dockyard.commands.output import (
     created_since,
@@ -174,22 +174,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         display_json_messages(response, sys.stdout)
     return 0
-
-
-def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file beside ``path``: a failure leaves no partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".dockyard_temp_")
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            write(out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what the user asked for
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def cmd_save(args: argparse.Namespace) -> int:

@@ -49,7 +49,12 @@ DAEMON_FLAGS = (
     "userns-remap",
     "subuid-file",
     "subgid-file",
+    "default-registry",
+    "insecure-registries",
+    "registry-certs-dir",
 )
+#: List keys: the flag is given once per value; the second name is dockerd's.
+LIST_FLAGS = {"insecure-registries": "--insecure-registry"}
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -190,7 +195,12 @@ def add_parsers(commands: Any, only: str | None = None) -> None:
         "-H", "--host", dest="hosts", action="append", help="unix:///PATH or tcp://ADDR:PORT"
     )
     for flag in DAEMON_FLAGS:
-        daemon.add_argument(f"--{flag}", help=f"overrides [daemon] {flag}")
+        if flag in LIST_FLAGS:
+            daemon.add_argument(
+                f"--{flag}", LIST_FLAGS[flag], action="append", help=f"overrides [daemon] {flag}"
+            )
+        else:
+            daemon.add_argument(f"--{flag}", help=f"overrides [daemon] {flag}")
     for flag in DAEMON_SWITCHES:
         daemon.add_argument(
             f"--{flag}", action=argparse.BooleanOptionalAction, help=f"overrides [daemon] {flag}"

@@ -77,6 +77,22 @@ class DaemonConfig:
     )
     subuid_file: str = option("/etc/subuid", "subordinate uid ranges for userns-remap")
     subgid_file: str = option("/etc/subgid", "subordinate gid ranges for userns-remap")
+    # Registries the daemon talks to (login now; pull and push reuse the same settings).
+    default_registry: str = option(
+        "127.0.0.1:5000",
+        "registry HOST[:PORT] of a login that names none (the local dockyard registry's "
+        "default address; 'docker.io' for Docker Hub); /info reports it as IndexServerAddress",
+    )
+    insecure_registries: list[str] = option(
+        [],
+        "registries reached over plain HTTP when HTTPS fails, and over HTTPS without "
+        "certificate checks: HOST[:PORT] or CIDR, as dockerd's; 127.0.0.0/8 always is",
+    )
+    registry_certs_dir: str = option(
+        "/etc/dockyard/certs.d",
+        "per-registry TLS files, as docker's certs.d: DIR/HOST[:PORT]/*.crt are CAs, "
+        "*.cert with *.key client certificates",
+    )
 
 
 @attrs.frozen

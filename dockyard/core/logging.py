@@ -46,3 +46,7 @@ def configure_logging(level: str = "info", fmt: str = "json", program: str = "da
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # The daemon's registry client logs its exchanges itself, without secrets; httpx's line per
+    # request (and httpcore's debug lines, response headers among them) would only repeat them.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))

@@ -11,15 +11,18 @@ from dockyard.core.service import Service
 if TYPE_CHECKING:
     from dockyard.daemon.containers.execs import ExecRegistry
     from dockyard.daemon.containers.manager import ContainerManager
+    from dockyard.daemon.distribution.service import RegistryService
     from dockyard.daemon.images.store import ImageStore
     from dockyard.daemon.volumes import VolumeStore
 
 
 @attrs.define
 class Engine(Service):
-    """A running daemon: the service plus the image store, containers, execs and volumes."""
+    """A running daemon: the service plus the image store, containers, execs, volumes and
+    the registry client."""
 
     images: ImageStore | None = None
     containers: ContainerManager | None = None
     execs: ExecRegistry | None = None
     volumes: VolumeStore | None = None
+    registries: RegistryService | None = None

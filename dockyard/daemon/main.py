@@ -11,7 +11,7 @@ import structlog
 
 from dockyard.core.config import Config
 from dockyard.core.drivers import DriverKind
-from dockyard.core.errors import ConfigError
+from dockyard.core.errors import ConfigError, InvalidParameter
 from dockyard.core.events import Event, EventBus
 from dockyard.core.logging import configure_logging
 from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
@@ -31,6 +31,8 @@ from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.spec import UserNamespace
+from dockyard.daemon.distribution.endpoints import EndpointPolicy, registry_host
+from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
@@ -52,6 +54,14 @@ def _read_token(path: str) -> str:
     return token
 
 
+def _registry_service(default: str, insecure: list[str], certs_dir: str) -> RegistryService:
+    try:
+        default_host = registry_host(default)
+    except InvalidParameter:
+        raise ConfigError(f"default-registry {default!r} is not HOST[:PORT]") from None
+    return RegistryService(EndpointPolicy(insecure, certs_dir), default_host)
+
+
 def run_daemon(config: Config, plugins: PluginHost) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
     settings = config.daemon
@@ -67,12 +77,15 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         check_tcp_exposure(host, client_certificates=verifies_clients, token=bool(token))
     tls = served_tls.context() if served_tls else None
     remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
+    registries = _registry_service(
+        settings.default_registry, settings.insecure_registries, settings.registry_certs_dir
+    )
 
     data_root = Path(settings.data_root).absolute()
     with data_root_lock(data_root, "daemon"):
         search_group = modes.search_group(remapping.gid_mappings if remapping else ())
         modes.make_dir(data_root, modes.DATA_ROOT, search_group)
-        service = Engine("daemon", config, plugins, data_root)
+        service = Engine("daemon", config, plugins, data_root, registries=registries)
 
         def notify_plugins(event: Event) -> None:
             try:

@@ -70,6 +70,12 @@ class Reference:
         return attrs.evolve(self, tag=None, digest=None)
 
 
+def is_domain(text: str) -> bool:
+    """Whether ``text`` is a registry host as references name it: ``HOST[:PORT]``, the host
+    a DNS name or an IPv4 address, or ``[IPv6]`` with an optional port."""
+    return _DOMAIN.fullmatch(text) is not None
+
+
 def parse_reference(text: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
     """Parse and normalise ``text``; a reference without tag or digest gets ``default_tag``."""
     invalid = InvalidParameter(f"invalid reference format: {text!r}")

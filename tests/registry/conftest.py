@@ -34,18 +34,21 @@ def free_port() -> int:
 
 
 def wait_for_port(
-    port: int, timeout: float = 20.0, process: subprocess.Popen | None = None
+    port: int,
+    timeout: float = 20.0,
+    process: subprocess.Popen | None = None,
+    address: str = "127.0.0.1",
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((address, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listens on {address}:{port} after {timeout}s")
 
 
 @attrs.define
@@ -344,20 +347,22 @@ def registry_process(tmp_path: Path) -> Iterator[object]:
 # ------------------------------------------------------------------------------ the CNCF registry
 
 
-def start_cncf_registry(workdir: Path, auth: str = "") -> ChildServer:
+def start_cncf_registry(workdir: Path, auth: str = "", address: str = "127.0.0.1") -> ChildServer:
     """Start the CNCF registry (distribution 2.8, Debian's ``docker-registry``) on a free port
-    with its data under ``workdir``; ``auth`` is an ``auth:`` section of its YAML config."""
+    of ``address`` with its data under ``workdir``; ``auth`` is YAML added to its config: an
+    ``auth:`` section, after lines that continue ``http:`` (a ``tls:`` section) if wanted."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
     port = free_port()
     workdir.mkdir(parents=True)
     config = workdir / "config.yml"
+    listen = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir}/data\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+        f'http:\n  addr: "{listen}"\n{auth}'
     )
     log = workdir / "registry.log"
     with open(log, "wb") as log_file:
@@ -366,7 +371,7 @@ def start_cncf_registry(workdir: Path, auth: str = "") -> ChildServer:
         )
     registry = ChildServer(process, port, log)
     try:
-        wait_for_port(port, process=process)
+        wait_for_port(port, process=process, address=address)
     except BaseException:
         registry.stop()
         raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}") from None

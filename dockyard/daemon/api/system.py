@@ -1,4 +1,5 @@
-"""System routes: ``/_ping``, ``/version``, ``/info``, ``/events`` and ``/dockyard/plugins``."""
+"""System routes: ``/_ping``, ``/version``, ``/info``, ``/auth``, ``/events`` and
+``/dockyard/plugins``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from dockyard.core.events import Event
 from dockyard.core.platforms import go_arch
 from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
+from dockyard.daemon.distribution.credentials import decode_auth_body
+from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 
 _NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
@@ -103,6 +106,7 @@ async def info(request: Request) -> Response:
     storage = plugins.selected(DriverKind.STORAGE) or ""
     runtime = plugins.selected(DriverKind.RUNTIME) or ""
     runtimes = {info.name: {"path": info.name} for info in plugins.driver_infos(DriverKind.RUNTIME)}
+    registries = registries_of(service)
     containers = service.containers.containers.values() if service.containers else ()
     states = [c.state.status for c in containers]
     body: dict[str, Any] = {
@@ -133,12 +137,8 @@ async def info(request: Request) -> Response:
         "OSVersion": "",
         "OSType": "linux",
         "Architecture": platform.machine(),
-        "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "IndexConfigs": {},
-            "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-            "Mirrors": [],
-        },
+        "IndexServerAddress": registries.index_server_address,
+        "RegistryConfig": registries.policy.registry_config(),
         "NCPU": os.cpu_count() or 1,
         "MemTotal": _mem_total(),
         "DockerRootDir": str(service.data_root),
@@ -171,6 +171,19 @@ async def info(request: Request) -> Response:
         },
     }
     return JSONResponse(body)
+
+
+def registries_of(service: Engine) -> RegistryService:
+    assert service.registries is not None
+    return service.registries
+
+
+async def auth(request: Request) -> Response:
+    """``POST /auth``: check credentials against their registry (docker login)."""
+    config = decode_auth_body(await request.body())
+    registries = registries_of(service_of(request))
+    result = await registries.login(config, request.headers.get("user-agent", ""))
+    return JSONResponse({"IdentityToken": result.identity_token, "Status": result.status})
 
 
 async def plugin_list(request: Request) -> Response:
@@ -237,6 +250,7 @@ def routes() -> list[Route]:
         Route("/_ping", ping, methods=["GET", "HEAD"]),
         Route("/version", version),
         Route("/info", info),
+        Route("/auth", auth, methods=["POST"]),
         Route("/events", events),
         Route("/dockyard/plugins", plugin_list),
     ]

@@ -1,0 +1,119 @@
+"""Registry credentials as clients hand them to the daemon: docker's ``AuthConfig``.
+
+It comes as the JSON body of ``POST /auth``, and base64url-encoded in the ``X-Registry-Auth``
+header of pull and push. Both are decoded here, strictly, by the Engine API's decoder: a value
+of the wrong type is a 400 naming the field. Secrets never appear in a record's ``repr``, so a
+log line or a traceback cannot carry them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+
+import attrs
+
+from dockyard.core.decoding import json_key, parse_json
+from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.engine_api import ENGINE_API
+
+#: Per process: the token cache keys credentials by a salted digest, never by the secret.
+_CACHE_SALT = os.urandom(16)
+
+
+@attrs.frozen
+class AuthConfig:
+    """docker's ``AuthConfig``. ``email`` is accepted and unused, as dockerd does (it was
+    Docker Hub's, long retired); ``auth`` is ``base64("user:password")``, as in a client's
+    ``config.json``, and stands for ``username`` and ``password`` when they are not given."""
+
+    username: str = json_key("username", default="")
+    password: str = json_key("password", default="", repr=False)
+    auth: str = json_key("auth", default="", repr=False)
+    email: str = json_key("email", default="")
+    server_address: str = json_key("serveraddress", default="")
+    identity_token: str = json_key("identitytoken", default="", repr=False)
+    registry_token: str = json_key("registrytoken", default="", repr=False)
+
+
+@attrs.frozen
+class Credentials:
+    """What a registry exchange authenticates with.
+
+    ``identity_token`` is an OAuth2 refresh token (from an earlier login) used instead of the
+    password; ``registry_token`` a bearer token the client already holds, sent as it is.
+    """
+
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    identity_token: str = attrs.field(default="", repr=False)
+    registry_token: str = attrs.field(default="", repr=False)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.username and self.password)
+
+    def cache_key(self) -> str:
+        """Distinguishes credentials in the token cache without keeping their secrets."""
+        material = "\0".join(
+            (self.username, self.password, self.identity_token, self.registry_token)
+        )
+        return hashlib.sha256(_CACHE_SALT + material.encode()).hexdigest()
+
+
+def credentials_of(config: AuthConfig, where: str = "") -> Credentials:
+    """The credentials ``config`` carries. ``auth`` that is not ``base64("user:password")``,
+    or that names other credentials than ``username``/``password``, is a 400."""
+    username, password = config.username, config.password
+    if config.auth:
+        field = f"{where}: auth" if where else "auth"
+        try:
+            decoded = base64.b64decode(config.auth, validate=True).decode()
+        except (binascii.Error, ValueError):
+            raise InvalidParameter(f"{field}: not base64 of user:password") from None
+        user, colon, secret = decoded.partition(":")
+        if not colon:
+            raise InvalidParameter(f"{field}: not base64 of user:password")
+        if (username or password) and (username, password) != (user, secret):
+            raise InvalidParameter(f"{field}: names other credentials than username and password")
+        username, password = user, secret
+    return Credentials(username, password, config.identity_token, config.registry_token)
+
+
+def decode_auth_body(raw: bytes) -> AuthConfig:
+    """``POST /auth``'s body. It is required: an empty body is a 400, not an anonymous login."""
+    if not raw.strip():
+        raise InvalidParameter("the body must be a JSON AuthConfig object, and it is empty")
+    config: AuthConfig = ENGINE_API.decode(parse_json(raw), AuthConfig)
+    credentials_of(config)  # a bad "auth" is refused here, at the boundary
+    return config
+
+
+def decode_registry_auth(header: str | None) -> AuthConfig:
+    """The ``X-Registry-Auth`` header: base64url of a JSON AuthConfig. Absent, empty or
+    ``e30=`` (``{}``) means no credentials. The standard alphabet and missing padding are
+    accepted, as clients differ; anything else is a 400 naming the header."""
+    if not header or not header.strip():
+        return AuthConfig()
+    text = header.strip()
+    try:
+        raw = base64.urlsafe_b64decode(_padded(text.replace("+", "-").replace("/", "_")))
+    except (binascii.Error, ValueError):
+        raise InvalidParameter("X-Registry-Auth: not base64url-encoded JSON") from None
+    if not raw.strip():
+        raise InvalidParameter("X-Registry-Auth: not base64url-encoded JSON")
+    try:
+        config: AuthConfig = ENGINE_API.decode(parse_json(raw), AuthConfig)
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"X-Registry-Auth: {exc}") from None
+    credentials_of(config, "X-Registry-Auth")
+    return config
+
+
+def _padded(text: str) -> str:
+    if any(not (c.isalnum() or c in "-_=") for c in text):
+        raise ValueError("not base64url")
+    stripped = text.rstrip("=")
+    return stripped + "=" * (-len(stripped) % 4)
