@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,12 +295,13 @@ def test_a_secure_registry_is_checked_with_the_certificates_of_its_certs_d(
 def pass_store(tmp_path) -> Iterator[dict[str, str]]:
     """``pass`` with a fresh GnuPG key (made with --batch), for docker-credential-pass; its
     gpg-agent is stopped afterwards."""
+    # scripts/setup unpacks them into the virtualenv, off the machine's PATH (see there why).
+    path = f"{Path(sys.prefix) / 'credential-helpers' / 'usr' / 'bin'}:{os.environ['PATH']}"
     for program in ("docker-credential-pass", "pass", "gpg"):
-        if shutil.which(program) is None:
-            pytest.fail(
-                f"{program} is not installed (apt-get install golang-docker-credential-helpers pass)"
-            )
+        if shutil.which(program, path=path) is None:
+            pytest.fail(f"{program} is missing: run scripts/setup")
     env = {
+        "PATH": path,
         "GNUPGHOME": str(tmp_path / "gnupg"),
         "PASSWORD_STORE_DIR": str(tmp_path / "password-store"),
     }
