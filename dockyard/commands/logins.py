@@ -11,22 +11,22 @@ daemon is not told. Without a SERVER both use the daemon's default registry (``/
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.commands.common import UsageError, make_client
-from dockyard.commands.credentials import (
-    HUB_INDEX_SERVER,
-    CredentialsError,
-    LoginStore,
-    StoredLogin,
-    login_key,
-)
+
+if TYPE_CHECKING:
+    from dockyard.commands.credentials import LoginStore, StoredLogin
+
+# The credential store (and dataclasses, pathlib, subprocess under it) loads only when a login
+# command runs: every other command builds this module's parsers, and start-up time counts.
 
 
 def default_server(client: Any) -> str:
     """The daemon's default registry."""
+    from dockyard.commands.credentials import HUB_INDEX_SERVER
+
     return str(client.get_json("/info").get("IndexServerAddress") or HUB_INDEX_SERVER)
 
 
@@ -87,7 +87,10 @@ def _ask(username: str, password: str, known_user: str) -> tuple[str, str]:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from dockyard.client import APIError
+    from dockyard.commands.credentials import CredentialsError, LoginStore, StoredLogin, login_key
 
     password = _password_from_flags(args)
     username = (args.username or "").strip()
@@ -128,6 +131,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _stored(store: LoginStore, key: str) -> StoredLogin | None:
+    from dockyard.commands.credentials import CredentialsError
+
     try:
         return store.get(key)
     except CredentialsError as exc:
@@ -135,6 +140,13 @@ def _stored(store: LoginStore, key: str) -> StoredLogin | None:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
+    from dockyard.commands.credentials import (
+        HUB_INDEX_SERVER,
+        CredentialsError,
+        LoginStore,
+        login_key,
+    )
+
     server = args.server or default_server(make_client(args))
     hostname = login_key(server)
     keys = [server]
