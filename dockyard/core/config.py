@@ -106,8 +106,8 @@ class RegistryConfig:
     token_requests_per_minute: int = option(
         600, "token requests allowed per user and per address, a minute's worth at once"
     )
-    tls_cert: str = option("", "PEM certificate; with tls-key, the registry speaks HTTPS")
-    tls_key: str = option("", "PEM private key for tls-cert")
+    tlscert: str = option("", "PEM certificate; with tlskey, the registry speaks HTTPS")
+    tlskey: str = option("", "PEM private key for tlscert")
     log_level: str = option("info", "least severe log level written", LOG_LEVELS)
     data_root: str = option(
         "/var/lib/dockyard/registry", "registry state; backends' private state dirs live here"

@@ -144,9 +144,7 @@ def close_listeners(listeners: list[Listener]) -> None:
                 os.unlink(listener.host.path)
 
 
-def tls_context(
-    cert: str, key: str, ca: str, names: tuple[str, str, str] = ("tls-cert", "tls-key", "tls-ca")
-) -> ssl.SSLContext:
+def tls_context(cert: str, key: str, ca: str, names: tuple[str, str, str]) -> ssl.SSLContext:
     """A server context for ``cert`` and its ``key``; with ``ca``, clients must present a
     certificate ``ca`` signed (and only ``ca``: the system's CAs vouch for no client).
 

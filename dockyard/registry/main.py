@@ -82,9 +82,12 @@ def _listener(settings: RegistryConfig) -> Any:
         )
     except ValueError as exc:
         raise ConfigError(f"[registry] listen: {exc}") from None
-    if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise ConfigError("tls-cert and tls-key go together: give both or neither")
-    tls = tls_context(settings.tls_cert, settings.tls_key, "") if settings.tls_cert else None
+    if bool(settings.tlscert) != bool(settings.tlskey):
+        raise ConfigError("[registry] tlscert and tlskey go together: give both or neither")
+    tls = None
+    if settings.tlscert:
+        names = ("[registry] tlscert", "[registry] tlskey", "")
+        tls = tls_context(settings.tlscert, settings.tlskey, "", names)
     sock = bind(host)
     # Accepted sockets inherit this on Linux. asyncio sets it only on sockets created with
     # proto=IPPROTO_TCP, which bind() does not use; without it every keep-alive response

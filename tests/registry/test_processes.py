@@ -267,7 +267,7 @@ def test_tls(tmp_path, registry_process):
         check=True, capture_output=True,
     )  # fmt: skip
     config = fs_config(tmp_path).replace(
-        "[registry]\n", f'[registry]\ntls-cert = "{cert}"\ntls-key = "{key}"\n'
+        "[registry]\n", f'[registry]\ntlscert = "{cert}"\ntlskey = "{key}"\n'
     )
     server = registry_process(config)
     reply = requests.get(f"https://{server.host}/v2/", verify=str(cert), timeout=10)
