@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import signal
 import stat
 import sys
 import time
@@ -129,6 +130,9 @@ def test_the_terminal_is_asked_for_what_is_missing(daemon, our_basic_registry, c
         screen += _until(terminal, b"Password: ")
         os.write(terminal, f"{PASSWORD}\n".encode())
         screen += _until(terminal, b"Login Succeeded")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # it may wait for input for ever: the failure must show
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(terminal)
