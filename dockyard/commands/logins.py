@@ -60,12 +60,14 @@ def _read_hidden(prompt: str) -> str:
     saved = termios.tcgetattr(descriptor)
     quiet = termios.tcgetattr(descriptor)
     quiet[3] &= ~termios.ECHO
-    print(prompt, end="", flush=True)
-    termios.tcsetattr(descriptor, termios.TCSAFLUSH, quiet)
+    # Echo goes off before the prompt shows, and nothing typed is discarded: a password typed
+    # or pasted as soon as the prompt appears must be neither echoed nor lost.
+    termios.tcsetattr(descriptor, termios.TCSANOW, quiet)
     try:
-        return sys.stdin.readline().strip()
+        print(prompt, end="", flush=True)
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     finally:
-        termios.tcsetattr(descriptor, termios.TCSAFLUSH, saved)
+        termios.tcsetattr(descriptor, termios.TCSADRAIN, saved)
         print()
 
 
