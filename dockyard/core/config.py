@@ -93,6 +93,10 @@ class DaemonConfig:
         "per-registry TLS files, as docker's certs.d: DIR/HOST[:PORT]/*.crt are CAs, "
         "*.cert with *.key client certificates",
     )
+    registry_timeout: float = option(
+        15.0, "seconds a registry may take to connect or to send the next bytes of an answer"
+    )
+    max_concurrent_downloads: int = option(3, "layers a pull downloads at the same time")
 
 
 @attrs.frozen
