@@ -552,3 +552,16 @@ def test_from_the_cncf_registry_without_auth(daemon, cncf_registry):
 
 
 __all__ = ["BuiltImage", "cncf_registry"]  # a fixture of tests/registry
+
+
+def test_docker_hub_names_are_pulled_from_the_default_registry(start_daemon, ours):
+    daemon = start_daemon(config=f'[daemon]\ndefault-registry = "{ours.host}"\n')
+    image = busybox_image()
+    push(ours.url, "library/busybox", "latest", image)
+    found = messages(pull(daemon, "docker.io/library/busybox", "latest"))
+    succeeded(found)
+    assert found[0] == {"status": "Pulling from library/busybox", "id": "latest"}
+    assert found[-1] == {"status": "Status: Downloaded newer image for busybox:latest"}
+    details = inspect(daemon, "busybox")
+    assert details["RepoTags"] == ["busybox:latest"]
+    assert details["RepoDigests"] == [f"busybox@{image.digest}"]
