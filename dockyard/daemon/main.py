@@ -89,6 +89,12 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         settings.registry_timeout,
     )
 
+    try:
+        mirrors = [registry_host(mirror) for mirror in settings.registry_mirrors]
+    except InvalidParameter:
+        raise ConfigError(
+            f"registry-mirrors {settings.registry_mirrors!r}: each is a URL or HOST[:PORT]"
+        ) from None
     data_root = Path(settings.data_root).absolute()
     with data_root_lock(data_root, "daemon"):
         search_group = modes.search_group(remapping.gid_mappings if remapping else ())
@@ -122,6 +128,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             service.images,
             data_root / "downloads",
             settings.max_concurrent_downloads,
+            mirrors,
         )
         service.volumes = VolumeStore(data_root / "volumes")
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)

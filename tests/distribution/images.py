@@ -4,7 +4,6 @@ what no real registry does (wrong digests, HTML, dropped connections, redirects)
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.server
 import json
 import threading
@@ -15,16 +14,12 @@ import attrs
 import requests
 import zstandard
 
-from dockyard.testing.images import busybox_rootfs, layer_tar
+from dockyard.testing.images import busybox_rootfs, layer_tar, sha256
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @attrs.frozen

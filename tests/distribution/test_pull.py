@@ -565,3 +565,27 @@ def test_docker_hub_names_are_pulled_from_the_default_registry(start_daemon, our
     details = inspect(daemon, "busybox")
     assert details["RepoTags"] == ["busybox:latest"]
     assert details["RepoDigests"] == [f"busybox@{image.digest}"]
+
+
+def test_registry_mirrors_are_tried_first_and_give_way_when_they_fail(start_daemon, ours, stub):
+    image = busybox_image()
+    push(ours.url, "library/busybox", "latest", image)
+    mirrored = busybox_image(cmd="echo from the mirror")
+    stub.serve_image("library/mirrored", "1", mirrored)
+    config = (
+        "[daemon]\n"
+        f'default-registry = "{ours.host}"\n'
+        f'registry-mirrors = ["http://127.0.0.1:1", "{stub.url}"]\n'
+    )
+    daemon = start_daemon(config=config)
+    succeeded(messages(pull(daemon, "mirrored", "1")))
+    assert run_echo(daemon, "mirrored:1") == "from the mirror\n"
+    # Not on the mirror: from the default registry itself.
+    succeeded(messages(pull(daemon, "busybox", "latest")))
+    assert inspect(daemon, "busybox")["Id"] == image.image_id
+    assert "/v2/library/busybox/manifests/latest" in [r[1] for r in stub.requests]
+    # Other registries' images never go to a mirror.
+    push(ours.url, "x/direct", "1", image)
+    before = len(stub.requests)
+    succeeded(messages(pull(daemon, f"{ours.host}/x/direct", "1")))
+    assert len(stub.requests) == before

@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -105,12 +105,15 @@ class Puller:
         store: ImageStore,
         downloads: Path,
         max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        mirrors: Sequence[str] = (),
     ) -> None:
         self.registries = registries
         self.store = store
         self.downloads = downloads
         self.downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_concurrent_downloads = max(1, max_concurrent_downloads)
+        #: Registries (``HOST[:PORT]``) tried first for images of the default registry.
+        self.mirrors = tuple(mirrors)
         #: One download of a blob at a time, whichever pulls want it.
         self._blob_locks: dict[str, asyncio.Lock] = {}
 
@@ -130,9 +133,29 @@ class Puller:
         platform: Platform | None = None,
         upstream_agent: str = "",
     ) -> ResolvedPull:
-        client = await self.registries.connect(
-            self.registry_of(reference), credentials, upstream_agent
+        """The image ``reference`` names, from a mirror (for images of the default registry,
+        tried first with the same credentials, as dockerd does) or its own registry."""
+        if reference.domain in HUB_NAMES:
+            for mirror in self.mirrors:
+                try:
+                    return await self._resolve_at(
+                        mirror, reference, credentials, platform, upstream_agent
+                    )
+                except (RegistryError, NotFound, InvalidParameter) as exc:
+                    _log.info("mirror failed, trying the next", mirror=mirror, error=str(exc))
+        return await self._resolve_at(
+            self.registry_of(reference), reference, credentials, platform, upstream_agent
         )
+
+    async def _resolve_at(
+        self,
+        host: str,
+        reference: Reference,
+        credentials: Credentials,
+        platform: Platform | None,
+        upstream_agent: str,
+    ) -> ResolvedPull:
+        client = await self.registries.connect(host, credentials, upstream_agent)
         try:
             repository = RemoteRepository(client, reference.path)
             shown = reference.familiar()
