@@ -436,6 +436,28 @@ def test_a_dropped_connection_fails_cleanly_and_the_next_pull_resumes_with_range
     assert run_echo(daemon, f"{stub.host}/x/drop:1") == "hello from dockyard\n"
 
 
+def test_a_registry_ignoring_range_gets_the_download_started_over(daemon, stub):
+    image = busybox_image()
+    stub.serve_image("x/norange", "1", image)
+    blob = image.blobs[0]
+    path = stub.blob_path("x/norange", blob)
+    dropped: list[int] = []
+    drop = drop_after(len(blob) // 2, blob, dropped)
+
+    def whole_blob_always(handler) -> bool:
+        if not dropped:
+            return drop(handler)
+        del handler.headers["Range"]  # as a registry without range support: all of it, 200
+        return False
+
+    stub.hooks[path] = whole_blob_always
+    assert "errorDetail" in messages(pull(daemon, f"{stub.host}/x/norange", "1"))[-1]
+    found = messages(pull(daemon, f"{stub.host}/x/norange", "1"))
+    succeeded(found)
+    assert [r[2].get("Range") for r in stub.requests if r[1] == path][-1] is not None
+    assert inspect(daemon, f"{stub.host}/x/norange:1")["Id"] == image.image_id
+
+
 def test_a_daemon_killed_mid_pull_keeps_a_consistent_store_and_resumes(start_daemon, stub):
     daemon = start_daemon()
     image = busybox_image(extra=1)

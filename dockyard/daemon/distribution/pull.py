@@ -232,13 +232,14 @@ class Puller:
 
     async def _fetch_image(self, resolved: ResolvedPull, emit: Emit) -> None:
         manifest = resolved.manifest
-        known = {layer.blob: layer for layer in await asyncio.to_thread(self.store.layers)}
-        # Layers already unpacked, bottom up, as long as the stack below them is the same.
+        # Layers already unpacked, bottom up, as long as the stack below them is the same
+        # (one blob may be unpacked over several parents).
+        known = {(r.blob, r.parent): r for r in await asyncio.to_thread(self.store.layers)}
         existing: list[LayerRecord] = []
         parent: str | None = None
         for layer in manifest.layers:
-            record = known.get(layer.digest)
-            if record is None or record.parent != parent:
+            record = known.get((layer.digest, parent))
+            if record is None:
                 break
             existing.append(record)
             parent = record.chain_id

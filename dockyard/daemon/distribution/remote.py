@@ -212,8 +212,16 @@ class RemoteRepository:
 
     async def blob(self, descriptor: Descriptor) -> bytes:
         """A small blob (a config) whole, its size and digest checked."""
+        if descriptor.size > MAX_MANIFEST_SIZE:
+            raise InvalidParameter(
+                f"blob {descriptor.digest} is larger than {MAX_MANIFEST_SIZE} bytes"
+            )
         chunks = []
+        received = 0
         async for chunk in self.blob_chunks(descriptor, 0):
+            received += len(chunk)
+            if received > descriptor.size:
+                break  # more than it should be: refused below, without reading it all
             chunks.append(chunk)
         data = b"".join(chunks)
         if len(data) != descriptor.size or digest_of(data) != descriptor.digest:
