@@ -129,6 +129,10 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             data_root / "downloads",
             settings.max_concurrent_downloads,
             mirrors,
+            # dockerd's: the reference as its ID, the repository as its name.
+            on_pulled=lambda reference: events.emit(
+                Event("image", "pull", reference.familiar(), {"name": reference.familiar_name})
+            ),
         )
         service.volumes = VolumeStore(data_root / "volumes")
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)

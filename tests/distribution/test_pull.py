@@ -65,6 +65,10 @@ def statuses(found: list[dict], layer: str | None = None) -> list[str]:
     return [m["status"] for m in found if "status" in m and m.get("id") == layer]
 
 
+def decoded_events(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
 def succeeded(found: list[dict]) -> None:
     errors = [m for m in found if "error" in m or "errorDetail" in m]
     assert not errors, errors
@@ -147,6 +151,14 @@ def test_a_pull_stores_the_image_streams_dockerds_messages_and_runs(daemon, ours
     assert details["RepoTags"] == [f"{ours.host}/x/busybox:1"]
     assert details["RepoDigests"] == [f"{ours.host}/x/busybox@{image.digest}"]
     assert run_echo(daemon, f"{ours.host}/x/busybox:1") == "hello from dockyard\n"
+    events = daemon.request("GET", f"/v1.41/events?since=0&until={time.time() + 0.3:.3f}")
+    pulls = [e for e in decoded_events(events.body) if e["Action"] == "pull"]
+    assert [(e["Type"], e["Actor"]) for e in pulls] == [
+        (
+            "image",
+            {"ID": f"{ours.host}/x/busybox:1", "Attributes": {"name": f"{ours.host}/x/busybox"}},
+        )
+    ]
 
 
 def test_pulling_again_is_up_to_date_and_a_new_name_needs_no_layers(daemon, ours):

@@ -4,6 +4,7 @@ CLI 28 and docker-py 7 pulling (and running a missing image) through our daemon.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -58,6 +59,14 @@ def shape(found: list[dict]) -> tuple[list[tuple], dict[str, list[str]]]:
     return general, layers
 
 
+def pull_events(socket_path: str, since: float) -> list[tuple]:
+    """The ``image pull`` events since ``since``: type, action and actor."""
+    query = f"since={since:.3f}&until={time.time() + 0.3:.3f}"
+    body = http_request(socket_path, "GET", f"/v1.41/events?{query}").body
+    found = [json.loads(line) for line in body.splitlines() if line.strip()]
+    return [(e["Type"], e["Action"], e["Actor"]) for e in found if e["Action"] == "pull"]
+
+
 def socket_of(host: str) -> str:
     return host.removeprefix("unix://")
 
@@ -70,6 +79,7 @@ def test_the_pull_stream_and_errors_match_dockerds(daemon, real_dockerd, ours):
     image = busybox_image(extra=1)
     push(ours.url, "x/busybox", "1", image)
     name = f"{ours.host}/x/busybox"
+    started = time.time()
     try:
         theirs = pull_over(socket_of(real_dockerd.host), name, "1")
         mine = pull_over(daemon.socket_path, name, "1")
@@ -80,6 +90,9 @@ def test_the_pull_stream_and_errors_match_dockerds(daemon, real_dockerd, ours):
         for found in (decoded(mine.body), decoded(theirs.body)):
             full = [m for m in found if m.get("status") == "Extracting"][-1]
             assert full["progress"].startswith("[" + "=" * 50 + ">]")
+        assert pull_events(daemon.socket_path, started) == pull_events(
+            socket_of(real_dockerd.host), started
+        )
         again_theirs = pull_over(socket_of(real_dockerd.host), name, "1")
         again_mine = pull_over(daemon.socket_path, name, "1")
         assert decoded(again_mine.body) == decoded(again_theirs.body)

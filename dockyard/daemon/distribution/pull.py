@@ -106,6 +106,7 @@ class Puller:
         downloads: Path,
         max_concurrent_downloads: int = DEFAULT_MAX_CONCURRENT_DOWNLOADS,
         mirrors: Sequence[str] = (),
+        on_pulled: Callable[[Reference], None] = lambda reference: None,
     ) -> None:
         self.registries = registries
         self.store = store
@@ -114,6 +115,8 @@ class Puller:
         self.max_concurrent_downloads = max(1, max_concurrent_downloads)
         #: Registries (``HOST[:PORT]``) tried first for images of the default registry.
         self.mirrors = tuple(mirrors)
+        #: Told of every pull that ended well (the daemon's ``image pull`` event).
+        self.on_pulled = on_pulled
         #: One download of a blob at a time, whichever pulls want it.
         self._blob_locks: dict[str, asyncio.Lock] = {}
 
@@ -203,6 +206,7 @@ class Puller:
         tagged_before = await asyncio.to_thread(self._tagged, reference, image_id)
         if not tagged_before:
             await asyncio.to_thread(self.store.tag, image_id, reference)
+        self.on_pulled(reference)
         emit(progress.status(f"Digest: {resolved.digest}"))
         shown = reference.familiar()
         if present and tagged_before:
