@@ -430,7 +430,7 @@ def drop_after(count: int, body: bytes, dropped: list[int]):
 
 
 def test_a_dropped_connection_fails_cleanly_and_the_next_pull_resumes_with_range(daemon, stub):
-    image = busybox_image()
+    image = busybox_image(extra=1)
     stub.serve_image("x/drop", "1", image)
     blob = image.blobs[0]
     path = stub.blob_path("x/drop", blob)
@@ -444,6 +444,9 @@ def test_a_dropped_connection_fails_cleanly_and_the_next_pull_resumes_with_range
     ranges = [r[2].get("Range") for r in stub.requests if r[1] == path]
     assert ranges[0] is None
     assert ranges[-1] == f"bytes={len(blob) // 2}-"
+    # The layer that finished the first time is not downloaded again.
+    small = stub.blob_path("x/drop", image.blobs[1])
+    assert [r[1] for r in stub.requests].count(small) == 1
     assert inspect(daemon, f"{stub.host}/x/drop:1")["Id"] == image.image_id
     assert run_echo(daemon, f"{stub.host}/x/drop:1") == "hello from dockyard\n"
 
