@@ -626,3 +626,25 @@ def test_registry_mirrors_are_tried_first_and_give_way_when_they_fail(start_daem
     before = len(stub.requests)
     succeeded(messages(pull(daemon, f"{ours.host}/x/direct", "1")))
     assert len(stub.requests) == before
+
+
+def test_distribution_inspect_names_the_descriptor_and_the_platforms(daemon, ours):
+    amd64 = busybox_image()
+    arm64 = build_image([busybox_rootfs()], architecture="arm64")
+    push(ours.url, "x/multi", "amd64", amd64)
+    push(ours.url, "x/multi", "arm64", arm64)
+    index = index_of({"amd64": amd64, "arm64": arm64})
+    put_manifest(ours.url, "x/multi", "1", index, OCI_INDEX)
+    reply = daemon.request("GET", f"/v1.41/distribution/{ours.host}/x/multi:1/json", NO_AUTH)
+    assert reply.status == 200, reply.body
+    assert reply.json() == {
+        "Descriptor": {"mediaType": OCI_INDEX, "digest": sha256(index), "size": len(index)},
+        "Platforms": [
+            {"architecture": "amd64", "os": "linux"},
+            {"architecture": "arm64", "os": "linux"},
+        ],
+    }
+    missing = daemon.request("GET", f"/v1.41/distribution/{ours.host}/x/multi:2/json", NO_AUTH)
+    assert missing.status == 404
+    bad = daemon.request("GET", "/v1.41/distribution/UPPER/json", NO_AUTH)
+    assert bad.status == 400

@@ -173,3 +173,18 @@ def test_docker_py_images_pull(daemon, ours):
         assert output == b"hello from dockyard\n"
     finally:
         client.close()
+
+
+def test_distribution_inspect_answers_as_dockerds(daemon, real_dockerd, ours):
+    image = busybox_image()
+    push(ours.url, "x/busybox", "1", image)
+    for name in (f"{ours.host}/x/busybox:1", f"{ours.host}/x/busybox@{image.digest}"):
+        path = f"/v1.41/distribution/{name}/json"
+        theirs = http_request(socket_of(real_dockerd.host), "GET", path, NO_AUTH)
+        mine = http_request(daemon.socket_path, "GET", path, NO_AUTH)
+        assert (mine.status, mine.json()) == (theirs.status, theirs.json())
+        assert mine.json()["Descriptor"]["digest"] == image.digest
+    path = f"/v1.41/distribution/{ours.host}/x/busybox:nope/json"
+    theirs = http_request(socket_of(real_dockerd.host), "GET", path, NO_AUTH)
+    mine = http_request(daemon.socket_path, "GET", path, NO_AUTH)
+    assert (mine.status, mine.json()) == (theirs.status, theirs.json())

@@ -1,4 +1,5 @@
-"""``POST /images/create?fromImage=``: a pull, as a JSON-message stream.
+"""``POST /images/create?fromImage=``: a pull, as a JSON-message stream; and
+``GET /distribution/{name}/json``, what a reference resolves to on its registry.
 
 Everything that can fail before the first byte of the image (a bad reference, credentials,
 an unreachable registry, an unknown manifest) is an HTTP error with dockerd's status and text;
@@ -15,14 +16,19 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.distribution import progress
-from dockyard.daemon.distribution.credentials import credentials_of, decode_registry_auth
+from dockyard.daemon.distribution.credentials import (
+    Credentials,
+    credentials_of,
+    decode_registry_auth,
+)
 from dockyard.daemon.distribution.pull import Puller, ResolvedPull, parse_platform
-from dockyard.daemon.reference import parse_repository_and_tag
+from dockyard.daemon.reference import parse_reference, parse_repository_and_tag
 
 _log = structlog.get_logger("dockyard.api.pull")
 
@@ -38,6 +44,24 @@ def _puller(request: Request) -> Puller:
     return puller
 
 
+def _credentials(request: Request) -> Credentials:
+    return credentials_of(
+        decode_registry_auth(request.headers.get("x-registry-auth")), "X-Registry-Auth"
+    )
+
+
+async def distribution_inspect(request: Request) -> Response:
+    reference = parse_reference(request.path_params["name"])
+    answer = await _puller(request).inspect(
+        reference, _credentials(request), request.headers.get("user-agent", "")
+    )
+    return JSONResponse(answer)
+
+
+def routes() -> list[Route]:
+    return [Route("/distribution/{name:path}/json", distribution_inspect)]
+
+
 async def pull_image(request: Request) -> Response:
     query = request.query_params
     refused = [name for name in _IMPORT_ONLY if name in query]
@@ -45,12 +69,9 @@ async def pull_image(request: Request) -> Response:
         raise InvalidParameter(f"{', '.join(refused)}: not used when pulling (fromImage)")
     reference = parse_repository_and_tag(query["fromImage"], query.get("tag") or None)
     platform = parse_platform(query["platform"]) if query.get("platform") else None
-    credentials = credentials_of(
-        decode_registry_auth(request.headers.get("x-registry-auth")), "X-Registry-Auth"
-    )
     puller = _puller(request)
     resolved = await puller.resolve(
-        reference, credentials, platform, request.headers.get("user-agent", "")
+        reference, _credentials(request), platform, request.headers.get("user-agent", "")
     )
     return StreamingResponse(_stream(puller, resolved), media_type="application/json")
 

@@ -184,6 +184,46 @@ class Puller:
             await client.http.aclose()
             raise
 
+    async def inspect(
+        self, reference: Reference, credentials: Credentials, upstream_agent: str = ""
+    ) -> dict[str, Any]:
+        """``GET /distribution/{name}/json``: the descriptor the reference resolves to and
+        the platforms it offers (an index's entries, or the image config's own)."""
+        client = await self.registries.connect(
+            self.registry_of(reference), credentials, upstream_agent
+        )
+        async with client:
+            repository = RemoteRepository(client, reference.path)
+            wanted = reference.digest or reference.tag or "latest"
+            top = await repository.manifest(wanted, reference.familiar(), name_in_404=False)
+            document = top.document
+            if isinstance(document, ImageIndex):
+                platforms = [d.platform for d in document.manifests if d.platform is not None]
+            else:
+                config = json.loads(await repository.blob(document.config))
+                platforms = [
+                    Platform(
+                        str(config.get("os", "")),
+                        str(config.get("architecture", "")),
+                        str(config.get("variant", "")),
+                    )
+                ]
+        return {
+            "Descriptor": {
+                "mediaType": document.media_type,
+                "digest": top.digest,
+                "size": len(top.data),
+            },
+            "Platforms": [
+                {
+                    "architecture": p.architecture,
+                    "os": p.os,
+                    **({"variant": p.variant} if p.variant else {}),
+                }
+                for p in platforms
+            ],
+        }
+
     # ------------------------------------------------------------------ phase 2: pull
 
     async def pull(self, resolved: ResolvedPull, emit: Emit) -> None:

@@ -183,9 +183,12 @@ class RemoteRepository:
         self.name = name
         self.scopes = [f"repository:{name}:{actions}"]
 
-    async def manifest(self, reference: str, shown: str) -> FetchedManifest:
-        """The manifest ``reference`` (a tag or a digest) names; ``shown`` is the image as the
-        404's message names it (``127.0.0.1:5000/x:1``)."""
+    async def manifest(
+        self, reference: str, shown: str, name_in_404: bool = True
+    ) -> FetchedManifest:
+        """The manifest ``reference`` (a tag or a digest) names; ``shown`` is the image as
+        messages name it (``127.0.0.1:5000/x:1``), in a 404's too unless not ``name_in_404``
+        (dockerd's distribution inspect passes the registry's words on alone)."""
         path = f"/v2/{self.name}/manifests/{reference}"
         response = await self.client.request(
             "GET", path, scopes=self.scopes, headers={"Accept": MANIFEST_ACCEPT}
@@ -194,7 +197,9 @@ class RemoteRepository:
             reason, _ = describe_error_response(
                 404, response.headers.get_list("www-authenticate"), response.content
             )
-            raise ManifestUnknown(f"manifest for {shown} not found: {reason}")
+            raise ManifestUnknown(
+                f"manifest for {shown} not found: {reason}" if name_in_404 else reason
+            )
         self._check_status(response, "GET")
         data = response.content
         if len(data) > MAX_MANIFEST_SIZE:
