@@ -52,9 +52,15 @@ DAEMON_FLAGS = (
     "default-registry",
     "insecure-registries",
     "registry-certs-dir",
+    "registry-timeout",
+    "max-concurrent-downloads",
+    "registry-mirrors",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
-LIST_FLAGS = {"insecure-registries": "--insecure-registry"}
+LIST_FLAGS = {
+    "insecure-registries": "--insecure-registry",
+    "registry-mirrors": "--registry-mirror",
+}
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:

@@ -93,6 +93,15 @@ class DaemonConfig:
         "per-registry TLS files, as docker's certs.d: DIR/HOST[:PORT]/*.crt are CAs, "
         "*.cert with *.key client certificates",
     )
+    registry_timeout: float = option(
+        15.0, "seconds a registry may take to connect or to send the next bytes of an answer"
+    )
+    max_concurrent_downloads: int = option(3, "layers a pull downloads at the same time")
+    registry_mirrors: list[str] = option(
+        [],
+        "registries (URL or HOST[:PORT]) a pull of a default-registry image tries first, in "
+        "order, as dockerd's; a mirror that fails or lacks the image gives way to the next",
+    )
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from dockyard.core.service import Service
 if TYPE_CHECKING:
     from dockyard.daemon.containers.execs import ExecRegistry
     from dockyard.daemon.containers.manager import ContainerManager
+    from dockyard.daemon.distribution.pull import Puller
     from dockyard.daemon.distribution.service import RegistryService
     from dockyard.daemon.images.store import ImageStore
     from dockyard.daemon.volumes import VolumeStore
@@ -18,11 +19,12 @@ if TYPE_CHECKING:
 
 @attrs.define
 class Engine(Service):
-    """A running daemon: the service plus the image store, containers, execs, volumes and
-    the registry client."""
+    """A running daemon: the service plus the image store, containers, execs, volumes,
+    the registry client and the pulls."""
 
     images: ImageStore | None = None
     containers: ContainerManager | None = None
     execs: ExecRegistry | None = None
     volumes: VolumeStore | None = None
     registries: RegistryService | None = None
+    pulls: Puller | None = None

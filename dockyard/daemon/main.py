@@ -32,6 +32,7 @@ from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.spec import UserNamespace
 from dockyard.daemon.distribution.endpoints import EndpointPolicy, registry_host
+from dockyard.daemon.distribution.pull import Puller
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
@@ -54,12 +55,16 @@ def _read_token(path: str) -> str:
     return token
 
 
-def _registry_service(default: str, insecure: list[str], certs_dir: str) -> RegistryService:
+def _registry_service(
+    default: str, insecure: list[str], certs_dir: str, timeout: float
+) -> RegistryService:
     try:
         default_host = registry_host(default)
     except InvalidParameter:
         raise ConfigError(f"default-registry {default!r} is not HOST[:PORT]") from None
-    return RegistryService(EndpointPolicy(insecure, certs_dir), default_host)
+    if timeout <= 0:
+        raise ConfigError(f"registry-timeout must be more than 0 seconds, not {timeout}")
+    return RegistryService(EndpointPolicy(insecure, certs_dir), default_host, timeout)
 
 
 def run_daemon(config: Config, plugins: PluginHost) -> None:
@@ -78,9 +83,18 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     tls = served_tls.context() if served_tls else None
     remapping = userns.resolve(settings.userns_remap, settings.subuid_file, settings.subgid_file)
     registries = _registry_service(
-        settings.default_registry, settings.insecure_registries, settings.registry_certs_dir
+        settings.default_registry,
+        settings.insecure_registries,
+        settings.registry_certs_dir,
+        settings.registry_timeout,
     )
 
+    try:
+        mirrors = [registry_host(mirror) for mirror in settings.registry_mirrors]
+    except InvalidParameter:
+        raise ConfigError(
+            f"registry-mirrors {settings.registry_mirrors!r}: each is a URL or HOST[:PORT]"
+        ) from None
     data_root = Path(settings.data_root).absolute()
     with data_root_lock(data_root, "daemon"):
         search_group = modes.search_group(remapping.gid_mappings if remapping else ())
@@ -109,6 +123,17 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         cleaned = service.images.reconcile(keep=lambda key: key.startswith("container-"))
         if any(cleaned.values()):
             _log.warning("cleaned up after an interrupted operation", **cleaned)
+        service.pulls = Puller(
+            registries,
+            service.images,
+            data_root / "downloads",
+            settings.max_concurrent_downloads,
+            mirrors,
+            # dockerd's: the reference as its ID, the repository as its name.
+            on_pulled=lambda reference: events.emit(
+                Event("image", "pull", reference.familiar(), {"name": reference.familiar_name})
+            ),
+        )
         service.volumes = VolumeStore(data_root / "volumes")
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)
         modes.tighten_containers(data_root / "containers", search_group)

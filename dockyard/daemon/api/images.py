@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.drivers import DriverKind
-from dockyard.core.errors import InvalidParameter, NotImplementedYet
+from dockyard.core.errors import InvalidParameter
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
+from dockyard.daemon.api.pulls import pull_image
 from dockyard.daemon.api.streams import consume_body, json_message, stream_from_thread
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.images import archive
@@ -262,11 +263,12 @@ def _messages(*messages: bytes) -> Response:
 
 
 async def create_image(request: Request) -> Response:
-    """``POST /images/create``: ``fromSrc=-`` imports the body; pulling comes with the registry."""
+    """``POST /images/create``: ``fromImage`` pulls (:mod:`.pulls`), ``fromSrc=-`` imports
+    the body."""
     query = request.query_params
     source = query.get("fromSrc")
     if query.get("fromImage"):
-        raise NotImplementedYet("pulling images is not supported by this daemon yet")
+        return await pull_image(request)
     if source != "-":
         raise InvalidParameter("fromSrc=- (the request body) is the only import source supported")
     reference = None

@@ -10,5 +10,8 @@
   goes through (ping, challenges, authorization, retry with a fresh token);
 - :mod:`~.errors`: failures in dockerd's words;
 - :mod:`~.service`: :class:`~.service.RegistryService`, the daemon's instance: settings,
-  shared token cache, ``login`` and ``connect``.
+  shared token cache, ``login`` and ``connect``;
+- :mod:`~.remote`: one repository's manifests (parsed and checked) and blobs (streamed);
+- :mod:`~.progress`: the JSON-message stream's progress messages, as dockerd renders them;
+- :mod:`~.pull`: :class:`~.pull.Puller`, pulls into the image store, resumable downloads.
 """

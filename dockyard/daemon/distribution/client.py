@@ -117,26 +117,82 @@ class RegistryClient:
     ) -> httpx.Response:
         """``method`` on ``path`` (``/v2/...``, or a full URL the registry gave, such as an
         upload's ``Location``), authorized for ``scopes`` as the ping's challenges ask."""
+        response, _ = await self._authorized(method, path, scopes, headers, content)
+        return response
+
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        max_redirects: int = 10,
+    ) -> httpx.Response:
+        """As :meth:`request`, but the body is left unread (the caller reads it with
+        ``aiter_bytes`` and closes the response), and redirects are followed: blobs may live
+        elsewhere (an S3-backed registry redirects to the bucket). The credentials go only to
+        the registry's own origin, never to the host a redirect names."""
+        response, authorization = await self._authorized(
+            method, path, scopes, headers, None, stream=True
+        )
+        url = str(response.request.url)
+        for _ in range(max_redirects):
+            if not response.is_redirect or "location" not in response.headers:
+                return response
+            target = httpx.URL(url).join(response.headers["location"])
+            await response.aclose()
+            same_origin = target.scheme == httpx.URL(url).scheme and target.netloc == (
+                httpx.URL(self.endpoint.base_url).netloc
+            )
+            url = str(target)
+            sent = {**(headers or {}), **(authorization if same_origin else {})}
+            response = await self._send(method, url, sent, stream=True)
+        await response.aclose()
+        raise RegistryError(request_failed(method, url, f"stopped after {max_redirects} redirects"))
+
+    async def _authorized(
+        self,
+        method: str,
+        path: str,
+        scopes: Sequence[str],
+        headers: Mapping[str, str] | None,
+        content: bytes | None,
+        stream: bool = False,
+    ) -> tuple[httpx.Response, dict[str, str]]:
+        """The response, and the ``Authorization`` it was sent with (retried once with a
+        fresh token when the registry refused the cached one)."""
         url = path if "://" in path else self.endpoint.url(path)
         wanted = list(scopes)
-        sent = {**(headers or {}), **await self._authorization(method, url, wanted)}
-        response = await self._send(method, url, sent, content)
+        authorization = await self._authorization(method, url, wanted)
+        response = await self._send(
+            method, url, {**(headers or {}), **authorization}, content, stream
+        )
         if response.status_code != 401 or not any(is_scheme(c, "bearer") for c in self.challenges):
-            return response
+            return response, authorization
+        if stream:
+            await response.aclose()
         # The token was refused (expired early, revoked) or too narrow: once more, fresh, with
         # what the registry's new challenge names.
         for challenge in read_challenges(response.headers.get_list("www-authenticate")):
             for scope in challenge.params.get("scope", "").split():
                 if scope not in wanted:
                     wanted.append(scope)
-        retry = {**(headers or {}), **await self._authorization(method, url, wanted, fresh=True)}
-        return await self._send(method, url, retry, content)
+        authorization = await self._authorization(method, url, wanted, fresh=True)
+        retry = {**(headers or {}), **authorization}
+        return await self._send(method, url, retry, content, stream), authorization
 
     async def _send(
-        self, method: str, url: str, headers: Mapping[str, str], content: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        stream: bool = False,
     ) -> httpx.Response:
         try:
-            return await self.http.request(method, url, headers=headers, content=content)
+            request = self.http.build_request(method, url, headers=headers, content=content)
+            return await self.http.send(request, stream=stream)
         # httpx passes on an OSError (a TLS alert read after the handshake) as it is.
         except (httpx.HTTPError, OSError) as exc:
             reason = transport_reason(exc, httpx.URL(url).netloc.decode())

@@ -78,6 +78,19 @@ class ContentStore:
             atomic_write(self.path(digest), data)
         return digest
 
+    def link(self, source: Path, digest: str) -> None:
+        """Store the file ``source``, already verified to hold ``digest``, as a hard link:
+        the caller's copy stays until it lets go of it (a pull keeps its downloads so that
+        a crash before the image is recorded does not lose them)."""
+        target = self.path(digest)
+        if target.exists():
+            return
+        staged = self.ingest / f"link-{target.name}-{os.getpid()}-{id(source)}"
+        staged.unlink(missing_ok=True)
+        os.link(source, staged)
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[IngestWriter]:
         """A streaming write; call ``commit()`` on it, or everything written is discarded."""

@@ -225,6 +225,15 @@ class ImageStore:
         except KeyError:
             raise NotFound(f"layer {chain} not found") from None
 
+    def layers(self) -> list[LayerRecord]:
+        with self._lock:
+            return list(self._layers.values())
+
+    def discard_layers(self, chains: tuple[str, ...]) -> None:
+        """Remove those of ``chains`` no image uses (what a failed pull unpacked)."""
+        with self._lock:
+            self.release_layers(chains)
+
     def parents_of(self, chain: str | None) -> list[str]:
         """Driver keys of ``chain`` and everything below it, nearest first."""
         keys = []
