@@ -93,6 +93,11 @@ class DaemonConfig:
         "per-registry TLS files, as docker's certs.d: DIR/HOST[:PORT]/*.crt are CAs, "
         "*.cert with *.key client certificates",
     )
+    push_compression: str = option(
+        "gzip",
+        "how pushed layers are compressed: gzip (what docker sends) or zstd",
+        ("gzip", "zstd"),
+    )
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from dockyard.core.service import Service
 if TYPE_CHECKING:
     from dockyard.daemon.containers.execs import ExecRegistry
     from dockyard.daemon.containers.manager import ContainerManager
+    from dockyard.daemon.distribution.blobsources import BlobSources
     from dockyard.daemon.distribution.service import RegistryService
     from dockyard.daemon.images.store import ImageStore
     from dockyard.daemon.volumes import VolumeStore
@@ -26,3 +27,5 @@ class Engine(Service):
     execs: ExecRegistry | None = None
     volumes: VolumeStore | None = None
     registries: RegistryService | None = None
+    #: Where layers were seen in registries (push skips and mounts by it).
+    blob_sources: BlobSources | None = None

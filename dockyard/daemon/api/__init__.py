@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.server import RequestLogMiddleware
-from dockyard.daemon.api import containers, images, system
+from dockyard.daemon.api import containers, distribution, images, system
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
     handle_dockyard_error,
@@ -26,7 +26,12 @@ from dockyard.daemon.engine import Engine
 
 def create_app(service: Engine) -> Any:
     """The Engine API ASGI app for ``service`` (plugins' routes after the core's)."""
-    routes: list[BaseRoute] = [*system.routes(), *images.routes(), *containers.routes()]
+    routes: list[BaseRoute] = [
+        *system.routes(),
+        *distribution.routes(),
+        *images.routes(),
+        *containers.routes(),
+    ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())
     app = Starlette(

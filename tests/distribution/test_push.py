@@ -1,0 +1,272 @@
+"""``POST /images/{name}/push`` and ``GET /distribution/{name}/json`` on a real daemon, against
+our registry and the CNCF registry on loopback ports: what is sent, what is skipped or
+mounted, the progress stream, and failures in dockerd's words.
+
+Side by side with a real dockerd and with the docker CLI, docker-py and skopeo:
+``test_push_interop.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+
+import httpx
+
+from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
+from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
+from tests.registry.conftest import registry, registry_root, store
+
+__all__ = ["registry", "registry_root", "store"]  # fixtures of tests/registry
+
+
+def messages(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def registry_auth(username: str = "", password: str = "", server: str = "") -> str:
+    config = {"username": username, "password": password, "serveraddress": server}
+    return base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+
+
+def load(daemon, tags: list[str], layers: list[bytes] | None = None) -> None:
+    layers = layers or [busybox_rootfs(), layer_tar({"hello": b"hello from dockyard\n"})]
+    reply = daemon.request("POST", "/v1.41/images/load", body=image_archive(layers, tags))
+    assert reply.status == 200, reply.body
+
+
+def push(daemon, name: str, tag: str | None = None, auth: str = "e30=") -> list[dict]:
+    query = f"?tag={tag}" if tag is not None else ""
+    headers = {"X-Registry-Auth": auth} if auth else {}
+    reply = daemon.request("POST", f"/v1.41/images/{name}/push{query}", headers, b"")
+    assert reply.status == 200, reply.body
+    assert reply.headers.get("content-type") == "application/json"
+    return messages(reply.body)
+
+
+def statuses(stream: list[dict]) -> list[tuple[str, str]]:
+    """(status, id) of the messages a non-TTY CLI prints (those without a count)."""
+    return [
+        (m["status"], m.get("id", ""))
+        for m in stream
+        if "status" in m and not m.get("progressDetail")
+    ]
+
+
+def image_layers(daemon, name: str) -> list[str]:
+    inspect = daemon.request("GET", f"/v1.41/images/{name}/json").json()
+    return [d.removeprefix("sha256:")[:12] for d in inspect["RootFS"]["Layers"]]
+
+
+def fetch_manifest(url: str, repository: str, tag: str, auth=None) -> tuple[dict, bytes]:
+    response = httpx.get(
+        f"{url}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        auth=auth,
+    )
+    assert response.status_code == 200, response.text
+    return response.json(), response.content
+
+
+def fetch_blob(url: str, repository: str, digest: str, auth=None) -> bytes:
+    response = httpx.get(f"{url}/v2/{repository}/blobs/{digest}", auth=auth, follow_redirects=True)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def test_push_sends_layers_config_and_manifest_and_reports_as_dockerd(daemon, registry):
+    name = f"{registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    layers = image_layers(daemon, f"{name}:1")
+    stream = push(daemon, name, "1")
+    assert stream[0] == {"status": f"The push refers to repository [{name}]"}
+    top_first = list(reversed(layers))
+    assert statuses(stream)[1:3] == [("Preparing", layer) for layer in top_first]
+    assert sorted(statuses(stream)[3:5]) == sorted(("Pushed", layer) for layer in layers)
+    pushing = [m for m in stream if m.get("status") == "Pushing"]
+    assert {m["id"] for m in pushing} == set(layers)
+    assert all(m["progressDetail"]["current"] > 0 and m["progress"] for m in pushing)
+
+    manifest, body = fetch_manifest(registry.url, "x/busybox", "1")
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    assert stream[-2] == {"status": f"1: digest: {digest} size: {len(body)}"}
+    assert stream[-1] == {
+        "progressDetail": {},
+        "aux": {"Tag": "1", "Digest": digest, "Size": len(body)},
+    }
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert body.startswith(b'{\n   "schemaVersion": 2,')  # dockerd's 3-space indentation
+    inspect = daemon.request("GET", f"/v1.41/images/{name}:1/json").json()
+    assert manifest["config"]["digest"] == inspect["Id"]
+    assert inspect["RepoDigests"] == [f"{name}@{digest}"]
+    # Each layer is gzip whose content is the layer: its digest is the manifest's.
+    for descriptor, diff_id in zip(manifest["layers"], inspect["RootFS"]["Layers"], strict=True):
+        assert descriptor["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        blob = fetch_blob(registry.url, "x/busybox", descriptor["digest"])
+        assert (len(blob), "sha256:" + hashlib.sha256(blob).hexdigest()) == (
+            descriptor["size"],
+            descriptor["digest"],
+        )
+        assert "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest() == diff_id
+
+
+def test_a_second_push_sends_nothing_but_the_manifest(daemon, registry):
+    name = f"{registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    layers = image_layers(daemon, f"{name}:1")
+    first = push(daemon, name, "1")
+    second = push(daemon, name, "1")
+    assert sorted(statuses(second)[3:5]) == sorted(
+        ("Layer already exists", layer) for layer in layers
+    )
+    assert not [m for m in second if m.get("status") == "Pushing"]
+    assert second[-1] == first[-1]  # the same manifest: the compression is reproducible
+
+
+def test_a_push_to_another_repository_of_the_registry_mounts_the_layers(daemon, registry):
+    load(daemon, [f"{registry.host}/x/busybox:1"])
+    layers = image_layers(daemon, f"{registry.host}/x/busybox:1")
+    push(daemon, f"{registry.host}/x/busybox", "1")
+    tag = daemon.request(
+        "POST", f"/v1.41/images/{registry.host}/x/busybox:1/tag?repo={registry.host}/y/other&tag=2"
+    )
+    assert tag.status == 201
+    stream = push(daemon, f"{registry.host}/y/other", "2")
+    assert sorted(statuses(stream)[3:5]) == sorted(
+        ("Mounted from x/busybox", layer) for layer in layers
+    )
+    manifest, _ = fetch_manifest(registry.url, "y/other", "2")
+    for descriptor in manifest["layers"]:
+        fetch_blob(registry.url, "y/other", descriptor["digest"])
+
+
+def test_without_a_tag_every_tag_of_the_repository_is_pushed(daemon, registry):
+    name = f"{registry.host}/x/multi"
+    load(daemon, [f"{name}:a", f"{name}:b", f"{registry.host}/x/elsewhere:c"])
+    stream = push(daemon, name)
+    tags = [m["aux"]["Tag"] for m in stream if "aux" in m]
+    assert tags == ["a", "b"]
+    listing = httpx.get(f"{registry.url}/v2/x/multi/tags/list").json()
+    assert sorted(listing["tags"]) == ["a", "b"]
+
+
+def test_an_image_not_in_the_store_is_an_error_in_the_stream_as_dockerd_says_it(daemon, registry):
+    stream = push(daemon, f"{registry.host}/nosuch/image", "1")
+    message = f"An image does not exist locally with the tag: {registry.host}/nosuch/image"
+    assert stream == [
+        {"status": f"The push refers to repository [{registry.host}/nosuch/image]"},
+        {"errorDetail": {"message": message}, "error": message},
+    ]
+
+
+def test_bad_push_requests_are_refused_by_name(daemon, registry):
+    reply = daemon.request("POST", f"/v1.41/images/{registry.host}/x/busybox/push?tag=bad%20tag")
+    assert reply.status == 400 and "invalid reference format" in reply.json()["message"]
+    reply = daemon.request(
+        "POST", f"/v1.41/images/{registry.host}/x/busybox/push", {"X-Registry-Auth": "%%%"}
+    )
+    assert reply.status == 400 and "X-Registry-Auth" in reply.json()["message"]
+
+
+def test_zstd_compression_is_a_configuration_choice(start_daemon, registry):
+    daemon = start_daemon(config='[daemon]\npush-compression = "zstd"\n')
+    name = f"{registry.host}/x/zstd"
+    load(daemon, [f"{name}:1"])
+    push(daemon, name, "1")
+    manifest, _ = fetch_manifest(registry.url, "x/zstd", "1")
+    for descriptor in manifest["layers"]:
+        assert descriptor["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+        assert fetch_blob(registry.url, "x/zstd", descriptor["digest"])[:4] == b"\x28\xb5\x2f\xfd"
+
+
+# --------------------------------------------------------------------------------------------
+# Auth
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_basic_registry_without_credentials_stops_after_preparing(daemon, our_basic_registry):
+    name = f"{our_basic_registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    stream = push(daemon, name, "1")
+    assert [m.get("status") for m in stream[:3]] == [
+        f"The push refers to repository [{name}]",
+        "Preparing",
+        "Preparing",
+    ]
+    assert stream[3:] == [
+        {
+            "errorDetail": {"message": "no basic auth credentials"},
+            "error": "no basic auth credentials",
+        }
+    ]
+
+
+def test_a_basic_registry_with_credentials(daemon, our_basic_registry):
+    name = f"{our_basic_registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    stream = push(daemon, name, "1", registry_auth(USER, PASSWORD, our_basic_registry.host))
+    assert "aux" in stream[-1], stream
+    fetch_manifest(our_basic_registry.url, "x/busybox", "1", auth=(USER, PASSWORD))
+
+
+def test_a_token_registry_with_credentials(daemon, our_token_registry):
+    name = f"{our_token_registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    auth = registry_auth(TOKEN_USER, TOKEN_PASSWORD, our_token_registry.host)
+    stream = push(daemon, name, "1", auth)
+    assert "aux" in stream[-1], stream
+    again = push(daemon, name, "1", auth)
+    assert [m["status"] for m in again if m.get("id")].count("Layer already exists") == 2
+
+
+def test_the_cncf_registry_with_token_auth(daemon, token_registry):
+    name = f"{token_registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    auth = registry_auth(TOKEN_USER, TOKEN_PASSWORD, token_registry.host)
+    stream = push(daemon, name, "1", auth)
+    assert "aux" in stream[-1], stream
+    reply = daemon.request("GET", f"/v1.41/distribution/{name}:1/json", {"X-Registry-Auth": auth})
+    assert reply.status == 200, reply.body
+    assert reply.json()["Descriptor"]["digest"] == stream[-1]["aux"]["Digest"]
+
+
+def test_the_cncf_registry_with_htpasswd(daemon, basic_registry):
+    name = f"{basic_registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    stream = push(daemon, name, "1", registry_auth(USER, PASSWORD, basic_registry.host))
+    assert "aux" in stream[-1], stream
+    second = f"{basic_registry.host}/y/copy"
+    daemon.request("POST", f"/v1.41/images/{name}:1/tag?repo={second}&tag=1")
+    stream = push(daemon, second, "1", registry_auth(USER, PASSWORD, basic_registry.host))
+    assert [m["status"] for m in stream if m.get("id")].count("Mounted from x/busybox") == 2
+
+
+# --------------------------------------------------------------------------------------------
+# GET /distribution/{name}/json
+# --------------------------------------------------------------------------------------------
+
+
+def test_distribution_inspect_names_the_manifest_and_its_platform(daemon, registry):
+    name = f"{registry.host}/x/busybox"
+    load(daemon, [f"{name}:1"])
+    stream = push(daemon, name, "1")
+    reply = daemon.request("GET", f"/v1.41/distribution/{name}:1/json")
+    assert reply.status == 200, reply.body
+    aux = stream[-1]["aux"]
+    assert reply.json() == {
+        "Descriptor": {
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "digest": aux["Digest"],
+            "size": aux["Size"],
+        },
+        "Platforms": [{"architecture": "amd64", "os": "linux"}],
+    }
+    by_digest = daemon.request("GET", f"/v1.41/distribution/{name}@{aux['Digest']}/json")
+    assert by_digest.json() == reply.json()
+
+
+def test_distribution_inspect_of_an_unknown_tag_is_a_404(daemon, registry):
+    reply = daemon.request("GET", f"/v1.41/distribution/{registry.host}/x/none:1/json")
+    assert reply.status == 404, reply.body
