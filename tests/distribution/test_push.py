@@ -15,6 +15,7 @@ import json
 
 import httpx
 
+from dockyard.daemon.distribution.progress import progress_text
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
 from tests.registry.conftest import registry, registry_root, store
@@ -270,3 +271,30 @@ def test_distribution_inspect_names_the_manifest_and_its_platform(daemon, regist
 def test_distribution_inspect_of_an_unknown_tag_is_a_404(daemon, registry):
     reply = daemon.request("GET", f"/v1.41/distribution/{registry.host}/x/none:1/json")
     assert reply.status == 404, reply.body
+
+
+def test_gzip_layers_in_the_store_are_sent_as_they_are(start_daemon, registry):
+    """A layer stored gzip-compressed (loaded so) is not compressed again: its blob is the
+    one pushed, and a registry that has it is asked with HEAD first."""
+    layers = [busybox_rootfs(compress=True), layer_tar({"g": b"gzip\n"}, compress=True)]
+    name = f"{registry.host}/x/gzipped"
+    first = start_daemon(name="first")
+    load(first, [f"{name}:1"], layers)
+    push(first, name, "1")
+    manifest, _ = fetch_manifest(registry.url, "x/gzipped", "1")
+    assert [d["digest"] for d in manifest["layers"]] == [
+        "sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers
+    ]
+    # Another daemon, which never pushed there, finds them with HEAD.
+    second = start_daemon(name="second")
+    load(second, [f"{name}:1"], layers)
+    stream = push(second, name, "1")
+    assert [m["status"] for m in stream if m.get("id")].count("Layer already exists") == 2
+
+
+def test_progress_text_is_dockerds():
+    assert progress_text(33280, 3000000) == "[>" + " " * 50 + "]  33.28kB/3MB"
+    assert progress_text(3001856, 3000000) == "[" + "=" * 50 + ">]  3.002MB"
+    assert progress_text(1500000, 3000000) == "[" + "=" * 25 + ">" + " " * 25 + "]    1.5MB/3MB"
+    assert progress_text(512, 0) == "    512B"
+    assert progress_text(0, 0) == ""

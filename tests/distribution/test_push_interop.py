@@ -235,3 +235,25 @@ def test_skopeo_reads_what_we_pushed_to_the_cncf_registry(tmp_path, daemon, basi
     )  # fmt: skip
     assert inspect.returncode == 0, inspect.stderr
     assert json.loads(inspect.stdout)["Digest"] == digest["aux"]["Digest"]
+
+
+def test_a_missing_tag_of_a_known_repository_fails_as_dockerds_does(daemon, real_dockerd, registry):
+    ours, theirs = f"{registry.host}/ours/tagged", f"{registry.host}/theirs/tagged"
+    load(daemon, [f"{ours}:1"])
+    dockerd_load(real_dockerd, [f"{theirs}:1"])
+    assert shape(push(daemon, ours, "nope"), ours) == shape(
+        dockerd_push(real_dockerd, theirs, "nope"), theirs
+    )
+
+
+def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dockerd, registry):
+    layers = [layer_tar({f"file{i}": f"content {i}\n".encode() * (i + 1)}) for i in range(7)]
+    ours, theirs = f"{registry.host}/ours/seven", f"{registry.host}/theirs/seven"
+    load(daemon, [f"{ours}:1"], layers)
+    archive = image_archive(layers, [f"{theirs}:1"])
+    assert dockerd_request(real_dockerd, "POST", "/v1.41/images/load", {}, archive).status == 200
+    our_stream, their_stream = push(daemon, ours, "1"), dockerd_push(real_dockerd, theirs, "1")
+    # dockerd's Waiting comes right after its Preparing or after all of them (goroutines):
+    # the same messages, in an order that may differ.
+    assert sorted(shape(our_stream, ours)) == sorted(shape(their_stream, theirs))
+    assert [m["status"] for m in our_stream].count("Waiting") == 2

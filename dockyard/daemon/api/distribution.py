@@ -19,7 +19,7 @@ from dockyard.daemon.api.system import registries_of, service_of
 from dockyard.daemon.distribution import progress
 from dockyard.daemon.distribution.credentials import credentials_of, decode_registry_auth
 from dockyard.daemon.distribution.inspect import inspect_distribution
-from dockyard.daemon.distribution.push import NoLocalImage, PushSettings, push
+from dockyard.daemon.distribution.push import NoLocalImage, NoSuchTag, PushSettings, push
 from dockyard.daemon.images.compression import Compression
 from dockyard.daemon.reference import parse_reference
 
@@ -55,7 +55,7 @@ async def push_image(request: Request) -> Response:
                 emit,
                 request.headers.get("user-agent", ""),
             )
-        except (NoLocalImage, DockyardError) as exc:
+        except (NoLocalImage, NoSuchTag, DockyardError) as exc:
             _log.info("push failed", reference=str(reference), error=str(exc))
             await emit(progress.error(str(exc)))
         except Exception as exc:

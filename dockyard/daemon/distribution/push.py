@@ -97,19 +97,37 @@ def layer_id(layer: LayerRecord) -> str:
     return layer.diff_id.removeprefix("sha256:")[:12]
 
 
+class NoSuchTag(Exception):
+    """The repository is in the store, but not with the pushed tag (dockerd's words)."""
+
+    def __init__(self, reference: Reference) -> None:
+        super().__init__(f"tag does not exist: {reference.familiar()}")
+
+
 def tags_to_push(store: ImageStore, reference: Reference) -> list[tuple[str, ImageRecord]]:
-    """``reference``'s tag, or every tag of its repository when it has none, as dockerd
-    20.10 pushes them; each with its image."""
+    """Every tag of ``reference``'s repository, each with its image; :class:`NoLocalImage`
+    when there is none. The caller picks the pushed one (:func:`pick_tag`)."""
     found = []
     for image in store.images():
         for ref in store.references_of(image.id):
-            if ref.name != reference.name or ref.tag is None:
-                continue
-            if reference.tag is None or ref.tag == reference.tag:
+            if ref.name == reference.name and ref.tag is not None:
                 found.append((ref.tag, image))
     if not found:
         raise NoLocalImage(reference.name)
     return sorted(found, key=lambda pair: pair[0])
+
+
+def pick_tag(
+    tags: list[tuple[str, ImageRecord]], reference: Reference
+) -> list[tuple[str, ImageRecord]]:
+    """``reference``'s tag, or every tag when it names none, as dockerd 20.10 pushes them.
+    dockerd finds a missing tag only once it reached the registry: so do we."""
+    if reference.tag is None:
+        return tags
+    picked = [pair for pair in tags if pair[0] == reference.tag]
+    if not picked:
+        raise NoSuchTag(reference)
+    return picked
 
 
 class LayerEncoder:
@@ -192,10 +210,15 @@ class Pusher:
 
     async def push_tag(self, tag: str, image: ImageRecord) -> Descriptor:
         layers = [self.store.layer(chain) for chain in image.layers]
-        for layer in reversed(layers):
+        top_first = list(reversed(layers))
+        # As dockerd: top layer first, and those beyond the uploads at once wait their turn.
+        for index, layer in enumerate(top_first):
             await self.emit(progress.status("Preparing", layer_id(layer)))
+            if index >= self.settings.concurrency:
+                await self.emit(progress.status("Waiting", layer_id(layer)))
         self._check_credentials()
-        descriptors = await asyncio.gather(*(self._push_layer(layer) for layer in layers))
+        pushed = await asyncio.gather(*(self._push_layer(layer) for layer in top_first))
+        descriptors = list(reversed(pushed))
         config = await asyncio.to_thread(self.store.content.read, image.id)
         config_descriptor = Descriptor(DOCKER_CONFIG, len(config), image.id)
         if not await self._blob_exists(image.id):
@@ -239,11 +262,8 @@ class Pusher:
     # ---------------------------------------------------------------- layers
 
     async def _push_layer(self, layer: LayerRecord) -> Descriptor:
-        short = layer_id(layer)
-        if self._slots.locked():
-            await self.emit(progress.status("Waiting", short))
-        async with self._slots:
-            return await self._push_layer_now(layer, short)
+        async with self._slots:  # taken in the order asked for: top layer first
+            return await self._push_layer_now(layer, layer_id(layer))
 
     async def _push_layer_now(self, layer: LayerRecord, short: str) -> Descriptor:
         wanted = self.settings.compression
@@ -400,5 +420,5 @@ async def push(
     client = await registries.connect(reference.domain, credentials, upstream_agent)
     async with client:
         pusher = Pusher(store, client, sources, reference, settings, emit)
-        for tag, image in tags:
+        for tag, image in pick_tag(tags, reference):
             await pusher.push_tag(tag, image)
