@@ -256,4 +256,4 @@ def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dock
     # dockerd's Waiting comes right after its Preparing or after all of them (goroutines):
     # the same messages, in an order that may differ.
     assert sorted(shape(our_stream, ours)) == sorted(shape(their_stream, theirs))
-    assert [m["status"] for m in our_stream].count("Waiting") == 2
+    assert [m.get("status") for m in our_stream].count("Waiting") == 2
