@@ -15,7 +15,7 @@ import pytest
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from dockyard.testing.peers import docker_env
 from tests.conftest import http_request
-from tests.distribution.conftest import PASSWORD, USER
+from tests.distribution.conftest import PASSWORD, USER, dead_port
 from tests.distribution.test_push import (
     fetch_manifest,
     image_layers,
@@ -257,3 +257,13 @@ def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dock
     # the same messages, in an order that may differ.
     assert sorted(shape(our_stream, ours)) == sorted(shape(their_stream, theirs))
     assert [m.get("status") for m in our_stream].count("Waiting") == 2
+
+
+def test_an_unreachable_registry_fails_as_dockerd_says(daemon, real_dockerd):
+    port = dead_port()
+    ours, theirs = f"127.0.0.1:{port}/ours/x", f"127.0.0.1:{port}/theirs/x"
+    load(daemon, [f"{ours}:1"])
+    dockerd_load(real_dockerd, [f"{theirs}:1"])
+    assert shape(push(daemon, ours, "1"), ours) == shape(
+        dockerd_push(real_dockerd, theirs, "1"), theirs
+    )
