@@ -212,22 +212,25 @@ def test_a_basic_registry_with_credentials(daemon, our_basic_registry):
     fetch_manifest(our_basic_registry.url, "x/busybox", "1", auth=(USER, PASSWORD))
 
 
-def test_a_token_registry_with_credentials(daemon, our_token_registry):
-    name = f"{our_token_registry.host}/x/busybox"
+def pushed_with_token(daemon, registry) -> tuple[str, str, list[dict]]:
+    """The test image pushed to ``registry`` as the token server's user: the name, the
+    ``X-Registry-Auth`` and the stream."""
+    name = f"{registry.host}/x/busybox"
     load(daemon, [f"{name}:1"])
-    auth = registry_auth(TOKEN_USER, TOKEN_PASSWORD, our_token_registry.host)
+    auth = registry_auth(TOKEN_USER, TOKEN_PASSWORD, registry.host)
     stream = push(daemon, name, "1", auth)
     assert "aux" in stream[-1], stream
+    return name, auth, stream
+
+
+def test_a_token_registry_with_credentials(daemon, our_token_registry):
+    name, auth, _ = pushed_with_token(daemon, our_token_registry)
     again = push(daemon, name, "1", auth)
     assert [m["status"] for m in again if m.get("id")].count("Layer already exists") == 2
 
 
 def test_the_cncf_registry_with_token_auth(daemon, token_registry):
-    name = f"{token_registry.host}/x/busybox"
-    load(daemon, [f"{name}:1"])
-    auth = registry_auth(TOKEN_USER, TOKEN_PASSWORD, token_registry.host)
-    stream = push(daemon, name, "1", auth)
-    assert "aux" in stream[-1], stream
+    name, auth, stream = pushed_with_token(daemon, token_registry)
     reply = daemon.request("GET", f"/v1.41/distribution/{name}:1/json", {"X-Registry-Auth": auth})
     assert reply.status == 200, reply.body
     assert reply.json()["Descriptor"]["digest"] == stream[-1]["aux"]["Digest"]

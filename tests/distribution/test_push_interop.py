@@ -77,6 +77,16 @@ def shape(stream: list[dict], repository: str) -> list[tuple]:
     return others + finals
 
 
+def both_push(daemon, real_dockerd, host: str, tag: str = "1", auth: str = "e30="):
+    """The same image loaded into both daemons as HOST/ours/x and HOST/theirs/x, pushed with
+    ``tag`` by each: the two streams' shapes."""
+    ours, theirs = f"{host}/ours/x", f"{host}/theirs/x"
+    load(daemon, [f"{ours}:1"])
+    dockerd_load(real_dockerd, [f"{theirs}:1"])
+    our_stream = push(daemon, ours, tag, auth)
+    return shape(our_stream, ours), shape(dockerd_push(real_dockerd, theirs, tag, auth), theirs)
+
+
 def test_push_streams_as_dockerds_do(daemon, real_dockerd, registry):
     """A first push, a second one (everything exists), and a push to another repository of
     the registry (everything mounted): the same messages from both daemons."""
@@ -119,12 +129,8 @@ def test_unknown_images_and_missing_credentials_fail_as_dockerds_do(
 ):
     name = f"{registry.host}/nosuch/image"
     assert push(daemon, name, "1") == dockerd_push(real_dockerd, name, "1")
-    ours, theirs = f"{our_basic_registry.host}/ours/x", f"{our_basic_registry.host}/theirs/x"
-    load(daemon, [f"{ours}:1"])
-    dockerd_load(real_dockerd, [f"{theirs}:1"])
-    assert shape(push(daemon, ours, "1"), ours) == shape(
-        dockerd_push(real_dockerd, theirs, "1"), theirs
-    )
+    ours, theirs = both_push(daemon, real_dockerd, our_basic_registry.host)
+    assert ours == theirs
 
 
 def test_distribution_inspect_answers_as_dockerds(daemon, real_dockerd, registry):
@@ -238,12 +244,8 @@ def test_skopeo_reads_what_we_pushed_to_the_cncf_registry(tmp_path, daemon, basi
 
 
 def test_a_missing_tag_of_a_known_repository_fails_as_dockerds_does(daemon, real_dockerd, registry):
-    ours, theirs = f"{registry.host}/ours/tagged", f"{registry.host}/theirs/tagged"
-    load(daemon, [f"{ours}:1"])
-    dockerd_load(real_dockerd, [f"{theirs}:1"])
-    assert shape(push(daemon, ours, "nope"), ours) == shape(
-        dockerd_push(real_dockerd, theirs, "nope"), theirs
-    )
+    ours, theirs = both_push(daemon, real_dockerd, registry.host, tag="nope")
+    assert ours == theirs
 
 
 def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dockerd, registry):
@@ -260,10 +262,5 @@ def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dock
 
 
 def test_an_unreachable_registry_fails_as_dockerd_says(daemon, real_dockerd):
-    port = dead_port()
-    ours, theirs = f"127.0.0.1:{port}/ours/x", f"127.0.0.1:{port}/theirs/x"
-    load(daemon, [f"{ours}:1"])
-    dockerd_load(real_dockerd, [f"{theirs}:1"])
-    assert shape(push(daemon, ours, "1"), ours) == shape(
-        dockerd_push(real_dockerd, theirs, "1"), theirs
-    )
+    ours, theirs = both_push(daemon, real_dockerd, f"127.0.0.1:{dead_port()}")
+    assert ours == theirs

@@ -182,28 +182,32 @@ class LayerEncoder:
         self._blob.close()
 
 
+@attrs.define
 class Pusher:
     """One push of ``reference`` (its tag, or all its tags) through ``client``."""
 
-    def __init__(
-        self,
-        store: ImageStore,
-        client: RegistryClient,
-        sources: BlobSources,
-        reference: Reference,
-        settings: PushSettings,
-        emit: Emit,
-    ) -> None:
-        self.store = store
-        self.client = client
-        self.sources = sources
-        self.reference = reference
-        self.settings = settings
-        self.emit = emit
-        self.registry = reference.domain
-        self.repository = reference.path
-        self.scopes = [f"repository:{self.repository}:pull,push"]
-        self._slots = asyncio.Semaphore(settings.concurrency)
+    store: ImageStore
+    client: RegistryClient
+    sources: BlobSources
+    reference: Reference
+    settings: PushSettings
+    emit: Emit
+    _slots: asyncio.Semaphore = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+
+    @property
+    def registry(self) -> str:
+        return self.reference.domain
+
+    @property
+    def repository(self) -> str:
+        return self.reference.path
+
+    @property
+    def scopes(self) -> list[str]:
+        return [f"repository:{self.repository}:pull,push"]
 
     def _path(self, tail: str) -> str:
         return f"/v2/{self.repository}/{tail}"
