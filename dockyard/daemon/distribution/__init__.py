@@ -10,5 +10,9 @@
   goes through (ping, challenges, authorization, retry with a fresh token);
 - :mod:`~.errors`: failures in dockerd's words;
 - :mod:`~.service`: :class:`~.service.RegistryService`, the daemon's instance: settings,
-  shared token cache, ``login`` and ``connect``.
+  shared token cache, ``login`` and ``connect``;
+- :mod:`~.push`: ``POST /images/{name}/push``: what the registry lacks, mounted or compressed
+  and streamed, then the manifest; :mod:`~.blobsources` records where layers were seen;
+- :mod:`~.inspect`: ``GET /distribution/{name}/json``;
+- :mod:`~.progress`: the JSON-message stream's progress messages, as dockerd renders them.
 """
