@@ -12,6 +12,8 @@ import subprocess
 import docker
 import pytest
 
+from dockyard.plugins.registries.filesystem import FilesystemBackend
+from dockyard.registry.store import Limits, RegistryStore
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from dockyard.testing.peers import docker_env
 from tests.conftest import http_request
@@ -24,7 +26,7 @@ from tests.distribution.test_push import (
     push,
     registry_auth,
 )
-from tests.registry.conftest import registry, registry_root, store
+from tests.registry.conftest import registry, registry_root, serve_in_thread, store
 from tests.registry.test_interop_auth import docker_cli_storing_logins_in_a_file
 
 __all__ = ["registry", "registry_root", "store"]  # fixtures of tests/registry
@@ -264,3 +266,17 @@ def test_more_layers_than_uploads_at_once_wait_as_with_dockerd(daemon, real_dock
 def test_an_unreachable_registry_fails_as_dockerd_says(daemon, real_dockerd):
     ours, theirs = both_push(daemon, real_dockerd, f"127.0.0.1:{dead_port()}")
     assert ours == theirs
+
+
+def test_a_registry_refusing_a_layer_fails_the_push_as_with_dockerd(tmp_path, daemon, real_dockerd):
+    """The same words. dockerd retries a failed layer five times first, counting down
+    5+10+15+20 seconds ("Retrying in N seconds"): we fail at once (retries: not yet)."""
+    small = serve_in_thread(
+        RegistryStore(FilesystemBackend(tmp_path / "small"), Limits(max_blob_size=4096))
+    )
+    try:
+        ours, theirs = both_push(daemon, real_dockerd, small.host)
+    finally:
+        small.stop()
+    assert ours == [m for m in theirs if not m[0].startswith("Retrying in ")]
+    assert [m for m in ours if "error" in m[2]]
