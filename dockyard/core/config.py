@@ -98,6 +98,9 @@ class DaemonConfig:
         "how pushed layers are compressed: gzip (what docker sends) or zstd",
         ("gzip", "zstd"),
     )
+    max_upload_attempts: int = option(
+        5, "tries at each layer of a push, waiting 5 s more after each failure, as dockerd's"
+    )
 
 
 @attrs.frozen

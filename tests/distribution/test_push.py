@@ -16,9 +16,11 @@ import json
 import httpx
 
 from dockyard.daemon.distribution.progress import progress_text
+from dockyard.plugins.registries.filesystem import FilesystemBackend
+from dockyard.registry.store import Limits, RegistryStore
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
-from tests.registry.conftest import registry, registry_root, store
+from tests.registry.conftest import registry, registry_root, serve_in_thread, store
 
 __all__ = ["registry", "registry_root", "store"]  # fixtures of tests/registry
 
@@ -301,3 +303,24 @@ def test_progress_text_is_dockerds():
     assert progress_text(1500000, 3000000) == "[" + "=" * 25 + ">" + " " * 25 + "]    1.5MB/3MB"
     assert progress_text(512, 0) == "    512B"
     assert progress_text(0, 0) == ""
+
+
+def test_a_refused_layer_is_tried_again_then_fails_in_the_registrys_words(tmp_path, start_daemon):
+    daemon = start_daemon(config="[daemon]\nmax-upload-attempts = 2\n")
+    small = serve_in_thread(
+        RegistryStore(FilesystemBackend(tmp_path / "small"), Limits(max_blob_size=4096))
+    )
+    try:
+        name = f"{small.host}/x/busybox"
+        load(daemon, [f"{name}:1"])
+        stream = push(daemon, name, "1")
+    finally:
+        small.stop()
+    big = image_layers(daemon, f"{name}:1")[0]  # busybox's layer: over the limit
+    retries = [m for m in stream if m.get("status", "").startswith("Retrying")]
+    assert [(m["status"], m["id"]) for m in retries] == [
+        (f"Retrying in {n} second{'s' if n > 1 else ''}", big) for n in range(5, 0, -1)
+    ]
+    message = "size invalid: blob exceeds the registry's limit of 4096 bytes"
+    assert {"errorDetail": {"message": message}, "error": message} in stream
+    assert "aux" not in stream[-1]

@@ -36,7 +36,10 @@ async def push_image(request: Request) -> Response:
     if tag:
         reference = parse_reference(f"{reference.name}:{tag}", default_tag=None)
     credentials = credentials_of(decode_registry_auth(request.headers.get("x-registry-auth")))
-    settings = PushSettings(Compression(service.config.daemon.push_compression))
+    settings = PushSettings(
+        Compression(service.config.daemon.push_compression),
+        attempts=max(1, service.config.daemon.max_upload_attempts),
+    )
     assert service.images is not None and service.blob_sources is not None
     messages: asyncio.Queue[bytes | None] = asyncio.Queue(64)
 

@@ -42,7 +42,11 @@ from dockyard.daemon.distribution.blobsources import BlobSource, BlobSources
 from dockyard.daemon.distribution.challenges import is_scheme
 from dockyard.daemon.distribution.client import RegistryClient
 from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.errors import RegistryError, describe_error_response
+from dockyard.daemon.distribution.errors import (
+    RegistryError,
+    RegistryUnauthorized,
+    describe_error_response,
+)
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.images.compression import (
     Compression,
@@ -68,11 +72,26 @@ READ_SIZE = 1 << 18
 PROGRESS_INTERVAL = 0.1
 
 
+#: Seconds added to the wait before each new attempt at a layer (dockerd's).
+RETRY_STEP = 5
+#: What distribution calls the refusals that trying again cannot change (dockerd gives up on
+#: them at once).
+_FINAL_REFUSALS = ("unauthorized:", "denied:", "unsupported:", "no basic auth credentials")
+
+
+def retryable(exc: RegistryError) -> bool:
+    return not isinstance(exc, RegistryUnauthorized) and not any(
+        word in exc.message for word in _FINAL_REFUSALS
+    )
+
+
 @attrs.frozen
 class PushSettings:
     compression: Compression = Compression.GZIP
     #: Layers worked on at once (dockerd's ``max-concurrent-uploads``: 5).
     concurrency: int = 5
+    #: Tries at each layer (dockerd's ``max-upload-attempts``: 5).
+    attempts: int = 5
 
 
 @attrs.frozen
@@ -266,8 +285,21 @@ class Pusher:
     # ---------------------------------------------------------------- layers
 
     async def _push_layer(self, layer: LayerRecord) -> Descriptor:
+        short = layer_id(layer)
         async with self._slots:  # taken in the order asked for: top layer first
-            return await self._push_layer_now(layer, layer_id(layer))
+            attempt = 1
+            while True:
+                try:
+                    return await self._push_layer_now(layer, short)
+                except RegistryError as exc:
+                    if attempt >= self.settings.attempts or not retryable(exc):
+                        raise
+                # dockerd waits 5 s more after each failure, counting down each second.
+                for remaining in range(RETRY_STEP * attempt, 0, -1):
+                    unit = "second" if remaining == 1 else "seconds"
+                    await self.emit(progress.status(f"Retrying in {remaining} {unit}", short))
+                    await asyncio.sleep(1)
+                attempt += 1
 
     async def _push_layer_now(self, layer: LayerRecord, short: str) -> Descriptor:
         wanted = self.settings.compression
