@@ -240,8 +240,7 @@ class Pusher:
             if index >= self.settings.concurrency:
                 await self.emit(progress.status("Waiting", layer_id(layer)))
         self._check_credentials()
-        pushed = await asyncio.gather(*(self._push_layer(layer) for layer in top_first))
-        descriptors = list(reversed(pushed))
+        descriptors = list(reversed(await self._push_layers(top_first)))
         config = await asyncio.to_thread(self.store.content.read, image.id)
         config_descriptor = Descriptor(DOCKER_CONFIG, len(config), image.id)
         if not await self._blob_exists(image.id):
@@ -283,6 +282,17 @@ class Pusher:
             raise RegistryError("no basic auth credentials")
 
     # ---------------------------------------------------------------- layers
+
+    async def _push_layers(self, layers: list[LayerRecord]) -> list[Descriptor]:
+        """All of ``layers``; the first failure stops the others (nobody would read their
+        progress any more) and is raised."""
+        tasks = [asyncio.ensure_future(self._push_layer(layer)) for layer in layers]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _push_layer(self, layer: LayerRecord) -> Descriptor:
         short = layer_id(layer)
