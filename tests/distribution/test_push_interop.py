@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import docker
+import httpx
 import pytest
 
 from dockyard.plugins.registries.filesystem import FilesystemBackend
@@ -289,3 +290,31 @@ def test_a_registry_refusing_a_layer_fails_the_push_as_with_dockerd(
         m for m in theirs if not m[0].startswith("Retrying")
     ]
     assert [m for m in ours if "error" in m[2]]
+
+
+def test_distribution_inspect_of_an_index_lists_its_platforms_as_dockerd(
+    daemon, real_dockerd, registry
+):
+    name = f"{registry.host}/x/index"
+    load(daemon, [f"{name}:1"])
+    aux = push(daemon, name, "1")[-1]["aux"]
+    entry = {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+             "digest": aux["Digest"], "size": aux["Size"]}  # fmt: skip
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {**entry, "platform": {"architecture": "amd64", "os": "linux"}},
+            {**entry, "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        ],
+    }
+    put = httpx.put(
+        f"{registry.url}/v2/x/index/manifests/multi",
+        content=json.dumps(index).encode(),
+        headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+    )
+    assert put.status_code == 201, put.text
+    path = f"/v1.41/distribution/{name}:multi/json"
+    ours, theirs = daemon.request("GET", path), dockerd_request(real_dockerd, "GET", path)
+    assert (ours.status, ours.json()) == (theirs.status, theirs.json())
+    assert len(ours.json()["Platforms"]) == 2
