@@ -52,6 +52,8 @@ DAEMON_FLAGS = (
     "default-registry",
     "insecure-registries",
     "registry-certs-dir",
+    "push-compression",
+    "max-upload-attempts",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {"insecure-registries": "--insecure-registry"}
