@@ -15,60 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+# Run as a script, bench/ is on the path: its siblings' helpers are shared, not copied.
+from containers import start_dockyard
+from registry_bench import start_cncf
+
 from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_cncf(workdir: Path) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("docker-registry") or sys.exit("docker-registry is not installed")
-    port = free_port()
-    config = workdir / "cncf.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir}/cncf-data\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    process = subprocess.Popen(
-        [binary, "serve", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "cncf.log", "wb"),  # noqa: SIM115 - lives as long as the registry
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the CNCF registry did not start")
-
-
-def start_dockyard(root: Path) -> tuple[subprocess.Popen, str]:
-    socket_path = root / "dockyard.sock"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "--data-root", str(root / "data"),
-         "-H", f"unix://{socket_path}", "--log-level", "warning"],
-        stderr=open(root / "daemon.log", "w"),  # noqa: SIM115 - lives as long as the daemon
-    )  # fmt: skip
-    host = f"unix://{socket_path}"
-    for _ in range(200):
-        if socket_path.exists() and docker(host, "version").returncode == 0:
-            return process, host
-        time.sleep(0.05)
-    raise RuntimeError(f"dockyard did not start: {(root / 'daemon.log').read_text()}")
 
 
 def docker(host: str, *args: str) -> subprocess.CompletedProcess:
