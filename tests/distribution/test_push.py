@@ -12,6 +12,9 @@ import base64
 import gzip
 import hashlib
 import json
+import os
+import socket
+import time
 
 import httpx
 
@@ -324,3 +327,26 @@ def test_a_refused_layer_is_tried_again_then_fails_in_the_registrys_words(tmp_pa
     message = "size invalid: blob exceeds the registry's limit of 4096 bytes"
     assert {"errorDetail": {"message": message}, "error": message} in stream
     assert "aux" not in stream[-1]
+
+
+def test_a_client_that_goes_away_stops_the_push_and_the_daemon_carries_on(daemon, registry):
+    name = f"{registry.host}/x/big"
+    big = layer_tar({"random.bin": os.urandom(24 << 20)})
+    load(daemon, [f"{name}:1"], [busybox_rootfs(), big])
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(daemon.socket_path)
+        client.sendall(
+            f"POST /v1.41/images/{name}/push?tag=1 HTTP/1.1\r\nHost: d\r\n"
+            "X-Registry-Auth: e30=\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        received = b""
+        while b"Pushing" not in received:
+            chunk = client.recv(65536)
+            assert chunk, received
+            received += chunk
+    # Gone mid-push: that push writes no manifest (left to run on, it would have finished
+    # within this wait), and the daemon serves a new push of the same image to the end.
+    time.sleep(3)
+    assert httpx.get(f"{registry.url}/v2/x/big/manifests/1").status_code == 404
+    assert "aux" in push(daemon, name, "1")[-1]
+    assert daemon.request("GET", "/_ping").status == 200
