@@ -69,7 +69,10 @@ def image_layers(daemon, name: str) -> list[str]:
 def fetch_manifest(url: str, repository: str, tag: str, auth=None) -> tuple[dict, bytes]:
     response = httpx.get(
         f"{url}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+            "application/vnd.oci.image.manifest.v1+json"
+        },
         auth=auth,
     )
     assert response.status_code == 200, response.text
@@ -182,6 +185,9 @@ def test_zstd_compression_is_a_configuration_choice(start_daemon, registry):
     load(daemon, [f"{name}:1"])
     push(daemon, name, "1")
     manifest, _ = fetch_manifest(registry.url, "x/zstd", "1")
+    # Schema 2 has no zstd layers: an OCI manifest carries them.
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
     for descriptor in manifest["layers"]:
         assert descriptor["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
         assert fetch_blob(registry.url, "x/zstd", descriptor["digest"])[:4] == b"\x28\xb5\x2f\xfd"

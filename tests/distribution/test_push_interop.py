@@ -318,3 +318,15 @@ def test_distribution_inspect_of_an_index_lists_its_platforms_as_dockerd(
     ours, theirs = daemon.request("GET", path), dockerd_request(real_dockerd, "GET", path)
     assert (ours.status, ours.json()) == (theirs.status, theirs.json())
     assert len(ours.json()["Platforms"]) == 2
+
+
+def test_skopeo_copies_what_we_pushed_with_zstd(tmp_path, start_daemon, registry):
+    daemon = start_daemon(config='[daemon]\npush-compression = "zstd"\n')
+    name = f"{registry.host}/x/zstd"
+    load(daemon, [f"{name}:1"])
+    push(daemon, name, "1")
+    copy = subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{name}:1", f"oci:{tmp_path}/oci:1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert copy.returncode == 0, copy.stderr

@@ -13,8 +13,8 @@ For each tag of the repository that is pushed (one, or all of them when none is 
      the registry in one chunked ``PATCH``, its digest computed on the way, then ``PUT
      ?digest=``: ``Pushing`` with the bytes read, then ``Pushed``;
 
-2. the config blob (``HEAD`` first), then the Docker v2 schema 2 manifest under the tag, as
-   dockerd writes it (3-space indented JSON);
+2. the config blob (``HEAD`` first), then the manifest under the tag: Docker v2 schema 2 for
+   gzip layers, as dockerd 20.10 writes it (3-space indented JSON), OCI for zstd ones;
 3. ``TAG: digest: sha256:... size: N`` and the ``aux`` message, and the image gains the
    repository digest.
 
@@ -60,11 +60,24 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#: What a pushed layer is called in a schema 2 manifest, by its compression. Docker's schema
-#: has no zstd type; a zstd layer takes the OCI one, as docker's own zstd pushes do.
-LAYER_MEDIA_TYPES = {
-    Compression.GZIP: DOCKER_LAYER_GZIP,
-    Compression.ZSTD: mediatypes.OCI_LAYER + "+zstd",
+
+
+@attrs.frozen
+class ManifestFormat:
+    """The media types of a pushed manifest, its config and its layers."""
+
+    manifest: str
+    config: str
+    layer: str
+
+
+#: By the layers' compression: gzip in Docker's schema 2, as dockerd 20.10 pushes; zstd in an
+#: OCI manifest (schema 2 has no zstd layer type, and clients refuse one there).
+FORMATS = {
+    Compression.GZIP: ManifestFormat(mediatypes.DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP),
+    Compression.ZSTD: ManifestFormat(
+        mediatypes.OCI_MANIFEST, mediatypes.OCI_CONFIG, mediatypes.oci_layer("zstd")
+    ),
 }
 #: Bytes read from a layer per chunk sent.
 READ_SIZE = 1 << 18
@@ -225,6 +238,10 @@ class Pusher:
         return self.reference.path
 
     @property
+    def format(self) -> ManifestFormat:
+        return FORMATS[self.settings.compression]
+
+    @property
     def scopes(self) -> list[str]:
         return [f"repository:{self.repository}:pull,push"]
 
@@ -242,12 +259,12 @@ class Pusher:
         self._check_credentials()
         descriptors = list(reversed(await self._push_layers(top_first)))
         config = await asyncio.to_thread(self.store.content.read, image.id)
-        config_descriptor = Descriptor(DOCKER_CONFIG, len(config), image.id)
+        config_descriptor = Descriptor(self.format.config, len(config), image.id)
         if not await self._blob_exists(image.id):
             await self._upload_bytes(config, image.id)
         manifest = {
             "schemaVersion": 2,
-            "mediaType": mediatypes.DOCKER_MANIFEST,
+            "mediaType": self.format.manifest,
             "config": config_descriptor.to_json(),
             "layers": [d.to_json() for d in descriptors],
         }
@@ -257,7 +274,7 @@ class Pusher:
             "PUT",
             self._path(f"manifests/{tag}"),
             scopes=self.scopes,
-            headers={"Content-Type": mediatypes.DOCKER_MANIFEST},
+            headers={"Content-Type": self.format.manifest},
             content=body,
         )
         self._expect(response)
@@ -271,7 +288,7 @@ class Pusher:
         await self.emit(
             {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(body)}}
         )
-        return Descriptor(mediatypes.DOCKER_MANIFEST, len(body), digest)
+        return Descriptor(self.format.manifest, len(body), digest)
 
     def _check_credentials(self) -> None:
         """A registry that wants Basic credentials, and none came: dockerd says so in these
@@ -313,12 +330,16 @@ class Pusher:
 
     async def _push_layer_now(self, layer: LayerRecord, short: str) -> Descriptor:
         wanted = self.settings.compression
-        known = self.sources.of(layer.diff_id, self.registry)
+        known = [
+            source
+            for source in self.sources.of(layer.diff_id, self.registry)
+            if mediatypes.LAYER_COMPRESSION.get(source.media_type) == wanted.value
+        ]
         here = [s for s in known if s.repository == self.repository]
         if compression_of_media_type(layer.media_type) == wanted:
             stored = BlobSource(
                 layer.blob,
-                LAYER_MEDIA_TYPES[wanted],
+                self.format.layer,
                 layer.blob_size,
                 self.registry,
                 self.repository,
@@ -328,7 +349,7 @@ class Pusher:
             if await self._blob_exists(source.digest):
                 await self._remember(layer, source)
                 await self.emit(progress.status("Layer already exists", short))
-                return Descriptor(source.media_type, source.size, source.digest)
+                return Descriptor(self.format.layer, source.size, source.digest)
         upload: str | None = None
         for source in known:
             if source.repository == self.repository:
@@ -337,7 +358,7 @@ class Pusher:
             if mounted:
                 await self._remember(layer, source)
                 await self.emit(progress.status(f"Mounted from {source.repository}", short))
-                return Descriptor(source.media_type, source.size, source.digest)
+                return Descriptor(self.format.layer, source.size, source.digest)
             if upload is not None:
                 break  # the registry opened an upload instead: use it
         return await self._upload_layer(layer, short, upload)
@@ -375,7 +396,7 @@ class Pusher:
             await self._finish_upload(self._location(response), digest)
         finally:
             await asyncio.to_thread(encoder.close)
-        media_type = LAYER_MEDIA_TYPES[self.settings.compression]
+        media_type = self.format.layer
         source = BlobSource(digest, media_type, encoder.size, self.registry, self.repository)
         await self._remember(layer, source)
         await self.emit(progress.status("Pushed", short))
