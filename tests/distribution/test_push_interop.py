@@ -330,3 +330,11 @@ def test_skopeo_copies_what_we_pushed_with_zstd(tmp_path, start_daemon, registry
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert copy.returncode == 0, copy.stderr
+
+
+def test_distribution_inspect_without_credentials_fails_as_dockerds(
+    daemon, real_dockerd, our_basic_registry
+):
+    path = f"/v1.41/distribution/{our_basic_registry.host}/x/any:1/json"
+    ours, theirs = daemon.request("GET", path), dockerd_request(real_dockerd, "GET", path)
+    assert (ours.status, ours.json()) == (theirs.status, theirs.json())

@@ -50,7 +50,18 @@ async def inspect_distribution(
     client = await registries.connect(reference.domain, credentials, upstream_agent)
     async with client:
         scopes = [f"repository:{reference.path}:pull"]
-        target = reference.digest or reference.tag or "latest"
+        target = reference.digest
+        if target is None:
+            # A tag is resolved with HEAD, then the manifest fetched by digest, as dockerd does.
+            head = await client.request(
+                "HEAD",
+                f"/v2/{reference.path}/manifests/{reference.tag or 'latest'}",
+                scopes=scopes,
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+            # A HEAD's failure has no body to explain it: the GET by tag below says why.
+            found = head.is_success and head.headers.get("docker-content-digest")
+            target = found or reference.tag or "latest"
         response = await client.request(
             "GET",
             f"/v2/{reference.path}/manifests/{target}",
