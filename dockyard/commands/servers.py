@@ -55,6 +55,8 @@ DAEMON_FLAGS = (
     "registry-timeout",
     "max-concurrent-downloads",
     "registry-mirrors",
+    "push-compression",
+    "max-upload-attempts",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {

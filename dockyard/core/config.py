@@ -102,6 +102,14 @@ class DaemonConfig:
         "registries (URL or HOST[:PORT]) a pull of a default-registry image tries first, in "
         "order, as dockerd's; a mirror that fails or lacks the image gives way to the next",
     )
+    push_compression: str = option(
+        "gzip",
+        "how pushed layers are compressed: gzip (what docker sends) or zstd",
+        ("gzip", "zstd"),
+    )
+    max_upload_attempts: int = option(
+        5, "tries at each layer of a push, waiting 5 s more after each failure, as dockerd's"
+    )
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from dockyard.core.service import Service
 if TYPE_CHECKING:
     from dockyard.daemon.containers.execs import ExecRegistry
     from dockyard.daemon.containers.manager import ContainerManager
+    from dockyard.daemon.distribution.blobsources import BlobSources
     from dockyard.daemon.distribution.pull import Puller
     from dockyard.daemon.distribution.service import RegistryService
     from dockyard.daemon.images.store import ImageStore
@@ -28,3 +29,5 @@ class Engine(Service):
     volumes: VolumeStore | None = None
     registries: RegistryService | None = None
     pulls: Puller | None = None
+    #: Where layers were seen in registries (push skips and mounts by it).
+    blob_sources: BlobSources | None = None

@@ -31,6 +31,7 @@ from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.spec import UserNamespace
+from dockyard.daemon.distribution.blobsources import BlobSources
 from dockyard.daemon.distribution.endpoints import EndpointPolicy, registry_host
 from dockyard.daemon.distribution.pull import Puller
 from dockyard.daemon.distribution.service import RegistryService
@@ -100,6 +101,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         search_group = modes.search_group(remapping.gid_mappings if remapping else ())
         modes.make_dir(data_root, modes.DATA_ROOT, search_group)
         service = Engine("daemon", config, plugins, data_root, registries=registries)
+        service.blob_sources = BlobSources(data_root / "distribution")
 
         def notify_plugins(event: Event) -> None:
             try:

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.server import RequestLogMiddleware
-from dockyard.daemon.api import containers, images, pulls, system
+from dockyard.daemon.api import containers, distribution, images, pulls, system
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
     handle_dockyard_error,
@@ -30,6 +30,7 @@ def create_app(service: Engine) -> Any:
         *system.routes(),
         *images.routes(),
         *pulls.routes(),
+        *distribution.routes(),
         *containers.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):

@@ -13,5 +13,8 @@
   shared token cache, ``login`` and ``connect``;
 - :mod:`~.remote`: one repository's manifests (parsed and checked) and blobs (streamed);
 - :mod:`~.progress`: the JSON-message stream's progress messages, as dockerd renders them;
-- :mod:`~.pull`: :class:`~.pull.Puller`, pulls into the image store, resumable downloads.
+- :mod:`~.pull`: :class:`~.pull.Puller`, pulls into the image store, resumable downloads,
+  and ``GET /distribution/{name}/json``;
+- :mod:`~.push`: ``POST /images/{name}/push``: what the registry lacks, mounted or compressed
+  and streamed, then the manifest; :mod:`~.blobsources` records where layers were seen.
 """

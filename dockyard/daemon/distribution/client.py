@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -182,12 +182,28 @@ class RegistryClient:
         retry = {**(headers or {}), **authorization}
         return await self._send(method, url, retry, content, stream), authorization
 
+    async def send_stream(
+        self,
+        method: str,
+        path: str,
+        body: AsyncIterable[bytes],
+        *,
+        scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """``method`` with a body streamed once (a blob upload, chunked). It cannot be sent
+        again, so a refused token is not retried: the caller's earlier requests for the same
+        scopes (the upload's ``POST``) got the token that this one reuses."""
+        url = path if "://" in path else self.endpoint.url(path)
+        sent = {**(headers or {}), **await self._authorization(method, url, list(scopes))}
+        return await self._send(method, url, sent, body)
+
     async def _send(
         self,
         method: str,
         url: str,
         headers: Mapping[str, str],
-        content: bytes | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
         try:

@@ -195,6 +195,7 @@ class Puller:
         async with client:
             repository = RemoteRepository(client, reference.path)
             wanted = reference.digest or reference.tag or "latest"
+            await repository.peek(wanted)
             top = await repository.manifest(wanted, reference.familiar(), name_in_404=False)
             document = top.document
             if isinstance(document, ImageIndex):

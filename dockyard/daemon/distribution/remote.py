@@ -215,6 +215,17 @@ class RemoteRepository:
         document = parse_manifest(data, response.headers.get("content-type", ""))
         return FetchedManifest(data, digest, document)
 
+    async def peek(self, reference: str) -> None:
+        """``HEAD`` the manifest, as dockerd's distribution inspect starts: a registry that
+        wants credentials we lack is refused in that request's words (``Head "..."``); any
+        other answer is left for the ``GET`` that follows."""
+        await self.client.request(
+            "HEAD",
+            f"/v2/{self.name}/manifests/{reference}",
+            scopes=self.scopes,
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+
     async def blob(self, descriptor: Descriptor) -> bytes:
         """A small blob (a config) whole, its size and digest checked."""
         if descriptor.size > MAX_MANIFEST_SIZE:

@@ -1,0 +1,93 @@
+"""Push a ~250 MB five-layer image to an empty repository, by our daemon and by dockerd.
+
+Run as root: ``python bench/push_bench.py [--layer-mb 60] [--layers 4] [--rounds 2]``.
+
+Side by side in one run, through the real docker CLI (``docker push``), to the CNCF registry
+(a neutral one) on a loopback port: the same image, loaded into our daemon and into a private
+dockerd 20.10, pushed to fresh repositories each round (nothing to skip: our gzip and Go's give
+different blobs, so neither daemon's push helps the other's). Each layer is half random bytes
+and half text, so compression has real work to do. Then a second push of each (everything
+already exists) is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, bench/ is on the path: its siblings' helpers are shared, not copied.
+from containers import start_dockyard
+from registry_bench import start_cncf
+
+from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
+from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
+
+
+def docker(host: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([docker_cli(), *args], env=docker_env(host), capture_output=True)
+
+
+def timed_push(host: str, name: str) -> float:
+    started = time.perf_counter()
+    result = docker(host, "push", name)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"docker push {name} failed: {result.stderr.decode()}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layer-mb", type=int, default=60)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    options = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="push-bench-"))
+    half = options.layer_mb * (1 << 20) // 2
+    layers = [busybox_rootfs()]
+    for index in range(options.layers):
+        text = (f"line {index} of some compressible text\n" * (half // 30))[:half].encode()
+        layers.append(layer_tar({f"random{index}.bin": os.urandom(half), f"text{index}": text}))
+    archive = workdir / "image.tar"
+    archive.write_bytes(image_archive(layers, ["bench/push:1"]))
+    total_mb = sum(len(layer) for layer in layers) / 1e6
+    del layers
+    registry, port = start_cncf(workdir)
+    ours, host = start_dockyard(workdir)
+    try:
+        with real_dockerd(workdir / "dockerd") as peer:
+            results: dict[str, list[float]] = {"dockyard": [], "dockerd": []}
+            again: dict[str, list[float]] = {"dockyard": [], "dockerd": []}
+            for daemon_host in (host, peer.host):
+                subprocess.run(
+                    [docker_cli(), "load", "-i", str(archive)],
+                    env=docker_env(daemon_host), check=True, capture_output=True,
+                )  # fmt: skip
+            for round_ in range(options.rounds):
+                for label, daemon_host in (("dockyard", host), ("dockerd", peer.host)):
+                    name = f"127.0.0.1:{port}/{label}/r{round_}:1"
+                    docker(daemon_host, "tag", "bench/push:1", name)
+                    results[label].append(timed_push(daemon_host, name))
+                    again[label].append(timed_push(daemon_host, name))
+    finally:
+        ours.terminate()
+        ours.wait()
+        registry.terminate()
+        registry.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"image: {options.layers + 1} layers, {total_mb:.0f} MB uncompressed")
+    for label in ("dockyard", "dockerd"):
+        fresh, second = statistics.median(results[label]), statistics.median(again[label])
+        print(f"{label:9} push to an empty repository {fresh:6.2f} s   again {second:5.2f} s")
+    ratio = statistics.median(results["dockyard"]) / statistics.median(results["dockerd"])
+    print(f"dockyard / dockerd: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
