@@ -1,0 +1,382 @@
+"""``dockyard pull``, ``push`` and ``run`` of a missing image, side by side with the docker CLI.
+
+Both clients talk to the same daemon, which pulls from and pushes to ``dockyard registry`` on
+loopback. The daemon is a parameter (:data:`DAEMONS`): the real dockerd 20.10 now; ours once
+its pull and push land (add ``"dockyard"``). The TTY rendering is checked by replaying a stream
+recorded from that daemon to both clients, each in a pseudo-terminal of the same size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pty
+import select
+import socketserver
+import struct
+import subprocess
+import sys
+import termios
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import attrs
+import pytest
+
+from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
+from dockyard.testing.peers import docker_cli, docker_env
+from tests.conftest import http_request
+from tests.registry.conftest import htpasswd_file, registry_process
+
+pytestmark = pytest.mark.interop
+__all__ = ["registry_process"]  # a fixture of tests/registry
+
+#: The daemons these tests run against; ours joins when it pulls and pushes.
+DAEMONS = ["dockerd"]
+USER, PASSWORD = "puller", "pull-Secret-9"
+
+
+@attrs.frozen
+class Engine:
+    """A daemon under test, its socket, and the two clients pointed at it (each with its
+    own config directory: stored logins are per client)."""
+
+    host: str
+    workdir: Path
+
+    @property
+    def socket_path(self) -> str:
+        return self.host.removeprefix("unix://")
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [docker_cli(), *args],
+            env=docker_env(self.host, self.workdir / "docker-config"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if check:
+            assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+        return result
+
+    def dockyard(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+        env["DOCKYARD_CONFIG"] = str(self.workdir / "dockyard-config")
+        result = subprocess.run(
+            [sys.executable, "-m", "dockyard", "-H", self.host, *args],
+            env=env, input=input, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if check:
+            assert result.returncode == 0, f"dockyard {' '.join(args)}: {result.stderr}"
+        return result
+
+
+@pytest.fixture(params=DAEMONS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    if request.param == "dockerd":
+        host = request.getfixturevalue("real_dockerd").host
+    else:
+        host = f"unix://{request.getfixturevalue('daemon').socket_path}"
+    return Engine(host, tmp_path)
+
+
+def fs_config(root: Path, auth: str = "") -> str:
+    return (
+        f'[registry]\ndata-root = "{root}/state"\n{auth}'
+        f'[registries.filesystem]\nroot = "{root}/data"\n'
+    )
+
+
+def load_image(engine: Engine, reference: str, tmp_path: Path) -> None:
+    """A two-layer busybox image, built here, loaded into the daemon under ``reference``."""
+    layers = [
+        busybox_rootfs(compress=True),
+        layer_tar({"etc/motd": b"pulled by dockyard\n"}, compress=True),
+    ]
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(image_archive(layers, [reference], layout="docker"))
+    engine.docker("load", "-i", str(archive))
+
+
+def lines(text: str, host: str) -> list[str]:
+    return text.replace(host, "HOST").splitlines()
+
+
+def test_pull_and_push_print_what_the_docker_cli_prints(tmp_path, engine, registry_process):
+    ours_registry = registry_process(fs_config(tmp_path / "a"))
+    theirs_registry = registry_process(fs_config(tmp_path / "b"))
+    ours = f"{ours_registry.host}/x/busybox:1"
+    theirs = f"{theirs_registry.host}/x/busybox:1"
+    load_image(engine, ours, tmp_path)
+    engine.docker("tag", ours, theirs)
+    try:
+        # Push: each client to a registry of its own, both empty.
+        pushed = engine.dockyard("push", ours)
+        docker_pushed = engine.docker("push", theirs)
+        ours_lines = lines(pushed.stdout, ours_registry.host)
+        theirs_lines = lines(docker_pushed.stdout, theirs_registry.host)
+        assert ours_lines[0] == "The push refers to repository [HOST/x/busybox]"
+        assert sorted(ours_lines) == sorted(theirs_lines)  # layers finish in either order
+        assert ours_lines[-1] == theirs_lines[-1]
+        assert ours_lines[-1].startswith("1: digest: sha256:")
+
+        # Pull: the same image, gone from the daemon, pulled by each client in turn.
+        outputs = []
+        for client in (engine.dockyard, engine.docker):
+            engine.docker("rmi", ours, theirs)
+            pulled = client("pull", ours)
+            outputs.append(lines(pulled.stdout, ours_registry.host))
+            engine.docker("tag", ours, theirs)
+        ours_lines, theirs_lines = outputs
+        assert ours_lines[0] == theirs_lines[0] == "1: Pulling from x/busybox"
+        # Which intermediate statuses a layer shows depends on timing in the daemon (it
+        # keeps only a layer's latest progress for a slow reader): the ends must agree.
+        done = sorted(line for line in ours_lines if line.endswith(": Pull complete"))
+        assert len(done) == 2
+        assert done == sorted(line for line in theirs_lines if line.endswith(": Pull complete"))
+        assert ours_lines[-3:] == theirs_lines[-3:]
+        assert ours_lines[-2:] == [
+            "Status: Downloaded newer image for HOST/x/busybox:1",
+            "HOST/x/busybox:1",
+        ]
+        # Present already; and -q prints the reference alone.
+        again = engine.dockyard("pull", ours)
+        assert "Status: Image is up to date for" in again.stdout
+        quiet = engine.dockyard("pull", "-q", ours)
+        assert quiet.stdout == f"{ours}\n"
+        # A name without a tag: docker says which it uses.
+        engine.docker("tag", ours, f"{ours_registry.host}/x/busybox:latest")
+        quietly = engine.dockyard("push", "-q", f"{ours_registry.host}/x/busybox")
+        assert quietly.stdout == f"{ours_registry.host}/x/busybox:latest\n"
+        repushed = engine.dockyard("push", f"{ours_registry.host}/x/busybox")
+        docker_repushed = engine.docker("push", f"{ours_registry.host}/x/busybox")
+        assert repushed.stdout.splitlines()[0] == "Using default tag: latest"
+        assert sorted(repushed.stdout.splitlines()) == sorted(docker_repushed.stdout.splitlines())
+        untagged = engine.dockyard("pull", f"{ours_registry.host}/x/busybox")
+        docker_untagged = engine.docker("pull", f"{ours_registry.host}/x/busybox")
+        assert untagged.stdout.splitlines()[0] == "Using default tag: latest"
+        assert untagged.stdout == docker_untagged.stdout
+    finally:
+        engine.docker("rmi", ours, theirs, f"{ours_registry.host}/x/busybox:latest", check=False)
+    assert ours_registry.server_errors() == theirs_registry.server_errors() == []
+
+
+def test_pull_errors_exit_1_with_the_docker_clis_message(tmp_path, engine, registry_process):
+    server = registry_process(fs_config(tmp_path))
+    for reference in (f"{server.host}/x/busybox:nope", f"{server.host}/nosuch/repo:1"):
+        ours = engine.dockyard("pull", reference, check=False)
+        theirs = engine.docker("pull", reference, check=False)
+        assert ours.returncode == theirs.returncode == 1
+        assert ours.stderr == theirs.stderr
+        assert "manifest unknown" in ours.stderr
+    for bad in ("Upper/case", "a:b:c", "x@sha256:short"):
+        ours = engine.dockyard("pull", bad, check=False)
+        assert ours.returncode == 1
+        assert "invalid reference format" in ours.stderr
+        assert "invalid reference format" in engine.docker("pull", bad, check=False).stderr
+    both = engine.dockyard("pull", "-a", f"{server.host}/x/busybox:1", check=False)
+    assert both.returncode == 1
+    assert "tag can't be used with --all-tags/-a" in both.stderr
+
+
+def test_push_to_an_htpasswd_registry_sends_the_stored_login(tmp_path, engine, registry_process):
+    users = htpasswd_file(tmp_path / "users.htpasswd", {USER: PASSWORD})
+    auth = f'auth = "htpasswd"\n[auth.htpasswd]\npath = "{users}"\nrealm = "pull tests"\n'
+    # The [auth.htpasswd] table must follow [registry]'s keys, before the backend's table.
+    server = registry_process(fs_config(tmp_path, auth))
+    reference = f"{server.host}/private/busybox:1"
+    load_image(engine, reference, tmp_path)
+    try:
+        # No login: the daemon's stream ends in an error, which is ours to print; exit 1.
+        refused = engine.dockyard("push", reference, check=False)
+        docker_refused = engine.docker("push", reference, check=False)
+        assert refused.returncode == docker_refused.returncode == 1
+        assert refused.stderr == docker_refused.stderr
+        assert "no basic auth credentials" in refused.stderr
+        assert refused.stdout.startswith("The push refers to repository")
+
+        engine.dockyard("login", server.host, "-u", USER, "--password-stdin", input=PASSWORD)
+        pushed = engine.dockyard("push", reference)
+        assert "1: digest: sha256:" in pushed.stdout
+        engine.docker("rmi", reference)
+        pulled = engine.dockyard("pull", reference)
+        assert pulled.stdout.endswith(f"{reference}\n")
+        engine.dockyard("logout", server.host)
+        engine.docker("rmi", reference)
+        anonymous = engine.dockyard("pull", reference, check=False)
+        assert anonymous.returncode == 1
+        assert "no basic auth credentials" in anonymous.stderr
+    finally:
+        engine.docker("rmi", reference, check=False)
+    assert server.server_errors() == []
+
+
+def test_run_of_a_missing_image_pulls_it_first(tmp_path, engine, registry_process):
+    server = registry_process(fs_config(tmp_path))
+    reference = f"{server.host}/x/busybox:1"
+    load_image(engine, reference, tmp_path)
+    try:
+        engine.dockyard("push", "-q", reference)
+        engine.docker("rmi", reference)
+        never = engine.dockyard(
+            "run", "--rm", "--pull", "never", "--network", "none", reference, "echo", "hi",
+            check=False,
+        )  # fmt: skip
+        assert never.returncode == 125
+        assert f"Error response from daemon: No such image: {reference}" in never.stderr
+        assert "Unable to find image" not in never.stderr
+
+        ran = engine.dockyard("run", "--rm", "--network", "none", reference, "echo", "hi")
+        assert ran.stdout == "hi\n"
+        stderr = ran.stderr.splitlines()
+        assert stderr[0] == f"Unable to find image '{reference}' locally"
+        assert stderr[1] == "1: Pulling from x/busybox"
+        assert stderr[-1] == f"Status: Downloaded newer image for {reference}"
+
+        # Present now: no pull, unless asked for always.
+        again = engine.dockyard("run", "--rm", "--network", "none", reference, "echo", "hi")
+        assert again.stderr == ""
+        always = engine.dockyard(
+            "create", "--pull", "always", "--network", "none", reference, "true"
+        )
+        assert "Status: Image is up to date for" in always.stderr
+        engine.docker("rm", always.stdout.strip())
+        wrong = engine.dockyard("run", "--pull", "sometimes", reference, check=False)
+        assert wrong.returncode == 2
+        assert 'must be one of "always", "missing" or "never"' in wrong.stderr
+
+        # A pull that fails in run: docker's exit 125 and the daemon's message.
+        missing = f"{server.host}/x/busybox:nope"
+        failed = engine.dockyard("run", "--rm", missing, "true", check=False)
+        assert failed.returncode == 125
+        assert f"Unable to find image '{missing}' locally" in failed.stderr
+        assert "manifest unknown" in failed.stderr
+    finally:
+        engine.docker("rmi", reference, check=False)
+
+
+# --------------------------------------------------------------------------------------------
+# The TTY: a recorded stream replayed to both clients in a pseudo-terminal
+# --------------------------------------------------------------------------------------------
+
+
+class ReplayServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A stand-in daemon on a Unix socket: ``/_ping``, and ``stream`` for every pull."""
+
+    daemon_threads = True
+    stream = b""
+
+
+class ReplayHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ReplayServer
+
+    def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self._answer(200, b"OK", "text/plain")
+
+    def do_GET(self) -> None:
+        self._answer(200, b"OK", "text/plain")
+
+    def do_POST(self) -> None:
+        if "/images/create" in self.path:
+            self._answer(200, self.server.stream, "application/json")
+        else:
+            self._answer(404, b'{"message":"not replayed"}', "application/json")
+
+    def address_string(self) -> str:
+        return "replay"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def replaying(stream: bytes, socket_path: Path) -> Iterator[str]:
+    server = ReplayServer(str(socket_path), ReplayHandler)
+    server.stream = stream
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"unix://{socket_path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def in_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> bytes:
+    """What ``argv`` writes to a pseudo-terminal of ``columns`` columns."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen(
+        argv, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True
+    )
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            assert ready, f"{argv} wrote nothing for 60 s: {output!r}"
+            try:
+                block = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not block:
+                break
+            output += block
+    finally:
+        os.close(leader)
+        assert process.wait(timeout=60) == 0, output
+    return output
+
+
+@pytest.mark.parametrize("columns", [150, 80, None])
+def test_progress_is_drawn_as_the_docker_cli_draws_it(tmp_path, engine, registry_process, columns):
+    server = registry_process(fs_config(tmp_path))
+    reference = f"{server.host}/x/busybox:1"
+    load_image(engine, reference, tmp_path)
+    engine.dockyard("push", "-q", reference)
+    engine.docker("rmi", reference)
+    # Record the daemon's own stream for a pull of the image it no longer has.
+    recorded = http_request(
+        engine.socket_path,
+        "POST",
+        f"/v1.41/images/create?fromImage={server.host}/x/busybox&tag=1",
+        {"X-Registry-Auth": "e30="},
+    )
+    engine.docker("rmi", reference)
+    assert recorded.status == 200
+    assert b'"progressDetail":{"current"' in recorded.body  # bars to draw
+    with replaying(recorded.body, tmp_path / "replay.sock") as host:
+        env = docker_env(host, tmp_path / "docker-config")
+        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+        argvs = [
+            [docker_cli(), "pull", reference],
+            [sys.executable, "-m", "dockyard", "-H", host, "pull", reference],
+        ]
+        if columns is None:  # a pipe: plain lines
+            theirs, ours = (
+                subprocess.run(argv, env=env, capture_output=True, check=True, timeout=60).stdout
+                for argv in argvs
+            )
+        else:
+            theirs, ours = (in_a_terminal(argv, env, columns) for argv in argvs)
+    if columns is None:
+        assert b"\x1b" not in ours and b"Downloading" not in ours  # no progress off a TTY
+        assert ours.startswith(b"1: Pulling from x/busybox\n")
+    else:
+        assert b"\x1b[2K\r" in ours and b"\x1b[1A" in ours  # redrawn in place
+        assert (b"=>" in ours) == (columns > 110)  # the bar needs room
+    assert ours == theirs
