@@ -8,8 +8,10 @@ recorded from that daemon to both clients, each in a pseudo-terminal of the same
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import select
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import attrs
 import pytest
@@ -265,10 +268,12 @@ def test_run_of_a_missing_image_pulls_it_first(tmp_path, engine, registry_proces
 
 
 class ReplayServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """A stand-in daemon on a Unix socket: ``/_ping``, and ``stream`` for every pull."""
+    """A stand-in daemon on a Unix socket: ``/_ping``, and ``stream`` for every pull and
+    push; it keeps the requests for those (method, path and query, ``X-Registry-Auth``)."""
 
     daemon_threads = True
     stream = b""
+    requests: list[tuple[str, str, str]]
 
 
 class ReplayHandler(BaseHTTPRequestHandler):
@@ -291,7 +296,10 @@ class ReplayHandler(BaseHTTPRequestHandler):
         self._answer(200, b"OK", "text/plain")
 
     def do_POST(self) -> None:
-        if "/images/create" in self.path:
+        self.server.requests.append(
+            (self.command, self.path, self.headers.get("X-Registry-Auth", ""))
+        )
+        if "/images/create" in self.path or self.path.split("?")[0].endswith("/push"):
             self._answer(200, self.server.stream, "application/json")
         else:
             self._answer(404, b'{"message":"not replayed"}', "application/json")
@@ -304,13 +312,14 @@ class ReplayHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def replaying(stream: bytes, socket_path: Path) -> Iterator[str]:
+def replaying(stream: bytes, socket_path: Path) -> Iterator[ReplayServer]:
     server = ReplayServer(str(socket_path), ReplayHandler)
     server.stream = stream
+    server.requests = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"unix://{socket_path}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
@@ -359,7 +368,8 @@ def test_progress_is_drawn_as_the_docker_cli_draws_it(tmp_path, engine, registry
     engine.docker("rmi", reference)
     assert recorded.status == 200
     assert b'"progressDetail":{"current"' in recorded.body  # bars to draw
-    with replaying(recorded.body, tmp_path / "replay.sock") as host:
+    with replaying(recorded.body, tmp_path / "replay.sock") as replay:
+        host = f"unix://{replay.server_address}"
         env = docker_env(host, tmp_path / "docker-config")
         env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
         argvs = [
@@ -379,4 +389,51 @@ def test_progress_is_drawn_as_the_docker_cli_draws_it(tmp_path, engine, registry
     else:
         assert b"\x1b[2K\r" in ours and b"\x1b[1A" in ours  # redrawn in place
         assert (b"=>" in ours) == (columns > 110)  # the bar needs room
+    assert ours == theirs
+
+
+def _request(replay: ReplayServer) -> tuple[str, str, dict[str, list[str]], dict[str, str]]:
+    """The one request a client sent: method, path without the version, query, auth."""
+    [(method, target, auth)] = replay.requests
+    replay.requests.clear()
+    path, _, query = target.partition("?")
+    decoded = json.loads(base64.urlsafe_b64decode(auth)) if auth else None
+    return method, path.removeprefix("/v1.41"), parse_qs(query), decoded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pull", "busybox"],
+        ["pull", "127.0.0.1:5999/x/busybox:1"],
+        ["pull", "--platform", "Linux/AMD64", "localhost/a/b:c"],
+        ["pull", "127.0.0.1:5999/x/busybox@sha256:" + "ab" * 32],
+        ["pull", "-a", "127.0.0.1:5999/x/busybox"],
+        ["pull", "-q", "index.docker.io/user/app"],
+        ["push", "127.0.0.1:5999/x/busybox:1"],
+        ["push", "busybox"],
+        ["push", "-a", "127.0.0.1:5999/x/busybox"],
+        ["run", "--rm", "--network", "none", "127.0.0.1:5999/x/busybox:1", "true"],
+    ],
+    ids=lambda args: " ".join(args),
+)
+def test_requests_are_the_docker_clis(tmp_path, args):
+    """Each client's request for the same command, to a stand-in daemon: the same path and
+    query, and the same login in ``X-Registry-Auth`` (``{}`` for a registry without one)."""
+    logins = {"auths": {"127.0.0.1:5999": {"auth": base64.b64encode(b"puller:pw").decode()}}}
+    for directory in ("docker-config", "dockyard-config"):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / "config.json").write_text(json.dumps(logins))
+    stream = b'{"status":"Digest: sha256:0"}\r\n'
+    with replaying(stream, tmp_path / "replay.sock") as replay:
+        host = f"unix://{replay.server_address}"
+        env = docker_env(host, tmp_path / "docker-config")
+        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+        requests = []
+        for argv in ([docker_cli(), *args], [sys.executable, "-m", "dockyard", "-H", host, *args]):
+            subprocess.run(argv, env=env, capture_output=True, timeout=60)
+            pulls = [r for r in replay.requests if "/containers/" not in r[1]]
+            replay.requests[:] = pulls
+            requests.append(_request(replay))
+    theirs, ours = requests
     assert ours == theirs
