@@ -351,30 +351,43 @@ def in_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> bytes:
     return output
 
 
+def recorded_stream(engine: Engine, command: str, server_host: str, tmp_path: Path) -> bytes:
+    """The daemon's own stream for ``command`` (pull or push) of a fresh two-layer image, read
+    straight from its socket."""
+    reference = f"{server_host}/x/busybox:1"
+    load_image(engine, reference, tmp_path)
+    if command == "pull":
+        engine.dockyard("push", "-q", reference)
+        engine.docker("rmi", reference)
+        path = f"/v1.41/images/create?fromImage={server_host}/x/busybox&tag=1"
+    else:
+        path = f"/v1.41/images/{server_host}/x/busybox/push?tag=1"
+    try:
+        recorded = http_request(engine.socket_path, "POST", path, {"X-Registry-Auth": "e30="})
+    finally:
+        engine.docker("rmi", reference, check=False)
+    assert recorded.status == 200, recorded.body
+    assert b'"progressDetail":{"current"' in recorded.body  # bars to draw
+    return recorded.body
+
+
 @pytest.mark.parametrize("columns", [150, 80, None])
-def test_progress_is_drawn_as_the_docker_cli_draws_it(tmp_path, engine, registry_process, columns):
+@pytest.mark.parametrize("command", ["pull", "push"])
+def test_progress_is_drawn_as_the_docker_cli_draws_it(
+    tmp_path, engine, registry_process, command, columns
+):
+    """A stream recorded from the daemon, replayed to both clients: in a pseudo-terminal wide
+    enough for the bars or not, and into a pipe. The bytes they write are the same."""
     server = registry_process(fs_config(tmp_path))
     reference = f"{server.host}/x/busybox:1"
-    load_image(engine, reference, tmp_path)
-    engine.dockyard("push", "-q", reference)
-    engine.docker("rmi", reference)
-    # Record the daemon's own stream for a pull of the image it no longer has.
-    recorded = http_request(
-        engine.socket_path,
-        "POST",
-        f"/v1.41/images/create?fromImage={server.host}/x/busybox&tag=1",
-        {"X-Registry-Auth": "e30="},
-    )
-    engine.docker("rmi", reference)
-    assert recorded.status == 200
-    assert b'"progressDetail":{"current"' in recorded.body  # bars to draw
-    with replaying(recorded.body, tmp_path / "replay.sock") as replay:
+    stream = recorded_stream(engine, command, server.host, tmp_path)
+    with replaying(stream, tmp_path / "replay.sock") as replay:
         host = f"unix://{replay.server_address}"
         env = docker_env(host, tmp_path / "docker-config")
         env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
         argvs = [
-            [docker_cli(), "pull", reference],
-            [sys.executable, "-m", "dockyard", "-H", host, "pull", reference],
+            [docker_cli(), command, reference],
+            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
         ]
         if columns is None:  # a pipe: plain lines
             theirs, ours = (
@@ -385,7 +398,8 @@ def test_progress_is_drawn_as_the_docker_cli_draws_it(tmp_path, engine, registry
             theirs, ours = (in_a_terminal(argv, env, columns) for argv in argvs)
     if columns is None:
         assert b"\x1b" not in ours and b"Downloading" not in ours  # no progress off a TTY
-        assert ours.startswith(b"1: Pulling from x/busybox\n")
+        first = b"1: Pulling from x/busybox\n" if command == "pull" else b"The push refers to"
+        assert ours.startswith(first)
     else:
         assert b"\x1b[2K\r" in ours and b"\x1b[1A" in ours  # redrawn in place
         assert (b"=>" in ours) == (columns > 110)  # the bar needs room
