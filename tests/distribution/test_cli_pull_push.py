@@ -451,3 +451,35 @@ def test_requests_are_the_docker_clis(tmp_path, args):
             requests.append(_request(replay))
     theirs, ours = requests
     assert ours == theirs
+
+
+@pytest.mark.parametrize("command", ["pull", "push"])
+def test_an_error_in_the_stream_is_printed_and_exits_1(tmp_path, command):
+    """What came before the error is drawn, then its message alone on stderr: as docker's.
+    One difference, chosen: the old ``error`` field without ``errorDetail`` also fails (the
+    docker CLI 28 prints an empty line and exits 0; docker-py reads only that field)."""
+    failing = (
+        b'{"status":"Preparing","progressDetail":{},"id":"abc"}\r\n'
+        b'{"errorDetail":{"code":3,"message":"unknown blob"},"error":"unknown blob"}\r\n'
+        b'{"status":"never shown"}\r\n'
+    )
+    reference = "127.0.0.1:5999/x/busybox:1"
+    results = []
+    with replaying(failing, tmp_path / "replay.sock") as replay:
+        host = f"unix://{replay.server_address}"
+        env = docker_env(host, tmp_path / "docker-config")
+        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+        for argv in (
+            [docker_cli(), command, reference],
+            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
+        ):
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+            results.append((done.returncode, done.stdout, done.stderr))
+        replay.stream = b'{"status":"before"}\r\n{"error":"old style"}\r\n'
+        old_style = subprocess.run(
+            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    theirs, ours = results
+    assert ours == theirs == (1, "abc: Preparing\n", "unknown blob\n")
+    assert (old_style.returncode, old_style.stderr) == (1, "old style\n")
