@@ -111,15 +111,55 @@ def parse_reference(text: str) -> ImageReference:
     return ImageReference(domain, path, tag, digest)
 
 
-def registry_auth(reference: ImageReference) -> str:
-    """``X-Registry-Auth`` for ``reference``'s registry: its stored login, or ``e30=``."""
-    from dockyard.commands.credentials import CredentialsError, LoginStore, registry_auth_header
+def stored_login(reference: ImageReference) -> Any:
+    """The login kept for ``reference``'s registry (a ``StoredLogin``), or ``None``."""
+    from dockyard.commands.credentials import CredentialsError, LoginStore
 
     try:
-        login = LoginStore().get(reference.domain)
+        return LoginStore().get(reference.domain)
     except CredentialsError as exc:
         raise UsageError(str(exc)) from None
-    return registry_auth_header(login)
+
+
+def registry_auth(reference: ImageReference) -> str:
+    """``X-Registry-Auth`` for ``reference``'s registry: its stored login, or ``e30=``."""
+    from dockyard.commands.credentials import registry_auth_header
+
+    return registry_auth_header(stored_login(reference))
+
+
+def _prompted_auth(reference: ImageReference, command: str) -> str:
+    """The docker CLI's answer to a 401: ask for a login on the terminal and use it for one
+    more try, without keeping it (``login`` keeps logins)."""
+    from dockyard.commands.credentials import StoredLogin, login_key, registry_auth_header
+    from dockyard.commands.logins import ask_login
+
+    print(f"\nLogin prior to {command}:", flush=True)
+    known = stored_login(reference)
+    username, password = ask_login("", "", known.username if known else "")
+    return registry_auth_header(StoredLogin(login_key(reference.domain), username, password))
+
+
+def send_with_login(
+    client: Any,
+    path: str,
+    query: dict[str, Any],
+    reference: ImageReference,
+    command: str,
+) -> Any:
+    """``POST`` with the stored login; a 401 asks for one and tries once more, as docker."""
+    from dockyard.client import APIError
+
+    def send(auth: str) -> Any:
+        headers = {"X-Registry-Auth": auth}
+        return client.request("POST", path, query, headers=headers, streaming=True)
+
+    try:
+        return send(registry_auth(reference))
+    except APIError as exc:
+        if exc.status != 401:
+            raise
+    return send(_prompted_auth(reference, command))
 
 
 def pull_image(
@@ -128,9 +168,11 @@ def pull_image(
     out: TextIO,
     platform: str | None = None,
     all_tags: bool = False,
+    ask_on_401: bool = False,
 ) -> None:
     """``POST /images/create`` and draw its stream on ``out``; an error in the stream raises
-    :class:`~dockyard.client.StreamError`."""
+    :class:`~dockyard.client.StreamError`. ``ask_on_401``: as ``docker pull``, a 401 asks
+    for a login (``run``'s pull does not)."""
     from dockyard.commands.jsonmessages import display_json_messages
 
     query = {
@@ -138,8 +180,11 @@ def pull_image(
         "tag": None if all_tags else reference.api_tag,
         "platform": platform.lower() if platform else None,
     }
-    headers = {"X-Registry-Auth": registry_auth(reference)}
-    response = client.request("POST", "/images/create", query, headers=headers, streaming=True)
+    if ask_on_401:
+        response = send_with_login(client, "/images/create", query, reference, "pull")
+    else:
+        headers = {"X-Registry-Auth": registry_auth(reference)}
+        response = client.request("POST", "/images/create", query, headers=headers, streaming=True)
     display_json_messages(response, out)
 
 
@@ -162,7 +207,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             print(f"Using default tag: {DEFAULT_TAG}", flush=True)
     out: Any = Discard() if args.quiet else sys.stdout
     try:
-        pull_image(make_client(args), reference, out, args.platform, args.all_tags)
+        pull_image(make_client(args), reference, out, args.platform, args.all_tags, True)
     except StreamError as exc:
         return _stream_failure(exc)
     print(reference)
@@ -183,13 +228,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"Using default tag: {DEFAULT_TAG}", flush=True)
     client = make_client(args)
-    headers = {"X-Registry-Auth": registry_auth(reference)}
     query = {"tag": None if args.all_tags else reference.tag}
     # The name goes into the path with its slashes, as docker sends it.
     path = f"/images/{reference.name}/push"
     out: Any = Discard() if args.quiet else sys.stdout
     try:
-        response = client.request("POST", path, query, headers=headers, streaming=True)
+        response = send_with_login(client, path, query, reference, "push")
         display_json_messages(response, out)
     except StreamError as exc:
         return _stream_failure(exc)

@@ -60,16 +60,18 @@ def _read_hidden(prompt: str) -> str:
     saved = termios.tcgetattr(descriptor)
     quiet = termios.tcgetattr(descriptor)
     quiet[3] &= ~termios.ECHO
+    # Echo off before the prompt, and without flushing: a password typed as soon as the
+    # prompt shows (a script driving the terminal) is neither echoed nor thrown away.
+    termios.tcsetattr(descriptor, termios.TCSADRAIN, quiet)
     print(prompt, end="", flush=True)
-    termios.tcsetattr(descriptor, termios.TCSAFLUSH, quiet)
     try:
         return sys.stdin.readline().strip()
     finally:
-        termios.tcsetattr(descriptor, termios.TCSAFLUSH, saved)
+        termios.tcsetattr(descriptor, termios.TCSADRAIN, saved)
         print()
 
 
-def _ask(username: str, password: str, known_user: str) -> tuple[str, str]:
+def ask_login(username: str, password: str, known_user: str) -> tuple[str, str]:
     """What the flags did not give, asked for on the terminal (docker's prompts)."""
     if not sys.stdin.isatty():
         raise UsageError("Error: Cannot perform an interactive login from a non TTY device")
@@ -110,7 +112,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             print(reason or f"Login did not succeed, error: {exc}", file=sys.stderr)
     if answer is None:
         if not username or not password:
-            username, password = _ask(username, password, known.username if known else "")
+            username, password = ask_login(username, password, known.username if known else "")
         login = StoredLogin(key, username, password)
         answer = client.call_json("POST", "/auth", body=login.auth_config()) or {}
     if answer.get("IdentityToken"):

@@ -274,6 +274,8 @@ class ReplayServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     stream = b""
     requests: list[tuple[str, str, str]]
+    #: Answer 401 to a pull or push that comes without a login.
+    refuse_anonymous = False
 
 
 class ReplayHandler(BaseHTTPRequestHandler):
@@ -299,7 +301,10 @@ class ReplayHandler(BaseHTTPRequestHandler):
         self.server.requests.append(
             (self.command, self.path, self.headers.get("X-Registry-Auth", ""))
         )
-        if "/images/create" in self.path or self.path.split("?")[0].endswith("/push"):
+        anonymous = self.headers.get("X-Registry-Auth", "") in ("", "e30=")
+        if self.server.refuse_anonymous and anonymous:
+            self._answer(401, b'{"message":"authentication required"}', "application/json")
+        elif "/images/create" in self.path or self.path.split("?")[0].endswith("/push"):
             self._answer(200, self.server.stream, "application/json")
         else:
             self._answer(404, b'{"message":"not replayed"}', "application/json")
@@ -325,8 +330,12 @@ def replaying(stream: bytes, socket_path: Path) -> Iterator[ReplayServer]:
         server.server_close()
 
 
-def in_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> bytes:
-    """What ``argv`` writes to a pseudo-terminal of ``columns`` columns."""
+def in_a_terminal(
+    argv: list[str], env: dict[str, str], columns: int, answers: dict[bytes, bytes] | None = None
+) -> bytes:
+    """What ``argv`` writes to a pseudo-terminal of ``columns`` columns; ``answers`` are typed
+    once their prompt has been written."""
+    answers = dict(answers or {})
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     process = subprocess.Popen(
@@ -345,6 +354,8 @@ def in_a_terminal(argv: list[str], env: dict[str, str], columns: int) -> bytes:
             if not block:
                 break
             output += block
+            for prompt in [p for p in answers if p in output]:
+                os.write(leader, answers.pop(prompt))
     finally:
         os.close(leader)
         assert process.wait(timeout=60) == 0, output
@@ -483,3 +494,43 @@ def test_an_error_in_the_stream_is_printed_and_exits_1(tmp_path, command):
     theirs, ours = results
     assert ours == theirs == (1, "abc: Preparing\n", "unknown blob\n")
     assert (old_style.returncode, old_style.stderr) == (1, "old style\n")
+
+
+@pytest.mark.parametrize("command", ["pull", "push"])
+def test_a_401_asks_for_a_login_and_tries_once_more(tmp_path, command):
+    """The docker CLI's privilege function: "Login prior to pull:", a user and password asked
+    for on the terminal, the same request again with them (and nothing stored)."""
+    reference = "127.0.0.1:5999/x/busybox:1"
+    typed = {b"Username: ": b"puller\n", b"Password: ": b"pull-pw\n"}
+    outputs, logins = [], []
+    with replaying(b'{"status":"Digest: sha256:0"}\r\n', tmp_path / "replay.sock") as replay:
+        replay.refuse_anonymous = True
+        host = f"unix://{replay.server_address}"
+        env = docker_env(host, tmp_path / "docker-config")
+        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+        for argv in (
+            [docker_cli(), command, reference],
+            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
+        ):
+            outputs.append(in_a_terminal(argv, env, 100, typed))
+            logins.append([json.loads(base64.urlsafe_b64decode(r[2])) for r in replay.requests])
+            replay.requests.clear()
+        # Off a terminal there is no one to ask.
+        piped = subprocess.run(
+            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
+            env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    theirs, ours = logins
+    # The docker CLI 28 names Docker Hub's index as the server here, whatever the registry
+    # (the daemon goes by the image's name); ours names the image's registry.
+    login = {"username": "puller", "password": "pull-pw", "serveraddress": "127.0.0.1:5999"}
+    assert ours == [{}, login]
+    assert theirs == [{}, {**login, "serveraddress": "https://index.docker.io/v1/"}]
+    # The same, less the Docker Hub advice the docker CLI adds (it thinks it is at the Hub).
+    tail = b"Digest: sha256:0\r\n" + (b"%s\r\n" % reference.encode() if command == "pull" else b"")
+    expected = f"\r\nLogin prior to {command}:\r\nUsername: puller\r\nPassword: \r\n".encode()
+    assert outputs[1] == expected + tail
+    assert outputs[0].startswith(expected[:24]) and outputs[0].endswith(b"Password: \r\n" + tail)
+    assert piped.returncode == 1
+    assert "Cannot perform an interactive login from a non TTY device" in piped.stderr
+    assert not (tmp_path / "dockyard-config" / "config.json").exists()
