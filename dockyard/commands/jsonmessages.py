@@ -134,7 +134,7 @@ class JSONMessageRenderer:
         if detail or message.get("error"):
             text = (detail or {}).get("message") or message.get("error") or "unknown error"
             raise StreamError(200, str(text))
-        if "aux" in message:
+        if message.get("aux") is not None:
             if self.on_aux is not None:
                 self.on_aux(message["aux"])
             return
