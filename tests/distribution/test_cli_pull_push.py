@@ -147,8 +147,17 @@ def test_pull_and_push_print_what_the_docker_cli_prints(tmp_path, engine, regist
             "HOST/x/busybox:1",
         ]
         # Present already; and -q prints the reference alone.
-        again = engine.dockyard("pull", ours)
+        again = engine.dockyard("pull", "--platform", "linux/amd64", ours)
         assert "Status: Image is up to date for" in again.stdout
+        elsewhere = engine.dockyard("pull", "--platform", "linux/s390x", ours, check=False)
+        docker_elsewhere = engine.docker("pull", "--platform", "linux/s390x", ours, check=False)
+        # Whatever the daemon makes of it (dockerd 20.10 finds the image it has and does not
+        # look at its platform), both clients show the same.
+        assert elsewhere.returncode == docker_elsewhere.returncode
+        assert (elsewhere.stdout, elsewhere.stderr) == (
+            docker_elsewhere.stdout,
+            docker_elsewhere.stderr,
+        )
         quiet = engine.dockyard("pull", "-q", ours)
         assert quiet.stdout == f"{ours}\n"
         # A name without a tag: docker says which it uses.
