@@ -339,6 +339,17 @@ def replaying(stream: bytes, socket_path: Path) -> Iterator[ReplayServer]:
         server.server_close()
 
 
+def both_clients(
+    replay: ReplayServer, tmp_path: Path, *args: str
+) -> tuple[dict[str, str], list[list[str]]]:
+    """The environment and the two command lines (the docker CLI's, then ours) for ``args``
+    against the stand-in daemon."""
+    host = f"unix://{replay.server_address}"
+    env = docker_env(host, tmp_path / "docker-config")
+    env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+    return env, [[docker_cli(), *args], [sys.executable, "-m", "dockyard", "-H", host, *args]]
+
+
 def in_a_terminal(
     argv: list[str], env: dict[str, str], columns: int, answers: dict[bytes, bytes] | None = None
 ) -> bytes:
@@ -402,13 +413,7 @@ def test_progress_is_drawn_as_the_docker_cli_draws_it(
     reference = f"{server.host}/x/busybox:1"
     stream = recorded_stream(engine, command, server.host, tmp_path)
     with replaying(stream, tmp_path / "replay.sock") as replay:
-        host = f"unix://{replay.server_address}"
-        env = docker_env(host, tmp_path / "docker-config")
-        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
-        argvs = [
-            [docker_cli(), command, reference],
-            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
-        ]
+        env, argvs = both_clients(replay, tmp_path, command, reference)
         if columns is None:  # a pipe: plain lines
             theirs, ours = (
                 subprocess.run(argv, env=env, capture_output=True, check=True, timeout=60).stdout
@@ -460,11 +465,9 @@ def test_requests_are_the_docker_clis(tmp_path, args):
         (tmp_path / directory / "config.json").write_text(json.dumps(logins))
     stream = b'{"status":"Digest: sha256:0"}\r\n'
     with replaying(stream, tmp_path / "replay.sock") as replay:
-        host = f"unix://{replay.server_address}"
-        env = docker_env(host, tmp_path / "docker-config")
-        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
+        env, argvs = both_clients(replay, tmp_path, *args)
         requests = []
-        for argv in ([docker_cli(), *args], [sys.executable, "-m", "dockyard", "-H", host, *args]):
+        for argv in argvs:
             subprocess.run(argv, env=env, capture_output=True, timeout=60)
             pulls = [r for r in replay.requests if "/containers/" not in r[1]]
             replay.requests[:] = pulls
@@ -486,20 +489,12 @@ def test_an_error_in_the_stream_is_printed_and_exits_1(tmp_path, command):
     reference = "127.0.0.1:5999/x/busybox:1"
     results = []
     with replaying(failing, tmp_path / "replay.sock") as replay:
-        host = f"unix://{replay.server_address}"
-        env = docker_env(host, tmp_path / "docker-config")
-        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
-        for argv in (
-            [docker_cli(), command, reference],
-            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
-        ):
+        env, argvs = both_clients(replay, tmp_path, command, reference)
+        for argv in argvs:
             done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
             results.append((done.returncode, done.stdout, done.stderr))
         replay.stream = b'{"status":"before"}\r\n{"error":"old style"}\r\n'
-        old_style = subprocess.run(
-            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        old_style = subprocess.run(argvs[1], env=env, capture_output=True, text=True, timeout=60)
     theirs, ours = results
     assert ours == theirs == (1, "abc: Preparing\n", "unknown blob\n")
     assert (old_style.returncode, old_style.stderr) == (1, "old style\n")
@@ -514,21 +509,15 @@ def test_a_401_asks_for_a_login_and_tries_once_more(tmp_path, command):
     outputs, logins = [], []
     with replaying(b'{"status":"Digest: sha256:0"}\r\n', tmp_path / "replay.sock") as replay:
         replay.refuse_anonymous = True
-        host = f"unix://{replay.server_address}"
-        env = docker_env(host, tmp_path / "docker-config")
-        env["DOCKYARD_CONFIG"] = str(tmp_path / "dockyard-config")
-        for argv in (
-            [docker_cli(), command, reference],
-            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
-        ):
+        env, argvs = both_clients(replay, tmp_path, command, reference)
+        for argv in argvs:
             outputs.append(in_a_terminal(argv, env, 100, typed))
             logins.append([json.loads(base64.urlsafe_b64decode(r[2])) for r in replay.requests])
             replay.requests.clear()
         # Off a terminal there is no one to ask.
         piped = subprocess.run(
-            [sys.executable, "-m", "dockyard", "-H", host, command, reference],
-            env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            argvs[1], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
     theirs, ours = logins
     # The docker CLI 28 names Docker Hub's index as the server here, whatever the registry
     # (the daemon goes by the image's name); ours names the image's registry.
