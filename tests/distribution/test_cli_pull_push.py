@@ -307,6 +307,9 @@ class ReplayHandler(BaseHTTPRequestHandler):
         self._answer(200, b"OK", "text/plain")
 
     def do_POST(self) -> None:
+        # Read the body (create's JSON): left unread, it would be taken for the next request
+        # on this kept-alive connection.
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.requests.append(
             (self.command, self.path, self.headers.get("X-Registry-Auth", ""))
         )
