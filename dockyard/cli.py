@@ -9,6 +9,8 @@ This module is the table of contents: the global options, :func:`build_parser` a
 
 - :mod:`~dockyard.commands.system`: ``version``, ``info``, ``plugins``
 - :mod:`~dockyard.commands.images`: ``images``, ``tag``, ``rmi``, ``import``, ``save``,
+  ``pull``, ``push`` (:mod:`~dockyard.commands.distribution`;
+  :mod:`~dockyard.commands.jsonmessages` draws their progress),
   ``load``, ``history`` and the ``image`` group
 - :mod:`~dockyard.commands.containers`: ``run``, ``create``, ``start``, ``ps``, ``logs``,
   ``exec``, ``attach``… and the ``container`` group

@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, NamedTuple, TextIO
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urlencode
 
 from dockyard import http11
@@ -214,6 +214,7 @@ class EngineClient:
         data: BinaryIO | None = None,
         content_type: str = "application/x-tar",
         streaming: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request; returns the open response (status < 400) for the caller to read.
 
@@ -221,10 +222,10 @@ class EngineClient:
         transfer encoding, read a chunk at a time so it may be larger than memory (or a pipe).
         A query value that is a list repeats the parameter; ``None`` values are left out.
         ``streaming``: the answer may take as long as a container runs (wait, ``logs -f``),
-        so no read timeout.
+        so no read timeout. ``headers`` are added to ours (``X-Registry-Auth``).
         """
         url = self._url(path, query, versioned)
-        headers = self._headers()
+        headers = {**self._headers(), **(headers or {})}
         payload: Any = None
         if body is not None:
             payload = json.dumps(body).encode()
@@ -481,28 +482,3 @@ def iter_json_messages(response: Any) -> Iterator[dict[str, Any]]:
             break
     if buffer:
         raise StreamError(200, f"malformed JSON message in the daemon's stream: {buffer[:80]!r}")
-
-
-def display_json_messages(response: Any, out: TextIO) -> list[dict[str, Any]]:
-    """Print a JSON-message stream the way the docker CLI does without a terminal.
-
-    ``stream`` text is printed verbatim (it carries its own newlines), ``status`` gets one;
-    progress messages are skipped. An ``errorDetail`` (or the older ``error``) raises
-    :class:`StreamError` with its message. Returns the messages, for callers that need ``aux``.
-    """
-    messages = []
-    for message in iter_json_messages(response):
-        messages.append(message)
-        detail = message.get("errorDetail")
-        if detail or message.get("error"):
-            text = (detail or {}).get("message") or message.get("error") or "unknown error"
-            raise StreamError(200, text)
-        if message.get("progressDetail") or message.get("progress"):
-            continue
-        prefix = f"{message['id']}: " if message.get("id") else ""
-        if message.get("stream"):
-            out.write(prefix + message["stream"])
-        elif message.get("status"):
-            out.write(f"{prefix}{message['status']}\n")
-        out.flush()
-    return messages

@@ -26,7 +26,6 @@ from dockyard.commands.common import (
     parse_labels,
     table_or_json,
 )
-from dockyard.commands.images import split_repo_tag
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
 from dockyard.commands.output import (
     DOCKER_MIN_WIDTH,
@@ -54,6 +53,8 @@ from dockyard.core.units import ram_in_bytes
 
 #: docker's exit statuses for ``run`` (docker/cli ``run.go`` ``toStatusError``).
 EXIT_DAEMON_ERROR, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND = 125, 126, 127
+#: docker's `run --pull` choices.
+PULL_POLICIES = ("always", "missing", "never")
 PS_HEADERS = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
 #: docker cuts COMMAND to this many characters (before quoting it) unless --no-trunc.
 COMMAND_WIDTH = 20
@@ -170,32 +171,58 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _pull_missing(client: Any, image: str) -> None:
-    """docker's answer to "No such image" on create: pull it, showing progress on stderr."""
-    from dockyard.client import display_json_messages
+def _pull_for_create(client: Any, args: argparse.Namespace) -> None:
+    """Pull the image for ``run``/``create``, its progress on stderr (nowhere with ``-q``),
+    as the docker CLI pulls it."""
+    from dockyard.commands.distribution import parse_reference, pull_image
+    from dockyard.commands.jsonmessages import Discard
 
-    print(f"Unable to find image '{image}' locally", file=sys.stderr)
-    repo, tag = split_repo_tag(image.partition("@")[0])
-    query = {"fromImage": repo, "tag": image.partition("@")[2] or tag.replace("<none>", "latest")}
-    display_json_messages(client.request("POST", "/images/create", query), sys.stderr)
+    reference = parse_reference(args.image)
+    out: Any = Discard() if args.quiet else sys.stderr
+    pull_image(client, reference, out)
+
+
+def _familiar(image: str) -> str:
+    """The name docker shows: Docker Hub's without ``docker.io/library/``, a tag added."""
+    from dockyard.commands.distribution import DEFAULT_DOMAIN, parse_reference
+
+    reference = parse_reference(image).with_default_tag()
+    text = str(reference)
+    if reference.domain == DEFAULT_DOMAIN:
+        text = text.removeprefix(f"{DEFAULT_DOMAIN}/").removeprefix("library/")
+    return text
 
 
 def create_container(client: Any, args: argparse.Namespace, body: dict[str, Any]) -> str:
-    """Create (pulling a missing image first, as docker does); warnings go to stderr."""
+    """Create; warnings go to stderr. As docker's ``--pull``: ``always`` pulls first,
+    ``missing`` (the default) pulls when create answers 404 and creates again, ``never``
+    leaves the daemon's "No such image" as the answer."""
     from dockyard.client import APIError
 
     query = {"name": args.name}
+    if args.pull == "always":
+        _pull_for_create(client, args)
     try:
         created = client.call_json("POST", "/containers/create", query, body)
     except APIError as exc:
-        if exc.status != 404 or "No such image" not in str(exc):
+        if exc.status != 404 or args.pull != "missing":
             raise
-        _pull_missing(client, args.image)
+        if not args.quiet:
+            print(f"Unable to find image '{_familiar(args.image)}' locally", file=sys.stderr)
+        _pull_for_create(client, args)
         created = client.call_json("POST", "/containers/create", query, body)
     for warning in created.get("Warnings") or ():
         print(f"WARNING: {warning}", file=sys.stderr)
     container_id: str = created["Id"]
     return container_id
+
+
+def pull_policy(value: str) -> str:
+    if value not in PULL_POLICIES:
+        raise argparse.ArgumentTypeError(
+            f'invalid pull option: \'{value}\': must be one of "always", "missing" or "never"'
+        )
+    return value
 
 
 def start_error_status(message: str) -> int:
@@ -304,8 +331,10 @@ def _wait_status(response: Any) -> int:
 
 def _client_failure(exc: Exception) -> str:
     """The one-line text for a failure talking to the daemon, as docker words it."""
-    from dockyard.client import APIError
+    from dockyard.client import APIError, StreamError
 
+    if isinstance(exc, StreamError):  # sent inside a pull's stream: docker prints it bare
+        return str(exc)
     return f"Error response from daemon: {exc}" if isinstance(exc, APIError) else str(exc)
 
 
@@ -767,6 +796,13 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
     parser.add_argument("-h", "--hostname", help="the container's host name")
+    parser.add_argument(
+        "--pull",
+        type=pull_policy,
+        default="missing",
+        help="pull the image: always, missing (default) or never",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
 

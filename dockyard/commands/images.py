@@ -1,5 +1,6 @@
 """Image commands: ``images``, ``tag``, ``rmi``, ``import``, ``save``, ``load``, ``history``,
-and the ``image`` group (``image ls``, ``image inspect``, ``image prune``…)."""
+``pull`` and ``push`` (:mod:`~dockyard.commands.distribution`), and the ``image`` group
+(``image ls``, ``image inspect``, ``image prune``…)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dockyard.commands.common import (
     table_or_json,
     write_atomically,
 )
+from dockyard.commands.distribution import DISTRIBUTION_COMMANDS
 from dockyard.commands.output import (
     created_since,
     ellipsis,
@@ -153,7 +155,7 @@ def _open_input(path: str) -> BinaryIO:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from dockyard.client import display_json_messages
+    from dockyard.commands.jsonmessages import display_json_messages
 
     query: dict[str, Any] = {
         "fromSrc": "-",
@@ -194,7 +196,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from dockyard.client import display_json_messages
+    from dockyard.commands.jsonmessages import display_json_messages
 
     if args.input is None and sys.stdin.isatty():
         raise UsageError("requested load from stdin, but stdin is empty")
@@ -320,6 +322,7 @@ IMAGE_COMMANDS: list[CommandSpec] = [
     ("load", ("load",), "load images from a tar archive", _load_arguments, cmd_load),
     ("history", ("history",), "show an image's history", _history_arguments, cmd_history),
     (None, ("prune",), "remove unused images", _prune_arguments, cmd_image_prune),
+    *DISTRIBUTION_COMMANDS,
 ]
 
 

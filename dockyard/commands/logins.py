@@ -71,7 +71,7 @@ def _read_hidden(prompt: str) -> str:
         print()
 
 
-def _ask(username: str, password: str, known_user: str) -> tuple[str, str]:
+def ask_login(username: str, password: str, known_user: str) -> tuple[str, str]:
     """What the flags did not give, asked for on the terminal (docker's prompts)."""
     if not sys.stdin.isatty():
         raise UsageError("Error: Cannot perform an interactive login from a non TTY device")
@@ -112,7 +112,7 @@ def cmd_login(args: argparse.Namespace) -> int:
             print(reason or f"Login did not succeed, error: {exc}", file=sys.stderr)
     if answer is None:
         if not username or not password:
-            username, password = _ask(username, password, known.username if known else "")
+            username, password = ask_login(username, password, known.username if known else "")
         login = StoredLogin(key, username, password)
         answer = client.call_json("POST", "/auth", body=login.auth_config()) or {}
     if answer.get("IdentityToken"):

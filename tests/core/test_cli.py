@@ -117,6 +117,8 @@ def test_client_commands_import_no_server_stack(daemon):
         ["-H", daemon.host, "volume", "ls"],
         ["-H", daemon.host, "logs", "nope"],
         ["-H", daemon.host, "login", "127.0.0.1:1", "-u", "u", "-p", "wrong"],
+        ["-H", daemon.host, "pull", "127.0.0.1:1/x/y:1"],
+        ["-H", daemon.host, "push", "127.0.0.1:1/x/y:1"],
     ):
         loaded = _modules_after(args, env)
         heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)

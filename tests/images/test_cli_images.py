@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from dockyard.cli import human_duration, human_size_decimal, write_atomically
-from dockyard.client import ConnectionLost, EngineClient, StreamError, display_json_messages
+from dockyard.client import ConnectionLost, EngineClient, StreamError
+from dockyard.commands.jsonmessages import display_json_messages
 from dockyard.core.hosts import parse_host
 from tests.conftest import docker_cli, plugin_env, run_dockyard
 
