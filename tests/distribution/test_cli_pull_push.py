@@ -38,7 +38,7 @@ pytestmark = pytest.mark.interop
 __all__ = ["registry_process"]  # a fixture of tests/registry
 
 #: The daemons these tests run against; ours joins when it pulls and pushes.
-DAEMONS = ["dockerd"]
+DAEMONS = ["dockerd", "dockyard"]
 USER, PASSWORD = "puller", "pull-Secret-9"
 
 
@@ -401,7 +401,8 @@ def recorded_stream(engine: Engine, command: str, server_host: str, tmp_path: Pa
     finally:
         engine.docker("rmi", reference, check=False)
     assert recorded.status == 200, recorded.body
-    assert b'"progressDetail":{"current"' in recorded.body  # bars to draw
+    messages = [json.loads(line) for line in recorded.body.splitlines() if line.strip()]
+    assert any(m.get("progressDetail", {}).get("current") for m in messages)  # bars to draw
     return recorded.body
 
 
