@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -20,6 +21,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def wait_until_exec(pid: int, command: str) -> None:
+    """Wait until `unshare` has exec'd `command`: by then its new namespaces exist.
+
+    A loaded machine (CI) can take far longer than a few scheduler yields to get there.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/comm") as comm:
+            if comm.read().strip() == command:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not exec {command} within 10 s")
+
+
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
@@ -27,10 +42,7 @@ def open_fds() -> set[str]:
 def test_the_namespaces_of_a_live_process_of_the_container_are_opened():
     other = subprocess.Popen(["unshare", "--net", "--uts", "sleep", "30"])
     try:
-        for _ in range(100):  # until unshare has exec'd sleep in its new namespaces
-            if os.readlink(f"/proc/{other.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                break
-            os.sched_yield()
+        wait_until_exec(other.pid, "sleep")
         namespaces, cgroup_ns = open_namespaces(other.pid, lambda pid: pid == other.pid)
         try:
             opened = {kind: os.fstat(fd).st_ino for fd, kind in namespaces}
