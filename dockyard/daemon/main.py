@@ -32,7 +32,6 @@ from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.spec import UserNamespace
 from dockyard.daemon.distribution.blobsources import BlobSources
-from dockyard.daemon.distribution.endpoints import EndpointPolicy, registry_host
 from dockyard.daemon.distribution.pull import Puller
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
@@ -40,6 +39,7 @@ from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
 from dockyard.daemon.tls import default_cert_dir, resolve_tls
 from dockyard.daemon.volumes import VolumeStore
+from dockyard.distribution.endpoints import EndpointPolicy, registry_host
 
 _log = structlog.get_logger("dockyard.daemon")
 

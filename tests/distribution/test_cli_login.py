@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.commands.credentials import LoginStore, StoredLogin, registry_auth_header
-from dockyard.daemon.distribution.credentials import credentials_of, decode_registry_auth
+from dockyard.daemon.distribution.authconfig import credentials_of, decode_registry_auth
 from tests.conftest import ROOT, plugin_env, run_dockyard
 from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
 

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.daemon.distribution.credentials import AuthConfig, decode_registry_auth
+from dockyard.daemon.distribution.authconfig import AuthConfig, decode_registry_auth
 from tests.distribution.conftest import (
     PASSWORD,
     TOKEN_PASSWORD,

@@ -10,18 +10,18 @@ import pytest
 
 from dockyard.core.errors import ConfigError, InvalidParameter
 from dockyard.core.httpauth import Challenge
-from dockyard.daemon.distribution.challenges import is_scheme, read_challenges
-from dockyard.daemon.distribution.client import RegistryClient
-from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.endpoints import (
+from dockyard.daemon.distribution.service import RegistryService
+from dockyard.distribution.challenges import is_scheme, read_challenges
+from dockyard.distribution.client import RegistryClient
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.endpoints import (
     Endpoint,
     EndpointPolicy,
     index_server_address,
     registry_host,
 )
-from dockyard.daemon.distribution.errors import RegistryError, describe_error_response
-from dockyard.daemon.distribution.service import RegistryService
-from dockyard.daemon.distribution.tokens import TokenAnswer, TokenCache, TokenKey
+from dockyard.distribution.errors import RegistryError, describe_error_response
+from dockyard.distribution.tokens import TokenAnswer, TokenCache, TokenKey
 from tests.conftest import run_dockyard
 from tests.distribution import conftest as logins
 from tests.distribution.test_login import login

@@ -11,7 +11,7 @@ from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.daemon.images import archive
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore, chain_id
-from dockyard.daemon.reference import parse_reference
+from dockyard.distribution.reference import parse_reference
 from dockyard.plugins.storage.overlay import OverlayDriver
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.storage import mounted

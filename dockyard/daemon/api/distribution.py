@@ -16,10 +16,10 @@ from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon.api.streams import json_message
 from dockyard.daemon.api.system import registries_of, service_of
 from dockyard.daemon.distribution import progress
-from dockyard.daemon.distribution.credentials import credentials_of, decode_registry_auth
+from dockyard.daemon.distribution.authconfig import credentials_of, decode_registry_auth
 from dockyard.daemon.distribution.push import NoLocalImage, NoSuchTag, PushSettings, push
 from dockyard.daemon.images.compression import Compression
-from dockyard.daemon.reference import parse_reference
+from dockyard.distribution.reference import parse_reference
 
 _log = structlog.get_logger("dockyard.distribution")
 

@@ -20,7 +20,7 @@ from dockyard.daemon.api.streams import consume_body, json_message, stream_from_
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.images import archive
 from dockyard.daemon.images.store import ImageRecord, ImageStore
-from dockyard.daemon.reference import Reference, parse_repository_and_tag
+from dockyard.distribution.reference import Reference, parse_repository_and_tag
 
 
 def _store(request: Request) -> ImageStore:

@@ -22,13 +22,10 @@ from starlette.routing import Route
 from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.distribution import progress
-from dockyard.daemon.distribution.credentials import (
-    Credentials,
-    credentials_of,
-    decode_registry_auth,
-)
+from dockyard.daemon.distribution.authconfig import credentials_of, decode_registry_auth
 from dockyard.daemon.distribution.pull import Puller, ResolvedPull, parse_platform
-from dockyard.daemon.reference import parse_reference, parse_repository_and_tag
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.reference import parse_reference, parse_repository_and_tag
 
 _log = structlog.get_logger("dockyard.api.pull")
 

@@ -23,7 +23,7 @@ from dockyard.core.events import Event
 from dockyard.core.platforms import go_arch
 from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
-from dockyard.daemon.distribution.credentials import decode_auth_body
+from dockyard.daemon.distribution.authconfig import decode_auth_body
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 

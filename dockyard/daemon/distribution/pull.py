@@ -37,11 +37,15 @@ import structlog
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.platforms import go_arch
 from dockyard.daemon.distribution import progress
-from dockyard.daemon.distribution.client import RegistryClient
-from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.endpoints import HUB_NAMES
-from dockyard.daemon.distribution.errors import RegistryError
-from dockyard.daemon.distribution.remote import (
+from dockyard.daemon.distribution.service import RegistryService
+from dockyard.daemon.images.compression import open_decompressed
+from dockyard.daemon.images.store import ImageStore, LayerRecord, chain_id
+from dockyard.distribution.client import RegistryClient
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.endpoints import HUB_NAMES
+from dockyard.distribution.errors import RegistryError
+from dockyard.distribution.reference import Reference
+from dockyard.distribution.remote import (
     Descriptor,
     FetchedManifest,
     ImageIndex,
@@ -49,10 +53,6 @@ from dockyard.daemon.distribution.remote import (
     Platform,
     RemoteRepository,
 )
-from dockyard.daemon.distribution.service import RegistryService
-from dockyard.daemon.images.compression import open_decompressed
-from dockyard.daemon.images.store import ImageStore, LayerRecord, chain_id
-from dockyard.daemon.reference import Reference
 
 _log = structlog.get_logger("dockyard.distribution.pull")
 

@@ -39,14 +39,6 @@ import zstandard
 from dockyard.core import mediatypes
 from dockyard.daemon.distribution import progress
 from dockyard.daemon.distribution.blobsources import BlobSource, BlobSources
-from dockyard.daemon.distribution.challenges import is_scheme
-from dockyard.daemon.distribution.client import RegistryClient
-from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.errors import (
-    RegistryError,
-    RegistryUnauthorized,
-    describe_error_response,
-)
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.images.compression import (
     Compression,
@@ -54,7 +46,15 @@ from dockyard.daemon.images.compression import (
     open_decompressed,
 )
 from dockyard.daemon.images.store import ImageRecord, ImageStore, LayerRecord
-from dockyard.daemon.reference import Reference
+from dockyard.distribution.challenges import is_scheme
+from dockyard.distribution.client import RegistryClient
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.errors import (
+    RegistryError,
+    RegistryUnauthorized,
+    describe_error_response,
+)
+from dockyard.distribution.reference import Reference
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -13,16 +13,17 @@ import attrs
 import structlog
 
 import dockyard
-from dockyard.daemon.distribution.client import DEFAULT_TIMEOUT, RegistryClient
-from dockyard.daemon.distribution.credentials import AuthConfig, Credentials, credentials_of
-from dockyard.daemon.distribution.endpoints import (
+from dockyard.daemon.distribution.authconfig import AuthConfig, credentials_of
+from dockyard.distribution.client import DEFAULT_TIMEOUT, RegistryClient
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.endpoints import (
     Endpoint,
     EndpointPolicy,
     index_server_address,
     registry_host,
 )
-from dockyard.daemon.distribution.errors import RegistryError, status_text
-from dockyard.daemon.distribution.tokens import TokenCache
+from dockyard.distribution.errors import RegistryError, status_text
+from dockyard.distribution.tokens import TokenCache
 
 _log = structlog.get_logger("dockyard.distribution")
 

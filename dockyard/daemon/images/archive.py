@@ -29,7 +29,7 @@ from dockyard.daemon.images.store import (
     ImageStore,
     LayerRecord,
 )
-from dockyard.daemon.reference import Reference, parse_reference
+from dockyard.distribution.reference import Reference, parse_reference
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"

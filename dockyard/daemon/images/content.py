@@ -14,7 +14,7 @@ from typing import BinaryIO
 from dockyard.core.durable import replace_file, sync_directory
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.daemon import modes
-from dockyard.daemon.reference import HEX_ID
+from dockyard.distribution.reference import HEX_ID
 
 CHUNK = 1 << 20
 

@@ -19,7 +19,7 @@ from dockyard.core.errors import Conflict, InvalidParameter, NotFound, Unavailab
 from dockyard.core.interfaces import StorageDriver
 from dockyard.daemon import modes
 from dockyard.daemon.images.content import CHUNK, ContentStore, atomic_write, sha256_digest
-from dockyard.daemon.reference import HEX_ID, Reference, parse_reference
+from dockyard.distribution.reference import HEX_ID, Reference, parse_reference
 
 _log = structlog.get_logger("dockyard.images")
 

@@ -9,7 +9,7 @@ whether this is a v2 registry (``Docker-Distribution-API-Version: registry/2.0``
   its new challenge names added);
 * ``Basic``: the username and password, or "no basic auth credentials" without them.
 
-Failures are :class:`~dockyard.daemon.distribution.errors.RegistryError` with dockerd's text.
+Failures are :class:`~dockyard.distribution.errors.RegistryError` with dockerd's text.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from typing import Any
 import httpx
 
 from dockyard.core.httpauth import Challenge
-from dockyard.daemon.distribution.challenges import is_scheme, read_challenges
-from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.endpoints import Endpoint
-from dockyard.daemon.distribution.errors import (
+from dockyard.distribution.challenges import is_scheme, read_challenges
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.endpoints import Endpoint
+from dockyard.distribution.errors import (
     NoBasicCredentials,
     RegistryError,
     RegistryUnauthorized,
     request_failed,
     transport_reason,
 )
-from dockyard.daemon.distribution.tokens import (
+from dockyard.distribution.tokens import (
     TokenCache,
     TokenFetchError,
     TokenKey,

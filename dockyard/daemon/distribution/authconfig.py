@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import os
 
 import attrs
 
 from dockyard.core.decoding import json_key, parse_json
 from dockyard.core.errors import InvalidParameter
 from dockyard.daemon.engine_api import ENGINE_API
-
-#: Per process: the token cache keys credentials by a salted digest, never by the secret.
-_CACHE_SALT = os.urandom(16)
+from dockyard.distribution.credentials import Credentials
 
 
 @attrs.frozen
@@ -36,31 +32,6 @@ class AuthConfig:
     server_address: str = json_key("serveraddress", default="")
     identity_token: str = json_key("identitytoken", default="", repr=False)
     registry_token: str = json_key("registrytoken", default="", repr=False)
-
-
-@attrs.frozen
-class Credentials:
-    """What a registry exchange authenticates with.
-
-    ``identity_token`` is an OAuth2 refresh token (from an earlier login) used instead of the
-    password; ``registry_token`` a bearer token the client already holds, sent as it is.
-    """
-
-    username: str = ""
-    password: str = attrs.field(default="", repr=False)
-    identity_token: str = attrs.field(default="", repr=False)
-    registry_token: str = attrs.field(default="", repr=False)
-
-    @property
-    def has_password(self) -> bool:
-        return bool(self.username and self.password)
-
-    def cache_key(self) -> str:
-        """Distinguishes credentials in the token cache without keeping their secrets."""
-        material = "\0".join(
-            (self.username, self.password, self.identity_token, self.registry_token)
-        )
-        return hashlib.sha256(_CACHE_SALT + material.encode()).hexdigest()
 
 
 def credentials_of(config: AuthConfig, where: str = "") -> Credentials:

@@ -22,14 +22,14 @@ import httpx
 
 from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter, NotFound
-from dockyard.daemon.distribution.client import RegistryClient
-from dockyard.daemon.distribution.errors import (
+from dockyard.distribution.client import RegistryClient
+from dockyard.distribution.errors import (
     RegistryError,
     describe_error_response,
     request_failed,
     transport_reason,
 )
-from dockyard.daemon.reference import HEX_ID
+from dockyard.distribution.reference import HEX_ID
 
 #: The most bytes of a manifest read (the CNCF registry's own limit is 4 MiB).
 MAX_MANIFEST_SIZE = 8 << 20

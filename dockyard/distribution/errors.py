@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Iterable
 
 from dockyard.core.errors import DockyardError
-from dockyard.daemon.distribution.challenges import is_scheme, read_challenges
+from dockyard.distribution.challenges import is_scheme, read_challenges
 
 
 class RegistryError(DockyardError):

@@ -29,8 +29,8 @@ import attrs
 import structlog
 
 from dockyard.core.errors import ConfigError, InvalidParameter
-from dockyard.daemon.distribution.errors import RegistryError
-from dockyard.daemon.reference import is_domain
+from dockyard.distribution.errors import RegistryError
+from dockyard.distribution.reference import is_domain
 
 _log = structlog.get_logger("dockyard.distribution")
 

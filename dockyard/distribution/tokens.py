@@ -32,8 +32,8 @@ import httpx
 from dockyard.core.decoding import DecodeError, Decoder, parse_json
 from dockyard.core.errors import InvalidParameter
 from dockyard.core.httpauth import Challenge
-from dockyard.daemon.distribution.credentials import Credentials
-from dockyard.daemon.distribution.errors import describe_error_response
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.errors import describe_error_response
 
 #: The client id docker's daemon gives token servers.
 CLIENT_ID = "docker"
