@@ -1,6 +1,7 @@
-"""What a pull leaves behind: downloads that are cleaned up (a finished pull's, and stale ones
-at daemon start and after each pull, never one a running pull needs), and the per-blob lock
-table that only holds the blobs being downloaded."""
+"""What a pull leaves behind and what it reads: downloads that are cleaned up (a finished
+pull's, and stale ones at daemon start and after each pull, never one a running pull needs),
+the per-blob lock table that only holds the blobs being downloaded, and manifests cut off at
+their size limit."""
 
 from __future__ import annotations
 
@@ -18,10 +19,19 @@ from dockyard.daemon.images.store import ImageStore
 from dockyard.distribution.credentials import Credentials
 from dockyard.distribution.endpoints import EndpointPolicy
 from dockyard.distribution.reference import parse_reference
+from dockyard.distribution.remote import MAX_MANIFEST_SIZE
 from dockyard.plugins.storage.vfs import VfsDriver
 from dockyard.testing.images import layer_tar
 from tests.conftest import restarted
-from tests.distribution.images import build_image, busybox_image, push, sha256
+from tests.distribution.images import (
+    DOCKER_MANIFEST,
+    Served,
+    StubRegistry,
+    build_image,
+    busybox_image,
+    push,
+    sha256,
+)
 from tests.distribution.test_pull import (
     drop_after,
     inspect,
@@ -215,3 +225,89 @@ def test_blob_locks_live_while_held_and_one_blob_is_downloaded_once(tmp_path, st
         assert len([path for path in gets if sha256(layer) in path]) == 1, gets
     assert len(puller._blob_locks) == 0
     assert list((tmp_path / "downloads").iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests: at most MAX_MANIFEST_SIZE bytes read
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_manifest_declaring_more_than_the_limit_is_refused_before_it_is_read(daemon, stub):
+    def oversized(handler) -> bool:
+        handler.send_response(200)
+        handler.send_header("Content-Type", DOCKER_MANIFEST)
+        handler.send_header("Content-Length", str(MAX_MANIFEST_SIZE + 1))
+        handler.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        handler.end_headers()
+        handler.wfile.write(b"{")
+        handler.wfile.flush()
+        time.sleep(5)  # the rest never comes: a reader would wait for it
+        handler.close_connection = True
+        return True
+
+    stub.hooks["/v2/x/huge/manifests/1"] = oversized
+    started = time.monotonic()
+    reply = pull(daemon, f"{stub.host}/x/huge", "1")
+    assert time.monotonic() - started < 4
+    assert reply.status == 400, reply.body
+    assert reply.json() == {
+        "message": f"manifest for {stub.host}/x/huge:1 is larger than {MAX_MANIFEST_SIZE} bytes"
+    }
+
+
+def test_a_manifest_without_a_length_is_cut_off_at_the_limit(daemon, stub):
+    sent: list[int] = []
+    endless = 64 * MAX_MANIFEST_SIZE
+
+    def chunked(handler) -> bool:
+        handler.send_response(200)
+        handler.send_header("Content-Type", DOCKER_MANIFEST)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        handler.end_headers()
+        piece = b" " * (1 << 16)
+        total = 0
+        try:
+            while total < endless:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                total += len(piece)
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the daemon hung up
+        sent.append(total)
+        handler.close_connection = True
+        return True
+
+    stub.hooks["/v2/x/endless/manifests/1"] = chunked
+    reply = pull(daemon, f"{stub.host}/x/endless", "1")
+    assert reply.status == 400, reply.body
+    assert "is larger than" in reply.json()["message"]
+    deadline = time.monotonic() + 10
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Socket buffers hold a few MiB more than the daemon read, never the rest.
+    assert sent and sent[0] < 4 * MAX_MANIFEST_SIZE, sent
+
+
+def test_a_manifest_redirected_elsewhere_is_followed(daemon, stub):
+    """As dockerd's registry client follows a manifest's redirect (now that manifests are
+    streamed, through the same path as blobs)."""
+    image = busybox_image()
+    stub.serve_image("x/moved", "1", image)
+    elsewhere = StubRegistry("127.0.0.2")
+    try:
+        elsewhere.routes["/elsewhere/manifest"] = Served(image.manifest, DOCKER_MANIFEST)
+
+        def redirect(handler) -> bool:
+            handler.send_response(307)
+            handler.send_header("Location", f"{elsewhere.url}/elsewhere/manifest")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+
+        stub.hooks["/v2/x/moved/manifests/1"] = redirect
+        succeeded(messages(pull(daemon, f"{stub.host}/x/moved", "1")))
+        assert inspect(daemon, f"{stub.host}/x/moved:1")["Id"] == image.image_id
+        assert [r[1] for r in elsewhere.requests] == ["/elsewhere/manifest"]
+    finally:
+        elsewhere.stop()
