@@ -153,7 +153,9 @@ class Puller:
         upstream_agent: str = "",
     ) -> ResolvedPull:
         """The image ``reference`` names, from a mirror (for images of the default registry,
-        tried first with the same credentials, as dockerd does) or its own registry."""
+        tried first) or its own registry. A mirror that challenges gets ``credentials``, those
+        the client sent for the default registry: dockerd 20.10 answers every endpoint of a
+        pull, mirrors included, with the one ``X-Registry-Auth`` it was given."""
         if reference.domain in HUB_NAMES:
             for mirror in self.mirrors:
                 try:
