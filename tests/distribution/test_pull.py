@@ -37,6 +37,7 @@ from tests.distribution.images import (
     index_of,
     push,
     put_manifest,
+    redirect_to,
     sha256,
 )
 from tests.registry.conftest import ThreadedRegistry, TokenClient, cncf_registry, serve_in_thread
@@ -368,15 +369,7 @@ def test_blob_redirects_are_followed_to_another_host_without_credentials(daemon,
         stub.serve_image("x/moved", "1", image)
         path = stub.blob_path("x/moved", image.blobs[0])
         elsewhere.routes["/bucket/layer"] = Served(image.blobs[0])
-
-        def redirect(handler) -> bool:
-            handler.send_response(307)
-            handler.send_header("Location", f"{elsewhere.url}/bucket/layer")
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return True
-
-        stub.hooks[path] = redirect
+        stub.hooks[path] = redirect_to(f"{elsewhere.url}/bucket/layer")
         found = messages(
             pull(daemon, f"{stub.host}/x/moved", "1", registry_auth("u", "p", stub.host))
         )

@@ -30,6 +30,7 @@ from tests.distribution.images import (
     build_image,
     busybox_image,
     push,
+    redirect_to,
     sha256,
 )
 from tests.distribution.test_pull import (
@@ -297,15 +298,7 @@ def test_a_manifest_redirected_elsewhere_is_followed(daemon, stub):
     elsewhere = StubRegistry("127.0.0.2")
     try:
         elsewhere.routes["/elsewhere/manifest"] = Served(image.manifest, DOCKER_MANIFEST)
-
-        def redirect(handler) -> bool:
-            handler.send_response(307)
-            handler.send_header("Location", f"{elsewhere.url}/elsewhere/manifest")
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return True
-
-        stub.hooks["/v2/x/moved/manifests/1"] = redirect
+        stub.hooks["/v2/x/moved/manifests/1"] = redirect_to(f"{elsewhere.url}/elsewhere/manifest")
         succeeded(messages(pull(daemon, f"{stub.host}/x/moved", "1")))
         assert inspect(daemon, f"{stub.host}/x/moved:1")["Id"] == image.image_id
         assert [r[1] for r in elsewhere.requests] == ["/elsewhere/manifest"]
