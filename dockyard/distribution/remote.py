@@ -1,9 +1,10 @@
 """One repository on a registry, as pull (and push) see it: manifests and blobs.
 
 :class:`RemoteRepository` wraps a pinged :class:`~.client.RegistryClient` for one repository
-name, asking for the scopes it needs. Manifests are read whole (they are small, bounded by
-:data:`MAX_MANIFEST_SIZE`) and checked against the digest they were asked by or the one the
-registry names; blobs are streamed, from an offset where the registry honours ``Range``.
+name, asking for the scopes it needs. Manifests are read into memory, streamed and cut off at
+:data:`MAX_MANIFEST_SIZE` (one that declares more is refused before a byte of it is read), and
+checked against the digest they were asked by or the one the registry names; blobs are
+streamed, from an offset where the registry honours ``Range``.
 
 Manifests are parsed into :class:`ImageManifest` or :class:`ImageIndex`; anything else (a
 schema 1 manifest, an HTML page, an unknown media type) is refused here, before a pull starts
@@ -190,19 +191,25 @@ class RemoteRepository:
         messages name it (``127.0.0.1:5000/x:1``), in a 404's too unless not ``name_in_404``
         (dockerd's distribution inspect passes the registry's words on alone)."""
         path = f"/v2/{self.name}/manifests/{reference}"
-        response = await self.client.request(
-            "GET", path, scopes=self.scopes, headers={"Accept": MANIFEST_ACCEPT}
-        )
+        # Streamed, so that a registry sending an endless manifest is cut off at the limit;
+        # uncompressed, so that the limit (and a Content-Length) counts the manifest's own
+        # bytes. A redirect is followed, as dockerd's client does (credentials stay home).
+        headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
+        response = await self.client.stream("GET", path, scopes=self.scopes, headers=headers)
+        try:
+            data = await _read_bounded(response, MAX_MANIFEST_SIZE)
+        finally:
+            await response.aclose()
         if response.status_code == 404:
             reason, _ = describe_error_response(
-                404, response.headers.get_list("www-authenticate"), response.content
+                404, response.headers.get_list("www-authenticate"), data or b""
             )
             raise ManifestUnknown(
                 f"manifest for {shown} not found: {reason}" if name_in_404 else reason
             )
-        self._check_status(response, "GET")
-        data = response.content
-        if len(data) > MAX_MANIFEST_SIZE:
+        self._check_status(response, "GET", data or b"")
+        if data is None:
+            # dockerd 20.10 reads a manifest whole, whatever its size: no words of its to use.
             raise InvalidParameter(f"manifest for {shown} is larger than {MAX_MANIFEST_SIZE} bytes")
         digest = digest_of(data)
         expected = reference if reference.startswith("sha256:") else None
@@ -276,13 +283,43 @@ class RemoteRepository:
         finally:
             await response.aclose()
 
-    def _check_status(self, response: httpx.Response, method: str) -> None:
+    def _check_status(
+        self, response: httpx.Response, method: str, body: bytes | None = None
+    ) -> None:
+        """Raises what a status other than 2xx means; ``body`` when the response was
+        streamed (its ``content`` is then not there to read)."""
         if 200 <= response.status_code < 300:
             return
         reason, unauthorized = describe_error_response(
-            response.status_code, response.headers.get_list("www-authenticate"), response.content
+            response.status_code,
+            response.headers.get_list("www-authenticate"),
+            response.content if body is None else body,
         )
         error = RegistryError(reason)
         if unauthorized:
             error.status_code = 401
         raise error
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed response's body, or ``None`` as soon as it is more than ``limit`` bytes:
+    one whose ``Content-Length`` says so is not read at all, and one that does not say is
+    read no further than the limit (and a chunk)."""
+    declared = response.headers.get("content-length", "")
+    coded = response.headers.get("content-encoding", "identity").strip().lower()
+    if coded in ("", "identity") and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks = []
+    received = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            if received > limit:
+                return None
+            chunks.append(chunk)
+    except (httpx.HTTPError, OSError) as exc:
+        url = response.request.url
+        raise RegistryError(
+            request_failed("GET", str(url), transport_reason(exc, url.netloc.decode()))
+        ) from None
+    return b"".join(chunks)

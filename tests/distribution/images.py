@@ -225,3 +225,16 @@ class StubRegistry:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def redirect_to(url: str) -> Callable[[http.server.BaseHTTPRequestHandler], bool]:
+    """A :class:`StubRegistry` hook answering ``307`` to ``url``."""
+
+    def redirect(handler: http.server.BaseHTTPRequestHandler) -> bool:
+        handler.send_response(307)
+        handler.send_header("Location", url)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+    return redirect

@@ -25,7 +25,7 @@ from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.store import RegistryStore
 from dockyard.testing.images import busybox_rootfs
 from tests.conftest import restarted
-from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
+from tests.distribution.conftest import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER, dead_port
 from tests.distribution.images import (
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -37,6 +37,7 @@ from tests.distribution.images import (
     index_of,
     push,
     put_manifest,
+    redirect_to,
     sha256,
 )
 from tests.registry.conftest import ThreadedRegistry, TokenClient, cncf_registry, serve_in_thread
@@ -368,15 +369,7 @@ def test_blob_redirects_are_followed_to_another_host_without_credentials(daemon,
         stub.serve_image("x/moved", "1", image)
         path = stub.blob_path("x/moved", image.blobs[0])
         elsewhere.routes["/bucket/layer"] = Served(image.blobs[0])
-
-        def redirect(handler) -> bool:
-            handler.send_response(307)
-            handler.send_header("Location", f"{elsewhere.url}/bucket/layer")
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return True
-
-        stub.hooks[path] = redirect
+        stub.hooks[path] = redirect_to(f"{elsewhere.url}/bucket/layer")
         found = messages(
             pull(daemon, f"{stub.host}/x/moved", "1", registry_auth("u", "p", stub.host))
         )
@@ -626,6 +619,39 @@ def test_registry_mirrors_are_tried_first_and_give_way_when_they_fail(start_daem
     before = len(stub.requests)
     succeeded(messages(pull(daemon, f"{ours.host}/x/direct", "1")))
     assert len(stub.requests) == before
+
+
+def test_a_mirror_that_asks_gets_the_clients_credentials_as_dockerd_sends_them(
+    start_daemon, our_basic_registry, stub
+):
+    """dockerd 20.10 makes one AuthConfig of ``X-Registry-Auth`` for every endpoint of a pull
+    (mirrors first, then the registry) and answers each one's challenge with it: a mirror that
+    asks gets the credentials the client chose for the default registry, as
+    ``test_pull_interop.py`` sees dockerd do. One that does not ask gets none."""
+    mirrored = busybox_image(cmd="echo from the mirror")
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    push(our_basic_registry.url, "library/mirrored", "1", mirrored, session)
+    stub.serve_image("library/open", "1", busybox_image(cmd="echo from the open mirror"))
+    config = (
+        "[daemon]\n"
+        f'default-registry = "{dead_host()}"\n'
+        f'registry-mirrors = ["{our_basic_registry.url}", "{stub.url}"]\n'
+    )
+    daemon = start_daemon(config=config)
+    # Without credentials the mirror refuses, the other lacks the image, the registry is down.
+    assert pull(daemon, "mirrored", "1").status == 500
+    credentials = registry_auth(USER, PASSWORD, "https://index.docker.io/v1/")
+    succeeded(messages(pull(daemon, "mirrored", "1", credentials)))
+    assert run_echo(daemon, "mirrored:1") == "from the mirror\n"
+    succeeded(messages(pull(daemon, "open", "1", credentials)))
+    assert run_echo(daemon, "open:1") == "from the open mirror\n"
+    assert stub.requests
+    assert [r for r in stub.requests if "Authorization" in r[2]] == []
+
+
+def dead_host() -> str:
+    return f"127.0.0.1:{dead_port()}"
 
 
 def test_distribution_inspect_names_the_descriptor_and_the_platforms(daemon, ours):

@@ -3,6 +3,7 @@ CLI 28 and docker-py 7 pulling (and running a missing image) through our daemon.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ import requests
 
 from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.store import RegistryStore
+from dockyard.testing.peers import real_dockerd as real_dockerd_of
 from tests.conftest import http_request
-from tests.distribution.conftest import PASSWORD, USER
-from tests.distribution.images import busybox_image, push
+from tests.distribution.conftest import PASSWORD, USER, dead_port
+from tests.distribution.images import StubRegistry, busybox_image, push
+from tests.distribution.test_pull import registry_auth
 from tests.registry.conftest import ThreadedRegistry, serve_in_thread
 from tests.registry.test_interop_auth import docker_cli_storing_logins_in_a_file
 
@@ -188,3 +191,64 @@ def test_distribution_inspect_answers_as_dockerds(daemon, real_dockerd, ours):
     theirs = http_request(socket_of(real_dockerd.host), "GET", path, NO_AUTH)
     mine = http_request(daemon.socket_path, "GET", path, NO_AUTH)
     assert (mine.status, mine.json()) == (theirs.status, theirs.json())
+
+
+def test_a_mirror_that_asks_is_sent_what_dockerd_sends_it(start_daemon, tmp_path):
+    """The credentials of ``X-Registry-Auth`` (for the default registry) answer a mirror's
+    Basic challenge, from dockerd 20.10 and from ours alike; its ping gets none."""
+    mirror = StubRegistry()
+    try:
+        mirror.serve_image("library/mirrored", "1", busybox_image(cmd="echo from the mirror"))
+
+        def basic_challenge(handler) -> bool:
+            if handler.headers.get("Authorization"):
+                return False
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+            handler.send_header("Docker-Distribution-API-Version", "registry/2.0")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+
+        for path in ["/v2/", *mirror.routes]:
+            mirror.hooks[path] = basic_challenge
+        credentials = registry_auth("hubuser", "hubpass", "https://index.docker.io/v1/")
+        query = urlencode({"fromImage": "mirrored", "tag": "1"})
+        sent = {}
+        with real_dockerd_of(
+            tmp_path / "dockerd", extra_args=["--registry-mirror", mirror.url]
+        ) as peer:
+            reply = http_request(
+                socket_of(peer.host),
+                "POST",
+                f"/v1.41/images/create?{query}",
+                credentials,
+                None,
+                120,
+            )
+            assert not [m for m in decoded(reply.body) if "error" in m], reply.body
+        sent["dockerd"] = authorizations(mirror.requests)
+        mirror.requests.clear()
+        config = (
+            "[daemon]\n"
+            f'default-registry = "127.0.0.1:{dead_port()}"\n'
+            f'registry-mirrors = ["{mirror.url}"]\n'
+        )
+        daemon = start_daemon(config=config)
+        reply = http_request(
+            str(daemon.socket_path), "POST", f"/v1.41/images/create?{query}", credentials, None, 120
+        )
+        assert not [m for m in decoded(reply.body) if "error" in m], reply.body
+        sent["ours"] = authorizations(mirror.requests)
+        basic = "Basic " + base64.b64encode(b"hubuser:hubpass").decode()
+        assert sent["ours"] == sent["dockerd"] == {"ping": {None}, "image": {basic}}
+    finally:
+        mirror.stop()
+
+
+def authorizations(requests_seen: list[tuple[str, str, dict[str, str]]]) -> dict[str, set]:
+    """The ``Authorization`` headers a mirror was sent, for its ping and for the image."""
+    found: dict[str, set] = {"ping": set(), "image": set()}
+    for _, path, headers in requests_seen:
+        found["ping" if path == "/v2/" else "image"].add(headers.get("Authorization"))
+    return found

@@ -16,18 +16,25 @@ Downloads go to a private area under the data root (``downloads/``): ``<hex>.par
 in progress, ``<hex>`` once verified. A dropped connection or a killed daemon leaves them
 there, and the next pull resumes a partial blob with ``Range`` (when the registry honours it)
 and reuses a verified one; the image store itself only ever holds whole layers and whole
-images. A finished download enters the content store as a hard link, and leaves the download
-area once its image is recorded.
+images. A finished download enters the content store as a hard link.
+
+What is left there does not stay for ever. A pull that ends well removes the downloads of all
+its image's layers, and at daemon start and at the end of every pull, downloads untouched for
+:data:`STALE_DOWNLOAD_AGE` (a pull nobody retried) are removed; never one a running pull
+needs: each pull marks its layers in use (:class:`_InUse`) from before it touches a file until
+it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -57,6 +64,12 @@ from dockyard.distribution.remote import (
 _log = structlog.get_logger("dockyard.distribution.pull")
 
 DEFAULT_MAX_CONCURRENT_DOWNLOADS = 3
+
+#: Seconds a download may lie untouched (no byte written) before it is taken for one nobody
+#: will resume: a day, long enough for the retry of a pull cut off by a network outage.
+STALE_DOWNLOAD_AGE = 24 * 3600
+
+_PARTIAL = ".partial"
 
 #: Sends one message of the stream (a dict, as :mod:`.progress` makes them).
 Emit = Callable[[dict[str, Any]], None]
@@ -118,7 +131,10 @@ class Puller:
         #: Told of every pull that ended well (the daemon's ``image pull`` event).
         self.on_pulled = on_pulled
         #: One download of a blob at a time, whichever pulls want it.
-        self._blob_locks: dict[str, asyncio.Lock] = {}
+        self._blob_locks = _BlobLocks()
+        #: The blobs running pulls need: their downloads are not removed.
+        self._in_use = _InUse()
+        self._remove_stale_downloads()
 
     def registry_of(self, reference: Reference) -> str:
         """The registry host to pull ``reference`` from: Docker Hub's names mean the
@@ -137,7 +153,9 @@ class Puller:
         upstream_agent: str = "",
     ) -> ResolvedPull:
         """The image ``reference`` names, from a mirror (for images of the default registry,
-        tried first with the same credentials, as dockerd does) or its own registry."""
+        tried first) or its own registry. A mirror that challenges gets ``credentials``, those
+        the client sent for the default registry: dockerd 20.10 answers every endpoint of a
+        pull, mirrors included, with the one ``X-Registry-Auth`` it was given."""
         if reference.domain in HUB_NAMES:
             for mirror in self.mirrors:
                 try:
@@ -229,9 +247,18 @@ class Puller:
 
     async def pull(self, resolved: ResolvedPull, emit: Emit) -> None:
         """Download, unpack and record the image; progress and the outcome go to ``emit``.
-        Raises what ended it (after which the store is as it was, downloads kept)."""
-        async with resolved.client:
-            await self._pull(resolved, emit)
+        Raises what ended it (after which the store is as it was, downloads kept for a retry
+        to resume, until they are stale)."""
+        digests = [layer.digest for layer in resolved.manifest.layers]
+        try:
+            with self._in_use.marked(digests):
+                async with resolved.client:
+                    await self._pull(resolved, emit)
+            # Recorded (or already here): nothing of this image's downloads is wanted now,
+            # whatever pull left it; unless another running pull needs it.
+            self._remove_downloads(digests)
+        finally:
+            self._remove_stale_downloads()
 
     async def _pull(self, resolved: ResolvedPull, emit: Emit) -> None:
         reference = resolved.reference
@@ -326,9 +353,6 @@ class Puller:
             if registered:
                 await asyncio.to_thread(self.store.discard_layers, tuple(registered))
             raise
-        for layer in missing:  # recorded: the content store holds them now
-            with contextlib.suppress(FileNotFoundError):
-                self._complete(layer).unlink()
 
     def _record(self, resolved: ResolvedPull, config: bytes, layers: list[LayerRecord]) -> None:
         self.store.content.write(resolved.top.data)
@@ -370,15 +394,45 @@ class Puller:
     def _complete(self, layer: Descriptor) -> Path:
         return self.downloads / layer.digest.partition(":")[2]
 
+    # Both removals run on the event loop, not in a worker thread: a pull marks its blobs in
+    # use on the loop before it opens a file, so no pull can start on a download between the
+    # check and the unlink. They stat and unlink a few files: brief.
+
+    def _remove_downloads(self, digests: Iterable[str]) -> None:
+        """The downloads (whole or partial) of ``digests`` no running pull needs."""
+        for digest in set(digests) - self._in_use.digests():
+            name = digest.partition(":")[2]
+            for path in (self.downloads / name, self.downloads / (name + _PARTIAL)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def _remove_stale_downloads(self) -> None:
+        """Downloads nobody touched for :data:`STALE_DOWNLOAD_AGE` and no running pull
+        needs: left by pulls that were never retried."""
+        in_use = {digest.partition(":")[2] for digest in self._in_use.digests()}
+        oldest = time.time() - STALE_DOWNLOAD_AGE
+        removed = []
+        try:
+            with os.scandir(self.downloads) as entries:
+                for entry in entries:
+                    if entry.name.removesuffix(_PARTIAL) in in_use:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+                        if entry.stat(follow_symlinks=False).st_mtime < oldest:
+                            os.unlink(entry.path)
+                            removed.append(entry.name)
+        except OSError as exc:  # a clean-up: it never fails a pull, or the daemon's start
+            _log.warning("cannot remove stale downloads", error=str(exc))
+        if removed:
+            _log.info("removed stale downloads", downloads=sorted(removed))
+
     async def _download(
         self, repository: RemoteRepository, layer: Descriptor, slots: asyncio.Semaphore, emit: Emit
     ) -> Path:
         if slots.locked():
             emit(progress.status("Waiting", layer.short))
-        async with slots:
-            lock = self._blob_locks.setdefault(layer.digest, asyncio.Lock())
-            async with lock:
-                return await self._download_blob(repository, layer, emit)
+        async with slots, self._blob_locks.hold(layer.digest):
+            return await self._download_blob(repository, layer, emit)
 
     async def _download_blob(
         self, repository: RemoteRepository, layer: Descriptor, emit: Emit
@@ -434,6 +488,55 @@ class Puller:
         os.replace(partial, complete)
         emit(progress.status("Download complete", layer.short))
         return complete
+
+
+class _BlobLocks:
+    """One lock per blob, alive only while some pull holds it or waits for it: the table
+    does not grow with every digest ever pulled."""
+
+    def __init__(self) -> None:
+        #: Each lock, and how many pulls hold it or wait for it.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, digest: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(digest, (asyncio.Lock(), 0))
+        self._locks[digest] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            # Counted down whether the lock was had or the wait cancelled.
+            lock, users = self._locks[digest]
+            if users == 1:
+                del self._locks[digest]
+            else:
+                self._locks[digest] = (lock, users - 1)
+
+
+class _InUse:
+    """The blobs running pulls need, counted per pull."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def digests(self) -> set[str]:
+        return set(self._counts)
+
+    @contextlib.contextmanager
+    def marked(self, digests: Iterable[str]) -> Iterator[None]:
+        wanted = collections.Counter(set(digests))
+        self._counts.update(wanted)
+        try:
+            yield
+        finally:
+            self._counts.subtract(wanted)
+            for digest in wanted:
+                if self._counts[digest] <= 0:
+                    del self._counts[digest]
 
 
 def _diff_ids(config: bytes, layer_count: int) -> list[str]:
