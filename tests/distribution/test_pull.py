@@ -428,18 +428,44 @@ def test_a_dropped_connection_fails_cleanly_and_the_next_pull_resumes_with_range
     blob = image.blobs[0]
     path = stub.blob_path("x/drop", blob)
     dropped: list[int] = []
-    stub.hooks[path] = drop_after(len(blob) // 2, blob, dropped)
-    found = messages(pull(daemon, f"{stub.host}/x/drop", "1"))
-    assert "errorDetail" in found[-1], found[-3:]
+    drop = drop_after(len(blob) // 2, blob, dropped)
+    small_blob = image.blobs[1]
+    small = stub.blob_path("x/drop", small_blob)
+    small_sent = threading.Event()
+
+    def send_small(handler) -> bool:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(small_blob)))
+        handler.end_headers()
+        handler.wfile.write(small_blob)
+        handler.wfile.flush()
+        small_sent.set()
+        return True
+
+    def drop_once_the_small_layer_is_sent(handler) -> bool:
+        # The drop fails the pull and cancels what is still downloading: give the small layer
+        # the time to finish first, so that there is a finished layer to reuse.
+        if not dropped and small_sent.wait(10):
+            time.sleep(1)
+        return drop(handler)
+
+    stub.hooks[path] = drop_once_the_small_layer_is_sent
+    stub.hooks[small] = send_small
+    first = messages(pull(daemon, f"{stub.host}/x/drop", "1"))
+    assert "errorDetail" in first[-1], first[-3:]
     nothing_stored(daemon)
     found = messages(pull(daemon, f"{stub.host}/x/drop", "1"))
     succeeded(found)
     ranges = [r[2].get("Range") for r in stub.requests if r[1] == path]
     assert ranges[0] is None
     assert ranges[-1] == f"bytes={len(blob) // 2}-"
-    # The layer that finished the first time is not downloaded again.
-    small = stub.blob_path("x/drop", image.blobs[1])
-    assert [r[1] for r in stub.requests].count(small) == 1
+    # A layer that finished the first time is not downloaded again. (On a very loaded machine
+    # the small one may still have been cancelled: then it is fetched twice, rightly.)
+    small_id = sha256(small_blob).split(":")[1][:12]
+    finished = {"status": "Download complete", "id": small_id} in [
+        {k: m.get(k) for k in ("status", "id")} for m in first
+    ]
+    assert [r[1] for r in stub.requests].count(small) == (1 if finished else 2)
     assert inspect(daemon, f"{stub.host}/x/drop:1")["Id"] == image.image_id
     assert run_echo(daemon, f"{stub.host}/x/drop:1") == "hello from dockyard\n"
 
