@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import pytest
 
@@ -350,3 +351,30 @@ def test_saving_twice_gives_the_same_bytes(store):
     __import__("time").sleep(1.1)
     archive.save_images(store, archive.select_for_save(store, ["same:1"]), second)
     assert first.getvalue() == second.getvalue()
+
+
+def test_one_layer_registered_by_many_threads_is_unpacked_once_and_its_lock_goes(store):
+
+    tar = layer_tar({"shared": b"1"})
+    blob = store.content.write(tar)
+    opened: list[int] = []
+    start = threading.Barrier(4)
+
+    def open_diff():
+        opened.append(1)
+        return store.content.open(blob)
+
+    def register() -> None:
+        start.wait()
+        store.register_layer(
+            None, sha256(tar), blob, "application/vnd.oci.image.layer.v1.tar", open_diff
+        )
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 1
+    assert list(store.driver.keys()) == [store.layer(chain_id(None, sha256(tar))).key]
+    assert store._layer_locks == {}  # kept only while wanted

@@ -114,7 +114,8 @@ class ImageStore:
         self._layers_dir.mkdir(parents=True, exist_ok=True)
         self._images_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._layer_locks: dict[str, threading.Lock] = {}
+        #: Each layer lock, and how many threads hold it or wait for it.
+        self._layer_locks: dict[str, tuple[threading.Lock, int]] = {}
         #: Which containers use an image (so it is not deleted under them).
         self.in_use: Callable[[str], list[str]] = lambda image_id: []
         self._layers: dict[str, LayerRecord] = {}
@@ -214,10 +215,21 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _layer_lock(self, chain: str) -> Iterator[None]:
+        """One lock per layer being registered, kept only while some thread holds it or waits
+        for it, so the table does not grow with every layer ever pulled."""
         with self._lock:
-            lock = self._layer_locks.setdefault(chain, threading.Lock())
-        with lock:
-            yield
+            lock, users = self._layer_locks.get(chain, (threading.Lock(), 0))
+            self._layer_locks[chain] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, remaining = self._layer_locks[chain]
+                if remaining == 1:
+                    del self._layer_locks[chain]
+                else:
+                    self._layer_locks[chain] = (lock, remaining - 1)
 
     def layer(self, chain: str) -> LayerRecord:
         try:
