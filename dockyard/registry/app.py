@@ -12,6 +12,7 @@ import json
 import re
 import weakref
 from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import attrs
@@ -33,6 +34,9 @@ from dockyard.registry.manifests import accepts, is_media_type
 from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
 from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
+
+if TYPE_CHECKING:
+    from dockyard.registry.proxy import PullThroughCache
 
 _log = structlog.get_logger("dockyard.registry")
 
@@ -257,6 +261,18 @@ def _unsatisfiable(size: int) -> RegistryError:
     )
 
 
+def blob_headers(digest: Digest) -> dict[str, str]:
+    """The headers of every answer about a blob's content."""
+    return {
+        **API_VERSION_HEADERS,
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+
+
 def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
     """The inclusive byte range a ``Range`` header asks for; ``None``: serve everything."""
     match = _RANGE.fullmatch(header.strip())
@@ -286,6 +302,10 @@ class Handlers:
     async def authorize(self, request: Request, *wanted: Access) -> None:
         await self.state.gatekeeper.check(request, wanted)
 
+    async def admit(self, request: Request) -> None:
+        """Called for every request before it is routed: a subclass may refuse it outright
+        (the pull-through cache refuses every write)."""
+
     # ------------------------------------------------------------------ base and catalog
 
     async def base(self, request: Request) -> Response:
@@ -307,15 +327,12 @@ class Handlers:
             await run_in_threadpool(self.store.unlink_blob, name, digest)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_blob(request, name, digest)
+
+    async def serve_blob(self, request: Request, name: str, digest: Digest) -> Response:
+        """``GET`` or ``HEAD`` of a blob the caller may pull, from the store."""
         size = await run_in_threadpool(self.store.repository_blob_size, name, digest)
-        headers = {
-            **API_VERSION_HEADERS,
-            "Docker-Content-Digest": str(digest),
-            "Content-Type": "application/octet-stream",
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{digest}"',
-            "Cache-Control": "max-age=31536000",
-        }
+        headers = blob_headers(digest)
         if request.method == "HEAD":
             return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
         redirect = await run_in_threadpool(self.store.blob_redirect, digest)
@@ -509,6 +526,10 @@ class Handlers:
             await run_in_threadpool(self.store.delete_manifest, name, reference)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_manifest(request, name, reference)
+
+    async def serve_manifest(self, request: Request, name: str, reference: str) -> Response:
+        """``GET`` or ``HEAD`` of a manifest the caller may pull, from the store."""
         record, body = await run_in_threadpool(self.store.get_manifest, name, reference)
         accept = ", ".join(request.headers.getlist("accept"))
         if record.media_type in INDEXES and not accepts(accept, record.media_type):
@@ -525,7 +546,7 @@ class Handlers:
             "ETag": f'"{record.digest}"',
             "Content-Length": str(len(body)),
         }
-        if method == "HEAD":
+        if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
         return Response(body, status_code=200, headers=headers)
 
@@ -568,6 +589,10 @@ class Handlers:
 
     async def tags(self, request: Request, name: str) -> Response:
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_tags(request, name)
+
+    async def serve_tags(self, request: Request, name: str) -> Response:
+        """The tags of a repository the caller may pull, from the store."""
 
         def load() -> list[str] | None:
             if not self.store.repository_exists(name):
@@ -604,6 +629,7 @@ class Handlers:
 
 
 async def _dispatch(handlers: Handlers, request: Request) -> Response:
+    await handlers.admit(request)
     path = request.url.path
     if path in ("/v2", "/v2/"):
         if request.method not in ("GET", "HEAD"):
@@ -646,8 +672,12 @@ def create_registry_app(
     extra_routes: list[BaseRoute] | None = None,
     failures: RateLimiter | None = None,
     auth_nonblocking: bool = False,
+    proxy: PullThroughCache | None = None,
 ) -> Starlette:
     """The registry's ASGI app; ``extra_routes`` (the token endpoint, plugins') come after.
+
+    With ``proxy`` the registry is a pull-through cache of a remote registry: its handlers
+    are :class:`~.proxy.ProxyHandlers`, which fill the store from the remote and refuse writes.
 
     ``failures`` limits failed logins per address and user; pass the token endpoint's limiter
     so that guesses count the same wherever they are made. ``auth_nonblocking``: the provider
@@ -655,7 +685,8 @@ def create_registry_app(
     """
     if failures is None:
         failures = RateLimiter.minutely(RegistryConfig().auth_failures_per_minute)
-    handlers = Handlers(RegistryApp(store, Gatekeeper(auth, failures, auth_nonblocking)))
+    state = RegistryApp(store, Gatekeeper(auth, failures, auth_nonblocking))
+    handlers = Handlers(state) if proxy is None else proxy.handlers(state)
 
     async def endpoint(request: Request) -> Response:
         try:

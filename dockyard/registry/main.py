@@ -125,12 +125,18 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     failures = RateLimiter.minutely(config.registry.auth_failures_per_minute)
     if auth is not None:
         extra_routes += token_routes(auth, config.registry, failures)
+    proxy = None
+    if config.registry.proxy is not None:
+        from dockyard.registry.proxy import PullThroughCache
+
+        proxy = PullThroughCache(config.registry.proxy)  # a bad remote-url stops us here
     app = create_registry_app(
         runtime.store,
         auth,
         extra_routes=extra_routes,
         failures=failures,
         auth_nonblocking=NONBLOCKING in plugins.selected_capabilities(DriverKind.AUTH),
+        proxy=proxy,
     )
     _serve(config, plugins, service, app, "registry ready")
 
@@ -149,6 +155,7 @@ def _serve(config: Config, plugins: PluginHost, service: Service, app: Any, read
             backend=plugins.selected(DriverKind.REGISTRY_BACKEND),
             auth=plugins.selected(DriverKind.AUTH),
             config=config.source,
+            **({"proxy": config.registry.proxy.remote_url} if config.registry.proxy else {}),
         )
 
     async def shutdown() -> None:
