@@ -114,6 +114,11 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
 
     config = apply_overrides(load_config(config_path), listen, root)
     configure_logging(config.registry.log_level, "json", program="registry")
+    proxy = None
+    if config.registry.proxy is not None:
+        from dockyard.registry.proxy import PullThroughCache
+
+        proxy = PullThroughCache(config.registry.proxy)  # a bad remote-url stops us here
     runtime = build_runtime(config)
     plugins, service = runtime.plugins, runtime.service
     auth = service.drivers.get(DriverKind.AUTH)
@@ -125,11 +130,6 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
     failures = RateLimiter.minutely(config.registry.auth_failures_per_minute)
     if auth is not None:
         extra_routes += token_routes(auth, config.registry, failures)
-    proxy = None
-    if config.registry.proxy is not None:
-        from dockyard.registry.proxy import PullThroughCache
-
-        proxy = PullThroughCache(config.registry.proxy)  # a bad remote-url stops us here
     app = create_registry_app(
         runtime.store,
         auth,
