@@ -2,6 +2,10 @@
 
 Handlers are async; every backend call runs in a worker thread (``run_in_threadpool``), and
 request and response bodies stream through in bounded chunks, hashed as they pass.
+
+:class:`Handlers` answers from the store. Its read paths (``serve_manifest``, ``serve_blob``,
+``serve_tags``) run once the caller is authorized, and ``admit`` sees every request first: the
+seams :class:`~.proxy.ProxyHandlers` overrides to make the registry a pull-through cache.
 """
 
 from __future__ import annotations

@@ -231,8 +231,8 @@ class BlobFetch:
         return self.size
 
     def _as_registry_error(self, error: BaseException) -> RegistryError:
-        if isinstance(error, RegistryError):
-            return error
+        # Whatever else went wrong (a digest that does not match, too big a blob) is the
+        # remote's doing, not the client's: a 502, never a 4xx.
         if isinstance(error, RemoteNotFound):
             return RegistryError("BLOB_UNKNOWN", detail={"digest": str(self.digest)})
         return _bad_gateway(error)
@@ -318,7 +318,14 @@ class BlobFetch:
                     f"the blob ended after {received} of the {self.size} bytes announced"
                 )
             session = await run_in_threadpool(store.upload_session, self.name, session.upload_id)
-            await run_in_threadpool(store.finish_upload, session, self.digest)
+            try:
+                await run_in_threadpool(store.finish_upload, session, self.digest)
+            except RegistryError as exc:
+                if exc.code != "DIGEST_INVALID":
+                    raise
+                raise RemoteUnavailable(
+                    f"the blob the remote sent does not match its digest {self.digest}"
+                ) from None
         except BaseException:
             await run_in_threadpool(store.delete_upload, self.name, session.upload_id)
             raise
@@ -346,7 +353,7 @@ class PullThroughCache:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._fetches: dict[tuple[str, Digest], BlobFetch] = {}
+        self._fetches: dict[Digest, BlobFetch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def handlers(self, state: RegistryApp) -> ProxyHandlers:
@@ -439,9 +446,9 @@ class PullThroughCache:
     # ------------------------------------------------------------------ blobs
 
     def blob_fetch(self, store: RegistryStore, name: str, digest: Digest) -> tuple[BlobFetch, bool]:
-        """The fetch of ``digest`` under way, or a new one (then ``True``), not yet running:
-        subscribe to it before the caller next awaits."""
-        key = (name, digest)
+        """The fetch of ``digest`` under way (for any repository), or a new one for ``name``
+        (then ``True``), not yet running: subscribe to it before the caller next awaits."""
+        key = digest
         fetch = self._fetches.get(key)
         if fetch is not None:
             return fetch, False
@@ -505,6 +512,8 @@ class ProxyHandlers(Handlers):
         if not started or request.headers.get("range"):
             # Another client's fetch (or a part of the blob): served from the store once whole.
             await fetch.wait()
+            if fetch.name != name and not await self._have_blob(name, digest):
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
             return await super().serve_blob(request, name, digest)
         queue = fetch.subscribe()
         try:

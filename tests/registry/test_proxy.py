@@ -322,9 +322,21 @@ def test_a_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_stored(
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         chain.get(f"/v2/{NAME}/blobs/{layer}")
     assert chain.counter.count("GET", f"/blobs/{layer}") == 2
+    # A client that waits for another's fetch of it gets a 502: its status is not sent yet.
+    chain.counter.delay = 1.0
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        streaming = pool.submit(chain.get, f"/v2/{NAME}/blobs/{layer}")
+        while chain.counter.count("GET", f"/blobs/{layer}") < 3:
+            time.sleep(0.01)
+        waiting = chain.get(f"/v2/{NAME}/blobs/{layer}")
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            streaming.result()
+    assert waiting.status_code == 502 and "does not match" in waiting.text, waiting.text
+    chain.counter.delay = 0
     data_path.write_bytes(image.blobs[0])  # repaired
     assert chain.get(f"/v2/{NAME}/blobs/{layer}").content == image.blobs[0]
     assert stored_blob(chain.proxy_store, layer)
+    assert chain.counter.count("GET", f"/blobs/{layer}") == 4
 
 
 # --------------------------------------------------------------------------------------------
