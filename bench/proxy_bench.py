@@ -32,19 +32,15 @@ from tests.registry.conftest import start_cncf_registry, start_registry_process
 IMAGE = "bench/proxied"
 
 
-def proxy_config(root: Path, remote_url: str) -> str:
-    return (
-        f'[registry]\nbackend = "filesystem"\ndata-root = "{root}/state"\nlog-level = "warning"\n'
-        f'[registry.proxy]\nremote-url = "{remote_url}"\ntag-ttl = 300\n'
-        f'[registries.filesystem]\nroot = "{root}/data"\n'
-    )
-
-
 def plain_config(root: Path) -> str:
     return (
         f'[registry]\nbackend = "filesystem"\ndata-root = "{root}/state"\nlog-level = "warning"\n'
         f'[registries.filesystem]\nroot = "{root}/data"\n'
     )
+
+
+def proxy_config(root: Path, remote_url: str) -> str:
+    return plain_config(root) + f'[registry.proxy]\nremote-url = "{remote_url}"\ntag-ttl = 300\n'
 
 
 def pull_with_fresh_daemon(base: Path, host: str) -> float:

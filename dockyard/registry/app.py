@@ -210,6 +210,44 @@ def _paginate(items: list[str], request: Request, path: str) -> tuple[list[str],
     return page, headers
 
 
+class PipelinedWrites:
+    """Chunks gathered into buffers of :data:`CHUNK_SIZE`, each appended to an upload by a
+    worker thread while the next one is received: the two overlap, since hashing and writing
+    release the GIL."""
+
+    def __init__(self, writer: UploadWriter) -> None:
+        self.writer = writer
+        self._parts: list[bytes] = []
+        self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    async def add(self, chunk: bytes) -> None:
+        # Collected, not concatenated: the worker joins them with a single copy.
+        self._parts.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= CHUNK_SIZE:
+            if self._pending is not None:
+                await self._pending
+            parts, self._parts, self._buffered = self._parts, [], 0
+            self._pending = asyncio.ensure_future(run_in_threadpool(self.writer.write_parts, parts))
+
+    async def flush(self) -> None:
+        """Write what is left, and wait for every write."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._parts:
+            parts, self._parts = self._parts, []
+            await run_in_threadpool(self.writer.write_parts, parts)
+
+    async def settle(self) -> None:
+        """Wait for a write under way, whatever its outcome: never leave one running behind
+        the writer's ``close()``."""
+        if self._pending is not None:
+            with contextlib.suppress(BaseException):
+                await self._pending
+
+
 class _BodyReader:
     """Feeds a request body to an upload writer in large chunks, off the event loop."""
 
@@ -220,11 +258,7 @@ class _BodyReader:
         self.received = 0
 
     async def run(self) -> None:
-        """Receive the next buffer while the previous one is hashed and written: the two
-        overlap, since hashing and writing release the GIL."""
-        parts: list[bytes] = []
-        buffered = 0
-        pending: asyncio.Future[None] | None = None
+        writes = PipelinedWrites(self.writer)
         try:
             async for chunk in self.request.stream():
                 if not chunk:
@@ -234,26 +268,10 @@ class _BodyReader:
                     raise RegistryError(
                         "SIZE_INVALID", message="body is longer than the range it declared"
                     )
-                # Collected, not concatenated: the worker joins them with a single copy.
-                parts.append(chunk)
-                buffered += len(chunk)
-                if buffered >= CHUNK_SIZE:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(
-                        run_in_threadpool(self.writer.write_parts, parts)
-                    )
-                    parts, buffered = [], 0
-            if pending is not None:
-                await pending
-                pending = None
-            if parts:
-                await run_in_threadpool(self.writer.write_parts, parts)
+                await writes.add(chunk)
+            await writes.flush()
         finally:
-            if pending is not None:
-                # Never leave a write running behind the caller's close().
-                with contextlib.suppress(BaseException):
-                    await pending
+            await writes.settle()
 
 
 def _unsatisfiable(size: int) -> RegistryError:

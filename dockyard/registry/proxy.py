@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import ssl
 import time
 import weakref
@@ -53,10 +54,16 @@ from dockyard.distribution.endpoints import Endpoint
 from dockyard.distribution.reference import is_domain
 from dockyard.distribution.remote import MANIFEST_ACCEPT
 from dockyard.distribution.tokens import TokenCache
-from dockyard.registry.app import API_VERSION_HEADERS, Handlers, RegistryApp, blob_headers
+from dockyard.registry.app import (
+    API_VERSION_HEADERS,
+    Handlers,
+    PipelinedWrites,
+    RegistryApp,
+    blob_headers,
+)
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import Digest, check_tag, parse_digest
-from dockyard.registry.store import CHUNK_SIZE, ManifestRecord, RegistryStore
+from dockyard.registry.store import ManifestRecord, RegistryStore
 
 _log = structlog.get_logger("dockyard.registry.proxy")
 
@@ -263,7 +270,8 @@ class BlobFetch:
         )
         try:
             length = response.headers.get("content-length")
-            self.size = int(length) if length and length.isdigit() else None
+            # ASCII digits only (str.isdigit() takes "²").
+            self.size = int(length) if length and re.fullmatch("[0-9]{1,20}", length) else None
             if response.headers.get("content-type", "").startswith("text/html"):
                 raise RemoteUnavailable("the remote answered an HTML page, not the blob")
             self.answered.set()
@@ -276,10 +284,9 @@ class BlobFetch:
         session = await run_in_threadpool(store.start_upload, self.name, self.digest.algorithm)
         try:
             writer = await run_in_threadpool(store.open_upload, session)
+            writes = PipelinedWrites(writer)
             held = b""
-            pending: asyncio.Future[None] | None = None
-            parts: list[bytes] = []
-            buffered = received = 0
+            received = 0
             try:
                 async for chunk in _raw_chunks(response):
                     received += len(chunk)
@@ -290,26 +297,11 @@ class BlobFetch:
                     if held:
                         self._publish(held)
                     held = chunk
-                    parts.append(chunk)
-                    buffered += len(chunk)
-                    if buffered >= CHUNK_SIZE:
-                        # Written while the next chunks arrive (writing releases the GIL).
-                        if pending is not None:
-                            await pending
-                        pending = asyncio.ensure_future(
-                            run_in_threadpool(writer.write_parts, parts)
-                        )
-                        parts, buffered = [], 0
-                if pending is not None:
-                    await pending
-                    pending = None
-                if parts:
-                    await run_in_threadpool(writer.write_parts, parts)
+                    await writes.add(chunk)
+                await writes.flush()
             except BaseException:
                 writer.failed = True
-                if pending is not None:
-                    with contextlib.suppress(BaseException):
-                        await pending
+                await writes.settle()
                 raise
             finally:
                 await run_in_threadpool(writer.close)
