@@ -335,6 +335,7 @@ def _kind(value: Any) -> str:
 def render_table(instance: Any, header: str | None) -> str:
     """One TOML table with each key's help as a comment above it."""
     lines = [f"[{header}]"] if header else []
+    hints = typing.get_type_hints(type(instance))
     for field in attrs.fields(type(instance)):
         value = getattr(instance, field.name)
         if field.name in _NOT_KEYS:
@@ -345,8 +346,14 @@ def render_table(instance: Any, header: str | None) -> str:
             suffix = f" ({' | '.join(choices)})" if choices else ""
             lines.append(f"# {help_text}{suffix}")
         key = field.name.replace("_", "-")
-        # TOML has no null: a key whose default is "unset" is shown commented out.
-        lines.append(f"# {key} =" if value is None else f"{key} = {toml_value(value)}")
+        if value is None:
+            # TOML has no null: a key whose default is "unset" is shown commented out, an
+            # optional table with its own keys' defaults.
+            table_class = _table_class(hints[field.name])
+            example = f" {toml_value(table_class())}" if table_class is not None else ""
+            lines.append(f"# {key} ={example}")
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

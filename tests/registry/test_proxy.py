@@ -17,7 +17,7 @@ import attrs
 import pytest
 import requests
 
-from dockyard.core.config import ProxyConfig, parse_config
+from dockyard.core.config import ProxyConfig, RegistryConfig, parse_config, render_table, toml_value
 from dockyard.core.errors import ConfigError
 from dockyard.plugins.auth.htpasswd import HtpasswdAuth, HtpasswdConfig
 from dockyard.plugins.registries.filesystem import FilesystemBackend
@@ -149,6 +149,11 @@ def test_the_proxy_table_is_read_and_unknown_keys_are_refused_by_name():
     assert parse_config('[registry.proxy]\nremote-url = "http://h"\n', "t").registry.proxy == (
         ProxyConfig("http://h")
     )
+    # `dockyard config default` shows the table commented out; what it writes reads back.
+    shown = render_table(RegistryConfig(), "registry")
+    assert '# proxy = { remote-url = "", username = "", password = "", tag-ttl = 300 }' in shown
+    written = f"[registry]\nproxy = {toml_value(config.registry.proxy)}\n"
+    assert parse_config(written, "t").registry.proxy == config.registry.proxy
     with pytest.raises(ConfigError, match=r"unknown key 'registry\.proxy\.ttl'.*tag-ttl"):
         parse_config('[registry]\nproxy = { remote-url = "http://h", ttl = 5 }\n', "t")
     with pytest.raises(ConfigError, match=r"'registry\.proxy\.tag-ttl' must be an integer"):
