@@ -140,16 +140,15 @@ class Remote:
     ) -> httpx.Response:
         """``method`` on ``/v2/{name}/{path}`` with pull rights on ``name``; a 2xx answer or
         :class:`RemoteNotFound` or :class:`RemoteUnavailable`."""
-        client = await self.client()
-        scopes = [f"repository:{name}:pull"]
         url = f"/v2/{name}/{path}"
-        try:
+        response = await self._send(method, name, url, headers, stream)
+        if response.status_code == 401:
+            # Its challenges may have changed since the ping (auth turned on, another token
+            # server): learn them again, and try once more.
             if stream:
-                response = await client.stream(method, url, scopes=scopes, headers=headers)
-            else:
-                response = await client.request(method, url, scopes=scopes, headers=headers)
-        except remote_errors.RegistryError as exc:
-            raise RemoteUnavailable(str(exc)) from None
+                await response.aclose()
+            self._pinged = False
+            response = await self._send(method, name, url, headers, stream)
         if 200 <= response.status_code < 300:
             return response
         if stream:
@@ -157,6 +156,18 @@ class Remote:
         if response.status_code == 404:
             raise RemoteNotFound()
         raise RemoteUnavailable(f"{method} {url}: the remote answered {response.status_code}")
+
+    async def _send(
+        self, method: str, name: str, url: str, headers: dict[str, str], stream: bool
+    ) -> httpx.Response:
+        client = await self.client()
+        scopes = [f"repository:{name}:pull"]
+        try:
+            if stream:
+                return await client.stream(method, url, scopes=scopes, headers=headers)
+            return await client.request(method, url, scopes=scopes, headers=headers)
+        except remote_errors.RegistryError as exc:
+            raise RemoteUnavailable(str(exc)) from None
 
     async def manifest_digest(self, name: str, reference: str) -> str | None:
         """What ``HEAD`` of the manifest names as its digest (``None``: no header)."""

@@ -449,6 +449,26 @@ def test_a_remote_asking_for_tokens_is_reached_with_the_configured_credentials(t
         server.stop()
 
 
+def test_a_remote_that_starts_asking_for_tokens_is_answered_with_them(tmp_path):
+    """The proxy pinged an anonymous remote; once the remote wants tokens, its first 401 makes
+    the proxy learn the new challenge and ask again, with the configured credentials."""
+    server = TokenServer({TOKEN_USER: TOKEN_PASSWORD}, service=SERVICE).start()
+    chain = make_chain(tmp_path, username=TOKEN_USER, password=TOKEN_PASSWORD)
+    try:
+        first, second = busybox_image(), busybox_image(extra=1)
+        push(chain.remote.url, NAME, "1", first)
+        push(chain.remote.url, NAME, "2", second)
+        assert manifest_of(chain, "1").content == first.manifest
+        chain.counter.app.state.registry.gatekeeper.provider = TokenProvider(server)
+        assert requests.get(f"{chain.remote.url}/v2/", timeout=30).status_code == 401
+        assert manifest_of(chain, "2").content == second.manifest
+        assert {r.basic_user for r in server.requests} == {TOKEN_USER}
+    finally:
+        chain.proxy.stop()
+        chain.remote.stop()
+        server.stop()
+
+
 def test_the_proxys_own_auth_still_applies_to_its_clients(tmp_path):
     htpasswd = htpasswd_file(tmp_path / "htpasswd", {"alice": "secret"})
     provider = HtpasswdAuth(HtpasswdConfig(path=str(htpasswd), realm="proxy"))
