@@ -407,7 +407,7 @@ class PullThroughCache:
                 named = await self.remote.manifest_digest(name, tag)
                 if local is None or named is None or named != str(local.digest):
                     data, content_type, named = await self.remote.manifest(name, tag)
-                    expected = parse_digest(named) if named else None
+                    expected = _remote_digest(named) if named else None
                     await self._store_manifest(store, name, tag, data, content_type, expected)
             except RemoteNotFound:
                 self._checked.pop(key, None)
@@ -442,9 +442,16 @@ class PullThroughCache:
                     f"the manifest for {reference} does not match its digest {expected}"
                 )
             )
-        await run_in_threadpool(
-            store.put_manifest, name, reference, data, content_type, [], check_references=False
-        )
+        try:
+            await run_in_threadpool(
+                store.put_manifest, name, reference, data, content_type, [], check_references=False
+            )
+        except RegistryError as exc:
+            # A manifest we would refuse from a client (not JSON, schema 1, an unknown media
+            # type): the remote's fault, not the client's.
+            raise _bad_gateway(
+                RemoteUnavailable(f"its manifest for {reference} cannot be kept: {exc.message}")
+            ) from None
 
     # ------------------------------------------------------------------ blobs
 
@@ -467,6 +474,15 @@ class PullThroughCache:
 
         task.add_done_callback(forget)
         return fetch, True
+
+
+def _remote_digest(text: str) -> Digest:
+    try:
+        return parse_digest(text)
+    except RegistryError:
+        raise _bad_gateway(
+            RemoteUnavailable(f"it named a digest we cannot check: {text[:100]!r}")
+        ) from None
 
 
 def _local_manifest(store: RegistryStore, name: str, reference: str) -> ManifestRecord | None:

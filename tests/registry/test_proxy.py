@@ -28,7 +28,15 @@ from dockyard.registry.store import RegistryStore
 from dockyard.testing.images import layer_tar, sha256
 from tests.core.test_tls import SERVER_NAMES, make_ca, make_signed
 from tests.distribution.conftest import SERVICE, TOKEN_PASSWORD, TOKEN_USER, TokenProvider
-from tests.distribution.images import DOCKER_MANIFEST, BuiltImage, build_image, busybox_image, push
+from tests.distribution.images import (
+    DOCKER_MANIFEST,
+    BuiltImage,
+    Served,
+    StubRegistry,
+    build_image,
+    busybox_image,
+    push,
+)
 from tests.distribution.tokenserver import TokenServer
 from tests.registry.conftest import ThreadedRegistry, htpasswd_file, serve_in_thread
 
@@ -343,6 +351,22 @@ def test_a_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_stored(
     assert chain.get(f"/v2/{NAME}/blobs/{layer}").content == image.blobs[0]
     assert stored_blob(chain.proxy_store, layer)
     assert chain.counter.count("GET", f"/blobs/{layer}") == 4
+
+
+def test_a_manifest_the_registry_would_refuse_is_a_502_and_not_kept(tmp_path):
+    stub = StubRegistry()
+    cache = PullThroughCache(ProxyConfig(remote_url=stub.url))
+    proxy = serve_in_thread(RegistryStore(FilesystemBackend(tmp_path / "proxy")), proxy=cache)
+    try:
+        stub.routes[f"/v2/{NAME}/manifests/1"] = Served(b"not json", DOCKER_MANIFEST)
+        stub.routes[f"/v2/{NAME}/manifests/2"] = Served(b"{}", DOCKER_MANIFEST, "md5:abc")
+        for tag, words in (("1", "cannot be kept"), ("2", "cannot check")):
+            reply = requests.get(f"{proxy.url}/v2/{NAME}/manifests/{tag}", timeout=30)
+            assert reply.status_code == 502 and words in reply.text, reply.text
+        assert proxy.store.tags(NAME) == []
+    finally:
+        proxy.stop()
+        stub.stop()
 
 
 # --------------------------------------------------------------------------------------------
