@@ -113,6 +113,20 @@ class DaemonConfig:
 
 
 @attrs.frozen
+class ProxyConfig:
+    """``[registry] proxy = { ... }``: serve a remote registry's content as a pull-through cache."""
+
+    remote_url: str = option("", "the remote registry: http://HOST[:PORT] or https://HOST[:PORT]")
+    username: str = option("", "user name at the remote registry; empty: anonymous")
+    password: str = attrs.field(
+        default="", repr=False, metadata={"help": "password at the remote registry", "choices": ()}
+    )
+    tag_ttl: int = option(
+        300, "seconds a tag's resolution is trusted before asking the remote again"
+    )
+
+
+@attrs.frozen
 class RegistryConfig:
     listen: str = option("127.0.0.1:5000", "address the registry serves on")
     backend: str = option("filesystem", "registry storage backend by name")
@@ -136,6 +150,9 @@ class RegistryConfig:
         3600, "seconds a newly written blob or manifest is safe from gc, referenced or not"
     )
     gc_delete_untagged: bool = option(False, "gc also deletes manifests that no tag reaches")
+    proxy: ProxyConfig | None = option(
+        None, "a table: serve as a pull-through cache of a remote registry (pushes are refused)"
+    )
 
 
 @attrs.frozen
@@ -231,8 +248,26 @@ def decode(
             raise ConfigError(
                 f"{source}: unknown key '{qualified}'{hint}; allowed keys: {allowed_text}"
             )
-        values[name] = _check_type(value, hints[name], fields[name], qualified, source)
+        table_class = _table_class(hints[name])
+        if table_class is not None:
+            _expect_table(value, qualified, source)
+            values[name] = decode(table_class, value, qualified, source)
+        else:
+            values[name] = _check_type(value, hints[name], fields[name], qualified, source)
     return cls(**values)
+
+
+def _table_class(hint: Any) -> type | None:
+    """The attrs class a key's value is decoded into (``ProxyConfig | None``), if any."""
+    arms = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (types.UnionType, typing.Union)
+        else (hint,)
+    )
+    for arm in arms:
+        if isinstance(arm, type) and attrs.has(arm):
+            return arm
+    return None
 
 
 def _check_type(value: Any, hint: Any, field: Any, qualified: str, source: str) -> Any:
@@ -300,6 +335,7 @@ def _kind(value: Any) -> str:
 def render_table(instance: Any, header: str | None) -> str:
     """One TOML table with each key's help as a comment above it."""
     lines = [f"[{header}]"] if header else []
+    hints = typing.get_type_hints(type(instance))
     for field in attrs.fields(type(instance)):
         value = getattr(instance, field.name)
         if field.name in _NOT_KEYS:
@@ -310,8 +346,14 @@ def render_table(instance: Any, header: str | None) -> str:
             suffix = f" ({' | '.join(choices)})" if choices else ""
             lines.append(f"# {help_text}{suffix}")
         key = field.name.replace("_", "-")
-        # TOML has no null: a key whose default is "unset" is shown commented out.
-        lines.append(f"# {key} =" if value is None else f"{key} = {toml_value(value)}")
+        if value is None:
+            # TOML has no null: a key whose default is "unset" is shown commented out, an
+            # optional table with its own keys' defaults.
+            table_class = _table_class(hints[field.name])
+            example = f" {toml_value(table_class())}" if table_class is not None else ""
+            lines.append(f"# {key} ={example}")
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -327,4 +369,7 @@ def toml_value(value: Any) -> str:
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
         return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
+    if attrs.has(type(value)):
+        keys = {f.name.replace("_", "-"): getattr(value, f.name) for f in attrs.fields(type(value))}
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in keys.items()) + " }"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")

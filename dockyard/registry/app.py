@@ -2,6 +2,10 @@
 
 Handlers are async; every backend call runs in a worker thread (``run_in_threadpool``), and
 request and response bodies stream through in bounded chunks, hashed as they pass.
+
+:class:`Handlers` answers from the store. Its read paths (``serve_manifest``, ``serve_blob``,
+``serve_tags``) run once the caller is authorized, and ``admit`` sees every request first: the
+seams :class:`~.proxy.ProxyHandlers` overrides to make the registry a pull-through cache.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import re
 import weakref
 from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import attrs
@@ -33,6 +38,9 @@ from dockyard.registry.manifests import accepts, is_media_type
 from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
 from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
+
+if TYPE_CHECKING:
+    from dockyard.registry.proxy import PullThroughCache
 
 _log = structlog.get_logger("dockyard.registry")
 
@@ -202,6 +210,44 @@ def _paginate(items: list[str], request: Request, path: str) -> tuple[list[str],
     return page, headers
 
 
+class PipelinedWrites:
+    """Chunks gathered into buffers of :data:`CHUNK_SIZE`, each appended to an upload by a
+    worker thread while the next one is received: the two overlap, since hashing and writing
+    release the GIL."""
+
+    def __init__(self, writer: UploadWriter) -> None:
+        self.writer = writer
+        self._parts: list[bytes] = []
+        self._buffered = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    async def add(self, chunk: bytes) -> None:
+        # Collected, not concatenated: the worker joins them with a single copy.
+        self._parts.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= CHUNK_SIZE:
+            if self._pending is not None:
+                await self._pending
+            parts, self._parts, self._buffered = self._parts, [], 0
+            self._pending = asyncio.ensure_future(run_in_threadpool(self.writer.write_parts, parts))
+
+    async def flush(self) -> None:
+        """Write what is left, and wait for every write."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        if self._parts:
+            parts, self._parts = self._parts, []
+            await run_in_threadpool(self.writer.write_parts, parts)
+
+    async def settle(self) -> None:
+        """Wait for a write under way, whatever its outcome: never leave one running behind
+        the writer's ``close()``."""
+        if self._pending is not None:
+            with contextlib.suppress(BaseException):
+                await self._pending
+
+
 class _BodyReader:
     """Feeds a request body to an upload writer in large chunks, off the event loop."""
 
@@ -212,11 +258,7 @@ class _BodyReader:
         self.received = 0
 
     async def run(self) -> None:
-        """Receive the next buffer while the previous one is hashed and written: the two
-        overlap, since hashing and writing release the GIL."""
-        parts: list[bytes] = []
-        buffered = 0
-        pending: asyncio.Future[None] | None = None
+        writes = PipelinedWrites(self.writer)
         try:
             async for chunk in self.request.stream():
                 if not chunk:
@@ -226,26 +268,10 @@ class _BodyReader:
                     raise RegistryError(
                         "SIZE_INVALID", message="body is longer than the range it declared"
                     )
-                # Collected, not concatenated: the worker joins them with a single copy.
-                parts.append(chunk)
-                buffered += len(chunk)
-                if buffered >= CHUNK_SIZE:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(
-                        run_in_threadpool(self.writer.write_parts, parts)
-                    )
-                    parts, buffered = [], 0
-            if pending is not None:
-                await pending
-                pending = None
-            if parts:
-                await run_in_threadpool(self.writer.write_parts, parts)
+                await writes.add(chunk)
+            await writes.flush()
         finally:
-            if pending is not None:
-                # Never leave a write running behind the caller's close().
-                with contextlib.suppress(BaseException):
-                    await pending
+            await writes.settle()
 
 
 def _unsatisfiable(size: int) -> RegistryError:
@@ -255,6 +281,18 @@ def _unsatisfiable(size: int) -> RegistryError:
         status=416,
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+def blob_headers(digest: Digest) -> dict[str, str]:
+    """The headers of every answer about a blob's content."""
+    return {
+        **API_VERSION_HEADERS,
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
 
 
 def _parse_blob_range(header: str, size: int) -> tuple[int, int] | None:
@@ -286,6 +324,10 @@ class Handlers:
     async def authorize(self, request: Request, *wanted: Access) -> None:
         await self.state.gatekeeper.check(request, wanted)
 
+    async def admit(self, request: Request) -> None:
+        """Called for every request before it is routed: a subclass may refuse it outright
+        (the pull-through cache refuses every write)."""
+
     # ------------------------------------------------------------------ base and catalog
 
     async def base(self, request: Request) -> Response:
@@ -307,15 +349,12 @@ class Handlers:
             await run_in_threadpool(self.store.unlink_blob, name, digest)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_blob(request, name, digest)
+
+    async def serve_blob(self, request: Request, name: str, digest: Digest) -> Response:
+        """``GET`` or ``HEAD`` of a blob the caller may pull, from the store."""
         size = await run_in_threadpool(self.store.repository_blob_size, name, digest)
-        headers = {
-            **API_VERSION_HEADERS,
-            "Docker-Content-Digest": str(digest),
-            "Content-Type": "application/octet-stream",
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{digest}"',
-            "Cache-Control": "max-age=31536000",
-        }
+        headers = blob_headers(digest)
         if request.method == "HEAD":
             return Response(status_code=200, headers={**headers, "Content-Length": str(size)})
         redirect = await run_in_threadpool(self.store.blob_redirect, digest)
@@ -509,6 +548,10 @@ class Handlers:
             await run_in_threadpool(self.store.delete_manifest, name, reference)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_manifest(request, name, reference)
+
+    async def serve_manifest(self, request: Request, name: str, reference: str) -> Response:
+        """``GET`` or ``HEAD`` of a manifest the caller may pull, from the store."""
         record, body = await run_in_threadpool(self.store.get_manifest, name, reference)
         accept = ", ".join(request.headers.getlist("accept"))
         if record.media_type in INDEXES and not accepts(accept, record.media_type):
@@ -525,7 +568,7 @@ class Handlers:
             "ETag": f'"{record.digest}"',
             "Content-Length": str(len(body)),
         }
-        if method == "HEAD":
+        if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
         return Response(body, status_code=200, headers=headers)
 
@@ -568,6 +611,10 @@ class Handlers:
 
     async def tags(self, request: Request, name: str) -> Response:
         await self.authorize(request, Access("repository", name, ("pull",)))
+        return await self.serve_tags(request, name)
+
+    async def serve_tags(self, request: Request, name: str) -> Response:
+        """The tags of a repository the caller may pull, from the store."""
 
         def load() -> list[str] | None:
             if not self.store.repository_exists(name):
@@ -604,6 +651,7 @@ class Handlers:
 
 
 async def _dispatch(handlers: Handlers, request: Request) -> Response:
+    await handlers.admit(request)
     path = request.url.path
     if path in ("/v2", "/v2/"):
         if request.method not in ("GET", "HEAD"):
@@ -646,8 +694,12 @@ def create_registry_app(
     extra_routes: list[BaseRoute] | None = None,
     failures: RateLimiter | None = None,
     auth_nonblocking: bool = False,
+    proxy: PullThroughCache | None = None,
 ) -> Starlette:
     """The registry's ASGI app; ``extra_routes`` (the token endpoint, plugins') come after.
+
+    With ``proxy`` the registry is a pull-through cache of a remote registry: its handlers
+    are :class:`~.proxy.ProxyHandlers`, which fill the store from the remote and refuse writes.
 
     ``failures`` limits failed logins per address and user; pass the token endpoint's limiter
     so that guesses count the same wherever they are made. ``auth_nonblocking``: the provider
@@ -655,7 +707,8 @@ def create_registry_app(
     """
     if failures is None:
         failures = RateLimiter.minutely(RegistryConfig().auth_failures_per_minute)
-    handlers = Handlers(RegistryApp(store, Gatekeeper(auth, failures, auth_nonblocking)))
+    state = RegistryApp(store, Gatekeeper(auth, failures, auth_nonblocking))
+    handlers = Handlers(state) if proxy is None else proxy.handlers(state)
 
     async def endpoint(request: Request) -> Response:
         try:

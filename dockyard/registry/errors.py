@@ -20,6 +20,9 @@ DEFAULT_STATUS = {
     "DENIED": 403,
     "UNSUPPORTED": 405,
     "TOOMANYREQUESTS": 429,
+    # Not in the spec's table; the CNCF registry's code for a failure that is not the client's
+    # (a pull-through cache whose remote fails answers it with 502).
+    "UNKNOWN": 500,
 }
 
 MESSAGES = {
@@ -37,6 +40,7 @@ MESSAGES = {
     "DENIED": "requested access to the resource is denied",
     "UNSUPPORTED": "the operation is unsupported",
     "TOOMANYREQUESTS": "too many requests",
+    "UNKNOWN": "unknown error",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,11 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
 
     config = apply_overrides(load_config(config_path), listen, root)
     configure_logging(config.registry.log_level, "json", program="registry")
+    proxy = None
+    if config.registry.proxy is not None:
+        from dockyard.registry.proxy import PullThroughCache
+
+        proxy = PullThroughCache(config.registry.proxy)  # a bad remote-url stops us here
     runtime = build_runtime(config)
     plugins, service = runtime.plugins, runtime.service
     auth = service.drivers.get(DriverKind.AUTH)
@@ -131,11 +137,21 @@ def run_registry_command(config_path: str | None, listen: str | None, root: str 
         extra_routes=extra_routes,
         failures=failures,
         auth_nonblocking=NONBLOCKING in plugins.selected_capabilities(DriverKind.AUTH),
+        proxy=proxy,
     )
-    _serve(config, plugins, service, app, "registry ready")
+    _serve(config, plugins, service, app, "registry ready", proxy.remote.close if proxy else None)
 
 
-def _serve(config: Config, plugins: PluginHost, service: Service, app: Any, ready: str) -> None:
+def _serve(
+    config: Config,
+    plugins: PluginHost,
+    service: Service,
+    app: Any,
+    ready: str,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``app`` until SIGTERM; ``on_stop`` runs after the last request (closing the
+    proxy's connections to its remote)."""
     from dockyard.core.server import RequestLogMiddleware, serve
 
     logged_app = RequestLogMiddleware(app)
@@ -149,9 +165,12 @@ def _serve(config: Config, plugins: PluginHost, service: Service, app: Any, read
             backend=plugins.selected(DriverKind.REGISTRY_BACKEND),
             auth=plugins.selected(DriverKind.AUTH),
             config=config.source,
+            **({"proxy": config.registry.proxy.remote_url} if config.registry.proxy else {}),
         )
 
     async def shutdown() -> None:
+        if on_stop is not None:
+            await on_stop()
         # Each plugin's shutdown runs even when another one's fails (and is logged).
         for plugin, exc in plugins.call_each("dockyard_shutdown", service=service):
             _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)

@@ -475,9 +475,18 @@ class RegistryStore:
         return missing
 
     def put_manifest(
-        self, name: str, reference: str, body: bytes, content_type: str, extra_tags: list[str]
+        self,
+        name: str,
+        reference: str,
+        body: bytes,
+        content_type: str,
+        extra_tags: list[str],
+        check_references: bool = True,
     ) -> PutManifestResult:
-        """Store a pushed manifest under its digest and tags, after validating it."""
+        """Store a pushed manifest under its digest and tags, after validating it.
+
+        ``check_references=False`` stores it before what it references (a pull-through cache
+        holds a manifest whose blobs it fetches only when a client asks for them)."""
         if ":" in reference:
             given = parse_digest(reference)
             digest = Digest.of(body, given.algorithm)
@@ -490,7 +499,7 @@ class RegistryStore:
             digest = Digest.of(body)
             tags = [check_tag(reference), *(check_tag(t) for t in extra_tags)]
         info = parse_manifest(body, content_type)
-        missing = self._missing_references(name, info)
+        missing = self._missing_references(name, info) if check_references else []
         if missing:
             raise _blob_unknown(missing)
         record = ManifestRecord(digest, info.media_type, len(body))
@@ -512,7 +521,7 @@ class RegistryStore:
                 self.write_bytes(layout.tag_link(name, tag), record_bytes)
                 undo.previous_tags[tag] = previous
             # Visible now; check again in case a gc set a reference aside in between (gc.py).
-            missing = self._missing_references(name, info)
+            missing = self._missing_references(name, info) if check_references else []
             if not self.restore(data_path):
                 missing.append(Descriptor(MediaType(info.media_type), digest, Size(len(body))))
             if missing:

@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -78,8 +79,13 @@ def serve_in_thread(
     auth: object = None,
     failures: RateLimiter | None = None,
     extra_routes: list | None = None,
+    proxy: object = None,
+    wrap: Callable[[Any], Any] | None = None,
 ) -> ThreadedRegistry:
-    app = create_registry_app(store, auth, extra_routes, failures=failures)  # type: ignore[arg-type]
+    """``wrap``: applied to the app (an ASGI middleware that watches the requests, say)."""
+    app = create_registry_app(store, auth, extra_routes, failures=failures, proxy=proxy)  # type: ignore[arg-type]
+    if wrap is not None:
+        app = wrap(app)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls

@@ -202,6 +202,8 @@ def test_s3_redirects_blob_reads_to_presigned_urls(
         ([], '[registry]\nbackend = "nonexistent"\n', "unknown registry backend 'nonexistent'"),
         ([], '[registry]\nmax-blob-size = "big"\n', "max-blob-size"),
         ([], '[registries.s3]\nbucket = ""\n[registry]\nbackend = "s3"\n', "bucket is required"),
+        ([], '[registry]\nproxy = { remote-url = "ftp://h" }\n', "[registry] proxy.remote-url"),
+        ([], '[registry]\nproxy = { remote-url = "http://h", ttl = 1 }\n', "'registry.proxy.ttl'"),
     ],
 )
 def test_bad_setup_is_one_clear_line(tmp_path, flags, config, message):
