@@ -39,9 +39,10 @@ import weakref
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 import structlog
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -187,13 +188,37 @@ class Remote:
 _MANIFEST_HEADERS = {"Accept": MANIFEST_ACCEPT}
 
 
+#: How far (in bytes) the client streaming a fetch may fall behind the remote before it is
+#: switched to reading the rest from the store once the fetch is done: the fetch never waits
+#: for a client, and no client makes the registry hold a large blob in memory.
+MAX_BEHIND = 32 * 1024 * 1024
+
+
+class _FellBehind:
+    """Put on a subscriber's queue instead of the chunks it can no longer keep up with."""
+
+
+_FELL_BEHIND = _FellBehind()
+
+_Item = bytes | BaseException | _FellBehind | None
+
+
+@attrs.define
+class Subscriber:
+    """A client streaming a fetch: its queue of chunks and how much of them it has not read."""
+
+    queue: asyncio.Queue[_Item] = attrs.field(factory=asyncio.Queue)
+    queued: int = 0
+    behind: bool = False
+
+
 class BlobFetch:
     """One blob on its way from the remote into the store, run as a task of its own.
 
-    Subscribers (the client that started the fetch) get the chunks on an unbounded queue: the
-    fetch never waits for a client, so a client slower than the remote holds what it has not
-    read yet in memory, at most the blob. The last chunk is held back until the digest is
-    checked, so that a client never receives a whole blob that does not match it.
+    Subscribers (the client that started the fetch) get the chunks as they arrive. The fetch
+    never waits for a client: one that falls :data:`MAX_BEHIND` bytes behind gets the rest from
+    the store once the blob is in it. The last chunk is held back until the digest is checked,
+    so that a client never receives a whole blob that does not match it.
     """
 
     def __init__(self, store: RegistryStore, remote: Remote, name: str, digest: Digest) -> None:
@@ -206,34 +231,49 @@ class BlobFetch:
         self.answered = asyncio.Event()
         self.finished = asyncio.Event()
         self.error: BaseException | None = None
-        self._queues: list[asyncio.Queue[bytes | BaseException | None]] = []
+        self._subscribers: list[Subscriber] = []
 
-    def subscribe(self) -> asyncio.Queue[bytes | BaseException | None]:
-        """A queue of the chunks to come: call before the task runs to see them all."""
-        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        self._queues.append(queue)
-        return queue
+    def subscribe(self) -> Subscriber:
+        """A subscriber to the chunks to come: call before the task runs to see them all."""
+        subscriber = Subscriber()
+        self._subscribers.append(subscriber)
+        return subscriber
 
-    def unsubscribe(self, queue: asyncio.Queue[bytes | BaseException | None]) -> None:
+    def unsubscribe(self, subscriber: Subscriber) -> None:
         with contextlib.suppress(ValueError):
-            self._queues.remove(queue)
+            self._subscribers.remove(subscriber)
 
     def _publish(self, item: bytes | BaseException | None) -> None:
-        for queue in self._queues:
-            queue.put_nowait(item)
+        for subscriber in self._subscribers:
+            if subscriber.behind:
+                continue  # it waits for the fetch to finish, whatever the end
+            if isinstance(item, bytes):
+                if subscriber.queued + len(item) > MAX_BEHIND:
+                    subscriber.behind = True
+                    subscriber.queue.put_nowait(_FELL_BEHIND)
+                    continue
+                subscriber.queued += len(item)
+            subscriber.queue.put_nowait(item)
 
-    async def chunks(
-        self, queue: asyncio.Queue[bytes | BaseException | None]
-    ) -> AsyncIterator[bytes]:
+    async def chunks(self, subscriber: Subscriber) -> AsyncIterator[bytes]:
         """The subscriber's chunks; the fetch's failure ends them with an error, which cuts
         the connection of a response already under way."""
+        sent = 0
         try:
-            while (item := await queue.get()) is not None:
+            while (item := await subscriber.queue.get()) is not None:
+                if isinstance(item, _FellBehind):
+                    await self.wait()
+                    rest = await run_in_threadpool(self.store.read_blob, self.digest, sent, None)
+                    async for chunk in iterate_in_threadpool(rest):
+                        yield chunk
+                    return
                 if isinstance(item, BaseException):
                     raise item
+                subscriber.queued -= len(item)
+                sent += len(item)
                 yield item
         finally:
-            self.unsubscribe(queue)
+            self.unsubscribe(subscriber)
 
     async def wait(self) -> None:
         """Until the blob is in the store; the fetch's failure as a registry error."""
@@ -534,16 +574,16 @@ class ProxyHandlers(Handlers):
             if fetch.name != name and not await self._have_blob(name, digest):
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": str(digest)})
             return await super().serve_blob(request, name, digest)
-        queue = fetch.subscribe()
+        subscriber = fetch.subscribe()
         try:
             size = await fetch.answer()
         except BaseException:
-            fetch.unsubscribe(queue)
+            fetch.unsubscribe(subscriber)
             raise
         headers = blob_headers(digest)
         if size is not None:
             headers["Content-Length"] = str(size)
-        return StreamingResponse(fetch.chunks(queue), headers=headers)
+        return StreamingResponse(fetch.chunks(subscriber), headers=headers)
 
     async def _have_blob(self, name: str, digest: Digest) -> bool:
         """Whether the store holds the blob for ``name``. Held for another repository only, it

@@ -22,6 +22,7 @@ from dockyard.core.errors import ConfigError
 from dockyard.plugins.auth.htpasswd import HtpasswdAuth, HtpasswdConfig
 from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry import layout
+from dockyard.registry import proxy as proxy_module
 from dockyard.registry.names import parse_digest
 from dockyard.registry.proxy import PullThroughCache
 from dockyard.registry.store import RegistryStore
@@ -273,6 +274,36 @@ def test_the_first_client_gets_the_bytes_as_they_arrive(chain):
         release.set()
         rest = b"".join(got.iter_content(1 << 16))
     assert first + rest == image.blobs[0]
+
+
+def test_a_client_that_falls_behind_gets_the_rest_from_the_store(chain, monkeypatch):
+    """The fetch does not wait for a slow client, and the registry does not queue a whole blob
+    in memory for it: past the limit, the client reads the rest from the store."""
+    monkeypatch.setattr(proxy_module, "MAX_BEHIND", 256 << 10)
+    image = random_image(16 << 20)  # more than loopback's socket buffers hold
+    push(chain.remote.url, NAME, "1", image)
+    layer = sha256(image.blobs[0])
+    read_from = []
+    read_blob = chain.proxy_store.read_blob
+
+    def recording_read_blob(digest, offset=0, length=None):
+        read_from.append(offset)
+        return read_blob(digest, offset, length)
+
+    monkeypatch.setattr(chain.proxy_store, "read_blob", recording_read_blob)
+    with requests.get(f"{chain.proxy.url}/v2/{NAME}/blobs/{layer}", stream=True, timeout=30) as got:
+        received = got.raw.read(1)
+        deadline = time.monotonic() + 20
+        while not stored_blob(chain.proxy_store, layer):  # the fetch finishes without us
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        received += got.raw.read()
+    assert received == image.blobs[0]
+    assert chain.counter.count("GET", f"/blobs/{layer}") == 1
+    # It had at most the limit (and what the sockets buffer) from memory; the rest came from
+    # the store.
+    (offset,) = read_from
+    assert 0 < offset < 12 << 20
 
 
 def test_a_client_that_goes_away_does_not_stop_the_fetch_others_wait_for(chain):
