@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,9 +30,24 @@ PLUGIN_DISTS = ROOT / "tests" / "plugins"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port a server the test starts can listen on, on any address.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out (bind to port 0)
+    can be taken, before the server binds it, as the local port of any outgoing connection on
+    the machine, which makes the server's bind fail now and then.
+    """
+    low, _high = (
+        int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

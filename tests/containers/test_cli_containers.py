@@ -667,7 +667,8 @@ def test_exec_in_a_stopped_container_is_refused(cli, container_names):
 
 def test_attach_follows_output_and_returns_the_exit_status(cli, container_names):
     name = container_names()
-    ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "sleep 0.7; echo late; exit 6"))
+    # Attach shows only what comes after it: the sleep gives a loaded machine time to start it.
+    ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "sleep 2; echo late; exit 6"))
     result = cli("attach", name)
     assert (result.returncode, result.stdout) == (6, "late\n"), result.stderr
     stopped = cli("attach", name)

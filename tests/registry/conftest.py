@@ -26,12 +26,7 @@ from dockyard.plugins.registries.filesystem import FilesystemBackend
 from dockyard.registry.app import create_registry_app
 from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import Limits, RegistryStore
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import free_port
 
 
 def wait_for_port(
