@@ -197,7 +197,7 @@ class RemoteRepository:
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
         response = await self.client.stream("GET", path, scopes=self.scopes, headers=headers)
         try:
-            data = await _read_bounded(response, MAX_MANIFEST_SIZE)
+            data = await read_bounded(response, MAX_MANIFEST_SIZE)
         finally:
             await response.aclose()
         if response.status_code == 404:
@@ -301,7 +301,7 @@ class RemoteRepository:
         raise error
 
 
-async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+async def read_bounded(response: httpx.Response, limit: int) -> bytes | None:
     """A streamed response's body, or ``None`` as soon as it is more than ``limit`` bytes:
     one whose ``Content-Length`` says so is not read at all, and one that does not say is
     read no further than the limit (and a chunk)."""

@@ -53,7 +53,7 @@ from dockyard.distribution.client import RegistryClient
 from dockyard.distribution.credentials import Credentials
 from dockyard.distribution.endpoints import Endpoint
 from dockyard.distribution.reference import is_domain
-from dockyard.distribution.remote import MANIFEST_ACCEPT
+from dockyard.distribution.remote import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, read_bounded
 from dockyard.distribution.tokens import TokenCache
 from dockyard.registry.app import (
     API_VERSION_HEADERS,
@@ -176,10 +176,25 @@ class Remote:
         return response.headers.get("docker-content-digest")
 
     async def manifest(self, name: str, reference: str) -> tuple[bytes, str, str | None]:
-        """The manifest's bytes, its content type and the digest the remote names."""
-        response = await self.send("GET", name, f"manifests/{reference}", _MANIFEST_HEADERS)
+        """The manifest's bytes, its content type and the digest the remote names. Streamed,
+        so that a remote sending an endless one is cut off at the limit."""
+        response = await self.send(
+            "GET",
+            name,
+            f"manifests/{reference}",
+            {**_MANIFEST_HEADERS, "Accept-Encoding": "identity"},
+            stream=True,
+        )
+        try:
+            data = await read_bounded(response, MAX_MANIFEST_SIZE)
+        except remote_errors.RegistryError as exc:
+            raise RemoteUnavailable(str(exc)) from None
+        finally:
+            await response.aclose()
+        if data is None:
+            raise RemoteUnavailable(f"the manifest is larger than {MAX_MANIFEST_SIZE} bytes")
         return (
-            response.content,
+            data,
             response.headers.get("content-type", ""),
             response.headers.get("docker-content-digest"),
         )

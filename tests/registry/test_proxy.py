@@ -391,7 +391,9 @@ def test_a_manifest_the_registry_would_refuse_is_a_502_and_not_kept(tmp_path):
     try:
         stub.routes[f"/v2/{NAME}/manifests/1"] = Served(b"not json", DOCKER_MANIFEST)
         stub.routes[f"/v2/{NAME}/manifests/2"] = Served(b"{}", DOCKER_MANIFEST, "md5:abc")
-        for tag, words in (("1", "cannot be kept"), ("2", "cannot check")):
+        huge = b" " * (8 << 20) + b"{}"  # read no further than the limit
+        stub.routes[f"/v2/{NAME}/manifests/3"] = Served(huge, DOCKER_MANIFEST)
+        for tag, words in (("1", "cannot be kept"), ("2", "cannot check"), ("3", "larger than")):
             reply = requests.get(f"{proxy.url}/v2/{NAME}/manifests/{tag}", timeout=30)
             assert reply.status_code == 502 and words in reply.text, reply.text
         assert proxy.store.tags(NAME) == []
