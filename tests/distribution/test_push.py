@@ -119,6 +119,7 @@ def test_push_sends_layers_config_and_manifest_and_reports_as_dockerd(daemon, re
             descriptor["digest"],
         )
         assert "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest() == diff_id
+        assert blob[8] == 0  # gzip's XFL: neither the fastest level nor the best, dockerd's 6
 
 
 def test_a_second_push_sends_nothing_but_the_manifest(daemon, registry):
