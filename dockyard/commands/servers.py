@@ -57,6 +57,7 @@ DAEMON_FLAGS = (
     "registry-mirrors",
     "push-compression",
     "max-upload-attempts",
+    "max-concurrent-uploads",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {

@@ -110,6 +110,9 @@ class DaemonConfig:
     max_upload_attempts: int = option(
         5, "tries at each layer of a push, waiting 5 s more after each failure, as dockerd's"
     )
+    max_concurrent_uploads: int = option(
+        5, "layers a push compresses and uploads at the same time, as dockerd's"
+    )
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ Failures are :class:`~dockyard.distribution.errors.RegistryError` with dockerd's
 from __future__ import annotations
 
 import base64
+import functools
 import ssl
 from collections.abc import AsyncIterable, Mapping, Sequence
 from types import TracebackType
@@ -45,6 +46,15 @@ DEFAULT_TIMEOUT = 15.0
 _V2_VERSION = "registry/2.0"
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """httpx's default TLS (its CA bundle), for a plain-HTTP endpoint's redirects to HTTPS:
+    built once per process, for building it costs 30 to 80 ms, and a push or pull opens a
+    client or two. A context serves any number of connections. Not from the environment's
+    SSL_CERT_FILE either, as the client's ``trust_env=False`` says."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class RegistryClient:
     """Requests to ``endpoint`` as ``credentials``; use as an async context manager.
 
@@ -73,7 +83,7 @@ class RegistryClient:
         #: The refresh token a token server handed out for these credentials, if any.
         self.refresh_token = ""
         self.http = httpx.AsyncClient(
-            verify=tls if tls is not None else True,
+            verify=tls if tls is not None else default_tls(),
             timeout=timeout,
             headers={"User-Agent": user_agent},
             # No proxies or .netrc from the daemon's environment: credentials go where the

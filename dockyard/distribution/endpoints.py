@@ -17,6 +17,7 @@ from a worker thread.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -92,6 +93,16 @@ def _split_host(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
+@functools.cache
+def unverified_tls() -> ssl.SSLContext:
+    """TLS that checks nothing, for insecure registries: the same every time, so built once
+    (30 ms or more of loading CAs that are never used otherwise, on every connect)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class EndpointPolicy:
     """``insecure-registries`` and ``registry-certs-dir``, checked once at start-up."""
 
@@ -154,10 +165,7 @@ class EndpointPolicy:
         """TLS for an ``https`` endpoint: the system's CAs and the host's certificate files, or
         no checks at all for an insecure registry."""
         if not endpoint.verify:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
+            return unverified_tls()
         context = ssl.create_default_context()
         directory = self.certs_dir / endpoint.host if self.certs_dir else None
         if directory is None or not directory.is_dir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -119,6 +120,7 @@ def test_push_sends_layers_config_and_manifest_and_reports_as_dockerd(daemon, re
             descriptor["digest"],
         )
         assert "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest() == diff_id
+        assert blob[8] == 0  # gzip's XFL: neither the fastest level nor the best, dockerd's 6
 
 
 def test_a_second_push_sends_nothing_but_the_manifest(daemon, registry):
@@ -333,6 +335,22 @@ def test_a_refused_layer_is_tried_again_then_fails_in_the_registrys_words(tmp_pa
     message = "size invalid: blob exceeds the registry's limit of 4096 bytes"
     assert {"errorDetail": {"message": message}, "error": message} in stream
     assert "aux" not in stream[-1]
+
+
+def test_max_concurrent_uploads_bounds_the_layers_sent_at_once(start_daemon, registry):
+    """One at a time: the layers past the first wait, as dockerd's do, and each is sent only
+    once the one before it (top layer first) was pushed."""
+    daemon = start_daemon(config="[daemon]\nmax-concurrent-uploads = 1\n")
+    name = f"{registry.host}/x/onebyone"
+    layers = [busybox_rootfs(), *(layer_tar({f"f{i}": os.urandom(4096)}) for i in range(2))]
+    load(daemon, [f"{name}:1"], layers)
+    top_first = list(reversed(image_layers(daemon, f"{name}:1")))
+    stream = push(daemon, name, "1")
+    assert [m["id"] for m in stream if m.get("status") == "Waiting"] == top_first[1:]
+    sent = [m["id"] for m in stream if m.get("status") in ("Pushing", "Pushed")]
+    # Each layer's messages in one run, none interleaved with another's.
+    assert [layer for layer, _ in itertools.groupby(sent)] == top_first
+    assert "aux" in stream[-1]
 
 
 def test_a_client_that_goes_away_stops_the_push_and_the_daemon_carries_on(daemon, registry):

@@ -36,6 +36,7 @@ async def push_image(request: Request) -> Response:
     credentials = credentials_of(decode_registry_auth(request.headers.get("x-registry-auth")))
     settings = PushSettings(
         Compression(service.config.daemon.push_compression),
+        concurrency=max(1, service.config.daemon.max_concurrent_uploads),
         attempts=max(1, service.config.daemon.max_upload_attempts),
     )
     assert service.images is not None and service.blob_sources is not None
