@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import bz2
 import enum
-import gzip
 import io
 import lzma
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import zstandard
+from zlib_ng import gzip_ng, zlib_ng
 
 from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter
@@ -41,10 +41,12 @@ _MAGIC = (
 )
 _MAGIC_LENGTH = max(len(magic) for magic, _ in _MAGIC)
 
-_DECODE_ERRORS = (
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     EOFError,
     zlib.error,
+    # zlib-ng's stubs call its error an instance; it is the class of what it raises.
+    cast("type[BaseException]", zlib_ng.error),
     lzma.LZMAError,
     zstandard.ZstdError,
     ValueError,
@@ -92,7 +94,8 @@ def open_decompressed(source: BinaryIO, media_type: str | None = None) -> Binary
     # The decoders are closed through the returned reader, hence no context managers.
     decoded: Any
     if found is Compression.GZIP:
-        decoded = gzip.GzipFile(fileobj=raw, mode="rb")
+        # zlib-ng inflates about twice as fast as the standard library's zlib.
+        decoded = gzip_ng.GzipNGFile(fileobj=raw, mode="rb")
     elif found is Compression.ZSTD:
         # Concatenated frames are legal zstd (pigz-style parallel writers produce them).
         decoded = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
