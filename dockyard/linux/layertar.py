@@ -757,8 +757,9 @@ def extract_layer(
     extractor = _Extractor(root_fd, whiteouts, allow_device_nodes, limits)
     try:
         try:
+            # Reads of 1 MiB rather than tarfile's 10 KiB: a large file costs far fewer calls.
             with tarfile.open(
-                fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits)
+                fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits), bufsize=1 << 20
             ) as archive:
                 for entry in archive:
                     extractor.apply(entry, archive)

@@ -60,6 +60,7 @@ from dockyard.distribution.remote import (
     Platform,
     RemoteRepository,
 )
+from dockyard.linux.syscalls import start_writeback
 
 _log = structlog.get_logger("dockyard.distribution.pull")
 
@@ -344,6 +345,9 @@ class Puller:
                 emit(progress.status("Pull complete", layer.short))
                 records.append(unpacked)
                 parent = unpacked.chain_id
+            # Made durable only now, all at once: their write-back started as they arrived.
+            fetched = [self._complete(layer) for layer in missing]
+            await asyncio.gather(*(asyncio.to_thread(_fsync_file, path) for path in fetched))
             await asyncio.to_thread(self._record, resolved, config_data, records)
         except BaseException:
             config_task.cancel()
@@ -439,9 +443,12 @@ class Puller:
     ) -> Path:
         complete = self._complete(layer)
         if complete.exists() and complete.stat().st_size == layer.size:
-            # Verified when it was downloaded (an earlier, interrupted pull).
-            emit(progress.status("Download complete", layer.short))
-            return complete
+            # Verified when it was downloaded (by an earlier, interrupted pull), but not synced
+            # to disk then: checked again, in case the machine went down since.
+            if await asyncio.to_thread(_file_digest, complete) == layer.digest:
+                emit(progress.status("Download complete", layer.short))
+                return complete
+            complete.unlink()
         partial = complete.with_name(complete.name + ".partial")
         hasher = hashlib.sha256()
         offset = 0
@@ -455,26 +462,30 @@ class Puller:
         throttle = progress.Throttle()
         received = offset
         with open(partial, "ab") as out:
-            async for chunk in repository.blob_chunks(layer, offset):
-                if not chunk:  # the registry sends the whole blob: start over
-                    out.seek(0)
-                    out.truncate()
-                    hasher = hashlib.sha256()
-                    received = 0
-                    continue
-                received += len(chunk)
-                if received > layer.size:
-                    partial.unlink()
-                    raise InvalidParameter(
-                        f"layer {layer.digest}: the registry sent more than its size, "
-                        f"{layer.size} bytes"
-                    )
-                out.write(chunk)
-                hasher.update(chunk)
-                if throttle.due():
-                    emit(progress.progress("Downloading", layer.short, received, layer.size))
+            spool = _Spool(out, hasher)
+            try:
+                async for chunk in repository.blob_chunks(layer, offset):
+                    if not chunk:  # the registry sends the whole blob: start over
+                        spool.restart()
+                        received = 0
+                        continue
+                    received += len(chunk)
+                    if received > layer.size:
+                        partial.unlink()
+                        raise InvalidParameter(
+                            f"layer {layer.digest}: the registry sent more than its size, "
+                            f"{layer.size} bytes"
+                        )
+                    if spool.add(chunk):
+                        await spool.flush()
+                    if throttle.due():
+                        emit(progress.progress("Downloading", layer.short, received, layer.size))
+                await spool.flush()
+            except BaseException:
+                spool.flush_here()  # what arrived is kept for the next pull to resume from
+                raise
             out.flush()
-            await asyncio.to_thread(os.fsync, out.fileno())
+        hasher = spool.hasher
         if received != layer.size:
             raise RegistryError(
                 f"layer {layer.digest}: the connection ended after {received} of {layer.size} bytes"
@@ -552,6 +563,71 @@ def _diff_ids(config: bytes, layer_count: int) -> list[str]:
             f"the manifest has {layer_count} layers and the image config {len(diff_ids)} diff ids"
         )
     return diff_ids
+
+
+#: Downloaded bytes gathered before one write and hash in a worker thread: the event loop,
+#: which also parses every download's HTTP, then spends its time receiving.
+DOWNLOAD_BATCH = 1 << 20
+
+
+class _Spool:
+    """A download's bytes on their way into its partial file and its running hash."""
+
+    def __init__(self, out: BinaryIO, hasher: Any) -> None:
+        self.out = out
+        self.hasher = hasher
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Gather ``chunk``; whether enough is gathered to :meth:`flush`."""
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        return self._pending_size >= DOWNLOAD_BATCH
+
+    def _take(self) -> list[bytes]:
+        chunks = self._pending
+        self._pending = []
+        self._pending_size = 0
+        return chunks
+
+    async def flush(self) -> None:
+        if self._pending:
+            await asyncio.to_thread(self._write, self._take())
+
+    def flush_here(self) -> None:
+        """Write what is gathered in this thread (on the way out of a failed download)."""
+        if self._pending:
+            self._write(self._take())
+
+    def _write(self, chunks: list[bytes]) -> None:
+        start = self.out.tell()
+        self.out.writelines(chunks)
+        self.out.flush()
+        # The download is fsynced before the image is recorded: have the disk start on this
+        # part now, while the rest arrives.
+        start_writeback(self.out.fileno(), start, self.out.tell() - start)
+        for chunk in chunks:
+            self.hasher.update(chunk)
+
+    def restart(self) -> None:
+        """Drop everything: the registry is sending the blob again from its start."""
+        self._pending.clear()
+        self._pending_size = 0
+        self.out.seek(0)
+        self.out.truncate()
+        self.hasher = hashlib.sha256()
+
+
+def _file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    _hash_file(path, hasher)
+    return "sha256:" + hasher.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
 
 
 def _hash_file(path: Path, hasher: Any) -> None:
