@@ -85,6 +85,20 @@ def dockyard_auth_providers() -> DriverInfo | Sequence[DriverInfo] | None:
     """
 
 
+@hookspec
+def dockyard_network_drivers() -> DriverInfo | Sequence[DriverInfo] | None:
+    """Return the network drivers this plugin provides, as ``DriverInfo`` records.
+
+    Called by the core once per process, right after all plugins are registered. Each record's
+    ``factory`` must build a :class:`~dockyard.core.interfaces.NetworkDriver`. Unlike the other
+    kinds, no single driver is selected: each network names its driver (``bridge``, ``host``,
+    ``none``...), so the daemon builds every driver whose ``check`` passes, each with its options
+    from ``[networks.<name>]`` and a private state directory. A factory must not touch the
+    kernel: it only records its options; the first change to the host is made by
+    ``create_network`` or ``restore``.
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Lifecycle hooks
 # --------------------------------------------------------------------------------------------
