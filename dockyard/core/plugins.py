@@ -48,6 +48,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "none": "dockyard.plugins.auth.none",
     "htpasswd": "dockyard.plugins.auth.htpasswd",
     "token": "dockyard.plugins.auth.token.plugin",
+    # Plugin names are unique across kinds: auth's "none" came first.
+    "network-none": "dockyard.plugins.networks.none",
+    "network-host": "dockyard.plugins.networks.host",
+    "bridge": "dockyard.plugins.networks.bridge.plugin",
 }
 
 REGISTER_HOOKS = {
