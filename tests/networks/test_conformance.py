@@ -1,0 +1,37 @@
+"""The network-driver conformance suite over the built-in drivers: none, host and bridge."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from dockyard.plugins.networks.bridge.plugin import BridgeConfig, BridgeNetwork
+from dockyard.plugins.networks.host import HostNetwork
+from dockyard.plugins.networks.none import NoNetwork
+from dockyard.testing.networks import NetworkDriverConformance
+
+
+class TestNone(NetworkDriverConformance):
+    PLUMBS = PUBLISHES = ADDRESSES = False
+
+    @pytest.fixture
+    def driver_factory(self):
+        return NoNetwork
+
+
+class TestHost(NetworkDriverConformance):
+    PLUMBS = PUBLISHES = ADDRESSES = False
+
+    @pytest.fixture
+    def driver_factory(self):
+        return HostNetwork
+
+
+class TestBridge(NetworkDriverConformance):
+    @pytest.fixture
+    def driver_factory(self):
+        # A table of the test's own: another test's (or a daemon's) rules are never touched.
+        # ip-forward off: the test never changes the host's forwarding setting.
+        config = BridgeConfig(instance=f"dyt{secrets.token_hex(4)}", ip_forward=False)
+        return lambda: BridgeNetwork(config)
