@@ -48,9 +48,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "none": "dockyard.plugins.auth.none",
     "htpasswd": "dockyard.plugins.auth.htpasswd",
     "token": "dockyard.plugins.auth.token.plugin",
-    # Plugin names are unique across kinds: auth's "none" came first.
-    "network-none": "dockyard.plugins.networks.none",
-    "network-host": "dockyard.plugins.networks.host",
+    # Plugin names are unique across kinds (auth has "none"): this one has drivers none and host.
+    "network-simple": "dockyard.plugins.networks.simple",
     "bridge": "dockyard.plugins.networks.bridge.plugin",
 }
 

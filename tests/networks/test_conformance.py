@@ -7,8 +7,7 @@ import secrets
 import pytest
 
 from dockyard.plugins.networks.bridge.plugin import BridgeConfig, BridgeNetwork
-from dockyard.plugins.networks.host import HostNetwork
-from dockyard.plugins.networks.none import NoNetwork
+from dockyard.plugins.networks.simple import HostNetwork, NoNetwork
 from dockyard.testing.networks import NetworkDriverConformance
 
 
