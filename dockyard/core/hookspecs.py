@@ -10,7 +10,8 @@ There are two sorts of hook:
 
 * **register hooks** (``dockyard_*s``) return :class:`~dockyard.core.drivers.DriverInfo`
   records. They describe drivers; they do no work. The core selects one driver of each kind by
-  name and drives it through the interfaces in :mod:`dockyard.core.interfaces`.
+  name (network drivers excepted: every usable one is built, each network naming its own) and
+  drives it through the interfaces in :mod:`dockyard.core.interfaces`.
 * **lifecycle and event hooks** let a plugin act at fixed moments: after the config is read, when
   a server starts and stops, to add HTTP routes, and whenever the engine emits an event.
 """

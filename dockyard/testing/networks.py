@@ -327,6 +327,8 @@ class NetworkDriverConformance:
 
     def test_networks_are_isolated_from_each_other(self, lab: Lab) -> None:
         self.require("PLUMBS")
+        if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
+            pytest.skip("the host does not forward: no network could reach another anyway")
         red, blue = lab.network(), lab.network()
         on_red, on_blue = lab.connect(red), lab.connect(blue)
         with echo_server(on_blue.netns) as port:
@@ -355,7 +357,44 @@ class NetworkDriverConformance:
         assert names == ["lo"]
         assert lab.driver.publish(network, endpoint, [PortBinding("tcp", 80)]) == []
 
+    def test_concurrent_connects_get_different_addresses(self, lab: Lab) -> None:
+        self.require("PLUMBS")
+        network = lab.network()
+        namespaces = [lab.namespace() for _ in range(6)]
+        made: list[EndpointState] = []
+
+        def connect(namespace: Path) -> None:
+            made.append(lab.connect(network, namespace=namespace))
+
+        threads = [threading.Thread(target=connect, args=(path,)) for path in namespaces]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(made) == 6
+        assert len({endpoint.ipv4 for endpoint in made}) == 6
+
     # ---------------------------------------------------------------- ports
+
+    def test_a_published_udp_port(self, lab: Lab) -> None:
+        self.require("PUBLISHES")
+        network = lab.network()
+        endpoint = lab.connect(network)
+
+        def bound_udp() -> socket.socket:
+            server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            server.bind(("0.0.0.0", 0))
+            server.settimeout(CONNECT_TIMEOUT)
+            return server
+
+        with netns.run_in(endpoint.netns, bound_udp) as server:
+            container_port = server.getsockname()[1]
+            (bound,) = lab.driver.publish(network, endpoint, [PortBinding("udp", container_port)])
+            assert bound.protocol == "udp" and bound.host_port > 0
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.sendto(b"datagram", ("127.0.0.1", bound.host_port))
+                data, _ = server.recvfrom(64)
+            assert data == b"datagram"
 
     def test_a_published_port_is_reached_from_127_0_0_1(self, lab: Lab) -> None:
         self.require("PUBLISHES")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import cattrs
 import pytest
 
 from dockyard.core.config import Config
@@ -252,3 +253,14 @@ def test_the_plugin_host_builds_the_three_built_in_network_drivers(tmp_path):
         "host": "HostNetwork",
         "none": "NoNetwork",
     }
+
+
+def test_states_are_plain_data_the_core_can_persist(lab):
+    from dockyard.core.interfaces import EndpointState, NetworkState
+
+    converter = cattrs.Converter()
+    network = lab.network()
+    endpoint = lab.connect(network)
+    for record, cls in ((network, NetworkState), (endpoint, EndpointState)):
+        text = json.dumps(converter.unstructure(record))
+        assert converter.structure(json.loads(text), cls) == record

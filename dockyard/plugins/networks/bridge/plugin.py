@@ -24,6 +24,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ class BridgeNetwork:
         self.instance = config.instance
         self.ip_forward = config.ip_forward
         self.firewall = Firewall(config.instance)
+        # Choosing a subnet, an address or a host port reads what is taken from the kernel and
+        # then takes one: two threads of the daemon must not choose the same. Not state: a
+        # lock only orders this process's calls.
+        self._choosing = threading.Lock()
 
     # ------------------------------------------------------------ the kernel, read
 
@@ -179,7 +184,7 @@ class BridgeNetwork:
             )
         mtu = _int_option(spec.options, OPTION_MTU, 1500, 68, 65535)
         masquerade = spec.options.get(OPTION_MASQUERADE, "true") != "false"
-        with _ipr() as ipr:
+        with self._choosing, _ipr() as ipr:
             subnet = self._choose_subnet(ipr, spec, default)
             if ipr.link_lookup(ifname=bridge):
                 raise Conflict(f"network interface {bridge} already exists on the host")
@@ -263,16 +268,16 @@ class BridgeNetwork:
                 ipr.link("del", index=index)
 
     def delete_network(self, state: NetworkState) -> None:
-        with _ipr() as ipr:
+        with self._choosing, _ipr() as ipr:
             for link in self._links(ipr):
                 if link.alias == self._mark("net", state.id):
                     self._remove_bridge(ipr, link.name)
             still_used = any(True for _ in self._owned(self._links(ipr), "net"))
-        if still_used:
-            mine = [r for r in self.firewall.rules() if r.comment == f"net:{state.id}"]
-            self.firewall.delete_rules(mine, bridges=[state.interface])
-        else:
-            self.firewall.delete_table()  # the last network: nothing of ours stays
+            if still_used:
+                mine = [r for r in self.firewall.rules() if r.comment == f"net:{state.id}"]
+                self.firewall.delete_rules(mine, bridges=[state.interface])
+            else:
+                self.firewall.delete_table()  # the last network: nothing of ours stays
 
     # ------------------------------------------------------------ endpoints
 
@@ -284,7 +289,7 @@ class BridgeNetwork:
         gateway = ipaddress.IPv4Address(subnet_record.gateway)
         host_end = _names("vd", endpoint.id)
         peer = _names("vp", endpoint.id)
-        with _ipr() as ipr:
+        with self._choosing, _ipr() as ipr:
             bridges = ipr.link_lookup(ifname=network.interface)
             if not bridges:
                 raise NotFound(f"network {network.name}: its bridge {network.interface} is gone")
@@ -381,6 +386,10 @@ class BridgeNetwork:
     ) -> list[PortBinding]:
         if network.internal and ports:
             raise InvalidParameter(f"network {network.name} is internal: no port can be published")
+        with self._choosing:
+            return self._publish(endpoint, ports)
+
+    def _publish(self, endpoint: EndpointState, ports: Sequence[PortBinding]) -> list[PortBinding]:
         published = [
             port for rule in self.firewall.rules() if (port := parse_port_comment(rule.comment))
         ]
