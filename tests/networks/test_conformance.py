@@ -6,6 +6,9 @@ import secrets
 
 import pytest
 
+from dockyard.core.config import Config
+from dockyard.core.drivers import DriverKind
+from dockyard.core.plugins import PluginHost
 from dockyard.plugins.networks.bridge.plugin import BridgeConfig, BridgeNetwork
 from dockyard.plugins.networks.simple import HostNetwork, NoNetwork
 from dockyard.testing.networks import NetworkDriverConformance
@@ -34,3 +37,21 @@ class TestBridge(NetworkDriverConformance):
         # ip-forward off: the test never changes the host's forwarding setting.
         config = BridgeConfig(instance=f"dyt{secrets.token_hex(4)}", ip_forward=False)
         return lambda: BridgeNetwork(config)
+
+
+#: Built-in network drivers and the class running the suite for each (the guard below keeps
+#: this complete, so a new driver cannot go unchecked).
+COVERED = {"none": TestNone, "host": TestHost, "bridge": TestBridge}
+
+
+def test_every_builtin_network_driver_runs_the_suite():
+    host = PluginHost(Config(), "cli").load()
+    builtin = {
+        driver.name
+        for report in host.report()
+        if report.builtin
+        for driver in report.drivers
+        if driver.kind is DriverKind.NETWORK
+    }
+    assert builtin == set(COVERED), f"add a suite class for {builtin - set(COVERED)}"
+    assert all(issubclass(cls, NetworkDriverConformance) for cls in COVERED.values())
