@@ -28,7 +28,13 @@ from dockyard.plugins.networks.bridge.plugin import (
     BridgeNetwork,
     build,
 )
-from dockyard.testing.networks import Lab, host_network_snapshot
+from dockyard.testing.networks import (
+    Lab,
+    echo_server,
+    exchange,
+    host_network_snapshot,
+    unreachable,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +45,8 @@ def host_left_as_found():
 
 
 def config(**fields) -> BridgeConfig:
-    return BridgeConfig(instance=f"dyt{secrets.token_hex(4)}", ip_forward=False, **fields)
+    fields.setdefault("instance", f"dyt{secrets.token_hex(4)}")
+    return BridgeConfig(ip_forward=False, **fields)
 
 
 @pytest.fixture
@@ -264,3 +271,22 @@ def test_states_are_plain_data_the_core_can_persist(lab):
     for record, cls in ((network, NetworkState), (endpoint, EndpointState)):
         text = json.dumps(converter.unstructure(record))
         assert converter.structure(json.loads(text), cls) == record
+
+
+def test_restore_makes_again_a_bridge_and_a_table_lost_while_the_daemon_was_down(lab):
+    from pyroute2 import IPRoute
+
+    network = lab.network()
+    endpoint = lab.connect(network)
+    (bound,) = lab.driver.publish(network, endpoint, [PortBinding("tcp", 80)])
+    with IPRoute() as ipr:
+        ipr.link("del", index=ipr.link_lookup(ifname=network.interface)[0])
+    subprocess.run(["nft", "delete", "table", "ip", lab.driver.firewall.table], check=True)
+    with echo_server(endpoint.netns, 80):
+        assert unreachable(None, "127.0.0.1", bound.host_port)
+        restarted = BridgeNetwork(config(instance=lab.driver.instance))
+        restarted.restore([network], [endpoint], {endpoint.id: [bound]})
+        assert exchange(None, "127.0.0.1", bound.host_port) == b"echo:hello"
+        assert exchange(None, endpoint.ipv4.partition("/")[0], 80) == b"echo:hello"
+    rules = "\n".join(table_rules(lab.driver))
+    assert f"net:{network.id}" in rules and f"port:{endpoint.id}" in rules

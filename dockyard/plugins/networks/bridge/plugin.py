@@ -122,7 +122,7 @@ class BridgeNetwork:
         # Choosing a subnet, an address or a host port reads what is taken from the kernel and
         # then takes one: two threads of the daemon must not choose the same. Not state: a
         # lock only orders this process's calls.
-        self._choosing = threading.Lock()
+        self._choosing = threading.RLock()
 
     # ------------------------------------------------------------ the kernel, read
 
@@ -433,6 +433,15 @@ class BridgeNetwork:
         endpoints: Sequence[EndpointState],
         ports: Mapping[str, Sequence[PortBinding]],
     ) -> None:
+        with self._choosing:
+            self._restore(networks, endpoints, ports)
+
+    def _restore(
+        self,
+        networks: Sequence[NetworkState],
+        endpoints: Sequence[EndpointState],
+        ports: Mapping[str, Sequence[PortBinding]],
+    ) -> None:
         by_id = {network.id: network for network in networks}
         with _ipr() as ipr:
             links = self._links(ipr)
@@ -448,6 +457,7 @@ class BridgeNetwork:
                 if owner.rpartition(":")[0] not in wanted:
                     self._remove_bridge(ipr, link.name)
             present = {link.name for link, _ in self._owned(self._links(ipr), "ep")}
+            self._reattach(ipr, by_id, endpoints)
         for endpoint in endpoints:
             home = by_id.get(endpoint.network_id)
             if home is None or endpoint.host_interface in present:
@@ -467,6 +477,17 @@ class BridgeNetwork:
             self.firewall.replace_all(commands)  # one swap: no moment without the rules
         else:
             self.firewall.delete_table()
+
+    def _reattach(
+        self, ipr: Any, networks: Mapping[str, NetworkState], endpoints: Sequence[EndpointState]
+    ) -> None:
+        """Put surviving veths back on their bridge (a bridge made again has no ports)."""
+        homes = {e.host_interface: networks.get(e.network_id) for e in endpoints}
+        for link, _ in self._owned(self._links(ipr), "ep"):
+            home = homes.get(link.name)
+            bridge = ipr.link_lookup(ifname=home.interface) if home else []
+            if bridge and link.master != bridge[0]:
+                ipr.link("set", index=link.index, master=bridge[0], state="up")
 
 
 def _respec(endpoint: EndpointState) -> EndpointSpec:
