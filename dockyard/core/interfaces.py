@@ -834,6 +834,10 @@ class EndpointState:
     ipv4: str = ""
     gateway: str = ""
     mac: str = ""
+    #: Name servers and search domains the network offers its endpoints (what a CNI plugin's
+    #: result carries); empty: the core decides what the container's resolv.conf says.
+    dns_servers: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
 
 
 @attrs.frozen
