@@ -6,12 +6,11 @@ import secrets
 
 import pytest
 
-from dockyard.core.config import Config
 from dockyard.core.drivers import DriverKind
-from dockyard.core.plugins import PluginHost
 from dockyard.plugins.networks.bridge.plugin import BridgeConfig, BridgeNetwork
 from dockyard.plugins.networks.simple import HostNetwork, NoNetwork
 from dockyard.testing.networks import NetworkDriverConformance
+from tests.conftest import builtin_driver_names
 
 
 class TestNone(NetworkDriverConformance):
@@ -45,13 +44,6 @@ COVERED = {"none": TestNone, "host": TestHost, "bridge": TestBridge}
 
 
 def test_every_builtin_network_driver_runs_the_suite():
-    host = PluginHost(Config(), "cli").load()
-    builtin = {
-        driver.name
-        for report in host.report()
-        if report.builtin
-        for driver in report.drivers
-        if driver.kind is DriverKind.NETWORK
-    }
+    builtin = builtin_driver_names(DriverKind.NETWORK)
     assert builtin == set(COVERED), f"add a suite class for {builtin - set(COVERED)}"
     assert all(issubclass(cls, NetworkDriverConformance) for cls in COVERED.values())
