@@ -29,6 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DISTS = ROOT / "tests" / "plugins"
 
 
+def builtin_driver_names(kind) -> set[str]:
+    """The names of the built-in drivers of ``kind`` (a DriverKind), as the plugin host finds
+    them: the conformance guards check each runs its kind's suite."""
+    from dockyard.core.config import Config
+    from dockyard.core.plugins import PluginHost
+
+    host = PluginHost(Config(), "cli").load()
+    return {
+        driver.name
+        for report in host.report()
+        if report.builtin
+        for driver in report.drivers
+        if driver.kind is kind
+    }
+
+
 def free_port() -> int:
     """A port a server the test starts can listen on, on any address.
 

@@ -4,7 +4,9 @@ A plugin answers one of the register hooks (``dockyard_storage_drivers`` and fri
 :mod:`dockyard.core.hookspecs`) with one or more ``DriverInfo`` records. The core selects one
 driver of each kind by name from the configuration, decodes that driver's table of the config file
 into its ``config_class`` and calls ``factory(config, context)`` to build it. Only the selected
-drivers are ever built.
+drivers are ever built, except network drivers: several are in use at once (each network names
+its driver), so the daemon builds every usable one (:meth:`PluginHost.build_every
+<dockyard.core.plugins.PluginHost.build_every>`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import attrs
 
 
 class DriverKind(enum.Enum):
-    """The four kinds of driver. ``value`` is the config-file section that holds their options."""
+    """The five kinds of driver. ``value`` is the config-file section that holds their options."""
 
     RUNTIME = "runtimes"
     STORAGE = "storage"
     REGISTRY_BACKEND = "registries"
     AUTH = "auth"
+    NETWORK = "networks"
 
     @property
     def label(self) -> str:
@@ -35,7 +38,11 @@ _KIND_LABELS = {
     DriverKind.STORAGE: "storage driver",
     DriverKind.REGISTRY_BACKEND: "registry backend",
     DriverKind.AUTH: "auth provider",
+    DriverKind.NETWORK: "network driver",
 }
+
+#: Kinds of which every usable driver is built and used side by side, none selected by name.
+MULTI_KINDS = frozenset({DriverKind.NETWORK})
 
 
 @attrs.frozen

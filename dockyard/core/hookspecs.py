@@ -10,7 +10,8 @@ There are two sorts of hook:
 
 * **register hooks** (``dockyard_*s``) return :class:`~dockyard.core.drivers.DriverInfo`
   records. They describe drivers; they do no work. The core selects one driver of each kind by
-  name and drives it through the interfaces in :mod:`dockyard.core.interfaces`.
+  name (network drivers excepted: every usable one is built, each network naming its own) and
+  drives it through the interfaces in :mod:`dockyard.core.interfaces`.
 * **lifecycle and event hooks** let a plugin act at fixed moments: after the config is read, when
   a server starts and stops, to add HTTP routes, and whenever the engine emits an event.
 """
@@ -82,6 +83,20 @@ def dockyard_auth_providers() -> DriverInfo | Sequence[DriverInfo] | None:
     registry's token endpoint (``/token``); one that is a
     :class:`~dockyard.core.interfaces.UserManager` with no users is refused when the registry
     starts serving (not by the factory: ``dockyard registry user add`` builds it too).
+    """
+
+
+@hookspec
+def dockyard_network_drivers() -> DriverInfo | Sequence[DriverInfo] | None:
+    """Return the network drivers this plugin provides, as ``DriverInfo`` records.
+
+    Called by the core once per process, right after all plugins are registered. Each record's
+    ``factory`` must build a :class:`~dockyard.core.interfaces.NetworkDriver`. Unlike the other
+    kinds, no single driver is selected: each network names its driver (``bridge``, ``host``,
+    ``none``...), so the daemon builds every driver whose ``check`` passes, each with its options
+    from ``[networks.<name>]`` and a private state directory. A factory must not touch the
+    kernel: it only records its options; the first change to the host is made by
+    ``create_network`` or ``restore``.
     """
 
 

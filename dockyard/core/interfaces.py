@@ -725,3 +725,207 @@ class UserManager(Protocol):
     def users(self) -> list[str]:
         """The user names, sorted."""
         ...
+
+
+# --------------------------------------------------------------------------------------------
+# Network drivers (the daemon's networks, endpoints and published ports)
+# --------------------------------------------------------------------------------------------
+#
+# The core owns the bookkeeping: which networks exist, which container has an endpoint on which
+# network, which ports are published. It persists the ``*State`` records a driver returns and
+# hands them back on every later call, including after a daemon restart (``restore``). A driver
+# keeps no state of its own beyond the kernel objects it makes (links, addresses, routes,
+# firewall rules), which it marks as its own so that ``restore`` can tell them apart from the
+# host's. Every network namespace is a file (a bind mount, see :mod:`dockyard.linux.netns`)
+# made by the core before ``connect`` and handed to the runtime as well.
+
+
+@attrs.frozen
+class IpamRequest:
+    """One subnet a user asked for (``--subnet/--gateway/--ip-range``); empty strings: pick."""
+
+    subnet: str = ""
+    gateway: str = ""
+    ip_range: str = ""
+
+
+@attrs.frozen
+class NetworkSpec:
+    """A network to create, as ``POST /networks/create`` asks for it once the core checked it.
+
+    ``id`` is the core's 64-hex network id, ``name`` the user's name. ``options`` are the
+    driver's own options (``com.docker.network.bridge.name``...): a driver refuses the ones it
+    does not know with :class:`~dockyard.core.errors.InvalidParameter` naming them. An empty
+    ``ipam`` lets the driver pick a subnet from its pools.
+    """
+
+    id: str
+    name: str
+    options: Mapping[str, str] = attrs.field(factory=dict)
+    ipam: tuple[IpamRequest, ...] = ()
+    #: No traffic to or from outside the network (no masquerade, no published ports).
+    internal: bool = False
+    #: Refused by every built-in driver for now (InvalidParameter).
+    enable_ipv6: bool = False
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Subnet:
+    """A subnet a network uses, with its gateway address and the range endpoints come from."""
+
+    subnet: str
+    gateway: str
+    ip_range: str = ""
+
+
+@attrs.frozen
+class NetworkState:
+    """What a driver made for a network, as plain data the core persists and hands back.
+
+    ``interface`` is the host-side link (a bridge's name), empty when the driver makes none.
+    ``data`` holds whatever else the driver needs to find its objects again, as strings.
+    """
+
+    id: str
+    name: str
+    interface: str = ""
+    subnets: tuple[Subnet, ...] = ()
+    internal: bool = False
+    data: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class EndpointSpec:
+    """A container to connect to a network.
+
+    ``netns`` is the path of the container's network namespace file. ``interface_name`` is the
+    name the container sees (``eth0`` for its first network, the core counts). ``ipv4`` and
+    ``mac`` are the user's ``--ip`` and ``--mac-address`` (empty: the driver picks).
+    ``aliases`` are the names the endpoint answers to on the network (for name resolution,
+    which the core does; drivers may ignore them).
+    """
+
+    id: str
+    network_id: str
+    container_id: str
+    netns: str
+    interface_name: str = "eth0"
+    ipv4: str = ""
+    mac: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class EndpointState:
+    """What ``connect`` made: the container's interface and addresses, for inspect and restore.
+
+    ``ipv4`` carries its prefix length (``172.18.0.2/16``); ``gateway`` is empty when the
+    network has no route out. ``host_interface`` is the host-side link (a veth's host end),
+    empty when there is none.
+    """
+
+    id: str
+    network_id: str
+    container_id: str
+    netns: str
+    interface_name: str = ""
+    host_interface: str = ""
+    ipv4: str = ""
+    gateway: str = ""
+    mac: str = ""
+    #: Name servers and search domains the network offers its endpoints (what a CNI plugin's
+    #: result carries); empty: the core decides what the container's resolv.conf says.
+    dns_servers: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class PortBinding:
+    """One published port: ``host_ip:host_port -> container_port/protocol``.
+
+    ``host_ip`` empty means every host address (docker's ``0.0.0.0``). In a request,
+    ``host_port`` 0 asks the driver to pick a free one; in a result it is the real port.
+    """
+
+    protocol: str
+    container_port: int
+    host_ip: str = ""
+    host_port: int = 0
+
+
+@runtime_checkable
+class NetworkDriver(Protocol):
+    """Creates networks and plugs containers' network namespaces into them.
+
+    The daemon builds every usable network driver at start (each network names its driver,
+    docker's ``bridge``, ``host``, ``none``...) and calls them from worker threads. Errors are
+    :mod:`dockyard.core.errors`: ``InvalidParameter`` for options or addresses the driver
+    cannot use, ``Conflict`` for a subnet overlapping another network's or a host port already
+    published (``Bind for 0.0.0.0:8080 failed: port is already allocated``, as docker says),
+    ``NotFound`` for a network or endpoint whose kernel objects are gone. A failing call leaves
+    nothing half-made.
+    """
+
+    def create_network(self, spec: NetworkSpec) -> NetworkState:
+        """Make network ``spec`` (a bridge, its address, firewall rules) and describe it.
+
+        Called by the core for ``docker network create`` and for the default networks at daemon
+        start (when the core has no state for them). The result is persisted by the core and
+        passed back to every later call about this network.
+        """
+        ...
+
+    def delete_network(self, state: NetworkState) -> None:
+        """Remove everything ``create_network`` made; a network already gone is fine.
+
+        The core calls it only once the network has no endpoints left.
+        """
+        ...
+
+    def connect(self, network: NetworkState, endpoint: EndpointSpec) -> EndpointState:
+        """Plumb an interface into the namespace file ``endpoint.netns`` and address it.
+
+        Called by the core before the container's process starts (and for ``network
+        connect``). The result is persisted by the core; it holds the addresses inspect shows.
+        """
+        ...
+
+    def disconnect(self, network: NetworkState, endpoint: EndpointState) -> None:
+        """Undo ``connect``: remove the endpoint's interfaces and addresses; gone already is fine.
+
+        Called when the container stops or is disconnected. The core unpublishes its ports
+        first.
+        """
+        ...
+
+    def publish(
+        self, network: NetworkState, endpoint: EndpointState, ports: Sequence[PortBinding]
+    ) -> list[PortBinding]:
+        """Make ``ports`` reach the endpoint from the host; return them with real host ports.
+
+        All or nothing: when one port cannot be published, none is. Reachable on the host's
+        addresses, on 127.0.0.1 and from other containers.
+        """
+        ...
+
+    def unpublish(
+        self, network: NetworkState, endpoint: EndpointState, ports: Sequence[PortBinding]
+    ) -> None:
+        """Remove what ``publish`` made for ``ports`` (as it returned them); gone is fine."""
+        ...
+
+    def restore(
+        self,
+        networks: Sequence[NetworkState],
+        endpoints: Sequence[EndpointState],
+        ports: Mapping[str, Sequence[PortBinding]],
+    ) -> None:
+        """Bring the kernel in line with the core's records after a daemon restart.
+
+        ``networks`` and ``endpoints`` are every state of this driver the core kept (an
+        endpoint only while its namespace file exists); ``ports`` maps endpoint ids to their
+        published ports. Missing objects are recreated, objects marked as this driver's that
+        no record owns are removed. Running containers keep their connectivity throughout.
+        """
+        ...

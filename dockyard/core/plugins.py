@@ -28,7 +28,7 @@ import pluggy
 import dockyard
 from dockyard.core import hookspecs
 from dockyard.core.config import Config, decode
-from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
+from dockyard.core.drivers import MULTI_KINDS, DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import ConfigError, DriverUnavailable, PluginError
 
 ENTRY_POINT_GROUP = "dockyard.plugins"
@@ -48,6 +48,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "none": "dockyard.plugins.auth.none",
     "htpasswd": "dockyard.plugins.auth.htpasswd",
     "token": "dockyard.plugins.auth.token.plugin",
+    # Plugin names are unique across kinds (auth has "none"): this one has drivers none and host.
+    "network-simple": "dockyard.plugins.networks.simple",
+    "bridge": "dockyard.plugins.networks.bridge.plugin",
 }
 
 REGISTER_HOOKS = {
@@ -55,6 +58,7 @@ REGISTER_HOOKS = {
     DriverKind.STORAGE: "dockyard_storage_drivers",
     DriverKind.REGISTRY_BACKEND: "dockyard_registry_backends",
     DriverKind.AUTH: "dockyard_auth_providers",
+    DriverKind.NETWORK: "dockyard_network_drivers",
 }
 
 # Which program selects (and builds) which kinds, and the config key that names the driver.
@@ -341,7 +345,12 @@ class PluginHost:
         return wanted
 
     def selected(self, kind: DriverKind) -> str | None:
-        """The selected driver name of ``kind`` (``None``: none installed or usable)."""
+        """The selected driver name of ``kind`` (``None``: none installed or usable).
+
+        Always ``None`` for the kinds that are used side by side (:data:`MULTI_KINDS`).
+        """
+        if kind in MULTI_KINDS:
+            return None
         if kind not in self._selected:
             self._selected[kind] = self._resolve(kind, strict=False)
         return self._selected[kind]
@@ -373,6 +382,27 @@ class PluginHost:
                         f"be used here: {exc}"
                     ) from None
                 self._selected[kind] = self._resolve(kind, strict=False)
+
+    def build_every(self, kind: DriverKind, state_root: Path) -> dict[str, Any]:
+        """Build every usable driver of ``kind``, by name, each with state in ``state_root/<name>``.
+
+        For the kinds used side by side (network drivers: each network names its own). A driver
+        whose ``check`` failed is left out, as is one whose factory raises ``DriverUnavailable``
+        (it is then marked ``skip`` with the reason, for ``dockyard plugins`` to show); its
+        networks are reported unusable by the caller, not here.
+        """
+        built = {}
+        for name, driver in sorted(self._drivers[kind].items()):
+            if driver.status != OK:
+                continue
+            config = driver.config if driver.config is not None else driver.info.config_class()
+            state_dir = state_root / name
+            state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                built[name] = driver.info.factory(config, DriverContext(state_dir=state_dir))
+            except DriverUnavailable as exc:
+                driver.status, driver.reason = SKIP, str(exc)
+        return built
 
     def build_program_drivers(self, data_root: Path) -> dict[DriverKind, Any]:
         """Build every driver kind this program selects, each under ``data_root/<kind>/``."""
@@ -408,7 +438,10 @@ class PluginHost:
                     kind=kind,
                     status=d.status,
                     reason=d.reason,
-                    selected=selected[kind] == d.info.name,
+                    # A kind used side by side has every usable driver in use.
+                    selected=(
+                        d.status == OK if kind in MULTI_KINDS else selected[kind] == d.info.name
+                    ),
                     description=d.info.description,
                     capabilities=d.info.capabilities,
                 )

@@ -23,7 +23,7 @@ from dockyard.testing.auth import (
     bearer_auth,
     check_challenge,
 )
-from tests.conftest import run_authors_tests
+from tests.conftest import builtin_driver_names, run_authors_tests
 
 from .conftest import build_auth_provider, htpasswd_file
 
@@ -35,14 +35,7 @@ COVERED = {"none": "TestNone", "htpasswd": "TestHtpasswd", "token": "TestToken"}
 
 
 def test_every_builtin_auth_provider_runs_the_suite() -> None:
-    host = PluginHost(Config(), "cli").load()
-    builtin = {
-        driver.name
-        for report in host.report()
-        if report.builtin
-        for driver in report.drivers
-        if driver.kind is KIND
-    }
+    builtin = builtin_driver_names(KIND)
     assert builtin == set(COVERED), f"add a suite class for {builtin - set(COVERED)}"
     for class_name in COVERED.values():
         assert issubclass(globals()[class_name], AuthProviderSuite)

@@ -37,6 +37,11 @@ def dockyard_auth_providers():
 
 
 @hookimpl
+def dockyard_network_drivers():
+    _record("dockyard_network_drivers")
+
+
+@hookimpl
 def dockyard_configure(config, program):
     _record("dockyard_configure", program=program, source=config.source)
 

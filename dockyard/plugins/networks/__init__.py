@@ -1,0 +1,1 @@
+"""The built-in network drivers: ``none``, ``host`` and ``bridge``."""
