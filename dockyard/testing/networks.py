@@ -22,10 +22,12 @@ Tests must run as root. Names made by the suite start with ``dyt``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import secrets
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,6 +77,26 @@ def host_network_snapshot() -> dict[str, list[str]]:
     addresses = [" ".join(line.split()[1:4]) for line in _run("ip", "-o", "addr").splitlines()]
     ruleset = _run("nft", "list", "ruleset").splitlines()
     return {"links": sorted(links), "addresses": sorted(addresses), "ruleset": ruleset}
+
+
+#: Held by every test that changes the host's network, across processes: tests run in
+#: parallel (pytest-xdist, or two suites at once) would otherwise see each other's bridges in
+#: their before-and-after comparison, and could pick the same free subnet at the same time.
+HOST_NETWORK_LOCK = Path(tempfile.gettempdir()) / "dockyard-host-network-tests.lock"
+
+
+@contextlib.contextmanager
+def host_left_as_found() -> Iterator[None]:
+    """Run the block alone among host-network tests, and check that it left the host's links,
+    addresses and ruleset as it found them."""
+    with open(HOST_NETWORK_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            before = host_network_snapshot()
+            yield
+            assert host_network_snapshot() == before
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,9 +244,8 @@ class NetworkDriverConformance:
     @pytest.fixture(autouse=True)
     def host_left_as_found(self) -> Iterator[None]:
         """Autouse, so it is set up first and checked last, after every clean-up."""
-        before = host_network_snapshot()
-        yield
-        assert host_network_snapshot() == before
+        with host_left_as_found():
+            yield
 
     @pytest.fixture
     def driver(self, driver_factory: DriverFactory) -> NetworkDriver:

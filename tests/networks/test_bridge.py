@@ -32,16 +32,15 @@ from dockyard.testing.networks import (
     Lab,
     echo_server,
     exchange,
-    host_network_snapshot,
+    host_left_as_found,
     unreachable,
 )
 
 
 @pytest.fixture(autouse=True)
-def host_left_as_found():
-    before = host_network_snapshot()
-    yield
-    assert host_network_snapshot() == before
+def host_left_alone():
+    with host_left_as_found():
+        yield
 
 
 def config(**fields) -> BridgeConfig:
