@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -68,12 +69,15 @@ def real_dockerd(
     root.mkdir(parents=True, exist_ok=True)
     socket_path = root / "docker.sock"
     log_path = root / "dockerd.log"
+    # Short, whatever ``root`` is: containerd's socket lives under it, and a Unix socket path
+    # has at most 107 bytes (a deep pytest directory made dockerd time out starting it).
+    exec_root = Path(tempfile.mkdtemp(prefix="dyx-"))
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [
                 binary,
                 "--data-root", str(root / "data"),
-                "--exec-root", str(root / "exec"),
+                "--exec-root", str(exec_root),
                 "--pidfile", str(root / "dockerd.pid"),
                 "-H", f"unix://{socket_path}",
                 "--iptables=false",
@@ -108,3 +112,5 @@ def real_dockerd(
         # dockerd makes its data root a mount point first thing, and one that fails to start
         # (a TLS file missing, say) leaves it mounted.
         unmount_all(str(root / "data"))
+        unmount_all(str(exec_root))
+        shutil.rmtree(exec_root, ignore_errors=True)
