@@ -133,7 +133,9 @@ class ProxyConfig:
 class RegistryConfig:
     listen: str = option("127.0.0.1:5000", "address the registry serves on")
     backend: str = option("filesystem", "registry storage backend by name")
-    auth: str = option("none", "auth provider by name: none (anyone may do anything), htpasswd")
+    auth: str = option(
+        "none", "auth provider by name: none (anyone may do anything), htpasswd, token"
+    )
     auth_failures_per_minute: int = option(
         10, "failed logins allowed per user and per address, a minute's worth at once (then 429)"
     )
