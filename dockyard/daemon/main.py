@@ -68,6 +68,23 @@ def _registry_service(
     return RegistryService(EndpointPolicy(insecure, certs_dir), default_host, timeout)
 
 
+def _refuse_network_options(config: Config, plugins: PluginHost) -> None:
+    """Network drivers exist (``dockyard plugins`` lists them) but the daemon does not give
+    containers their networks yet: an option set for one would be taken and do nothing. Tables
+    that only repeat the defaults (``dockyard config default`` writes them) change nothing."""
+    defaults = {info.name: info.config_class() for info in plugins.driver_infos(DriverKind.NETWORK)}
+    changed = sorted(
+        f"[{kind.value}.{name}]"
+        for kind, name in config.driver_tables
+        if kind is DriverKind.NETWORK and plugins.driver_config(kind, name) != defaults[name]
+    )
+    if changed:
+        raise ConfigError(
+            f"{config.source}: {', '.join(changed)}: the daemon does not use network drivers "
+            "yet (containers get loopback only, or the host's network); remove these options"
+        )
+
+
 def run_daemon(config: Config, plugins: PluginHost) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
     settings = config.daemon
@@ -75,6 +92,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     # dockerd's umask: files made without an explicit mode (a container's /etc/hosts, say)
     # are the same whatever the umask of whoever started us; private ones get their modes.
     os.umask(0o022)
+    _refuse_network_options(config, plugins)
     hosts = parse_hosts(settings.hosts)
     token = _read_token(settings.token_file)
     served_tls = resolve_tls(settings, default_cert_dir(config))
