@@ -20,6 +20,9 @@ from pathlib import Path
 import attrs
 import pytest
 
+from dockyard.linux import netns
+from dockyard.plugins.networks.bridge.plugin import instance_for
+from dockyard.testing.networks import host_left_as_found
 from dockyard.testing.peers import RealDockerd, docker_cli
 from dockyard.testing.peers import real_dockerd as start_real_dockerd
 
@@ -240,9 +243,17 @@ def spawn_daemon(
     data_root: Path,
     log_path: Path,
     tcp_port: int | None = None,
+    network: bool = False,
 ) -> Daemon:
     """``dockyard ARGS`` (a daemon) in the background, its output in ``log_path``; callers
-    wait with :meth:`Daemon.wait_until_serving` once they can clean up after a failure."""
+    wait with :meth:`Daemon.wait_until_serving` once they can clean up after a failure.
+
+    Without ``network`` the daemon has no default bridge (``--bridge none``): its containers
+    touch nothing of the host's network, so tests that compare the host's network before and
+    after are not disturbed by daemons of other tests.
+    """
+    if not network and "--bridge" not in args:
+        args = [*args, "--bridge", "none"]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dockyard", *args],
@@ -290,7 +301,11 @@ def start_daemon(tmp_path) -> Iterator:
         env: dict[str, str] | None = None,
         tcp: bool = False,
         name: str = "d",
+        network: bool = False,
     ) -> Daemon:
+        """``network``: with the default bridge network (and every test that has one holds
+        the host-network lock, and must leave the host's network as it found it); without,
+        ``--bridge none``: containers default to loopback only and touch nothing of the host."""
         base = tmp_path / f"daemon-{name}-{len(started)}"
         base.mkdir()
         socket_path = str(base / "dockyard.sock")
@@ -306,15 +321,18 @@ def start_daemon(tmp_path) -> Iterator:
             config_path.write_text(config)
             args += ["--config", str(config_path)]
         args += list(extra_args)
+        if network:
+            held.enter_context(host_left_as_found())
         daemon_env = plugin_env(list(sites), **(env or {}))
-        daemon = spawn_daemon(args, daemon_env, socket_path, data_root, log_path, port)
+        daemon = spawn_daemon(args, daemon_env, socket_path, data_root, log_path, port, network)
         started.append(daemon)
         daemon.wait_until_serving()
         return daemon
 
-    yield start
-    for daemon in started:
-        shut_down(daemon)
+    with contextlib.ExitStack() as held:
+        yield start
+        for daemon in started:
+            shut_down(daemon)
 
 
 def shut_down(daemon: Daemon) -> None:
@@ -331,6 +349,22 @@ def shut_down(daemon: Daemon) -> None:
         for path in (daemon.data_root / "containers").glob(f"*/{pid_file}"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(path.read_text()), signal.SIGKILL)
+    remove_daemon_networks(daemon.data_root)
+
+
+def remove_daemon_networks(data_root: Path) -> None:
+    """Remove what a (dead) test daemon's networks left on the host: its namespace files, the
+    bridge driver's links and nftables table. Its containers must be gone already."""
+    for path in (data_root / "netns").glob("*"):
+        netns.remove(path)
+    instance = instance_for(data_root / "network" / "bridge")
+    for line in subprocess.run(
+        ["ip", "-o", "link"], capture_output=True, text=True
+    ).stdout.splitlines():
+        if f"alias {instance}:" in line:
+            name = line.split()[1].rstrip(":").partition("@")[0]
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+    subprocess.run(["nft", "delete", "table", "ip", instance], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
@@ -346,6 +380,7 @@ def restarted(daemon: Daemon) -> Iterator[Daemon]:
         daemon.data_root,
         daemon.log_path.with_suffix(".restarted.log"),
         daemon.tcp_port,
+        network="--bridge" not in daemon.args,
     )
     try:
         again.wait_until_serving()

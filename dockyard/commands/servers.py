@@ -58,6 +58,7 @@ DAEMON_FLAGS = (
     "push-compression",
     "max-upload-attempts",
     "max-concurrent-uploads",
+    "bridge",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {

@@ -113,6 +113,12 @@ class DaemonConfig:
     max_concurrent_uploads: int = option(
         5, "layers a push compresses and uploads at the same time, as dockerd's"
     )
+    bridge: str = option(
+        "",
+        "the default bridge network: empty makes it (with the bridge driver's options); none "
+        "leaves it out, and containers then default to --network none (dockerd's -b none)",
+        ("", "none"),
+    )
 
 
 @attrs.frozen

@@ -202,6 +202,11 @@ class ContainerSpec:
     read_only_rootfs: bool = False
     #: "none" (own network namespace with loopback up) or "host" (the host's).
     network_mode: str = "none"
+    #: With ``network_mode`` "none": a network namespace file (:mod:`dockyard.linux.netns`) to
+    #: join instead of making a new namespace. The core made it, and a network driver plumbed
+    #: it, before the launch; the runtime joins it before any user namespace is made (so the
+    #: container's root cannot reconfigure a namespace the host's root owns). Empty: a new one.
+    netns: str = ""
     mounts: tuple[BindMount, ...] = ()
     resources: Resources = Resources()
     privileged: bool = False

@@ -30,6 +30,7 @@ from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
+from dockyard.daemon.containers.networking import ContainerNetworks
 from dockyard.daemon.containers.spec import UserNamespace
 from dockyard.daemon.distribution.blobsources import BlobSources
 from dockyard.daemon.distribution.pull import Puller
@@ -37,6 +38,7 @@ from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.networks.manager import NetworkManager
 from dockyard.daemon.tls import default_cert_dir, resolve_tls
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.distribution.endpoints import EndpointPolicy, registry_host
@@ -68,23 +70,6 @@ def _registry_service(
     return RegistryService(EndpointPolicy(insecure, certs_dir), default_host, timeout)
 
 
-def _refuse_network_options(config: Config, plugins: PluginHost) -> None:
-    """Network drivers exist (``dockyard plugins`` lists them) but the daemon does not give
-    containers their networks yet: an option set for one would be taken and do nothing. Tables
-    that only repeat the defaults (``dockyard config default`` writes them) change nothing."""
-    defaults = {info.name: info.config_class() for info in plugins.driver_infos(DriverKind.NETWORK)}
-    changed = sorted(
-        f"[{kind.value}.{name}]"
-        for kind, name in config.driver_tables
-        if kind is DriverKind.NETWORK and plugins.driver_config(kind, name) != defaults[name]
-    )
-    if changed:
-        raise ConfigError(
-            f"{config.source}: {', '.join(changed)}: the daemon does not use network drivers "
-            "yet (containers get loopback only, or the host's network); remove these options"
-        )
-
-
 def run_daemon(config: Config, plugins: PluginHost) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT. Raises ConfigError on bad setup."""
     settings = config.daemon
@@ -92,7 +77,6 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     # dockerd's umask: files made without an explicit mode (a container's /etc/hosts, say)
     # are the same whatever the umask of whoever started us; private ones get their modes.
     os.umask(0o022)
-    _refuse_network_options(config, plugins)
     hosts = parse_hosts(settings.hosts)
     token = _read_token(settings.token_file)
     served_tls = resolve_tls(settings, default_cert_dir(config))
@@ -170,6 +154,24 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             ),
             user_namespace=(
                 UserNamespace(remapping.uid_mappings, remapping.gid_mappings) if remapping else None
+            ),
+        )
+        network_drivers = plugins.build_every(DriverKind.NETWORK, data_root / "network")
+        networks = NetworkManager(
+            data_root / "networks",
+            network_drivers,
+            emit=lambda action, network_id, attributes: events.emit(
+                Event("network", action, network_id, attributes)
+            ),
+            default_bridge=settings.bridge != "none",
+        )
+        networks.ensure_predefined()
+        containers.networking = ContainerNetworks(
+            networks,
+            data_root / "netns",
+            lambda: containers.containers,
+            emit=lambda action, network_id, attributes: events.emit(
+                Event("network", action, network_id, attributes)
             ),
         )
         service.volumes.in_use = containers.volume_users

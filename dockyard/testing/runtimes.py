@@ -62,7 +62,7 @@ from dockyard.core.interfaces import (
     Runtime,
     spec_to_json,
 )
-from dockyard.linux import layertar
+from dockyard.linux import layertar, netns
 from dockyard.linux.processes import ProcessHandle
 from dockyard.testing.images import busybox_rootfs
 
@@ -981,6 +981,22 @@ class RuntimeConformance(RuntimeHarness):
         with running.hold() as handle:
             handle.send_signal(signal.SIGKILL)
         assert running.wait().stdout.split() == ["0", "100000", "65536", "0"]
+
+    @pytest.mark.parametrize("remapped", [False, True], ids=["plain", "user-namespace"])
+    def test_a_network_namespace_file_is_joined(
+        self, make_spec: SpecFactory, run: Runner, container_base: Path,
+        runtime_capabilities: frozenset[str], remapped: bool,
+    ) -> None:  # fmt: skip
+        if remapped and "user-namespaces" not in runtime_capabilities:
+            pytest.skip("the runtime does not declare the user-namespaces capability")
+        maps = {"uid_mappings": REMAPPED, "gid_mappings": REMAPPED} if remapped else {}
+        path = netns.create(container_base / f"netns-{secrets.token_hex(4)}")
+        try:
+            result = run(make_spec("readlink", "/proc/self/ns/net", netns=str(path), **maps))
+            assert result.exit_code == 0, result
+            assert result.stdout.strip() == f"net:[{os.stat(path).st_ino}]"
+        finally:
+            netns.remove(path)
 
     @pytest.mark.usefixtures("needs_user_namespaces")
     def test_user_namespace_sees_the_image_and_idmapped_volumes_as_its_own(

@@ -257,7 +257,7 @@ def test_the_plugin_host_builds_the_three_built_in_network_drivers(tmp_path):
     assert {name: type(driver).__name__ for name, driver in built.items()} == {
         "bridge": "BridgeNetwork",
         "host": "HostNetwork",
-        "none": "NoNetwork",
+        "null": "NoNetwork",
     }
 
 

@@ -40,7 +40,7 @@ class TestBridge(NetworkDriverConformance):
 
 #: Built-in network drivers and the class running the suite for each (the guard below keeps
 #: this complete, so a new driver cannot go unchecked).
-COVERED = {"none": TestNone, "host": TestHost, "bridge": TestBridge}
+COVERED = {"null": TestNone, "host": TestHost, "bridge": TestBridge}
 
 
 def test_every_builtin_network_driver_runs_the_suite():

@@ -22,7 +22,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import structlog
@@ -34,11 +34,12 @@ from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
-from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
+from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, EndpointSettings
 from dockyard.daemon.containers.etc_files import write_etc_files
 from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
+from dockyard.daemon.containers.networking import ContainerNetworks
 from dockyard.daemon.containers.supervision import (
     ACTIVE,
     ExitWatch,
@@ -55,10 +56,14 @@ from dockyard.daemon.containers.supervision import (
 )
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.networks.records import Attachment, NetworkRecord
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.linux import inroot
 from dockyard.linux.mounts import mount_all, unmount_all
 from dockyard.linux.processes import ProcessHandle
+
+if TYPE_CHECKING:
+    from dockyard.daemon.networks.dns import EmbeddedDNS
 
 _log = structlog.get_logger("dockyard.containers")
 
@@ -129,6 +134,11 @@ class ContainerManager:
             runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
         )
         self.containers: dict[str, Container] = {}
+        #: Set by the daemon once its networks exist; without it containers get loopback
+        #: only (or the host's network), as before networking.
+        self.networking: ContainerNetworks | None = None
+        #: The embedded DNS server answering containers on user-defined networks.
+        self.dns: EmbeddedDNS | None = None
         self.names = NameRegistry()
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -205,6 +215,12 @@ class ContainerManager:
         except DecodeError as exc:
             raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
         plan = spec.plan(request, image_config, self.settings)
+        attachments: list[Attachment] = []
+        if self.networking is not None:
+            mode, attachments = self.networking.plan(
+                attrs.evolve(request, exposed_ports=plan.config.exposed_ports)
+            )
+            plan = attrs.evolve(plan, host_config=attrs.evolve(plan.host_config, network_mode=mode))
         for volume in plan.volumes:
             if volume.is_bind and not os.path.exists(volume.source):
                 raise InvalidParameter(
@@ -256,6 +272,7 @@ class ContainerManager:
                 driver=self.driver_name,
                 anonymous_volumes=made_volumes,
                 volumes=volume_names,
+                networks=attachments,
             )
             self._save(container)
         except BaseException:
@@ -334,9 +351,17 @@ class ContainerManager:
             "log_max_files": log_max_files,
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
+        if self.networking is not None:
+            container.spec = await run_in_threadpool(self.networking.plumb, container)
+            self._save(container)
         modes.write_private(directory / modes.SPEC_NAME, spec_to_json(container.spec))
-        report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
+        try:
+            report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
+        except BaseException:
+            await self._release_networks(container)
+            raise
         if report.error:
+            await self._release_networks(container)
             container.state = attrs.evolve(
                 container.state,
                 status="exited" if container.state.status != "created" else "created",
@@ -361,7 +386,26 @@ class ContainerManager:
         self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
+        await self._serve_names(container)
         self._event("start", container)
+
+    async def _serve_names(self, container: Container) -> None:
+        """Answer the container's DNS queries when it is on a user-defined network."""
+        if self.dns is None or self.networking is None or not container.spec.netns:
+            return
+        if self.networking.embedded(container):
+            try:
+                await self.dns.attach(container.id, container.spec.netns)
+            except OSError as exc:
+                _log.error("cannot serve DNS to the container", container=container.id,
+                           error=str(exc))  # fmt: skip
+
+    async def _release_networks(self, container: Container) -> None:
+        if self.dns is not None:
+            await self.dns.detach(container.id)
+        if self.networking is not None:
+            await run_in_threadpool(self.networking.release, container)
+            self._save(container)
 
     # ------------------------------------------------------------------ exits
 
@@ -395,6 +439,7 @@ class ContainerManager:
                 oom = await run_in_threadpool(self.runtime.oom_killed, container.id)
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self.runtime.cleanup, container.id)
+        await self._release_networks(container)
         container.exit_generation += 1
         self.live(container).exited.set()
         self.live(container).release_init()
@@ -598,6 +643,37 @@ class ContainerManager:
         self._save(container)
         self._event("rename", container, oldName=f"/{old}")
 
+    # ------------------------------------------------------------------ networks
+
+    async def connect(self, name: str, network: NetworkRecord, config: EndpointSettings) -> None:
+        """``POST /networks/{id}/connect``."""
+        container = self.get(name)
+        if self.networking is None:
+            raise DockyardError("this daemon has no networks")
+        async with self.live(container).lock:
+            await run_in_threadpool(self.networking.connect, container, network, config)
+            self._save(container)
+            if container.state.running and self.dns is not None:
+                await self.dns.detach(container.id)
+                await self._serve_names(container)
+
+    async def disconnect(self, name: str, network: NetworkRecord, force: bool) -> None:
+        """``POST /networks/{id}/disconnect``."""
+        if self.networking is None:
+            raise DockyardError("this daemon has no networks")
+        try:
+            container = self.get(name)
+        except NotFound:
+            if force:
+                return  # dockerd: forced, an endpoint whose container is gone is fine
+            raise
+        async with self.live(container).lock:
+            await run_in_threadpool(self.networking.disconnect, container, network)
+            self._save(container)
+            if container.state.running and self.dns is not None:
+                await self.dns.detach(container.id)
+                await self._serve_names(container)
+
     def image_users(self, image_id: str) -> list[str]:
         """Containers made from ``image_id`` (they keep its layers in use)."""
         return [c.id for c in self.containers.values() if c.image_id == image_id]
@@ -634,6 +710,8 @@ class ContainerManager:
         """Re-attach to supervisors that outlived the daemon; record exits that happened while
         it was down; start containers whose restart policy says so; drop snapshots of
         containers whose removal a crash interrupted."""
+        if self.networking is not None:
+            await run_in_threadpool(self.networking.restore)
         if self.driver is not None:
             snapshots = {c.snapshot for c in self.containers.values()}
             for key in list(self.driver.keys()):
@@ -647,6 +725,7 @@ class ContainerManager:
                 ):
                     self._watch(container, state.supervisor_pid)
                     self.live(container).init = hold_init(state)
+                    await self._serve_names(container)
                     continue
                 await self._supervisor_exited(container.id)
             elif (
@@ -661,6 +740,8 @@ class ContainerManager:
 
     async def shutdown(self) -> None:
         """Stop watching; containers keep running under their supervisors."""
+        if self.dns is not None:
+            await self.dns.close()
         await run_in_threadpool(self.zygote.close)
         for live in self._live.values():
             live.release_init()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -10,12 +11,15 @@ from typing import Any
 
 import attrs
 
-from dockyard.core.interfaces import ContainerSpec, spec_from_json, spec_to_json
+from dockyard.core.interfaces import ContainerSpec, PortBinding, spec_from_json, spec_to_json
 from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
+from dockyard.daemon.networks import ports
+from dockyard.daemon.networks.manager import address_with_prefix
+from dockyard.daemon.networks.records import DEFAULT_BRIDGE, PREDEFINED_DRIVERS, Attachment
 
 RECORD_NAME = "container.json"
 
@@ -63,6 +67,8 @@ class Container:
     volumes: dict[str, str] = attrs.Factory(dict)
     #: Incremented at every exit; attach streams end when it moves.
     exit_generation: int = 0
+    #: Its networks, in order (the first is ``eth0``, where ports are published).
+    networks: list[Attachment] = attrs.Factory(list)
 
     @property
     def short_id(self) -> str:
@@ -93,6 +99,7 @@ class Container:
             "anonymous_volumes": self.anonymous_volumes,
             "volumes": self.volumes,
             "exit_generation": self.exit_generation,
+            "networks": [attachment.to_json() for attachment in self.networks],
         }
         atomic_write(directory / RECORD_NAME, json.dumps(document).encode())
 
@@ -104,6 +111,7 @@ class Container:
         raw["config"] = ENGINE_API.decode(raw["config"], ContainerConfig)
         raw["host_config"] = ENGINE_API.decode(raw["host_config"], HostConfig)
         raw["state"] = ContainerState(**raw["state"])
+        raw["networks"] = [Attachment.from_json(entry) for entry in raw.get("networks", [])]
         return cls(**raw)
 
 
@@ -127,18 +135,62 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
     return mounts
 
 
+def _endpoint_json(container: Container, attachment: Attachment) -> dict[str, Any]:
+    endpoint = attachment.endpoint if container.state.running else None
+    address, prefix = address_with_prefix(endpoint.ipv4 if endpoint else "")
+    user_defined = PREDEFINED_DRIVERS.get(attachment.network_name) is None
+    return {
+        "IPAMConfig": {"IPv4Address": attachment.ipv4} if attachment.ipv4 else None,
+        "Links": None,
+        # dockerd adds the short id: other containers resolve it on user-defined networks.
+        "Aliases": [*attachment.aliases, container.short_id] if user_defined else None,
+        "NetworkID": attachment.network_id,
+        "EndpointID": endpoint.id if endpoint else "",
+        "Gateway": endpoint.gateway if endpoint else "",
+        "IPAddress": address,
+        "IPPrefixLen": prefix,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": endpoint.mac if endpoint else "",
+        "DriverOpts": None,
+    }
+
+
+def published_ports(container: Container) -> list[PortBinding]:
+    if not container.state.running:
+        return []
+    return [port for attachment in container.networks for port in attachment.ports]
+
+
 def _network_settings(container: Container) -> dict[str, Any]:
-    mode = container.host_config.network_mode or "default"
+    running = container.state.running
+    networks = {a.network_name: _endpoint_json(container, a) for a in container.networks}
+    # The top-level fields describe the default bridge's endpoint only, as in dockerd.
+    default = networks.get(DEFAULT_BRIDGE) or {}
     return {
         "Bridge": "",
-        "SandboxID": "",
+        "SandboxID": hashlib.sha256(container.id.encode()).hexdigest() if running else "",
         "HairpinMode": False,
-        "Ports": {},
-        "SandboxKey": "",
-        "Networks": {mode if mode != "default" else "none": {"NetworkID": "", "IPAddress": ""}},
-        "IPAddress": "",
-        "Gateway": "",
-        "MacAddress": "",
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": (
+            ports.engine_ports(container.config.exposed_ports, published_ports(container))
+            if running
+            else {}
+        ),
+        "SandboxKey": container.spec.netns if running else "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": default.get("EndpointID", ""),
+        "Gateway": default.get("Gateway", ""),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": default.get("IPAddress", ""),
+        "IPPrefixLen": default.get("IPPrefixLen", 0),
+        "IPv6Gateway": "",
+        "MacAddress": default.get("MacAddress", ""),
+        "Networks": networks,
     }
 
 
@@ -218,7 +270,7 @@ def summary(container: Container) -> dict[str, Any]:
         # dockerd quotes the arguments that hold a space: sh -c 'echo a b'.
         "Command": " ".join(f"'{arg}'" if " " in arg else arg for arg in args),
         "Created": calendar.timegm(time.strptime(container.created[:19], "%Y-%m-%dT%H:%M:%S")),
-        "Ports": [],
+        "Ports": ports.summary_ports(container.config.exposed_ports, published_ports(container)),
         "Labels": container.config.labels or {},
         "State": container.state.status,
         "Status": status_text(container.state),

@@ -41,9 +41,6 @@ from dockyard.daemon.containers.config import (
 
 MINIMUM_MEMORY = 6 * 1024 * 1024
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: Until bridge networking lands, "default" and "bridge" give a network namespace of the
-#: container's own with loopback only.
-NETWORK_MODES = ("default", "bridge", "none", "host")
 
 
 @attrs.frozen
@@ -142,9 +139,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         raise InvalidParameter("No command specified")
     resources = _resources(host, settings.cpu_count)
     restart = _restart_policy(host)
-    network_mode = host.network_mode or "default"
-    if network_mode not in NETWORK_MODES:
-        raise InvalidParameter(f"network {network_mode} not found")
+    network_mode = host.network_mode or "default"  # the daemon's networks check it
     capabilities = options.capabilities(host.cap_add, host.cap_drop, host.privileged)
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)

@@ -1,4 +1,5 @@
-"""Network drivers ``none`` and ``host``: nothing to plumb, so nothing to make or undo.
+"""Network drivers ``null`` (docker's ``none`` network) and ``host``: nothing to plumb, so
+nothing to make or undo.
 
 * ``none`` is docker's ``--network none``: the container keeps its own network namespace with
   loopback only. The namespace file the core made already has ``lo`` up
@@ -93,7 +94,7 @@ class _Unplumbed:
 
 
 class NoNetwork(_Unplumbed):
-    name = "none"
+    name = "null"
     what = "loopback only"
 
 
@@ -107,7 +108,7 @@ class HostNetwork(_Unplumbed):
 def dockyard_network_drivers() -> list[DriverInfo]:
     return [
         DriverInfo(
-            name="none",
+            name="null",  # docker's name for the driver of its "none" network
             kind=DriverKind.NETWORK,
             factory=lambda config, context: NoNetwork(),
             description="a network namespace of its own with loopback only (--network none)",

@@ -63,7 +63,11 @@ OPTION_DEFAULT = "com.docker.network.bridge.default_bridge"
 OPTION_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
 OPTION_MTU = "com.docker.network.driver.mtu"
 KNOWN_OPTIONS = (OPTION_NAME, OPTION_DEFAULT, OPTION_MASQUERADE, OPTION_MTU)
-DEFAULT_BRIDGE = "dockyard0"
+DEFAULT_INSTANCE = "dockyard"
+DEFAULT_DATA_ROOT = Path("/var/lib/dockyard")
+#: Held while a subnet is chosen and its bridge made: daemons of one host (each with its own
+#: instance) must not pick the same free subnet at the same moment.
+HOST_LOCK = Path("/run/lock/dockyard-bridge-subnets.lock")
 PROTOCOLS = ("tcp", "udp")
 
 
@@ -76,7 +80,9 @@ class BridgeConfig:
     )
     bip: str = option("", "the default network's gateway address and prefix (172.17.0.1/16)")
     instance: str = option(
-        "dockyard", "name of the nftables table and mark of the links: one per daemon"
+        "",
+        "name of the nftables table and mark of the links, one per daemon; empty: dockyard "
+        "for the default data root, else dy and a hash of the data root (daemons never share)",
     )
     ip_forward: bool = option(True, "turn on net.ipv4.ip_forward, for outbound traffic")
 
@@ -116,7 +122,9 @@ class BridgeNetwork:
         self.bip = config.bip
         if self.bip:
             ipam.parse_network(self.bip, "networks.bridge.bip")
-        self.instance = config.instance
+        self.instance = config.instance or DEFAULT_INSTANCE
+        #: The default network's bridge: dockyard0 for the default instance, else <instance>0.
+        self.default_bridge = f"{self.instance}0"
         self.ip_forward = config.ip_forward
         self.firewall = Firewall(config.instance)
         # Choosing a subnet, an address or a host port reads what is taken from the kernel and
@@ -176,7 +184,7 @@ class BridgeNetwork:
             raise InvalidParameter("a bridge network has one IPv4 subnet: several were given")
         default = spec.options.get(OPTION_DEFAULT, "false") == "true"
         bridge = spec.options.get(OPTION_NAME) or (
-            DEFAULT_BRIDGE if default else f"dy-{spec.id[:12]}"
+            self.default_bridge if default else f"dy-{spec.id[:12]}"
         )
         if len(bridge.encode()) > 15 or not bridge or "/" in bridge or " " in bridge:
             raise InvalidParameter(
@@ -184,7 +192,7 @@ class BridgeNetwork:
             )
         mtu = _int_option(spec.options, OPTION_MTU, 1500, 68, 65535)
         masquerade = spec.options.get(OPTION_MASQUERADE, "true") != "false"
-        with self._choosing, _ipr() as ipr:
+        with self._choosing, _host_lock(), _ipr() as ipr:
             subnet = self._choose_subnet(ipr, spec, default)
             if ipr.link_lookup(ifname=bridge):
                 raise Conflict(f"network interface {bridge} already exists on the host")
@@ -575,6 +583,24 @@ def _free_port(binding: PortBinding, held: Sequence[tuple[str, str, int]]) -> in
     raise Conflict("no free host port left in the ephemeral range")
 
 
+@contextlib.contextmanager
+def _host_lock() -> Iterator[None]:
+    import fcntl
+
+    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(HOST_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def instance_for(state_dir: Path) -> str:
+    """The instance of the daemon whose driver state is ``state_dir`` (root/network/bridge)."""
+    data_root = state_dir.parent.parent
+    if data_root == DEFAULT_DATA_ROOT:
+        return DEFAULT_INSTANCE
+    return "dy" + hashlib.sha256(str(data_root).encode()).hexdigest()[:8]
+
+
 def _write_sysctl(path: str, value: str) -> None:
     current = Path(path).read_text().strip()
     if current != value:
@@ -590,6 +616,8 @@ def check() -> None:
 
 
 def build(config: BridgeConfig, context: DriverContext) -> BridgeNetwork:
+    if not config.instance:
+        config = attrs.evolve(config, instance=instance_for(context.state_dir))
     try:
         return BridgeNetwork(config)
     except InvalidParameter as exc:

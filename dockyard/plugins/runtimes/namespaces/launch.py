@@ -251,6 +251,8 @@ def _intermediate(
     # The init process starts from here: the path to it may not be searchable once it runs as
     # a mapped uid.
     os.chdir(rootfs)
+    if spec.netns and spec.network_mode != "host":
+        _join_network(spec.netns)  # as the host's root: from inside the user namespace, never
     syscalls.unshare(syscalls.CLONE_NEWUSER)
     os.write(ready_w, b"u")
     os.close(ready_w)
@@ -338,8 +340,10 @@ def _container_init(
     try:
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
         own_network = spec.network_mode != "host"
-        if own_network:
+        if own_network and not spec.netns:
             flags |= syscalls.CLONE_NEWNET
+        elif own_network and mount_rootfs:
+            _join_network(spec.netns)  # with a user namespace, the intermediate joined it
         syscalls.unshare(flags)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         if mount_rootfs:
@@ -358,7 +362,7 @@ def _container_init(
             mounts.remount_read_only("/")
         if spec.hostname:
             syscalls.sethostname(spec.hostname)
-        if own_network:
+        if own_network and not spec.netns:
             _loopback_up()
         # Joined only now, so the memory our setup dirties is not charged to the container.
         process.join_cgroups(cgroup_fds)
@@ -372,6 +376,17 @@ def _container_init(
         )  # fmt: skip
     except BaseException as exc:
         process.report_and_exit(error_w, exc)
+
+
+def _join_network(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise process.ProcessFailure(f"cannot open network namespace {path}: {exc}") from None
+    try:
+        syscalls.setns(fd, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def _has_cgroup_namespaces() -> bool:

@@ -90,6 +90,24 @@ def process_config(process: ProcessSpec, privileged: bool) -> dict[str, Any]:
     return config
 
 
+def _sys_mount(spec: ContainerSpec, read_only: list[str]) -> dict[str, Any]:
+    if spec.uid_mappings and spec.netns and spec.network_mode != "host":
+        # sysfs needs the network namespace's owner; one the host's root made and the
+        # container joins is not its user namespace's: the host's /sys, as with --network host.
+        return {
+            "destination": "/sys",
+            "type": "bind",
+            "source": "/sys",
+            "options": ["rbind", "nosuid", "noexec", "nodev", *read_only],
+        }
+    return {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": [*_PROC_FLAGS, *read_only],
+    }
+
+
 def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
     """docker's default mounts for runc, then the bind mounts and the etc files."""
     read_only = [] if spec.privileged else ["ro"]
@@ -107,12 +125,7 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
             "source": "devpts",
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         },
-        {
-            "destination": "/sys",
-            "type": "sysfs",
-            "source": "sysfs",
-            "options": [*_PROC_FLAGS, *read_only],
-        },
+        _sys_mount(spec, read_only),
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
@@ -157,11 +170,15 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
 def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     kinds = ["user"] if spec.uid_mappings or spec.gid_mappings else []
     kinds += ["pid", "mount", "ipc", "uts"]
-    if spec.network_mode != "host":
-        kinds.append("network")  # runc brings the new namespace's loopback up itself
     if os.path.exists("/proc/self/ns/cgroup"):
         kinds.append("cgroup")
-    return [{"type": kind} for kind in kinds]
+    namespaces = [{"type": kind} for kind in kinds]
+    if spec.network_mode != "host":
+        # runc joins a namespace given by path before it makes the user namespace, and brings
+        # a new namespace's loopback up itself.
+        network = {"type": "network", "path": spec.netns} if spec.netns else {"type": "network"}
+        namespaces.append(network)
+    return namespaces
 
 
 def _id_mappings(mappings: tuple[IdMapping, ...]) -> list[dict[str, int]]:
