@@ -42,6 +42,7 @@ BUSYBOX_APPLETS = (
     "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "tr", "wc", "grep",
     "seq", "touch", "kill", "pwd", "ps", "mount", "env", "head", "tail", "stty", "tty", "yes",
     "dd", "mkdir", "rm", "test", "[", "printf", "date", "uname", "whoami", "cut", "sed", "awk",
+    "ip", "ping", "wget", "nslookup", "httpd", "nc",
 )  # fmt: skip
 
 

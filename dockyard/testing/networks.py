@@ -85,17 +85,35 @@ def host_network_snapshot() -> dict[str, list[str]]:
 HOST_NETWORK_LOCK = Path(tempfile.gettempdir()) / "dockyard-host-network-tests.lock"
 
 
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def host_left_as_found() -> Iterator[None]:
     """Run the block alone among host-network tests, and check that it left the host's links,
-    addresses and ruleset as it found them."""
-    with open(HOST_NETWORK_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    addresses and ruleset as it found them.
+
+    Re-entrant within a thread (a module's daemon holds it while one of its tests holds it
+    again): flock would make a second hold of the same process wait for the first forever.
+    """
+    if getattr(_held, "depth", 0):
+        _held.depth += 1
         try:
             before = host_network_snapshot()
             yield
             assert host_network_snapshot() == before
         finally:
+            _held.depth -= 1
+        return
+    with open(HOST_NETWORK_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held.depth = 1
+        try:
+            before = host_network_snapshot()
+            yield
+            assert host_network_snapshot() == before
+        finally:
+            _held.depth = 0
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 

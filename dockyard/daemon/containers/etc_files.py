@@ -90,7 +90,7 @@ def hosts_file(
         "ff02::2\tip6-allrouters",
     ]
     lines += [f"{address}\t{name}" for name, address in extra_hosts]
-    lines += [f"{address}\t{names}" for address in addresses]
+    lines += [f"{address}\t{names}" for address in addresses or ["127.0.1.1"]]
     return "\n".join(lines) + "\n"
 
 

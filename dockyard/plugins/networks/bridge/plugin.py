@@ -369,7 +369,8 @@ class BridgeNetwork:
                 prefix = int(state.ipv4.partition("/")[2])
                 inner.addr("add", index=index, address=address, prefixlen=prefix)
                 inner.link("set", index=index, state="up")
-                if state.gateway:
+                if state.gateway and not _has_default_route(inner):
+                    # The first network with a way out keeps the default route, as in docker.
                     inner.route("add", dst="0.0.0.0/0", gateway=state.gateway)
 
         netns.run_in(state.netns, inside)
@@ -496,6 +497,10 @@ class BridgeNetwork:
             bridge = ipr.link_lookup(ifname=home.interface) if home else []
             if bridge and link.master != bridge[0]:
                 ipr.link("set", index=link.index, master=bridge[0], state="up")
+
+
+def _has_default_route(ipr: Any) -> bool:
+    return any(route["dst_len"] == 0 for route in ipr.get_routes(family=socket.AF_INET))
 
 
 def _respec(endpoint: EndpointState) -> EndpointSpec:
