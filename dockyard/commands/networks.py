@@ -9,7 +9,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from dockyard.commands.common import (
     CommandSpec,
@@ -128,39 +128,117 @@ def endpoint_settings(
     }
 
 
-def container_network_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The create body's networking parts from ``run``/``create`` flags, as the docker CLI
-    sends them: ``Config`` fields, ``HostConfig`` fields under ``"HostConfig"``, and the
-    ``NetworkingConfig``. Raises :class:`NetworkFlagError` or :class:`PortSpecError`."""
-    exposed, bindings = port_fields(args.publish, args.expose)
-    networks = list(args.network or [])
-    if len(set(networks)) != len(networks):
-        duplicate = next(n for n in networks if networks.count(n) > 1)
-        raise NetworkFlagError(f'network "{duplicate}" is specified multiple times')
-    kinds = {is_user_defined(n) for n in networks}
+class Attachment(NamedTuple):
+    """One ``--network`` value: a name, or docker's ``name=N,alias=A,ip=…`` form."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    ipv4: str = ""
+    ipv6: str = ""
+    link_local: tuple[str, ...] = ()
+    driver_opts: tuple[tuple[str, str], ...] = ()
+
+
+#: The fields of ``--network``'s long form that API 1.41 has room for.
+_ATTACHMENT_FIELDS = {
+    "name": "network",
+    "alias": "aliases",
+    "ip": "ipv4",
+    "ip6": "ipv6",
+    "link-local-ip": "link_local",
+    "driver-opt": "driver_opts",
+}
+#: ... and those it has not: refused, not dropped.
+_NEWER_FIELDS = {"mac-address": "1.44", "gw-priority": "1.48"}
+
+
+def parse_attachment(value: str) -> Attachment:
+    """A ``--network`` value, read as the docker CLI reads it: ``key=value`` pairs (CSV) when
+    it looks like them, else a network's name."""
+    if not re.search(r"\w+=\w+(,\w+=\w+)*", value):
+        return Attachment(value)
+    import csv
+
+    fields: dict[str, Any] = {"aliases": (), "link_local": (), "driver_opts": ()}
+    for field in next(csv.reader([value]), []):
+        key, sep, text = field.partition("=")
+        key, text = key.strip().lower(), text.strip()
+        if not sep or not key:
+            raise _flag_error(value, "--network", f"invalid field {field}")
+        if key in _NEWER_FIELDS:
+            raise _flag_error(
+                value, "--network", f"{key} needs API {_NEWER_FIELDS[key]}; this client speaks 1.41"
+            )
+        name = _ATTACHMENT_FIELDS.get(key)
+        if name is None:
+            raise _flag_error(value, "--network", f"invalid field key {key}")
+        if name == "driver_opts":
+            option, sep, setting = text.partition("=")
+            if not sep or not option.strip():
+                reason = "invalid key value pair format in driver options"
+                raise _flag_error(value, "--network", reason)
+            fields[name] += ((option.strip().lower(), setting.strip()),)
+        elif name in ("aliases", "link_local"):
+            fields[name] += (text,)
+        else:
+            fields[name] = text
+    if not fields.get("network"):
+        raise _flag_error(value, "--network", "network name/id is not specified")
+    return Attachment(**fields)
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """``NetworkMode`` and ``EndpointsConfig`` from ``--network`` and the flags for one
+    endpoint (``--network-alias``, ``--ip``, ``--ip6``), which go to the first network, as
+    the docker CLI puts them."""
+    attachments = [parse_attachment(value) for value in args.network or ()]
+    lone = len(attachments) == 1
+    endpoints: dict[str, Any] = {}
+    kinds = set()
+    for index, attachment in enumerate(attachments or [Attachment("default")]):
+        kinds.add(is_user_defined(attachment.network))
+        if index == 0:
+            if attachment.aliases and args.network_alias:
+                raise NetworkFlagError(
+                    "conflicting options: cannot specify both --network-alias and per-network alias"
+                )
+            attachment = attachment._replace(
+                aliases=attachment.aliases or tuple(args.network_alias or ()),
+                ipv4=args.ip or attachment.ipv4,
+                ipv6=args.ip6 or attachment.ipv6,
+            )
+        if attachment.aliases and not is_user_defined(attachment.network):
+            raise NetworkFlagError(
+                "network-scoped aliases are only supported for user-defined networks"
+            )
+        if attachment.network in endpoints:
+            raise NetworkFlagError(f'network "{attachment.network}" is specified multiple times')
+        settings = endpoint_settings(
+            attachment.aliases,
+            attachment.ipv4,
+            attachment.ipv6,
+            link_local=attachment.link_local,
+            driver_opts=dict(attachment.driver_opts),
+        )
+        if not (lone and settings == endpoint_settings()):
+            endpoints[attachment.network] = settings
+        # else a lone network without settings: the daemon makes its endpoint
     if len(kinds) > 1:
         raise NetworkFlagError(
             "conflicting options: cannot attach both user-defined and non-user-defined "
             "network-modes"
         )
-    first = networks[0] if networks else "default"
-    if args.network_alias and not is_user_defined(first):
-        raise NetworkFlagError(
-            "network-scoped aliases are only supported for user-defined networks"
-        )
-    # The flags for one endpoint go to the first network, as docker's CLI puts them.
-    endpoints: dict[str, Any] = {}
-    for index, name in enumerate(networks or ["default"]):
-        if index == 0:
-            settings = endpoint_settings(args.network_alias, args.ip or "", args.ip6 or "")
-            plain = settings == endpoint_settings()
-            if len(networks) == 1 and plain:
-                continue  # a lone network without settings: the daemon makes its endpoint
-        else:
-            settings = endpoint_settings()
-        endpoints[name] = settings
+    return (attachments[0].network if attachments else "default"), endpoints
+
+
+def container_network_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The create body's networking parts from ``run``/``create`` flags, as the docker CLI
+    sends them: ``Config`` fields, ``HostConfig`` fields under ``"HostConfig"``, and the
+    ``NetworkingConfig``. Raises :class:`NetworkFlagError` or :class:`PortSpecError`."""
+    exposed, bindings = port_fields(args.publish, args.expose)
+    mode, endpoints = _endpoints(args)
     host_config = {
-        "NetworkMode": first,
+        "NetworkMode": mode,
         "PortBindings": bindings,
         "PublishAllPorts": args.publish_all,
         "Dns": [_dns_server(v) for v in args.dns or ()],
@@ -195,7 +273,8 @@ def container_network_arguments(parser: argparse.ArgumentParser) -> None:
         "--network",
         "--net",
         action="append",
-        help="a network to connect to (repeatable): a name, bridge, host, none, container:NAME",
+        help="a network to connect to (repeatable): a name, bridge, host, none, "
+        "container:NAME, or name=N,alias=A,ip=IP,ip6=IP,link-local-ip=IP,driver-opt=K=V",
     )
     parser.add_argument("--network-alias", action="append", help="a name on the network")
     parser.add_argument("--ip", help="IPv4 address on the network (10.1.2.3)")

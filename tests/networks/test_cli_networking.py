@@ -293,6 +293,11 @@ CREATE_FLAGS = [
     "--dns 1.1.1.1 --dns ::1 --dns-search example.com --dns-search . --dns-option ndots:2",
     "--add-host foo:1.2.3.4 --add-host bar=::1 --add-host gw:host-gateway --add-host v6:[::2]",
     "-h myhost --domainname example.org",
+    "--network name=n1,alias=a,alias=b,ip=10.0.0.2,ip6=fd00::2,driver-opt=k=v,"
+    "link-local-ip=169.254.1.1",
+    "--network name=n1 --network-alias b --ip 10.0.0.9",
+    "--network n1 --network name=n2,alias=x --network-alias b",
+    "--network 'name=n1,alias=x y'",
 ]
 
 
@@ -337,6 +342,10 @@ BAD_CREATE_FLAGS = [
     "--network-alias a",
     "--network a --network host",
     "--network host --network host",
+    "--network alias=x",
+    "--network name=n1,foo=bar",
+    "--network name=n1,alias=a --network-alias b",
+    "--network name=host,alias=x",
 ]
 
 
