@@ -63,27 +63,30 @@ def test_publish_specs_parse_as_the_docker_cli_parses_them(spec, expected):
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("flag", "spec", "message"),
     [
-        ("abc", "invalid containerPort: abc"),
-        ("80/xyz", "invalid proto: xyz"),
-        ("1:2:3:4:5", "invalid IP address: 1:2:3"),
-        ("", "no port specified: <empty>"),
-        ("80:", "no port specified: 80:<empty>"),
-        ("/tcp", "no port specified: /tcp<empty>"),
-        ("80-81:8000-8002", "invalid ranges specified for container and host Ports: 8000-8002 and 80-81"),
-        ("a::80", "invalid IP address: a"),
-        ("1.2.3.4:80", "invalid hostPort: 1.2.3.4"),
-        ("70000", "invalid containerPort: 70000"),
-        ("80-70", "invalid containerPort: 80-70"),
-        (" 80", "invalid containerPort:  80"),
-        ("localhost:80:80", "invalid IP address: localhost"),
-        ("target=80,published", "invalid publish opts format (should be name=value but got 'published')"),
+        ("-p", "abc", "invalid containerPort: abc"),
+        ("-p", "80/xyz", "invalid proto: xyz"),
+        ("-p", "1:2:3:4:5", "invalid IP address: 1:2:3"),
+        ("-p", "", "no port specified: <empty>"),
+        ("-p", "80:", "no port specified: 80:<empty>"),
+        ("-p", "/tcp", "no port specified: /tcp<empty>"),
+        ("-p", "80-81:8000-8002", "invalid ranges specified for container and host Ports: 8000-8002 and 80-81"),
+        ("-p", "a::80", "invalid IP address: a"),
+        ("-p", "1.2.3.4:80", "invalid hostPort: 1.2.3.4"),
+        ("-p", "70000", "invalid containerPort: 70000"),
+        ("-p", "80-70", "invalid containerPort: 80-70"),
+        ("-p", " 80", "invalid containerPort:  80"),
+        ("-p", "localhost:80:80", "invalid IP address: localhost"),
+        ("-p", "target=80,published", "invalid publish opts format (should be name=value but got 'published')"),
+        ("--expose", "80:80", "invalid port format for --expose: 80:80"),
+        ("--expose", "abc", 'invalid range format for --expose: abc, error: strconv.ParseUint: parsing "abc": invalid syntax'),
+        ("--expose", "80-70", "invalid range format for --expose: 80-70, error: invalid range specified for port: 80-70"),
     ],
 )  # fmt: skip
-def test_bad_publish_specs_get_the_docker_cli_s_message(spec, message):
+def test_bad_port_values_get_the_docker_cli_s_message(flag, spec, message):
     with pytest.raises(PortSpecError) as caught:
-        parse_publish(spec)
+        port_fields([spec] if flag == "-p" else [], [spec] if flag == "--expose" else [])
     assert str(caught.value) == message
 
 
@@ -95,20 +98,6 @@ def test_published_ports_are_exposed_and_expose_takes_ranges():
         {"HostIp": "", "HostPort": "8000"},
     ]
     assert bindings["53/udp"] == [{"HostIp": "", "HostPort": ""}]
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("80:80", "invalid port format for --expose: 80:80"),
-        ("abc", 'invalid range format for --expose: abc, error: strconv.ParseUint: parsing "abc": invalid syntax'),
-        ("80-70", "invalid range format for --expose: 80-70, error: invalid range specified for port: 80-70"),
-    ],
-)  # fmt: skip
-def test_bad_expose_values_get_the_docker_cli_s_message(spec, message):
-    with pytest.raises(PortSpecError) as caught:
-        port_fields([], [spec])
-    assert str(caught.value) == message
 
 
 #: /containers/json's Ports for one container, in no particular order.
@@ -301,29 +290,6 @@ CREATE_FLAGS = [
 ]
 
 
-@pytest.mark.interop
-@pytest.mark.parametrize("flags", CREATE_FLAGS)
-def test_create_sends_the_networking_fields_the_docker_cli_sends(stub, tmp_path, flags):
-    (docker_bodies, docker), (our_bodies, ours) = bodies_from_both(
-        stub, f"create {flags} busybox", tmp_path, "/containers/create"
-    )
-    assert docker.returncode == 0, docker.stderr
-    assert ours.returncode == 0, ours.stderr
-    assert [networking_of(b) for b in our_bodies] == [networking_of(b) for b in docker_bodies]
-
-
-@pytest.mark.interop
-def test_run_detached_sends_the_same_networking_fields(stub, tmp_path):
-    stub.answer("POST", "/containers/[^/]+/start", 204)
-    flags = "-d -p 127.0.0.1:8080:80/tcp --network net1 --network-alias a --dns 9.9.9.9"
-    (docker_bodies, docker), (our_bodies, ours) = bodies_from_both(
-        stub, f"run {flags} busybox", tmp_path, "/containers/create"
-    )
-    assert ours.returncode == docker.returncode == 0, (docker.stderr, ours.stderr)
-    assert ours.stdout == docker.stdout  # the id
-    assert [networking_of(b) for b in our_bodies] == [networking_of(b) for b in docker_bodies]
-
-
 BAD_CREATE_FLAGS = [
     "-p abc",
     "-p 80/xyz",
@@ -385,17 +351,6 @@ NETWORK_CREATE_FLAGS = [
     "--ipv6=false n6",
     "--subnet nope n7",
 ]
-
-
-@pytest.mark.interop
-@pytest.mark.parametrize("flags", NETWORK_CREATE_FLAGS)
-def test_network_create_sends_the_body_the_docker_cli_sends(stub, tmp_path, flags):
-    (docker_bodies, docker), (our_bodies, ours) = bodies_from_both(
-        stub, f"network create {flags}", tmp_path, "/networks/create"
-    )
-    assert ours.returncode == docker.returncode == 0, (docker.stderr, ours.stderr)
-    assert ours.stdout == docker.stdout
-    assert our_bodies == docker_bodies
 
 
 @pytest.mark.interop
@@ -505,6 +460,7 @@ def answering_stub(stub) -> EngineStub:
     stub.answer("DELETE", "/networks/nope", 404, {"message": "network nope not found"})
     stub.answer("DELETE", "/networks/[^/]+", 204)
     stub.answer("POST", "/networks/[^/]+/(connect|disconnect)", 200)
+    stub.answer("POST", "/containers/[^/]+/start", 204)
     return stub
 
 
@@ -559,28 +515,41 @@ def test_filters_are_sent_as_the_docker_cli_sends_them(answering_stub, tmp_path,
     assert filters[0] == filters[1]
 
 
+CONNECT_ARGS = [
+    "network connect --alias x --alias y --ip 10.0.0.3 n web",
+    "network connect --ip6 fd00::3 --link a:b --link-local-ip 169.254.0.9 --driver-opt k=v n web",
+    "network disconnect n web",
+    "network disconnect -f n web",
+]
+
+
+def _connection(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "EndpointConfig": _endpoint(body.get("EndpointConfig"))}
+
+
+#: (command line, the path its body goes to, what of the body to compare)
+SENT_BODIES = [
+    *[(f"create {flags} busybox", "/containers/create", networking_of) for flags in CREATE_FLAGS],
+    (
+        "run -d -p 127.0.0.1:8080:80/tcp --network net1 --network-alias a --dns 9.9.9.9 busybox",
+        "/containers/create",
+        networking_of,
+    ),
+    *[(f"network create {flags}", "/networks/create", None) for flags in NETWORK_CREATE_FLAGS],
+    *[(args, f"/networks/n/{args.split()[1]}", _connection) for args in CONNECT_ARGS],
+]
+
+
 @pytest.mark.interop
-@pytest.mark.parametrize(
-    ("args", "path"),
-    [
-        ("network connect --alias x --alias y --ip 10.0.0.3 n web", "/networks/n/connect"),
-        (
-            "network connect --ip6 fd00::3 --link a:b --link-local-ip 169.254.0.9 "
-            "--driver-opt k=v n web",
-            "/networks/n/connect",
-        ),
-        ("network disconnect n web", "/networks/n/disconnect"),
-        ("network disconnect -f n web", "/networks/n/disconnect"),
-    ],
-)
-def test_connect_and_disconnect_send_the_docker_cli_s_body(answering_stub, tmp_path, args, path):
+@pytest.mark.parametrize(("args", "path", "compared"), SENT_BODIES, ids=[c[0] for c in SENT_BODIES])
+def test_requests_carry_what_the_docker_cli_sends(answering_stub, tmp_path, args, path, compared):
     (docker_bodies, docker), (our_bodies, ours) = bodies_from_both(
         answering_stub, args, tmp_path, path
     )
-    assert ours.returncode == docker.returncode == 0, (docker.stderr, ours.stderr)
-    assert len(docker_bodies) == len(our_bodies) == 1
-    docker_body, our_body = docker_bodies[0], our_bodies[0]
-    if "EndpointConfig" in docker_body:
-        docker_body["EndpointConfig"] = _endpoint(docker_body["EndpointConfig"])
-        our_body["EndpointConfig"] = _endpoint(our_body["EndpointConfig"])
-    assert our_body == docker_body
+    assert docker.returncode == 0, docker.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == docker.stdout  # the id printed, or nothing
+    assert len(our_bodies) == len(docker_bodies) == 1
+    if compared is not None:
+        our_bodies, docker_bodies = [compared(our_bodies[0])], [compared(docker_bodies[0])]
+    assert our_bodies == docker_bodies
