@@ -187,10 +187,33 @@ def parse_attachment(value: str) -> Attachment:
     return Attachment(**fields)
 
 
+#: The flags for one endpoint: (Attachment field, flag, docker's name for the field).
+_ENDPOINT_FLAGS = (
+    ("aliases", "network_alias", "--network-alias", "per-network alias"),
+    ("ipv4", "ip", "--ip", "per-network IPv4 address"),
+    ("ipv6", "ip6", "--ip6", "per-network IPv6 address"),
+    ("link_local", "link_local_ip", "--link-local-ip", "per-network link-local IP addresses"),
+)
+
+
+def _with_endpoint_flags(attachment: Attachment, args: argparse.Namespace) -> Attachment:
+    """The first network's attachment with ``--network-alias``, ``--ip``, ``--ip6`` and
+    ``--link-local-ip`` applied; each conflicts with the same field in ``--network``'s long
+    form, as for docker."""
+    changes: dict[str, Any] = {}
+    for field, dest, flag, wording in _ENDPOINT_FLAGS:
+        given = getattr(args, dest)
+        if not given:
+            continue
+        if getattr(attachment, field):
+            raise NetworkFlagError(f"conflicting options: cannot specify both {flag} and {wording}")
+        changes[field] = tuple(given) if isinstance(given, list) else given
+    return attachment._replace(**changes)
+
+
 def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """``NetworkMode`` and ``EndpointsConfig`` from ``--network`` and the flags for one
-    endpoint (``--network-alias``, ``--ip``, ``--ip6``), which go to the first network, as
-    the docker CLI puts them."""
+    endpoint, which go to the first network, as the docker CLI puts them."""
     attachments = [parse_attachment(value) for value in args.network or ()]
     lone = len(attachments) == 1
     endpoints: dict[str, Any] = {}
@@ -198,15 +221,7 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     for index, attachment in enumerate(attachments or [Attachment("default")]):
         kinds.add(is_user_defined(attachment.network))
         if index == 0:
-            if attachment.aliases and args.network_alias:
-                raise NetworkFlagError(
-                    "conflicting options: cannot specify both --network-alias and per-network alias"
-                )
-            attachment = attachment._replace(
-                aliases=attachment.aliases or tuple(args.network_alias or ()),
-                ipv4=args.ip or attachment.ipv4,
-                ipv6=args.ip6 or attachment.ipv6,
-            )
+            attachment = _with_endpoint_flags(attachment, args)
         if attachment.aliases and not is_user_defined(attachment.network):
             raise NetworkFlagError(
                 "network-scoped aliases are only supported for user-defined networks"
@@ -279,6 +294,7 @@ def container_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network-alias", action="append", help="a name on the network")
     parser.add_argument("--ip", help="IPv4 address on the network (10.1.2.3)")
     parser.add_argument("--ip6", help="IPv6 address on the network")
+    parser.add_argument("--link-local-ip", action="append", help="a link-local address")
     parser.add_argument("--mac-address", help="the container's MAC address")
     parser.add_argument("--dns", action="append", help="a DNS server")
     parser.add_argument("--dns-search", action="append", help="a DNS search domain")
@@ -451,7 +467,9 @@ def cmd_network_connect(args: argparse.Namespace) -> int:
     settings = endpoint_settings(
         args.alias, args.ip or "", args.ip6 or "", args.link, args.link_local_ip
     )
-    settings["DriverOpts"] = _key_values(args.driver_opt)  # docker sends {} here, not null
+    # docker sends these empty rather than null here (not at create)
+    settings["IPAMConfig"] = settings["IPAMConfig"] or {}
+    settings["DriverOpts"] = _key_values(args.driver_opt)
     settings["Aliases"] = settings["Aliases"] or []
     body = {"Container": args.container, "EndpointConfig": settings}
     make_client(args).call_json("POST", network_path(args.network, "/connect"), body=body)

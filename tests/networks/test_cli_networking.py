@@ -284,7 +284,7 @@ CREATE_FLAGS = [
     "-h myhost --domainname example.org",
     "--network name=n1,alias=a,alias=b,ip=10.0.0.2,ip6=fd00::2,driver-opt=k=v,"
     "link-local-ip=169.254.1.1",
-    "--network name=n1 --network-alias b --ip 10.0.0.9",
+    "--network name=n1 --network-alias b --ip 10.0.0.9 --link-local-ip 169.254.3.3",
     "--network n1 --network name=n2,alias=x --network-alias b",
     "--network 'name=n1,alias=x y'",
 ]
@@ -312,6 +312,9 @@ BAD_CREATE_FLAGS = [
     "--network name=n1,foo=bar",
     "--network name=n1,alias=a --network-alias b",
     "--network name=host,alias=x",
+    "--network name=n1,link-local-ip=169.254.1.1 --link-local-ip 169.254.3.3",
+    "--network name=n1,ip=10.0.0.2 --ip 10.0.0.3",
+    "--network name=n1,ip6=fd00::2 --ip6 fd00::3",
 ]
 
 
@@ -517,14 +520,23 @@ def test_filters_are_sent_as_the_docker_cli_sends_them(answering_stub, tmp_path,
 
 CONNECT_ARGS = [
     "network connect --alias x --alias y --ip 10.0.0.3 n web",
+    "network connect n web",
     "network connect --ip6 fd00::3 --link a:b --link-local-ip 169.254.0.9 --driver-opt k=v n web",
     "network disconnect n web",
     "network disconnect -f n web",
 ]
 
 
+#: An endpoint's fields in API 1.41 (docker 28 sends newer ones too).
+ENDPOINT_FIELDS_1_41 = ("IPAMConfig", "Links", "Aliases", "MacAddress", "DriverOpts")
+
+
 def _connection(body: dict[str, Any]) -> dict[str, Any]:
-    return {**body, "EndpointConfig": _endpoint(body.get("EndpointConfig"))}
+    """A connect body as API 1.41 has it, empty values as sent ({} and null differ)."""
+    if "EndpointConfig" not in body:  # disconnect
+        return body
+    endpoint = body["EndpointConfig"]
+    return {**body, "EndpointConfig": {k: endpoint.get(k) for k in ENDPOINT_FIELDS_1_41}}
 
 
 #: (command line, the path its body goes to, what of the body to compare)
