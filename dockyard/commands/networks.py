@@ -5,7 +5,6 @@ create body as the docker CLI fills it (bad values refused before any request)."
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from dockyard.commands.common import (
 )
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
 from dockyard.commands.output import go_time_text, print_prune_report, print_rows
-from dockyard.commands.ports import PortSpecError, natural_sort_key, port_fields
+from dockyard.commands.ports import PortSpecError, canonical_ip, natural_sort_key, port_fields
 
 NETWORK_HEADERS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
 #: Network modes that are not user-defined networks (docker's ``NetworkMode.IsUserDefined``).
@@ -50,14 +49,15 @@ def _flag_error(value: str, flag: str, reason: str) -> NetworkFlagError:
 
 
 def _dns_server(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
+    address = canonical_ip(value.strip())
+    if address is None:
         reason = f"IP address is not correctly formatted: {value}"
-        raise _flag_error(value, "--dns", reason) from None
+        raise _flag_error(value, "--dns", reason)
+    return address
 
 
-_DOMAIN = re.compile(
+#: Patterns as text: ``re`` compiles them on first use, not on every command's start.
+_DOMAIN = (
     r"(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*"
     r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])"
 )
@@ -67,7 +67,7 @@ def _dns_search(value: str) -> str:
     domain = value.strip(" ")
     if domain == ".":
         return domain
-    if not re.search("[a-zA-Z]", domain) or not _DOMAIN.fullmatch(domain) or len(domain) >= 255:
+    if not re.search("[a-zA-Z]", domain) or not re.fullmatch(_DOMAIN, domain) or len(domain) >= 255:
         raise _flag_error(value, "--dns-search", f"{value} is not a valid domain")
     return domain
 
@@ -82,22 +82,20 @@ def _extra_host(value: str) -> str:
     if address != "host-gateway":
         if len(address) > 2 and address.startswith("[") and address.endswith("]"):
             address = address[1:-1]
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
+        if canonical_ip(address) is None:
             reason = f'invalid IP address in add-host: "{address}"'
-            raise _flag_error(value, "--add-host", reason) from None
+            raise _flag_error(value, "--add-host", reason)
     return f"{name}:{address}"
 
 
-_MAC = re.compile(
+_MAC = (
     r"[0-9a-fA-F]{2}(?:([:-])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){4}"
     r"|[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}"
 )
 
 
 def _mac_address(value: str) -> str:
-    if not _MAC.fullmatch(value):
+    if not re.fullmatch(_MAC, value):
         raise NetworkFlagError(f"{value} is not a valid mac address")
     return value
 
@@ -312,6 +310,8 @@ def container_network_arguments(parser: argparse.ArgumentParser) -> None:
 def _contains(network: str, address: str) -> bool:
     """Whether ``address`` (an address or a CIDR) falls in the ``network`` subnet; an
     address that is not one falls in none, as for docker."""
+    import ipaddress
+
     try:
         subnet = ipaddress.ip_network(network, strict=False)
     except ValueError:

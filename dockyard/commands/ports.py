@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -66,17 +65,24 @@ def _split_publish(spec: str) -> tuple[str, str, str]:
     return ":".join(parts[:-2]), parts[-2], parts[-1]
 
 
+def canonical_ip(text: str) -> str | None:
+    """``text`` as an IP address in its canonical form, or None if it is not one."""
+    import ipaddress  # ~2 ms: only for the commands that check addresses
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def _host_ip(text: str) -> str:
     if text.startswith("["):  # [::1] or [127.0.0.1]: the brackets go
         inner, closed, rest = text[1:].partition("]")
         if not closed or rest:
             raise PortSpecError(f"invalid IP address {text}: address {text}: missing port")
         text = inner
-    if text:
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            raise PortSpecError(f"invalid IP address: {text}") from None
+    if text and canonical_ip(text) is None:
+        raise PortSpecError(f"invalid IP address: {text}")
     return text
 
 
