@@ -379,62 +379,55 @@ def test_network_create_refuses_what_the_docker_cli_refuses(stub, tmp_path, flag
     assert ours.stderr.strip().removeprefix("dockyard network: ") == docker.stderr.strip()
 
 
-NETWORKS = [
-    {
-        "Name": "bridge",
-        "Id": "a" * 64,
-        "Created": "2026-12-05T10:00:00.123456789Z",
+def network_document(name: str, id_digit: str, created: str, **changes: Any) -> dict[str, Any]:
+    """A network as /networks answers it (dockerd 20.10's keys), with ``changes``."""
+    document = {
+        "Name": name,
+        "Id": id_digit * 64,
+        "Created": created,
         "Scope": "local",
         "Driver": "bridge",
         "EnableIPv6": False,
-        "IPAM": {
+        "IPAM": {"Driver": "default", "Options": {}, "Config": []},
+        "Internal": False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {},
+        "Options": {},
+        "Labels": {},
+    }
+    return {**document, **changes}
+
+
+NETWORKS = [
+    network_document(
+        "bridge",
+        "a",
+        "2026-12-05T10:00:00.123456789Z",
+        IPAM={
             "Driver": "default",
             "Options": None,
             "Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}],
         },
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {},
-        "Options": {"com.docker.network.bridge.default_bridge": "true"},
-        "Labels": {},
-    },
-    {
-        "Name": "net10",
-        "Id": "b" * 64,
-        "Created": "2026-12-05T10:00:00.5+02:00",
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv6": True,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": []},
-        "Internal": True,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {},
-        "Options": {},
-        "Labels": {"z": "<1>"},
-    },
-    {
-        "Name": "net9",
-        "Id": "c" * 64,
-        "Created": "2026-12-05T10:00:00Z",
-        "Scope": "local",
-        "Driver": "host",
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": None},
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {},
-        "Options": {},
-        "Labels": {},
-    },
+        Options={"com.docker.network.bridge.default_bridge": "true"},
+    ),
+    network_document(
+        "net10",
+        "b",
+        "2026-12-05T10:00:00.5+02:00",
+        EnableIPv6=True,
+        Internal=True,
+        Labels={"z": "<1>"},
+    ),
+    network_document(
+        "net9",
+        "c",
+        "2026-12-05T10:00:00Z",
+        Driver="host",
+        IPAM={"Driver": "default", "Options": None, "Config": None},
+    ),
 ]
 
 LISTED_CONTAINER = {
