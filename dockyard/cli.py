@@ -13,10 +13,12 @@ This module is the table of contents: the global options, :func:`build_parser` a
   :mod:`~dockyard.commands.jsonmessages` draws their progress),
   ``load``, ``history`` and the ``image`` group
 - :mod:`~dockyard.commands.containers`: ``run``, ``create``, ``start``, ``ps``, ``logs``,
-  ``exec``, ``attach``… and the ``container`` group
+  ``exec``, ``attach``, ``port``… and the ``container`` group
   (:mod:`~dockyard.commands.streams`: the terminal wired to an attached container)
 - :mod:`~dockyard.commands.inspection`: ``inspect``
 - :mod:`~dockyard.commands.volumes`: the ``volume`` group
+- :mod:`~dockyard.commands.networks`: the ``network`` group and ``run``'s networking flags
+  (:mod:`~dockyard.commands.ports`: ``-p``/``--expose``, ``port`` and ``ps``' PORTS)
 - :mod:`~dockyard.commands.logins`: ``login``, ``logout``
   (:mod:`~dockyard.commands.credentials`: the stored logins)
 - :mod:`~dockyard.commands.servers`: ``daemon``, ``registry``, ``config default``
@@ -36,6 +38,7 @@ from dockyard.commands import (
     images,
     inspection,
     logins,
+    networks,
     servers,
     system,
     volumes,
@@ -111,7 +114,7 @@ def docker_boolean_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -
 
 
 #: The command modules, in the order of ``dockyard --help``.
-COMMAND_MODULES = (system, images, containers, inspection, volumes, logins, servers)
+COMMAND_MODULES = (system, images, containers, inspection, volumes, networks, logins, servers)
 
 #: Global options that take a value (the command word is not among their values).
 _GLOBAL_OPTIONS_WITH_VALUES = ("-H", "--host", "--tlscacert", "--tlscert", "--tlskey")
@@ -170,8 +173,8 @@ def _parser(only: str | None) -> tuple[argparse.ArgumentParser, Collection[str]]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # system: version, info, plugins; images: image …, images, tag, rmi, import, save, load,
     # history; containers: container …, run, create, start, stop, ps, logs, exec…; inspection:
-    # inspect; volumes: volume …; logins: login, logout; servers: config default, daemon,
-    # registry.
+    # inspect; volumes: volume …; networks: network …; logins: login, logout; servers: config
+    # default, daemon, registry.
     for module in COMMAND_MODULES:
         module.add_parsers(commands, only)
         if only is not None and only in commands.choices:

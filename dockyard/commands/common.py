@@ -96,6 +96,10 @@ def volume_path(name: str) -> str:
     return f"/volumes/{quote(name, safe='')}"
 
 
+def network_path(name: str, suffix: str = "") -> str:
+    return f"/networks/{quote(name, safe='')}{suffix}"
+
+
 def table_or_json(value: str) -> str:
     """The ``--format`` values we support; docker's Go templates are refused by name."""
     if value not in ("table", "json"):

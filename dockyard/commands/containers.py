@@ -27,6 +27,11 @@ from dockyard.commands.common import (
     table_or_json,
 )
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
+from dockyard.commands.networks import (
+    NetworkFlagError,
+    container_network_arguments,
+    container_network_fields,
+)
 from dockyard.commands.output import (
     DOCKER_MIN_WIDTH,
     created_since,
@@ -39,6 +44,7 @@ from dockyard.commands.output import (
     print_table,
     truncate_id,
 )
+from dockyard.commands.ports import PortSpecError, cmd_port, displayable_ports, port_arguments
 from dockyard.commands.streams import (
     DEFAULT_DETACH_KEYS,
     AttachSession,
@@ -133,6 +139,10 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         else:  # a bare container path is an anonymous volume
             anonymous[spec] = {}
     entrypoint = None if args.entrypoint is None else [args.entrypoint]
+    try:
+        networking = container_network_fields(args)
+    except (NetworkFlagError, PortSpecError) as exc:
+        raise RunError(str(exc)) from None
     host_config: dict[str, Any] = {
         "Binds": binds or None,
         "AutoRemove": args.rm,
@@ -140,7 +150,6 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "Memory": memory,
         "NanoCpus": cpus,
         "PidsLimit": args.pids_limit,
-        "NetworkMode": args.network or "default",
         "Privileged": args.privileged,
         "CapAdd": args.cap_add,
         "CapDrop": args.cap_drop,
@@ -149,9 +158,11 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "SecurityOpt": args.security_opt,
         "LogConfig": {"Type": "", "Config": {}},
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
+        **networking.pop("HostConfig"),
     }
+    networking_config = networking.pop("NetworkingConfig")
     return {
-        "Hostname": args.hostname or "",
+        **networking,
         "User": args.user or "",
         "AttachStdin": attach_stdin,
         "AttachStdout": not detached,
@@ -167,7 +178,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "Entrypoint": entrypoint,
         "Labels": parse_labels(args.label),
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": networking_config,
     }
 
 
@@ -467,17 +478,6 @@ def _container_names(container: dict[str, Any]) -> str:
     return ",".join(names)
 
 
-def _ports(container: dict[str, Any]) -> str:
-    shown = []
-    for port in container.get("Ports") or ():
-        private, kind = port.get("PrivatePort"), port.get("Type", "tcp")
-        if port.get("PublicPort"):
-            shown.append(f"{port.get('IP', '0.0.0.0')}:{port['PublicPort']}->{private}/{kind}")
-        else:
-            shown.append(f"{private}/{kind}")
-    return ", ".join(shown)
-
-
 def _mount_name(mount: dict[str, Any], truncate: bool) -> str:
     name = mount.get("Name") or mount.get("Source", "")
     return ellipsis(name, MOUNT_NAME_WIDTH) if truncate else name
@@ -507,7 +507,7 @@ def _ps_row(container: dict[str, Any], truncate: bool) -> dict[str, Any]:
         "Names": _container_names(container),
         "Networks": ",".join(sorted(networks)),
         "Platform": None,  # docker 28 has the field; /containers/json has no platform to show
-        "Ports": _ports(container),
+        "Ports": displayable_ports(container.get("Ports") or ()),
         "RunningFor": created_since(created),
         "Size": "0B",
         "State": container.get("State", ""),
@@ -781,7 +781,6 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("-m", "--memory", help="memory limit: 512m, 1g, …")
     parser.add_argument("--cpus", help="number of CPUs (1.5)")
     parser.add_argument("--pids-limit", type=int, help="maximum number of processes")
-    parser.add_argument("--network", "--net", help="none or host")
     parser.add_argument("--privileged", action="store_true", help="all capabilities and devices")
     parser.add_argument("--cap-add", action="append", help="add a Linux capability")
     parser.add_argument("--cap-drop", action="append", help="drop a Linux capability")
@@ -795,7 +794,7 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
         help="no-new-privileges[=true], systempaths=unconfined, seccomp=unconfined, …",
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
-    parser.add_argument("-h", "--hostname", help="the container's host name")
+    container_network_arguments(parser)
     parser.add_argument(
         "--pull",
         type=pull_policy,
@@ -928,6 +927,7 @@ CONTAINER_COMMANDS: list[CommandSpec] = [
     ),
     ("exec", ("exec",), "run a command in a running container", _exec_arguments, cmd_exec),
     ("top", ("top",), "list a container's processes", _top_arguments, cmd_top),
+    ("port", ("port",), "list a container's published ports", port_arguments, cmd_port),
     ("rename", ("rename",), "rename a container", _rename_arguments, cmd_rename),
     ("attach", ("attach",), "attach to a running container", _attach_arguments, cmd_attach),
     ("stats", ("stats",), "containers' resource usage", _stats_arguments, cmd_stats),

@@ -1,5 +1,6 @@
-"""``inspect``: the generic command (containers, images, volumes in docker's order), the one
-``container inspect`` and ``volume inspect`` share, and the layout of what it prints."""
+"""``inspect``: the generic command (containers, images, volumes, networks in docker's order),
+the one ``container``, ``volume`` and ``network inspect`` share, and the layout of what it
+prints."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from dockyard.commands.common import (
     container_path,
     image_path,
     make_client,
+    network_path,
     print_errors,
     volume_path,
 )
 from dockyard.commands.output import go_json
+
+#: What the generic ``inspect`` looks for a name as, in docker's order.
+INSPECT_KINDS = ("container", "image", "volume", "network")
 
 
 def _go_value(value: Any) -> str:
@@ -114,17 +119,19 @@ def _print_documents(raw_documents: list[str], template: str | None) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace, retype: Callable[[str], str] | None = None) -> int:
-    """``inspect`` tries each kind in docker's order (container, image, volume) for a name;
-    ``container inspect``/``volume inspect`` look at one kind. Documents are printed as the
-    daemon wrote them (docker's generic and container inspect do), or through ``retype``."""
+    """``inspect`` tries each kind in docker's order (container, image, volume, network) for a
+    name; ``container``, ``volume`` and ``network inspect`` look at one kind. Documents are
+    printed as the daemon wrote them (docker's generic, container and network inspect do), or
+    through ``retype``."""
     from dockyard.client import APIError
 
     client = make_client(args)
-    kinds = [args.type] if args.type else ["container", "image", "volume"]
+    kinds = [args.type] if args.type else list(INSPECT_KINDS)
     paths = {
         "container": lambda name: container_path(name, "/json"),
         "image": lambda name: image_path(name, "/json"),
         "volume": volume_path,
+        "network": network_path,
     }
     found, errors = [], []
     for name in args.names:
@@ -151,13 +158,15 @@ def cmd_inspect(args: argparse.Namespace, retype: Callable[[str], str] | None = 
 def inspect_arguments(parser: argparse.ArgumentParser, kind: str | None = None) -> None:
     parser.add_argument("-f", "--format", help="'json' or a {{.Field}} template")
     if kind is None:
-        parser.add_argument("--type", choices=["container", "image", "volume"])
+        parser.add_argument("--type", choices=INSPECT_KINDS)
     else:
         parser.set_defaults(type=kind)
     parser.add_argument("names", nargs="+", metavar="NAME")
 
 
 def add_parsers(commands: Any, only: str | None = None) -> None:
-    inspect = commands.add_parser("inspect", help="show details of containers, images, volumes")
+    inspect = commands.add_parser(
+        "inspect", help="show details of containers, images, volumes, networks"
+    )
     inspect_arguments(inspect)
     inspect.set_defaults(func=cmd_inspect)

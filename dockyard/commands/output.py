@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -81,6 +82,25 @@ def rfc3339(unix_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + zone
 
 
+def go_time_text(rfc3339_text: str) -> str:
+    """An RFC 3339 time from the daemon (``2026-11-29T07:05:25.5Z``) as Go's
+    ``time.Time.String()`` prints it after parsing: in the zone it was written in,
+    the fraction without trailing zeros (``2026-11-29 07:05:25.5 +0000 UTC``)."""
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\d)[Tt](\d\d:\d\d:\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)", rfc3339_text
+    )
+    if match is None:
+        return rfc3339_text  # not a time docker could parse either: shown as it came
+    day, clock, fraction, zone = match.groups()
+    fraction = (fraction or "")[:10].rstrip("0").rstrip(".")
+    if zone in ("Z", "z"):
+        offset = "+0000 UTC"
+    else:
+        compact = zone.replace(":", "")
+        offset = f"{compact} {compact}"
+    return f"{day} {clock}{fraction} {offset}"
+
+
 def go_json(value: Any, indent: int | None = None) -> str:
     """JSON as Go's encoding/json writes it, so scripts see docker's exact bytes: compact (or
     indented), UTF-8, and ``<``, ``>``, ``&``, U+2028 and U+2029 escaped."""
@@ -115,12 +135,14 @@ def print_rows(
         print_table(headers, [[row[c] for c in columns] for row in rows], DOCKER_MIN_WIDTH)
 
 
-def print_prune_report(heading: str, deleted: Sequence[str], space_reclaimed: int) -> None:
+def print_prune_report(heading: str, deleted: Sequence[str], space_reclaimed: int | None) -> None:
     """What the ``prune`` commands print: what went, under ``heading`` (nothing if nothing
-    went), then the space; docker uses go-units HumanSize here: four significant digits."""
+    went), then the space (not for networks, which take none: ``None``); docker uses go-units
+    HumanSize here: four significant digits."""
     if deleted:
         print(heading)
         for line in deleted:
             print(line)
         print()
-    print(f"Total reclaimed space: {human_size_decimal(space_reclaimed, 4)}")
+    if space_reclaimed is not None:
+        print(f"Total reclaimed space: {human_size_decimal(space_reclaimed, 4)}")

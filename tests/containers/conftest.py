@@ -11,7 +11,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -26,6 +26,20 @@ APPLETS = ("sleep", "env", "pwd", "id", "stty", "hostname", "printf", "seq", "ki
 IMAGE = "busybox"
 
 
+def import_busybox(daemon: Daemon, rootfs: Path, applets: Sequence[str]) -> None:
+    """Import busybox as ``IMAGE`` into ``daemon`` with ``applets`` linked in ``/bin`` (more
+    than busybox_rootfs links) and an empty ``/data``; the layer is written to ``rootfs``."""
+    extra: dict[str, bytes | str | None] = {f"bin/{a}": "->busybox" for a in applets}
+    extra["data"] = None
+    rootfs.write_bytes(busybox_rootfs(extra))
+    imported = run_dockyard(
+        ["-H", daemon.host, "import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin",
+         str(rootfs), IMAGE],
+        env=plugin_env([]),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+
+
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
     base = tmp_path_factory.mktemp("containers-daemon")
@@ -35,16 +49,7 @@ def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
     daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
     try:
         daemon.wait_until_serving()
-        rootfs = base / "rootfs.tar"
-        extra: dict[str, bytes | str | None] = {f"bin/{a}": "->busybox" for a in APPLETS}
-        extra["data"] = None
-        rootfs.write_bytes(busybox_rootfs(extra))
-        imported = run_dockyard(
-            ["-H", daemon.host, "import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin",
-             str(rootfs), IMAGE],
-            env=plugin_env([]),
-        )  # fmt: skip
-        assert imported.returncode == 0, imported.stderr
+        import_busybox(daemon, base / "rootfs.tar", APPLETS)
         yield daemon
     finally:
         shut_down(daemon)
