@@ -136,11 +136,6 @@ def networks_of(cli: DockyardCLI, container: str) -> dict:
     return json.loads(ok(cli("inspect", "-f", "{{json .NetworkSettings.Networks}}", container)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon: a container's second network fails with 500 internal error: (17, 'File "
-    "exists'), at connect when it runs, at its start when it did not",
-)
 @pytest.mark.parametrize("running", [False, True])
 def test_connect_adds_a_network_with_its_alias_and_disconnect_takes_it_away(cli, running):
     network, container = unique("net"), unique("c")

@@ -85,7 +85,10 @@ class ContainerNetworks:
             other = self._container(mode[len(CONTAINER_MODE) :])
             return f"{CONTAINER_MODE}{other.id}", []
         network_name = self.default_mode() if mode == "default" else mode
-        record = self.networks.get(network_name)
+        record = self.networks.find(network_name)
+        if record is None:
+            # A 404 at create makes the docker CLI pull the image and try again.
+            raise InvalidParameter(f"network {network_name} not found")
         # The docker CLI keys it by the mode as given ("default"), others by name or id.
         keys = [key for key in (mode, record.name, record.id) if key in endpoints]
         if endpoints and not keys:
