@@ -14,8 +14,9 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -208,6 +209,39 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())
 
 
+@contextlib.asynccontextmanager
+async def fake_upstreams(*behaviours: Behaviour) -> AsyncIterator[list[FakeUpstream]]:
+    started: list[FakeUpstream] = []
+    try:
+        for behaviour in behaviours:
+            started.append(await FakeUpstream(behaviour).start())
+        yield started
+    finally:
+        for upstream in started:
+            await upstream.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    names: Names,
+    containers: dict[str, Path],
+    upstreams: Sequence[FakeUpstream | str] = (),
+    **options: Any,
+) -> AsyncIterator[EmbeddedDNS]:
+    """A server with ``containers`` ({id: namespace}) attached, closed at the end."""
+    addresses = [u.address if isinstance(u, FakeUpstream) else u for u in upstreams]
+    dns = EmbeddedDNS(names, upstreams=addresses, **options)
+    try:
+        for container_id, path in containers.items():
+            await dns.attach(container_id, path)
+        yield dns
+    finally:
+        await dns.close()
+
+
+WEB = {"c1": {"web": ["10.1.0.2"]}}
+
+
 # -- names the daemon knows ----------------------------------------------------------------
 
 
@@ -217,10 +251,7 @@ def test_a_containers_names_answered_from_its_own_networks(namespaces, tcp):
     names = Names({"c1": {"web": ["10.1.0.2", "10.2.0.2"], "db": ["10.1.0.3"]}, "c2": {}})
 
     async def scenario() -> None:
-        dns = EmbeddedDNS(names, upstreams=[])
-        await dns.attach("c1", one)
-        await dns.attach("c2", two)
-        try:
+        async with serving(names, {"c1": one, "c2": two}):
             reply = await ask(one, question("WEB."), tcp)
             assert reply.header.rcode == RCODE.NOERROR
             assert reply.header.ra == 1 and reply.header.aa == 0
@@ -233,41 +264,34 @@ def test_a_containers_names_answered_from_its_own_networks(namespaces, tcp):
             other = await ask(two, question("web"), tcp)
             assert other.header.rcode == RCODE.SERVFAIL and not other.rr
             assert ("c1", "web") in names.asked and ("c2", "web") in names.asked
-        finally:
-            await dns.close()
 
     run(scenario)
 
 
 def test_aaaa_and_mx_of_a_known_name_are_empty_answers_not_forwarded(namespaces):
     path = namespaces("ns")
-    names = Names({"c1": {"web": ["10.1.0.2"]}})
 
     async def scenario() -> None:
-        upstream = await FakeUpstream().start()
-        dns = EmbeddedDNS(names, upstreams=[upstream.address])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(answers_everything) as (upstream,),
+            serving(Names(WEB), {"c1": path}, [upstream]),
+        ):
             for qtype in ("AAAA", "MX"):
                 reply = await ask(path, question("web", qtype))
                 assert reply.header.rcode == RCODE.NOERROR and not reply.rr
             assert upstream.seen == []
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
 
 def test_ptr_of_a_known_address_answered_and_others_forwarded(namespaces):
     path = namespaces("ns")
-    names = Names({"c1": {"web": ["10.1.0.2"]}})
 
     async def scenario() -> None:
-        upstream = await FakeUpstream().start()
-        dns = EmbeddedDNS(names, upstreams=[upstream.address])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(answers_everything) as (upstream,),
+            serving(Names(WEB), {"c1": path}, [upstream]),
+        ):
             reply = await ask(path, question("2.0.1.10.in-addr.arpa", "PTR"))
             assert [str(rr.rdata) for rr in reply.rr] == ["web.net1."]
             assert reply.rr[0].ttl == 600
@@ -275,9 +299,6 @@ def test_ptr_of_a_known_address_answered_and_others_forwarded(namespaces):
             other = await ask(path, question("9.9.9.9.in-addr.arpa", "PTR"), tcp=True)
             assert [str(rr.rdata) for rr in other.rr] == ["upstream.example."]
             assert upstream.seen == [("tcp", "9.9.9.9.in-addr.arpa")]
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
@@ -286,34 +307,28 @@ def test_user_ndots_answers_unknown_single_labels_empty_instead_of_forwarding(na
     path = namespaces("ns")
 
     async def scenario() -> None:
-        upstream = await FakeUpstream().start()
-        dns = EmbeddedDNS(Names(), upstreams=[upstream.address])
-        await dns.attach("c1", path, user_ndots=True)
-        try:
+        async with (
+            fake_upstreams(answers_everything) as (upstream,),
+            serving(Names(), {}, [upstream]) as dns,
+        ):
+            await dns.attach("c1", path, user_ndots=True)
             reply = await ask(path, question("printer"))
             assert reply.header.rcode == RCODE.NOERROR and not reply.rr
             assert upstream.seen == []
             assert addresses_in(await ask(path, question("printer.example"))) == ["192.0.2.1"]
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
 
 def test_a_failing_name_source_is_a_servfail_and_serving_goes_on(namespaces):
     path = namespaces("ns")
-    names = Names({"c1": {"web": ["10.1.0.2"]}}, failing=True)
+    names = Names(WEB, failing=True)
 
     async def scenario() -> None:
-        dns = EmbeddedDNS(names, upstreams=[])
-        await dns.attach("c1", path)
-        try:
+        async with serving(names, {"c1": path}):
             assert (await ask(path, question("web"))).header.rcode == RCODE.SERVFAIL
             names.failing = False
             assert addresses_in(await ask(path, question("web"))) == ["10.1.0.2"]
-        finally:
-            await dns.close()
 
     run(scenario)
 
@@ -323,9 +338,7 @@ def test_too_many_addresses_for_udp_are_truncated_and_complete_over_tcp(namespac
     many = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100)]
 
     async def scenario() -> None:
-        dns = EmbeddedDNS(Names({"c1": {"svc": many}}), upstreams=[])
-        await dns.attach("c1", path)
-        try:
+        async with serving(Names({"c1": {"svc": many}}), {"c1": path}):
             short = await ask(path, question("svc"))
             assert short.header.tc == 1
             assert 0 < len(short.rr) < 100 and len(short.pack()) <= 512
@@ -335,8 +348,6 @@ def test_too_many_addresses_for_udp_are_truncated_and_complete_over_tcp(namespac
             assert len((await ask(path, edns)).rr) == 100
             full = await ask(path, question("svc"), tcp=True)
             assert full.header.tc == 0 and sorted(addresses_in(full)) == sorted(many)
-        finally:
-            await dns.close()
 
     run(scenario)
 
@@ -349,11 +360,10 @@ def test_unknown_names_forwarded_from_the_hosts_namespace_in_the_clients_protoco
     path = namespaces("ns")
 
     async def scenario() -> None:
-        upstream = await FakeUpstream().start()
-        names = Names({"c1": {"web": ["10.1.0.2"]}})
-        dns = EmbeddedDNS(names, upstreams=[upstream.address])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(answers_everything) as (upstream,),
+            serving(Names(WEB), {"c1": path}, [upstream]),
+        ):
             reply = await ask(path, question("www.example.org"), tcp)
             assert addresses_in(reply) == ["192.0.2.1"]
             assert [rr.ttl for rr in reply.rr] == [30]  # the upstream's reply, relayed
@@ -361,9 +371,6 @@ def test_unknown_names_forwarded_from_the_hosts_namespace_in_the_clients_protoco
             assert other.header.rcode == RCODE.NOERROR
             protocol = "tcp" if tcp else "udp"
             assert upstream.seen == [(protocol, "www.example.org")] * 2
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
@@ -372,19 +379,15 @@ def test_each_container_may_have_its_own_upstreams(namespaces):
     one, two = namespaces("one"), namespaces("two")
 
     async def scenario() -> None:
-        default, own = await FakeUpstream().start(), await FakeUpstream().start()
-        dns = EmbeddedDNS(Names(), upstreams=[default.address])
-        await dns.attach("c1", one)
-        await dns.attach("c2", two, upstreams=[own.address])
-        try:
+        async with (
+            fake_upstreams(answers_everything, answers_everything) as (default, own),
+            serving(Names(), {"c1": one}, [default]) as dns,
+        ):
+            await dns.attach("c2", two, upstreams=[own.address])
             await ask(one, question("a.example"))
             await ask(two, question("b.example"))
             assert default.seen == [("udp", "a.example")]
             assert own.seen == [("udp", "b.example")]
-        finally:
-            await dns.close()
-            await default.stop()
-            await own.stop()
 
     run(scenario)
 
@@ -418,10 +421,10 @@ def test_failing_upstreams_move_on_to_the_next_as_dockerd(namespaces, first, ans
     path = namespaces("ns")
 
     async def scenario() -> None:
-        bad, good = await FakeUpstream(first).start(), await FakeUpstream().start()
-        dns = EmbeddedDNS(Names(), upstreams=[bad.address, good.address], timeout=0.5)
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(first, answers_everything) as (bad, good),
+            serving(Names(), {"c1": path}, [bad, good], timeout=0.5),
+        ):
             reply = await ask(path, question("x.example"))
             assert bad.seen == [("udp", "x.example")]
             if answered_by_second:
@@ -430,10 +433,6 @@ def test_failing_upstreams_move_on_to_the_next_as_dockerd(namespaces, first, ans
             else:
                 assert reply.header.rcode == RCODE.NXDOMAIN and reply.header.aa == 1
                 assert good.seen == []
-        finally:
-            await dns.close()
-            await bad.stop()
-            await good.stop()
 
     run(scenario)
 
@@ -442,16 +441,12 @@ def test_the_last_upstreams_error_is_relayed_when_none_did_better(namespaces):
     path = namespaces("ns")
 
     async def scenario() -> None:
-        first = await FakeUpstream(rcode_reply(RCODE.SERVFAIL)).start()
-        second = await FakeUpstream(rcode_reply(RCODE.NXDOMAIN)).start()
-        dns = EmbeddedDNS(Names(), upstreams=[first.address, second.address])
-        await dns.attach("c1", path)
-        try:
+        failing = rcode_reply(RCODE.SERVFAIL), rcode_reply(RCODE.NXDOMAIN)
+        async with (
+            fake_upstreams(*failing) as upstreams,
+            serving(Names(), {"c1": path}, upstreams),
+        ):
             assert (await ask(path, question("x.example"))).header.rcode == RCODE.NXDOMAIN
-        finally:
-            await dns.close()
-            await first.stop()
-            await second.stop()
 
     run(scenario)
 
@@ -460,16 +455,12 @@ def test_at_most_three_upstreams_are_tried(namespaces):
     path = namespaces("ns")
 
     async def scenario() -> None:
-        upstreams = [await FakeUpstream(rcode_reply(RCODE.SERVFAIL)).start() for _ in range(4)]
-        dns = EmbeddedDNS(Names(), upstreams=[u.address for u in upstreams])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(*[rcode_reply(RCODE.SERVFAIL)] * 4) as upstreams,
+            serving(Names(), {"c1": path}, upstreams),
+        ):
             await ask(path, question("x.example"))
             assert [len(u.seen) for u in upstreams] == [1, 1, 1, 0]
-        finally:
-            await dns.close()
-            for upstream in upstreams:
-                await upstream.stop()
 
     run(scenario)
 
@@ -478,67 +469,61 @@ def test_no_upstream_reachable_is_a_servfail_within_the_timeout(namespaces):
     path = namespaces("ns")
 
     async def scenario() -> None:
-        silent = await FakeUpstream(never_answers).start()
         closed = f"127.0.0.1:{free_port()}"  # nothing listens: ICMP unreachable / refused
-        dns = EmbeddedDNS(Names(), upstreams=[closed, silent.address], timeout=0.5)
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(never_answers) as (silent,),
+            serving(Names(), {"c1": path}, [closed, silent], timeout=0.5),
+        ):
             for tcp in (False, True):
                 started = time.monotonic()
                 reply = await ask(path, question("x.example"), tcp)
                 assert reply.header.rcode == RCODE.SERVFAIL and not reply.rr
                 assert time.monotonic() - started < 2.5
-        finally:
-            await dns.close()
-            await silent.stop()
 
     run(scenario)
+
+
+async def big_txt(query: DNSRecord, protocol: str) -> bytes | None:
+    reply = query.reply()
+    for index in range(20):
+        reply.add_answer(RR(query.q.qname, QTYPE.TXT, rdata=TXT("x" * 200 + str(index))))
+    return (reply.truncate() if protocol == "udp" else reply).pack()
 
 
 def test_a_truncated_upstream_reply_is_relayed_and_the_tcp_retry_forwarded(namespaces):
     path = namespaces("ns")
 
-    async def big(query: DNSRecord, protocol: str) -> bytes | None:
-        reply = query.reply()
-        for index in range(20):
-            reply.add_answer(RR(query.q.qname, QTYPE.TXT, rdata=TXT("x" * 200 + str(index))))
-        if protocol == "udp":
-            return reply.truncate().pack()
-        return reply.pack()
-
     async def scenario() -> None:
-        upstream = await FakeUpstream(big).start()
-        dns = EmbeddedDNS(Names(), upstreams=[upstream.address])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(big_txt) as (upstream,),
+            serving(Names(), {"c1": path}, [upstream]),
+        ):
             short = await ask(path, question("big.example", "TXT"))
             assert short.header.tc == 1
             full = await ask(path, question("big.example", "TXT"), tcp=True)
             assert len(full.rr) == 20
             assert upstream.seen == [("udp", "big.example"), ("tcp", "big.example")]
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
+
+
+async def wrong_replies(query: DNSRecord, protocol: str) -> bytes | None:
+    if str(query.q.qname).startswith("garbage"):
+        return b"\x00\x01junk"
+    reply = query.reply()
+    reply.header.id = (query.header.id + 1) % 65536
+    reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("6.6.6.6")))
+    return reply.pack()
 
 
 def test_replies_with_another_id_or_garbage_are_not_relayed(namespaces):
     path = namespaces("ns")
 
-    async def wrong(query: DNSRecord, protocol: str) -> bytes | None:
-        if str(query.q.qname).startswith("garbage"):
-            return b"\x00\x01junk"
-        reply = query.reply()
-        reply.header.id = (query.header.id + 1) % 65536
-        reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("6.6.6.6")))
-        return reply.pack()
-
     async def scenario() -> None:
-        upstream = await FakeUpstream(wrong).start()
-        dns = EmbeddedDNS(Names(), upstreams=[upstream.address], timeout=0.5)
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(wrong_replies) as upstreams,
+            serving(Names(), {"c1": path}, upstreams, timeout=0.5),
+        ):
             for name, tcp in (
                 ("x.example", False),
                 ("garbage.example", False),
@@ -546,28 +531,23 @@ def test_replies_with_another_id_or_garbage_are_not_relayed(namespaces):
             ):
                 reply = await ask(path, question(name), tcp)
                 assert reply.header.rcode == RCODE.SERVFAIL and not reply.rr
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
+
+
+async def slow(query: DNSRecord, protocol: str) -> bytes | None:
+    await asyncio.sleep(1)
+    return await answers_everything(query, protocol)
 
 
 def test_forwarded_queries_in_flight_are_bounded_per_container(namespaces):
     one, two = namespaces("one"), namespaces("two")
 
-    async def slow(query: DNSRecord, protocol: str) -> bytes | None:
-        await asyncio.sleep(1)
-        return await answers_everything(query, protocol)
-
     async def scenario() -> None:
-        upstream = await FakeUpstream(slow).start()
-        dns = EmbeddedDNS(
-            Names({"c1": {"web": ["10.1.0.2"]}}), upstreams=[upstream.address], max_in_flight=2
-        )
-        await dns.attach("c1", one)
-        await dns.attach("c2", two)
-        try:
+        async with (
+            fake_upstreams(slow) as (upstream,),
+            serving(Names(WEB), {"c1": one, "c2": two}, [upstream], max_in_flight=2),
+        ):
             started = time.monotonic()
             replies = await asyncio.gather(
                 *(ask(one, question(f"n{i}.example")) for i in range(5)),
@@ -581,9 +561,6 @@ def test_forwarded_queries_in_flight_are_bounded_per_container(namespaces):
             assert addresses_in(other) == ["192.0.2.1"]
             assert len(upstream.seen) == 3
             assert time.monotonic() - started < 3
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
@@ -592,17 +569,14 @@ def test_many_concurrent_clients_all_answered(namespaces):
     path = namespaces("ns")
 
     async def scenario() -> None:
-        upstream = await FakeUpstream().start()
-        dns = EmbeddedDNS(Names({"c1": {"web": ["10.1.0.2"]}}), upstreams=[upstream.address])
-        await dns.attach("c1", path)
-        try:
+        async with (
+            fake_upstreams(answers_everything) as upstreams,
+            serving(Names(WEB), {"c1": path}, upstreams),
+        ):
             queries = [ask(path, question("web"), tcp=i % 2 == 1) for i in range(60)]
             queries += [ask(path, question(f"n{i}.example"), tcp=i % 2 == 1) for i in range(60)]
             replies = await asyncio.gather(*queries)
             assert [addresses_in(r) for r in replies] == [["10.1.0.2"]] * 60 + [["192.0.2.1"]] * 60
-        finally:
-            await dns.close()
-            await upstream.stop()
 
     run(scenario)
 
@@ -617,9 +591,7 @@ def test_malformed_packets_are_dropped_and_serving_goes_on(namespaces):
     bad = [b"", b"\x00", b"\xff" * 11, b"\x12\x34" + b"\xff" * 40, a_reply, no_question]
 
     async def scenario() -> None:
-        dns = EmbeddedDNS(Names({"c1": {"web": ["10.1.0.2"]}}), upstreams=[])
-        await dns.attach("c1", path)
-        try:
+        async with serving(Names(WEB), {"c1": path}):
             for packet in bad:
                 with pytest.raises(TimeoutError):
                     await asyncio.to_thread(_udp_exchange, path, packet, 0.3)
@@ -633,8 +605,6 @@ def test_malformed_packets_are_dropped_and_serving_goes_on(namespaces):
                 sock.sendall(b"\x01\x00abc")
             assert addresses_in(await ask(path, question("web"))) == ["10.1.0.2"]
             assert addresses_in(await ask(path, question("web"), tcp=True)) == ["10.1.0.2"]
-        finally:
-            await dns.close()
 
     run(scenario)
 
@@ -643,14 +613,10 @@ def test_other_opcodes_are_not_implemented(namespaces):
     path = namespaces("ns")
 
     async def scenario() -> None:
-        dns = EmbeddedDNS(Names(), upstreams=[])
-        await dns.attach("c1", path)
-        try:
+        async with serving(Names(), {"c1": path}):
             notify = question("web")
             notify.header.opcode = 4
             assert (await ask(path, notify)).header.rcode == RCODE.NOTIMP
-        finally:
-            await dns.close()
 
     run(scenario)
 

@@ -80,24 +80,23 @@ def nameservers(text: str, ipv6_only: bool = False) -> list[str]:
     return [match.group(1) for match in found if match]
 
 
+def _last_line_words(text: str, pattern: re.Pattern[str]) -> list[str]:
+    found: list[str] = []
+    for line in _lines(text):
+        match = pattern.match(line)
+        if match:
+            found = match.group(1).split()
+    return found
+
+
 def search_domains(text: str) -> list[str]:
     """The domains of the last ``search`` line of resolv.conf ``text``."""
-    domains: list[str] = []
-    for line in _lines(text):
-        match = _SEARCH.match(line)
-        if match:
-            domains = match.group(1).split()
-    return domains
+    return _last_line_words(text, _SEARCH)
 
 
 def options(text: str) -> list[str]:
     """The options of the last ``options`` line of resolv.conf ``text``."""
-    found: list[str] = []
-    for line in _lines(text):
-        match = _OPTIONS.match(line)
-        if match:
-            found = match.group(1).split()
-    return found
+    return _last_line_words(text, _OPTIONS)
 
 
 def host_resolv_conf(

@@ -29,12 +29,10 @@ imported on first use so that a daemon without user-defined networks never loads
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import os
 import random
-import re
 import socket
 import struct
 from collections.abc import Sequence
@@ -44,6 +42,7 @@ import attrs
 import structlog
 
 from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.containers.etc_files import FALLBACK_NAMESERVERS, nameservers
 from dockyard.linux import netns
 
 if TYPE_CHECKING:
@@ -62,8 +61,6 @@ MAX_UPSTREAMS = 3
 DEFAULT_TIMEOUT = 4.0
 #: dockerd 20.10's bound on forwarded queries in flight per container (maxConcurrent).
 DEFAULT_MAX_IN_FLIGHT = 1024
-#: dockerd's fallback resolvers when the host's resolv.conf names none (Google Public DNS).
-FALLBACK_UPSTREAMS = ("8.8.8.8", "8.8.4.4")
 #: The smallest UDP reply size every client accepts (RFC 1035); EDNS may raise it.
 _UDP_DEFAULT_SIZE = 512
 _TCP_MAX_SIZE = 65535
@@ -77,9 +74,6 @@ MAX_TCP_CONNECTIONS = 128
 _QTYPE_A, _QTYPE_PTR, _QTYPE_MX, _QTYPE_AAAA = 1, 12, 15, 28
 _RCODE_NOERROR, _RCODE_SERVFAIL, _RCODE_NXDOMAIN, _RCODE_NOTIMP = 0, 2, 3, 4
 _OPCODE_QUERY = 0
-
-# A resolv.conf line naming an IPv4 nameserver, as dockerd reads it for its upstreams.
-_IPV4_NAMESERVER = re.compile(r"^[\t\f\r ]*nameserver[\t\f\r ]*([0-9.]+)[\t\f\r ]*$")
 
 
 class NameSource(Protocol):
@@ -135,14 +129,8 @@ def upstreams_from_resolv_conf(text: str) -> list[str]:
     loopback ones included (they are reached from the host's namespace), or Google's public
     resolvers when it names none. For a container started with ``--dns``, pass those
     addresses instead."""
-    found = []
-    for line in text.splitlines():
-        match = _IPV4_NAMESERVER.match(line.partition("#")[0])
-        if match is None:
-            continue
-        with contextlib.suppress(ValueError):
-            found.append(str(ipaddress.IPv4Address(match.group(1))))
-    return found or list(FALLBACK_UPSTREAMS)
+    found = [server for server in nameservers(text) if ":" not in server]
+    return found or list(FALLBACK_NAMESERVERS)
 
 
 def _upstreams(values: Sequence[str | Upstream]) -> tuple[Upstream, ...]:
