@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import struct
 import time
@@ -797,5 +798,37 @@ def test_tcp_connections_per_container_are_bounded(namespaces, monkeypatch):
             for client in clients:
                 client.close()
             await dns.close()
+
+    run(scenario)
+
+
+# -- a real resolver client ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox (apt-get install busybox)")
+def test_busybox_nslookup_inside_the_namespace(namespaces):
+    """busybox's nslookup, the client in busybox images, run in the namespace (nsenter)."""
+    path = namespaces("ns")
+
+    async def nslookup(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={path}", "busybox", "nslookup", *args, "127.0.0.11",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 20)
+        return output.decode()
+
+    async def scenario() -> None:
+        async with (
+            fake_upstreams(answers_everything) as (upstream,),
+            serving(Names(WEB), {"c1": path}, [upstream]),
+        ):
+            known = await nslookup("web")
+            assert "Address: 10.1.0.2" in known and "192.0.2.1" not in known
+            forwarded = await nslookup("www.example.org")
+            assert "Address: 192.0.2.1" in forwarded
+            reverse = await nslookup("10.1.0.2")
+            assert "web.net1" in reverse
+            assert ("udp", "web") not in upstream.seen
 
     run(scenario)
