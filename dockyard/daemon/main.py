@@ -28,6 +28,7 @@ from dockyard.daemon.api import create_app
 from dockyard.daemon.api.hijack import EngineHttpProtocol
 from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
+from dockyard.daemon.containers.etc_files import host_resolv_conf
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.networking import ContainerNetworks
@@ -38,6 +39,7 @@ from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
 from dockyard.daemon.images.content import ContentStore
 from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.networks.dns import EmbeddedDNS, upstreams_from_resolv_conf
 from dockyard.daemon.networks.manager import NetworkManager
 from dockyard.daemon.tls import default_cert_dir, resolve_tls
 from dockyard.daemon.volumes import VolumeStore
@@ -173,6 +175,10 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             emit=lambda action, network_id, attributes: events.emit(
                 Event("network", action, network_id, attributes)
             ),
+        )
+        containers.dns = EmbeddedDNS(
+            containers.networking,
+            upstreams_from_resolv_conf(host_resolv_conf()),
         )
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users

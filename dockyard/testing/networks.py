@@ -85,6 +85,16 @@ def host_network_snapshot() -> dict[str, list[str]]:
 HOST_NETWORK_LOCK = Path(tempfile.gettempdir()) / "dockyard-host-network-tests.lock"
 
 
+def _assert_unchanged(before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
+    changes = {
+        key: {"added": sorted(set(after[key]) - set(before[key])),
+              "removed": sorted(set(before[key]) - set(after[key]))}
+        for key in before
+        if after[key] != before[key]
+    }  # fmt: skip
+    assert not changes, f"the host's network changed: {changes}"
+
+
 _held = threading.local()
 
 
@@ -101,7 +111,7 @@ def host_left_as_found() -> Iterator[None]:
         try:
             before = host_network_snapshot()
             yield
-            assert host_network_snapshot() == before
+            _assert_unchanged(before, host_network_snapshot())
         finally:
             _held.depth -= 1
         return
@@ -111,7 +121,7 @@ def host_left_as_found() -> Iterator[None]:
         try:
             before = host_network_snapshot()
             yield
-            assert host_network_snapshot() == before
+            _assert_unchanged(before, host_network_snapshot())
         finally:
             _held.depth = 0
             fcntl.flock(lock, fcntl.LOCK_UN)

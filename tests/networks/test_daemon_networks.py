@@ -303,6 +303,10 @@ def test_a_requested_address_on_a_user_network(api: Api) -> None:
         }
         code, out, _ = api.run(["ip", "-4", "-o", "addr", "show", "eth0"], **config)
         assert code == 0 and "10.232.0.77/24" in out.decode()
+        endpoints["net-fixed"]["IPAMConfig"]["IPv4Address"] = "10.233.0.5"
+        outside = api.call("POST", "/containers/create", {"Image": "busybox", **config})
+        assert outside.status == 400
+        assert "does not belong to the subnets of network net-fixed" in outside.json()["message"]
 
 
 def test_network_events(api: Api) -> None:

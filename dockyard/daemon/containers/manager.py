@@ -256,7 +256,20 @@ class ContainerManager:
                 rootfs=rootfs,
                 user=user,
                 volume_sources=sources,
-                etc_files=write_etc_files(directory, hostname, network_host),
+                etc_files=write_etc_files(
+                    directory,
+                    hostname,
+                    network_host,
+                    domainname=request.domainname,
+                    extra_hosts=(
+                        self.networking.extra_hosts(request.host_config)
+                        if self.networking is not None
+                        else ()
+                    ),
+                    dns=request.host_config.dns or (),
+                    dns_search=request.host_config.dns_search or (),
+                    dns_options=request.host_config.dns_options or (),
+                ),
                 state_dir=str(directory),
             )
             container = Container(
@@ -394,8 +407,11 @@ class ContainerManager:
         if self.dns is None or self.networking is None or not container.spec.netns:
             return
         if self.networking.embedded(container):
+            upstreams, user_ndots = self.networking.dns_settings(container)
             try:
-                await self.dns.attach(container.id, container.spec.netns)
+                await self.dns.attach(
+                    container.id, container.spec.netns, upstreams=upstreams, user_ndots=user_ndots
+                )
             except OSError as exc:
                 _log.error("cannot serve DNS to the container", container=container.id,
                            error=str(exc))  # fmt: skip

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import structlog
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerSpec, EndpointSpec
 from dockyard.daemon.containers import etc_files
-from dockyard.daemon.containers.config import CreateRequest, EndpointSettings
+from dockyard.daemon.containers.config import CreateRequest, EndpointSettings, HostConfig
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.networks import ports
 from dockyard.daemon.networks.manager import Forbidden, NetworkManager
@@ -78,6 +79,7 @@ class ContainerNetworks:
                 "Container cannot be connected to network endpoints: " + ", ".join(endpoints)
             )
         ports.requested(request.exposed_ports, host.port_bindings, host.publish_all_ports)
+        self.extra_hosts(host)
         for entry in request.exposed_ports or {}:
             ports.parse_port_key(entry)
         if mode.startswith(CONTAINER_MODE):
@@ -156,6 +158,8 @@ class ContainerNetworks:
                 raise InvalidParameter(
                     "network-scoped alias is supported only for containers in user defined networks"
                 )
+        if ipv4:
+            _check_in_subnets(ipv4, record)
         mac = config.mac_address or mac
         return Attachment(record.id, record.name, aliases, ipv4, mac)
 
@@ -317,8 +321,7 @@ class ContainerNetworks:
         """
         files = {destination: Path(source) for source, destination in container.spec.etc_files}
         host = container.host_config
-        gateway = self.default_gateway()
-        extra = [etc_files.parse_extra_host(entry, gateway) for entry in host.extra_hosts or []]
+        extra = self.extra_hosts(container.host_config)
         addresses = [
             a.endpoint.ipv4.partition("/")[0]
             for a in container.networks
@@ -332,16 +335,13 @@ class ContainerNetworks:
                 ),
             )
         if "/etc/resolv.conf" in files:
-            try:
-                host_text = Path("/etc/resolv.conf").read_text()
-            except OSError:
-                host_text = ""
             _rewrite(
                 files["/etc/resolv.conf"],
                 etc_files.resolv_conf(
-                    host_text, host.dns, host.dns_search, host.dns_options, self.embedded(container)
+                    etc_files.host_resolv_conf(), host.dns or (), host.dns_search or (),
+                    host.dns_options or (), embedded=self.embedded(container),
                 ),
-            )
+            )  # fmt: skip
 
     def embedded(self, container: Container) -> bool:
         """Whether the container's names come from the embedded DNS (user-defined networks)."""
@@ -349,6 +349,18 @@ class ContainerNetworks:
             (record := self.networks.find(a.network_id)) is not None and record.user_defined
             for a in container.networks
         )
+
+    def extra_hosts(self, host: HostConfig) -> list[tuple[str, str]]:
+        """``--add-host`` entries as (name, address), ``host-gateway`` resolved."""
+        gateway = self.default_gateway() or None
+        return [etc_files.parse_extra_host(entry, gateway) for entry in host.extra_hosts or []]
+
+    def dns_settings(self, container: Container) -> tuple[list[str] | None, bool]:
+        """The upstreams of the container's embedded DNS (its ``--dns``, else the server's)
+        and whether its options set ``ndots`` (see :meth:`EmbeddedDNS.attach`)."""
+        host = container.host_config
+        ndots = etc_files.user_sets_ndots(etc_files.host_resolv_conf(), host.dns_options or ())
+        return (list(host.dns) if host.dns else None), ndots
 
     def default_gateway(self) -> str:
         record = self.networks.find(DEFAULT_BRIDGE)
@@ -428,6 +440,19 @@ class ContainerNetworks:
                     endpoints.append(attachment.endpoint)
                     published[attachment.endpoint.id] = list(attachment.ports)
         self.networks.restore(endpoints, published)
+
+
+def _check_in_subnets(address: str, record: NetworkRecord) -> None:
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise InvalidParameter(f"invalid IPv4 address {address!r}") from None
+    subnets = [ipaddress.IPv4Network(s.subnet) for s in record.state.subnets]
+    if subnets and not any(parsed in subnet for subnet in subnets):
+        raise InvalidParameter(
+            f"address {address} does not belong to the subnets of network {record.name} "
+            f"({', '.join(map(str, subnets))})"
+        )
 
 
 def _rewrite(path: Path, text: str) -> None:
