@@ -309,6 +309,27 @@ def test_a_requested_address_on_a_user_network(api: Api) -> None:
         assert "does not belong to the subnets of network net-fixed" in outside.json()["message"]
 
 
+def test_names_resolve_on_user_networks_and_not_on_the_default_bridge(api: Api) -> None:
+    on_net = {"HostConfig": {"NetworkMode": "net-dns"}}
+    aliases = {"NetworkingConfig": {"EndpointsConfig": {"net-dns": {"Aliases": ["backend"]}}}}
+    with (
+        network(api, "net-dns"),
+        running(api, HTTPD, name="dns-web", **on_net, **aliases) as web,
+    ):
+        for name in ("dns-web", "backend", web[:12], "DNS-WEB"):
+            code, out, err = api.run(["wget", "-qO-", f"http://{name}/hostname"], **on_net)
+            assert code == 0, (name, err)
+            assert out == f"{web[:12]}\n".encode()
+        code, out, _ = api.run(["cat", "/etc/resolv.conf"], **on_net)
+        assert out.decode().startswith("nameserver 127.0.0.11\n")
+        # A container started later is found too, from the one already running.
+        with running(api, ["sleep", "30"], name="dns-late", **on_net):
+            code, out, _ = api.exec(web, ["nslookup", "dns-late", "127.0.0.11"])
+            assert code == 0 and "Address" in out.decode()
+        code, out, _ = api.run(["cat", "/etc/resolv.conf"])
+        assert "127.0.0.11" not in out.decode()
+
+
 def test_network_events(api: Api) -> None:
     since = time.time()
     with (
@@ -337,6 +358,9 @@ def test_ports_work_while_the_daemon_is_down_and_after_it_restarts(tmp_path: Pat
                 HTTPD, HostConfig={"PortBindings": {"80/tcp": [{"HostPort": str(port)}]}}
             )
             api.start(container)
+            assert api.call("POST", "/networks/create", {"Name": "net-kept"}).status == 201
+            named = api.create(["sleep", "60"], name="kept", HostConfig={"NetworkMode": "net-kept"})
+            api.start(named)
             before = api.inspect(container)["NetworkSettings"]
             assert fetch(f"http://127.0.0.1:{port}/hostname")
             daemon.stop()
@@ -348,6 +372,11 @@ def test_ports_work_while_the_daemon_is_down_and_after_it_restarts(tmp_path: Pat
                 assert fetch(f"http://127.0.0.1:{port}/hostname")
                 with socket.create_connection(("127.0.0.1", port), timeout=5):
                     pass
-                Api(again).call("DELETE", f"/containers/{container}?force=1")
+                # Names are served again to the containers that outlived the daemon.
+                code, out, _ = Api(again).exec(named, ["nslookup", "kept", "127.0.0.11"])
+                assert code == 0 and "Address" in out.decode(), out
+                for leftover in (container, named):
+                    Api(again).call("DELETE", f"/containers/{leftover}?force=1")
+                Api(again).call("DELETE", "/networks/net-kept")
         finally:
             shut_down(daemon)

@@ -367,6 +367,8 @@ class ContainerManager:
         if self.networking is not None:
             container.spec = await run_in_threadpool(self.networking.plumb, container)
             self._save(container)
+            # Before the process runs: its first lookup may come at once.
+            await self._serve_names(container)
         modes.write_private(directory / modes.SPEC_NAME, spec_to_json(container.spec))
         try:
             report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
@@ -399,7 +401,6 @@ class ContainerManager:
         self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
-        await self._serve_names(container)
         self._event("start", container)
 
     async def _serve_names(self, container: Container) -> None:
