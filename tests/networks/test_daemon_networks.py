@@ -328,6 +328,18 @@ def test_names_resolve_on_user_networks_and_not_on_the_default_bridge(api: Api) 
             assert code == 0 and "Address" in out.decode()
         code, out, _ = api.run(["cat", "/etc/resolv.conf"])
         assert "127.0.0.11" not in out.decode()
+        # Another container may share the alias, not take dns-web's name.
+        shared = {"NetworkingConfig": {"EndpointsConfig": {"net-dns": {"Aliases": ["backend"]}}}}
+        with running(api, ["sleep", "30"], **on_net, **shared):
+            pass
+        taken = {"NetworkingConfig": {"EndpointsConfig": {"net-dns": {"Aliases": ["dns-web"]}}}}
+        clash = api.create(["sleep", "30"], **on_net, **taken)
+        try:
+            reply = api.call("POST", f"/containers/{clash}/start")
+            assert reply.status == 409, reply.body
+            assert "conflicts with the name of container" in reply.json()["message"]
+        finally:
+            api.call("DELETE", f"/containers/{clash}?force=1")
 
 
 def test_network_events(api: Api) -> None:

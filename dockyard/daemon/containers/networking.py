@@ -212,6 +212,7 @@ class ContainerNetworks:
         with self.networks.lock:
             record = self.networks.get(attachment.network_id)
             driver = self.networks.driver(record)
+            self._check_aliases(container, attachment, record)
             aliases = (container.name, container.id[:12], *attachment.aliases)
             attachment.endpoint = driver.connect(
                 record.state,
@@ -228,6 +229,19 @@ class ContainerNetworks:
             )
         self._emit("connect", record.id, {"container": container.id, "name": record.name,
                                           "type": record.driver})  # fmt: skip
+
+    def _check_aliases(
+        self, container: Container, attachment: Attachment, record: NetworkRecord
+    ) -> None:
+        """An alias may be shared (compose's replicas share their service's name), but not be
+        another container's name on the network: its name must keep finding it."""
+        wanted = {alias.lower() for alias in attachment.aliases}
+        for other, _ in self._endpoints_on(record.id, self._containers()):
+            if other.id != container.id and other.name.lower() in wanted:
+                raise Conflict(
+                    f"alias {other.name} of container {container.name} conflicts with the name "
+                    f"of container {other.id[:12]} on network {record.name}"
+                )
 
     def _publish(self, container: Container, attachment: Attachment) -> None:
         wanted = ports.requested(
