@@ -5,7 +5,7 @@ the pid still named the container's init once they are open (see :func:`open_nam
 pid reused after the container exited can never lead an exec into a stranger's namespaces.
 It spawns ``python -S -c <bootstrap> <request JSON>`` (see :func:`spawn`) with the new
 process's stdio on fds 0-2, a status pipe on fd 3 and the namespaces' fds. The helper joins
-them with setns (user first, then ipc, uts, net, pid, mnt) and forks: only its child is
+them with setns (net first, then user, ipc, uts, pid, mnt) and forks: only its child is
 in the container's PID namespace. The child joins the container's cgroups, then its cgroup
 namespace, sets credentials as the launcher does and execs. The helper writes one JSON line on
 fd 3 (``{"pid": host pid}`` once the exec happened, or ``{"error", "exit_code"}``), then stays
@@ -39,13 +39,16 @@ if TYPE_CHECKING:
     from dockyard.core.interfaces import ProcessSpec
 
 STATUS_FD = 3
-#: setns order: the user namespace first (it grants the capabilities for the others), the
-#: mount namespace last among those joined before the fork (it changes what /proc/<pid> is).
+#: setns order: the network namespace first, while we are still the host's root (the daemon
+#: makes it, so the host's user namespace owns it, and from inside the container's user
+#: namespace it could not be joined); then the user namespace (it grants the capabilities for
+#: the rest); the mount namespace last among those joined before the fork (it changes what
+#: /proc/<pid> is).
 NAMESPACE_ORDER = (
+    ("net", syscalls.CLONE_NEWNET),
     ("user", syscalls.CLONE_NEWUSER),
     ("ipc", syscalls.CLONE_NEWIPC),
     ("uts", syscalls.CLONE_NEWUTS),
-    ("net", syscalls.CLONE_NEWNET),
     ("pid", syscalls.CLONE_NEWPID),
     ("mnt", syscalls.CLONE_NEWNS),
 )

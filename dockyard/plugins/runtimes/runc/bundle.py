@@ -173,11 +173,10 @@ def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     if os.path.exists("/proc/self/ns/cgroup"):
         kinds.append("cgroup")
     namespaces = [{"type": kind} for kind in kinds]
-    if spec.network_mode != "host":
-        # runc joins a namespace given by path before it makes the user namespace, and brings
-        # a new namespace's loopback up itself.
-        network = {"type": "network", "path": spec.netns} if spec.netns else {"type": "network"}
-        namespaces.append(network)
+    if spec.network_mode != "host" and not spec.netns:
+        # A new one, whose loopback runc brings up itself. A namespace file the daemon made
+        # is not named here: runc runs inside it (see ``Runc.command``).
+        namespaces.append({"type": "network"})
     return namespaces
 
 

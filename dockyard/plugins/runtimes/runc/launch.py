@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import stat
@@ -59,6 +60,8 @@ CONSOLE_SOCKET = "console.sock"
 #: mount namespace only, so nothing shows on the host).
 IDMAPPED_DIR = "idmapped"
 RUNC_TIMEOUT = 60.0
+#: util-linux's nsenter (Debian's essential util-linux): runs runc in a namespace file.
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"  # a path: exec is posix_spawn'd
 _RELAY_CHUNK = 65536
 #: Whether this process (the supervisor) has entered its own mount namespace yet.
 _in_private_mount_namespace = False
@@ -86,13 +89,21 @@ class Runc:
     def options(self) -> tuple[tuple[str, str], ...]:
         return (("binary", self.binary), ("root", self.root), ("cgroup-parent", self.cgroup_parent))
 
-    def command(self, *args: str, log: str | None = None) -> list[str]:
-        """A full runc command line; with ``log``, runc writes its errors there as JSON."""
+    def command(self, *args: str, log: str | None = None, netns: str = "") -> list[str]:
+        """A full runc command line; with ``log``, runc writes its errors there as JSON.
+
+        With ``netns`` (a namespace file the daemon made), runc runs inside that network
+        namespace and the bundle names none: runc 1.1 joins the user namespace before the
+        others, and from there could not join one the host's root owns. The container's
+        processes inherit it, as ``runc exec``'s do.
+        """
         argv = [self.binary]
         if self.root:
             argv += ["--root", self.root]
         if log is not None:
             argv += ["--log", log, "--log-format", "json"]
+        if netns:
+            argv = [NSENTER, f"--net={netns}", "--", *argv]
         return [*argv, *args]
 
     def state_exists(self, container_id: str) -> bool:
@@ -196,7 +207,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         # With a terminal runc needs no stdio of ours (the container gets its own pty).
         runc_stdio = (subprocess.DEVNULL,) * 3 if listener is not None else stdio
         try:
-            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir)
+            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir, netns=spec.netns)
             with open(pid_file) as pid_source:
                 pid = int(pid_source.read().strip())
             os.unlink(pid_file)
@@ -222,12 +233,13 @@ def _run(
     log_file: str,
     stdio: tuple[int, int, int],
     cwd: str,
+    netns: str = "",
 ) -> None:
     """Run one runc command to its end; its failure becomes a :class:`LaunchError`."""
     log_size = _size(log_file)
     try:
         result = subprocess.run(
-            runc.command(*args, log=log_file),
+            runc.command(*args, log=log_file, netns=netns),
             stdin=stdio[0],
             stdout=stdio[1],
             stderr=stdio[2],

@@ -137,8 +137,9 @@ class RuncRuntime:
         with open(files.process, "w") as process_file:
             json.dump(process_config(process, spec.privileged), process_file)
         argv = self.runc.command(
-            "exec", "--process", files.process, "--pid-file", files.pid, spec.id, log=files.log
-        )
+            "exec", "--process", files.process, "--pid-file", files.pid, spec.id, log=files.log,
+            netns=spec.netns if spec.network_mode != "host" else "",
+        )  # fmt: skip
         if process.terminal:
             # runc makes its stdin raw too, but only once it already copies the container's
             # output: what came first would get a second CR from this pty's ONLCR.
