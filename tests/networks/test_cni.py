@@ -78,7 +78,12 @@ def write_conflist(
                 "dataDir": str(conf_dir.parent / "ipam"),
             },
         },
-        {"type": "tuning", "capabilities": {"mac": True}},
+        # tuning keeps each interface's first settings, to restore at DEL: under the test too.
+        {
+            "type": "tuning",
+            "capabilities": {"mac": True},
+            "dataDir": str(conf_dir.parent / "tuning"),
+        },
         {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         {"type": "firewall"},
     ]
