@@ -290,3 +290,19 @@ def test_check_reports_the_plugins_missing(monkeypatch, tmp_path):
         cni_plugin.check()
     monkeypatch.undo()
     cni_plugin.check()  # installed here (scripts/setup)
+
+
+def test_restore_deletes_an_endpoint_whose_namespace_is_gone(lab, tmp_path):
+    # The core hands restore only endpoints whose namespace file exists: the driver finds the
+    # other one in its cache and DELs it, releasing its address and its rules on the host.
+    network = lab.network()
+    kept, gone = lab.connect(network), lab.connect(network)
+    (bound,) = lab.driver.publish(network, gone, [PortBinding("tcp", 80)])
+    address = gone.ipv4.partition("/")[0]
+    lab.forget(gone)
+    lab.namespaces.remove(Path(gone.netns))
+    cni_plugin.netns.remove(gone.netns)
+    make_factory(lab.conf_dir, tmp_path / "state")().restore([network], [kept], {})
+    assert not (tmp_path / "ipam" / network.name / address).exists()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert address not in rules and str(bound.host_port) not in rules

@@ -308,12 +308,28 @@ class CniNetwork:
         record = _read_json(path)
         if record is None:
             return  # never added, or deleted already: nothing of it is left
-        netns_path = record["netns"] if netns.is_namespace(record["netns"]) else ""
-        # Without its namespace the plugins still release the address and the host's rules.
-        who = Attachment(record["container_id"], netns_path, record["ifname"])
         chain = ConfList.parse(record["conflist"], f"cached for endpoint {endpoint_id}")
-        self.runner.delete(chain, who, record.get("result"), record.get("runtime") or {})
+        with self._namespace_for_delete(endpoint_id, record) as namespace:
+            who = Attachment(record["container_id"], namespace, record["ifname"])
+            self.runner.delete(chain, who, record.get("result"), record.get("runtime") or {})
         path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _namespace_for_delete(self, endpoint_id: str, record: Mapping[str, Any]) -> Iterator[str]:
+        """The endpoint's namespace, or, when it is gone, a stand-in holding a dummy link with
+        the endpoint's interface name and address. The bridge plugin removes its masquerade
+        rules only for the addresses it finds on that interface: given no namespace, it would
+        leave them on the host for good."""
+        if netns.is_namespace(record["netns"]):
+            yield record["netns"]
+            return
+        stand_in = netns.create(self.cache / f"{endpoint_id}.stand-in")
+        try:
+            addresses = _sandbox_addresses(record.get("result") or {})
+            netns.run_in(stand_in, lambda: _stand_in_link(record["ifname"], addresses))
+            yield str(stand_in)
+        finally:
+            netns.remove(stand_in)
 
     # ------------------------------------------------------------ ports
 
@@ -505,6 +521,32 @@ def _respec(endpoint: EndpointState, address: str, mac: str) -> EndpointSpec:
         ipv4=address,
         mac=mac,
     )
+
+
+def _sandbox_addresses(result: Result) -> list[str]:
+    interfaces = result.get("interfaces") or []
+    found = []
+    for entry in result.get("ips") or ():
+        index = entry.get("interface") if isinstance(entry, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(interfaces):
+            continue
+        if interfaces[index].get("sandbox") and entry.get("address"):
+            found.append(str(entry["address"]))
+    return found
+
+
+def _stand_in_link(name: str, addresses: Sequence[str]) -> None:
+    """A link ``name`` with ``addresses`` in this thread's namespace: one end of a veth pair
+    (the dummy kind is not in every kernel; veth is, the bridge plugin needs it)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer="stand-in-peer")
+        (index,) = ipr.link_lookup(ifname=name)
+        for address in addresses:
+            interface = ipaddress.ip_interface(address)
+            ipr.addr("add", index=index, address=str(interface.ip),
+                     prefixlen=interface.network.prefixlen)  # fmt: skip
 
 
 def _has_interface(namespace: str, name: str) -> bool:
