@@ -306,3 +306,38 @@ def test_restore_deletes_an_endpoint_whose_namespace_is_gone(lab, tmp_path):
     assert not (tmp_path / "ipam" / network.name / address).exists()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert address not in rules and str(bound.host_port) not in rules
+
+
+def test_restore_checks_a_healthy_endpoint_and_leaves_it_as_it_is(lab, tmp_path):
+    network = lab.network()
+    endpoint = lab.connect(network)
+    (bound,) = lab.driver.publish(network, endpoint, [PortBinding("tcp", 80)])
+    before = links()
+    make_factory(lab.conf_dir, tmp_path / "state")().restore(
+        [network], [endpoint], {endpoint.id: [bound]}
+    )
+    assert links() == before and endpoint.host_interface in before  # CHECK passed: kept
+    with echo_server(endpoint.netns, 80):
+        assert exchange(None, "127.0.0.1", bound.host_port) == b"echo:hello"
+
+
+def test_restore_adds_again_an_endpoint_whose_check_fails(lab, tmp_path):
+    from pyroute2 import IPRoute
+
+    def addresses() -> list[str]:
+        with IPRoute() as ipr:
+            return [
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in ipr.get_addr(family=socket.AF_INET, label="eth0")
+            ]
+
+    def remove_eth0() -> None:
+        with IPRoute() as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname="eth0")[0])
+
+    network = lab.network()
+    endpoint = lab.connect(network)
+    cni_plugin.netns.run_in(endpoint.netns, remove_eth0)  # lost while the daemon was down
+    make_factory(lab.conf_dir, tmp_path / "state")().restore([network], [endpoint], {})
+    # Made again, with the same address: the conflist takes requested ones (ips capability).
+    assert cni_plugin.netns.run_in(endpoint.netns, addresses) == [endpoint.ipv4]
