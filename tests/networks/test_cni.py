@@ -341,3 +341,16 @@ def test_restore_adds_again_an_endpoint_whose_check_fails(lab, tmp_path):
     make_factory(lab.conf_dir, tmp_path / "state")().restore([network], [endpoint], {})
     # Made again, with the same address: the conflist takes requested ones (ips capability).
     assert cni_plugin.netns.run_in(endpoint.netns, addresses) == [endpoint.ipv4]
+
+
+def test_states_are_plain_data_the_core_can_persist(lab):
+    import cattrs
+
+    from dockyard.core.interfaces import EndpointState
+
+    converter = cattrs.Converter()
+    network = lab.network()
+    endpoint = lab.connect(network)
+    for record, cls in ((network, NetworkState), (endpoint, EndpointState)):
+        text = json.dumps(converter.unstructure(record))
+        assert converter.structure(json.loads(text), cls) == record
