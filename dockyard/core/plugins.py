@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     # Plugin names are unique across kinds (auth has "none"): this one has drivers none and host.
     "network-simple": "dockyard.plugins.networks.simple",
     "bridge": "dockyard.plugins.networks.bridge.plugin",
+    "cni": "dockyard.plugins.networks.cni.plugin",
 }
 
 REGISTER_HOOKS = {

@@ -251,11 +251,12 @@ def test_addresses_are_picked_in_the_range_and_run_out():
     assert str(ipam.pick_address(subnet, span, gateway, [])) == "10.9.0.5"
 
 
-def test_the_plugin_host_builds_the_three_built_in_network_drivers(tmp_path):
+def test_the_plugin_host_builds_the_built_in_network_drivers(tmp_path):
     host = PluginHost(Config(), "daemon").load()
     built = host.build_every(DriverKind.NETWORK, tmp_path)
     assert {name: type(driver).__name__ for name, driver in built.items()} == {
         "bridge": "BridgeNetwork",
+        "cni": "CniNetwork",
         "host": "HostNetwork",
         "null": "NoNetwork",
     }

@@ -1,4 +1,5 @@
-"""The network-driver conformance suite over the built-in drivers: none, host and bridge."""
+"""The network-driver conformance suite over the built-in drivers: none, host and bridge (cni's
+runs in test_cni.py, with the conflists it needs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dockyard.plugins.networks.bridge.plugin import BridgeConfig, BridgeNetwork
 from dockyard.plugins.networks.simple import HostNetwork, NoNetwork
 from dockyard.testing.networks import NetworkDriverConformance
 from tests.conftest import builtin_driver_names
+from tests.networks import test_cni  # a module, so its class is not collected here again
 
 
 class TestNone(NetworkDriverConformance):
@@ -40,7 +42,12 @@ class TestBridge(NetworkDriverConformance):
 
 #: Built-in network drivers and the class running the suite for each (the guard below keeps
 #: this complete, so a new driver cannot go unchecked).
-COVERED = {"null": TestNone, "host": TestHost, "bridge": TestBridge}
+COVERED = {
+    "null": TestNone,
+    "host": TestHost,
+    "bridge": TestBridge,
+    "cni": test_cni.TestCni,
+}
 
 
 def test_every_builtin_network_driver_runs_the_suite():

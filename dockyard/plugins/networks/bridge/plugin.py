@@ -49,7 +49,7 @@ from dockyard.core.interfaces import (
     PortBinding,
     Subnet,
 )
-from dockyard.linux import netns
+from dockyard.linux import hostports, netns
 from dockyard.plugins.networks.bridge import ipam
 from dockyard.plugins.networks.bridge.firewall import (
     Firewall,
@@ -68,7 +68,6 @@ DEFAULT_DATA_ROOT = Path("/var/lib/dockyard")
 #: Held while a subnet is chosen and its bridge made: daemons of one host (each with its own
 #: instance) must not pick the same free subnet at the same moment.
 HOST_LOCK = Path("/run/lock/dockyard-bridge-subnets.lock")
-PROTOCOLS = ("tcp", "udp")
 
 
 @attrs.frozen
@@ -402,18 +401,10 @@ class BridgeNetwork:
         published = [
             port for rule in self.firewall.rules() if (port := parse_port_comment(rule.comment))
         ]
-        held = [(p.protocol, p.host_ip, p.host_port) for p in published]
-        bound = []
+        bound = hostports.allocate(ports, [(p.protocol, p.host_ip, p.host_port) for p in published])
         commands = []
         container_ip = endpoint.ipv4.partition("/")[0]
-        for request in ports:
-            binding = _checked(request)
-            if binding.host_port == 0:
-                binding = attrs.evolve(binding, host_port=_free_port(binding, held))
-            else:
-                _check_free(binding, held)
-            held.append((binding.protocol, binding.host_ip, binding.host_port))
-            bound.append(binding)
+        for binding in bound:
             commands += self.firewall.port_rules(
                 endpoint.id, container_ip, binding.protocol, binding.container_port,
                 binding.host_ip, binding.host_port,
@@ -532,60 +523,6 @@ def _check_mac(mac: str) -> None:
         raise InvalidParameter(f"invalid MAC address {mac!r}")
     if int(parts[0], 16) & 1:
         raise InvalidParameter(f"invalid MAC address {mac}: a multicast address")
-
-
-def _checked(port: PortBinding) -> PortBinding:
-    if port.protocol not in PROTOCOLS:
-        raise InvalidParameter(f"invalid protocol {port.protocol!r}: tcp or udp")
-    if not 1 <= port.container_port <= 65535:
-        raise InvalidParameter(f"invalid container port {port.container_port}")
-    if not 0 <= port.host_port <= 65535:
-        raise InvalidParameter(f"invalid host port {port.host_port}")
-    host_ip = (
-        "" if port.host_ip in ("", "0.0.0.0") else str(ipam.parse_address(port.host_ip, "host IP"))
-    )
-    return attrs.evolve(port, host_ip=host_ip)
-
-
-def _clashes(binding: PortBinding, held: Sequence[tuple[str, str, int]]) -> bool:
-    return any(
-        protocol == binding.protocol
-        and port == binding.host_port
-        and (not host_ip or not binding.host_ip or host_ip == binding.host_ip)
-        for protocol, host_ip, port in held
-    )
-
-
-def _socket_for(binding: PortBinding) -> socket.socket:
-    kind = socket.SOCK_STREAM if binding.protocol == "tcp" else socket.SOCK_DGRAM
-    return socket.socket(socket.AF_INET, kind)
-
-
-def _check_free(binding: PortBinding, held: Sequence[tuple[str, str, int]]) -> None:
-    where = f"{binding.host_ip or '0.0.0.0'}:{binding.host_port}"
-    refused = Conflict(f"Bind for {where} failed: port is already allocated")
-    if _clashes(binding, held):
-        raise refused
-    # A server of the host's on that port would be shadowed by the DNAT: refuse, as docker's
-    # proxy does when it cannot bind.
-    with _socket_for(binding) as probe:
-        try:
-            probe.bind((binding.host_ip or "0.0.0.0", binding.host_port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise refused from None
-            raise InvalidParameter(f"cannot publish on {where}: {exc.strerror}") from None
-
-
-def _free_port(binding: PortBinding, held: Sequence[tuple[str, str, int]]) -> int:
-    for _ in range(64):
-        with _socket_for(binding) as probe:
-            # Port 0: the kernel picks a free one from the ephemeral range, as docker's does.
-            probe.bind((binding.host_ip or "0.0.0.0", 0))
-            port = int(probe.getsockname()[1])
-        if not _clashes(attrs.evolve(binding, host_port=port), held):
-            return port
-    raise Conflict("no free host port left in the ephemeral range")
 
 
 @contextlib.contextmanager
