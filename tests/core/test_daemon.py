@@ -220,23 +220,24 @@ def test_bad_host_syntax(tmp_path):
     assert "invalid host 'udp://1.2.3.4': use unix:///PATH or tcp://ADDRESS:PORT" in result.stderr
 
 
-def test_network_driver_options_are_refused_until_the_daemon_uses_them(tmp_path):
+def test_network_driver_options_are_used(start_daemon, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[networks.bridge]\nbip = "10.99.0.1/24"\n')
+    daemon = start_daemon("--config", str(config), network=True)
+    bridge = daemon.request("GET", "/v1.41/networks/bridge").json()
+    assert bridge["IPAM"]["Config"] == [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.1"}]
+
+
+def test_a_bad_network_driver_option_stops_the_start(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[networks.bridge]\nbip = "not-an-address"\n')
     result = run_dockyard(
         ["daemon", "--config", str(config), "--data-root", str(tmp_path / "root"),
          "-H", f"unix://{tmp_path / 'd.sock'}"]
     )  # fmt: skip
     assert result.returncode == 1
-    assert "[networks.bridge]: the daemon does not use network drivers yet" in result.stderr
-    assert not (tmp_path / "d.sock").exists() and not (tmp_path / "root").exists()
-
-
-def test_network_tables_that_repeat_the_defaults_are_accepted(start_daemon, tmp_path):
-    config = tmp_path / "c.toml"
-    config.write_text('[networks.bridge]\ninstance = "dockyard"\n[networks.none]\n')
-    daemon = start_daemon("--config", str(config))
-    assert daemon.request("GET", "/_ping").status == 200
+    assert "networks.bridge.bip" in result.stderr
+    assert not (tmp_path / "d.sock").exists()
 
 
 def test_plugin_routes_hooks_and_events_all_run(plugin_sites, start_daemon, tmp_path):

@@ -121,7 +121,6 @@ def test_privileged_means_every_capability_no_filter_no_masked_paths():
         ({"NanoCpus": 3 * 10**9}, InvalidParameter, "Range of CPUs is from 0.01 to 2.00"),
         ({"RestartPolicy": {"Name": "always"}, "AutoRemove": True}, Conflict, "--restart and --rm"),
         ({"RestartPolicy": {"Name": "sometimes"}}, InvalidParameter, "invalid restart policy"),
-        ({"NetworkMode": "mynet"}, InvalidParameter, "network mynet not found"),
         ({"CapAdd": ["CAP_NOPE"]}, InvalidParameter, "invalid capability: CAP_NOPE"),
         ({"Binds": ["relative:path"]}, InvalidParameter, "mount path must be absolute"),
         ({"LogConfig": {"Type": "json-file", "Config": {"compress": "true"}}}, InvalidParameter,

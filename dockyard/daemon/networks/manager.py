@@ -118,7 +118,8 @@ class NetworkManager:
             if self.find(name) is not None or driver not in self.drivers:
                 continue
             options = DEFAULT_BRIDGE_OPTIONS if name == DEFAULT_BRIDGE else {}
-            self._create(name, driver, options=dict(options))
+            # Quietly, as dockerd makes its own: no "create" event before the daemon's "start".
+            self._create(name, driver, options=dict(options), announce=False)
 
     def create(self, request: NetworkCreateRequest) -> NetworkRecord:
         """``POST /networks/create``, checked as dockerd checks it."""
@@ -175,6 +176,7 @@ class NetworkManager:
         attachable: bool = False,
         labels: dict[str, str] | None = None,
         enable_ipv6: bool = False,
+        announce: bool = True,
     ) -> NetworkRecord:
         with self.lock:
             if any(record.name == name for record in self.networks.values()):
@@ -210,7 +212,8 @@ class NetworkManager:
                 driver.delete_network(state)
                 raise
             self.networks[network_id] = record
-        self._emit("create", network_id, {"name": name, "type": driver_name})
+        if announce:
+            self._emit("create", network_id, {"name": name, "type": driver_name})
         return record
 
     # ------------------------------------------------------------------ remove
