@@ -9,6 +9,7 @@ its own.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import subprocess
@@ -392,3 +393,27 @@ def test_ports_work_while_the_daemon_is_down_and_after_it_restarts(tmp_path: Pat
                 Api(again).call("DELETE", "/networks/net-kept")
         finally:
             shut_down(daemon)
+
+
+def test_a_cni_network_through_the_engine_api(start_daemon, tmp_path: Path) -> None:
+    from tests.networks.test_cni import free_subnet, write_conflist
+
+    conf_dir = tmp_path / "net.d"
+    subnet = free_subnet([])
+    write_conflist(conf_dir, "podnet", subnet)
+    daemon = start_daemon(config=f'[networks.cni]\nconf-dir = "{conf_dir}"\n', network=True)
+    api = Api.with_busybox(daemon)
+    reply = api.call("POST", "/networks/create", {"Name": "podnet", "Driver": "cni"})
+    assert reply.status == 201, reply.body
+    port = free_port()
+    config = {
+        "HostConfig": {
+            "NetworkMode": "podnet",
+            "PortBindings": {"80/tcp": [{"HostPort": str(port)}]},
+        }
+    }
+    with running(api, HTTPD, **config) as container:
+        address = api.inspect(container)["NetworkSettings"]["Networks"]["podnet"]["IPAddress"]
+        assert ipaddress.IPv4Address(address) in subnet
+        assert fetch(f"http://127.0.0.1:{port}/hostname") == f"{container[:12]}\n".encode()
+    assert api.call("DELETE", "/networks/podnet").status == 204
