@@ -845,6 +845,20 @@ class EndpointState:
     dns_search: tuple[str, ...] = ()
 
 
+def reconnection_of(endpoint: EndpointState) -> EndpointSpec:
+    """The spec that makes ``endpoint`` again as it was (its address and MAC asked for): what
+    a driver's ``restore`` connects when an endpoint's interfaces are gone."""
+    return EndpointSpec(
+        id=endpoint.id,
+        network_id=endpoint.network_id,
+        container_id=endpoint.container_id,
+        netns=endpoint.netns,
+        interface_name=endpoint.interface_name,
+        ipv4=endpoint.ipv4.partition("/")[0],
+        mac=endpoint.mac,
+    )
+
+
 @attrs.frozen
 class PortBinding:
     """One published port: ``host_ip:host_port -> container_port/protocol``.

@@ -48,6 +48,7 @@ from dockyard.core.interfaces import (
     NetworkState,
     PortBinding,
     Subnet,
+    reconnection_of,
 )
 from dockyard.linux import hostports, netns
 from dockyard.plugins.networks.bridge import ipam
@@ -464,7 +465,7 @@ class BridgeNetwork:
                 continue
             if netns.is_namespace(endpoint.netns):  # its container still runs: plumb it again
                 self.disconnect(home, endpoint)
-                self.connect(home, _respec(endpoint))
+                self.connect(home, reconnection_of(endpoint))
         commands = [c for network in networks for c in self._network_rules(network)]
         for endpoint in endpoints:
             container_ip = endpoint.ipv4.partition("/")[0]
@@ -492,18 +493,6 @@ class BridgeNetwork:
 
 def _has_default_route(ipr: Any) -> bool:
     return any(route["dst_len"] == 0 for route in ipr.get_routes(family=socket.AF_INET))
-
-
-def _respec(endpoint: EndpointState) -> EndpointSpec:
-    return EndpointSpec(
-        id=endpoint.id,
-        network_id=endpoint.network_id,
-        container_id=endpoint.container_id,
-        netns=endpoint.netns,
-        interface_name=endpoint.interface_name,
-        ipv4=endpoint.ipv4.partition("/")[0],
-        mac=endpoint.mac,
-    )
 
 
 def _int_option(options: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:

@@ -59,6 +59,7 @@ from dockyard.core.interfaces import (
     NetworkState,
     PortBinding,
     Subnet,
+    reconnection_of,
 )
 from dockyard.linux import hostports, netns
 from dockyard.plugins.networks.cni import leftovers
@@ -489,7 +490,7 @@ class CniNetwork:
             self._delete_attachment(endpoint.id)
             address = endpoint.ipv4.partition("/")[0] if chain.capable("ips") else ""
             mac = endpoint.mac if chain.capable("mac") else ""
-            self.connect(network, _respec(endpoint, address, mac))
+            self.connect(network, attrs.evolve(reconnection_of(endpoint), ipv4=address, mac=mac))
         present = {
             hostports.held_by(PortBinding(**record["binding"])): path
             for path in self._port_files(endpoint.id)
@@ -509,18 +510,6 @@ class CniNetwork:
             elif cached.get("result"):
                 with self._locked():
                     self._publish_one(mappers, endpoint, cached, binding)
-
-
-def _respec(endpoint: EndpointState, address: str, mac: str) -> EndpointSpec:
-    return EndpointSpec(
-        id=endpoint.id,
-        network_id=endpoint.network_id,
-        container_id=endpoint.container_id,
-        netns=endpoint.netns,
-        interface_name=endpoint.interface_name,
-        ipv4=address,
-        mac=mac,
-    )
 
 
 def _sandbox_addresses(result: Result) -> list[str]:
