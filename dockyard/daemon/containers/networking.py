@@ -80,6 +80,8 @@ class ContainerNetworks:
             )
         ports.requested(request.exposed_ports, host.port_bindings, host.publish_all_ports)
         self.extra_hosts(host)
+        if host.links:
+            raise InvalidParameter("HostConfig.Links: legacy links (--link) are not supported yet")
         for entry in request.exposed_ports or {}:
             ports.parse_port_key(entry)
         if mode.startswith(CONTAINER_MODE):
