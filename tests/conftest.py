@@ -21,6 +21,7 @@ import attrs
 import pytest
 
 from dockyard.linux import netns
+from dockyard.plugins.networks.bridge.forward import ForwardAccepts
 from dockyard.plugins.networks.bridge.plugin import instance_for
 from dockyard.testing.networks import host_left_as_found
 from dockyard.testing.peers import RealDockerd, docker_cli
@@ -365,6 +366,7 @@ def remove_daemon_networks(data_root: Path) -> None:
             name = line.split()[1].rstrip(":").partition("@")[0]
             subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
     subprocess.run(["nft", "delete", "table", "ip", instance], capture_output=True, check=False)
+    ForwardAccepts(instance).remove_all()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,9 @@
 * The firewall is :mod:`.firewall`'s table: masquerade, isolation, published ports (DNAT, with
   ``route_localnet`` on the bridge so that 127.0.0.1 works without a proxy process, and keeps
   working while the daemon is down).
+* Where an iptables ``FORWARD`` policy is ``DROP`` (dockerd sets it), :mod:`.forward` adds
+  accept rules for the driver's bridges in a chain of its own; checked at each network's
+  creation, each connect and each restore, since dockerd may start after this daemon.
 
 Ownership lives in the kernel: each bridge's alias is ``<instance>:net:<network id>`` and each
 veth host end's ``<instance>:ep:<endpoint id>:<address>``; each rule's comment names its
@@ -57,6 +60,7 @@ from dockyard.plugins.networks.bridge.firewall import (
     check_available,
     parse_port_comment,
 )
+from dockyard.plugins.networks.bridge.forward import Bridge, ForwardAccepts
 
 #: Options of docker's bridge driver this one knows; any other is refused.
 OPTION_NAME = "com.docker.network.bridge.name"
@@ -127,6 +131,7 @@ class BridgeNetwork:
         self.default_bridge = f"{self.instance}0"
         self.ip_forward = config.ip_forward
         self.firewall = Firewall(config.instance)
+        self.forward = ForwardAccepts(self.instance)
         # Choosing a subnet, an address or a host port reads what is taken from the kernel and
         # then takes one: two threads of the daemon must not choose the same. Not state: a
         # lock only orders this process's calls.
@@ -207,7 +212,9 @@ class BridgeNetwork:
             try:
                 self._make_bridge(ipr, state)
                 self._apply_network_rules(state)
+                self.forward.ensure([_forwarded(state)])
             except BaseException:
+                self.forward.remove(_forwarded(state))
                 self._remove_bridge(ipr, bridge)
                 raise
         return state
@@ -284,8 +291,10 @@ class BridgeNetwork:
             if still_used:
                 mine = [r for r in self.firewall.rules() if r.comment == f"net:{state.id}"]
                 self.firewall.delete_rules(mine, bridges=[state.interface])
+                self.forward.remove(_forwarded(state))
             else:
                 self.firewall.delete_table()  # the last network: nothing of ours stays
+                self.forward.remove_all()
 
     # ------------------------------------------------------------ endpoints
 
@@ -335,6 +344,8 @@ class BridgeNetwork:
             except BaseException:
                 self._remove_bridge(ipr, host_end)  # the peer goes with it
                 raise
+            # A FORWARD policy set to DROP since the network was made (dockerd started later).
+            self.forward.ensure([_forwarded(network)], recheck=False)
         return state
 
     def _plumb(
@@ -478,6 +489,7 @@ class BridgeNetwork:
             self.firewall.replace_all(commands)  # one swap: no moment without the rules
         else:
             self.firewall.delete_table()
+        self.forward.replace_all(_forwarded(network) for network in networks)
 
     def _reattach(
         self, ipr: Any, networks: Mapping[str, NetworkState], endpoints: Sequence[EndpointState]
@@ -489,6 +501,10 @@ class BridgeNetwork:
             bridge = ipr.link_lookup(ifname=home.interface) if home else []
             if bridge and link.master != bridge[0]:
                 ipr.link("set", index=link.index, master=bridge[0], state="up")
+
+
+def _forwarded(network: NetworkState) -> Bridge:
+    return Bridge(network.id, network.interface, network.internal)
 
 
 def _has_default_route(ipr: Any) -> bool:
