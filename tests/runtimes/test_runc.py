@@ -93,7 +93,8 @@ def test_bundle_carries_the_process_root_and_limits():
     assert linux["resources"]["cpu"] == {"quota": 150_000, "period": 100_000}
     assert linux["resources"]["pids"] == {"limit": 20}
     assert linux["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
-    assert [n["type"] for n in linux["namespaces"]][:5] == ["pid", "mount", "ipc", "uts", "network"]
+    kinds = [n["type"] for n in linux["namespaces"]]
+    assert kinds[:4] == ["pid", "mount", "ipc", "uts"] and "network" in kinds
     assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
     by_destination = {m["destination"]: m for m in config["mounts"]}
     assert by_destination["/sys"]["options"][-1] == "ro"
@@ -398,3 +399,15 @@ def test_exec_terminal_starts_at_its_size_and_follows_a_resize(api):
     lines = replies[0].replace(b"\r", b"").split(b"\n") if replies else []
     assert lines[:2] == [b"24 80", b"50 132"]
     api.call("DELETE", f"/containers/{container}?force=1")
+
+
+def test_a_daemon_made_network_namespace_is_not_in_the_bundle_and_runc_runs_inside_it():
+    from dockyard.plugins.runtimes.runc.launch import NSENTER, Runc
+
+    spec = ContainerSpec(
+        id="c0ffee", rootfs=(), process=ProcessSpec(args=("true",)), netns="/run/x/netns/c0ffee"
+    )
+    namespaces = bundle_config(spec, "/dockyard")["linux"]["namespaces"]
+    assert "network" not in [n["type"] for n in namespaces]
+    command = Runc("runc", "", "").command("create", "c0ffee", netns=spec.netns)
+    assert command[:3] == [NSENTER, "--net=/run/x/netns/c0ffee", "--"]
