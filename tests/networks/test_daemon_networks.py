@@ -31,38 +31,9 @@ from tests.conftest import (
     spawn_daemon,
 )
 from tests.containers.engine_api import Api
+from tests.networks.conftest import fetch
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory) -> Iterator[Api]:
-    base = tmp_path_factory.mktemp("network-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    with host_left_as_found():
-        daemon = serving(
-            spawn_daemon(
-                args, plugin_env([]), socket_path, base / "root", base / "daemon.log",
-                network=True,
-            )
-        )  # fmt: skip
-        try:
-            yield Api.with_busybox(daemon)
-        finally:
-            shut_down(daemon)
-
-
-def fetch(url: str, timeout: float = 5) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as reply:
-                return reply.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def host_address() -> str:
