@@ -137,7 +137,10 @@ def test_a_port_already_allocated_is_refused_and_the_container_does_not_start(ap
             reply = api.call("POST", f"/containers/{second}/start")
             assert reply.status == 409 or reply.status >= 400, reply.body
             assert "port is already allocated" in reply.json()["message"]
-            assert api.inspect(second)["State"]["Status"] == "created"
+            state = api.inspect(second)["State"]
+            # As dockerd: the reason kept, and 128 for the exit code nothing set.
+            assert state["Status"] == "created" and state["ExitCode"] == 128
+            assert "port is already allocated" in state["Error"]
             assert second not in api.call("GET", "/networks/bridge").json()["Containers"]
         finally:
             api.call("DELETE", f"/containers/{second}?force=1")
