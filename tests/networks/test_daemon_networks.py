@@ -391,3 +391,36 @@ def test_a_cni_network_through_the_engine_api(start_daemon, tmp_path: Path) -> N
         assert ipaddress.IPv4Address(address) in subnet
         assert fetch(f"http://127.0.0.1:{port}/hostname") == f"{container[:12]}\n".encode()
     assert api.call("DELETE", "/networks/podnet").status == 204
+
+
+def test_endpoint_links_are_kept_and_reported(api: Api) -> None:
+    # docker-compose 1.29 sends a service's links with every network it connects it to.
+    with network(api, "net-links"), running(api, ["sleep", "60"], name="linked") as target:
+        with running(api, ["sleep", "60"]) as container:
+            reply = api.call(
+                "POST", "/networks/net-links/connect",
+                {"Container": container, "EndpointConfig": {"Links": ["linked:lnk", "/linked"]}},
+            )  # fmt: skip
+            assert reply.status == 200, reply.body
+            endpoint = api.inspect(container)["NetworkSettings"]["Networks"]["net-links"]
+            assert endpoint["Links"] == ["linked:lnk", "/linked"]
+            assert api.inspect(target)["NetworkSettings"]["Networks"]["bridge"]["Links"] is None
+        for links, message in (
+            (["linked:a:b"], "bad format for links: linked:a:b"),
+            (["linked:"], "bad format for links: linked:"),
+        ):
+            reply = api.call(
+                "POST", "/containers/create",
+                {"Image": "busybox", "HostConfig": {"NetworkMode": "net-links"},
+                 "NetworkingConfig": {"EndpointsConfig": {"net-links": {"Links": links}}}},
+            )  # fmt: skip
+            assert reply.status == 400 and message in reply.json()["message"], reply.body
+    # dockerd takes them on the default bridge too (docker-compose sends them there with
+    # network_mode: bridge), where legacy links are HostConfig.Links.
+    created = api.create(
+        ["true"], NetworkingConfig={"EndpointsConfig": {"bridge": {"Links": ["x:y"]}}}
+    )
+    try:
+        assert api.inspect(created)["NetworkSettings"]["Networks"]["bridge"]["Links"] == ["x:y"]
+    finally:
+        api.call("DELETE", f"/containers/{created}")

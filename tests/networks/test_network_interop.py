@@ -138,7 +138,9 @@ def test_docker_py_networks_create_get_list_connect_disconnect_remove_prune(
 # docker-compose 1.29
 # --------------------------------------------------------------------------------------------
 
-#: A web server with a published port, and a client that fetches from it by service name.
+#: A web server with a published port, and a client that fetches from it by service name;
+#: the client is on a second network too, with a link (compose sends the links with each
+#: network it connects a container to).
 COMPOSE_FILE = """\
 version: "3.8"
 services:
@@ -150,6 +152,10 @@ services:
     image: busybox
     command: ["sh", "-c", "until wget -q -O - http://web/index.html; do sleep 0.2; done; sleep 600"]
     depends_on: [web]
+    links: ["web:webby"]
+    networks: [default, back]
+networks:
+  back: {{}}
 """
 
 
@@ -211,11 +217,18 @@ def test_compose_up_ps_port_run_logs_and_down(api: Api, compose) -> None:
         f"served-by-{web['Config']['Hostname']}\n".encode()
     )
 
-    ran = compose("run", "--rm", "-T", "client", "sh", "-c", "ip -4 -o addr show eth0; echo ran")
-    assert ran.stdout.endswith("ran\n") and " inet " in ran.stdout
+    client = json.loads(docker(api, "inspect", "nicompose_client_1"))[0]
+    networks = client["NetworkSettings"]["Networks"]
+    assert set(networks) == {"nicompose_default", "nicompose_back"}
+    # compose sends the links with the network it connects the container to.
+    assert "nicompose_web_1:webby" in networks["nicompose_default"]["Links"]
+
+    ran = compose("run", "--rm", "-T", "client", "sh", "-c", "ip -4 -o addr; echo ran")
+    assert ran.stdout.endswith("ran\n") and ran.stdout.count(" inet ") == 3  # lo, eth0, eth1
 
     compose("down")
-    assert "nicompose_default" not in docker(api, "network", "ls", "--format", "{{.Name}}")
+    left = docker(api, "network", "ls", "--format", "{{.Name}}").split()
+    assert sorted(left) == ["bridge", "host", "none"]
     assert docker(api, "ps", "-aq") == ""
 
 

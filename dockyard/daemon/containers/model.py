@@ -141,7 +141,7 @@ def _endpoint_json(container: Container, attachment: Attachment) -> dict[str, An
     user_defined = PREDEFINED_DRIVERS.get(attachment.network_name) is None
     return {
         "IPAMConfig": {"IPv4Address": attachment.ipv4} if attachment.ipv4 else None,
-        "Links": None,
+        "Links": attachment.links or None,
         # dockerd adds the short id: other containers resolve it on user-defined networks.
         "Aliases": [*attachment.aliases, container.short_id] if user_defined else None,
         "NetworkID": attachment.network_id,

@@ -37,6 +37,7 @@ from dockyard.daemon.networks.records import (
     DEFAULT_BRIDGE,
     Attachment,
     NetworkRecord,
+    parse_link,
 )
 from dockyard.linux import netns
 
@@ -144,8 +145,9 @@ class ContainerNetworks:
         ipv4 = config.ipam_config.ipv4_address if config.ipam_config else ""
         if config.ipam_config and config.ipam_config.ipv6_address:
             raise InvalidParameter("IPv6Address: IPv6 is not supported yet")
-        if config.links:
-            raise InvalidParameter("EndpointConfig.Links: legacy links are not supported yet")
+        links = [link for link in config.links or [] if link]
+        for link in links:
+            parse_link(link)
         if config.driver_opts:
             raise InvalidParameter(
                 f"DriverOpts: no endpoint options are supported ({', '.join(config.driver_opts)})"
@@ -163,7 +165,7 @@ class ContainerNetworks:
         if ipv4:
             _check_in_subnets(ipv4, record)
         mac = config.mac_address or mac
-        return Attachment(record.id, record.name, aliases, ipv4, mac)
+        return Attachment(record.id, record.name, aliases, ipv4, mac, links=links)
 
     # ------------------------------------------------------------------ start
 
