@@ -424,3 +424,25 @@ def test_endpoint_links_are_kept_and_reported(api: Api) -> None:
         assert api.inspect(created)["NetworkSettings"]["Networks"]["bridge"]["Links"] == ["x:y"]
     finally:
         api.call("DELETE", f"/containers/{created}")
+
+
+def test_the_short_id_is_an_alias_from_the_first_start_as_in_dockerd(api: Api) -> None:
+    # docker-compose 1.29 reconnects a created container's network when its endpoint lacks
+    # the short id, to send the service's links: dockerd adds it at the first start.
+    with network(api, "net-short"):
+        config = {"Aliases": ["web"]}
+        created = api.create(
+            ["sleep", "60"], HostConfig={"NetworkMode": "net-short"},
+            NetworkingConfig={"EndpointsConfig": {"net-short": config}},
+        )  # fmt: skip
+        try:
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web"]
+            api.start(created)
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web", created[:12]]
+            api.call("POST", f"/containers/{created}/stop?t=0")
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web", created[:12]]
+        finally:
+            api.call("DELETE", f"/containers/{created}?force=1")
