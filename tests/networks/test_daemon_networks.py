@@ -446,3 +446,13 @@ def test_the_short_id_is_an_alias_from_the_first_start_as_in_dockerd(api: Api) -
             assert endpoint["Aliases"] == ["web", created[:12]]
         finally:
             api.call("DELETE", f"/containers/{created}?force=1")
+
+
+def test_a_link_alias_resolves_for_the_linking_container_only(api: Api) -> None:
+    on_net = {"HostConfig": {"NetworkMode": "net-lnk"}}
+    linked = {"NetworkingConfig": {"EndpointsConfig": {"net-lnk": {"Links": ["lnk-web:webby"]}}}}
+    with network(api, "net-lnk"), running(api, HTTPD, name="lnk-web", **on_net) as web:
+        code, out, err = api.run(["wget", "-qO-", "http://WEBBY/hostname"], **on_net, **linked)
+        assert (code, out) == (0, f"{web[:12]}\n".encode()), err
+        code, out, _ = api.run(["nslookup", "webby", "127.0.0.11"], **on_net)
+        assert code != 0, out

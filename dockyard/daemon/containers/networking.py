@@ -393,15 +393,18 @@ class ContainerNetworks:
         if asking is None:
             return None
         wanted = name.rstrip(".").lower()
+        links = {a.network_id: a.link_aliases() for a in asking.networks}
         found: list[str] = []
         for network_id in self._user_networks(asking):
+            # A link's alias stands for its container, for the linking container only.
+            looked_up = links.get(network_id, {}).get(wanted, wanted).lower()
             for other, attachment in self._endpoints_on(network_id, containers):
                 names = {
                     other.name.lower(),
                     other.id[:12],
                     *(a.lower() for a in attachment.aliases),
                 }
-                if wanted in names and attachment.endpoint is not None:
+                if looked_up in names and attachment.endpoint is not None:
                     found.append(attachment.endpoint.ipv4.partition("/")[0])
         return list(dict.fromkeys(found)) or None
 
