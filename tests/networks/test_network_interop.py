@@ -234,10 +234,6 @@ def test_compose_up_ps_port_run_logs_and_down(api: Api, compose) -> None:
     assert docker(api, "ps", "-aq") == ""
 
 
-@pytest.mark.xfail(
-    reason="service names resolve through the embedded DNS server (branch dns), not yet on main",
-    strict=True,
-)
 def test_compose_services_reach_each_other_by_service_name(api: Api, compose) -> None:
     compose("up", "-d")
     web = json.loads(docker(api, "inspect", "nicompose_web_1"))[0]
@@ -246,8 +242,15 @@ def test_compose_services_reach_each_other_by_service_name(api: Api, compose) ->
     while expected not in (logs := compose("logs", "--no-color", "client").stdout):
         assert time.monotonic() < deadline, logs[-2000:]
         time.sleep(0.2)
-    ran = compose("run", "--rm", "-T", "client", "wget", "-q", "-O", "-", "http://web/index.html")
-    assert ran.stdout == expected + "\n"
+    for name in ("web", "webby"):  # the service, and the client's link alias for it
+        ran = compose(
+            "run", "--rm", "-T", "client", "wget", "-q", "-O", "-", f"http://{name}/index.html"
+        )
+        assert ran.stdout == expected + "\n"
+        ran = compose("exec", "-T", "client", "wget", "-q", "-O", "-", f"http://{name}/index.html")
+        assert ran.stdout == expected + "\n"
+    # The link is the client's: web itself does not know the alias.
+    assert compose("exec", "-T", "web", "nslookup", "webby", check=False).returncode != 0
 
 
 # --------------------------------------------------------------------------------------------
