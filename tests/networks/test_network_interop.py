@@ -298,6 +298,19 @@ def test_testcontainers_network_with_aliases(api: Api, monkeypatch: pytest.Monke
             settings = server.get_wrapped_container().attrs["NetworkSettings"]["Networks"]
             assert "tcweb" in settings[network.name]["Aliases"]
             name = network.name
+            # Another container on the network reaches the server by its alias.
+            fetcher = (
+                DockerContainer("busybox")
+                .with_command(
+                    ["sh", "-c", "until wget -qO- http://tcweb/index.html; do sleep 0.2; done"]
+                )
+                .with_network(network)
+            )
+            with fetcher:
+                wrapped = fetcher.get_wrapped_container()
+                assert wrapped.wait(timeout=15)["StatusCode"] == 0
+                served = wrapped.logs().decode()
+                assert served == f"served-by-{server.get_wrapped_container().id[:12]}\n"
         assert docker(api, "network", "inspect", "-f", "{{len .Containers}}", name).strip() == "0"
     assert name not in docker(api, "network", "ls", "--format", "{{.Name}}")
 
