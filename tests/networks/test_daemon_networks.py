@@ -456,3 +456,18 @@ def test_a_link_alias_resolves_for_the_linking_container_only(api: Api) -> None:
         assert (code, out) == (0, f"{web[:12]}\n".encode()), err
         code, out, _ = api.run(["nslookup", "webby", "127.0.0.11"], **on_net)
         assert code != 0, out
+        # HostConfig.Links (docker-compose 1.29 sends them) are the endpoint's on a user network.
+        legacy = {"HostConfig": {"NetworkMode": "net-lnk", "Links": ["lnk-web:legacy"]}}
+        with running(api, ["sleep", "30"], **legacy) as container:
+            endpoint = api.inspect(container)["NetworkSettings"]["Networks"]["net-lnk"]
+            assert endpoint["Links"] == ["lnk-web:legacy"]
+            code, out, err = api.exec(container, ["wget", "-qO-", "http://legacy/hostname"])
+            assert (code, out) == (0, f"{web[:12]}\n".encode()), err
+    # On the default bridge they would be legacy links, which the daemon does not have.
+    reply = api.call(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Links": ["x:y"]}}
+    )
+    assert reply.status == 400, reply.body
+    assert (
+        "HostConfig.Links: legacy links (--link) are not supported yet" in reply.json()["message"]
+    )

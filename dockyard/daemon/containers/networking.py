@@ -44,6 +44,7 @@ from dockyard.linux import netns
 _log = structlog.get_logger("dockyard.containers")
 
 CONTAINER_MODE = "container:"
+LEGACY_LINKS_REFUSED = "HostConfig.Links: legacy links (--link) are not supported yet"
 
 
 def endpoint_id(container_id: str, network_id: str) -> str:
@@ -81,11 +82,11 @@ class ContainerNetworks:
             )
         ports.requested(request.exposed_ports, host.port_bindings, host.publish_all_ports)
         self.extra_hosts(host)
-        if host.links:
-            raise InvalidParameter("HostConfig.Links: legacy links (--link) are not supported yet")
         for entry in request.exposed_ports or {}:
             ports.parse_port_key(entry)
         if mode.startswith(CONTAINER_MODE):
+            if host.links:
+                raise InvalidParameter(LEGACY_LINKS_REFUSED)
             self._check_shared(request, mode)
             other = self._container(mode[len(CONTAINER_MODE) :])
             return f"{CONTAINER_MODE}{other.id}", []
@@ -101,8 +102,16 @@ class ContainerNetworks:
                 f"NetworkingConfig.EndpointsConfig names {', '.join(endpoints)}, not the "
                 f"container's network {record.name}"
             )
-        config = endpoints[keys[0]] if keys else None
-        attachment = self._attachment(record, config or EndpointSettings(), request.mac_address)
+        config = (endpoints[keys[0]] if keys else None) or EndpointSettings()
+        if host.links:
+            if record.predefined:
+                raise InvalidParameter(LEGACY_LINKS_REFUSED)
+            # On a user-defined network they are the endpoint's links, whose aliases resolve:
+            # the docker CLI moves --link there itself, docker-compose 1.29 sends HostConfig.
+            given = config.links or []
+            links = [*given, *(link for link in host.links if link not in given)]
+            config = attrs.evolve(config, links=links)
+        attachment = self._attachment(record, config, request.mac_address)
         return mode, [attachment]
 
     def _check_shared(self, request: CreateRequest, mode: str) -> None:
