@@ -31,38 +31,9 @@ from tests.conftest import (
     spawn_daemon,
 )
 from tests.containers.engine_api import Api
+from tests.networks.conftest import fetch
 
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/etc"]
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory) -> Iterator[Api]:
-    base = tmp_path_factory.mktemp("network-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    with host_left_as_found():
-        daemon = serving(
-            spawn_daemon(
-                args, plugin_env([]), socket_path, base / "root", base / "daemon.log",
-                network=True,
-            )
-        )  # fmt: skip
-        try:
-            yield Api.with_busybox(daemon)
-        finally:
-            shut_down(daemon)
-
-
-def fetch(url: str, timeout: float = 5) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as reply:
-                return reply.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def host_address() -> str:
@@ -166,7 +137,10 @@ def test_a_port_already_allocated_is_refused_and_the_container_does_not_start(ap
             reply = api.call("POST", f"/containers/{second}/start")
             assert reply.status == 409 or reply.status >= 400, reply.body
             assert "port is already allocated" in reply.json()["message"]
-            assert api.inspect(second)["State"]["Status"] == "created"
+            state = api.inspect(second)["State"]
+            # As dockerd: the reason kept, and 128 for the exit code nothing set.
+            assert state["Status"] == "created" and state["ExitCode"] == 128
+            assert "port is already allocated" in state["Error"]
             assert second not in api.call("GET", "/networks/bridge").json()["Containers"]
         finally:
             api.call("DELETE", f"/containers/{second}?force=1")
@@ -417,3 +391,83 @@ def test_a_cni_network_through_the_engine_api(start_daemon, tmp_path: Path) -> N
         assert ipaddress.IPv4Address(address) in subnet
         assert fetch(f"http://127.0.0.1:{port}/hostname") == f"{container[:12]}\n".encode()
     assert api.call("DELETE", "/networks/podnet").status == 204
+
+
+def test_endpoint_links_are_kept_and_reported(api: Api) -> None:
+    # docker-compose 1.29 sends a service's links with every network it connects it to.
+    with network(api, "net-links"), running(api, ["sleep", "60"], name="linked") as target:
+        with running(api, ["sleep", "60"]) as container:
+            reply = api.call(
+                "POST", "/networks/net-links/connect",
+                {"Container": container, "EndpointConfig": {"Links": ["linked:lnk", "/linked"]}},
+            )  # fmt: skip
+            assert reply.status == 200, reply.body
+            endpoint = api.inspect(container)["NetworkSettings"]["Networks"]["net-links"]
+            assert endpoint["Links"] == ["linked:lnk", "/linked"]
+            assert api.inspect(target)["NetworkSettings"]["Networks"]["bridge"]["Links"] is None
+        for links, message in (
+            (["linked:a:b"], "bad format for links: linked:a:b"),
+            (["linked:"], "bad format for links: linked:"),
+        ):
+            reply = api.call(
+                "POST", "/containers/create",
+                {"Image": "busybox", "HostConfig": {"NetworkMode": "net-links"},
+                 "NetworkingConfig": {"EndpointsConfig": {"net-links": {"Links": links}}}},
+            )  # fmt: skip
+            assert reply.status == 400 and message in reply.json()["message"], reply.body
+    # dockerd takes them on the default bridge too (docker-compose sends them there with
+    # network_mode: bridge), where legacy links are HostConfig.Links.
+    created = api.create(
+        ["true"], NetworkingConfig={"EndpointsConfig": {"bridge": {"Links": ["x:y"]}}}
+    )
+    try:
+        assert api.inspect(created)["NetworkSettings"]["Networks"]["bridge"]["Links"] == ["x:y"]
+    finally:
+        api.call("DELETE", f"/containers/{created}")
+
+
+def test_the_short_id_is_an_alias_from_the_first_start_as_in_dockerd(api: Api) -> None:
+    # docker-compose 1.29 reconnects a created container's network when its endpoint lacks
+    # the short id, to send the service's links: dockerd adds it at the first start.
+    with network(api, "net-short"):
+        config = {"Aliases": ["web"]}
+        created = api.create(
+            ["sleep", "60"], HostConfig={"NetworkMode": "net-short"},
+            NetworkingConfig={"EndpointsConfig": {"net-short": config}},
+        )  # fmt: skip
+        try:
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web"]
+            api.start(created)
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web", created[:12]]
+            api.call("POST", f"/containers/{created}/stop?t=0")
+            endpoint = api.inspect(created)["NetworkSettings"]["Networks"]["net-short"]
+            assert endpoint["Aliases"] == ["web", created[:12]]
+        finally:
+            api.call("DELETE", f"/containers/{created}?force=1")
+
+
+def test_a_link_alias_resolves_for_the_linking_container_only(api: Api) -> None:
+    on_net = {"HostConfig": {"NetworkMode": "net-lnk"}}
+    linked = {"NetworkingConfig": {"EndpointsConfig": {"net-lnk": {"Links": ["lnk-web:webby"]}}}}
+    with network(api, "net-lnk"), running(api, HTTPD, name="lnk-web", **on_net) as web:
+        code, out, err = api.run(["wget", "-qO-", "http://WEBBY/hostname"], **on_net, **linked)
+        assert (code, out) == (0, f"{web[:12]}\n".encode()), err
+        code, out, _ = api.run(["nslookup", "webby", "127.0.0.11"], **on_net)
+        assert code != 0, out
+        # HostConfig.Links (docker-compose 1.29 sends them) are the endpoint's on a user network.
+        legacy = {"HostConfig": {"NetworkMode": "net-lnk", "Links": ["lnk-web:legacy"]}}
+        with running(api, ["sleep", "30"], **legacy) as container:
+            endpoint = api.inspect(container)["NetworkSettings"]["Networks"]["net-lnk"]
+            assert endpoint["Links"] == ["lnk-web:legacy"]
+            code, out, err = api.exec(container, ["wget", "-qO-", "http://legacy/hostname"])
+            assert (code, out) == (0, f"{web[:12]}\n".encode()), err
+    # On the default bridge they would be legacy links, which the daemon does not have.
+    reply = api.call(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"Links": ["x:y"]}}
+    )
+    assert reply.status == 400, reply.body
+    assert (
+        "HostConfig.Links: legacy links (--link) are not supported yet" in reply.json()["message"]
+    )

@@ -365,7 +365,13 @@ class ContainerManager:
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
         if self.networking is not None:
-            container.spec = await run_in_threadpool(self.networking.plumb, container)
+            try:
+                container.spec = await run_in_threadpool(self.networking.plumb, container)
+            except DockyardError as exc:
+                # As dockerd: the reason stays in State.Error, with 128 for an exit code
+                # nothing set (docker-compose's ps shows "Exit 128" for it, not "Exit 0").
+                self._record_failed_start(container, str(exc), container.state.exit_code or 128)
+                raise
             self._save(container)
             # Before the process runs: its first lookup may come at once.
             await self._serve_names(container)
@@ -377,14 +383,7 @@ class ContainerManager:
             raise
         if report.error:
             await self._release_networks(container)
-            container.state = attrs.evolve(
-                container.state,
-                status="exited" if container.state.status != "created" else "created",
-                exit_code=report.exit_code,
-                error=report.error,
-                finished_at=now_rfc3339(),
-            )
-            self._save(container)
+            self._record_failed_start(container, report.error, report.exit_code)
             with contextlib.suppress(Exception):
                 await run_in_threadpool(runtime.cleanup, container.id)
             if container.host_config.auto_remove:
@@ -402,6 +401,16 @@ class ContainerManager:
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
         self._event("start", container)
+
+    def _record_failed_start(self, container: Container, error: str, exit_code: int) -> None:
+        container.state = attrs.evolve(
+            container.state,
+            status="exited" if container.state.status != "created" else "created",
+            exit_code=exit_code,
+            error=error,
+            finished_at=now_rfc3339(),
+        )
+        self._save(container)
 
     async def _serve_names(self, container: Container) -> None:
         """Answer the container's DNS queries when it is on a user-defined network."""

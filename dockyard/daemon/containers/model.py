@@ -139,11 +139,16 @@ def _endpoint_json(container: Container, attachment: Attachment) -> dict[str, An
     endpoint = attachment.endpoint if container.state.running else None
     address, prefix = address_with_prefix(endpoint.ipv4 if endpoint else "")
     user_defined = PREDEFINED_DRIVERS.get(attachment.network_name) is None
+    aliases = list(attachment.aliases)
+    # Other containers resolve the short id on user-defined networks; dockerd lists it from
+    # the container's first start. docker-compose 1.29 reconnects a network whose endpoint
+    # lacks it, before that start, to send the service's links with the endpoint.
+    if user_defined and container.state.started_at != ZERO_TIME:
+        aliases.append(container.short_id)
     return {
         "IPAMConfig": {"IPv4Address": attachment.ipv4} if attachment.ipv4 else None,
-        "Links": None,
-        # dockerd adds the short id: other containers resolve it on user-defined networks.
-        "Aliases": [*attachment.aliases, container.short_id] if user_defined else None,
+        "Links": attachment.links or None,
+        "Aliases": (aliases or None) if user_defined else None,
         "NetworkID": attachment.network_id,
         "EndpointID": endpoint.id if endpoint else "",
         "Gateway": endpoint.gateway if endpoint else "",

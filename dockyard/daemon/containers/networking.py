@@ -37,12 +37,14 @@ from dockyard.daemon.networks.records import (
     DEFAULT_BRIDGE,
     Attachment,
     NetworkRecord,
+    parse_link,
 )
 from dockyard.linux import netns
 
 _log = structlog.get_logger("dockyard.containers")
 
 CONTAINER_MODE = "container:"
+LEGACY_LINKS_REFUSED = "HostConfig.Links: legacy links (--link) are not supported yet"
 
 
 def endpoint_id(container_id: str, network_id: str) -> str:
@@ -80,11 +82,11 @@ class ContainerNetworks:
             )
         ports.requested(request.exposed_ports, host.port_bindings, host.publish_all_ports)
         self.extra_hosts(host)
-        if host.links:
-            raise InvalidParameter("HostConfig.Links: legacy links (--link) are not supported yet")
         for entry in request.exposed_ports or {}:
             ports.parse_port_key(entry)
         if mode.startswith(CONTAINER_MODE):
+            if host.links:
+                raise InvalidParameter(LEGACY_LINKS_REFUSED)
             self._check_shared(request, mode)
             other = self._container(mode[len(CONTAINER_MODE) :])
             return f"{CONTAINER_MODE}{other.id}", []
@@ -100,8 +102,16 @@ class ContainerNetworks:
                 f"NetworkingConfig.EndpointsConfig names {', '.join(endpoints)}, not the "
                 f"container's network {record.name}"
             )
-        config = endpoints[keys[0]] if keys else None
-        attachment = self._attachment(record, config or EndpointSettings(), request.mac_address)
+        config = (endpoints[keys[0]] if keys else None) or EndpointSettings()
+        if host.links:
+            if record.predefined:
+                raise InvalidParameter(LEGACY_LINKS_REFUSED)
+            # On a user-defined network they are the endpoint's links, whose aliases resolve:
+            # the docker CLI moves --link there itself, docker-compose 1.29 sends HostConfig.
+            given = config.links or []
+            links = [*given, *(link for link in host.links if link not in given)]
+            config = attrs.evolve(config, links=links)
+        attachment = self._attachment(record, config, request.mac_address)
         return mode, [attachment]
 
     def _check_shared(self, request: CreateRequest, mode: str) -> None:
@@ -144,8 +154,9 @@ class ContainerNetworks:
         ipv4 = config.ipam_config.ipv4_address if config.ipam_config else ""
         if config.ipam_config and config.ipam_config.ipv6_address:
             raise InvalidParameter("IPv6Address: IPv6 is not supported yet")
-        if config.links:
-            raise InvalidParameter("EndpointConfig.Links: legacy links are not supported yet")
+        links = [link for link in config.links or [] if link]
+        for link in links:
+            parse_link(link)
         if config.driver_opts:
             raise InvalidParameter(
                 f"DriverOpts: no endpoint options are supported ({', '.join(config.driver_opts)})"
@@ -163,7 +174,7 @@ class ContainerNetworks:
         if ipv4:
             _check_in_subnets(ipv4, record)
         mac = config.mac_address or mac
-        return Attachment(record.id, record.name, aliases, ipv4, mac)
+        return Attachment(record.id, record.name, aliases, ipv4, mac, links=links)
 
     # ------------------------------------------------------------------ start
 
@@ -391,15 +402,18 @@ class ContainerNetworks:
         if asking is None:
             return None
         wanted = name.rstrip(".").lower()
+        links = {a.network_id: a.link_aliases() for a in asking.networks}
         found: list[str] = []
         for network_id in self._user_networks(asking):
+            # A link's alias stands for its container, for the linking container only.
+            looked_up = links.get(network_id, {}).get(wanted, wanted).lower()
             for other, attachment in self._endpoints_on(network_id, containers):
                 names = {
                     other.name.lower(),
                     other.id[:12],
                     *(a.lower() for a in attachment.aliases),
                 }
-                if wanted in names and attachment.endpoint is not None:
+                if looked_up in names and attachment.endpoint is not None:
                     found.append(attachment.endpoint.ipv4.partition("/")[0])
         return list(dict.fromkeys(found)) or None
 

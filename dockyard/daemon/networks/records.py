@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from dockyard.core.decoding import json_key
+from dockyard.core.errors import InvalidParameter
 from dockyard.core.interfaces import EndpointState, IpamRequest, NetworkState, PortBinding, Subnet
 from dockyard.daemon.containers.config import EndpointSettings
 from dockyard.daemon.images.content import atomic_write
@@ -115,6 +116,15 @@ class NetworkRecord:
         return cls(**raw)
 
 
+def parse_link(link: str) -> tuple[str, str]:
+    """``container[:alias]`` as (container name, alias); the alias defaults to the name."""
+    name, _, alias = link.partition(":")
+    name = name.removeprefix("/")
+    if not name or ":" in alias or (link.count(":") == 1 and not alias):
+        raise InvalidParameter(f"EndpointConfig.Links: bad format for links: {link}")
+    return name, alias or name
+
+
 def network_state_from(raw: dict[str, Any]) -> NetworkState:
     return NetworkState(**{**raw, "subnets": tuple(Subnet(**s) for s in raw["subnets"])})
 
@@ -131,6 +141,13 @@ class Attachment:
     mac: str = ""
     endpoint: EndpointState | None = None
     ports: list[PortBinding] = attrs.Factory(list)
+    #: ``container[:alias]`` as given (EndpointConfig.Links): on a user-defined network, the
+    #: alias names that container for this one only, as dockerd has it (compose sends them).
+    links: list[str] = attrs.Factory(list)
+
+    def link_aliases(self) -> dict[str, str]:
+        """The container name each link alias stands for (lower case, as DNS compares)."""
+        return {alias.lower(): name for name, alias in map(parse_link, self.links)}
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
