@@ -40,6 +40,62 @@ def docker(api: Api, *args: str) -> str:
     return done.stdout
 
 
+def docker_fails(api: Api, *args: str) -> str:
+    """The docker CLI's error output against the test daemon; it must fail."""
+    done = subprocess.run(
+        [docker_cli(), *args], env=docker_env(api.daemon.host), capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stdout
+    return done.stderr
+
+
+def test_the_docker_cli_publishes_ports_and_manages_networks(api: Api) -> None:
+    port = free_port()
+    web = docker(api, "run", "-d", "-p", f"{port}:80", "busybox", "sh", "-c", SERVE).strip()
+    try:
+        assert docker(api, "port", web).strip() == f"80/tcp -> 0.0.0.0:{port}"
+        assert fetch(f"http://127.0.0.1:{port}/").startswith(b"served-by-")
+        assert f"0.0.0.0:{port}->80/tcp" in docker(api, "ps", "--filter", f"id={web}")
+        taken = docker_fails(api, "run", "-d", "-p", f"{port}:80", "busybox", "true")
+        assert "port is already allocated" in taken
+    finally:
+        docker(api, "rm", "-f", web)
+    picked = docker(api, "run", "-d", "-P", "--expose", "80", "busybox", "sh", "-c", SERVE).strip()
+    try:
+        mapping = docker(api, "port", picked, "80/tcp").strip()
+        assert mapping.startswith("0.0.0.0:")
+        assert fetch(f"http://127.0.0.1:{mapping.rpartition(':')[2]}/").startswith(b"served-by-")
+    finally:
+        docker(api, "rm", "-f", picked)
+    docker(api, "network", "create", "--subnet", "10.234.5.0/24", "--label", "k=v", "clinet")
+    try:
+        listed = docker(api, "network", "ls", "--filter", "label=k=v", "--format", "{{.Name}}")
+        assert listed.split() == ["clinet"]
+        inspected = json.loads(docker(api, "network", "inspect", "clinet"))[0]
+        assert inspected["IPAM"]["Config"][0]["Subnet"] == "10.234.5.0/24"
+        box = docker(api, "run", "-d", "--network", "clinet", "--ip", "10.234.5.9",
+                     "--network-alias", "box", "busybox", "sleep", "60").strip()  # fmt: skip
+        try:
+            out = docker(api, "run", "--rm", "--network", "clinet", "busybox", "ping", "-c1", "box")
+            assert "10.234.5.9" in out
+            docker(api, "network", "disconnect", "clinet", box)
+            docker(api, "network", "connect", "--alias", "again", "clinet", box)
+            out = docker(
+                api, "run", "--rm", "--network", "clinet", "busybox", "ping", "-c1", "again"
+            )
+            assert "1 packets received" in out
+            assert "active endpoints" in docker_fails(api, "network", "rm", "clinet")
+        finally:
+            docker(api, "rm", "-f", box)
+        assert "not found" in docker_fails(
+            api, "run", "--rm", "--network", "nosuch", "busybox", "true"
+        )
+    finally:
+        docker(api, "network", "rm", "clinet")
+    assert "clinet" not in docker(api, "network", "ls")
+
+
 @pytest.fixture
 def client(api: Api) -> Iterator[docker_sdk.DockerClient]:
     client = docker_sdk.DockerClient(base_url=api.daemon.host, version="1.41")
