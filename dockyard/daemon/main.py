@@ -167,7 +167,6 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             ),
             default_bridge=settings.bridge != "none",
         )
-        networks.ensure_predefined()
         containers.networking = ContainerNetworks(
             networks,
             data_root / "netns",
@@ -185,6 +184,8 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         service.execs = ExecRegistry()
 
         listeners = bind_all(hosts, tls)
+        # Once the sockets are ours: a daemon that cannot serve leaves no bridge behind.
+        networks.ensure_predefined()
         app = create_app(service)
         tcp_app = BearerTokenMiddleware(app, token) if token else app
 

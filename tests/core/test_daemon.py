@@ -6,10 +6,12 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
+from dockyard.plugins.networks.bridge.plugin import instance_for
 from tests.conftest import free_port, run_dockyard
 
 ENGINE_HEADERS = {"api-version": "1.41", "ostype": "linux", "docker-experimental": "false"}
@@ -212,6 +214,10 @@ def test_busy_tcp_port_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert f"cannot listen on tcp://127.0.0.1:{port}: Address already in use" in result.stderr
     assert not (tmp_path / "d.sock").exists()
+    # Nor a default bridge: the networks are made once the sockets are the daemon's.
+    instance = instance_for(tmp_path / "r" / "network" / "bridge")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"alias {instance}:" not in links
 
 
 def test_bad_host_syntax(tmp_path):
