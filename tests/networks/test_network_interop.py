@@ -57,10 +57,17 @@ def test_the_docker_cli_publishes_ports_and_manages_networks(api: Api) -> None:
         assert docker(api, "port", web).strip() == f"80/tcp -> 0.0.0.0:{port}"
         assert fetch(f"http://127.0.0.1:{port}/").startswith(b"served-by-")
         assert f"0.0.0.0:{port}->80/tcp" in docker(api, "ps", "--filter", f"id={web}")
-        taken = docker_fails(api, "run", "-d", "-p", f"{port}:80", "busybox", "true")
+        # The docker CLI creates, then fails to start: the container stays, as with dockerd.
+        taken = docker_fails(
+            api, "run", "-d", "--name", "port-taken", "-p", f"{port}:80", "busybox", "true"
+        )
         assert "port is already allocated" in taken
     finally:
         docker(api, "rm", "-f", web)
+        subprocess.run(
+            [docker_cli(), "rm", "-f", "port-taken"], env=docker_env(api.daemon.host),
+            capture_output=True, check=False,
+        )  # fmt: skip
     picked = docker(api, "run", "-d", "-P", "--expose", "80", "busybox", "sh", "-c", SERVE).strip()
     try:
         mapping = docker(api, "port", picked, "80/tcp").strip()
@@ -94,6 +101,7 @@ def test_the_docker_cli_publishes_ports_and_manages_networks(api: Api) -> None:
     finally:
         docker(api, "network", "rm", "clinet")
     assert "clinet" not in docker(api, "network", "ls")
+    assert docker(api, "ps", "-aq") == ""  # the module's later tests expect no container
 
 
 @pytest.fixture
