@@ -112,5 +112,7 @@ def real_dockerd(
         # dockerd makes its data root a mount point first thing, and one that fails to start
         # (a TLS file missing, say) leaves it mounted.
         unmount_all(str(root / "data"))
+        # Its network namespace file stays mounted after it exits.
+        unmount_all(str(exec_root / "netns" / "default"))
         unmount_all(str(exec_root))
         shutil.rmtree(exec_root, ignore_errors=True)
