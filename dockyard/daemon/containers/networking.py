@@ -75,15 +75,14 @@ class ContainerNetworks:
         """The container's network mode as dockerd records it, and its attachments."""
         host = request.host_config
         mode = host.network_mode or "default"
-        endpoints = (request.networking_config.endpoints_config or {}) if request else {}
+        endpoints = request.networking_config.endpoints_config or {}
         if len(endpoints) > 1:
             raise InvalidParameter(
                 "Container cannot be connected to network endpoints: " + ", ".join(endpoints)
             )
         ports.requested(request.exposed_ports, host.port_bindings, host.publish_all_ports)
         self.extra_hosts(host)
-        for entry in request.exposed_ports or {}:
-            ports.parse_port_key(entry)
+        ports.exposed(request.exposed_ports or {})  # checked even when none is published
         if mode.startswith(CONTAINER_MODE):
             if host.links:
                 raise InvalidParameter(LEGACY_LINKS_REFUSED)
@@ -443,10 +442,6 @@ class ContainerNetworks:
             for attachment in container.networks:
                 if attachment.network_id == network_id and attachment.endpoint is not None:
                     yield container, attachment
-
-    def users(self, network_id: str) -> list[str]:
-        """Containers with an endpoint on ``network_id`` now (running ones)."""
-        return [c.id for c, _ in self._endpoints_on(network_id, self._containers())]
 
     def members(self, network_id: str) -> list[str]:
         """Containers configured on ``network_id``, running or not (dockerd refuses to remove
