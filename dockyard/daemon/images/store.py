@@ -58,6 +58,8 @@ class ImageRecord:
     size: int
     created_at: float = attrs.field(factory=time.time)
     repo_digests: tuple[str, ...] = ()
+    #: The image this one was committed over (a build step's previous image); "" for others.
+    parent: str = ""
 
     @property
     def short_id(self) -> str:
@@ -318,8 +320,12 @@ class ImageStore:
         layers: list[LayerRecord],
         references: list[Reference] = (),  # type: ignore[assignment]
         repo_digests: tuple[str, ...] = (),
+        parent: str = "",
     ) -> ImageRecord:
-        """Record an image whose config blob is ``config``; tags it with ``references``."""
+        """Record an image whose config blob is ``config``; tags it with ``references``.
+
+        ``parent`` is the image it was committed over, as ``docker commit`` and the classic
+        builder record it (an image pulled or loaded has none)."""
         image_id = self.content.write(config)
         config_doc = json.loads(config)
         diff_ids = config_doc.get("rootfs", {}).get("diff_ids", [])
@@ -336,6 +342,7 @@ class ImageStore:
                 size=sum(layer.size for layer in layers),
                 created_at=existing.created_at if existing else time.time(),
                 repo_digests=merged_digests,
+                parent=existing.parent if existing else parent,
             )
             if existing != image:
                 self._save_image(image)
@@ -351,6 +358,11 @@ class ImageStore:
     def config(self, image: ImageRecord) -> dict[str, Any]:
         config: dict[str, Any] = json.loads(self.content.read(image.id))
         return config
+
+    def children_of(self, image_id: str) -> list[ImageRecord]:
+        """The images committed over ``image_id``."""
+        with self._lock:
+            return [image for image in self._images.values() if image.parent == image_id]
 
     def references_of(self, image_id: str) -> list[Reference]:
         with self._lock:

@@ -1,0 +1,104 @@
+"""Making an image from a container's filesystem: what ``docker commit`` and each build step do.
+
+An image made here is a child of the image its container was made from: its config carries
+the parent's layers and history, plus one history entry for the step and (unless the step only
+changed metadata) one layer holding the container's changes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from dockyard.core import mediatypes
+from dockyard.core.platforms import go_arch
+from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon.images.store import ImageRecord, ImageStore, LayerRecord
+from dockyard.distribution.reference import Reference
+
+#: The version dockerd 20.10 writes into image configs it makes; clients show it in inspect.
+DOCKER_VERSION = "20.10.24+dfsg1"
+
+
+@attrs.frozen
+class Snapshot:
+    """A container's writable filesystem: the storage driver's key and its layer chain."""
+
+    key: str
+    parents: tuple[str, ...]
+
+
+@attrs.frozen
+class ImageChange:
+    """One new image over ``parent`` (``None``: over nothing, as after ``FROM scratch``).
+
+    ``config`` is the new image's container config (``Config`` in inspect), in the Engine
+    API's form. ``snapshot`` is the filesystem whose changes become the new layer; ``None``
+    makes a metadata-only image (``empty_layer`` in its history), as ``ENV`` or ``CMD`` steps do.
+    """
+
+    parent: ImageRecord | None
+    config: dict[str, Any]
+    snapshot: Snapshot | None
+    created_by: str = ""
+    author: str = ""
+    comment: str = ""
+    container_id: str = ""
+    container_config: dict[str, Any] | None = None
+
+
+def commit_layer(store: ImageStore, parent: ImageRecord | None, snapshot: Snapshot) -> LayerRecord:
+    """The snapshot's changes as a layer over ``parent``'s, stored uncompressed."""
+    with store.content.writer() as blob:
+        store.driver.diff(snapshot.key, list(snapshot.parents), blob)  # type: ignore[arg-type]
+        digest = blob.commit()
+    below = parent.layers[-1] if parent is not None and parent.layers else None
+    return store.register_layer(
+        below, digest, digest, mediatypes.OCI_LAYER, lambda: store.content.open(digest)
+    )
+
+
+def commit_image(
+    store: ImageStore,
+    change: ImageChange,
+    references: list[Reference] = (),  # type: ignore[assignment]
+) -> ImageRecord:
+    """Record the image ``change`` describes, tag it with ``references`` and return it."""
+    base: dict[str, Any] = store.config(change.parent) if change.parent is not None else {}
+    layers = [store.layer(chain) for chain in change.parent.layers] if change.parent else []
+    created = now_rfc3339()
+    step: dict[str, Any] = {"created": created}
+    if change.author:
+        step["author"] = change.author
+    if change.created_by:
+        step["created_by"] = change.created_by
+    if change.comment:
+        step["comment"] = change.comment
+    if change.snapshot is None:
+        step["empty_layer"] = True
+    else:
+        layers.append(commit_layer(store, change.parent, change.snapshot))
+    document: dict[str, Any] = {
+        "architecture": base.get("architecture") or go_arch(),
+        "os": base.get("os") or "linux",
+        "config": change.config,
+        "container": change.container_id,
+        "container_config": change.container_config or change.config,
+        "created": created,
+        "docker_version": DOCKER_VERSION,
+        "history": [*base.get("history", []), step],
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+    }
+    if not change.container_id:
+        del document["container"]
+    if change.author:
+        document["author"] = change.author
+    if change.comment:
+        document["comment"] = change.comment
+    if base.get("variant"):
+        document["variant"] = base["variant"]
+    data = json.dumps(document, separators=(",", ":")).encode()
+    parent_id = change.parent.id if change.parent is not None else ""
+    return store.add_image(data, layers, references, parent=parent_id)
