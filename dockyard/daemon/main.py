@@ -25,6 +25,7 @@ from dockyard.core.server import (
 )
 from dockyard.daemon import modes, userns
 from dockyard.daemon.api import create_app
+from dockyard.daemon.api.build import remove_stale_builds
 from dockyard.daemon.api.hijack import EngineHttpProtocol
 from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
@@ -140,6 +141,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                 Event("image", "pull", reference.familiar(), {"name": reference.familiar_name})
             ),
         )
+        remove_stale_builds(data_root)
         service.volumes = VolumeStore(data_root / "volumes")
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)
         modes.tighten_containers(data_root / "containers", search_group)

@@ -14,7 +14,15 @@ from starlette.routing import BaseRoute
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.server import RequestLogMiddleware
-from dockyard.daemon.api import containers, distribution, images, networks, pulls, system
+from dockyard.daemon.api import (
+    build,
+    containers,
+    distribution,
+    images,
+    networks,
+    pulls,
+    system,
+)
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
     handle_dockyard_error,
@@ -33,6 +41,7 @@ def create_app(service: Engine) -> Any:
         *distribution.routes(),
         *containers.routes(),
         *networks.routes(),
+        *build.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())

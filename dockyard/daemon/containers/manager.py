@@ -55,7 +55,7 @@ from dockyard.daemon.containers.supervision import (
     start_supervisor,
 )
 from dockyard.daemon.engine_api import ENGINE_API
-from dockyard.daemon.images.store import ImageStore
+from dockyard.daemon.images.store import ImageRecord, ImageStore
 from dockyard.daemon.networks.records import Attachment, NetworkRecord
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.linux import inroot
@@ -204,14 +204,19 @@ class ContainerManager:
 
     def create(self, request: CreateRequest, name: str | None) -> tuple[Container, list[str]]:
         """``POST /containers/create``. Blocking: call from a worker thread."""
-        _runtime, driver = self._require_runtime()
         if not request.image:
             raise InvalidParameter("Config.Image is required")
-        image = self.images.resolve(request.image)
+        return self.create_from(self.images.resolve(request.image), request, name)
+
+    def create_from(
+        self, image: ImageRecord | None, request: CreateRequest, name: str | None
+    ) -> tuple[Container, list[str]]:
+        """Create a container of ``image``, or with an empty filesystem when it is ``None``
+        (a build step after ``FROM scratch``). Blocking: call from a worker thread."""
+        _runtime, driver = self._require_runtime()
         try:
-            image_config = ENGINE_API.decode(
-                self.images.config(image).get("config") or {}, ContainerConfig
-            )
+            raw_config = self.images.config(image).get("config") if image is not None else None
+            image_config = ENGINE_API.decode(raw_config or {}, ContainerConfig)
         except DecodeError as exc:
             raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
         plan = spec.plan(request, image_config, self.settings)
@@ -242,7 +247,7 @@ class ContainerManager:
             namespace = self.settings.user_namespace
             group = modes.search_group(namespace.gid_mappings if namespace else ())
             modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
-            parents = self.images.parents_of(image.layers[-1]) if image.layers else []
+            parents = self.images.parents_of(image.layers[-1]) if image and image.layers else []
             rootfs = tuple(driver.prepare(snapshot, parents))
             user = self._resolve_user(plan.user, rootfs, directory)
             volume_names, sources = self._make_volumes(plan.volumes, made_volumes)
@@ -276,7 +281,7 @@ class ContainerManager:
                 id=container_id,
                 name=name,
                 created=now_rfc3339(),
-                image_id=image.id,
+                image_id=image.id if image is not None else "",
                 image_name=request.image,
                 config=spec.engine_config(plan, hostname),
                 host_config=plan.host_config,

@@ -8,6 +8,7 @@ changed metadata) one layer holding the container's changes.
 from __future__ import annotations
 
 import json
+import tarfile
 from typing import Any
 
 import attrs
@@ -49,11 +50,21 @@ class ImageChange:
     container_config: dict[str, Any] | None = None
 
 
-def commit_layer(store: ImageStore, parent: ImageRecord | None, snapshot: Snapshot) -> LayerRecord:
-    """The snapshot's changes as a layer over ``parent``'s, stored uncompressed."""
+def _is_empty_tar(store: ImageStore, digest: str) -> bool:
+    with store.content.open(digest) as blob, tarfile.open(fileobj=blob, mode="r|") as archive:
+        return archive.next() is None
+
+
+def commit_layer(
+    store: ImageStore, parent: ImageRecord | None, snapshot: Snapshot
+) -> LayerRecord | None:
+    """The snapshot's changes as a layer over ``parent``'s, stored uncompressed; ``None`` when
+    nothing changed (as dockerd, which records such a step as an ``empty_layer``)."""
     with store.content.writer() as blob:
         store.driver.diff(snapshot.key, list(snapshot.parents), blob)  # type: ignore[arg-type]
         digest = blob.commit()
+    if _is_empty_tar(store, digest):
+        return None
     below = parent.layers[-1] if parent is not None and parent.layers else None
     return store.register_layer(
         below, digest, digest, mediatypes.OCI_LAYER, lambda: store.content.open(digest)
@@ -76,10 +87,11 @@ def commit_image(
         step["created_by"] = change.created_by
     if change.comment:
         step["comment"] = change.comment
-    if change.snapshot is None:
+    layer = commit_layer(store, change.parent, change.snapshot) if change.snapshot else None
+    if layer is None:
         step["empty_layer"] = True
     else:
-        layers.append(commit_layer(store, change.parent, change.snapshot))
+        layers.append(layer)
     document: dict[str, Any] = {
         "architecture": base.get("architecture") or go_arch(),
         "os": base.get("os") or "linux",

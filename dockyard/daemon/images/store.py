@@ -359,6 +359,11 @@ class ImageStore:
         config: dict[str, Any] = json.loads(self.content.read(image.id))
         return config
 
+    def get(self, image_id: str) -> ImageRecord | None:
+        """The image with this full id (``sha256:...``), if the store has it."""
+        with self._lock:
+            return self._images.get(image_id)
+
     def children_of(self, image_id: str) -> list[ImageRecord]:
         """The images committed over ``image_id``."""
         with self._lock:

@@ -1,0 +1,185 @@
+"""``POST /build``: the classic builder, as a JSON-message stream.
+
+The context is received and the Dockerfile parsed before the first message, so that a missing
+Dockerfile, a syntax error or a bad parameter is an HTTP error with dockerd's status and text
+(dockerd answers with the status until it has flushed output). Once the stream started, a
+failure is its last message, with ``errorDetail.code`` the exit code the CLI exits with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from dockyard.core.decoding import parse_json
+from dockyard.core.errors import DockyardError, InvalidParameter
+from dockyard.daemon import modes
+from dockyard.daemon.api.streams import consume_body
+from dockyard.daemon.api.system import service_of
+from dockyard.daemon.build.builder import Builder, StepFailed
+from dockyard.daemon.build.context import BuildContext, receive_context
+from dockyard.daemon.build.dockerfile import parse
+from dockyard.daemon.build.options import parse_build_query
+from dockyard.daemon.distribution.authconfig import AuthConfig, credentials_of
+from dockyard.daemon.engine_api import ENGINE_API
+from dockyard.distribution.credentials import Credentials
+from dockyard.distribution.reference import parse_reference
+
+_log = structlog.get_logger("dockyard.api.build")
+
+_DONE = object()
+
+
+def registry_config(header: str | None) -> dict[str, AuthConfig]:
+    """``X-Registry-Config``: base64url of a JSON map from registry to ``AuthConfig`` (every
+    credential the client has; the builder picks the one for each base image's registry)."""
+    if not header or not header.strip():
+        return {}
+    text = header.strip()
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text.rstrip("=")) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidParameter("X-Registry-Config: not base64url-encoded JSON") from None
+    document = parse_json(raw)
+    if not isinstance(document, dict):
+        raise InvalidParameter("X-Registry-Config: not a JSON object of registries")
+    found = {}
+    for registry, value in document.items():
+        try:
+            config: AuthConfig = ENGINE_API.decode(value, AuthConfig)
+        except InvalidParameter as exc:
+            raise InvalidParameter(f"X-Registry-Config: {registry}: {exc}") from None
+        credentials_of(config, f"X-Registry-Config: {registry}")
+        found[registry] = config
+    return found
+
+
+def build_directory(data_root: Path) -> Path:
+    """A fresh directory for one build's context, under the data root (private to root)."""
+    parent = modes.make_dir(data_root / "build", modes.CONTAINERS, exist_ok=True)
+    directory = parent / secrets.token_hex(8)
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+def remove_stale_builds(data_root: Path) -> None:
+    """Contexts left by a daemon that stopped mid-build (called at start, before serving)."""
+    shutil.rmtree(data_root / "build", ignore_errors=True)
+
+
+async def build(request: Request) -> Response:
+    service = service_of(request)
+    assert service.images is not None and service.containers is not None
+    options = parse_build_query(
+        request.query_params, {key: request.query_params.getlist(key) for key in ("t", "extrahosts")}
+    )
+    auths = registry_config(request.headers.get("x-registry-config"))
+    directory = await run_in_threadpool(build_directory, service.data_root)
+    try:
+        context: BuildContext = await consume_body(
+            request, lambda body: receive_context(body, directory / "context")
+        )
+        dockerfile = parse(await run_in_threadpool(context.dockerfile, options.dockerfile))
+    except BaseException:
+        await run_in_threadpool(shutil.rmtree, directory, True)
+        raise
+    messages: asyncio.Queue[Any] = asyncio.Queue()
+    puller = service.pulls
+
+    async def pull_image(name: str) -> None:
+        assert puller is not None
+        reference = parse_reference(name)
+        registry = puller.registry_of(reference)
+        auth = auths.get(registry) or auths.get(f"https://{registry}") or AuthConfig()
+        credentials: Credentials = credentials_of(auth)
+        resolved = await puller.resolve(
+            reference, credentials, None, request.headers.get("user-agent", "")
+        )
+        await puller.pull(resolved, messages.put_nowait)
+
+    try:
+        builder = Builder(
+            service.images,
+            service.containers,
+            options,
+            context,
+            dockerfile,
+            messages.put_nowait,
+            pull_image if puller is not None else None,
+        )
+    except BaseException:
+        await run_in_threadpool(shutil.rmtree, directory, True)
+        raise
+    return StreamingResponse(
+        _stream(builder, messages, options.quiet, directory), media_type="application/json"
+    )
+
+
+def _error(message: str, code: int | None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"message": message}
+    if code is not None:
+        detail["code"] = code
+    return {"errorDetail": detail, "error": message}
+
+
+async def _stream(
+    builder: Builder, messages: asyncio.Queue[Any], quiet: bool, directory: Path
+) -> AsyncIterator[bytes]:
+    outcome: list[Any] = []
+
+    async def run() -> None:
+        try:
+            outcome.append(await builder.run())
+        except StepFailed as exc:
+            outcome.append(_error(exc.message, exc.code))
+        except DockyardError as exc:
+            outcome.append(_error(exc.message, None))
+        except Exception as exc:  # the stream has started: its last message says why
+            _log.exception("build failed")
+            outcome.append(_error(str(exc) or type(exc).__name__, None))
+        finally:
+            messages.put_nowait(_DONE)
+
+    def frame(message: dict[str, Any]) -> bytes:
+        return json.dumps(message).encode() + b"\r\n"
+
+    held: list[bytes] = []
+    task = asyncio.ensure_future(run())
+    try:
+        while (message := await messages.get()) is not _DONE:
+            if quiet:
+                held.append(frame(message))
+            else:
+                yield frame(message)
+        result = outcome[0] if outcome else _error("the build was interrupted", None)
+        if isinstance(result, dict):
+            # As dockerd: with -q, the output held back is shown when the build fails.
+            for chunk in held:
+                yield chunk
+            yield frame(result)
+        elif quiet:
+            yield frame({"stream": f"{result.id}\n"})
+    finally:
+        # A client that goes away stops the build, as with dockerd.
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await run_in_threadpool(shutil.rmtree, directory, True)
+
+
+def routes() -> list[Route]:
+    return [Route("/build", build, methods=["POST"])]
