@@ -15,6 +15,7 @@ takes the image id from ``Successfully built``).
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -64,9 +65,47 @@ class StepFailed(DockyardError):
 def go_quote(words: list[str] | tuple[str, ...] | None) -> str:
     """A string slice as Go's ``%q`` prints it: ``["cat" "/p.txt"]``; the classic builder
     writes ``CMD`` and ``ENTRYPOINT`` into history this way."""
-    import json
-
     return "[" + " ".join(json.dumps(word, ensure_ascii=False) for word in words or ()) + "]"
+
+
+def go_duration(nanoseconds: int) -> str:
+    """A duration as Go's ``time.Duration`` prints it: ``5s``, ``1m30s``, ``1.5s``, ``100ms``."""
+    if nanoseconds == 0:
+        return "0s"
+    sign = "-" if nanoseconds < 0 else ""
+    value = abs(nanoseconds)
+    if value < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if value >= size:
+                return sign + _trimmed(value / size) + unit
+    hours, rest = divmod(value, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
+    return sign + text + _trimmed(rest / 1_000_000_000) + "s"
+
+
+def _trimmed(number: float) -> str:
+    return f"{number:.9f}".rstrip("0").rstrip(".")
+
+
+def go_quote_rune(value: int) -> str:
+    """An integer as Go's ``%q`` prints it: a quoted character (``'\\x02'`` for 2)."""
+    if value in (ord("'"), ord("\\")):
+        return "'\\" + chr(value) + "'"
+    if 0x20 <= value < 0x7F:
+        return f"'{chr(value)}'"
+    if value < 0x100:
+        return f"'\\x{value:02x}'"
+    return f"'\\u{value:04x}'"
+
+
+def healthcheck_comment(health: HealthConfig) -> str:
+    """The history text dockerd writes for ``HEALTHCHECK``: Go's ``%q`` of its struct."""
+    return (
+        f"HEALTHCHECK &{{{go_quote(health.test)} {json.dumps(go_duration(health.interval))} "
+        f"{json.dumps(go_duration(health.timeout))} {json.dumps(go_duration(health.start_period))} "
+        f"{go_quote_rune(health.retries)}}}"
+    )
 
 
 @attrs.define
@@ -78,6 +117,8 @@ class StageState:
     config: ContainerConfig
     #: ``ARG``s declared in this stage, with the value each has (``None``: none given).
     args: dict[str, str | None] = attrs.Factory(dict)
+    #: ``MAINTAINER``: the author of every image the stage commits after it.
+    maintainer: str = ""
 
 
 def _env_dict(env: list[str] | None) -> dict[str, str]:
@@ -289,7 +330,8 @@ class Builder:
                 comment += f" {key}={value}"
             await self._metadata(state, attrs.evolve(config, labels=labels), comment)
         elif isinstance(command, cmd.Maintainer):
-            await self._metadata(state, config, f"MAINTAINER {command.name}", author=command.name)
+            state.maintainer = command.name
+            await self._metadata(state, config, f"MAINTAINER {command.name}")
         elif isinstance(command, cmd.User):
             await self._metadata(state, attrs.evolve(config, user=command.user), f"USER {command.user}")
         elif isinstance(command, cmd.Expose):
@@ -315,7 +357,8 @@ class Builder:
             )
         elif isinstance(command, cmd.Shell):
             shell = list(command.command)
-            await self._metadata(state, attrs.evolve(config, shell=shell), f"SHELL {go_quote(shell)}")
+            comment = f"SHELL [{' '.join(shell)}]"
+            await self._metadata(state, attrs.evolve(config, shell=shell), comment)
         elif isinstance(command, (cmd.Cmd, cmd.Entrypoint)):
             words = list(command.command)
             if command.shell_form:
@@ -335,7 +378,7 @@ class Builder:
                 start_period=command.start_period,
                 retries=command.retries,
             )
-            comment = f"HEALTHCHECK {go_quote(command.test)}"
+            comment = healthcheck_comment(health)
             await self._metadata(state, attrs.evolve(config, healthcheck=health), comment)
         else:  # pragma: no cover - commands.py makes only the kinds above
             raise InvalidParameter(f"unsupported instruction {instruction.keyword}")
@@ -363,15 +406,13 @@ class Builder:
         state.image, state.config = hit, config
         return True
 
-    async def _metadata(
-        self, state: StageState, config: ContainerConfig, comment: str, author: str = ""
-    ) -> None:
+    async def _metadata(self, state: StageState, config: ContainerConfig, comment: str) -> None:
         """A step that only changes the configuration: committed with no layer."""
         probe = self._probe(state, config, [*self._shell(state.config), "#(nop) ", comment])
         if await self._cached(state, config, probe):
             return
         container = await self._container(state, probe, announce=True)
-        await self._commit(state, container, config, probe, changed_files=False, author=author)
+        await self._commit(state, container, config, probe, changed_files=False)
 
     async def _container(
         self, state: StageState, config: ContainerConfig, announce: bool
@@ -410,7 +451,6 @@ class Builder:
         config: ContainerConfig,
         probe: ContainerConfig,
         changed_files: bool,
-        author: str = "",
         announced: bool = True,
     ) -> None:
         parent = state.image
@@ -424,9 +464,9 @@ class Builder:
             config=ENGINE_API.encode(image_config),
             snapshot=snapshot,
             created_by=" ".join(probe.cmd or ()),
-            author=author,
+            author=state.maintainer,
             container_id=container.id,
-            container_config=ENGINE_API.encode(probe),
+            container_config=ENGINE_API.encode(attrs.evolve(probe, hostname=container.short_id)),
         )
         image = await run_in_threadpool(commit_image, self.images, change)
         if self.options.remove:
