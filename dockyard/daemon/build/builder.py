@@ -157,6 +157,7 @@ class Builder:
         self._stages: dict[str, ImageRecord | None] = {}
         self._consumed: set[str] = set()
         self._step = 0
+        self._show_images = True
         self._cache: BuildCache | None = None
         #: The values of the ARGs before the first FROM: an ARG naming one again inside a
         #: stage takes its value.
@@ -175,7 +176,8 @@ class Builder:
         self._stream("\n")
 
     def _image_line(self, image: ImageRecord) -> None:
-        self._stream(f" ---> {image.short_id}\n")
+        if self._show_images:
+            self._stream(f" ---> {image.short_id}\n")
 
     # ---------------------------------------------------------------- the build
 
@@ -259,11 +261,12 @@ class Builder:
             image = await self._base_image(base)
             raw = (await run_in_threadpool(self.images.config, image)).get("config") or {}
             config = ENGINE_API.decode(raw, ContainerConfig)
-            self._image_line(image)
         if "PATH" not in _env_dict(config.env):
             config = attrs.evolve(config, env=[*(config.env or []), f"PATH={DEFAULT_PATH}"])
         state = StageState(stage=stage, image=image, config=config)
         await self._run_triggers(state)
+        if state.image is not None:
+            self._image_line(state.image)
         return state
 
     async def _base_image(self, name: str) -> ImageRecord:
@@ -286,12 +289,20 @@ class Builder:
         triggers = list(state.config.on_build or [])
         if not triggers:
             return
-        noun = "trigger" if len(triggers) == 1 else "triggers"
-        self._stream(f"# Executing {len(triggers)} build {noun}\n")
+        # dockerd's three writes, which clients see as three messages.
+        self._stream(f"# Executing {len(triggers)} build trigger")
+        if len(triggers) > 1:
+            self._stream("s")
+        self._stream("\n")
         state.config = attrs.evolve(state.config, on_build=None)
-        for text in triggers:
-            for instruction in parse(f"FROM scratch\n{text}\n").stages[0].instructions[1:]:
-                await self._dispatch(state, instruction, announce=False)
+        # A trigger's image is not shown: the FROM step shows the last one.
+        self._show_images = False
+        try:
+            for text in triggers:
+                for instruction in parse(f"FROM scratch\n{text}\n").stages[0].instructions[1:]:
+                    await self._dispatch(state, instruction, announce=False)
+        finally:
+            self._show_images = True
 
     # ---------------------------------------------------------------- dispatch
 
