@@ -302,7 +302,7 @@ def test_from_scratch_copy_and_add_of_a_local_tar(api):
 @pytest.mark.parametrize(
     ("dockerfile", "message"),
     [
-        (b"FROM busybox\nFOO bar\n", "Dockerfile parse error line 2: unknown instruction: FOO"),
+        (b"FROM busybox\nFOO bar\n", "dockerfile parse error line 2: unknown instruction: FOO"),
         (b"", "the Dockerfile (Dockerfile) cannot be empty"),
     ],
 )

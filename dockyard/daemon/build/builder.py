@@ -54,10 +54,10 @@ STDERR_START, STDERR_END = "\x1b[91m", "\x1b[0m"
 
 
 class StepFailed(DockyardError):
-    """A step failed after the stream started; ``code`` is ``errorDetail.code`` (the exit
-    code the CLI exits with)."""
+    """A step failed after the stream started; ``code`` is ``errorDetail.code``, the exit
+    code the CLI exits with (dockerd gives one only for a ``RUN`` that exits non-zero)."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
 
@@ -550,7 +550,7 @@ class Builder:
         except StartFailed as exc:
             log_directory.close()
             waiter.cancel()
-            raise await self._failed(container, StepFailed(exc.message, exc.exit_code)) from None
+            raise await self._failed(container, StepFailed(exc.message)) from None
         async for entry in container_logs.follow(
             log_directory, position, waiter.done, wake=self.containers.live(container).exited
         ):
