@@ -651,5 +651,6 @@ class Builder:
             return
         container = await self._container(state, probe, announce=True)
         with self._mounted(container, state.image) as root:
-            made = await run_in_threadpool(make_directories, str(root), path)
-        await self._commit(state, container, config, probe, changed_files=made)
+            await run_in_threadpool(make_directories, str(root), path)
+        # An existing directory changes nothing: the commit then records no layer.
+        await self._commit(state, container, config, probe, changed_files=True)
