@@ -1,0 +1,1 @@
+"""Building images from a Dockerfile with the classic builder's semantics."""
