@@ -178,7 +178,7 @@ def to_command(
 
     def optional_flag(name: str) -> str | None:
         value = instruction.flag(name)
-        return word(value) if value else None
+        return (word(value) or None) if value else None
 
     command_form = tuple(arguments), instruction.exec_form is None
     if keyword == "FROM":

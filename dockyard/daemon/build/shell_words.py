@@ -25,6 +25,10 @@ from collections.abc import Mapping
 
 from dockyard.core.errors import InvalidParameter
 
+#: ``${A:-${B:-...}}`` deeper than this is refused: the lexer recurses, and no Dockerfile needs
+#: more than a few levels.
+MAX_NESTING = 64
+
 #: Parameters a shell would fill in (``$@``, ``$#``...): the builder has none, so they expand
 #: to nothing, and ``$@x`` is ``x``, exactly as in dockerd.
 SPECIAL_PARAMETERS = frozenset("@*#?-$!0")
@@ -103,6 +107,7 @@ class _Lexer:
         self.position = 0
         self.variables = variables
         self.escape = escape
+        self.depth = 0
 
     def peek(self) -> str:
         """The next character, or "" at the end."""
@@ -222,9 +227,15 @@ class _Lexer:
         elif operator not in ("-", "+", "?"):
             raise _Failure("missing ':' in substitution")
         try:
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise _Failure(f"substitutions nested more than {MAX_NESTING} deep")
             word, _ = self.until("}")
-        except _Failure:
-            raise _Failure("syntax error: missing '}'") from None
+            self.depth -= 1
+        except _Failure as failure:
+            if self.position < len(self.text):
+                raise
+            raise _Failure("syntax error: missing '}'") from failure
         if operator not in ("-", "+", "?"):
             raise _Failure(f"unsupported modifier ({operator}) in substitution")
         value = self.lookup(name)
