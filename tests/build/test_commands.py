@@ -29,6 +29,7 @@ from dockyard.daemon.build.commands import (
     Workdir,
     expose_ports,
     parse_change,
+    parse_changes,
     to_command,
 )
 from dockyard.daemon.build.dockerfile import parse
@@ -210,30 +211,50 @@ def test_predefined_args() -> None:
         ("VOLUME /v", Volume(("/v",))),
         ('ENTRYPOINT ["/e"]', Entrypoint(("/e",), False)),
         ("ONBUILD RUN x", Onbuild("RUN x")),
-        ("STOPSIGNAL SIGINT", StopSignal("SIGINT")),
+        ("HEALTHCHECK NONE", Healthcheck(("NONE",), 0, 0, 0, 0)),
     ],
 )
 def test_parse_change(change: str, expected: Command) -> None:
     assert parse_change(change, {"PATH": "/bin"}) == expected
 
 
+def test_changes_are_read_as_one_dockerfile() -> None:
+    # what dockerd 20.10 made of: commit -c "ENV a=1 \\" -c "b=2"; -c "CMD a\nCMD b";
+    # and -c "# escape=`" -c 'ENV a=b`' -c "c=d"
+    assert parse_changes(["ENV a=1 \\", "b=2"]) == [Env((("a", "1"), ("b", "2")))]
+    assert parse_changes(["CMD a\nCMD b"]) == [Cmd(("a",), True), Cmd(("b",), True)]
+    assert parse_changes(["# escape=`", "ENV a=b`", "c=d"]) == [Env((("a", "bc=d"),))]
+    assert parse_changes(["ENV P=$PATH:/x"]) == [Env((("P", ":/x"),))]
+
+
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("changes", "message"),
     [
-        ("RUN x", "RUN is not a valid change command"),
-        ("FROM x", "FROM is not a valid change command"),
-        ("FOO x", "FOO is not a valid change command"),
-        ("", "the change '' holds no instruction"),
-        ("CMD a\nCMD b", "a change is one instruction; 'CMD a\\nCMD b' holds 2"),
-        ("ENV a", "failed to parse Dockerfile: ENV must have two arguments"),
-        ("USER", "dockerfile parse error line 1: USER requires exactly one argument"),
-        ("EXPOSE x", "Invalid containerPort: x"),
+        # dockerd 20.10's answers to docker commit -c ...
+        (["RUN x"], "run is not a valid change command"),
+        (["FOO x"], "foo is not a valid change command"),
+        (["STOPSIGNAL SIGINT"], "stopsignal is not a valid change command"),
+        (["MAINTAINER x"], "maintainer is not a valid change command"),
+        (["ARG a"], "arg is not a valid change command"),
+        (['SHELL ["a"]'], "shell is not a valid change command"),
+        ([""], "file with no instructions"),
+        (["ENV a"], "ENV must have two arguments"),
+        (["LABEL a"], "LABEL must have two arguments"),
+        (["USER"], "USER requires exactly one argument"),
+        (["EXPOSE x"], "Invalid containerPort: x"),
+        (["HEALTHCHECK --interval=0s CMD x"], 'Interval "interval" cannot be less than 1ms'),
+        (["ENV a=${X"], "failed to process \"${X\": missing ':' in substitution"),
     ],
 )
-def test_parse_change_errors(change: str, message: str) -> None:
+def test_parse_changes_errors(changes: list[str], message: str) -> None:
     with pytest.raises(InvalidParameter) as caught:
-        parse_change(change)
+        parse_changes(changes)
     assert str(caught.value) == message
+
+
+def test_parse_change_takes_one_instruction() -> None:
+    with pytest.raises(InvalidParameter, match=r"^a change is one instruction; 'CMD a\\nCMD b' "):
+        parse_change("CMD a\nCMD b")
 
 
 def test_change_keywords() -> None:

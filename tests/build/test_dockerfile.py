@@ -339,6 +339,8 @@ PARSE_ERRORS = [
         "but only one was provided. Destination could not be determined",
     ),
     ("FROM\n", "dockerfile parse error line 1: FROM requires either one or three arguments"),
+    # dockerd says this one in the stream when it reaches the second FROM
+    ("FROM scratch AS foo\nFROM scratch AS FOO\n", "foo stage name already used"),
     ("FROM a b\n", "dockerfile parse error line 1: FROM requires either one or three arguments"),
     ("FROM a IS b\n", "dockerfile parse error line 1: FROM requires either one or three arguments"),
     (
@@ -491,8 +493,18 @@ def test_a_line_over_dockers_limit() -> None:
 
 def test_nul_bytes_are_refused_with_their_line() -> None:
     with pytest.raises(DockerfileError) as caught:
-        parse("FROM scratch\nRUN echo a\x00b\n")
-    assert str(caught.value) == "dockerfile parse error line 2: the line holds a NUL byte"
+        parse("FROM scratch\nRUN echo a \\\n b\x00c\n")
+    assert str(caught.value) == "dockerfile parse error line 2: the instruction holds a NUL byte"
+    assert parse("# a comment with a \x00\nFROM scratch\n").stages[0].name is None
+
+
+def test_onbuild_chains_are_refused_without_recursing() -> None:
+    text = "FROM scratch\n" + "ONBUILD " * 8_000 + "RUN x\n"
+    with pytest.raises(DockerfileError) as caught:
+        parse(text)
+    assert str(caught.value) == (
+        "dockerfile parse error line 2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+    )
 
 
 def test_decode() -> None:

@@ -10,7 +10,7 @@ HEALTHCHECK and ONBUILD keep their text: the shell (or the later build) sees it 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -33,9 +33,10 @@ PREDEFINED_ARGS = (
     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 )  # fmt: skip
 
-#: What ``docker commit --change`` and ``docker import --change`` accept.
+#: What ``docker commit --change`` and ``docker import --change`` accept: dockerd 20.10
+#: refuses STOPSIGNAL (``stopsignal is not a valid change command``) and takes HEALTHCHECK.
 CHANGE_KEYWORDS = (
-    "CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+    "CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "USER", "VOLUME",
     "WORKDIR",
 )  # fmt: skip
 
@@ -301,19 +302,35 @@ def _port_number(text: str) -> int:
     return value
 
 
-def parse_change(text: str, variables: Mapping[str, str] | None = None) -> Command:
-    """One ``--change`` of ``docker commit``/``docker import``: a Dockerfile instruction among
-    :data:`CHANGE_KEYWORDS`, expanded with ``variables`` (the image's environment)."""
+def parse_changes(
+    changes: Sequence[str], variables: Mapping[str, str] | None = None
+) -> list[Command]:
+    """The ``--change`` values of ``docker commit``/``docker import``, as dockerd 20.10 reads
+    them: joined with newlines and parsed as one Dockerfile (so a change may hold several
+    instructions, or continue into the next), each instruction one of
+    :data:`CHANGE_KEYWORDS`, its words expanded with ``variables`` (the image's environment).
+
+    Errors are docker's reasons without the Dockerfile prefixes: ``ENV must have two
+    arguments``, ``run is not a valid change command``."""
     try:
-        instructions, _, _ = read_instructions(text)
+        instructions, directives, _ = read_instructions("\n".join(changes))
+        commands: list[Command] = []
+        for instruction in instructions:
+            if instruction.keyword not in CHANGE_KEYWORDS:
+                raise InvalidParameter(
+                    f"{instruction.keyword.lower()} is not a valid change command"
+                )
+            checked = check_instruction(instruction)
+            commands.append(to_command(checked, variables or {}, directives.escape))
     except DockerfileError as exc:
-        if "file with no instructions" in str(exc):
-            raise InvalidParameter(f"the change {text!r} holds no instruction") from None
-        raise
-    if len(instructions) != 1:
-        raise InvalidParameter(f"a change is one instruction; {text!r} holds {len(instructions)}")
-    instruction = instructions[0]
-    if instruction.keyword not in CHANGE_KEYWORDS:
-        raise InvalidParameter(f"{instruction.keyword} is not a valid change command")
-    instruction = check_instruction(instruction)
-    return to_command(instruction, variables or {})
+        raise InvalidParameter(exc.reason) from None
+    return commands
+
+
+def parse_change(text: str, variables: Mapping[str, str] | None = None) -> Command:
+    """One ``--change`` holding one instruction (:func:`parse_changes` takes docker's whole
+    list)."""
+    commands = parse_changes([text], variables)
+    if len(commands) != 1:
+        raise InvalidParameter(f"a change is one instruction; {text!r} holds {len(commands)}")
+    return commands[0]

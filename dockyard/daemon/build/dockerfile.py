@@ -58,19 +58,22 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_\.]*$")
 
 
 class DockerfileError(InvalidParameter):
-    """A Dockerfile that cannot be built; ``line`` is where (1-based; 0 when not one line)."""
+    """A Dockerfile that cannot be built; ``line`` is where (1-based; 0 when not one line),
+    ``reason`` the message without docker's prefix (``docker commit --change`` errors are
+    worded without it)."""
 
-    def __init__(self, message: str, line: int = 0) -> None:
+    def __init__(self, message: str, line: int = 0, reason: str | None = None) -> None:
         super().__init__(message)
         self.line = line
+        self.reason = message if reason is None else reason
 
 
 def grammar_error(reason: str, line: int) -> DockerfileError:
-    return DockerfileError(f"failed to parse Dockerfile: {reason}", line)
+    return DockerfileError(f"failed to parse Dockerfile: {reason}", line, reason)
 
 
 def instruction_error(reason: str, line: int) -> DockerfileError:
-    return DockerfileError(f"dockerfile parse error line {line}: {reason}", line)
+    return DockerfileError(f"dockerfile parse error line {line}: {reason}", line, reason)
 
 
 @attrs.frozen
@@ -219,7 +222,7 @@ class _Directives:
 
 
 def _physical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based number, line without its ending); a too-long line or a NUL is an error."""
+    """(1-based number, line without its ending); a too-long line is an error."""
     if text.startswith("\ufeff"):
         text = text[1:]
     for index, raw in enumerate(text.split("\n")):
@@ -231,9 +234,6 @@ def _physical_lines(text: str) -> Iterator[tuple[int, str]]:
             raise grammar_error(
                 f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES}", number
             )
-        if "\x00" in raw:
-            # A NUL cannot reach a process's argv or environment: refuse it here, not later.
-            raise instruction_error("the line holds a NUL byte", number)
         yield number, raw.rstrip("\r\n")
 
 
@@ -297,8 +297,16 @@ def _trim_continuation(line: str, pattern: re.Pattern[str]) -> tuple[str, bool]:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_instruction(text: str, start: int, end: int, escape: str) -> Instruction:
-    """One joined line -> an Instruction, with the grammar's errors (no instruction checks)."""
+def _read_instruction(
+    text: str, start: int, end: int, escape: str, nested: bool = False
+) -> Instruction:
+    """One joined line -> an Instruction, with the grammar's errors (no instruction checks).
+
+    ``nested``: this is an ONBUILD's trigger. A trigger that is itself an ONBUILD is not read
+    further (the checks refuse it), so ``ONBUILD ONBUILD ...`` cannot recurse without end."""
+    if "\x00" in text:
+        # A NUL cannot reach a process's argv or environment: refuse it here, not later.
+        raise instruction_error("the instruction holds a NUL byte", start)
     stripped = text.strip()
     parts = BLANKS.split(stripped, maxsplit=1)
     keyword = parts[0].upper()
@@ -309,10 +317,12 @@ def _read_instruction(text: str, start: int, end: int, escape: str) -> Instructi
         value = value.strip()
     trigger = None
     try:
-        if keyword == "ONBUILD":
+        if keyword == "ONBUILD" and nested:
+            split = Split(tuple(BLANKS.split(value)) if value else ())
+        elif keyword == "ONBUILD":
             split = Split(())
             if value:
-                trigger = _read_instruction(value, start, end, escape)
+                trigger = _read_instruction(value, start, end, escape, nested=True)
                 split = Split((trigger.keyword, *trigger.arguments), trigger.exec_form)
         else:
             splitter = ARGUMENT_SPLITTERS.get(keyword)
@@ -557,7 +567,11 @@ def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
             if stages:
                 stages[-1] = attrs.evolve(stages[-1], instructions=tuple(current))
             current = []
-            stages.append(Stage(len(stages), stage_name_of(instruction.arguments), instruction, ()))
+            name = stage_name_of(instruction.arguments)
+            if name is not None and any(stage.name == name for stage in stages):
+                # dockerd says so when it reaches this FROM, mid-build; before it is better
+                raise DockerfileError(f"{name} stage name already used", instruction.line)
+            stages.append(Stage(len(stages), name, instruction, ()))
         elif not stages:
             if instruction.keyword != "ARG":
                 raise DockerfileError("no build stage in current context", instruction.line)
