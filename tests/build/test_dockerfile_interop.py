@@ -158,3 +158,56 @@ def test_step_texts_and_counts_match_dockerd(real_dockerd) -> None:
         ]
         warnings = "".join(m["stream"] for m in messages if "[WARNING]" in m.get("stream", ""))
         assert warnings == f"\x1b[91m{dockerfile.warning_text()}\x1b[0m"
+
+
+#: Words whose expansion dockerd 20.10 and we must agree on (dockerd refuses ``${X-d}`` and
+#: ``${X+d}``, which we accept as later builders do: they are left out).
+EXPANDED_WORDS = [
+    "$1x",
+    "$@x",
+    "$Xb",
+    "${X:+alt}${Y:-no}",
+    "\\$X",
+    "'$X'",
+    '"$X\\$\\n"',
+    "$",
+    "${X}_",
+    "a\\ b",
+    "${E:-d}",
+    "${E:+s}",
+    "${X?oops}",
+    "${N:-${Y:+in}}",
+    '"a  b"',
+    "\"'x'\"",
+    "'\"x\"'",
+    '"a\\"b"',
+    '"a\\b"',
+    "abc\\",
+    "pre${X}post",
+]
+
+
+def test_expansions_match_dockerd(real_dockerd) -> None:
+    from dockyard.daemon.build.commands import Env, to_command
+
+    assignments = " ".join(f"v{n}={word}" for n, word in enumerate(EXPANDED_WORDS))
+    text = f'FROM scratch\nENV X=x1 Y="a b" E=\nENV {assignments}\nENV legacy $X  "$Y" z\n'
+    status, messages = build_on_dockerd(real_dockerd, text)
+    assert status == 200, messages
+    image_id = next(m["aux"]["ID"] for m in messages if "aux" in m)
+    reply = http_request(
+        real_dockerd.host.removeprefix("unix://"), "GET", f"/v1.41/images/{image_id}/json"
+    )
+    theirs = reply.json()["Config"]["Env"]
+
+    dockerfile = parse(text)
+    variables: dict[str, str] = {}
+    ours = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    for instruction in dockerfile.stages[0].instructions:
+        command = to_command(instruction, variables)
+        assert isinstance(command, Env)
+        for name, value in command.pairs:
+            variables[name] = value
+            ours = [entry for entry in ours if entry.split("=", 1)[0] != name]
+            ours.append(f"{name}={value}")
+    assert ours == theirs

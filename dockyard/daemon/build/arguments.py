@@ -133,27 +133,18 @@ def parse_words(text: str, escape: str) -> list[str]:
     while position < length:
         char = text[position]
         position += 1
-        if quote:
-            if char == quote:
-                quote = ""
-            elif char == escape and quote != "'":
-                if position == length:
-                    continue
-                word.append(char)
-                char = text[position]
-                position += 1
-            word.append(char)
-            continue
-        if char.isspace():
+        if not quote and char.isspace():
             if blank_ok or word:
                 words.append("".join(word))
             word = []
             blank_ok = False
             continue
-        if char in "'\"":
+        if quote and char == quote:
+            quote = ""
+        elif not quote and char in "'\"":
             quote = char
             blank_ok = True
-        elif char == escape:
+        elif char == escape and quote != "'":  # nothing escapes inside single quotes
             if position == length:
                 continue
             word.append(char)
