@@ -57,3 +57,46 @@ def ram_in_bytes(text: str) -> int:
     if suffix.lower() not in _RAM_SUFFIXES:
         raise ValueError(f"invalid suffix: '{suffix}'")
     return int(float(match.group(1)) * 1024 ** _RAM_SUFFIXES[suffix.lower()])
+
+
+_GO_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_GO_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's ``time.ParseDuration`` in nanoseconds: ``1h30m``, ``1.5s``, ``-2ms``, ``0``.
+
+    Errors are Go's words (``time: invalid duration "abc"``), raised as ValueError."""
+    quoted = '"' + text + '"'
+    body = text[1:] if text[:1] in "+-" else text
+    sign = -1 if text[:1] == "-" else 1
+    if body == "0":
+        return 0
+    if not body:
+        raise ValueError(f"time: invalid duration {quoted}")
+    total = 0.0
+    position = 0
+    while position < len(body):
+        match = _GO_DURATION_PART.match(body, position)
+        assert match is not None  # the pattern matches the empty string
+        number, unit = match.groups()
+        if number in ("", "."):
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _GO_DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
+        total += float(number) * _GO_DURATION_UNITS[unit]
+        position = match.end()
+    if total > 2**63 - 1:
+        raise ValueError(f"time: invalid duration {quoted}")
+    return sign * round(total)
