@@ -29,8 +29,17 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.core.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.daemon.build import commands as cmd
 from dockyard.daemon.build.cache import BuildCache
-from dockyard.daemon.build.context import BuildContext, SourceTree, checksum, copy_sources
+from dockyard.daemon.build.context import (
+    BuildContext,
+    Source,
+    SourceTree,
+    checksum,
+    copy_sources,
+    fetch_url,
+    is_url,
+)
 from dockyard.daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse
+from dockyard.daemon.build.shell_words import expand
 from dockyard.daemon.build.options import BuildOptions
 from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, HealthConfig, HostConfig
@@ -39,7 +48,7 @@ from dockyard.daemon.containers.model import Container
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.commit import ImageChange, Snapshot, commit_image
 from dockyard.daemon.images.store import ImageRecord, ImageStore
-from dockyard.linux.inroot import make_directories
+from dockyard.linux.inroot import IdMaps, make_directories
 from dockyard.linux.mounts import mount_all, unmount_all
 
 _log = structlog.get_logger("dockyard.build")
@@ -162,8 +171,8 @@ class Builder:
         #: The values of the ARGs before the first FROM: an ARG naming one again inside a
         #: stage takes its value.
         self._global_values: dict[str, str | None] = {}
-        self._stage_list = self._stages_to_build()
-        self._total = sum(len(stage.instructions) for stage in self._stage_list)
+        self._stage_list = dockerfile.stages_to_build(options.target or None)
+        self._total = dockerfile.step_count(options.target or None)
 
     # ---------------------------------------------------------------- messages
 
@@ -181,15 +190,6 @@ class Builder:
 
     # ---------------------------------------------------------------- the build
 
-    def _stages_to_build(self) -> list[Stage]:
-        stages = list(self.dockerfile.stages)
-        if not self.options.target:
-            return stages
-        for index, stage in enumerate(stages):
-            if stage.name is not None and stage.name.lower() == self.options.target.lower():
-                return stages[: index + 1]
-        raise InvalidParameter(f"failed to reach build target {self.options.target} in Dockerfile")
-
     async def run(self) -> ImageRecord:
         """Build every stage up to the target; tag and return the last stage's image."""
         cache_from = []
@@ -197,11 +197,14 @@ class Builder:
             with contextlib.suppress(NotFound):
                 cache_from.append(self.images.resolve(name))
         self._cache = BuildCache(self.images, cache_from)
+        warnings = self.dockerfile.warning_text()
+        if warnings:
+            self._stream(f"{STDERR_START}{warnings}{STDERR_END}")
         global_args = self._global_values = self._global_args()
         last: ImageRecord | None = None
         for stage in self._stage_list:
             state = await self._from(stage, global_args)
-            for instruction in stage.instructions[1:]:
+            for instruction in stage.instructions:
                 await self._dispatch(state, instruction)
             last = state.image
             if stage.name is not None:
@@ -226,7 +229,8 @@ class Builder:
         """The ``ARG``s before the first ``FROM``: they can only be used in ``FROM`` lines."""
         values: dict[str, str | None] = {}
         for instruction in self.dockerfile.global_args:
-            command = cmd.to_command(instruction, self._known(values))
+            self._announce(instruction)
+            command = self._command(instruction, self._known(values))
             assert isinstance(command, cmd.Arg)
             for name, default in command.pairs:
                 values[name] = self._arg_value(name, default)
@@ -237,6 +241,12 @@ class Builder:
         if name in self.options.build_args:
             self._consumed.add(name)
         return given if given is not None else default
+
+    def _command(self, instruction: Instruction, variables: Mapping[str, str]) -> cmd.Command:
+        try:
+            return cmd.to_command(instruction, variables, self.dockerfile.escape)
+        except InvalidParameter as exc:  # a bad ${...}, port or signal: in the stream
+            raise StepFailed(exc.message) from None
 
     @staticmethod
     def _known(values: Mapping[str, str | None]) -> dict[str, str]:
@@ -249,9 +259,9 @@ class Builder:
     # ---------------------------------------------------------------- FROM
 
     async def _from(self, stage: Stage, global_args: dict[str, str | None]) -> StageState:
-        instruction = stage.instructions[0]
+        instruction = stage.from_instruction
         self._announce(instruction)
-        command = cmd.to_command(instruction, self._known(global_args))
+        command = self._command(instruction, self._known(global_args))
         assert isinstance(command, cmd.From)
         base = command.base
         image: ImageRecord | None
@@ -265,8 +275,8 @@ class Builder:
             config = attrs.evolve(config, env=[*(config.env or []), f"PATH={DEFAULT_PATH}"])
         state = StageState(stage=stage, image=image, config=config)
         await self._run_triggers(state)
-        if state.image is not None:
-            self._image_line(state.image)
+        # FROM scratch shows an empty id, as in dockerd.
+        self._stream(f" ---> {state.image.short_id if state.image else ''}\n")
         return state
 
     async def _base_image(self, name: str) -> ImageRecord:
@@ -299,7 +309,7 @@ class Builder:
         self._show_images = False
         try:
             for text in triggers:
-                for instruction in parse(f"FROM scratch\n{text}\n").stages[0].instructions[1:]:
+                for instruction in parse(f"FROM scratch\n{text}\n").stages[0].instructions:
                     await self._dispatch(state, instruction, announce=False)
         finally:
             self._show_images = True
@@ -309,7 +319,8 @@ class Builder:
     async def _dispatch(self, state: StageState, instruction: Instruction, announce: bool = True) -> None:
         if announce:
             self._announce(instruction)
-        command = cmd.to_command(instruction, self._variables(state))
+        variables = self._variables(state)
+        command = self._command(instruction, variables)
         config = state.config
         if isinstance(command, cmd.Run):
             await self._run(state, command)
@@ -349,7 +360,9 @@ class Builder:
             ports = dict(config.exposed_ports or {})
             for port in command.ports:
                 ports[port] = {}
-            comment = "EXPOSE " + " ".join(sorted(ports))
+            # History names the ports as written (ranges kept), sorted as strings.
+            written = [expand(word, variables, self.dockerfile.escape) for word in instruction.arguments]
+            comment = "EXPOSE " + " ".join(sorted(written))
             await self._metadata(state, attrs.evolve(config, exposed_ports=ports), comment)
         elif isinstance(command, cmd.Volume):
             volumes = dict(config.volumes or {})
@@ -608,38 +621,65 @@ class Builder:
         if command.from_stage:
             source_image = await self._source_image(command.from_stage)
             with self._image_root(source_image) as root:
-                await self._copy_from(state, command, name, SourceTree(root, None))
+                await self._copy_from(state, command, name, SourceTree(root))
         else:
-            await self._copy_from(state, command, name, self.context.tree())
+            await self._copy_from(state, command, name, self.context.sources())
 
-    async def _copy_from(self, state: StageState, command: cmd.Copy, name: str, tree: SourceTree) -> None:
-        sources = await run_in_threadpool(tree.select, list(command.sources), command.is_add)
-        digest = await run_in_threadpool(checksum, sources)
-        flags = "".join(
-            f" --{flag}={value}"
-            for flag, value in (("chown", command.chown), ("chmod", command.chmod))
-            if value
-        )
-        comment = f"#(nop) {name}{flags} {digest} in {command.destination} "
-        probe = self._probe(state, state.config, [*self._shell(state.config), comment])
-        if await self._cached(state, state.config, probe):
-            return
-        container = await self._container(state, probe, announce=False)
-        try:
-            with self._mounted(container, state.image) as root:
-                await run_in_threadpool(
-                    copy_sources,
-                    sources,
-                    root,
-                    command.destination,
-                    state.config.working_dir or "/",
-                    command.chown,
-                    command.chmod,
-                    command.is_add,
-                )
-        except DockyardError as exc:
-            raise await self._failed(container, StepFailed(f"{name} failed: {exc.message}")) from None
+    def _select(self, tree: SourceTree, command: cmd.Copy, name: str, downloads: Path) -> list[Source]:
+        """The sources of a COPY or ADD; ADD's URLs are downloaded into ``downloads``."""
+        sources: list[Source] = []
+        for pattern in command.sources:
+            if command.is_add and is_url(pattern):
+                sources.append(fetch_url(pattern, downloads))
+            else:
+                sources.extend(tree.select([pattern], name))
+        return sources
+
+    async def _copy_from(
+        self, state: StageState, command: cmd.Copy, name: str, tree: SourceTree
+    ) -> None:
+        with tempfile.TemporaryDirectory(prefix="add-", dir=self.context.directory.parent) as got:
+            try:
+                sources = await run_in_threadpool(self._select, tree, command, name, Path(got))
+                digest = (await run_in_threadpool(checksum, sources)).removeprefix("sha256:")
+            except InvalidParameter as exc:
+                raise StepFailed(exc.message) from None
+            # As dockerd names what a step copied in its history (and so in the cache key).
+            kind = "multi" if len(sources) > 1 else "dir" if sources[0].is_dir else "file"
+            flags = "".join(
+                f" --{flag}={value}"
+                for flag, value in (("chown", command.chown), ("chmod", command.chmod))
+                if value
+            )
+            comment = f"#(nop) {name}{flags} {kind}:{digest} in {command.destination} "
+            probe = self._probe(state, state.config, [*self._shell(state.config), comment])
+            if await self._cached(state, state.config, probe):
+                return
+            container = await self._container(state, probe, announce=False)
+            try:
+                with self._mounted(container, state.image) as root:
+                    await run_in_threadpool(
+                        copy_sources,
+                        sources,
+                        str(root),
+                        command.destination,
+                        state.config.working_dir or "/",
+                        command.chown,
+                        command.chmod,
+                        command.is_add,
+                        self._id_maps(),
+                    )
+            except InvalidParameter as exc:
+                raise await self._failed(container, StepFailed(exc.message)) from None
         await self._commit(state, container, state.config, probe, changed_files=True, announced=False)
+
+    def _id_maps(self) -> IdMaps | None:
+        """Under user namespace remapping, files written into a container belong to the
+        host ids its root and users map to."""
+        namespace = self.containers.settings.user_namespace
+        if namespace is None:
+            return None
+        return IdMaps(namespace.uid_mappings, namespace.gid_mappings)
 
     async def _workdir(self, state: StageState, command: cmd.Workdir) -> None:
         path = command.path
@@ -651,6 +691,8 @@ class Builder:
             return
         container = await self._container(state, probe, announce=True)
         with self._mounted(container, state.image) as root:
-            await run_in_threadpool(make_directories, str(root), path)
+            maps = self._id_maps()
+            owner = maps.to_host(0, 0) if maps is not None else (0, 0)
+            await run_in_threadpool(make_directories, str(root), path, owner)
         # An existing directory changes nothing: the commit then records no layer.
         await self._commit(state, container, config, probe, changed_files=True)
