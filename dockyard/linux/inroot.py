@@ -88,6 +88,26 @@ def read_text(root_directory: str, path: str) -> str | None:
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
+def resolve(root_directory: str, path: str) -> str | None:
+    """Where ``path`` is on the host once resolved inside ``root_directory`` as if it were
+    ``/``, every symlink followed (the last one too) without leaving it; ``None`` when
+    nothing is there. The answer names a path inside the root, good for reading a tree the
+    daemon owns (a build context); a live container can change it after."""
+    root = os.open(root_directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _openat2(root, path, os.O_PATH | os.O_CLOEXEC)
+    finally:
+        os.close(root)
+    if fd < 0:
+        if -fd in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise OSError(-fd, os.strerror(-fd), path)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 def open_directory(root_directory: str, path: str) -> int:
     """An fd of directory ``path`` resolved inside ``root_directory`` as if it were ``/``
     (symlinks and ``..`` on the way stay inside); the caller closes it.

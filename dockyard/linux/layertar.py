@@ -408,6 +408,10 @@ class _Extractor:
     no_overwrite_dir_non_dir: bool = False
     #: What the archive is called in messages.
     noun: str = "layer"
+    #: Refuse relative symlink targets climbing above the root (docker's layer rule). Into a
+    #: container, docker resolves them against the container's root instead, so any target
+    #: is kept: nothing here ever follows a symlink.
+    check_symlink_targets: bool = True
     #: The name of the entry being applied, for errors that carry no file name.
     current: str = ""
     #: Names this layer wrote, per directory (tuple of components), for opaque markers.
@@ -658,7 +662,7 @@ class _Extractor:
 
     def _make_symlink(self, parent_fd: int, parts: list[str], entry: tarfile.TarInfo) -> None:
         target = entry.linkname
-        if not target.startswith("/"):
+        if self.check_symlink_targets and not target.startswith("/"):
             # Lexically resolve against the link's directory, as docker does, and refuse a
             # climb above the root; absolute targets are resolved inside the container's root.
             depth = len(parts) - 1
@@ -840,15 +844,19 @@ def extract_archive(
     no_overwrite_dir_non_dir: bool = False,
     allow_device_nodes: bool = True,
     limits: ExtractLimits | None = None,
+    noun: str = "archive",
 ) -> ExtractStats:
     """Extract the uncompressed tar read from ``stream`` below the open directory
     ``directory_fd``, which holds files already (a container's root): the same rules against
     hostile entries as :func:`extract_layer`, but whiteout names are ordinary files and nothing
     is deleted on error: what was written before the bad entry stays, and the
-    :class:`~dockyard.core.errors.InvalidParameter` names that entry.
+    :class:`~dockyard.core.errors.InvalidParameter` names that entry. Symlinks are kept whatever
+    their target (a relative one may climb above ``directory``: the container resolves it in
+    its own root, as docker's copies allow).
 
     ``owner`` gives each entry's uid and gid; directories the archive implies without holding
-    them are created mode 0755, owned by ``implied_owner``.
+    them are created mode 0755, owned by ``implied_owner``. ``noun`` names the archive in
+    messages.
     """
     extractor = _Extractor(
         directory_fd,
@@ -858,7 +866,8 @@ def extract_archive(
         owner=owner,
         implied_owner=implied_owner,
         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
-        noun="archive",
+        noun=noun,
+        check_symlink_targets=False,
     )
     try:
         _apply_archive(stream, extractor)
@@ -897,13 +906,18 @@ class DiffWriter:
         """Write the end-of-archive blocks."""
         self._tar.close()
 
-    def add(self, name: str, path: str, info: os.stat_result | None = None) -> None:
-        """Add the file at ``path`` (never followed if a symlink) as archive member ``name``."""
+    def add(
+        self, name: str, path: str, info: os.stat_result | None = None, mode: int | None = None
+    ) -> None:
+        """Add the file at ``path`` (never followed if a symlink) as archive member ``name``;
+        ``mode`` replaces its permission bits (a symlink keeps its own)."""
         if info is None:
             info = os.lstat(path)
         entry = tarfile.TarInfo(name)
         entry.uid, entry.gid = info.st_uid, info.st_gid
         entry.mode = stat.S_IMODE(info.st_mode)
+        if mode is not None and not stat.S_ISLNK(info.st_mode):
+            entry.mode = mode
         entry.mtime = info.st_mtime_ns // 1_000_000_000
         entry.uname = entry.gname = ""
         pax = {"mtime": _ns_text(info.st_mtime_ns)}
