@@ -245,6 +245,13 @@ class Matcher:
     def from_text(cls, text: str) -> Matcher:
         return cls(read_patterns(text))
 
+    def keeping(self, *names: str) -> Matcher:
+        """This matcher, but sending ``names`` even if excluded: what the docker CLI does with
+        the Dockerfile and ``.dockerignore`` so the daemon can read them (the daemon then
+        hides them from ``COPY`` by the same patterns)."""
+        kept = [Pattern.parse("!" + name) for name in names if self.excluded(name)]
+        return Matcher(self.patterns + kept)
+
     def excluded(self, path: str) -> bool:
         """Whether ``path`` (relative to the context, ``/``-separated) is left out: the last
         pattern matching it or one of its parent directories decides."""

@@ -325,6 +325,9 @@ def test_copy_rules(context: BuildContext, rootfs: Path) -> None:
     copy(["a.txt"], "../../../up.txt")  # ".." stops at the root
     assert (rootfs / "up.txt").exists()
     with pytest.raises(InvalidParameter) as caught:
+        copy(["dir"], "/newname/")  # a file is where the directory should be
+    assert str(caught.value) == "failed to copy files: mkdir /newname: not a directory"
+    with pytest.raises(InvalidParameter) as caught:
         copy(["a.txt", "b.txt"], "/d")
     assert str(caught.value) == (
         "When using COPY with more than one source file, the destination must be a "
@@ -432,8 +435,10 @@ def server() -> Iterator[str]:
 
 
 def test_add_url(server: str, tmp_path: Path, rootfs: Path) -> None:
-    source = fetch_url(f"{server}/file.txt", tmp_path)
+    seen: list[tuple[int, int | None]] = []
+    source = fetch_url(f"{server}/file.txt", tmp_path, progress=lambda *p: seen.append(p))
     assert source.name == "file.txt" and source.remote
+    assert seen == [(11, 11)]
     copy_sources([source], str(rootfs), "/url/", "/", None, None, True)
     copied = rootfs / "url/file.txt"
     assert copied.read_text() == "downloaded\n"

@@ -155,3 +155,12 @@ def test_walk_without_patterns_lists_everything(tmp_path: Path) -> None:
 )
 def test_glob_match_is_go_filepath_match(pattern: str, path: str, matched: bool) -> None:
     assert glob_match(pattern, path) is matched
+
+
+def test_keeping_sends_the_build_files_anyway() -> None:
+    matcher = Matcher.from_text("*\n!src\n")
+    kept = matcher.keeping("Dockerfile", ".dockerignore", "src")
+    assert not kept.excluded("Dockerfile")
+    assert not kept.excluded(".dockerignore")
+    assert kept.excluded("other")
+    assert [str(p) for p in kept.patterns] == ["*", "!src", "!Dockerfile", "!.dockerignore"]

@@ -26,7 +26,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
@@ -320,19 +320,22 @@ def fetch_url(
     *,
     timeout: float = DOWNLOAD_TIMEOUT,
     limit: int = DOWNLOAD_LIMIT,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Source:
     """Download ``url`` for ``ADD`` into a new directory below ``directory``.
 
     As docker: the file is named after the URL's last path component (else the
     ``Content-Disposition`` file name), has mode 0600 and the ``Last-Modified`` time (the
     epoch without one); a failure raises :class:`~dockyard.core.errors.InvalidParameter`
-    naming the URL and the reason. At most ``limit`` bytes are accepted.
+    naming the URL and the reason. At most ``limit`` bytes are accepted. ``progress`` is
+    called with the bytes received so far and the length announced (``None`` if none), after
+    each chunk: dockerd streams a ``Downloading`` progress message from it.
     """
     request = urllib.request.Request(url, headers={"User-Agent": "dockyard-builder"})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        body = exc.read(4096).decode(errors="replace").strip()
+        body = exc.read(512).decode(errors="replace").strip()
         raise InvalidParameter(
             f"ADD failed: failed to GET {url} with status {exc.code} {exc.reason}: {body}"
         ) from None
@@ -346,6 +349,8 @@ def fetch_url(
         target = Path(tempfile.mkdtemp(prefix="add-url-", dir=directory))
         path = target / name
         received = 0
+        announced = response.headers.get("Content-Length")
+        total = int(announced) if announced and announced.isdigit() else None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DOWNLOAD_MODE)
         with open(fd, "wb") as file:
             while True:
@@ -361,6 +366,8 @@ def fetch_url(
                         f"ADD failed: {url} is larger than the {limit} bytes allowed"
                     )
                 file.write(chunk)
+                if progress is not None:
+                    progress(received, total)
         os.chmod(path, DOWNLOAD_MODE)
         modified = _last_modified(response.headers.get("Last-Modified"))
         os.utime(path, ns=(modified, modified))
@@ -482,14 +489,10 @@ def copy_sources(
     def make(directory: str, directory_owner: tuple[int, int]) -> None:
         try:
             inroot.make_directories(root, directory, directory_owner)
-        except NotADirectoryError:
+        except (NotADirectoryError, FileExistsError):
+            # dockerd's words, with the path in the container rather than on the host
             raise InvalidParameter(
-                f"{instruction} failed: cannot create directory {directory}: a parent is "
-                "not a directory"
-            ) from None
-        except FileExistsError:
-            raise InvalidParameter(
-                f"{instruction} failed: cannot create directory {directory}: a file is there"
+                f"failed to copy files: mkdir {directory}: not a directory"
             ) from None
 
     for source in sources:
