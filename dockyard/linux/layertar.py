@@ -20,6 +20,10 @@ Whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are handed to a :class:`WhiteoutHandl
 that keep full copies (vfs) apply them as deletions, drivers that stack layers (overlay) store
 them in their own form. On any error the target directory is removed entirely, and the error is
 an :class:`~dockyard.core.errors.InvalidParameter` naming the entry.
+
+:func:`extract_archive` applies the same rules to a tar copied into a directory that already
+holds files (a container's root, a build context): no whiteouts, owners given by the caller,
+docker's ``noOverwriteDirNonDir``, and nothing deleted on error.
 """
 
 from __future__ import annotations
