@@ -102,6 +102,15 @@ def test_bad_contexts_are_refused_and_removed(tmp_path: Path, body: bytes, messa
     assert not (tmp_path / "evil").exists()
 
 
+def test_a_bad_dockerignore_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "context"
+    directory.mkdir()
+    body = context_tar({".dockerignore": "ok\n[unclosed\n", "Dockerfile": "FROM a\n"})
+    with pytest.raises(InvalidParameter, match=r"invalid \.dockerignore pattern: .*unclosed"):
+        receive_context(io.BytesIO(body), directory)
+    assert not directory.exists()
+
+
 def test_a_hard_link_out_of_the_context_is_refused(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:

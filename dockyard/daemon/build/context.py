@@ -122,10 +122,10 @@ def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
             _save_bare_dockerfile(rest, directory)
         else:
             raise InvalidParameter("the build context is compressed but is not a tar archive")
+        return BuildContext(directory, _read_dockerignore(directory))
     except BaseException:
         layertar.remove_tree(directory)
         raise
-    return BuildContext(directory, _read_dockerignore(directory))
 
 
 def _is_tar_header(block: bytes) -> bool:
