@@ -121,16 +121,9 @@ class Cmd:
     shell_form: bool
 
 
-@attrs.frozen
-class Healthcheck:
-    """``test`` is ``("NONE",)``, ``("CMD", *argv)`` or ``("CMD-SHELL", command)``; the
-    durations are nanoseconds (0: the default), as the image config keeps them."""
-
-    test: tuple[str, ...]
-    interval: int
-    timeout: int
-    start_period: int
-    retries: int
+#: HEALTHCHECK's settings in the image config's terms (``test`` is ``("NONE",)``,
+#: ``("CMD", *argv)`` or ``("CMD-SHELL", command)``; durations in nanoseconds, 0 unset).
+Healthcheck = HealthcheckSettings
 
 
 @attrs.frozen
@@ -242,16 +235,9 @@ def _arg_pair(argument: str, word: Callable[[str], str]) -> tuple[str, str | Non
 
 def _healthcheck(instruction: Instruction) -> Healthcheck:
     try:
-        settings: HealthcheckSettings = healthcheck_settings(instruction)
+        return healthcheck_settings(instruction)
     except ValueError as exc:  # parse() has checked it; this is for hand-made instructions
         raise InvalidParameter(str(exc)) from None
-    return Healthcheck(
-        settings.test,
-        settings.interval,
-        settings.timeout,
-        settings.start_period,
-        settings.retries,
-    )
 
 
 def onbuild_expression(instruction: Instruction) -> str:

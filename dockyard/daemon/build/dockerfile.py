@@ -189,7 +189,7 @@ class _LogicalLine:
     empty_continuation: bool
 
 
-class _Directives:
+class Directives:
     """The parser directives at the top of the file; the first other line ends them."""
 
     def __init__(self) -> None:
@@ -241,7 +241,7 @@ def _is_comment(line: str) -> bool:
     return line.lstrip().startswith("#")
 
 
-def _logical_lines(text: str, directives: _Directives) -> Iterator[_LogicalLine]:
+def _logical_lines(text: str, directives: Directives) -> Iterator[_LogicalLine]:
     lines = _physical_lines(text)
     for number, raw in lines:
         line = raw.lstrip()
@@ -537,9 +537,9 @@ def check_instruction(instruction: Instruction) -> Instruction:
 # --------------------------------------------------------------------------------------------
 
 
-def read_instructions(text: str) -> tuple[list[Instruction], _Directives, list[str]]:
+def read_instructions(text: str) -> tuple[list[Instruction], Directives, list[str]]:
     """Every instruction of ``text``, checked, with the directives and the warnings."""
-    directives = _Directives()
+    directives = Directives()
     instructions: list[Instruction] = []
     warnings: list[str] = []
     for line in _logical_lines(text, directives):
