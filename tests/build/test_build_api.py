@@ -13,6 +13,7 @@ import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,7 +144,9 @@ def test_a_multi_stage_build_streams_dockerds_messages_and_makes_a_runnable_imag
     assert text.count(" ---> Running in ") == text.count("Removing intermediate container ")
     assert f"Successfully tagged {tag}:latest\n" in text
     final = image(api, tag)
-    assert text.endswith(f"Successfully built {final['Id'][7:19]}\nSuccessfully tagged {tag}:latest\n")
+    assert text.endswith(
+        f"Successfully built {final['Id'][7:19]}\nSuccessfully tagged {tag}:latest\n"
+    )
     # One aux message per stage, the last one the image.
     assert [m for m in messages if "aux" in m][-1] == {"aux": {"ID": final["Id"]}}
     assert len([m for m in messages if "aux" in m]) == 2
@@ -198,7 +201,7 @@ def test_a_second_build_uses_the_cache_for_every_step_and_makes_nothing_new(api)
 def test_the_cache_survives_a_daemon_restart(tmp_path, start_daemon):
     daemon = start_daemon()
     Api.with_busybox(daemon)
-    context = context_tar({"Dockerfile": b"FROM busybox\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n"})
+    context = context_tar({"Dockerfile": b'FROM busybox\nRUN echo x > /x\nCMD ["cat", "/x"]\n'})
     _, first, _ = build(daemon, context)
     daemon.stop()
     with restarted(daemon) as again:
@@ -236,7 +239,9 @@ def test_a_failing_run_reports_its_code_and_keeps_its_container_unless_forcerm(a
 
 def test_rm_false_keeps_every_intermediate_container(api):
     dockerfile = b'FROM busybox\nRUN echo py-build > /p.txt\nLABEL x=y\nCMD ["cat", "/p.txt"]\n'
-    _, messages, _ = build(api.daemon, context_tar({"Dockerfile": dockerfile}), rm="False", nocache=1)
+    _, messages, _ = build(
+        api.daemon, context_tar({"Dockerfile": dockerfile}), rm="False", nocache=1
+    )
     text = text_of(messages)
     assert "Removing intermediate container" not in text
     kept = [line.split()[-1] for line in text.splitlines() if "Running in" in line]
@@ -280,10 +285,10 @@ def test_from_scratch_copy_and_add_of_a_local_tar(api):
         info = tarfile.TarInfo("unpacked/file.txt")
         info.size = 3
         archive.addfile(info, io.BytesIO(b"in\n"))
-    dockerfile = b"FROM scratch\nCOPY busybox-dir/ /\nADD files.tar.gz /opt/\nCMD [\"/bin/cat\", \"/opt/unpacked/file.txt\"]\n"
+    dockerfile = b'FROM scratch\nCOPY busybox-dir/ /\nADD files.tar.gz /opt/\nCMD ["/bin/cat", "/opt/unpacked/file.txt"]\n'
     from dockyard.testing.images import BUSYBOX
 
-    busybox = open(BUSYBOX, "rb").read()
+    busybox = Path(BUSYBOX).read_bytes()
     context = context_tar(
         {
             "Dockerfile": dockerfile,
@@ -352,7 +357,10 @@ def test_copy_of_a_missing_file_fails_in_the_stream_and_leaves_no_container(api)
 def test_bad_parameters_are_400s_naming_them(api, params, named):
     path = "/v1.41/build?" + urllib.parse.urlencode(params)
     reply = api.daemon.request(
-        "POST", path, {"Content-Type": "application/x-tar"}, context_tar({"Dockerfile": b"FROM busybox\n"})
+        "POST",
+        path,
+        {"Content-Type": "application/x-tar"},
+        context_tar({"Dockerfile": b"FROM busybox\n"}),
     )
     assert reply.status == 400, reply.body
     assert named in reply.json()["message"]

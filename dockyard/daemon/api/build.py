@@ -85,7 +85,8 @@ async def build(request: Request) -> Response:
     service = service_of(request)
     assert service.images is not None and service.containers is not None
     options = parse_build_query(
-        request.query_params, {key: request.query_params.getlist(key) for key in ("t", "extrahosts")}
+        request.query_params,
+        {key: request.query_params.getlist(key) for key in ("t", "extrahosts")},
     )
     auths = registry_config(request.headers.get("x-registry-config"))
     directory = await run_in_threadpool(build_directory, service.data_root)

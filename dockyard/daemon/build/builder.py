@@ -39,10 +39,15 @@ from dockyard.daemon.build.context import (
     is_url,
 )
 from dockyard.daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse
-from dockyard.daemon.build.shell_words import expand
 from dockyard.daemon.build.options import BuildOptions
+from dockyard.daemon.build.shell_words import expand
 from dockyard.daemon.containers import logs as container_logs
-from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, HealthConfig, HostConfig
+from dockyard.daemon.containers.config import (
+    ContainerConfig,
+    CreateRequest,
+    HealthConfig,
+    HostConfig,
+)
 from dockyard.daemon.containers.manager import ContainerManager, StartFailed
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.engine_api import ENGINE_API
@@ -316,7 +321,9 @@ class Builder:
 
     # ---------------------------------------------------------------- dispatch
 
-    async def _dispatch(self, state: StageState, instruction: Instruction, announce: bool = True) -> None:
+    async def _dispatch(
+        self, state: StageState, instruction: Instruction, announce: bool = True
+    ) -> None:
         if announce:
             self._announce(instruction)
         variables = self._variables(state)
@@ -355,13 +362,17 @@ class Builder:
             state.maintainer = command.name
             await self._metadata(state, config, f"MAINTAINER {command.name}")
         elif isinstance(command, cmd.User):
-            await self._metadata(state, attrs.evolve(config, user=command.user), f"USER {command.user}")
+            await self._metadata(
+                state, attrs.evolve(config, user=command.user), f"USER {command.user}"
+            )
         elif isinstance(command, cmd.Expose):
             ports = dict(config.exposed_ports or {})
             for port in command.ports:
                 ports[port] = {}
             # History names the ports as written (ranges kept), sorted as strings.
-            written = [expand(word, variables, self.dockerfile.escape) for word in instruction.arguments]
+            written = [
+                expand(word, variables, self.dockerfile.escape) for word in instruction.arguments
+            ]
             comment = "EXPOSE " + " ".join(sorted(written))
             await self._metadata(state, attrs.evolve(config, exposed_ports=ports), comment)
         elif isinstance(command, cmd.Volume):
@@ -372,7 +383,9 @@ class Builder:
             await self._metadata(state, attrs.evolve(config, volumes=volumes), comment)
         elif isinstance(command, cmd.StopSignal):
             await self._metadata(
-                state, attrs.evolve(config, stop_signal=command.signal), f"STOPSIGNAL {command.signal}"
+                state,
+                attrs.evolve(config, stop_signal=command.signal),
+                f"STOPSIGNAL {command.signal}",
             )
         elif isinstance(command, cmd.Onbuild):
             triggers = [*(config.on_build or []), command.expression]
@@ -413,12 +426,16 @@ class Builder:
 
     # ---------------------------------------------------------------- committing
 
-    def _probe(self, state: StageState, config: ContainerConfig, command: list[str]) -> ContainerConfig:
+    def _probe(
+        self, state: StageState, config: ContainerConfig, command: list[str]
+    ) -> ContainerConfig:
         """The container config a step commits, which the cache compares."""
         parent = state.image.id if state.image is not None else ""
         return attrs.evolve(config, cmd=command, image=parent)
 
-    async def _cached(self, state: StageState, config: ContainerConfig, probe: ContainerConfig) -> bool:
+    async def _cached(
+        self, state: StageState, config: ContainerConfig, probe: ContainerConfig
+    ) -> bool:
         if self.options.no_cache or self._cache is None:
             return False
         encoded = ENGINE_API.encode(probe)
@@ -539,7 +556,9 @@ class Builder:
         if code != 0:
             raise await self._failed(
                 container,
-                StepFailed(f"The command '{' '.join(words)}' returned a non-zero code: {code}", code),
+                StepFailed(
+                    f"The command '{' '.join(words)}' returned a non-zero code: {code}", code
+                ),
             )
         await self._commit(state, container, state.config, probe, changed_files=True)
 
@@ -625,7 +644,9 @@ class Builder:
         else:
             await self._copy_from(state, command, name, self.context.sources())
 
-    def _select(self, tree: SourceTree, command: cmd.Copy, name: str, downloads: Path) -> list[Source]:
+    def _select(
+        self, tree: SourceTree, command: cmd.Copy, name: str, downloads: Path
+    ) -> list[Source]:
         """The sources of a COPY or ADD; ADD's URLs are downloaded into ``downloads``."""
         sources: list[Source] = []
         for pattern in command.sources:
@@ -671,7 +692,9 @@ class Builder:
                     )
             except InvalidParameter as exc:
                 raise await self._failed(container, StepFailed(exc.message)) from None
-        await self._commit(state, container, state.config, probe, changed_files=True, announced=False)
+        await self._commit(
+            state, container, state.config, probe, changed_files=True, announced=False
+        )
 
     def _id_maps(self) -> IdMaps | None:
         """Under user namespace remapping, files written into a container belong to the

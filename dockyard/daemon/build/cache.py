@@ -46,7 +46,9 @@ class BuildCache:
             current = self._images.get(current.parent) if current.parent else None
         return found
 
-    def find(self, parent: ImageRecord | None, container_config: dict[str, Any]) -> ImageRecord | None:
+    def find(
+        self, parent: ImageRecord | None, container_config: dict[str, Any]
+    ) -> ImageRecord | None:
         """The newest image made over ``parent`` with this container config, if any."""
         wanted = _comparable(container_config)
         parent_id = parent.id if parent is not None else ""
