@@ -73,6 +73,7 @@ def build_directory(data_root: Path) -> Path:
     parent = modes.make_dir(data_root / "build", modes.CONTAINERS, exist_ok=True)
     directory = parent / secrets.token_hex(8)
     directory.mkdir(mode=0o700)
+    (directory / "context").mkdir(mode=0o700)
     return directory
 
 
