@@ -122,6 +122,25 @@ def healthcheck_comment(health: HealthConfig) -> str:
     )
 
 
+#: Fields of a container config Go leaves out of JSON when empty (``omitempty``).
+_OMITTED_WHEN_EMPTY = (
+    "ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+    "StopTimeout", "Shell",
+)  # fmt: skip
+
+
+def config_json(config: ContainerConfig) -> dict[str, Any]:
+    """A container config as dockerd writes it into an image: Go's JSON, whose ``omitempty``
+    fields are left out when empty (the health check's too)."""
+    encoded: dict[str, Any] = ENGINE_API.encode(config)
+    for key in _OMITTED_WHEN_EMPTY:
+        if not encoded.get(key):
+            encoded.pop(key, None)
+    if "Healthcheck" in encoded:
+        encoded["Healthcheck"] = {k: v for k, v in encoded["Healthcheck"].items() if v}
+    return encoded
+
+
 @attrs.define
 class StageState:
     """A stage while it builds: its image so far and the configuration the next step gets."""
@@ -217,13 +236,13 @@ class Builder:
             self._stages[str(stage.index)] = state.image
             if state.image is not None:
                 self._emit({"aux": {"ID": state.image.id}})
-        if last is None:
-            raise StepFailed("No image was generated. Is your Dockerfile empty?")
         unused = sorted(set(self.options.build_args) - self._consumed - set(cmd.PREDEFINED_ARGS))
         if unused:
             self._stream(
                 f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n"
             )
+        if last is None:
+            raise StepFailed("No image was generated. Is your Dockerfile empty?")
         self._stream(f"Successfully built {last.short_id}\n")
         for reference in self.options.tags:
             await run_in_threadpool(self.images.tag, last.id, reference)
@@ -438,7 +457,7 @@ class Builder:
     ) -> bool:
         if self.options.no_cache or self._cache is None:
             return False
-        encoded = ENGINE_API.encode(probe)
+        encoded = config_json(probe)
         hit = await run_in_threadpool(self._cache.find, state.image, encoded)
         if hit is None:
             return False
@@ -449,7 +468,8 @@ class Builder:
 
     async def _metadata(self, state: StageState, config: ContainerConfig, comment: str) -> None:
         """A step that only changes the configuration: committed with no layer."""
-        probe = self._probe(state, config, [*self._shell(state.config), "#(nop) ", comment])
+        # The shell the step leaves (a SHELL step names itself with its new shell).
+        probe = self._probe(state, config, [*self._shell(config), "#(nop) ", comment])
         if await self._cached(state, config, probe):
             return
         container = await self._container(state, probe, announce=True)
@@ -502,12 +522,12 @@ class Builder:
         image_config = attrs.evolve(config, image=parent.id if parent is not None else "")
         change = ImageChange(
             parent=parent,
-            config=ENGINE_API.encode(image_config),
+            config=config_json(image_config),
             snapshot=snapshot,
             created_by=" ".join(probe.cmd or ()),
             author=state.maintainer,
             container_id=container.id,
-            container_config=ENGINE_API.encode(attrs.evolve(probe, hostname=container.short_id)),
+            container_config=config_json(attrs.evolve(probe, hostname=container.short_id)),
         )
         image = await run_in_threadpool(commit_image, self.images, change)
         if self.options.remove:
@@ -520,11 +540,13 @@ class Builder:
         if announced:
             self._stream(f"Removing intermediate container {container.short_id}\n")
 
-    async def _failed(self, container: Container, error: StepFailed) -> StepFailed:
+    async def _failed(
+        self, container: Container, error: StepFailed, announced: bool = True
+    ) -> StepFailed:
         """Clean up after a failed step as dockerd does: only ``forcerm`` removes its container."""
         if self.options.force_remove:
             with contextlib.suppress(DockyardError):
-                await self.containers.remove(container.id, force=True, remove_volumes=True)
+                await self._remove(container, announced)
         return error
 
     # ---------------------------------------------------------------- RUN
@@ -691,7 +713,7 @@ class Builder:
                         self._id_maps(),
                     )
             except InvalidParameter as exc:
-                raise await self._failed(container, StepFailed(exc.message)) from None
+                raise await self._failed(container, StepFailed(exc.message), False) from None
         await self._commit(
             state, container, state.config, probe, changed_files=True, announced=False
         )
