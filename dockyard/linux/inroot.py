@@ -64,3 +64,27 @@ def read_text(root_directory: str, path: str) -> str | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         return opened.read(READ_LIMIT).decode(errors="replace")
+
+
+def open_in_root(root_directory: str, path: str, flags: int) -> int:
+    """A descriptor of ``path`` resolved inside ``root_directory`` as if it were ``/``.
+
+    Like :func:`read_text`'s resolution (``..`` and symlinks, absolute ones included, stay in
+    the root; magic links are refused). ``flags`` are open(2) flags (``O_PATH`` to look
+    without opening); ``O_CLOEXEC`` is added. A missing path (or a component that is not a
+    directory, or a symlink loop) raises :class:`FileNotFoundError`.
+    """
+    root = os.open(root_directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        fd = _libc.syscall(
+            SYS_OPENAT2, root, path.encode(), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
+        )
+    finally:
+        os.close(root)
+    if fd < 0:
+        code = ctypes.get_errno()
+        if code in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise FileNotFoundError(code, f"{path}: {os.strerror(code)}")
+        raise OSError(code, f"cannot open {path} in the container: {os.strerror(code)}")
+    return int(fd)

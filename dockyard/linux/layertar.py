@@ -31,7 +31,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -798,12 +798,20 @@ class DiffWriter:
     Callers add parents before children.
     """
 
-    def __init__(self, out: BinaryIO, skip_xattr_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        skip_xattr_prefixes: tuple[str, ...] = (),
+        id_map: Callable[[int, int], tuple[int, int]] | None = None,
+    ) -> None:
+        """``id_map`` turns the (uid, gid) found on disk into the ones written (a
+        user-namespaced container's files read through its idmapped root show host ids)."""
         self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
         )
         self._inodes: dict[tuple[int, int], str] = {}
         self._skip_xattr_prefixes = skip_xattr_prefixes
+        self._id_map = id_map
 
     def __enter__(self) -> DiffWriter:
         return self
@@ -821,6 +829,8 @@ class DiffWriter:
             info = os.lstat(path)
         entry = tarfile.TarInfo(name)
         entry.uid, entry.gid = info.st_uid, info.st_gid
+        if self._id_map is not None:
+            entry.uid, entry.gid = self._id_map(info.st_uid, info.st_gid)
         entry.mode = stat.S_IMODE(info.st_mode)
         entry.mtime = info.st_mtime_ns // 1_000_000_000
         entry.uname = entry.gname = ""
@@ -865,8 +875,12 @@ class DiffWriter:
         self._add_marker(_join(directory, OPAQUE_MARKER))
 
     def _add_marker(self, name: str) -> None:
+        self.add_empty_file(name)
+
+    def add_empty_file(self, name: str, mode: int = 0o644) -> None:
+        """Add an empty regular file owned by root (a marker, or a mount point's stand-in)."""
         entry = tarfile.TarInfo(name)
-        entry.mode = 0o644
+        entry.mode = mode
         entry.uname = entry.gname = ""
         self._tar.addfile(entry)
 

@@ -14,7 +14,15 @@ from starlette.routing import BaseRoute
 
 from dockyard.core.errors import DockyardError
 from dockyard.core.server import RequestLogMiddleware
-from dockyard.daemon.api import containers, distribution, images, networks, pulls, system
+from dockyard.daemon.api import (
+    containerfs,
+    containers,
+    distribution,
+    images,
+    networks,
+    pulls,
+    system,
+)
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
     handle_dockyard_error,
@@ -32,6 +40,7 @@ def create_app(service: Engine) -> Any:
         *pulls.routes(),
         *distribution.routes(),
         *containers.routes(),
+        *containerfs.routes(),
         *networks.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
