@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import tarfile
+import time
 from urllib.parse import quote
 
 import pytest
@@ -44,11 +45,9 @@ def container(request, api) -> str:
     if request.param == "running":
         container = api.create(["sh", "-c", script + "touch /ready; exec sleep 3600"])
         api.start(container)
-        for _ in range(100):
-            if get(api, container, "/ready", "HEAD").status == 200:
-                break
-            import time
-
+        deadline = time.monotonic() + 20
+        while get(api, container, "/ready", "HEAD").status != 200:
+            assert time.monotonic() < deadline, "the container never got ready"
             time.sleep(0.05)
     else:
         container = api.create(["sh", "-c", script])

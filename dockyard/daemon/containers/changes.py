@@ -8,9 +8,10 @@ and remembered). As in dockerd:
 * whiteouts are deletions (``D``); a path that was not in the image is an addition (``A``);
   anything else in the diff is a modification (``C``);
 * the parent directories of every change are reported as modified before it;
-* the files the daemon itself puts in a container (``/etc/hosts``, ``/etc/resolv.conf``,
-  ``/etc/hostname``, ``/.dockerenv``; dockerd keeps them in an init layer) are never reported,
-  nor is a directory that the diff holds only because of them.
+* what the daemon itself puts in a container (``/etc/hosts``, ``/etc/resolv.conf``,
+  ``/etc/hostname``, ``/.dockerenv``, the ``/proc``, ``/sys`` and ``/dev`` mount points;
+  dockerd keeps them in an init layer) is never reported, nor is a directory that the diff
+  holds only because of them.
 """
 
 from __future__ import annotations
@@ -30,8 +31,23 @@ KIND_MODIFIED = 0
 KIND_ADDED = 1
 KIND_DELETED = 2
 
-#: Paths the daemon makes in every container (dockerd's init layer): never a user's change.
-DAEMON_FILES = frozenset({"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/.dockerenv"})
+#: Paths the daemon (or its runtime, as mount points) makes in every container: dockerd keeps
+#: them in an init layer below the container's, so they are never a user's change.
+DAEMON_FILES = frozenset(
+    {
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/hostname",
+        "/etc/mtab",
+        "/.dockerenv",
+        "/dev",
+        "/dev/console",
+        "/dev/pts",
+        "/dev/shm",
+        "/proc",
+        "/sys",
+    }
+)
 
 
 @attrs.frozen
@@ -102,7 +118,8 @@ def changes_from_diff(diff: BinaryIO, image: dict[str, Metadata]) -> list[Change
             ancestors.append(parent)
             parent = parent.rpartition("/")[0]
         for ancestor in reversed(ancestors):
-            reported[ancestor] = KIND_MODIFIED if ancestor in image else KIND_ADDED
+            known = ancestor in image or ancestor in DAEMON_FILES
+            reported[ancestor] = KIND_MODIFIED if known else KIND_ADDED
         reported.setdefault(path, kind)
 
     for member in _members(diff):
