@@ -87,7 +87,9 @@ def test_export_is_the_root_filesystem_without_mounts(api, changed):
 
 def test_commit_makes_a_child_image(api, changed):
     cmd, env = quote('CMD ["x"]'), quote("ENV Z=1")
-    query = f"container={changed}&repo=cimg&tag=v1&author=me&comment=msg&changes={cmd}&changes={env}"
+    query = (
+        f"container={changed}&repo=cimg&tag=v1&author=me&comment=msg&changes={cmd}&changes={env}"
+    )
     reply = api.call("POST", f"/commit?{query}")
     assert reply.status == 201, reply.body
     image_id = reply.json()["Id"]

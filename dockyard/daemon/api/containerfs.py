@@ -168,9 +168,9 @@ async def changes(request: Request) -> Response:
     def compute() -> list[dict[str, Any]]:
         tree = image_tree(manager.images, container.image_id)
         with tempfile.TemporaryFile(dir=manager.directory(container)) as diff:
-            driver.diff(container.snapshot, _parents(manager, container), diff)  # type: ignore[arg-type]
+            driver.diff(container.snapshot, _parents(manager, container), diff)
             diff.seek(0)
-            return [change.to_json() for change in changes_from_diff(diff, tree)]  # type: ignore[arg-type]
+            return [change.to_json() for change in changes_from_diff(diff, tree)]
 
     return JSONResponse(await run_in_threadpool(compute))
 
