@@ -20,6 +20,7 @@ IMAGE_FILES: dict[str, bytes | str | None] = {
     "bin/rm": "->busybox",
     "bin/sleep": "->busybox",
     "bin/sh": "->busybox",
+    "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
     "etc/group": b"root:x:0:\nnobody:x:65534:\n",
     "etc/shadow": b"container-shadow\n",
     "srv": None,
