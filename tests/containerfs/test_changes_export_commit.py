@@ -127,3 +127,45 @@ def test_commit_body_overrides_and_is_merged(api, changed):
     assert image["Config"]["Cmd"] == ["echo", "hi"]
     assert image["Config"]["Labels"] == {"k": "v"}
     assert "A=1" in image["Config"]["Env"]
+
+
+def commit_of(api: Api, cmd: list[str], image: str, query: str = "") -> str:
+    container = api.create(cmd, Image=image)
+    api.start(container)
+    assert api.wait(container)["StatusCode"] == 0
+    reply = api.call("POST", f"/commit?container={container}{query}")
+    assert reply.status == 201, reply.body
+    api.call("DELETE", f"/containers/{container}")
+    return reply.json()["Id"]
+
+
+def test_parents_are_kept_for_their_children_and_deleted_with_them(api):
+    middle = commit_of(api, ["sh", "-c", "echo 1 > /one"], "busybox")
+    child = commit_of(api, ["sh", "-c", "echo 2 > /two"], middle, "&repo=chain&tag=1")
+    assert api.call("GET", f"/images/{middle}/json").json()["Id"] == middle
+    assert api.call("GET", "/images/chain:1/json").json()["Parent"] == middle
+    listed = {image["Id"] for image in api.call("GET", "/images/json").json()}
+    assert child in listed and middle not in listed  # intermediate: hidden without all
+    listed = {image["Id"] for image in api.call("GET", "/images/json?all=1").json()}
+    assert middle in listed
+    reply = api.call("DELETE", f"/images/{middle}?force=1")
+    assert reply.status == 409
+    short = middle.removeprefix("sha256:")[:12]
+    assert reply.json()["message"] == (
+        f"conflict: unable to delete {short} (cannot be forced) - image has dependent child images"
+    )
+    reply = api.call("DELETE", "/images/chain:1")
+    assert reply.status == 200, reply.body
+    assert reply.json() == [{"Untagged": "chain:1"}, {"Deleted": child}, {"Deleted": middle}]
+    assert api.call("GET", "/images/busybox/json").status == 200
+
+
+def test_deleting_the_last_tag_of_a_parent_only_untags_it(api):
+    parent = commit_of(api, ["sh", "-c", "echo p > /p"], "busybox", "&repo=parent&tag=1")
+    child = commit_of(api, ["sh", "-c", "echo c > /c"], "parent:1", "&repo=kid&tag=1")
+    reply = api.call("DELETE", "/images/parent:1")
+    assert reply.json() == [{"Untagged": "parent:1"}]
+    assert api.call("GET", f"/images/{parent}/json").status == 200
+    reply = api.call("DELETE", "/images/kid:1?noprune=1")
+    assert reply.json() == [{"Untagged": "kid:1"}, {"Deleted": child}]
+    assert api.call("DELETE", f"/images/{parent}").status == 200
