@@ -337,7 +337,7 @@ class TarTree:
     def __init__(self, out: BinaryIO, view: RootView) -> None:
         self.view = view
         shift = view.ids.to_container if view.ids is not None else None
-        self.writer = DiffWriter(out, id_map=shift)
+        self.writer = DiffWriter(out, id_map=shift, type_bits_in_mode=True)
 
     def close(self) -> None:
         self.writer.close()

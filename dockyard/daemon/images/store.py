@@ -420,8 +420,8 @@ class ImageStore:
         it was the last. Given as an id, it removes the image and all its references, which
         needs ``force`` when there are several. An image other images were committed over
         stays (``409`` when asked by id); a deleted image's untagged parents that nothing
-        else needs go with it unless ``prune_parents`` is false (``noprune``). Returns the Engine API's
-        ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
+        else needs go with it unless ``prune_parents`` is false (``noprune``). Returns the
+        Engine API's ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
         """
         with self._lock:
             image = self.resolve(name)
