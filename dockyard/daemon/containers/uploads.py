@@ -25,8 +25,11 @@ from dockyard.core.errors import Forbidden, InvalidParameter, NotFound
 from dockyard.daemon.containers import options
 from dockyard.daemon.containers.filesystem import RootView
 from dockyard.daemon.containers.model import Container
-from dockyard.daemon.images.compression import open_decompressed
+from dockyard.daemon.images.compression import Compression, detect, open_decompressed
 from dockyard.linux import inroot
+
+#: More than the longest compression magic number.
+MAGIC_BYTES = 16
 
 
 @attrs.frozen
@@ -44,16 +47,33 @@ def check_is_tar(spool: BinaryIO) -> None:
         return
     spool.seek(0)
     try:
-        with (
-            open_decompressed(spool) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as archive,
-        ):
-            for _member in archive:
-                pass
+        if detect(spool.read(MAGIC_BYTES)) is Compression.NONE:
+            spool.seek(0)
+            # Random access: the headers are read and the file data seeked over.
+            size = os.fstat(spool.fileno()).st_size
+            with tarfile.open(fileobj=spool, mode="r:") as archive:
+                _read_every_header(archive, size)
+        else:
+            spool.seek(0)
+            with (
+                open_decompressed(spool) as stream,
+                tarfile.open(fileobj=stream, mode="r|") as archive,
+            ):
+                _read_every_header(archive, None)
     except (tarfile.TarError, EOFError, OSError, InvalidParameter) as exc:
         raise InvalidParameter(f"the request body is not a tar archive: {exc}") from None
     finally:
         spool.seek(0)
+
+
+def _read_every_header(archive: tarfile.TarFile, size: int | None) -> None:
+    """Every member's header; with ``size`` (random access, where data is seeked over
+    rather than read), a last member whose data the file does not hold is an error too."""
+    last = None
+    for member in archive:
+        last = member
+    if size is not None and last is not None and last.offset_data + last.size > size:
+        raise tarfile.ReadError("unexpected end of data")
 
 
 def _owner(view: RootView, container: Container, wanted: UploadOptions) -> tuple[int, int] | None:
