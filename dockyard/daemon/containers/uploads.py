@@ -14,6 +14,7 @@ mapped to host ids where the daemon writes through its idmapped root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tarfile
@@ -26,7 +27,7 @@ from dockyard.daemon.containers import options
 from dockyard.daemon.containers.filesystem import RootView
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.images.compression import Compression, detect, open_decompressed
-from dockyard.linux import inroot
+from dockyard.linux import idmap, inroot
 
 #: More than the longest compression magic number.
 MAGIC_BYTES = 16
@@ -110,9 +111,15 @@ def extract(
         return
     spool.seek(0)
     id_maps = None
+    acting_as: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if view.ids is not None:
         id_maps = inroot.IdMaps(view.ids.uid_mappings, view.ids.gid_mappings)
-    with open_decompressed(spool) as stream:
+        # Through an idmapped root a file can only be made by an id the mount maps: act as
+        # the container's root (this worker thread only; capabilities kept).
+        acting_as = idmap.filesystem_ids(
+            *idmap.root_ids(view.ids.uid_mappings, view.ids.gid_mappings)
+        )
+    with acting_as, open_decompressed(spool) as stream:
         inroot.extract_into(
             view.path,
             path,
