@@ -31,8 +31,8 @@ from dockyard.commands.common import (
     UsageError,
     container_path,
     make_client,
-    write_atomically,
 )
+from dockyard.commands.images import save_tar
 from dockyard.commands.output import human_size_decimal
 
 #: Go's os.FileMode directory bit, as the daemon's path stat header carries it.
@@ -362,16 +362,7 @@ def _commit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.output is None and sys.stdout.isatty():
-        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    client = make_client(args)
-    response = client.request("GET", container_path(args.container, "/export"))
-    if args.output is None:
-        client.copy_response(response, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    else:
-        write_atomically(args.output, lambda out: client.copy_response(response, out))
-    return 0
+    return save_tar(args, container_path(args.container, "/export"))
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:

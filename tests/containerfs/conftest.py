@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,3 +59,30 @@ def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
 @pytest.fixture(scope="module")
 def api(shared_daemon) -> Api:
     return load_image(shared_daemon)
+
+
+def start_ready(api: Api, script: str, **config) -> str:  # type: ignore[no-untyped-def]
+    """A running container that ran ``script`` (a shell line ending in ``;``), once it has."""
+    container = api.create(["sh", "-c", script + " touch /ready; exec sleep 3600"], **config)
+    api.start(container)
+    deadline = time.monotonic() + 20
+    while api.call("HEAD", f"/containers/{container}/archive?path=/ready").status != 200:
+        assert time.monotonic() < deadline, "the container never got ready"
+        time.sleep(0.05)
+    return container
+
+
+@contextlib.contextmanager
+def container_in_state(api: Api, state: str, script: str) -> Iterator[str]:
+    """A container that ran ``script``: ``running`` (read through /proc/PID/root) or
+    ``stopped`` (its snapshot mounted for each request); removed afterwards."""
+    if state == "running":
+        container = start_ready(api, script)
+    else:
+        container = api.create(["sh", "-c", script])
+        api.start(container)
+        assert api.wait(container)["StatusCode"] == 0
+    try:
+        yield container
+    finally:
+        api.call("DELETE", f"/containers/{container}?force=1")

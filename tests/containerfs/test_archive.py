@@ -6,11 +6,11 @@ import base64
 import io
 import json
 import tarfile
-import time
 from urllib.parse import quote
 
 import pytest
 
+from tests.containerfs.conftest import container_in_state
 from tests.containers.engine_api import Api
 
 
@@ -42,19 +42,8 @@ def container(request, api) -> str:
         "echo mod >> /etc/passwd; mkdir -p /tmp/dir/sub; echo y > /tmp/dir/sub/y.txt; "
         "ln -s ../../../../../../etc/shadow /srv/out-rel; ln -s /../../../../etc /srv/dir-out; "
     )
-    if request.param == "running":
-        container = api.create(["sh", "-c", script + "touch /ready; exec sleep 3600"])
-        api.start(container)
-        deadline = time.monotonic() + 20
-        while get(api, container, "/ready", "HEAD").status != 200:
-            assert time.monotonic() < deadline, "the container never got ready"
-            time.sleep(0.05)
-    else:
-        container = api.create(["sh", "-c", script])
-        api.start(container)
-        assert api.wait(container)["StatusCode"] == 0
-    yield container
-    api.call("DELETE", f"/containers/{container}?force=1")
+    with container_in_state(api, request.param, script) as container:
+        yield container
 
 
 def test_file_is_one_entry_with_its_stat(api, container):

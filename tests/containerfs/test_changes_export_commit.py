@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.containerfs.conftest import start_ready
 from tests.containers.engine_api import Api
 
 SCRIPT = (
@@ -18,14 +19,7 @@ SCRIPT = (
 
 @pytest.fixture(scope="module")
 def changed(api: Api) -> str:
-    container = api.create(["sh", "-c", SCRIPT + "touch /ready; exec sleep 3600"])
-    api.start(container)
-    import time
-
-    deadline = time.monotonic() + 20
-    while api.call("HEAD", f"/containers/{container}/archive?path=/ready").status != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    container = start_ready(api, SCRIPT)
     yield container
     api.call("DELETE", f"/containers/{container}?force=1")
 

@@ -6,11 +6,11 @@ import io
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 
 from tests.conftest import plugin_env, run_dockyard
+from tests.containerfs.conftest import start_ready
 from tests.containers.engine_api import Api
 
 
@@ -24,18 +24,7 @@ def cli(shared_daemon):
 
 @pytest.fixture(scope="module")
 def box(api: Api) -> str:
-    container = api.create(
-        [
-            "sh",
-            "-c",
-            "mkdir -p /tmp/dir/sub; echo y > /tmp/dir/sub/y.txt; touch /ready; exec sleep 3600",
-        ]
-    )
-    api.start(container)
-    deadline = time.monotonic() + 20
-    while api.call("HEAD", f"/containers/{container}/archive?path=/ready").status != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    container = start_ready(api, "mkdir -p /tmp/dir/sub; echo y > /tmp/dir/sub/y.txt;")
     yield container
     api.call("DELETE", f"/containers/{container}?force=1")
 

@@ -6,11 +6,11 @@ import io
 import os
 import secrets
 import tarfile
-import time
 from urllib.parse import quote
 
 import pytest
 
+from tests.containerfs.conftest import container_in_state
 from tests.containers.engine_api import Api
 
 
@@ -59,19 +59,8 @@ def read(api: Api, container: str, path: str) -> tuple[int, bytes]:
 @pytest.fixture(scope="module", params=["running", "stopped"])
 def container(request, api):
     script = "ln -s /../../../../etc /srv/dir-out; ln -s ../../../../../tmp /srv/tmp-out; "
-    if request.param == "running":
-        container = api.create(["sh", "-c", script + "touch /ready; exec sleep 3600"])
-        api.start(container)
-        deadline = time.monotonic() + 20
-        while read(api, container, "/ready")[0] != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    else:
-        container = api.create(["sh", "-c", script])
-        api.start(container)
-        assert api.wait(container)["StatusCode"] == 0
-    yield container
-    api.call("DELETE", f"/containers/{container}?force=1")
+    with container_in_state(api, request.param, script) as container:
+        yield container
 
 
 def test_extracts_and_answers_like_dockerd(api, container):

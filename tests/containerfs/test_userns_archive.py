@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from tests.conftest import shut_down
+from tests.containerfs.conftest import start_ready
 from tests.containers.engine_api import Api
 from tests.containers.test_userns import start_remapped
 
@@ -45,12 +45,7 @@ def owners(reply_body: bytes) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("state", ["running", "stopped"])
 def test_ids_are_the_containers_both_ways(api, state):
     script = "mkdir -p /tmp/d; touch /tmp/d/root /tmp/d/user; chown 1000:1000 /tmp/d/user; "
-    container = api.create(["sh", "-c", script + "touch /ready; exec sleep 3600"])
-    api.start(container)
-    deadline = time.monotonic() + 20
-    while api.call("HEAD", f"/containers/{container}/archive?path=/ready").status != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    container = start_ready(api, script)
     if state == "stopped":
         assert api.call("POST", f"/containers/{container}/stop?t=0").status == 204
     try:
