@@ -102,3 +102,12 @@ def test_missing_path_and_missing_parameter(api, container):
     assert reply.json() == {"message": "bad parameter: pathcannot be empty"}
     reply = get(api, "nosuch", "/etc")
     assert reply.status == 404 and reply.json() == {"message": "No such container: nosuch"}
+
+
+def test_the_whole_root_without_the_kernels_filesystems(api, container):
+    reply = get(api, container, "/")
+    assert reply.status == 200, reply.body
+    names = set(members(reply.body))
+    assert "./etc/passwd" in names and "./tmp/dir/sub/y.txt" in names
+    assert not any(name.startswith(("./proc/", "./sys/")) for name in names)
+    assert stat_of(reply)["mode"] & (1 << 31)

@@ -58,7 +58,6 @@ async def _open_root(
     try:
         if container.state.running:
             lock.release()
-            stack.callback(lambda: None)
             view = await run_in_threadpool(
                 stack.enter_context, filesystem.running_root(container, with_volumes)
             )
