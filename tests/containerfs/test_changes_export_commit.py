@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
+import time
 from urllib.parse import quote
 
 import pytest
@@ -84,8 +86,13 @@ def test_commit_makes_a_child_image(api, changed):
     query = (
         f"container={changed}&repo=cimg&tag=v1&author=me&comment=msg&changes={cmd}&changes={env}"
     )
+    since = time.time() - 1
     reply = api.call("POST", f"/commit?{query}")
     assert reply.status == 201, reply.body
+    filters = quote(json.dumps({"container": [changed]}))
+    events = api.call("GET", f"/events?since={since}&until={time.time() + 1}&filters={filters}")
+    actions = [json.loads(line)["Action"] for line in events.body.splitlines() if line]
+    assert actions[-2:] == ["pause", "unpause"]  # paused while committing
     image_id = reply.json()["Id"]
     image = api.call("GET", "/images/cimg:v1/json").json()
     assert image["Id"] == image_id
