@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.containerfs.conftest import container_in_state
+from tests.containerfs.conftest import container_in_state, start_ready
 from tests.containers.engine_api import Api
 
 
@@ -111,3 +111,33 @@ def test_the_whole_root_without_the_kernels_filesystems(api, container):
     assert "./etc/passwd" in names and "./tmp/dir/sub/y.txt" in names
     assert not any(name.startswith(("./proc/", "./sys/")) for name in names)
     assert stat_of(reply)["mode"] & (1 << 31)
+
+
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_volumes_and_bind_mounts_are_part_of_what_cp_sees(api, state, tmp_path):
+    (tmp_path / "note").write_text("from the host\n")
+    binds = {"HostConfig": {"Binds": [f"cpvol-{state}:/vol", f"{tmp_path}:/bound:ro"]}}
+    container = start_ready(api, "echo in-volume > /vol/f;", **binds)
+    try:
+        if state == "stopped":
+            assert api.call("POST", f"/containers/{container}/stop?t=0").status == 204
+        assert contents(get(api, container, "/vol/f").body, "f") == b"in-volume\n"
+        assert contents(get(api, container, "/bound/note").body, "note") == b"from the host\n"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo("put")
+            info.size = 2
+            archive.addfile(info, io.BytesIO(b"p\n"))
+        reply = api.daemon.request(
+            "PUT", f"/v1.41/containers/{container}/archive?path=/vol", {}, buffer.getvalue()
+        )
+        assert reply.status == 200, reply.body
+        assert contents(get(api, container, "/vol/put").body, "put") == b"p\n"
+        # the read-only bind mount stays read-only
+        reply = api.daemon.request(
+            "PUT", f"/v1.41/containers/{container}/archive?path=/bound", {}, buffer.getvalue()
+        )
+        assert reply.status >= 400 and not (tmp_path / "put").exists()
+    finally:
+        api.call("DELETE", f"/containers/{container}?force=1&v=1")
+        api.call("DELETE", f"/volumes/cpvol-{state}")
