@@ -70,6 +70,17 @@ CASES = {
         tar -tf $OUT/exp.tar | grep -E '^(tmp|etc/passwd|etc/group|bin/sh$|srv)' | sort
         $DOCKER export fsc | tar -xO etc/passwd
     """,
+    "copy-uid-gid": """
+        echo owned > $OUT/owned.txt; chown 1234:4321 $OUT/owned.txt
+        $DOCKER rm -f usr >/dev/null 2>&1
+        $DOCKER run -d --name usr --user nobody busybox sleep 3600 >/dev/null
+        $DOCKER cp $OUT/owned.txt usr:/tmp/plain.txt 2>/dev/null
+        $DOCKER cp -a $OUT/owned.txt usr:/tmp/archive.txt 2>/dev/null
+        $DOCKER cp -a $OUT/owned.txt fsc:/tmp/archive-root-user.txt 2>/dev/null
+        $DOCKER exec usr busybox stat -c "%n %u:%g %a" /tmp/plain.txt /tmp/archive.txt
+        $DOCKER exec fsc busybox stat -c "%n %u:%g %a" /tmp/archive-root-user.txt
+        $DOCKER rm -f usr >/dev/null
+    """,
     "stopped": """
         $DOCKER stop -t 0 fsc >/dev/null
         $DOCKER cp fsc:/tmp/dir $OUT/s 2>/dev/null && find $OUT/s | sed "s|$OUT||" | sort

@@ -149,3 +149,20 @@ def test_copy_uid_gid_gives_the_container_user(api):
         assert (member.uid, member.gid) == (65534, 65534)
     finally:
         api.call("DELETE", f"/containers/{container}?force=1")
+
+
+def test_no_overwrite_dir_non_dir(api, container):
+    directory = tarfile.TarInfo("etc")
+    directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+    onto_file = tar_of([file_entry("plainfile", b"f"), (directory, None)])
+    assert put(api, container, "/tmp", tar_of([file_entry("plainfile", b"f")])).status == 200
+    clash = tarfile.TarInfo("plainfile")
+    clash.type, clash.mode = tarfile.DIRTYPE, 0o755
+    reply = put(api, container, "/tmp", tar_of([(clash, None)]), "&noOverwriteDirNonDir=true")
+    assert reply.status == 400, reply.body
+    reply = put(
+        api, container, "/", tar_of([file_entry("tmp", b"x")]), "&noOverwriteDirNonDir=true"
+    )
+    assert reply.status == 400, reply.body
+    assert read(api, container, "/tmp/plainfile") == (200, b"f")
+    assert put(api, container, "/tmp", onto_file).status == 200
