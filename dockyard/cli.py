@@ -14,6 +14,7 @@ This module is the table of contents: the global options, :func:`build_parser` a
   ``load``, ``history`` and the ``image`` group
 - :mod:`~dockyard.commands.containers`: ``run``, ``create``, ``start``, ``ps``, ``logs``,
   ``exec``, ``attach``, ``port``… and the ``container`` group
+  (:mod:`~dockyard.commands.filesystem`: ``cp``, ``diff``, ``commit``, ``export``)
   (:mod:`~dockyard.commands.streams`: the terminal wired to an attached container)
 - :mod:`~dockyard.commands.inspection`: ``inspect``
 - :mod:`~dockyard.commands.volumes`: the ``volume`` group

@@ -26,6 +26,7 @@ from dockyard.commands.common import (
     parse_labels,
     table_or_json,
 )
+from dockyard.commands.filesystem import FILESYSTEM_COMMANDS
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
 from dockyard.commands.networks import (
     NetworkFlagError,
@@ -938,6 +939,7 @@ CONTAINER_COMMANDS: list[CommandSpec] = [
         _container_prune_arguments,
         cmd_container_prune,
     ),
+    *FILESYSTEM_COMMANDS,
 ]
 
 #: Commands whose options end at the first positional (``run IMAGE ls -l``): ``-h`` there

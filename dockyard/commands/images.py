@@ -178,7 +178,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_save(args: argparse.Namespace) -> int:
+def save_tar(args: argparse.Namespace, path: str, query: dict[str, Any] | None = None) -> int:
+    """``GET path`` (a tar) into ``-o``'s file, atomically, or to stdout unless a terminal:
+    what ``save`` and ``export`` do."""
     if args.output is None and sys.stdout.isatty():
         raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     if args.output is not None:
@@ -186,13 +188,17 @@ def cmd_save(args: argparse.Namespace) -> int:
         if not os.path.isdir(directory):
             raise UsageError(f"invalid output path: directory {directory!r} does not exist")
     client = make_client(args)
-    response = client.request("GET", "/images/get", {"names": args.names})
+    response = client.request("GET", path, query)
     if args.output is None:
         client.copy_response(response, sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
         write_atomically(args.output, lambda out: client.copy_response(response, out))
     return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    return save_tar(args, "/images/get", {"names": args.names})
 
 
 def cmd_load(args: argparse.Namespace) -> int:

@@ -85,6 +85,26 @@ def read_text(root_directory: str, path: str) -> str | None:
         return opened.read(READ_LIMIT).decode(errors="replace")
 
 
+def open_in_root(root_directory: str, path: str, flags: int) -> int:
+    """A descriptor of ``path`` resolved inside ``root_directory`` as if it were ``/``.
+
+    Like :func:`read_text`'s resolution (``..`` and symlinks, absolute ones included, stay in
+    the root; magic links are refused). ``flags`` are open(2) flags (``O_PATH`` to look
+    without opening); ``O_CLOEXEC`` is added. A missing path (or a component that is not a
+    directory, or a symlink loop) raises :class:`FileNotFoundError`.
+    """
+    root = os.open(root_directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _openat2(root, path, flags | os.O_CLOEXEC)
+    finally:
+        os.close(root)
+    if fd < 0:
+        if -fd in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise FileNotFoundError(-fd, f"{path}: {os.strerror(-fd)}")
+        raise OSError(-fd, f"cannot open {path} in the container: {os.strerror(-fd)}")
+    return fd
+
+
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 

@@ -38,7 +38,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import attrs
 
@@ -893,12 +893,24 @@ class DiffWriter:
     Callers add parents before children.
     """
 
-    def __init__(self, out: BinaryIO, skip_xattr_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        skip_xattr_prefixes: tuple[str, ...] = (),
+        id_map: Callable[[int, int], tuple[int, int]] | None = None,
+        type_bits_in_mode: bool = False,
+    ) -> None:
+        """``id_map`` turns the (uid, gid) found on disk into the ones written (a
+        user-namespaced container's files read through its idmapped root show host ids).
+        ``type_bits_in_mode`` writes the file type into the mode field too (``0100644``), as
+        docker's archives do and its clients show."""
         self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
         )
         self._inodes: dict[tuple[int, int], str] = {}
         self._skip_xattr_prefixes = skip_xattr_prefixes
+        self._id_map = id_map
+        self._type_bits = type_bits_in_mode
 
     def __enter__(self) -> DiffWriter:
         return self
@@ -917,11 +929,15 @@ class DiffWriter:
         ``mode`` replaces its permission bits (a symlink keeps its own)."""
         if info is None:
             info = os.lstat(path)
-        entry = tarfile.TarInfo(name)
+        entry = (_TypedModeTarInfo if self._type_bits else tarfile.TarInfo)(name)
         entry.uid, entry.gid = info.st_uid, info.st_gid
+        if self._id_map is not None:
+            entry.uid, entry.gid = self._id_map(info.st_uid, info.st_gid)
         entry.mode = stat.S_IMODE(info.st_mode)
         if mode is not None and not stat.S_ISLNK(info.st_mode):
             entry.mode = mode
+        if self._type_bits:
+            entry.mode |= stat.S_IFMT(info.st_mode)
         entry.mtime = info.st_mtime_ns // 1_000_000_000
         entry.uname = entry.gname = ""
         pax = {"mtime": _ns_text(info.st_mtime_ns)}
@@ -965,10 +981,28 @@ class DiffWriter:
         self._add_marker(_join(directory, OPAQUE_MARKER))
 
     def _add_marker(self, name: str) -> None:
+        self.add_empty_file(name)
+
+    def add_empty_file(self, name: str, mode: int = 0o644) -> None:
+        """Add an empty regular file owned by root (a marker, or a mount point's stand-in)."""
         entry = tarfile.TarInfo(name)
-        entry.mode = 0o644
+        entry.mode = mode
         entry.uname = entry.gname = ""
         self._tar.addfile(entry)
+
+
+class _TypedModeTarInfo(tarfile.TarInfo):
+    """An entry whose mode field keeps the file type bits (tarfile masks them off): its
+    header block is rewritten with the full mode and a new checksum."""
+
+    def tobuf(self, *args: Any, **kwargs: Any) -> bytes:
+        block = bytearray(super().tobuf(*args, **kwargs))
+        header = len(block) - tarfile.BLOCKSIZE  # the ustar header follows any PAX header
+        block[header + 100 : header + 108] = b"%07o\0" % self.mode
+        block[header + 148 : header + 156] = b" " * 8
+        checksum = sum(block[header : header + tarfile.BLOCKSIZE])
+        block[header + 148 : header + 156] = b"%06o\0 " % checksum
+        return bytes(block)
 
 
 class _ExactReader:

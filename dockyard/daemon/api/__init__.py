@@ -16,6 +16,7 @@ from dockyard.core.errors import DockyardError
 from dockyard.core.server import RequestLogMiddleware
 from dockyard.daemon.api import (
     build,
+    containerfs,
     containers,
     distribution,
     images,
@@ -40,6 +41,7 @@ def create_app(service: Engine) -> Any:
         *pulls.routes(),
         *distribution.routes(),
         *containers.routes(),
+        *containerfs.routes(),
         *networks.routes(),
         *build.routes(),
     ]

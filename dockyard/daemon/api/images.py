@@ -142,8 +142,11 @@ async def list_images(request: Request) -> Response:
         images = [i for i in store.images() if _matches(store, i, filters)]
         images.sort(key=lambda i: i.created_at, reverse=True)
         listed = []
+        show_all = parse_bool(request.query_params.get("all"))
         for image in images:
             references = store.references_of(image.id)
+            if not references and not show_all and store.children_of(image.id):
+                continue  # an intermediate image (a build step's): shown with all=1 only
             if "reference" in filters:
                 references = matching_references(references, filters["reference"])
                 if not references:
@@ -210,7 +213,10 @@ async def tag_image(request: Request) -> Response:
 async def remove_image(request: Request) -> Response:
     store = _store(request)
     force = parse_bool(request.query_params.get("force"))
-    deleted = await run_in_threadpool(store.delete, request.path_params["name"], force)
+    prune_parents = not parse_bool(request.query_params.get("noprune"))
+    deleted = await run_in_threadpool(
+        store.delete, request.path_params["name"], force, prune_parents
+    )
     return JSONResponse(deleted)
 
 

@@ -416,13 +416,17 @@ class ImageStore:
         if previous is not None:
             self._on_event("untag", previous, {"name": reference.familiar()})
 
-    def delete(self, name: str, force: bool = False) -> list[dict[str, str]]:
+    def delete(
+        self, name: str, force: bool = False, prune_parents: bool = True
+    ) -> list[dict[str, str]]:
         """``docker rmi``: untag a reference, and delete the image once nothing names it.
 
         ``name`` given as a reference removes that reference only, and the image with it when
         it was the last. Given as an id, it removes the image and all its references, which
-        needs ``force`` when there are several. Returns the Engine API's
-        ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
+        needs ``force`` when there are several. An image other images were committed over
+        stays (``409`` when asked by id); a deleted image's untagged parents that nothing
+        else needs go with it unless ``prune_parents`` is false (``noprune``). Returns the
+        Engine API's ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
         """
         with self._lock:
             image = self.resolve(name)
@@ -439,7 +443,8 @@ class ImageStore:
                 # Forced: the references go, the image stays for its containers.
                 self._untag(image, references, results)
                 return results
-            if not _looks_like_id(name, image):
+            by_reference = not _looks_like_id(name, image)
+            if by_reference:
                 reference = parse_reference(name)
                 if str(reference) in self._references:
                     self._untag(image, [reference], results)
@@ -451,10 +456,36 @@ class ImageStore:
                     f"conflict: unable to delete {image.short_id} (must be forced) - image is "
                     "referenced in multiple repositories"
                 )
+            if self.children_of(image.id):
+                # Images committed over it need it: its last tag goes, the image stays (as
+                # dockerd does); asked by id, that cannot be forced.
+                if by_reference:
+                    return results
+                raise Conflict(
+                    f"conflict: unable to delete {image.short_id} (cannot be forced) - image "
+                    "has dependent child images"
+                )
             self._untag(image, references, results)
             results.extend({"Untagged": ref} for ref in image.repo_digests)
             results.extend(self._delete_image(image))
+            if prune_parents:
+                results.extend(self._delete_unused_parents(image))
             return results
+
+    def _delete_unused_parents(self, image: ImageRecord) -> list[dict[str, str]]:
+        """Delete the untagged parents of deleted ``image`` that nothing else needs (no
+        other child, no container), nearest first, as dockerd's ``Deleted:`` lines show."""
+        results: list[dict[str, str]] = []
+        parent = self._images.get(image.parent) if image.parent else None
+        while (
+            parent is not None
+            and not self.references_of(parent.id)
+            and not self.children_of(parent.id)
+            and not self.in_use(parent.id)
+        ):
+            results.extend(self._delete_image(parent))
+            parent = self._images.get(parent.parent) if parent.parent else None
+        return results
 
     def _untag(
         self, image: ImageRecord, references: list[Reference], results: list[dict[str, str]]
@@ -520,13 +551,16 @@ class ImageStore:
         with self._lock:
             tagged = set(self._references.values())
             for image in list(self._images.values()):
+                if image.id not in self._images:
+                    continue  # a parent already deleted with its child
                 if dangling_only and image.id in tagged:
                     continue
-                if self.in_use(image.id) or not selected(image):
+                if self.in_use(image.id) or not selected(image) or self.children_of(image.id):
                     continue
                 self._untag(image, self.references_of(image.id), deleted)
                 before = sum(layer.size for layer in self._layers.values())
                 deleted.extend(self._delete_image(image))
+                deleted.extend(self._delete_unused_parents(image))
                 reclaimed += before - sum(layer.size for layer in self._layers.values())
         return deleted, reclaimed
 
