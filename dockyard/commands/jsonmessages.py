@@ -133,7 +133,8 @@ class JSONMessageRenderer:
         detail = message.get("errorDetail")
         if detail or message.get("error"):
             text = (detail or {}).get("message") or message.get("error") or "unknown error"
-            raise StreamError(200, str(text))
+            code = (detail or {}).get("code")
+            raise StreamError(200, str(text), code if isinstance(code, int) else 0)
         if message.get("aux") is not None:
             if self.on_aux is not None:
                 self.on_aux(message["aux"])
