@@ -221,7 +221,7 @@ def _file_blocks(path: str, size: int) -> Iterator[bytes]:
 class PreparedContext:
     """What the build request carries: the tar to stream and the Dockerfile's name in it."""
 
-    def __init__(self, body: BinaryIO | ContextTar, dockerfile: str) -> None:
+    def __init__(self, body: ContextTar | _Replayed, dockerfile: str) -> None:
         self.body = body
         self.dockerfile = dockerfile
 
@@ -339,7 +339,9 @@ class _Replayed:
 def stdin_context(stdin: BinaryIO, dockerfile: str | None) -> PreparedContext:
     """``-`` as the context: a tar passed on, or a Dockerfile's text made a one-file tar."""
     if dockerfile == "-":
-        raise ContextError("invalid argument: can't use stdin for both build context and dockerfile")
+        raise ContextError(
+            "invalid argument: can't use stdin for both build context and dockerfile"
+        )
     head = _read_up_to(stdin, SNIFF_SIZE)
     if is_archive(head):
         return PreparedContext(_Replayed(head, stdin), dockerfile or DEFAULT_DOCKERFILE)

@@ -63,6 +63,11 @@ def _tags(values: list[str] | None) -> list[str]:
     return list(values or ())
 
 
+def _compact_json(value: Any) -> str:
+    """JSON as Go writes it into a query value: no spaces."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def build_query(args: argparse.Namespace, dockerfile: str) -> dict[str, Any]:
     """The query string of ``POST /build``: only what differs from the daemon's defaults."""
     from dockyard.commands.networks import extra_host
@@ -79,14 +84,14 @@ def build_query(args: argparse.Namespace, dockerfile: str) -> dict[str, Any]:
     return {
         "t": _tags(args.tag) or None,
         "dockerfile": dockerfile,
-        "buildargs": json.dumps(arguments, separators=(",", ":")) if arguments else None,
+        "buildargs": _compact_json(arguments) if arguments else None,
         "target": args.target or None,
         "nocache": 1 if args.no_cache else None,
         "q": 1 if args.quiet else None,
-        "labels": json.dumps(labels, separators=(",", ":")) if labels else None,
+        "labels": _compact_json(labels) if labels else None,
         "rm": None if args.rm else 0,
         "forcerm": 1 if args.force_rm else None,
-        "cachefrom": json.dumps(args.cache_from, separators=(",", ":")) if args.cache_from else None,
+        "cachefrom": _compact_json(args.cache_from) if args.cache_from else None,
         "networkmode": args.network or None,
         "extrahosts": [extra_host(value) for value in args.add_host or ()] or None,
         "shmsize": shm_size,
@@ -208,9 +213,7 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force-rm", action="store_true", help="always remove intermediate containers"
     )
-    parser.add_argument(
-        "--cache-from", action="append", help="images to consider as cache sources"
-    )
+    parser.add_argument("--cache-from", action="append", help="images to consider as cache sources")
     parser.add_argument("--network", help="the network of RUN steps (default: the default)")
     parser.add_argument("--add-host", action="append", help="a host-to-IP mapping (host:ip)")
     parser.add_argument("--shm-size", help="size of /dev/shm for RUN steps (bytes, or 64m)")
