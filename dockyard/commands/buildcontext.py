@@ -351,6 +351,10 @@ def stdin_context(stdin: BinaryIO, dockerfile: str | None) -> PreparedContext:
         )
     content = head + stdin.read()
     dockerfile_entry = added_file(DEFAULT_DOCKERFILE, content)
+    # docker writes it to a file first and sends that: a new file's mode under the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    dockerfile_entry.info.mode = 0o666 & ~umask
     return PreparedContext(ContextTar([dockerfile_entry]), DEFAULT_DOCKERFILE)
 
 

@@ -49,6 +49,8 @@ class BuildRequest:
     body_size: int
     #: The body's first bytes (a compressed context is recorded as is).
     head: bytes
+    #: Whether the tar ended as a tar should (padding, then two zero blocks).
+    complete: bool
 
     def entry(self, name: str) -> ContextEntry:
         found = [entry for entry in self.entries if entry.name.rstrip("/") == name]
@@ -129,10 +131,13 @@ class _Sized(_ChunkedBody):
         return data
 
 
-def read_entries(body: Any) -> list[ContextEntry]:
-    """The entries of the tar ``body`` (plain or compressed), read as a stream."""
+def read_entries(body: Any) -> tuple[list[ContextEntry], bool]:
+    """The entries of the tar ``body`` (plain or compressed), read as a stream, and whether
+    the tar was whole: the docker CLI's context with an added Dockerfile (``-f`` outside the
+    context) ends right after the last file's content, with no padding and no end blocks."""
     entries = []
-    with tarfile.open(fileobj=body, mode="r|*") as archive:
+    complete = False  # until the end blocks are read
+    with contextlib.suppress(tarfile.ReadError), tarfile.open(fileobj=body, mode="r|*") as archive:
         for member in archive:
             content = None
             if member.isreg() and member.size <= KEPT_CONTENT:
@@ -150,9 +155,10 @@ def read_entries(body: Any) -> list[ContextEntry]:
                     content,
                 )
             )
+        complete = True
     while body.read(1 << 16):
         pass  # the zero blocks (and any padding) after the end
-    return entries
+    return entries, complete
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -197,7 +203,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body: _ChunkedBody = _ChunkedBody(self.rfile)
         else:
             body = _Sized(self.rfile, int(self.headers.get("Content-Length") or 0))
-        entries = read_entries(body)
+        entries, complete = read_entries(body)
         stub.requests.append(
             BuildRequest(
                 path,
@@ -206,6 +212,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 entries,
                 body.size,
                 body.head,
+                complete,
             )
         )
         self.send_response(200)

@@ -19,9 +19,11 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dockyard.testing.peers import docker_cli, docker_env
 from tests.build.build_stub import BuildStub, build_stub
 from tests.conftest import plugin_env
 
@@ -391,3 +393,122 @@ def test_a_large_context_is_streamed_in_bounded_memory(stub: BuildStub, tmp_path
     assert stub.last.entry("big.bin").size == size
     assert stub.last.body_size > size
     assert usage.ru_maxrss < 100 * 1024, f"peak RSS {usage.ru_maxrss} KiB"
+
+
+# ----------------------------------------------------------------------------- beside docker
+
+
+def docker_build(stub: BuildStub, *args: str, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    """The docker CLI's classic build against the stub, with its own copy of the logins."""
+    config = Path(stub.socket_path).parent / "cfg"
+    env = {**docker_env(stub.host, config), "DOCKER_BUILDKIT": "0", **kwargs.pop("env", {})}
+    return subprocess.run(
+        [docker_cli(), "build", *args], capture_output=True, env=env, timeout=120, **kwargs
+    )
+
+
+def comparable(request: Any) -> dict[str, Any]:
+    """What both clients must send alike (the random Dockerfile name aside)."""
+    query = dict(request.query)
+    for key in ("buildargs", "labels", "cachefrom"):
+        if key in query:
+            query[key] = [json.loads(value) for value in query[key]]
+    return {
+        "query": query,
+        "content_type": request.headers.get("Content-Type"),
+        "registry_config": json.loads(base64.urlsafe_b64decode(
+            request.headers.get("X-Registry-Config", "")
+        )),
+        "entries": [
+            (e.name, e.type, e.mode, e.uid, e.gid, e.size, e.linkname, e.content)
+            for e in request.entries
+        ],
+        "body_size": request.body_size,
+    }  # fmt: skip
+
+
+@pytest.mark.interop
+def test_the_request_is_the_docker_clis(stub: BuildStub, context: Path) -> None:
+    config = Path(stub.socket_path).parent / "cfg"
+    config.mkdir()
+    login = {"auth": base64.b64encode(b"hfuser:hfpass").decode()}
+    (config / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5182": login}}))
+    flags = [
+        "-t", "t1", "-t", "t2:v", "--build-arg", "A=1", "--build-arg", "NOT_SET",
+        "--target", "s2", "--no-cache", "--label", "k=v", "--rm=false", "--force-rm",
+        "--network", "none", "--add-host", "db:10.0.0.7", "--shm-size", "64m",
+        "--cache-from", "base:1", "-f", str(context / "Dockerfile"), str(context),
+    ]  # fmt: skip
+    env = {"NOT_SET": ""}
+    env_ours = plugin_env([], DOCKYARD_CONFIG=str(config))
+    env_ours.pop("NOT_SET", None)
+    theirs = docker_build(stub, *flags)
+    assert theirs.returncode == 0, theirs.stderr
+    docker_sent = comparable(stub.last)
+    ours = build(stub, *flags, env=env_ours)
+    assert ours.returncode == 0, ours.stderr
+    del env
+    assert comparable(stub.last) == docker_sent
+    assert ours.stdout == theirs.stdout
+
+
+def without_random_names(sent: dict[str, Any]) -> dict[str, Any]:
+    """``sent`` with the random ``.dockerfile.<hex>`` name made one placeholder."""
+    random_name = re.compile(rb"\.dockerfile\.[0-9a-f]{20}")
+    sent["query"]["dockerfile"] = [
+        random_name.sub(b"RANDOM", name.encode()).decode() for name in sent["query"]["dockerfile"]
+    ]
+    sent["entries"] = [
+        (random_name.sub(b"RANDOM", name.encode()).decode(), *rest[:-1],
+         random_name.sub(b"RANDOM", rest[-1]) if rest[-1] else rest[-1])
+        for name, *rest in sent["entries"]
+    ]  # fmt: skip
+    return sent
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    ("flags", "data"),
+    [
+        (["-f", "{outside}", "{context}"], None),
+        (["-f", "-", "{context}"], b"FROM busybox\n"),
+        (["-"], b"FROM busybox\nRUN true\n"),
+    ],
+    ids=["outside", "dockerfile-on-stdin", "stdin-context"],
+)
+def test_added_dockerfiles_and_stdin_contexts_as_the_docker_cli(
+    stub: BuildStub, context: Path, flags: list[str], data: bytes | None
+) -> None:
+    outside = context.parent / "other.Dockerfile"
+    outside.write_text("FROM busybox\n")
+    flags = [flag.format(outside=outside, context=context) for flag in flags]
+    theirs = docker_build(stub, *flags, input=data)
+    assert theirs.returncode == 0, theirs.stderr
+    docker_complete = stub.last.complete
+    docker_sent = without_random_names(comparable(stub.last))
+    ours = build(stub, *flags, input=data)
+    assert ours.returncode == 0, ours.stderr
+    assert stub.last.complete  # ours always ends as a tar should
+    sent = without_random_names(comparable(stub.last))
+    if not docker_complete:
+        # The docker CLI's added Dockerfile ends its tar without padding or end blocks.
+        del sent["body_size"], docker_sent["body_size"]
+    assert sent == docker_sent
+    # The counter counts the tar as sent, which is shorter from docker when it is cut.
+    counter = re.compile(rb"daemon  [0-9.]+k?B")
+    assert counter.sub(b"", ours.stdout) == counter.sub(b"", theirs.stdout)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_failure_is_shown_and_exits_as_the_docker_cli(
+    tmp_path: Path, context: Path, quiet: bool
+) -> None:
+    flags = [*(["-q"] if quiet else []), str(context)]
+    with build_stub(str(tmp_path / "f.sock"), FAILURE) as stub:
+        theirs = docker_build(stub, *flags)
+        ours = build(stub, *flags)
+    assert ours.returncode == theirs.returncode == 3
+    assert ours.stdout == theirs.stdout
+    # docker's stderr starts with its warning that the classic builder is deprecated.
+    assert theirs.stderr.endswith(ours.stderr)
