@@ -167,10 +167,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     stream_out: Any = io.StringIO() if args.quiet else sys.stdout
     terminal = not args.quiet and _is_terminal(sys.stdout)
     upload = ContextProgress(prepared.body, progress_out, terminal)
-    response = make_client(args).request(
-        "POST", "/build", query, data=upload, headers=headers, streaming=True
-    )
-    upload.finish()
+    try:
+        response = make_client(args).request(
+            "POST", "/build", query, data=upload, headers=headers, streaming=True
+        )
+    finally:
+        if upload.sent:  # the daemon read the context, even if it then refused the build
+            upload.finish()
     try:
         display_json_messages(response, stream_out, terminal=terminal)
     except StreamError as exc:

@@ -68,6 +68,8 @@ class BuildStub:
     #: The messages the build answers with, each sent as its own chunk.
     messages: list[dict[str, Any]] = attrs.Factory(list)
     requests: list[BuildRequest] = attrs.Factory(list)
+    #: When set, the build is refused with this 404 message (a daemon with no builder).
+    refusal: str = ""
 
     @property
     def host(self) -> str:
@@ -215,6 +217,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 complete,
             )
         )
+        if stub.refusal:
+            payload = json.dumps({"message": stub.refusal}).encode()
+            self.send_response(404)
+            self._common_headers()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         self.send_response(200)
         self._common_headers()
         self.send_header("Content-Type", "application/json")

@@ -312,8 +312,17 @@ def test_an_error_without_a_code_exits_1(tmp_path: Path, context: Path) -> None:
     assert (done.returncode, done.stderr) == (1, b"no such stage\n")
 
 
-def test_a_daemon_without_a_builder_is_reported(tmp_path: Path, context: Path) -> None:
-    """An HTTP error status (our daemon before its builder: 404) is the daemon's message."""
+def test_a_refused_build_is_the_daemons_message(stub: BuildStub, context: Path) -> None:
+    """An HTTP error status (our daemon before its builder: 404) once the context is sent."""
+    stub.refusal = "page not found"
+    done = build(stub, str(context))
+    assert done.returncode == 1
+    assert done.stdout.startswith(b"Sending build context to Docker daemon  ")
+    assert done.stdout.endswith(b"B\r\r\n")
+    assert done.stderr == b"Error response from daemon: page not found\n"
+
+
+def test_an_unreachable_daemon_is_reported(tmp_path: Path, context: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "dockyard", "-H", f"unix://{tmp_path}/none.sock", "build",
          str(context)],
