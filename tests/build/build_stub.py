@@ -13,14 +13,14 @@ import contextlib
 import http.server
 import json
 import os
-import socketserver
 import tarfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
+
+from tests.unix_server import UnixHTTPServer, serving
 
 API_VERSION = "1.41"
 #: Files up to this size have their content recorded.
@@ -237,16 +237,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
+class _Server(UnixHTTPServer):
     def __init__(self, stub: BuildStub) -> None:
         self.stub = stub
         super().__init__(stub.socket_path, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        connection, _ = super().get_request()
-        return connection, ("stub", 0)
 
 
 @contextlib.contextmanager
@@ -257,14 +251,9 @@ def build_stub(
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     stub = BuildStub(socket_path, list(messages or ()))
-    server = _Server(stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield stub
+        with serving(_Server(stub)):
+            yield stub
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
