@@ -27,6 +27,7 @@ import stat
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.commands.common import UsageError
@@ -49,15 +50,14 @@ class ContextError(UsageError):
 # ------------------------------------------------------------------------------ entries
 
 
+@dataclass
 class Entry:
     """One member of the context tar: a path of the context (``source``) or bytes of ours."""
 
-    __slots__ = ("content", "info", "name", "source")
-
-    def __init__(
-        self, name: str, info: tarfile.TarInfo, source: str = "", content: bytes | None = None
-    ) -> None:
-        self.name, self.info, self.source, self.content = name, info, source, content
+    name: str
+    info: tarfile.TarInfo
+    source: str = ""
+    content: bytes | None = None
 
 
 def _tar_info(name: str, status: os.stat_result, link_target: str = "") -> tarfile.TarInfo | None:
@@ -165,11 +165,10 @@ def _entry(
 
 class ContextTar:
     """The context tar as a stream: ``read(size)`` gives the next bytes, made as they are
-    asked for (the upload reads it a block at a time); :attr:`sent` counts what went out."""
+    asked for (the upload reads it a block at a time)."""
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
-        self.sent = 0
         self._pieces = self._generate()
         self._pending = b""
 
@@ -195,7 +194,6 @@ class ContextTar:
         if size < 0:
             size = len(self._pending)
         data, self._pending = self._pending[:size], self._pending[size:]
-        self.sent += len(data)
         return data
 
 
@@ -218,16 +216,12 @@ def _file_blocks(path: str, size: int) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------ choosing
 
 
+@dataclass
 class PreparedContext:
     """What the build request carries: the tar to stream and the Dockerfile's name in it."""
 
-    def __init__(self, body: ContextTar | _Replayed, dockerfile: str) -> None:
-        self.body = body
-        self.dockerfile = dockerfile
-
-    @property
-    def sent(self) -> int:
-        return getattr(self.body, "sent", 0)
+    body: ContextTar | _Replayed
+    dockerfile: str
 
 
 def random_dockerfile_name() -> str:
@@ -243,47 +237,54 @@ def directory_context(context: str, dockerfile: str | None, stdin: BinaryIO) -> 
         raise ContextError(f"unable to prepare context: path {context!r} not found") from exc
     if not os.path.isdir(root):
         raise ContextError(f"unable to prepare context: context must be a directory: {root}")
-    extra: list[Entry] = []
-    keep = {DOCKERIGNORE} if os.path.lexists(os.path.join(root, DOCKERIGNORE)) else set()
+    ignore = _read_file(os.path.join(root, DOCKERIGNORE), missing_ok=True)
+    keep = {DOCKERIGNORE} if ignore is not None else set()
+    added = None  # a Dockerfile from outside the context
     if dockerfile == "-":
-        extra_name, content = random_dockerfile_name(), stdin.read()
-        relative = extra_name
+        added = stdin.read()
     else:
         relative = _dockerfile_in(root, dockerfile)
         if relative.startswith("../"):
-            extra_name = random_dockerfile_name()
-            with open(os.path.join(root, relative), "rb") as file:
-                content = file.read()
-            relative = extra_name
+            added = _read_file(os.path.join(root, relative))
         else:
-            extra_name = ""
             keep.add(relative)
-    ignore_text = _read_text(os.path.join(root, DOCKERIGNORE))
+    ignore_text = None if ignore is None else ignore.decode("utf-8", "replace")
     entries = directory_entries(root, keep, ignore_text)
-    if extra_name:
-        # The added Dockerfile is excluded in the .dockerignore the daemon sees, so COPY leaves
-        # it out; with no .dockerignore, one is made that also excludes itself.
-        listed = ignore_text if ignore_text is not None else DOCKERIGNORE
-        ignore = added_file(DOCKERIGNORE, f"{listed}\n{extra_name}\n".encode())
-        position = [i for i, entry in enumerate(entries) if entry.name == DOCKERIGNORE]
-        if position:
-            ignore.info.mode, ignore.info.mtime = (
-                entries[position[0]].info.mode,
-                entries[position[0]].info.mtime,
-            )
-            entries[position[0]] = ignore
-        else:
-            extra.append(ignore)
-        extra.insert(0, added_file(extra_name, content))
-    return PreparedContext(ContextTar(entries + extra), relative)
+    if added is None:
+        return PreparedContext(ContextTar(entries), relative)
+    name = random_dockerfile_name()
+    return PreparedContext(ContextTar(with_added_dockerfile(entries, name, added, ignore)), name)
 
 
-def _read_text(path: str) -> str | None:
+def with_added_dockerfile(
+    entries: list[Entry], name: str, content: bytes, ignore: bytes | None
+) -> list[Entry]:
+    """``entries`` with a Dockerfile from elsewhere added as ``name``, and that name added to
+    the ``.dockerignore`` the daemon sees (so ``COPY .`` leaves it out): the context's own
+    file, in its place, or one made at the end that also excludes itself."""
+    listed = ignore if ignore is not None else DOCKERIGNORE.encode()
+    new_ignore = added_file(DOCKERIGNORE, listed + b"\n" + name.encode() + b"\n")
+    result = []
+    for entry in entries:
+        if entry.name == DOCKERIGNORE:
+            new_ignore.info.mode, new_ignore.info.mtime = entry.info.mode, entry.info.mtime
+            entry = new_ignore
+        result.append(entry)
+    result.append(added_file(name, content))
+    if ignore is None:
+        result.append(new_ignore)
+    return result
+
+
+def _read_file(path: str, missing_ok: bool = False) -> bytes | None:
+    """A small file of the context (``.dockerignore``, a Dockerfile) whole."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
+        with open(path, "rb") as file:
             return file.read()
     except FileNotFoundError:
-        return None
+        if missing_ok:
+            return None
+        raise ContextError(f"cannot read {path}: it does not exist") from None
     except OSError as exc:
         raise ContextError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -324,7 +325,7 @@ class _Replayed:
     """A stream whose first bytes were read already (to sniff them): those, then the rest."""
 
     def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head, self.rest, self.sent = head, rest, 0
+        self.head, self.rest = head, rest
 
     def read(self, size: int = -1) -> bytes:
         if self.head:
@@ -332,7 +333,6 @@ class _Replayed:
             self.head = self.head[len(data) :]
         else:
             data = self.rest.read(size)
-        self.sent += len(data)
         return data
 
 
