@@ -17,7 +17,6 @@ With ``-q`` only the image ID is printed (on a failure, what the daemon said, on
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
@@ -102,6 +101,8 @@ def build_query(args: argparse.Namespace, dockerfile: str) -> dict[str, Any]:
 def registry_config() -> str:
     """``X-Registry-Config``: base64url of ``{server: AuthConfig}`` for every stored login,
     so the daemon can pull any ``FROM`` image; ``e30=`` when there is none."""
+    import base64
+
     from dockyard.commands.credentials import CredentialsError, LoginStore
 
     try:
