@@ -133,9 +133,10 @@ class ContextProgress:
         return data
 
     def _line(self) -> str:
-        from dockyard.commands.output import human_size_decimal
+        from dockyard.commands.jsonmessages import progress_text
 
-        return f"{CONTEXT_PROGRESS}  {human_size_decimal(self.sent, 4)}"
+        # A count with no total: its size right-aligned in 8 columns, as docker draws it.
+        return f"{CONTEXT_PROGRESS} {progress_text({'current': self.sent}, 0)}"
 
     def finish(self) -> None:
         self.out.write(f"{self._line()}\r\r\n")

@@ -9,10 +9,12 @@ The docker CLI is run against the same stub with the same flags in
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -275,7 +277,7 @@ def test_the_stream_is_printed_as_the_daemon_sends_it(stub: BuildStub, context: 
     done = build(stub, str(context))
     assert done.returncode == 0, done.stderr
     size = stub.last.body_size
-    counter = f"Sending build context to Docker daemon  {size / 1000:.4g}kB\r\r\n"
+    counter = f"Sending build context to Docker daemon {f'{size / 1000:.4g}kB':>8}\r\r\n"
     assert done.stdout == counter.encode() + stream_text(SUCCESS)
     assert done.stderr == b""
 
@@ -521,3 +523,44 @@ def test_a_failure_is_shown_and_exits_as_the_docker_cli(
     assert ours.stdout == theirs.stdout
     # docker's stderr starts with its warning that the classic builder is deprecated.
     assert theirs.stderr.endswith(ours.stderr)
+
+
+def in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """``command`` run in a pseudo-terminal: its exit status and all it wrote there."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec, or leave at once without the parent's clean-ups
+        try:
+            os.execvpe(command[0], command, env)
+        finally:
+            os._exit(127)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO: the terminal's other end closed
+        while data := os.read(fd, 1 << 16):
+            output += data
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output
+
+
+@pytest.mark.interop
+def test_on_a_terminal_the_counter_is_redrawn_as_the_docker_cli_draws_it(
+    stub: BuildStub, context: Path
+) -> None:
+    with open(context / "big.bin", "wb") as big:
+        big.truncate(30_000_000)  # sparse
+    env = plugin_env([])
+    status, ours = in_terminal(
+        [sys.executable, "-m", "dockyard", "-H", stub.host, "build", str(context)], env
+    )
+    assert status == 0, ours
+    docker_status, theirs = in_terminal(
+        [docker_cli(), "build", str(context)], {**docker_env(stub.host), "DOCKER_BUILDKIT": "0"}
+    )
+    assert docker_status == 0, theirs
+    theirs = theirs[theirs.index(b"Sending build context") :]  # after docker's warning
+    # Redraws come as often as time allows; the last one, and all after it, are the same.
+    ours_counter, ours_rest = ours.split(b"\r\r\r\n", 1)  # the terminal adds its \r to \n
+    theirs_counter, theirs_rest = theirs.split(b"\r\r\r\n", 1)
+    assert ours_counter.rpartition(b"\r")[2] == theirs_counter.rpartition(b"\r")[2]
+    assert ours_counter.rpartition(b"\r")[2] == b"Sending build context to Docker daemon  30.01MB"
+    assert ours_rest == theirs_rest == stream_text(SUCCESS).replace(b"\n", b"\r\n")
