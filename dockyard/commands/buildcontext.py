@@ -15,18 +15,20 @@ The docker CLI's rules (its classic builder path), which this module follows:
   text of a Dockerfile, sent as a tar holding only ``Dockerfile``.
 
 Nothing is held whole in memory: :class:`ContextTar` yields a header, then the file's
-content in blocks as it is read, so a context of any size costs a block of memory at a time.
-Before the first byte is sent every entry is checked to be readable, as the docker CLI does,
-so an unreadable file is a clear error rather than a cut-off upload.
+content in blocks as it is read, so a context of any size costs a block of memory at a time,
+and the directory is walked as the tar is made (:class:`DirectoryWalk`). Before the first
+byte is sent every file is checked to be readable, as the docker CLI does, so an unreadable
+file is a clear error rather than a cut-off upload.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -95,69 +97,82 @@ def added_file(name: str, content: bytes) -> Entry:
     return Entry(name, info, content=content)
 
 
-def _readable(path: str, status: os.stat_result) -> None:
-    """The docker CLI's check before sending: every file must open for reading (a FIFO is not
-    opened: that would wait for a writer)."""
-    if stat.S_ISREG(status.st_mode):
-        try:
-            with open(path, "rb"):
-                pass
-        except PermissionError:
-            raise ContextError(f"no permission to read from '{path}'") from None
-        except OSError as exc:
-            raise ContextError(f"cannot read '{path}': {exc.strerror}") from None
+def _readable(path: str) -> None:
+    """The docker CLI's check before sending: a file must open for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise ContextError(f"no permission to read from '{path}'") from None
+    except OSError as exc:
+        raise ContextError(f"cannot read '{path}': {exc.strerror}") from None
 
 
-def directory_entries(root: str, keep: set[str], ignore_text: str | None) -> list[Entry]:
+class DirectoryWalk:
     """The entries of directory context ``root``: what its ``.dockerignore`` leaves in, plus the
     relative paths in ``keep`` (the Dockerfile, ``.dockerignore``) whatever it says.
 
-    Returned as a list (a header's worth per file) so that every file is known readable
-    before the upload starts."""
-    from dockyard.dockerignore import Matcher, PatternError
+    Walked twice, as the docker CLI walks: once to check that every file can be read, so
+    that an unreadable one is an error before the upload starts rather than a cut-off tar,
+    then as the tar is sent. Nothing per file is kept between the two, so a context of a
+    million files costs no more memory than one of ten."""
 
-    try:
-        matcher = Matcher.from_text(ignore_text or "")
-    except PatternError as exc:
-        raise ContextError(f"{os.path.join(root, DOCKERIGNORE)}: {exc}") from None
-    entries: list[Entry] = []
-    first_names: dict[tuple[int, int], str] = {}  # (device, inode) -> the name sent first
-    walked = set()
-    try:
-        for name, status in matcher.walk(root):
-            walked.add(name)
-            entry = _entry(root, name, status, first_names)
-            if entry is not None:
-                entries.append(entry)
-        for name in sorted(keep - walked):  # left out by a pattern, sent anyway
-            path = os.path.join(root, name)
-            entry = _entry(root, name, os.lstat(path), first_names)
-            if entry is not None:
-                entries.append(entry)
-    except PermissionError as exc:
-        raise ContextError(f"can't stat '{exc.filename}'") from None
-    except OSError as exc:
-        raise ContextError(f"cannot read the context {root}: {exc}") from None
-    return entries
+    def __init__(self, root: str, keep: set[str], ignore_text: str | None) -> None:
+        from dockyard.dockerignore import Matcher, PatternError
 
+        self.root, self.keep = root, keep
+        try:
+            self.matcher = Matcher.from_text(ignore_text or "")
+        except PatternError as exc:
+            raise ContextError(f"{os.path.join(root, DOCKERIGNORE)}: {exc}") from None
 
-def _entry(
-    root: str, name: str, status: os.stat_result, first_names: dict[tuple[int, int], str]
-) -> Entry | None:
-    path = os.path.join(root, name)
-    link_target = os.readlink(path) if stat.S_ISLNK(status.st_mode) else ""
-    info = _tar_info(name, status, link_target)
-    if info is None:
-        return None
-    if info.isreg() and status.st_nlink > 1:
-        # A second name of a file already sent is a hard link to the first, as in docker's tar.
-        key = (status.st_dev, status.st_ino)
-        if key in first_names:
-            info.type, info.linkname, info.size = tarfile.LNKTYPE, first_names[key], 0
-            return Entry(name, info)
-        first_names[key] = name
-    _readable(path, status)
-    return Entry(name, info, source=path)
+    def check(self) -> None:
+        for entry in self.entries(warn=True):
+            if entry.source and entry.info.isreg():
+                _readable(entry.source)
+
+    def entries(self, warn: bool = False) -> Iterator[Entry]:
+        """The entries in the order sent; ``warn``: say on stderr what cannot be sent (a
+        socket), which the docker CLI also leaves out with an error message."""
+        # (device, inode) -> the name sent first, for files with more than one name only.
+        first_names: dict[tuple[int, int], str] = {}
+        kept_seen = set()
+        try:
+            for name, status in self.matcher.walk(self.root):
+                if name in self.keep:
+                    kept_seen.add(name)
+                entry = self._entry(name, status, first_names)
+                if entry is not None:
+                    yield entry
+                elif warn:
+                    path = os.path.join(self.root, name)
+                    print(f"{path} is left out of the context: a tar cannot hold a socket",
+                          file=sys.stderr)  # fmt: skip
+            for name in sorted(self.keep - kept_seen):  # left out by a pattern, sent anyway
+                entry = self._entry(name, os.lstat(os.path.join(self.root, name)), first_names)
+                if entry is not None:
+                    yield entry
+        except PermissionError as exc:
+            raise ContextError(f"can't stat '{exc.filename}'") from None
+        except OSError as exc:
+            raise ContextError(f"cannot read the context {self.root}: {exc}") from None
+
+    def _entry(
+        self, name: str, status: os.stat_result, first_names: dict[tuple[int, int], str]
+    ) -> Entry | None:
+        path = os.path.join(self.root, name)
+        link_target = os.readlink(path) if stat.S_ISLNK(status.st_mode) else ""
+        info = _tar_info(name, status, link_target)
+        if info is None:
+            return None
+        if info.isreg() and status.st_nlink > 1:
+            # A second name of a file already sent is a hard link to the first, as docker's tar.
+            key = (status.st_dev, status.st_ino)
+            if key in first_names:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, first_names[key], 0
+                return Entry(name, info)
+            first_names[key] = name
+        return Entry(name, info, source=path)
 
 
 # ------------------------------------------------------------------------------ the stream
@@ -167,7 +182,7 @@ class ContextTar:
     """The context tar as a stream: ``read(size)`` gives the next bytes, made as they are
     asked for (the upload reads it a block at a time)."""
 
-    def __init__(self, entries: list[Entry]) -> None:
+    def __init__(self, entries: Iterable[Entry]) -> None:
         self.entries = entries
         self._pieces = self._generate()
         self._pending = b""
@@ -249,31 +264,31 @@ def directory_context(context: str, dockerfile: str | None, stdin: BinaryIO) -> 
         else:
             keep.add(relative)
     ignore_text = None if ignore is None else ignore.decode("utf-8", "replace")
-    entries = directory_entries(root, keep, ignore_text)
+    walk = DirectoryWalk(root, keep, ignore_text)
+    walk.check()
     if added is None:
-        return PreparedContext(ContextTar(entries), relative)
+        return PreparedContext(ContextTar(walk.entries()), relative)
     name = random_dockerfile_name()
-    return PreparedContext(ContextTar(with_added_dockerfile(entries, name, added, ignore)), name)
+    entries = with_added_dockerfile(walk.entries(), name, added, ignore)
+    return PreparedContext(ContextTar(entries), name)
 
 
 def with_added_dockerfile(
-    entries: list[Entry], name: str, content: bytes, ignore: bytes | None
-) -> list[Entry]:
+    entries: Iterable[Entry], name: str, content: bytes, ignore: bytes | None
+) -> Iterator[Entry]:
     """``entries`` with a Dockerfile from elsewhere added as ``name``, and that name added to
     the ``.dockerignore`` the daemon sees (so ``COPY .`` leaves it out): the context's own
     file, in its place, or one made at the end that also excludes itself."""
     listed = ignore if ignore is not None else DOCKERIGNORE.encode()
     new_ignore = added_file(DOCKERIGNORE, listed + b"\n" + name.encode() + b"\n")
-    result = []
     for entry in entries:
         if entry.name == DOCKERIGNORE:
             new_ignore.info.mode, new_ignore.info.mtime = entry.info.mode, entry.info.mtime
             entry = new_ignore
-        result.append(entry)
-    result.append(added_file(name, content))
+        yield entry
+    yield added_file(name, content)
     if ignore is None:
-        result.append(new_ignore)
-    return result
+        yield new_ignore
 
 
 def _read_file(path: str, missing_ok: bool = False) -> bytes | None:

@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -82,8 +83,8 @@ def stub(tmp_path: Path) -> Iterator[BuildStub]:
 
 @pytest.fixture
 def context(tmp_path: Path) -> Path:
-    """A context: a Dockerfile, files, a directory, a symlink, a hard link, a .dockerignore
-    with an exception, and files it leaves out."""
+    """A context: a Dockerfile, files, a directory, a symlink, a hard link, a FIFO, a
+    .dockerignore with an exception, and files it leaves out."""
     root = tmp_path / "ctx"
     (root / "src" / "deep").mkdir(parents=True)
     (root / "Dockerfile").write_text("FROM busybox\nCOPY . /app\n")
@@ -95,6 +96,7 @@ def context(tmp_path: Path) -> Path:
     (root / "src" / "deep" / "keep.log").write_text("kept\n")
     (root / "secret.env").write_text("TOKEN=x\n")
     (root / "link").symlink_to("hello.txt")
+    os.mkfifo(root / "pipe")  # sent as a FIFO, never opened
     os.link(root / "hello.txt", root / "hello-again.txt")
     (root / ".dockerignore").write_text("# comment\n*.env\n**/*.log\n!src/deep/keep.log\n")
     return root
@@ -118,9 +120,21 @@ def build(
     )
 
 
+def with_a_socket(context: Path) -> Path:
+    """A socket in ``context``: a tar cannot hold one, so it is left out, with a warning."""
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(context / "sock"))
+    return context / "sock"
+
+
 def test_a_directory_context_is_sent_as_docker_sends_it(stub: BuildStub, context: Path) -> None:
+    sock = with_a_socket(context)
     done = build(stub, str(context))
     assert done.returncode == 0, done.stderr
+    sock = context / "sock"
+    assert (
+        done.stderr.decode() == f"{sock} is left out of the context: a tar cannot hold a socket\n"
+    )
     sent = stub.last
     assert sent.path == "/v1.41/build"
     # Only what differs from the daemon's defaults (engine-api-2.md §2.2).
@@ -130,13 +144,14 @@ def test_a_directory_context_is_sent_as_docker_sends_it(stub: BuildStub, context
     assert sent.headers["X-Registry-Config"] == "e30="
     # Name order, parents first; left out: *.env and **/*.log but the exception.
     assert sent.names == [
-        ".dockerignore", "Dockerfile", "hello-again.txt", "hello.txt", "link", "run.sh",
+        ".dockerignore", "Dockerfile", "hello-again.txt", "hello.txt", "link", "pipe", "run.sh",
         "src/", "src/a.py", "src/deep/", "src/deep/keep.log",
     ]  # fmt: skip
     assert {(e.uid, e.gid) for e in sent.entries} == {(0, 0)}
     assert sent.entry("run.sh").mode == 0o750
     assert sent.entry("src/deep/keep.log").content == b"kept\n"
     assert sent.entry("link").type == tarfile.SYMTYPE and sent.entry("link").linkname == "hello.txt"
+    assert sent.entry("pipe").type == tarfile.FIFOTYPE
     # The second name of a file is a hard link to the first one sent.
     assert sent.entry("hello.txt").type == tarfile.LNKTYPE
     assert sent.entry("hello.txt").linkname == "hello-again.txt"
@@ -442,6 +457,7 @@ def comparable(request: Any) -> dict[str, Any]:
 def test_the_request_is_the_docker_clis(stub: BuildStub, context: Path) -> None:
     config = Path(stub.socket_path).parent / "cfg"
     config.mkdir()
+    with_a_socket(context)
     login = {"auth": base64.b64encode(b"hfuser:hfpass").decode()}
     (config / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5182": login}}))
     flags = [
