@@ -273,7 +273,7 @@ def test_a_failing_run_exits_with_its_code_and_keeps_its_container(
     assert failed.returncode == 3
     assert failed.stderr.endswith(message + "\n")
     # The step's output and its stderr (in red); the two may come in either order.
-    assert "\nbefore\n" in failed.stdout
+    assert "before\n" in failed.stdout.split("Running in ", 1)[1]
     assert "\x1b[91mto-stderr\n\x1b[0m" in failed.stdout
     # Without --force-rm the failed step's container stays, exited with the step's code.
     (kept,) = engine.container_ids() - before
