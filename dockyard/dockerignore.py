@@ -24,6 +24,7 @@ docker CLI):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -105,8 +106,26 @@ class Pattern:
         return ("!" if self.exception else "") + self.text
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    """A regular expression for ``pattern``, built as docker's matcher builds its own."""
+def has_glob(pattern: str) -> bool:
+    """Whether ``pattern`` holds a wildcard, a character class or an escape."""
+    return any(char in pattern for char in "*?[\\")
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    return _compile(pattern, double_star=False)
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Go's ``filepath.Match``: whether all of ``path`` matches ``pattern``, whose ``*`` and
+    ``?`` never match ``/`` (``**`` is no different from ``*``). :class:`PatternError` for a
+    bad pattern."""
+    return _glob_regex(pattern).fullmatch(path) is not None
+
+
+def _compile(pattern: str, double_star: bool = True) -> re.Pattern[str]:
+    """A regular expression for ``pattern``, built as docker's matcher builds its own;
+    without ``double_star``, as Go's ``filepath.Match`` reads it."""
     _check_syntax(pattern)
     out: list[str] = []
     index, length = 0, len(pattern)
@@ -114,7 +133,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
         char = pattern[index]
         index += 1
         if char == "*":
-            if index < length and pattern[index] == "*":
+            if double_star and index < length and pattern[index] == "*":
                 index += 1
                 if index < length and pattern[index] == "/":
                     index += 1  # "**/" is "**"
@@ -225,6 +244,13 @@ class Matcher:
     @classmethod
     def from_text(cls, text: str) -> Matcher:
         return cls(read_patterns(text))
+
+    def keeping(self, *names: str) -> Matcher:
+        """This matcher, but sending ``names`` even if excluded: what the docker CLI does with
+        the Dockerfile and ``.dockerignore`` so the daemon can read them (the daemon then
+        hides them from ``COPY`` by the same patterns)."""
+        kept = [Pattern.parse("!" + name) for name in names if self.excluded(name)]
+        return Matcher(self.patterns + kept)
 
     def excluded(self, path: str) -> bool:
         """Whether ``path`` (relative to the context, ``/``-separated) is left out: the last

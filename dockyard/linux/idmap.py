@@ -35,14 +35,18 @@ STAGING_DIR = ".idmap-staging"
 
 def root_ids(uid_mappings: Sequence[Any], gid_mappings: Sequence[Any]) -> tuple[int, int]:
     """The host uid and gid of the container's root (its id 0) under these maps."""
-    return _host_id(uid_mappings, "uid"), _host_id(gid_mappings, "gid")
+    return host_id(uid_mappings, 0, "uid"), host_id(gid_mappings, 0, "gid")
 
 
-def _host_id(mappings: Sequence[Any], kind: str) -> int:
+def host_id(mappings: Sequence[Any], container_id: int, kind: str) -> int:
+    """The host id that ``container_id`` is under ``mappings`` (a uid or gid map, ``kind``
+    naming which); :class:`OSError` ``EINVAL`` when the map does not cover it."""
     for mapping in mappings:
-        if mapping.container_id <= 0 < mapping.container_id + mapping.size:
-            return int(mapping.host_id - mapping.container_id)
-    raise OSError(errno.EINVAL, f"the user namespace's {kind} map does not map the root (0)")
+        if mapping.container_id <= container_id < mapping.container_id + mapping.size:
+            return int(mapping.host_id + container_id - mapping.container_id)
+    raise OSError(
+        errno.EINVAL, f"the user namespace's {kind} map does not map {kind} {container_id}"
+    )
 
 
 def is_inside(path: str, directory: str) -> bool:

@@ -20,6 +20,10 @@ Whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are handed to a :class:`WhiteoutHandl
 that keep full copies (vfs) apply them as deletions, drivers that stack layers (overlay) store
 them in their own form. On any error the target directory is removed entirely, and the error is
 an :class:`~dockyard.core.errors.InvalidParameter` naming the entry.
+
+:func:`extract_archive` applies the same rules to a tar copied into a directory that already
+holds files (a container's root, a build context): no whiteouts, owners given by the caller,
+docker's ``noOverwriteDirNonDir``, and nothing deleted on error.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -326,16 +330,17 @@ def remove_tree(path: str | Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def clean_entry_name(name: str) -> list[str]:
+def clean_entry_name(name: str, noun: str = "layer") -> list[str]:
     """The components of archive member ``name`` below the root; raise on ``..`` or NUL.
 
     A leading ``/`` and ``.`` components are dropped, as docker does; an empty list is the root.
+    ``noun`` names the archive in messages ("layer", "archive").
     """
     if "\x00" in name:
-        raise InvalidParameter(f"layer entry {name!r}: the name contains a NUL byte")
+        raise InvalidParameter(f"{noun} entry {name!r}: the name contains a NUL byte")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise InvalidParameter(f"layer entry {name!r}: '..' components are not allowed")
+        raise InvalidParameter(f"{noun} entry {name!r}: '..' components are not allowed")
     return parts
 
 
@@ -364,7 +369,7 @@ def _xattrs_of(entry: tarfile.TarInfo) -> dict[str, bytes]:
     return xattrs
 
 
-def _bounded_tarinfo(limits: ExtractLimits) -> type[tarfile.TarInfo]:
+def _bounded_tarinfo(limits: ExtractLimits, noun: str = "layer") -> type[tarfile.TarInfo]:
     """A TarInfo class that refuses oversized PAX / GNU long-name headers before reading them
     (tarfile reads those whole into memory)."""
 
@@ -376,7 +381,7 @@ def _bounded_tarinfo(limits: ExtractLimits) -> type[tarfile.TarInfo]:
                 and self.size > limits.max_header_size
             ):
                 raise InvalidParameter(
-                    f"layer has an extended header of {self.size} bytes; "
+                    f"{noun} has an extended header of {self.size} bytes; "
                     f"at most {limits.max_header_size} are allowed"
                 )
             return super()._proc_member(tarfile_)  # type: ignore[misc]
@@ -384,12 +389,35 @@ def _bounded_tarinfo(limits: ExtractLimits) -> type[tarfile.TarInfo]:
     return BoundedTarInfo
 
 
+def entry_owner(entry: tarfile.TarInfo) -> tuple[int, int]:
+    """The uid and gid an entry asks for: who owns what a layer writes."""
+    return entry.uid, entry.gid
+
+
 @attrs.define
 class _Extractor:
+    """Applies archive entries below ``root_fd``, one at a time, never leaving it."""
+
     root_fd: int
-    whiteouts: WhiteoutHandler
+    #: ``None``: whiteout names are ordinary files (an archive copied into a container).
+    whiteouts: WhiteoutHandler | None
     allow_device_nodes: bool
     limits: ExtractLimits
+    #: The uid and gid to give what an entry creates (a remapped or overridden owner).
+    owner: Callable[[tarfile.TarInfo], tuple[int, int]] = entry_owner
+    #: Directories the archive implies but does not hold are created owned by these.
+    implied_owner: tuple[int, int] = (0, 0)
+    #: docker's ``noOverwriteDirNonDir``: a directory never replaces a non-directory, nor the
+    #: reverse; the entry is refused instead.
+    no_overwrite_dir_non_dir: bool = False
+    #: What the archive is called in messages.
+    noun: str = "layer"
+    #: Refuse relative symlink targets climbing above the root (docker's layer rule). Into a
+    #: container, docker resolves them against the container's root instead, so any target
+    #: is kept: nothing here ever follows a symlink.
+    check_symlink_targets: bool = True
+    #: The name of the entry being applied, for errors that carry no file name.
+    current: str = ""
     #: Names this layer wrote, per directory (tuple of components), for opaque markers.
     written: dict[tuple[str, ...], set[str]] = attrs.field(factory=dict)
     #: Directory times are set last, once nothing more is written inside them.
@@ -458,10 +486,12 @@ class _Extractor:
                     if not create:
                         missing = "/".join(parts[: depth + 1])
                         raise InvalidParameter(
-                            f"layer entry {what!r}: {missing!r} is not in the layer"
+                            f"{self.noun} entry {what!r}: {missing!r} is not in the {self.noun}"
                         ) from None
                     # Implied parents get docker's default mode; a later entry may set theirs.
                     os.mkdir(part, 0o755, dir_fd=fd)
+                    if self.implied_owner != (0, 0):
+                        os.chown(part, *self.implied_owner, dir_fd=fd, follow_symlinks=False)
                     self._mark_written(parts[: depth + 1])
                     next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
@@ -471,11 +501,11 @@ class _Extractor:
                     where = "/".join(parts[: depth + 1])
                     if stat.S_ISLNK(info.st_mode):
                         raise InvalidParameter(
-                            f"layer entry {what!r}: {where!r} is a symlink; "
+                            f"{self.noun} entry {what!r}: {where!r} is a symlink; "
                             "writing through a symlink is not allowed"
                         ) from None
                     raise InvalidParameter(
-                        f"layer entry {what!r}: {where!r} is not a directory"
+                        f"{self.noun} entry {what!r}: {where!r} is not a directory"
                     ) from None
                 os.close(fd)
                 fd = next_fd
@@ -485,30 +515,33 @@ class _Extractor:
         return fd
 
     def apply(self, entry: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        self.current = entry.name
         self.entries += 1
         if self.entries > self.limits.max_entries:
             raise InvalidParameter(
-                f"layer has more than {self.limits.max_entries} entries; refusing the rest"
+                f"{self.noun} has more than {self.limits.max_entries} entries; refusing the rest"
             )
         if len(entry.name) > self.limits.max_path_length:
             raise InvalidParameter(
-                f"layer entry name of {len(entry.name)} characters is longer than "
+                f"{self.noun} entry name of {len(entry.name)} characters is longer than "
                 f"{self.limits.max_path_length}"
             )
-        parts = clean_entry_name(entry.name)
+        parts = clean_entry_name(entry.name, self.noun)
         if entry.isreg() and entry.size > self.limits.max_file_size:
             raise InvalidParameter(
-                f"layer entry {entry.name!r} claims {entry.size} bytes; "
+                f"{self.noun} entry {entry.name!r} claims {entry.size} bytes; "
                 f"at most {self.limits.max_file_size} are allowed per file"
             )
         if not parts:
             if not entry.isdir():
-                raise InvalidParameter(f"layer entry {entry.name!r}: the root must be a directory")
+                raise InvalidParameter(
+                    f"{self.noun} entry {entry.name!r}: the root must be a directory"
+                )
             self._set_dir_metadata(self.root_fd, (), entry)
             return
         name = parts[-1]
-        if name.startswith(WHITEOUT_PREFIX):
-            self._apply_whiteout(parts, entry)
+        if self.whiteouts is not None and name.startswith(WHITEOUT_PREFIX):
+            self._apply_whiteout(self.whiteouts, parts, entry)
             return
         parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
         self._replace_existing(parent_fd, name, entry)
@@ -524,23 +557,27 @@ class _Extractor:
             self._make_node(parent_fd, name, entry)
         else:
             raise InvalidParameter(
-                f"layer entry {entry.name!r} has unsupported tar type {entry.type!r}"
+                f"{self.noun} entry {entry.name!r} has unsupported tar type {entry.type!r}"
             )
         self._mark_written(parts)
 
-    def _apply_whiteout(self, parts: list[str], entry: tarfile.TarInfo) -> None:
+    def _apply_whiteout(
+        self, whiteouts: WhiteoutHandler, parts: list[str], entry: tarfile.TarInfo
+    ) -> None:
         name = parts[-1]
         if name == OPAQUE_MARKER:
             dir_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
-            self.whiteouts.opaque(self.root_fd, dir_fd, tuple(parts[:-1]), self.written)
+            whiteouts.opaque(self.root_fd, dir_fd, tuple(parts[:-1]), self.written)
             return
         if name.startswith(WHITEOUT_META_PREFIX):
             return  # aufs bookkeeping such as .wh..wh.plnk; docker skips it too
         hidden = name[len(WHITEOUT_PREFIX) :]
         if hidden in ("", ".", ".."):
-            raise InvalidParameter(f"layer entry {entry.name!r}: a whiteout must name an entry")
+            raise InvalidParameter(
+                f"{self.noun} entry {entry.name!r}: a whiteout must name an entry"
+            )
         parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
-        self.whiteouts.whiteout(self.root_fd, parent_fd, tuple(parts[:-1]), hidden, entry)
+        whiteouts.whiteout(self.root_fd, parent_fd, tuple(parts[:-1]), hidden, entry)
         self.written.get(tuple(parts[:-1]), set()).discard(hidden)
 
     def _replace_existing(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
@@ -550,9 +587,18 @@ class _Extractor:
             return
         if entry.isdir() and stat.S_ISDIR(info.st_mode):
             return  # a directory over a directory keeps its contents, docker-style
+        if self.no_overwrite_dir_non_dir:
+            if stat.S_ISDIR(info.st_mode):
+                raise InvalidParameter(
+                    f"cannot overwrite directory {entry.name!r} with a non-directory"
+                )
+            if entry.isdir():
+                raise InvalidParameter(
+                    f"cannot overwrite non-directory {entry.name!r} with a directory"
+                )
         if entry.islnk():
             # Linking a file over itself would delete the only copy first.
-            target = clean_entry_name(entry.linkname)
+            target = clean_entry_name(entry.linkname, self.noun)
             if target and self._same_inode(target, info):
                 return
         remove_entry(parent_fd, name)
@@ -581,7 +627,7 @@ class _Extractor:
             os.close(fd)
 
     def _set_dir_metadata(self, fd: int, key: tuple[str, ...], entry: tarfile.TarInfo) -> None:
-        os.fchown(fd, entry.uid, entry.gid)
+        os.fchown(fd, *self.owner(entry))
         os.fchmod(fd, stat.S_IMODE(entry.mode))
         _set_xattrs_fd(fd, _xattrs_of(entry), entry.name)
         self.dir_times[key] = (_mtime_ns(entry, "atime"), _mtime_ns(entry))
@@ -591,7 +637,7 @@ class _Extractor:
     ) -> None:
         if self.file_bytes + entry.size > self.limits.max_total_size:
             raise InvalidParameter(
-                f"layer holds more than {self.limits.max_total_size} bytes of files; "
+                f"{self.noun} holds more than {self.limits.max_total_size} bytes of files; "
                 f"refusing at {entry.name!r}"
             )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -603,7 +649,7 @@ class _Extractor:
             while remaining:
                 chunk = source.read(min(_CHUNK, remaining))
                 if not chunk:
-                    raise InvalidParameter(f"layer entry {entry.name!r} is truncated")
+                    raise InvalidParameter(f"{self.noun} entry {entry.name!r} is truncated")
                 view = memoryview(chunk)
                 while view:  # os.write may write less than asked
                     view = view[os.write(fd, view) :]
@@ -611,7 +657,7 @@ class _Extractor:
             self.file_bytes += entry.size
             # Order matters: chown clears setuid/setgid and capabilities, so mode and xattrs
             # come after it.
-            os.fchown(fd, entry.uid, entry.gid)
+            os.fchown(fd, *self.owner(entry))
             os.fchmod(fd, stat.S_IMODE(entry.mode))
             _set_xattrs_fd(fd, _xattrs_of(entry), entry.name)
             os.utime(fd, ns=(_mtime_ns(entry, "atime"), _mtime_ns(entry)))
@@ -620,7 +666,7 @@ class _Extractor:
 
     def _make_symlink(self, parent_fd: int, parts: list[str], entry: tarfile.TarInfo) -> None:
         target = entry.linkname
-        if not target.startswith("/"):
+        if self.check_symlink_targets and not target.startswith("/"):
             # Lexically resolve against the link's directory, as docker does, and refuse a
             # climb above the root; absolute targets are resolved inside the container's root.
             depth = len(parts) - 1
@@ -629,16 +675,16 @@ class _Extractor:
                     depth -= 1
                     if depth < 0:
                         raise InvalidParameter(
-                            f"layer entry {entry.name!r}: symlink target {target!r} "
-                            "points outside the layer"
+                            f"{self.noun} entry {entry.name!r}: symlink target {target!r} "
+                            f"points outside the {self.noun}"
                         )
                 elif part not in ("", "."):
                     depth += 1
         if "\x00" in target or not target:
-            raise InvalidParameter(f"layer entry {entry.name!r}: invalid symlink target")
+            raise InvalidParameter(f"{self.noun} entry {entry.name!r}: invalid symlink target")
         name = parts[-1]
         os.symlink(target, name, dir_fd=parent_fd)
-        os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
+        os.chown(name, *self.owner(entry), dir_fd=parent_fd, follow_symlinks=False)
         xattrs = _xattrs_of(entry)
         if xattrs:
             _set_xattrs_path(proc_fd_path(parent_fd, name), xattrs, entry.name)
@@ -646,21 +692,23 @@ class _Extractor:
         os.utime(name, ns=times, dir_fd=parent_fd, follow_symlinks=False)
 
     def _make_hardlink(self, parent_fd: int, name: str, entry: tarfile.TarInfo) -> None:
-        target = clean_entry_name(entry.linkname)
+        target = clean_entry_name(entry.linkname, self.noun)
         if not target:
-            raise InvalidParameter(f"layer entry {entry.name!r}: hard link to the layer root")
+            raise InvalidParameter(
+                f"{self.noun} entry {entry.name!r}: hard link to the {self.noun} root"
+            )
         target_fd = self.walk_dir(target[:-1], create=False, what=entry.name)
         try:
             try:
                 info = os.stat(target[-1], dir_fd=target_fd, follow_symlinks=False)
             except FileNotFoundError:
                 raise InvalidParameter(
-                    f"layer entry {entry.name!r}: hard link target {entry.linkname!r} "
-                    "is not in the layer"
+                    f"{self.noun} entry {entry.name!r}: hard link target {entry.linkname!r} "
+                    f"is not in the {self.noun}"
                 ) from None
             if stat.S_ISDIR(info.st_mode):
                 raise InvalidParameter(
-                    f"layer entry {entry.name!r}: hard link to directory {entry.linkname!r}"
+                    f"{self.noun} entry {entry.name!r}: hard link to directory {entry.linkname!r}"
                 )
             try:
                 os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
@@ -679,13 +727,13 @@ class _Extractor:
         else:
             if not self.allow_device_nodes:
                 raise InvalidParameter(
-                    f"layer entry {entry.name!r} is a device node; device nodes are not "
+                    f"{self.noun} entry {entry.name!r} is a device node; device nodes are not "
                     "allowed by this storage driver's configuration"
                 )
             kind = stat.S_IFCHR if entry.ischr() else stat.S_IFBLK
         device = os.makedev(entry.devmajor, entry.devminor)
         os.mknod(name, kind | 0o600, device, dir_fd=parent_fd)
-        os.chown(name, entry.uid, entry.gid, dir_fd=parent_fd, follow_symlinks=False)
+        os.chown(name, *self.owner(entry), dir_fd=parent_fd, follow_symlinks=False)
         os.chmod(name, stat.S_IMODE(entry.mode), dir_fd=parent_fd)
         _set_xattrs_path(proc_fd_path(parent_fd, name), _xattrs_of(entry), entry.name)
         times = (_mtime_ns(entry, "atime"), _mtime_ns(entry))
@@ -712,7 +760,7 @@ def _set_xattrs_fd(fd: int, xattrs: dict[str, bytes], what: str) -> None:
             os.setxattr(fd, key, value)
         except OSError as exc:
             raise InvalidParameter(
-                f"layer entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
+                f"entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
             ) from None
 
 
@@ -722,18 +770,42 @@ def _set_xattrs_path(path: str, xattrs: dict[str, bytes], what: str) -> None:
             os.setxattr(path, key, value, follow_symlinks=False)
         except OSError as exc:
             raise InvalidParameter(
-                f"layer entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
+                f"entry {what!r}: cannot set xattr {key!r}: {exc.strerror}"
             ) from None
 
 
-def _drain(stream: BinaryIO, limit: int) -> None:
+def _drain(stream: BinaryIO, limit: int, noun: str) -> None:
     """Read the padding after the end-of-archive blocks, so a caller hashing the stream (for the
     layer's diff id) sees every byte, as docker does."""
     left = limit
     while chunk := stream.read(_CHUNK):
         left -= len(chunk)
         if left < 0:
-            raise InvalidParameter(f"layer has more than {limit} bytes after its last entry")
+            raise InvalidParameter(f"{noun} has more than {limit} bytes after its last entry")
+
+
+def _apply_archive(stream: BinaryIO, extractor: _Extractor) -> None:
+    """Read the tar in ``stream`` to its end and apply every entry through ``extractor``."""
+    noun, limits = extractor.noun, extractor.limits
+    try:
+        # Reads of 1 MiB rather than tarfile's 10 KiB: a large file costs far fewer calls.
+        with tarfile.open(
+            fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits, noun), bufsize=1 << 20
+        ) as archive:
+            for entry in archive:
+                extractor.apply(entry, archive)
+        _drain(stream, limits.max_total_size, noun)
+    except tarfile.TarError as exc:
+        raise InvalidParameter(f"{noun} is not a valid tar archive: {exc}") from None
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise InvalidParameter(
+                f"cannot apply {noun}: {exc.strerror} ({exc.filename or extractor.current!r})"
+            ) from None
+        raise InvalidParameter(f"{noun} is not a valid tar archive: {exc}") from None
+    extractor.finish()
 
 
 def extract_layer(
@@ -756,25 +828,7 @@ def extract_layer(
     root_fd = os.open(target, _DIR_FLAGS)
     extractor = _Extractor(root_fd, whiteouts, allow_device_nodes, limits)
     try:
-        try:
-            # Reads of 1 MiB rather than tarfile's 10 KiB: a large file costs far fewer calls.
-            with tarfile.open(
-                fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits), bufsize=1 << 20
-            ) as archive:
-                for entry in archive:
-                    extractor.apply(entry, archive)
-            _drain(stream, limits.max_total_size)
-        except tarfile.TarError as exc:
-            raise InvalidParameter(f"layer is not a valid tar archive: {exc}") from None
-        except (EOFError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise InvalidParameter(
-                    f"cannot apply layer: {exc.strerror} ({exc.filename or 'entry'})"
-                ) from None
-            raise InvalidParameter(f"layer is not a valid tar archive: {exc}") from None
-        extractor.finish()
+        _apply_archive(stream, extractor)
     except BaseException:
         extractor.close()
         os.close(root_fd)
@@ -782,6 +836,47 @@ def extract_layer(
         raise
     extractor.close()
     os.close(root_fd)
+    return ExtractStats(entries=extractor.entries, file_bytes=extractor.file_bytes)
+
+
+def extract_archive(
+    stream: BinaryIO,
+    directory_fd: int,
+    *,
+    owner: Callable[[tarfile.TarInfo], tuple[int, int]] = entry_owner,
+    implied_owner: tuple[int, int] = (0, 0),
+    no_overwrite_dir_non_dir: bool = False,
+    allow_device_nodes: bool = True,
+    limits: ExtractLimits | None = None,
+    noun: str = "archive",
+) -> ExtractStats:
+    """Extract the uncompressed tar read from ``stream`` below the open directory
+    ``directory_fd``, which holds files already (a container's root): the same rules against
+    hostile entries as :func:`extract_layer`, but whiteout names are ordinary files and nothing
+    is deleted on error: what was written before the bad entry stays, and the
+    :class:`~dockyard.core.errors.InvalidParameter` names that entry. Symlinks are kept whatever
+    their target (a relative one may climb above ``directory``: the container resolves it in
+    its own root, as docker's copies allow).
+
+    ``owner`` gives each entry's uid and gid; directories the archive implies without holding
+    them are created mode 0755, owned by ``implied_owner``. ``noun`` names the archive in
+    messages.
+    """
+    extractor = _Extractor(
+        directory_fd,
+        None,
+        allow_device_nodes,
+        limits or ExtractLimits(),
+        owner=owner,
+        implied_owner=implied_owner,
+        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+        noun=noun,
+        check_symlink_targets=False,
+    )
+    try:
+        _apply_archive(stream, extractor)
+    finally:
+        extractor.close()
     return ExtractStats(entries=extractor.entries, file_bytes=extractor.file_bytes)
 
 
@@ -815,13 +910,18 @@ class DiffWriter:
         """Write the end-of-archive blocks."""
         self._tar.close()
 
-    def add(self, name: str, path: str, info: os.stat_result | None = None) -> None:
-        """Add the file at ``path`` (never followed if a symlink) as archive member ``name``."""
+    def add(
+        self, name: str, path: str, info: os.stat_result | None = None, mode: int | None = None
+    ) -> None:
+        """Add the file at ``path`` (never followed if a symlink) as archive member ``name``;
+        ``mode`` replaces its permission bits (a symlink keeps its own)."""
         if info is None:
             info = os.lstat(path)
         entry = tarfile.TarInfo(name)
         entry.uid, entry.gid = info.st_uid, info.st_gid
         entry.mode = stat.S_IMODE(info.st_mode)
+        if mode is not None and not stat.S_ISLNK(info.st_mode):
+            entry.mode = mode
         entry.mtime = info.st_mtime_ns // 1_000_000_000
         entry.uname = entry.gname = ""
         pax = {"mtime": _ns_text(info.st_mtime_ns)}

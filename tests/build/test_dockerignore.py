@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.dockerignore import Matcher, Pattern, PatternError, clean_path, read_patterns
+from dockyard.dockerignore import (
+    Matcher,
+    Pattern,
+    PatternError,
+    clean_path,
+    glob_match,
+    read_patterns,
+)
 
 # (.dockerignore text, path, excluded?)
 DOCUMENTED = [
@@ -133,3 +140,27 @@ def test_walk_yields_included_paths_parents_first(tmp_path: Path) -> None:
 def test_walk_without_patterns_lists_everything(tmp_path: Path) -> None:
     _tree(tmp_path, ["a/b/c", "d"])
     assert [path for path, _ in Matcher([]).walk(str(tmp_path))] == ["a", "a/b", "a/b/c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matched"),
+    [
+        ("*.txt", "a.txt", True),
+        ("*.txt", "dir/a.txt", False),
+        ("dir/*/c.txt", "dir/sub/c.txt", True),
+        ("**/c.txt", "dir/sub/c.txt", False),  # no "**" in Go's filepath.Match
+        ("[ab].txt", "b.txt", True),
+        ("di?", "dir", True),
+    ],
+)
+def test_glob_match_is_go_filepath_match(pattern: str, path: str, matched: bool) -> None:
+    assert glob_match(pattern, path) is matched
+
+
+def test_keeping_sends_the_build_files_anyway() -> None:
+    matcher = Matcher.from_text("*\n!src\n")
+    kept = matcher.keeping("Dockerfile", ".dockerignore", "src")
+    assert not kept.excluded("Dockerfile")
+    assert not kept.excluded(".dockerignore")
+    assert kept.excluded("other")
+    assert [str(p) for p in kept.patterns] == ["*", "!src", "!Dockerfile", "!.dockerignore"]

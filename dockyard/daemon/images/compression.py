@@ -79,7 +79,7 @@ def open_decompressed(source: BinaryIO, media_type: str | None = None) -> Binary
     is refused (an uncompressed ``+gzip`` layer, say), as the OCI spec requires. Decoding errors
     met later while reading are raised as :class:`~dockyard.core.errors.InvalidParameter`.
     """
-    head = _read_exactly_up_to(source, _MAGIC_LENGTH)
+    head = read_exactly_up_to(source, _MAGIC_LENGTH)
     found = detect(head)
     if media_type is not None:
         promised = compression_of_media_type(media_type)
@@ -88,7 +88,7 @@ def open_decompressed(source: BinaryIO, media_type: str | None = None) -> Binary
                 f"layer of media type {media_type!r} should be {promised.value} "
                 f"but its content is {found.value}"
             )
-    raw = io.BufferedReader(_PrefixedReader(head, source), buffer_size=1 << 16)
+    raw = io.BufferedReader(PrefixedReader(head, source), buffer_size=1 << 16)
     if found is Compression.NONE:
         return raw
     # The decoders are closed through the returned reader, hence no context managers.
@@ -107,7 +107,7 @@ def open_decompressed(source: BinaryIO, media_type: str | None = None) -> Binary
     return io.BufferedReader(reader, buffer_size=1 << 16)
 
 
-def _read_exactly_up_to(source: BinaryIO, count: int) -> bytes:
+def read_exactly_up_to(source: BinaryIO, count: int) -> bytes:
     head = b""
     while len(head) < count:
         chunk = source.read(count - len(head))
@@ -117,7 +117,7 @@ def _read_exactly_up_to(source: BinaryIO, count: int) -> bytes:
     return head
 
 
-class _PrefixedReader(io.RawIOBase):
+class PrefixedReader(io.RawIOBase):
     """The bytes already peeked at, then the rest of the source."""
 
     def __init__(self, prefix: bytes, source: BinaryIO) -> None:

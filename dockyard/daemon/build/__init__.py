@@ -1,0 +1,1 @@
+"""Building images from a Dockerfile, as docker's classic builder does."""
