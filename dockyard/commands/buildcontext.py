@@ -120,9 +120,10 @@ class DirectoryWalk:
     def __init__(self, root: str, keep: set[str], ignore_text: str | None) -> None:
         from dockyard.dockerignore import Matcher, PatternError
 
-        self.root, self.keep = root, keep
+        self.root = root
         try:
-            self.matcher = Matcher.from_text(ignore_text or "")
+            # The docker CLI's way: an exception for each file to keep that a pattern excludes.
+            self.matcher = Matcher.from_text(ignore_text or "").keeping(*sorted(keep))
         except PatternError as exc:
             raise ContextError(f"{os.path.join(root, DOCKERIGNORE)}: {exc}") from None
 
@@ -136,11 +137,8 @@ class DirectoryWalk:
         socket), which the docker CLI also leaves out with an error message."""
         # (device, inode) -> the name sent first, for files with more than one name only.
         first_names: dict[tuple[int, int], str] = {}
-        kept_seen = set()
         try:
             for name, status in self.matcher.walk(self.root):
-                if name in self.keep:
-                    kept_seen.add(name)
                 entry = self._entry(name, status, first_names)
                 if entry is not None:
                     yield entry
@@ -148,10 +146,6 @@ class DirectoryWalk:
                     path = os.path.join(self.root, name)
                     print(f"{path} is left out of the context: a tar cannot hold a socket",
                           file=sys.stderr)  # fmt: skip
-            for name in sorted(self.keep - kept_seen):  # left out by a pattern, sent anyway
-                entry = self._entry(name, os.lstat(os.path.join(self.root, name)), first_names)
-                if entry is not None:
-                    yield entry
         except PermissionError as exc:
             raise ContextError(f"can't stat '{exc.filename}'") from None
         except OSError as exc:

@@ -580,3 +580,22 @@ def test_on_a_terminal_the_counter_is_redrawn_as_the_docker_cli_draws_it(
     assert ours_counter.rpartition(b"\r")[2] == theirs_counter.rpartition(b"\r")[2]
     assert ours_counter.rpartition(b"\r")[2] == b"Sending build context to Docker daemon  30.01MB"
     assert ours_rest == theirs_rest == stream_text(SUCCESS).replace(b"\n", b"\r\n")
+
+
+@pytest.mark.interop
+def test_excluded_build_files_are_sent_where_the_docker_cli_sends_them(
+    stub: BuildStub, context: Path
+) -> None:
+    """A Dockerfile and .dockerignore the patterns exclude are sent all the same, in the walk's
+    order, with the other files below an excluded directory left out."""
+    (context / "src" / "deep" / "Dockerfile.dev").write_text("FROM busybox\n")
+    (context / ".dockerignore").write_text("*\n!src/a.py\n!zz\n")
+    (context / "zz").write_text("last\n")
+    flags = ["-f", str(context / "src" / "deep" / "Dockerfile.dev"), str(context)]
+    theirs = docker_build(stub, *flags)
+    assert theirs.returncode == 0, theirs.stderr
+    docker_sent = comparable(stub.last)
+    ours = build(stub, *flags)
+    assert ours.returncode == 0, ours.stderr
+    assert comparable(stub.last) == docker_sent
+    assert stub.last.names == [".dockerignore", "src/a.py", "src/deep/Dockerfile.dev", "zz"]
