@@ -252,6 +252,31 @@ def test_dockyard_build_builds_and_prints_as_the_docker_cli(engine: Engine, tmp_
     assert quiet.stdout == engine.inspect("image", tag)["Id"] + "\n"
 
 
+@pytest.mark.parametrize("from_stdin", [False, True], ids=["outside", "stdin"])
+def test_the_docker_cli_sends_a_dockerfile_from_outside_the_context(
+    engine: Engine, tmp_path: Path, from_stdin: bool
+) -> None:
+    """``-f`` outside the context, or ``-f -``: the docker CLI adds the Dockerfile under a
+    random name, adds that name to the .dockerignore it sends, and ends that tar right after
+    the last file's content (no padding, no end-of-archive blocks), which dockerd accepts."""
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "hello.txt").write_text("hello\n")
+    dockerfile = 'FROM busybox\nCOPY . /ctx/\nCMD ["ls", "-A", "/ctx"]\n'
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text(dockerfile)
+    tag = "bcli-outside:1"
+    source = "-" if from_stdin else str(outside)
+    engine.docker(
+        "build", "-t", tag, "-f", source, str(context),
+        env={"DOCKER_BUILDKIT": "0"}, input=dockerfile if from_stdin else None,
+    )  # fmt: skip
+    listed = engine.docker("run", "--rm", "--network", "none", tag).stdout.split()
+    # COPY . sees neither the added Dockerfile nor the .dockerignore made to exclude it (and
+    # itself).
+    assert listed == ["hello.txt"]
+
+
 @pytest.mark.parametrize("client", ["docker", "dockyard"])
 def test_a_failing_run_exits_with_its_code_and_keeps_its_container(
     engine: Engine, tmp_path: Path, client: str
