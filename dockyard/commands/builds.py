@@ -159,7 +159,7 @@ def _prepare(args: argparse.Namespace) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from dockyard.client import StreamError
-    from dockyard.commands.jsonmessages import display_json_messages
+    from dockyard.commands.jsonmessages import display_json_messages, is_terminal
 
     prepared = _prepare(args)
     query = build_query(args, prepared.dockerfile)
@@ -167,7 +167,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     # -q keeps the counter and the stream, to show them only on a failure (as the docker CLI).
     progress_out: Any = io.StringIO() if args.quiet else sys.stdout
     stream_out: Any = io.StringIO() if args.quiet else sys.stdout
-    terminal = not args.quiet and _is_terminal(sys.stdout)
+    terminal = not args.quiet and is_terminal(sys.stdout)
     upload = ContextProgress(prepared.body, progress_out, terminal)
     try:
         response = make_client(args).request(
@@ -187,13 +187,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         # With q=1 the daemon's one message is the image ID.
         sys.stdout.write(stream_out.getvalue())
     return 0
-
-
-def _is_terminal(out: TextIO) -> bool:
-    try:
-        return out.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:

@@ -113,7 +113,7 @@ class JSONMessageRenderer:
         on_aux: Callable[[Any], None] | None = None,
     ) -> None:
         self.out = out
-        self.terminal = _is_terminal(out) if terminal is None else terminal
+        self.terminal = is_terminal(out) if terminal is None else terminal
         self.columns = columns
         self.on_aux = on_aux
         self.lines: dict[str, int] = {}  # id -> its line in the block being redrawn
@@ -182,7 +182,8 @@ class JSONMessageRenderer:
         return text + f"{status}{end}\n"
 
 
-def _is_terminal(out: TextIO) -> bool:
+def is_terminal(out: TextIO) -> bool:
+    """Whether ``out`` is a terminal (a closed or file-less stream is not)."""
     try:
         return out.isatty()
     except (AttributeError, ValueError):
