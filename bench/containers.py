@@ -67,11 +67,12 @@ def processes_named(fragment: str) -> list[int]:
     return found
 
 
-def start_dockyard(root: Path) -> tuple[subprocess.Popen, str]:
+def start_dockyard(root: Path, *extra_args: str) -> tuple[subprocess.Popen, str]:
+    """``dockyard daemon`` on its own data root and socket, with ``extra_args`` more flags."""
     socket_path = root / "dockyard.sock"
     process = subprocess.Popen(
         [sys.executable, "-m", "dockyard", "daemon", "--data-root", str(root / "data"),
-         "-H", f"unix://{socket_path}", "--log-level", "warning"],
+         "-H", f"unix://{socket_path}", "--log-level", "warning", *extra_args],
         stderr=open(root / "daemon.log", "w"),  # noqa: SIM115 - lives as long as the daemon
     )  # fmt: skip
     host = f"unix://{socket_path}"

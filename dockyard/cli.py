@@ -11,7 +11,8 @@ This module is the table of contents: the global options, :func:`build_parser` a
 - :mod:`~dockyard.commands.images`: ``images``, ``tag``, ``rmi``, ``import``, ``save``,
   ``pull``, ``push`` (:mod:`~dockyard.commands.distribution`;
   :mod:`~dockyard.commands.jsonmessages` draws their progress),
-  ``load``, ``history`` and the ``image`` group
+  ``load``, ``history``, ``build`` (:mod:`~dockyard.commands.builds`; the context tar:
+  :mod:`~dockyard.commands.buildcontext`) and the ``image`` group
 - :mod:`~dockyard.commands.containers`: ``run``, ``create``, ``start``, ``ps``, ``logs``,
   ``exec``, ``attach``, ``port``… and the ``container`` group
   (:mod:`~dockyard.commands.filesystem`: ``cp``, ``diff``, ``commit``, ``export``)

@@ -53,7 +53,14 @@ class APIError(Exception):
 
 
 class StreamError(APIError):
-    """An ``errorDetail``/``error`` message inside a JSON-message stream (the status was 200)."""
+    """An ``errorDetail``/``error`` message inside a JSON-message stream (the status was 200).
+
+    ``code``: the ``errorDetail``'s code, where the daemon gave one (a failed build step's
+    exit status, which ``build`` exits with); 0 when none."""
+
+    def __init__(self, status: int, message: str, code: int = 0) -> None:
+        super().__init__(status, message)
+        self.code = code
 
 
 class TLSOptions(NamedTuple):

@@ -164,6 +164,15 @@ class LoginStore:
             return None
         return StoredLogin(key, str(username), str(password), str(token))
 
+    def all_logins(self) -> list[StoredLogin]:
+        """Every login kept: the servers ``config.json`` lists and those with a helper of
+        their own (a build sends them all, for whichever registry its ``FROM`` lines name)."""
+        document = self.read()
+        helpers = document.get("credHelpers")
+        servers = set(self._auths(document)) | set(helpers if isinstance(helpers, dict) else ())
+        found = (self.get(server) for server in sorted(servers))
+        return [login for login in found if login is not None]
+
     def store(self, login: StoredLogin) -> bool:
         """Keep ``login``; ``True`` when its secret went into ``config.json`` in plain text."""
         key = login_key(login.server)

@@ -106,7 +106,8 @@ def parse_reference(text: str) -> ImageReference:
         and (not tag or re.fullmatch(_TAG, tag))
         and (not digest or re.fullmatch(_DIGEST, digest))
     )
-    if not valid:
+    # "name:" and "name@" name an empty tag or digest: not a reference (docker's grammar).
+    if not valid or text.endswith((":", "@")):
         raise UsageError("invalid reference format")
     return ImageReference(domain, path, tag, digest)
 

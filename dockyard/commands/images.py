@@ -1,5 +1,6 @@
 """Image commands: ``images``, ``tag``, ``rmi``, ``import``, ``save``, ``load``, ``history``,
-``pull`` and ``push`` (:mod:`~dockyard.commands.distribution`), and the ``image`` group
+``pull`` and ``push`` (:mod:`~dockyard.commands.distribution`), ``build``
+(:mod:`~dockyard.commands.builds`), and the ``image`` group
 (``image ls``, ``image inspect``, ``image prune``…)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from dockyard.commands.builds import BUILD_COMMANDS
 from dockyard.commands.common import (
     CommandSpec,
     UsageError,
@@ -329,6 +331,7 @@ IMAGE_COMMANDS: list[CommandSpec] = [
     ("history", ("history",), "show an image's history", _history_arguments, cmd_history),
     (None, ("prune",), "remove unused images", _prune_arguments, cmd_image_prune),
     *DISTRIBUTION_COMMANDS,
+    *BUILD_COMMANDS,
 ]
 
 

@@ -113,7 +113,7 @@ class JSONMessageRenderer:
         on_aux: Callable[[Any], None] | None = None,
     ) -> None:
         self.out = out
-        self.terminal = _is_terminal(out) if terminal is None else terminal
+        self.terminal = is_terminal(out) if terminal is None else terminal
         self.columns = columns
         self.on_aux = on_aux
         self.lines: dict[str, int] = {}  # id -> its line in the block being redrawn
@@ -133,7 +133,8 @@ class JSONMessageRenderer:
         detail = message.get("errorDetail")
         if detail or message.get("error"):
             text = (detail or {}).get("message") or message.get("error") or "unknown error"
-            raise StreamError(200, str(text))
+            code = (detail or {}).get("code")
+            raise StreamError(200, str(text), code if isinstance(code, int) else 0)
         if message.get("aux") is not None:
             if self.on_aux is not None:
                 self.on_aux(message["aux"])
@@ -181,7 +182,8 @@ class JSONMessageRenderer:
         return text + f"{status}{end}\n"
 
 
-def _is_terminal(out: TextIO) -> bool:
+def is_terminal(out: TextIO) -> bool:
+    """Whether ``out`` is a terminal (a closed or file-less stream is not)."""
     try:
         return out.isatty()
     except (AttributeError, ValueError):

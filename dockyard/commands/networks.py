@@ -72,7 +72,7 @@ def _dns_search(value: str) -> str:
     return domain
 
 
-def _extra_host(value: str) -> str:
+def extra_host(value: str) -> str:
     """``name:ip``, ``name=ip``, ``name:[v6]`` or ``name:host-gateway``, sent as ``name:ip``."""
     name, sep, address = value.partition("=")
     if not sep:
@@ -257,7 +257,7 @@ def container_network_fields(args: argparse.Namespace) -> dict[str, Any]:
         "Dns": [_dns_server(v) for v in args.dns or ()],
         "DnsOptions": list(args.dns_option or ()),
         "DnsSearch": [_dns_search(v) for v in args.dns_search or ()],
-        "ExtraHosts": [_extra_host(v) for v in args.add_host or ()] or None,
+        "ExtraHosts": [extra_host(v) for v in args.add_host or ()] or None,
     }
     return {
         "Hostname": args.hostname or "",

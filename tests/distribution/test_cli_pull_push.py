@@ -15,12 +15,10 @@ import json
 import os
 import pty
 import select
-import socketserver
 import struct
 import subprocess
 import sys
 import termios
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -33,6 +31,7 @@ from dockyard.testing.images import busybox_rootfs, image_archive, layer_tar
 from dockyard.testing.peers import docker_cli, docker_env
 from tests.conftest import http_request
 from tests.registry.conftest import htpasswd_file, registry_process
+from tests.unix_server import UnixHTTPServer, serving
 
 pytestmark = pytest.mark.interop
 __all__ = ["registry_process"]  # a fixture of tests/registry
@@ -279,11 +278,10 @@ def test_run_of_a_missing_image_pulls_it_first(tmp_path, engine, registry_proces
 # --------------------------------------------------------------------------------------------
 
 
-class ReplayServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ReplayServer(UnixHTTPServer):
     """A stand-in daemon on a Unix socket: ``/_ping``, and ``stream`` for every pull and
     push; it keeps the requests for those (method, path and query, ``X-Registry-Auth``)."""
 
-    daemon_threads = True
     stream = b""
     requests: list[tuple[str, str, str]]
     #: Answer 401 to a pull or push that comes without a login.
@@ -336,13 +334,8 @@ def replaying(stream: bytes, socket_path: Path) -> Iterator[ReplayServer]:
     server = ReplayServer(str(socket_path), ReplayHandler)
     server.stream = stream
     server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def both_clients(

@@ -12,13 +12,13 @@ import http.server
 import json
 import os
 import re
-import socketserver
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import attrs
+
+from tests.unix_server import UnixHTTPServer, serving
 
 API_VERSION = "1.41"
 CONTAINER_ID = "c0ffee" + "0" * 58
@@ -105,16 +105,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_HEAD = do_DELETE = do_PUT = _handle
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
+class _Server(UnixHTTPServer):
     def __init__(self, stub: EngineStub) -> None:
         self.stub = stub
         super().__init__(stub.socket_path, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        connection, _ = super().get_request()
-        return connection, ("stub", 0)  # BaseHTTPRequestHandler wants a (host, port) pair
 
 
 @contextmanager
@@ -123,13 +117,8 @@ def engine_stub(socket_path: str) -> Iterator[EngineStub]:
     if os.path.exists(socket_path):
         os.unlink(socket_path)
     stub = EngineStub(socket_path)
-    server = _Server(stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield stub
+        with serving(_Server(stub)):
+            yield stub
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         os.unlink(socket_path)
