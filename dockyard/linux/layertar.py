@@ -784,7 +784,27 @@ def _drain(stream: BinaryIO, limit: int, noun: str) -> None:
             raise InvalidParameter(f"{noun} has more than {limit} bytes after its last entry")
 
 
-def _apply_archive(stream: BinaryIO, extractor: _Extractor) -> None:
+def _entries(archive: tarfile.TarFile, unpadded_end: bool) -> Iterator[tarfile.TarInfo]:
+    """The archive's entries. With ``unpadded_end``, an archive that stops right after its
+    last entry's data (no padding, no end-of-archive blocks) ends there: the docker CLI sends
+    build contexts so, and dockerd takes them."""
+    last: tarfile.TarInfo | None = None
+    while True:
+        position = archive.fileobj.tell()  # type: ignore[union-attr]
+        try:
+            entry = archive.next()
+        except tarfile.ReadError as exc:
+            complete = last is not None and position == last.offset_data + last.size
+            if unpadded_end and complete and str(exc) == "unexpected end of data":
+                return
+            raise
+        if entry is None:
+            return
+        last = entry
+        yield entry
+
+
+def _apply_archive(stream: BinaryIO, extractor: _Extractor, unpadded_end: bool = False) -> None:
     """Read the tar in ``stream`` to its end and apply every entry through ``extractor``."""
     noun, limits = extractor.noun, extractor.limits
     try:
@@ -792,7 +812,7 @@ def _apply_archive(stream: BinaryIO, extractor: _Extractor) -> None:
         with tarfile.open(
             fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits, noun), bufsize=1 << 20
         ) as archive:
-            for entry in archive:
+            for entry in _entries(archive, unpadded_end):
                 extractor.apply(entry, archive)
         _drain(stream, limits.max_total_size, noun)
     except tarfile.TarError as exc:
@@ -849,6 +869,7 @@ def extract_archive(
     allow_device_nodes: bool = True,
     limits: ExtractLimits | None = None,
     noun: str = "archive",
+    unpadded_end: bool = False,
 ) -> ExtractStats:
     """Extract the uncompressed tar read from ``stream`` below the open directory
     ``directory_fd``, which holds files already (a container's root): the same rules against
@@ -856,7 +877,8 @@ def extract_archive(
     is deleted on error: what was written before the bad entry stays, and the
     :class:`~dockyard.core.errors.InvalidParameter` names that entry. Symlinks are kept whatever
     their target (a relative one may climb above ``directory``: the container resolves it in
-    its own root, as docker's copies allow).
+    its own root, as docker's copies allow). ``unpadded_end`` accepts an archive that stops
+    right after its last entry's data, as the docker CLI sends a build context.
 
     ``owner`` gives each entry's uid and gid; directories the archive implies without holding
     them are created mode 0755, owned by ``implied_owner``. ``noun`` names the archive in
@@ -874,7 +896,7 @@ def extract_archive(
         check_symlink_targets=False,
     )
     try:
-        _apply_archive(stream, extractor)
+        _apply_archive(stream, extractor, unpadded_end)
     finally:
         extractor.close()
     return ExtractStats(entries=extractor.entries, file_bytes=extractor.file_bytes)

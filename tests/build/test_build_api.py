@@ -378,3 +378,18 @@ def test_a_context_escaping_with_dot_dot_is_refused(api):
     )
     assert reply.status == 400
     assert "escape.txt" in reply.json()["message"]
+
+
+def test_a_context_ending_right_after_its_last_file_is_taken_but_a_cut_file_is_not(api):
+    """The docker CLI ends a context whose Dockerfile it added (``-f`` outside the context)
+    right after the file's bytes, without padding or end blocks; dockerd takes it. A file cut
+    short is still refused."""
+    dockerfile = b"FROM busybox\nLABEL unpadded=1\n"
+    header = tarfile.TarInfo("Dockerfile")
+    header.size = len(dockerfile)
+    unpadded = header.tobuf(tarfile.PAX_FORMAT) + dockerfile
+    status, messages, raw = build(api.daemon, unpadded)
+    assert status == 200 and not errors_of(messages), messages or raw
+    status, _, raw = build(api.daemon, unpadded[:-5])
+    assert status == 400
+    assert "not a valid tar archive" in json.loads(raw)["message"]

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.interop
 
 DAEMONS = [
     "dockerd",
-    pytest.param("dockyard", marks=pytest.mark.xfail(strict=False, reason="builder not merged")),
+    "dockyard",
 ]
 #: The base image every Dockerfile here starts from (loaded, never pulled).
 BASE = "busybox:latest"

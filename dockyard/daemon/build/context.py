@@ -114,7 +114,7 @@ def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     layertar.extract_archive(
-                        rest, fd, allow_device_nodes=False, noun="build context"
+                        rest, fd, allow_device_nodes=False, noun="build context", unpadded_end=True
                     )
                 finally:
                     os.close(fd)
