@@ -790,7 +790,7 @@ def _entries(archive: tarfile.TarFile, unpadded_end: bool) -> Iterator[tarfile.T
     build contexts so, and dockerd takes them."""
     last: tarfile.TarInfo | None = None
     while True:
-        position = archive.fileobj.tell()  # type: ignore[union-attr]
+        position = archive.fileobj.tell()
         try:
             entry = archive.next()
         except tarfile.ReadError as exc:
