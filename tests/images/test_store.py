@@ -215,10 +215,11 @@ def test_save_by_id_is_untagged(store):
 @pytest.mark.parametrize(
     "change,message",
     [
-        ("FROM busybox", "'FROM' is not a valid change command"),
-        ("EXPOSE eighty", "invalid port 'eighty'"),
-        ("ENV", "ENV requires an argument"),
-        ("LABEL novalue", "LABEL needs key=value pairs"),
+        # dockerd 20.10's words (it parses the changes as a Dockerfile).
+        ("FROM busybox", "from is not a valid change command"),
+        ("EXPOSE eighty", "Invalid containerPort: eighty"),
+        ("ENV", "ENV requires at least one argument"),
+        ("LABEL novalue", "LABEL must have two arguments"),
     ],
 )
 def test_bad_changes_are_refused(change, message):
@@ -241,7 +242,7 @@ def test_changes_apply_like_docker():
             "VOLUME /data /logs",
         ],
     )
-    assert config == {
+    assert {key: value for key, value in config.items() if value} == {
         "Cmd": ["echo", "hi"],
         "Entrypoint": ["/bin/sh", "-c", "/bin/sh -c"],
         "Env": ["B=two words", "A=3"],

@@ -15,7 +15,6 @@ takes the image id from ``Successfully built``).
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.core.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.daemon.build import commands as cmd
 from dockyard.daemon.build.cache import BuildCache
+from dockyard.daemon.build.changes import apply_change, config_json, shell_of
 from dockyard.daemon.build.context import (
     BuildContext,
     Source,
@@ -62,7 +62,6 @@ Emit = Callable[[dict[str, Any]], None]
 
 #: What the classic builder puts in ``PATH`` when the base image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_SHELL = ("/bin/sh", "-c")
 #: The escape sequences around a ``RUN`` step's standard error in the stream.
 STDERR_START, STDERR_END = "\x1b[91m", "\x1b[0m"
 
@@ -76,71 +75,6 @@ class StepFailed(DockyardError):
         self.code = code
 
 
-def go_quote(words: list[str] | tuple[str, ...] | None) -> str:
-    """A string slice as Go's ``%q`` prints it: ``["cat" "/p.txt"]``; the classic builder
-    writes ``CMD`` and ``ENTRYPOINT`` into history this way."""
-    return "[" + " ".join(json.dumps(word, ensure_ascii=False) for word in words or ()) + "]"
-
-
-def go_duration(nanoseconds: int) -> str:
-    """A duration as Go's ``time.Duration`` prints it: ``5s``, ``1m30s``, ``1.5s``, ``100ms``."""
-    if nanoseconds == 0:
-        return "0s"
-    sign = "-" if nanoseconds < 0 else ""
-    value = abs(nanoseconds)
-    if value < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if value >= size:
-                return sign + _trimmed(value / size) + unit
-    hours, rest = divmod(value, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "")
-    return sign + text + _trimmed(rest / 1_000_000_000) + "s"
-
-
-def _trimmed(number: float) -> str:
-    return f"{number:.9f}".rstrip("0").rstrip(".")
-
-
-def go_quote_rune(value: int) -> str:
-    """An integer as Go's ``%q`` prints it: a quoted character (``'\\x02'`` for 2)."""
-    if value in (ord("'"), ord("\\")):
-        return "'\\" + chr(value) + "'"
-    if 0x20 <= value < 0x7F:
-        return f"'{chr(value)}'"
-    if value < 0x100:
-        return f"'\\x{value:02x}'"
-    return f"'\\u{value:04x}'"
-
-
-def healthcheck_comment(health: HealthConfig) -> str:
-    """The history text dockerd writes for ``HEALTHCHECK``: Go's ``%q`` of its struct."""
-    return (
-        f"HEALTHCHECK &{{{go_quote(health.test)} {json.dumps(go_duration(health.interval))} "
-        f"{json.dumps(go_duration(health.timeout))} {json.dumps(go_duration(health.start_period))} "
-        f"{go_quote_rune(health.retries)}}}"
-    )
-
-
-#: Fields of a container config Go leaves out of JSON when empty (``omitempty``).
-_OMITTED_WHEN_EMPTY = (
-    "ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
-    "StopTimeout", "Shell",
-)  # fmt: skip
-
-
-def config_json(config: ContainerConfig) -> dict[str, Any]:
-    """A container config as dockerd writes it into an image: Go's JSON, whose ``omitempty``
-    fields are left out when empty (the health check's too)."""
-    encoded: dict[str, Any] = ENGINE_API.encode(config)
-    for key in _OMITTED_WHEN_EMPTY:
-        if not encoded.get(key):
-            encoded.pop(key, None)
-    if "Healthcheck" in encoded:
-        encoded["Healthcheck"] = {k: v for k, v in encoded["Healthcheck"].items() if v}
-    return encoded
-
-
 @attrs.define
 class StageState:
     """A stage while it builds: its image so far and the configuration the next step gets."""
@@ -152,6 +86,8 @@ class StageState:
     args: dict[str, str | None] = attrs.Factory(dict)
     #: ``MAINTAINER``: the author of every image the stage commits after it.
     maintainer: str = ""
+    #: Whether the stage set ``CMD`` (an ``ENTRYPOINT`` after it keeps it).
+    cmd_set: bool = False
 
 
 def _env_dict(env: list[str] | None) -> dict[str, str]:
@@ -160,11 +96,6 @@ def _env_dict(env: list[str] | None) -> dict[str, str]:
         key, _, value = item.partition("=")
         found[key] = value
     return found
-
-
-def _set_env(env: list[str] | None, key: str, value: str) -> list[str]:
-    kept = [item for item in env or [] if item.partition("=")[0] != key]
-    return [*kept, f"{key}={value}"]
 
 
 class Builder:
@@ -363,85 +294,20 @@ class Builder:
                 # so the step is cached across values (the RUN steps using it are not).
                 comment += f" {name}" + (f"={default}" if default is not None else "")
             await self._metadata(state, config, comment)
-        elif isinstance(command, cmd.Env):
-            env = config.env
-            comment = "ENV"
-            for key, value in command.pairs:
-                env = _set_env(env, key, value)
-                comment += f" {key}={value}"
-            await self._metadata(state, attrs.evolve(config, env=env), comment)
-        elif isinstance(command, cmd.Label):
-            labels = dict(config.labels or {})
-            comment = "LABEL"
-            for key, value in command.pairs:
-                labels[key] = value
-                comment += f" {key}={value}"
-            await self._metadata(state, attrs.evolve(config, labels=labels), comment)
-        elif isinstance(command, cmd.Maintainer):
-            state.maintainer = command.name
-            await self._metadata(state, config, f"MAINTAINER {command.name}")
-        elif isinstance(command, cmd.User):
-            await self._metadata(
-                state, attrs.evolve(config, user=command.user), f"USER {command.user}"
-            )
-        elif isinstance(command, cmd.Expose):
-            ports = dict(config.exposed_ports or {})
-            for port in command.ports:
-                ports[port] = {}
-            # History names the ports as written (ranges kept), sorted as strings.
-            written = [
-                expand(word, variables, self.dockerfile.escape) for word in instruction.arguments
-            ]
-            comment = "EXPOSE " + " ".join(sorted(written))
-            await self._metadata(state, attrs.evolve(config, exposed_ports=ports), comment)
-        elif isinstance(command, cmd.Volume):
-            volumes = dict(config.volumes or {})
-            for path in command.paths:
-                volumes[path] = {}
-            comment = f"VOLUME [{' '.join(command.paths)}]"
-            await self._metadata(state, attrs.evolve(config, volumes=volumes), comment)
-        elif isinstance(command, cmd.StopSignal):
-            await self._metadata(
-                state,
-                attrs.evolve(config, stop_signal=command.signal),
-                f"STOPSIGNAL {command.signal}",
-            )
-        elif isinstance(command, cmd.Onbuild):
-            triggers = [*(config.on_build or []), command.expression]
-            await self._metadata(
-                state, attrs.evolve(config, on_build=triggers), f"ONBUILD {command.expression}"
-            )
-        elif isinstance(command, cmd.Shell):
-            shell = list(command.command)
-            comment = f"SHELL [{' '.join(shell)}]"
-            await self._metadata(state, attrs.evolve(config, shell=shell), comment)
-        elif isinstance(command, (cmd.Cmd, cmd.Entrypoint)):
-            words = list(command.command)
-            if command.shell_form:
-                words = [*self._shell(config), *words]
-            if isinstance(command, cmd.Cmd):
-                changed = attrs.evolve(config, cmd=words)
-                await self._metadata(state, changed, f"CMD {go_quote(words)}")
-            else:
-                # As in docker: an ENTRYPOINT drops the CMD inherited from the base image.
-                changed = attrs.evolve(config, entrypoint=words, cmd=None)
-                await self._metadata(state, changed, f"ENTRYPOINT {go_quote(words)}")
-        elif isinstance(command, cmd.Healthcheck):
-            health = HealthConfig(
-                test=list(command.test),
-                interval=command.interval,
-                timeout=command.timeout,
-                start_period=command.start_period,
-                retries=command.retries,
-            )
-            comment = healthcheck_comment(health)
-            await self._metadata(state, attrs.evolve(config, healthcheck=health), comment)
-        else:  # pragma: no cover - commands.py makes only the kinds above
-            raise InvalidParameter(f"unsupported instruction {instruction.keyword}")
+        else:
+            written = None
+            if isinstance(command, cmd.Expose):
+                escape = self.dockerfile.escape
+                written = [expand(word, variables, escape) for word in instruction.arguments]
+            if isinstance(command, cmd.Maintainer):
+                state.maintainer = command.name
+            change = apply_change(config, command, cmd_set=state.cmd_set, written_ports=written)
+            state.cmd_set = state.cmd_set or isinstance(command, cmd.Cmd)
+            await self._metadata(state, change.config, change.comment)
 
     @staticmethod
     def _shell(config: ContainerConfig) -> list[str]:
-        return list(config.shell or DEFAULT_SHELL)
+        return shell_of(config)
 
     # ---------------------------------------------------------------- committing
 
@@ -727,11 +593,10 @@ class Builder:
         return IdMaps(namespace.uid_mappings, namespace.gid_mappings)
 
     async def _workdir(self, state: StageState, command: cmd.Workdir) -> None:
-        path = command.path
-        if not path.startswith("/"):
-            path = str(Path(state.config.working_dir or "/") / path)
-        config = attrs.evolve(state.config, working_dir=path)
-        probe = self._probe(state, config, [*self._shell(state.config), f"#(nop) WORKDIR {path}"])
+        change = apply_change(state.config, command)
+        config, path = change.config, change.config.working_dir
+        # WORKDIR's history has one space after "#(nop)", unlike the others (dockerd's).
+        probe = self._probe(state, config, [*self._shell(state.config), f"#(nop) {change.comment}"])
         if await self._cached(state, config, probe):
             return
         container = await self._container(state, probe, announce=True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shlex
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import attrs
@@ -22,6 +21,7 @@ from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter
 from dockyard.core.platforms import go_arch
 from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon.build.changes import apply_changes
 from dockyard.daemon.images.compression import detect, open_decompressed
 from dockyard.daemon.images.content import CHUNK
 from dockyard.daemon.images.store import (
@@ -41,75 +41,6 @@ MAX_JSON_SIZE = 8 << 20
 # --------------------------------------------------------------------------------------------
 # import
 # --------------------------------------------------------------------------------------------
-
-_CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME")
-
-
-def _json_or_shell(argument: str) -> list[str]:
-    if argument.startswith("["):
-        try:
-            value = json.loads(argument)
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return value
-    return ["/bin/sh", "-c", argument]
-
-
-def _pairs(argument: str, instruction: str) -> list[tuple[str, str]]:
-    words = shlex.split(argument)
-    if len(words) == 2 and "=" not in words[0]:
-        return [(words[0], words[1])]  # the legacy "ENV key value" form
-    pairs = []
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise InvalidParameter(f"{instruction} needs key=value pairs, got {word!r}")
-        pairs.append((key, value))
-    return pairs
-
-
-def apply_changes(config: dict[str, Any], changes: Iterable[str]) -> dict[str, Any]:
-    """Apply ``docker import --change`` Dockerfile instructions to a container config."""
-    for change in changes:
-        instruction, _, argument = change.strip().partition(" ")
-        instruction, argument = instruction.upper(), argument.strip()
-        if instruction not in _CHANGE_INSTRUCTIONS:
-            raise InvalidParameter(
-                f"{instruction or change!r} is not a valid change command; "
-                f"allowed: {', '.join(_CHANGE_INSTRUCTIONS)}"
-            )
-        if not argument:
-            raise InvalidParameter(f"{instruction} requires an argument")
-        if instruction == "CMD":
-            config["Cmd"] = _json_or_shell(argument)
-        elif instruction == "ENTRYPOINT":
-            config["Entrypoint"] = _json_or_shell(argument)
-        elif instruction == "ENV":
-            env = [e for e in config.get("Env") or []]
-            for key, value in _pairs(argument, "ENV"):
-                env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
-            config["Env"] = env
-        elif instruction == "LABEL":
-            config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(argument, "LABEL"))}
-        elif instruction == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
-            for port in argument.split():
-                number, _, protocol = port.partition("/")
-                if not number.isdigit() or protocol not in ("", "tcp", "udp", "sctp"):
-                    raise InvalidParameter(f"invalid port {port!r} in EXPOSE")
-                ports[f"{number}/{protocol or 'tcp'}"] = {}
-            config["ExposedPorts"] = ports
-        elif instruction == "USER":
-            config["User"] = argument
-        elif instruction == "WORKDIR":
-            config["WorkingDir"] = argument
-        elif instruction == "VOLUME":
-            paths = _json_or_shell(argument) if argument.startswith("[") else argument.split()
-            if paths[:2] == ["/bin/sh", "-c"]:
-                raise InvalidParameter(f"invalid VOLUME {argument!r}")
-            config["Volumes"] = {**(config.get("Volumes") or {}), **{p: {} for p in paths}}
-    return config
 
 
 def import_rootfs(
