@@ -425,6 +425,9 @@ class _Extractor:
     cached_parent: tuple[tuple[str, ...], int] | None = None
     entries: int = 0
     file_bytes: int = 0
+    #: The archive's own file, when it is one: file contents are copied from it by the kernel
+    #: (``copy_file_range``) rather than read through tarfile.
+    source_fd: int | None = None
 
     def close(self) -> None:
         self._drop_cache()
@@ -544,11 +547,15 @@ class _Extractor:
             self._apply_whiteout(self.whiteouts, parts, entry)
             return
         parent_fd = self.open_dir(parts[:-1], create=True, what=entry.name)
+        if entry.isreg():
+            # Most files are new: the create says whether one is in the way, without a
+            # lookup first (a lookup costs as much as the create on ext4).
+            self._make_file(parent_fd, name, entry, archive)
+            self._mark_written(parts)
+            return
         self._replace_existing(parent_fd, name, entry)
         if entry.isdir():
             self._make_dir(parent_fd, parts, entry)
-        elif entry.isreg():
-            self._make_file(parent_fd, name, entry, archive)
         elif entry.issym():
             self._make_symlink(parent_fd, parts, entry)
         elif entry.islnk():
@@ -641,19 +648,16 @@ class _Extractor:
                 f"refusing at {entry.name!r}"
             )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
         try:
-            source = archive.extractfile(entry)
-            assert source is not None  # a regular member always has a file object
-            remaining = entry.size
-            while remaining:
-                chunk = source.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise InvalidParameter(f"{self.noun} entry {entry.name!r} is truncated")
-                view = memoryview(chunk)
-                while view:  # os.write may write less than asked
-                    view = view[os.write(fd, view) :]
-                remaining -= len(chunk)
+            fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+        except FileExistsError:
+            self._replace_existing(parent_fd, name, entry)
+            fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+        try:
+            if self.source_fd is not None:
+                self._copy_range(entry, fd)
+            else:
+                self._copy_read(entry, archive, fd)
             self.file_bytes += entry.size
             # Order matters: chown clears setuid/setgid and capabilities, so mode and xattrs
             # come after it.
@@ -663,6 +667,43 @@ class _Extractor:
             os.utime(fd, ns=(_mtime_ns(entry, "atime"), _mtime_ns(entry)))
         finally:
             os.close(fd)
+
+    def _copy_read(self, entry: tarfile.TarInfo, archive: tarfile.TarFile, fd: int) -> None:
+        source = archive.extractfile(entry)
+        assert source is not None  # a regular member always has a file object
+        remaining = entry.size
+        while remaining:
+            chunk = source.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise InvalidParameter(f"{self.noun} entry {entry.name!r} is truncated")
+            view = memoryview(chunk)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
+            remaining -= len(chunk)
+
+    def _copy_range(self, entry: tarfile.TarInfo, fd: int) -> None:
+        assert self.source_fd is not None
+        offset, remaining = entry.offset_data, entry.size
+        while remaining:
+            try:
+                copied = os.copy_file_range(self.source_fd, fd, remaining, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                copied = self._copy_pread(fd, offset, remaining)
+            if copied == 0:
+                raise InvalidParameter(f"{self.noun} entry {entry.name!r} is truncated")
+            offset += copied
+            remaining -= copied
+
+    def _copy_pread(self, fd: int, offset: int, length: int) -> int:
+        """One chunk the slow way, where the kernel cannot copy between the two files."""
+        assert self.source_fd is not None
+        chunk = os.pread(self.source_fd, min(_CHUNK, length), offset)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+        return len(chunk)
 
     def _make_symlink(self, parent_fd: int, parts: list[str], entry: tarfile.TarInfo) -> None:
         target = entry.linkname
@@ -789,8 +830,9 @@ def _entries(archive: tarfile.TarFile, unpadded_end: bool) -> Iterator[tarfile.T
     last entry's data (no padding, no end-of-archive blocks) ends there: the docker CLI sends
     build contexts so, and dockerd takes them."""
     last: tarfile.TarInfo | None = None
+    size = _file_size(archive.fileobj)
     while True:
-        position = archive.fileobj.tell()
+        position = archive.fileobj.tell() if size is None else size
         try:
             entry = archive.next()
         except tarfile.ReadError as exc:
@@ -804,17 +846,36 @@ def _entries(archive: tarfile.TarFile, unpadded_end: bool) -> Iterator[tarfile.T
         yield entry
 
 
+def _file_size(stream: object) -> int | None:
+    """The size of ``stream`` when it is a regular file read from its start, else ``None``."""
+    try:
+        info = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 def _apply_archive(stream: BinaryIO, extractor: _Extractor, unpadded_end: bool = False) -> None:
-    """Read the tar in ``stream`` to its end and apply every entry through ``extractor``."""
+    """Read the tar in ``stream`` to its end and apply every entry through ``extractor``.
+
+    A regular file (a spooled upload) is read in place: headers through tarfile, contents
+    copied by the kernel. Anything else is read once, front to back (a layer being hashed).
+    """
     noun, limits = extractor.noun, extractor.limits
+    seekable = _file_size(stream) is not None
     try:
         # Reads of 1 MiB rather than tarfile's 10 KiB: a large file costs far fewer calls.
         with tarfile.open(
-            fileobj=stream, mode="r|", tarinfo=_bounded_tarinfo(limits, noun), bufsize=1 << 20
+            fileobj=stream,
+            mode="r:" if seekable else "r|",
+            tarinfo=_bounded_tarinfo(limits, noun),
+            bufsize=1 << 20,
         ) as archive:
+            extractor.source_fd = stream.fileno() if seekable else None
             for entry in _entries(archive, unpadded_end):
                 extractor.apply(entry, archive)
-        _drain(stream, limits.max_total_size, noun)
+        if not seekable:
+            _drain(stream, limits.max_total_size, noun)
     except tarfile.TarError as exc:
         raise InvalidParameter(f"{noun} is not a valid tar archive: {exc}") from None
     except (EOFError, OSError) as exc:

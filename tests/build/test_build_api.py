@@ -392,4 +392,4 @@ def test_a_context_ending_right_after_its_last_file_is_taken_but_a_cut_file_is_n
     assert status == 200 and not errors_of(messages), messages or raw
     status, _, raw = build(api.daemon, unpadded[:-5])
     assert status == 400
-    assert "not a valid tar archive" in json.loads(raw)["message"]
+    assert "is truncated" in json.loads(raw)["message"]

@@ -15,9 +15,10 @@ import contextlib
 import json
 import secrets
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -28,9 +29,8 @@ from starlette.routing import Route
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon import modes
-from dockyard.daemon.api.streams import consume_body
 from dockyard.daemon.api.system import service_of
-from dockyard.daemon.build.builder import Builder, StepFailed
+from dockyard.daemon.build.builder import Builder, SourceDigests, StepFailed
 from dockyard.daemon.build.context import BuildContext, receive_context
 from dockyard.daemon.build.dockerfile import parse
 from dockyard.daemon.build.options import parse_build_query
@@ -92,9 +92,10 @@ async def build(request: Request) -> Response:
     auths = registry_config(request.headers.get("x-registry-config"))
     directory = await run_in_threadpool(build_directory, service.data_root)
     try:
-        context: BuildContext = await consume_body(
-            request, lambda body: receive_context(body, directory / "context")
-        )
+        with await _spooled(request, directory) as body:
+            context: BuildContext = await run_in_threadpool(
+                receive_context, body, directory / "context"
+            )
         dockerfile = parse(await run_in_threadpool(context.dockerfile, options.dockerfile))
     except BaseException:
         await run_in_threadpool(shutil.rmtree, directory, True)
@@ -122,6 +123,7 @@ async def build(request: Request) -> Response:
             dockerfile,
             messages.put_nowait,
             pull_image if puller is not None else None,
+            _source_digests(request),
         )
     except BaseException:
         await run_in_threadpool(shutil.rmtree, directory, True)
@@ -129,6 +131,30 @@ async def build(request: Request) -> Response:
     return StreamingResponse(
         _stream(builder, messages, options.quiet, directory), media_type="application/json"
     )
+
+
+async def _spooled(request: Request, directory: Path) -> BinaryIO:
+    """The request body in a file of the build's directory. Written as it arrives, on the
+    event loop: a write into the page cache takes microseconds, less than handing each chunk
+    to a thread."""
+    spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - the caller closes it
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _source_digests(request: Request) -> SourceDigests:
+    """The daemon's one record of the checksums COPY --from took (made with the app)."""
+    state = request.app.state
+    if not hasattr(state, "build_source_digests"):
+        state.build_source_digests = SourceDigests()
+    digests: SourceDigests = state.build_source_digests
+    return digests
 
 
 def _error(message: str, code: int | None) -> dict[str, Any]:

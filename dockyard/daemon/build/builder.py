@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,31 @@ class StepFailed(DockyardError):
         self.code = code
 
 
+class SourceDigests:
+    """The checksums of files ``COPY --from`` took from images, kept for the daemon's life
+    (an image's files never change), at most ``size`` of them, least recently used first out.
+    Thread-safe."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._known: OrderedDict[tuple[str, str, tuple[str, ...]], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, tuple[str, ...]]) -> str | None:
+        with self._lock:
+            found = self._known.get(key)
+            if found is not None:
+                self._known.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, tuple[str, ...]], digest: str) -> None:
+        with self._lock:
+            self._known[key] = digest
+            self._known.move_to_end(key)
+            while len(self._known) > self._size:
+                self._known.popitem(last=False)
+
+
 @attrs.define
 class StageState:
     """A stage while it builds: its image so far and the configuration the next step gets."""
@@ -110,6 +137,7 @@ class Builder:
         dockerfile: Dockerfile,
         emit: Emit,
         pull_image: Callable[[str], Any] | None = None,
+        source_digests: SourceDigests | None = None,
     ) -> None:
         self.images = images
         self.containers = containers
@@ -118,6 +146,7 @@ class Builder:
         self.dockerfile = dockerfile
         self._emit = emit
         self._pull_image = pull_image
+        self.source_digests = source_digests or SourceDigests()
         self._stages: dict[str, ImageRecord | None] = {}
         self._consumed: set[str] = set()
         self._step = 0
@@ -525,12 +554,20 @@ class Builder:
 
     async def _copy(self, state: StageState, command: cmd.Copy) -> None:
         name = "ADD" if command.is_add else "COPY"
-        if command.from_stage:
-            source_image = await self._source_image(command.from_stage)
-            with self._image_root(source_image) as root:
-                await self._copy_from(state, command, name, SourceTree(root))
-        else:
+        if not command.from_stage:
             await self._copy_from(state, command, name, self.context.sources())
+            return
+        source_image = await self._source_image(command.from_stage)
+        # What an image holds never changes: a digest computed once is good for every build,
+        # and a cached step then needs no mount of the image at all.
+        key = (source_image.id, name, command.sources)
+        known = self.source_digests.get(key)
+        if known is not None and await self._cached(
+            state, state.config, self._copy_probe(state, command, name, known)
+        ):
+            return
+        with self._image_root(source_image) as root:
+            await self._copy_from(state, command, name, SourceTree(root), key)
 
     def _select(
         self, tree: SourceTree, command: cmd.Copy, name: str, downloads: Path
@@ -544,8 +581,26 @@ class Builder:
                 sources.extend(tree.select([pattern], name))
         return sources
 
+    def _copy_probe(
+        self, state: StageState, command: cmd.Copy, name: str, copied: str
+    ) -> ContainerConfig:
+        """The config a COPY or ADD commits: its history names the files' checksum
+        (``copied``: ``file:<hex>``, ``dir:<hex>`` or ``multi:<hex>``), as dockerd's does."""
+        flags = "".join(
+            f" --{flag}={value}"
+            for flag, value in (("chown", command.chown), ("chmod", command.chmod))
+            if value
+        )
+        comment = f"#(nop) {name}{flags} {copied} in {command.destination} "
+        return self._probe(state, state.config, [*self._shell(state.config), comment])
+
     async def _copy_from(
-        self, state: StageState, command: cmd.Copy, name: str, tree: SourceTree
+        self,
+        state: StageState,
+        command: cmd.Copy,
+        name: str,
+        tree: SourceTree,
+        digest_key: tuple[str, str, tuple[str, ...]] | None = None,
     ) -> None:
         with tempfile.TemporaryDirectory(prefix="add-", dir=self.context.directory.parent) as got:
             try:
@@ -553,15 +608,10 @@ class Builder:
                 digest = (await run_in_threadpool(checksum, sources)).removeprefix("sha256:")
             except InvalidParameter as exc:
                 raise StepFailed(exc.message) from None
-            # As dockerd names what a step copied in its history (and so in the cache key).
             kind = "multi" if len(sources) > 1 else "dir" if sources[0].is_dir else "file"
-            flags = "".join(
-                f" --{flag}={value}"
-                for flag, value in (("chown", command.chown), ("chmod", command.chmod))
-                if value
-            )
-            comment = f"#(nop) {name}{flags} {kind}:{digest} in {command.destination} "
-            probe = self._probe(state, state.config, [*self._shell(state.config), comment])
+            if digest_key is not None:
+                self.source_digests.put(digest_key, f"{kind}:{digest}")
+            probe = self._copy_probe(state, command, name, f"{kind}:{digest}")
             if await self._cached(state, state.config, probe):
                 return
             container = await self._container(state, probe, announce=False)

@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -95,6 +96,9 @@ class BuildContext:
 def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
     """Read the ``POST /build`` body into ``directory`` (which exists and is empty).
 
+    A body already on disk (a regular file, read from its start) is extracted in place;
+    another is decompressed into a spool file first.
+
     The body is a tar, plain or compressed (gzip, bzip2, xz, zstd), streamed to disk; entries
     with ``..`` or hard links to anything outside it are refused with an
     :class:`~dockyard.core.errors.InvalidParameter` naming the entry, device nodes too;
@@ -110,14 +114,15 @@ def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
         block = compression.read_exactly_up_to(stream, tarfile.BLOCKSIZE)
         rest = io.BufferedReader(compression.PrefixedReader(block, stream), buffer_size=1 << 20)
         if not block or _is_tar_header(block):
-            if block:
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    layertar.extract_archive(
-                        rest, fd, allow_device_nodes=False, noun="build context", unpadded_end=True
-                    )
-                finally:
-                    os.close(fd)
+            if block and not compressed and _is_file(body):
+                body.seek(0)
+                _extract(body, directory)
+            elif block:
+                # Spooled first: extracting from a file lets the kernel copy the contents.
+                with tempfile.TemporaryFile(dir=directory.parent) as spool:
+                    shutil.copyfileobj(rest, spool, _CHUNK)
+                    spool.seek(0)
+                    _extract(spool, directory)
         elif not compressed:
             _save_bare_dockerfile(rest, directory)
         else:
@@ -126,6 +131,24 @@ def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
     except BaseException:
         layertar.remove_tree(directory)
         raise
+
+
+def _is_file(body: BinaryIO) -> bool:
+    """Whether ``body`` is a regular file read from its start (a spooled request body)."""
+    try:
+        return stat.S_ISREG(os.fstat(body.fileno()).st_mode) and body.seekable()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _extract(archive: BinaryIO, directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        layertar.extract_archive(
+            archive, fd, allow_device_nodes=False, noun="build context", unpadded_end=True
+        )
+    finally:
+        os.close(fd)
 
 
 def _is_tar_header(block: bytes) -> bool:
