@@ -428,6 +428,9 @@ class _Extractor:
     #: The archive's own file, when it is one: file contents are copied from it by the kernel
     #: (``copy_file_range``) rather than read through tarfile.
     source_fd: int | None = None
+    #: For a file still being written (an upload extracted as it arrives): waits until its
+    #: first N bytes are there.
+    source_ready: Callable[[int], None] | None = None
 
     def close(self) -> None:
         self._drop_cache()
@@ -684,6 +687,8 @@ class _Extractor:
     def _copy_range(self, entry: tarfile.TarInfo, fd: int) -> None:
         assert self.source_fd is not None
         offset, remaining = entry.offset_data, entry.size
+        if self.source_ready is not None:
+            self.source_ready(offset + remaining)
         while remaining:
             try:
                 copied = os.copy_file_range(self.source_fd, fd, remaining, offset)
@@ -830,12 +835,14 @@ def _entries(archive: tarfile.TarFile, unpadded_end: bool) -> Iterator[tarfile.T
     last entry's data (no padding, no end-of-archive blocks) ends there: the docker CLI sends
     build contexts so, and dockerd takes them."""
     last: tarfile.TarInfo | None = None
-    size = _file_size(archive.fileobj)
+    in_file = _file_size(archive.fileobj) is not None
     while True:
-        position = archive.fileobj.tell() if size is None else size
+        position = None if in_file else archive.fileobj.tell()
         try:
             entry = archive.next()
         except tarfile.ReadError as exc:
+            if position is None:  # the file's whole size, now that it was read to its end
+                position = _file_size(archive.fileobj)
             complete = last is not None and position == last.offset_data + last.size
             if unpadded_end and complete and str(exc) == "unexpected end of data":
                 return
@@ -872,6 +879,7 @@ def _apply_archive(stream: BinaryIO, extractor: _Extractor, unpadded_end: bool =
             bufsize=1 << 20,
         ) as archive:
             extractor.source_fd = stream.fileno() if seekable else None
+            extractor.source_ready = getattr(stream, "wait_for", None)
             for entry in _entries(archive, unpadded_end):
                 extractor.apply(entry, archive)
         if not seekable:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,7 @@ from starlette.routing import Route
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon import modes
+from dockyard.daemon.api.streams import SpooledBody
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.build.builder import Builder, SourceDigests, StepFailed
 from dockyard.daemon.build.context import BuildContext, receive_context
@@ -92,10 +93,7 @@ async def build(request: Request) -> Response:
     auths = registry_config(request.headers.get("x-registry-config"))
     directory = await run_in_threadpool(build_directory, service.data_root)
     try:
-        with await _spooled(request, directory) as body:
-            context: BuildContext = await run_in_threadpool(
-                receive_context, body, directory / "context"
-            )
+        context = await _received(request, directory)
         dockerfile = parse(await run_in_threadpool(context.dockerfile, options.dockerfile))
     except BaseException:
         await run_in_threadpool(shutil.rmtree, directory, True)
@@ -133,19 +131,24 @@ async def build(request: Request) -> Response:
     )
 
 
-async def _spooled(request: Request, directory: Path) -> BinaryIO:
-    """The request body in a file of the build's directory. Written as it arrives, on the
-    event loop: a write into the page cache takes microseconds, less than handing each chunk
-    to a thread."""
-    spool = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - the caller closes it
-    try:
-        async for chunk in request.stream():
-            spool.write(chunk)
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
-    return spool
+async def _received(request: Request, directory: Path) -> BuildContext:
+    """The build context, extracted in a worker thread while the body still arrives (into a
+    file of the build's directory): the extraction hides behind the upload."""
+    body = SpooledBody(tempfile.TemporaryFile(dir=directory))  # noqa: SIM115 - body closes it
+    with body:
+        receiving = asyncio.ensure_future(
+            run_in_threadpool(receive_context, body, directory / "context")  # type: ignore[arg-type]
+        )
+        try:
+            async for chunk in request.stream():
+                body.append(chunk)
+        except BaseException as exc:
+            body.finish(exc)
+            with contextlib.suppress(BaseException):
+                await receiving
+            raise
+        body.finish()
+        return await receiving
 
 
 def _source_digests(request: Request) -> SourceDigests:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -157,3 +158,83 @@ async def stream_from_thread(produce: Callable[[BinaryIO], None]) -> AsyncIterat
 def json_message(**fields: Any) -> bytes:
     """One message of a JSON-message stream, as dockerd frames it."""
     return json.dumps(fields).encode() + b"\r\n"
+
+
+class SpooledBody(io.RawIOBase):
+    """A request body written to a file as it arrives, and read (by a worker thread) while
+    it grows: a read beyond what arrived waits for more. Being a file, a tar in it can be
+    extracted in place (:func:`~dockyard.linux.layertar.extract_archive` copies contents from
+    it with the kernel, after :meth:`wait_for`) as the client is still sending it."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._fd = file.fileno()
+        self._arrived = 0
+        self._position = 0
+        self._finished = False
+        self._failure: BaseException | None = None
+        self._changed = threading.Condition()
+
+    # ---------------------------------------------------------------- the writer (event loop)
+
+    def append(self, data: bytes) -> None:
+        """Write the next chunk (a write into the page cache: microseconds)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.pwrite(self._fd, view, self._arrived) :]
+            with self._changed:
+                self._arrived += len(data) - len(view)
+                self._changed.notify_all()
+
+    def finish(self, failure: BaseException | None = None) -> None:
+        """No more is coming: the end of the body, or ``failure`` (the client went away)."""
+        with self._changed:
+            self._finished = True
+            self._failure = failure
+            self._changed.notify_all()
+
+    # ---------------------------------------------------------------- the reader (a thread)
+
+    def wait_for(self, end: int) -> None:
+        """Block until the first ``end`` bytes arrived, or the body ended before them."""
+        with self._changed:
+            while self._arrived < end and not self._finished:
+                self._changed.wait()
+            if self._failure is not None:
+                raise ClientGone("the client closed the connection") from self._failure
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._position = offset
+        elif whence == io.SEEK_CUR:
+            self._position += offset
+        else:
+            self.wait_for(1 << 62)  # the end is known once everything arrived
+            self._position = self._arrived + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        self.wait_for(self._position + 1)
+        available = min(len(buffer), self._arrived - self._position)
+        if available <= 0:
+            return 0
+        data = os.pread(self._fd, available, self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
