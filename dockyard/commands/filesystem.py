@@ -22,9 +22,8 @@ import sys
 import tarfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
-
-import attrs
 
 from dockyard.commands.common import (
     CommandSpec,
@@ -41,7 +40,7 @@ GO_MODE_SYMLINK = 1 << 27
 KINDS = {0: "C", 1: "A", 2: "D"}
 
 
-@attrs.frozen
+@dataclass(frozen=True)
 class PathInfo:
     """What a copy's source or destination is."""
 
@@ -52,7 +51,7 @@ class PathInfo:
     rebase_name: str = ""
 
 
-@attrs.frozen
+@dataclass(frozen=True)
 class Placement:
     """Where an archive goes: the directory it is extracted in, and the renaming of its
     first name component (``source``) to ``target`` (both empty: no renaming)."""
