@@ -18,13 +18,13 @@ import argparse
 import base64
 import json
 import os
+import stat
 import sys
 import tarfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
-
-import attrs
 
 from dockyard.commands.common import (
     CommandSpec,
@@ -41,18 +41,16 @@ GO_MODE_SYMLINK = 1 << 27
 KINDS = {0: "C", 1: "A", 2: "D"}
 
 
-@attrs.frozen
+@dataclass(frozen=True)
 class PathInfo:
     """What a copy's source or destination is."""
 
     path: str
     exists: bool
     is_dir: bool
-    #: The name the source's archive entries start with (docker's ``RebaseName``).
-    rebase_name: str = ""
 
 
-@attrs.frozen
+@dataclass(frozen=True)
 class Placement:
     """Where an archive goes: the directory it is extracted in, and the renaming of its
     first name component (``source``) to ``target`` (both empty: no renaming)."""
@@ -75,10 +73,8 @@ def _base(path: str) -> str:
 
 def place(source: PathInfo, destination: PathInfo) -> Placement:
     """docker's decision of where the source's archive is extracted, and under what name."""
-    source_base = source.rebase_name or _base(source.path)
+    source_base = _base(source.path)
     if destination.exists and destination.is_dir:
-        if source.rebase_name and source.rebase_name != _base(source.path):
-            return Placement(destination.path, source.rebase_name, _base(source.path))
         return Placement(destination.path)
     if destination.exists and source.is_dir:
         raise UsageError("cannot copy a directory to a file")
@@ -152,8 +148,8 @@ def copy_from_container(args: argparse.Namespace, name: str, path: str) -> int:
         client.copy_response(response, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return 0
-    stat = _path_stat(response)
-    source = PathInfo(path, True, bool(stat.get("mode", 0) & GO_MODE_DIR))
+    path_stat = _path_stat(response)
+    source = PathInfo(path, True, bool(path_stat.get("mode", 0) & GO_MODE_DIR))
     local = args.destination
     local_is_dir = os.path.isdir(local)
     destination = PathInfo(local, os.path.exists(local), local_is_dir)
@@ -187,12 +183,8 @@ def _local_source(path: str, follow_link: bool) -> PathInfo:
         info = os.stat(path) if follow_link else os.lstat(path)
     except FileNotFoundError:
         raise UsageError(f"no such file or directory: {path}") from None
-    import stat as stat_module
-
-    rebase = ""
-    if follow_link and os.path.islink(path.rstrip("/")):
-        rebase = os.path.basename(os.path.realpath(path))
-    return PathInfo(path, True, stat_module.S_ISDIR(info.st_mode), rebase)
+    # With -L a symlink's target is sent under the link's own name, as docker does.
+    return PathInfo(path, True, stat.S_ISDIR(info.st_mode))
 
 
 def _write_source_tar(
@@ -229,9 +221,9 @@ def copy_to_container(args: argparse.Namespace, name: str, path: str) -> int:
 
     try:
         response = client.request("HEAD", container_path(name, "/archive"), {"path": path})
-        stat = _path_stat(response)
+        path_stat = _path_stat(response)
         response.read()
-        destination = PathInfo(path, True, bool(stat.get("mode", 0) & GO_MODE_DIR))
+        destination = PathInfo(path, True, bool(path_stat.get("mode", 0) & GO_MODE_DIR))
     except APIError as exc:
         if exc.status != 404:
             raise

@@ -123,3 +123,16 @@ def test_diff_commit_export(cli, api, box, tmp_path):
     with tarfile.open(output) as archive:
         assert "tmp/dir/sub/y.txt" in archive.getnames()
     assert cli("diff", "nosuch").returncode != 0
+
+
+def test_cp_follow_link_sends_the_target_under_the_links_name(cli, api, box, tmp_path):
+    (tmp_path / "target.txt").write_text("target\n")
+    (tmp_path / "link").symlink_to(tmp_path / "target.txt")
+    assert cli("cp", str(tmp_path / "link"), f"{box}:/tmp/plainlink").returncode == 0
+    assert cli("cp", "-L", str(tmp_path / "link"), f"{box}:/tmp/").returncode == 0
+    assert cli("cp", "-L", str(tmp_path / "link"), f"{box}:/tmp/renamedlink").returncode == 0
+    code, out, _ = api.exec(
+        box, ["sh", "-c", "cat /tmp/link /tmp/renamedlink; ls -l /tmp/plainlink"]
+    )
+    lines = out.decode().splitlines()
+    assert lines[:2] == ["target", "target"] and lines[2].startswith("l")

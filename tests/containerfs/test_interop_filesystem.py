@@ -142,8 +142,6 @@ def run_case(host: str, case: str, base: Path) -> str:
 def test_same_as_dockerd(engines, case, tmp_path):
     theirs = run_case(engines["dockerd"], case, tmp_path / "dockerd")
     ours = run_case(engines["dockyard"], case, tmp_path / "dockyard")
-    (tmp_path / "theirs.txt").write_text(theirs)
-    (tmp_path / "ours.txt").write_text(ours)
     assert ours == theirs
 
 

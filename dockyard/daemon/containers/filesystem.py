@@ -58,8 +58,9 @@ GO_MODE_STICKY = 1 << 20
 #: The mode of the empty file standing in for a file mount point (dockerd's init layer's).
 MOUNT_POINT_FILE_MODE = 0o755
 
-#: The size of the pieces a tar stream is handed to the HTTP layer in.
-STREAM_CHUNK = 64 << 10
+#: The size of the pieces a tar stream is handed to the HTTP layer in (each costs a thread hop:
+#: 256 KiB pieces made cp-out of 100 MB ~20% faster than 64 KiB ones).
+STREAM_CHUNK = 256 << 10
 
 
 def go_file_mode(st_mode: int) -> int:
