@@ -393,3 +393,27 @@ def test_a_context_ending_right_after_its_last_file_is_taken_but_a_cut_file_is_n
     status, _, raw = build(api.daemon, unpadded[:-5])
     assert status == 400
     assert "is truncated" in json.loads(raw)["message"]
+
+
+def last_layer_names(api: Api, name: str) -> list[str]:
+    """The entries of the last layer of image ``name``, from ``docker save``."""
+    reply = api.call("GET", f"/images/{name}/get")
+    assert reply.status == 200, reply.body
+    with tarfile.open(fileobj=io.BytesIO(reply.body)) as outer:
+        manifest_file = outer.extractfile("manifest.json")
+        assert manifest_file is not None
+        last = json.load(manifest_file)[0]["Layers"][-1]
+        layer_file = outer.extractfile(last)
+        assert layer_file is not None
+        with tarfile.open(fileobj=layer_file) as layer:
+            return sorted(member.name for member in layer.getmembers())
+
+
+def test_a_steps_layer_holds_its_changes_and_not_the_daemons_mount_points(api):
+    """busybox has no /proc, /sys, /dev or /etc/hosts: the runtime makes them as mount points
+    in the container, and dockerd keeps such things out of committed layers (its init layer)."""
+    tag = unique("layer")
+    dockerfile = b"FROM busybox\nRUN echo x > /x && mkdir -p /etc/app && echo y > /etc/app/conf\n"
+    status, messages, _ = build(api.daemon, context_tar({"Dockerfile": dockerfile}), t=tag)
+    assert status == 200 and not errors_of(messages), messages
+    assert last_layer_names(api, tag) == ["etc", "etc/app", "etc/app/conf", "x"]

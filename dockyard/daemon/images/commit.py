@@ -16,6 +16,7 @@ import attrs
 from dockyard.core import mediatypes
 from dockyard.core.platforms import go_arch
 from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon.containers.changes import DAEMON_FILES
 from dockyard.daemon.images.store import ImageRecord, ImageStore, LayerRecord
 from dockyard.distribution.reference import Reference
 
@@ -50,6 +51,37 @@ class ImageChange:
     container_config: dict[str, Any] | None = None
 
 
+def _daemon_file(name: str) -> bool:
+    return "/" + name.strip("/").removeprefix("./") in DAEMON_FILES
+
+
+def _without_daemon_files(store: ImageStore, digest: str) -> str:
+    """The diff ``digest`` without what the daemon and runtime put in every container (mount
+    points such as ``/proc`` and ``/etc/hosts``), nor the directories holding them when
+    nothing else in them changed: dockerd keeps those in an init layer below the container's,
+    so a committed layer never has them."""
+    with store.content.open(digest) as blob, tarfile.open(fileobj=blob, mode="r:") as archive:
+        members = archive.getmembers()
+        dropped = [member.name.strip("/") for member in members if _daemon_file(member.name)]
+        if not dropped:
+            return digest
+        kept = [member for member in members if not _daemon_file(member.name)]
+        holders = {name.rpartition("/")[0] for name in dropped} - {""}
+        still_changed = {member.name.strip("/").rpartition("/")[0] for member in kept}
+        kept = [
+            member
+            for member in kept
+            if not (member.isdir() and member.name.strip("/") in holders - still_changed)
+        ]
+        with store.content.writer() as out:
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as filtered:  # type: ignore[call-overload]
+                for member in kept:
+                    filtered.addfile(
+                        member, archive.extractfile(member) if member.isreg() else None
+                    )
+            return out.commit()
+
+
 def _is_empty_tar(store: ImageStore, digest: str) -> bool:
     with store.content.open(digest) as blob, tarfile.open(fileobj=blob, mode="r|") as archive:
         return archive.next() is None
@@ -63,6 +95,7 @@ def commit_layer(
     with store.content.writer() as blob:
         store.driver.diff(snapshot.key, list(snapshot.parents), blob)  # type: ignore[arg-type]
         digest = blob.commit()
+    digest = _without_daemon_files(store, digest)
     if _is_empty_tar(store, digest):
         return None
     below = parent.layers[-1] if parent is not None and parent.layers else None
