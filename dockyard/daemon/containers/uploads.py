@@ -119,7 +119,13 @@ def extract(
         acting_as = idmap.filesystem_ids(
             *idmap.root_ids(view.ids.uid_mappings, view.ids.gid_mappings)
         )
-    with acting_as, open_decompressed(spool) as stream:
+    uncompressed = detect(spool.read(MAGIC_BYTES)) is Compression.NONE
+    spool.seek(0)
+    # An uncompressed spool is extracted in place: the kernel copies file contents from it.
+    decompressed: contextlib.AbstractContextManager[BinaryIO] = (
+        contextlib.nullcontext(spool) if uncompressed else open_decompressed(spool)
+    )
+    with acting_as, decompressed as stream:
         inroot.extract_into(
             view.path,
             path,
