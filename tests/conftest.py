@@ -265,6 +265,35 @@ def spawn_daemon(
     return Daemon(process, socket_path, data_root, log_path, tcp_port, args, env)
 
 
+def docker_load(host: str, archive: Path) -> None:
+    """``docker load -i ARCHIVE`` with the docker CLI against ``host``."""
+    from dockyard.testing.peers import docker_cli, docker_env
+
+    loaded = subprocess.run(
+        [docker_cli(), "load", "-i", str(archive)], env=docker_env(host), capture_output=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+
+
+def daemon_in(base: Path, network: bool = False) -> Daemon:
+    """``dockyard daemon`` on ``base/root``, its socket and log in ``base`` (not yet serving)."""
+    socket_path = str(base / "dockyard.sock")
+    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
+    return spawn_daemon(
+        args, plugin_env([]), socket_path, base / "root", base / "daemon.log", network=network
+    )
+
+
+@contextlib.contextmanager
+def module_daemon(base: Path) -> Iterator[Daemon]:
+    """A serving daemon on ``base`` while the block runs (a module's tests share one)."""
+    daemon = serving(daemon_in(base))
+    try:
+        yield daemon
+    finally:
+        shut_down(daemon)
+
+
 def serving(daemon: Daemon) -> Daemon:
     """``daemon`` once it serves; shut down, with whatever it started, if it never does."""
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, plugin_env, restarted, shut_down, spawn_daemon
+from tests.conftest import Daemon, module_daemon, restarted
 from tests.containers.engine_api import Api
 
 BASE = "busybox"
@@ -26,15 +26,8 @@ BASE = "busybox"
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[Api]:
-    base = tmp_path_factory.mktemp("build-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    try:
-        daemon.wait_until_serving()
+    with module_daemon(tmp_path_factory.mktemp("build-daemon")) as daemon:
         yield Api.with_busybox(daemon)
-    finally:
-        shut_down(daemon)
 
 
 def context_tar(files: dict[str, bytes | str], modes: dict[str, int] | None = None) -> bytes:

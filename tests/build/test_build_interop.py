@@ -26,7 +26,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, plugin_env, shut_down, spawn_daemon
+from tests.conftest import Daemon, module_daemon, plugin_env
 
 pytestmark = pytest.mark.interop
 
@@ -107,15 +107,8 @@ class Engine:
 
 @pytest.fixture(scope="module")
 def own_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("build-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    try:
-        daemon.wait_until_serving()
+    with module_daemon(tmp_path_factory.mktemp("build-daemon")) as daemon:
         yield daemon
-    finally:
-        shut_down(daemon)
 
 
 @pytest.fixture(params=DAEMONS)

@@ -16,7 +16,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from tests.build.test_build_api import build, context_tar
-from tests.conftest import http_request, plugin_env, shut_down, spawn_daemon
+from tests.conftest import http_request, module_daemon
 
 pytestmark = pytest.mark.interop
 
@@ -77,21 +77,16 @@ class Peer:
 
 @pytest.fixture(scope="module")
 def peers(real_dockerd, tmp_path_factory) -> Iterator[tuple[Peer, Peer]]:
-    base = tmp_path_factory.mktemp("build-parity")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    ours = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    try:
-        ours.wait_until_serving()
-        pair = (Peer(socket_path), Peer(real_dockerd.host.removeprefix("unix://")))
-        archive = image_archive([busybox_rootfs()], ["busybox:latest"])
-        for peer in pair:
-            assert peer.request("POST", "/v1.41/images/load", body=archive).status == 200
-        yield pair
-    finally:
-        shut_down(ours)
-        real_dockerd.docker("image", "prune", "-af", check=False)
-        real_dockerd.docker("container", "prune", "-f", check=False)
+    with module_daemon(tmp_path_factory.mktemp("build-parity")) as ours:
+        try:
+            pair = (Peer(ours.socket_path), Peer(real_dockerd.host.removeprefix("unix://")))
+            archive = image_archive([busybox_rootfs()], ["busybox:latest"])
+            for peer in pair:
+                assert peer.request("POST", "/v1.41/images/load", body=archive).status == 200
+            yield pair
+        finally:
+            real_dockerd.docker("image", "prune", "-af", check=False)
+            real_dockerd.docker("container", "prune", "-f", check=False)
 
 
 def normal(text: str) -> str:

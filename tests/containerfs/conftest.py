@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
-from tests.conftest import Daemon, plugin_env, shut_down, spawn_daemon
+from tests.conftest import Daemon, module_daemon
 from tests.containers.engine_api import Api
 
 #: Extra files of the test image: a directory tree, and a symlink to a file that exists on
@@ -45,15 +45,8 @@ def load_image(daemon: Daemon) -> Api:
 
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("containerfs-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    try:
-        daemon.wait_until_serving()
+    with module_daemon(tmp_path_factory.mktemp("containerfs-daemon")) as daemon:
         yield daemon
-    finally:
-        shut_down(daemon)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
+from tests.conftest import docker_load
 from tests.containerfs.conftest import IMAGE_FILES
 
 pytestmark = pytest.mark.interop
@@ -105,10 +106,7 @@ def archive(tmp_path_factory) -> Path:
 def engines(real_dockerd, shared_daemon, archive) -> dict[str, str]:
     hosts = {"dockerd": real_dockerd.host, "dockyard": shared_daemon.host}
     for host in hosts.values():
-        loaded = subprocess.run(
-            [docker_cli(), "load", "-i", str(archive)], env=docker_env(host), capture_output=True
-        )
-        assert loaded.returncode == 0, loaded.stderr
+        docker_load(host, archive)
         setup = subprocess.run(
             ["sh", "-c", SETUP],
             env={**docker_env(host), "DOCKER": docker_cli()},

@@ -18,7 +18,7 @@ import attrs
 import pytest
 
 from dockyard.testing.images import busybox_rootfs
-from tests.conftest import Daemon, plugin_env, run_dockyard, shut_down, spawn_daemon
+from tests.conftest import Daemon, module_daemon, plugin_env, run_dockyard, shut_down
 from tests.containers.engine_api import Api
 
 #: Applets the tests call by path (busybox's sh finds the others by itself).
@@ -43,16 +43,9 @@ def import_busybox(daemon: Daemon, rootfs: Path, applets: Sequence[str]) -> None
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory) -> Iterator[Daemon]:
     base = tmp_path_factory.mktemp("containers-daemon")
-    socket_path = str(base / "dockyard.sock")
-    log_path = base / "daemon.log"
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", log_path)
-    try:
-        daemon.wait_until_serving()
+    with module_daemon(base) as daemon:
         import_busybox(daemon, base / "rootfs.tar", APPLETS)
         yield daemon
-    finally:
-        shut_down(daemon)
 
 
 @pytest.fixture

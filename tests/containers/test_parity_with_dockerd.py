@@ -17,6 +17,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
+from tests.conftest import docker_load
 
 pytestmark = pytest.mark.interop
 
@@ -73,10 +74,7 @@ def shared(tmp_path_factory) -> Path:
 def engines(real_dockerd, shared_daemon, archive) -> dict[str, str]:
     hosts = {"dockerd": real_dockerd.host, "dockyard": shared_daemon.host}
     for host in hosts.values():
-        loaded = subprocess.run(
-            [docker_cli(), "load", "-i", str(archive)], env=docker_env(host), capture_output=True
-        )
-        assert loaded.returncode == 0, loaded.stderr
+        docker_load(host, archive)
     return hosts
 
 

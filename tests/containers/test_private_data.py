@@ -21,7 +21,13 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import RealDockerd
-from tests.conftest import Daemon, plugin_env, restarted, serving, shut_down, spawn_daemon
+from tests.conftest import (
+    Daemon,
+    daemon_in,
+    restarted,
+    serving,
+    shut_down,
+)
 from tests.containers.engine_api import Api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -75,11 +81,9 @@ def searchable_base() -> Iterator[Path]:
 
 def start(base: Path, umask: int = 0o022) -> Daemon:
     """A daemon on ``base/root``, started with ``umask``."""
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
     previous = os.umask(umask)  # the daemon inherits it
     try:
-        daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "log")
+        daemon = daemon_in(base)
     finally:
         os.umask(previous)
     return serving(daemon)

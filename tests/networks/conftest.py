@@ -11,22 +11,15 @@ from collections.abc import Iterator
 import pytest
 
 from dockyard.testing.networks import host_left_as_found
-from tests.conftest import plugin_env, serving, shut_down, spawn_daemon
+from tests.conftest import daemon_in, serving, shut_down
 from tests.containers.engine_api import Api
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("network-daemon")
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
     with host_left_as_found():
-        daemon = serving(
-            spawn_daemon(
-                args, plugin_env([]), socket_path, base / "root", base / "daemon.log",
-                network=True,
-            )
-        )  # fmt: skip
+        daemon = serving(daemon_in(base, network=True))
         try:
             yield Api.with_busybox(daemon)
         finally:
