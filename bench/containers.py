@@ -201,7 +201,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dockyard-bench-") as tmp:
         workdir = Path(tmp)
         (workdir / "ours").mkdir()
-        process, host = start_dockyard(workdir / "ours")
+        # As the dockerd beside it (--bridge=none): no network set-up in either, none left behind.
+        process, host = start_dockyard(workdir / "ours", "--bridge", "none")
         try:
             # The zygote (the daemon's child) belongs to the engine; the supervisors it forked
             # (reparented away from it) are the per-container cost.

@@ -75,7 +75,8 @@ def main() -> None:
         archive.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
         source = workdir / "tree"
         make_tree(source, args.mb, args.files)
-        process, our_host = start_dockyard(workdir / "ours")
+        # No default bridge: cp needs no network, and the bench leaves nothing on the host.
+        process, our_host = start_dockyard(workdir / "ours", "--bridge", "none")
         try:
             with real_dockerd(workdir / "dockerd") as peer:
                 hosts = {"dockyard": our_host, "dockerd": peer.host}
