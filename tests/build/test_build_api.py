@@ -6,6 +6,7 @@ so they do not see each other's images except through the cache, which is what t
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import secrets
@@ -410,3 +411,26 @@ def test_a_steps_layer_holds_its_changes_and_not_the_daemons_mount_points(api):
     status, messages, _ = build(api.daemon, context_tar({"Dockerfile": dockerfile}), t=tag)
     assert status == 200 and not errors_of(messages), messages
     assert last_layer_names(api, tag) == ["etc", "etc/app", "etc/app/conf", "x"]
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("%%%", "X-Registry-Config: not base64url-encoded JSON"),
+        (base64.urlsafe_b64encode(b"[1]").decode(), "X-Registry-Config: not a JSON object"),
+        (
+            base64.urlsafe_b64encode(b'{"127.0.0.1:5000": {"username": 1}}').decode(),
+            "X-Registry-Config: 127.0.0.1:5000: username",
+        ),
+    ],
+    ids=["not-base64", "not-an-object", "wrong-type"],
+)
+def test_bad_registry_config_is_a_400_naming_it(api, header, named):
+    reply = api.daemon.request(
+        "POST",
+        "/v1.41/build",
+        {"Content-Type": "application/x-tar", "X-Registry-Config": header},
+        context_tar({"Dockerfile": b"FROM busybox\n"}),
+    )
+    assert reply.status == 400, reply.body
+    assert named in reply.json()["message"]

@@ -9,8 +9,6 @@ failure is its last message, with ``errorDetail.code`` the exit code the CLI exi
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import secrets
@@ -26,8 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from dockyard.core.decoding import parse_json
-from dockyard.core.errors import DockyardError, InvalidParameter
+from dockyard.core.errors import DockyardError
 from dockyard.daemon import modes
 from dockyard.daemon.api.streams import SpooledBody
 from dockyard.daemon.api.system import service_of
@@ -35,38 +32,17 @@ from dockyard.daemon.build.builder import Builder, SourceDigests, StepFailed
 from dockyard.daemon.build.context import BuildContext, receive_context
 from dockyard.daemon.build.dockerfile import parse
 from dockyard.daemon.build.options import parse_build_query
-from dockyard.daemon.distribution.authconfig import AuthConfig, credentials_of
-from dockyard.daemon.engine_api import ENGINE_API
+from dockyard.daemon.distribution.authconfig import (
+    AuthConfig,
+    credentials_of,
+    decode_registry_config,
+)
 from dockyard.distribution.credentials import Credentials
 from dockyard.distribution.reference import parse_reference
 
 _log = structlog.get_logger("dockyard.api.build")
 
 _DONE = object()
-
-
-def registry_config(header: str | None) -> dict[str, AuthConfig]:
-    """``X-Registry-Config``: base64url of a JSON map from registry to ``AuthConfig`` (every
-    credential the client has; the builder picks the one for each base image's registry)."""
-    if not header or not header.strip():
-        return {}
-    text = header.strip()
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text.rstrip("=")) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidParameter("X-Registry-Config: not base64url-encoded JSON") from None
-    document = parse_json(raw)
-    if not isinstance(document, dict):
-        raise InvalidParameter("X-Registry-Config: not a JSON object of registries")
-    found = {}
-    for registry, value in document.items():
-        try:
-            config: AuthConfig = ENGINE_API.decode(value, AuthConfig)
-        except InvalidParameter as exc:
-            raise InvalidParameter(f"X-Registry-Config: {registry}: {exc}") from None
-        credentials_of(config, f"X-Registry-Config: {registry}")
-        found[registry] = config
-    return found
 
 
 def build_directory(data_root: Path) -> Path:
@@ -90,7 +66,7 @@ async def build(request: Request) -> Response:
         request.query_params,
         {key: request.query_params.getlist(key) for key in ("t", "extrahosts")},
     )
-    auths = registry_config(request.headers.get("x-registry-config"))
+    auths = decode_registry_config(request.headers.get("x-registry-config"))
     directory = await run_in_threadpool(build_directory, service.data_root)
     try:
         context = await _received(request, directory)

@@ -37,8 +37,7 @@ def _manager(request: Request) -> ContainerManager:
 
 
 def _parents(manager: ContainerManager, container: Container) -> list[str]:
-    image = manager.images.resolve(container.image_id)
-    return manager.images.parents_of(image.layers[-1]) if image.layers else []
+    return manager.images.layer_keys(manager.images.get(container.image_id))
 
 
 async def _open_root(

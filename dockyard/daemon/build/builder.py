@@ -412,7 +412,7 @@ class Builder:
         parent = state.image
         snapshot = None
         if changed_files:
-            parents = self.images.parents_of(parent.layers[-1]) if parent and parent.layers else []
+            parents = self.images.layer_keys(parent)
             snapshot = Snapshot(container.snapshot, tuple(parents))
         image_config = attrs.evolve(config, image=parent.id if parent is not None else "")
         change = ImageChange(
@@ -517,7 +517,7 @@ class Builder:
         """The container's filesystem, mounted on the host while the block runs (it is not
         running, so its snapshot is mounted nowhere else)."""
         driver = self.images.driver
-        parents = self.images.parents_of(parent.layers[-1]) if parent and parent.layers else []
+        parents = self.images.layer_keys(parent)
         with tempfile.TemporaryDirectory(prefix="dockyard-build-") as target:
             mount_all(driver.mounts(container.snapshot, parents), target)
             try:
@@ -530,7 +530,7 @@ class Builder:
         """An image's filesystem, read from a snapshot made for the block (``COPY --from``)."""
         driver = self.images.driver
         key = f"build-source-{secrets.token_hex(16)}"
-        parents = self.images.parents_of(image.layers[-1]) if image.layers else []
+        parents = self.images.layer_keys(image)
         with tempfile.TemporaryDirectory(prefix="dockyard-build-") as target:
             mounts = driver.prepare(key, parents)
             try:

@@ -247,7 +247,7 @@ class ContainerManager:
             namespace = self.settings.user_namespace
             group = modes.search_group(namespace.gid_mappings if namespace else ())
             modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
-            parents = self.images.parents_of(image.layers[-1]) if image and image.layers else []
+            parents = self.images.layer_keys(image)
             rootfs = tuple(driver.prepare(snapshot, parents))
             user = self._resolve_user(plan.user, rootfs, directory)
             volume_names, sources = self._make_volumes(plan.volumes, made_volumes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 import attrs
 
@@ -68,18 +69,44 @@ def decode_registry_auth(header: str | None) -> AuthConfig:
     accepted, as clients differ; anything else is a 400 naming the header."""
     if not header or not header.strip():
         return AuthConfig()
+    return _auth_config(_header_json(header, "X-Registry-Auth"), "X-Registry-Auth")
+
+
+def decode_registry_config(header: str | None) -> dict[str, AuthConfig]:
+    """The ``X-Registry-Config`` header of ``POST /build``: base64url of a JSON object from
+    registry to ``AuthConfig``, every credential the client has (a build takes the one of
+    each base image's registry). Absent or empty means none."""
+    if not header or not header.strip():
+        return {}
+    document = _header_json(header, "X-Registry-Config")
+    if not isinstance(document, dict):
+        raise InvalidParameter("X-Registry-Config: not a JSON object of registries")
+    return {
+        registry: _auth_config(value, f"X-Registry-Config: {registry}")
+        for registry, value in document.items()
+    }
+
+
+def _header_json(header: str, name: str) -> Any:
     text = header.strip()
     try:
         raw = base64.urlsafe_b64decode(_padded(text.replace("+", "-").replace("/", "_")))
     except (binascii.Error, ValueError):
-        raise InvalidParameter("X-Registry-Auth: not base64url-encoded JSON") from None
+        raise InvalidParameter(f"{name}: not base64url-encoded JSON") from None
     if not raw.strip():
-        raise InvalidParameter("X-Registry-Auth: not base64url-encoded JSON")
+        raise InvalidParameter(f"{name}: not base64url-encoded JSON")
     try:
-        config: AuthConfig = ENGINE_API.decode(parse_json(raw), AuthConfig)
+        return parse_json(raw)
     except InvalidParameter as exc:
-        raise InvalidParameter(f"X-Registry-Auth: {exc}") from None
-    credentials_of(config, "X-Registry-Auth")
+        raise InvalidParameter(f"{name}: {exc}") from None
+
+
+def _auth_config(value: Any, where: str) -> AuthConfig:
+    try:
+        config: AuthConfig = ENGINE_API.decode(value, AuthConfig)
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"{where}: {exc}") from None
+    credentials_of(config, where)
     return config
 
 

@@ -257,6 +257,11 @@ class ImageStore:
             chain = record.parent
         return keys
 
+    def layer_keys(self, image: ImageRecord | None) -> list[str]:
+        """The driver keys of ``image``'s layers, top first: the parents of a snapshot made
+        from it (none for no image, as over ``scratch``)."""
+        return self.parents_of(image.layers[-1]) if image is not None and image.layers else []
+
     def register_layer(
         self,
         parent: str | None,
