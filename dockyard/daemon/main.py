@@ -25,10 +25,10 @@ from dockyard.core.server import (
 )
 from dockyard.daemon import modes, userns
 from dockyard.daemon.api import create_app
-from dockyard.daemon.api.build import remove_stale_builds
 from dockyard.daemon.api.hijack import EngineHttpProtocol
 from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
+from dockyard.daemon.build.context import remove_stale_builds
 from dockyard.daemon.containers.etc_files import host_resolv_conf
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager

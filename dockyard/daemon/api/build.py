@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -25,11 +24,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.errors import DockyardError
-from dockyard.daemon import modes
 from dockyard.daemon.api.streams import SpooledBody
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.build.builder import Builder, SourceDigests, StepFailed
-from dockyard.daemon.build.context import BuildContext, receive_context
+from dockyard.daemon.build.context import BuildContext, build_directory, receive_context
 from dockyard.daemon.build.dockerfile import parse
 from dockyard.daemon.build.options import parse_build_query
 from dockyard.daemon.distribution.authconfig import (
@@ -43,20 +41,6 @@ from dockyard.distribution.reference import parse_reference
 _log = structlog.get_logger("dockyard.api.build")
 
 _DONE = object()
-
-
-def build_directory(data_root: Path) -> Path:
-    """A fresh directory for one build's context, under the data root (private to root)."""
-    parent = modes.make_dir(data_root / "build", modes.CONTAINERS, exist_ok=True)
-    directory = parent / secrets.token_hex(8)
-    directory.mkdir(mode=0o700)
-    (directory / "context").mkdir(mode=0o700)
-    return directory
-
-
-def remove_stale_builds(data_root: Path) -> None:
-    """Contexts left by a daemon that stopped mid-build (called at start, before serving)."""
-    shutil.rmtree(data_root / "build", ignore_errors=True)
 
 
 async def build(request: Request) -> Response:

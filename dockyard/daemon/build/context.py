@@ -19,6 +19,7 @@ import hashlib
 import io
 import os
 import posixpath
+import secrets
 import shutil
 import stat
 import tarfile
@@ -35,6 +36,7 @@ from typing import BinaryIO
 import attrs
 
 from dockyard.core.errors import InvalidParameter
+from dockyard.daemon import modes
 from dockyard.daemon.images import compression
 from dockyard.dockerignore import (
     DOCKERIGNORE,
@@ -91,6 +93,20 @@ class BuildContext:
     def sources(self) -> SourceTree:
         """What ``COPY``/``ADD`` without ``--from`` take files from."""
         return SourceTree(self.directory, self.matcher)
+
+
+def build_directory(data_root: Path) -> Path:
+    """A fresh directory for one build's context, under the data root (private to root)."""
+    parent = modes.make_dir(data_root / "build", modes.CONTAINERS, exist_ok=True)
+    directory = parent / secrets.token_hex(8)
+    directory.mkdir(mode=0o700)
+    (directory / "context").mkdir(mode=0o700)
+    return directory
+
+
+def remove_stale_builds(data_root: Path) -> None:
+    """Contexts left by a daemon that stopped mid-build (called at start, before serving)."""
+    shutil.rmtree(data_root / "build", ignore_errors=True)
 
 
 def receive_context(body: BinaryIO, directory: Path) -> BuildContext:
