@@ -346,6 +346,9 @@ def test_copy_of_a_missing_file_fails_in_the_stream_and_leaves_no_container(api)
         ({"bogus": "1"}, "bogus"),
         ({"shmsize": "lots"}, "shmsize"),
         ({"t": "Bad:Tag:Name"}, "Bad:Tag:Name"),
+        ({"platform": "linux/s390x"}, "platform linux/s390x"),
+        ({"platform": "linux"}, "invalid platform"),
+        ({"buildid": "b1"}, "buildid"),
     ],
 )
 def test_bad_parameters_are_400s_naming_them(api, params, named):
@@ -434,3 +437,12 @@ def test_bad_registry_config_is_a_400_naming_it(api, header, named):
     )
     assert reply.status == 400, reply.body
     assert named in reply.json()["message"]
+
+
+def test_from_another_platform_is_refused_in_the_stream(api):
+    dockerfile = b"FROM --platform=linux/s390x busybox\nRUN true\n"
+    status, messages, _ = build(api.daemon, context_tar({"Dockerfile": dockerfile}))
+    assert status == 200
+    [error] = errors_of(messages)
+    assert "FROM --platform linux/s390x: only linux/" in error["error"]
+    assert "Running in" not in text_of(messages)

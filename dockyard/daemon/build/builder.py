@@ -41,7 +41,7 @@ from dockyard.daemon.build.context import (
     is_url,
 )
 from dockyard.daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse
-from dockyard.daemon.build.options import BuildOptions
+from dockyard.daemon.build.options import BuildOptions, check_platform
 from dockyard.daemon.build.shell_words import expand
 from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers.config import (
@@ -247,6 +247,11 @@ class Builder:
         self._announce(instruction)
         command = self._command(instruction, self._known(global_args))
         assert isinstance(command, cmd.From)
+        if command.platform:
+            try:
+                check_platform(command.platform, "FROM --platform")
+            except InvalidParameter as exc:
+                raise StepFailed(exc.message) from None
         base = command.base
         image: ImageRecord | None
         if base.lower() == "scratch":

@@ -15,6 +15,7 @@ import attrs
 
 from dockyard.core.errors import InvalidParameter
 from dockyard.daemon.containers.config import Ulimit
+from dockyard.daemon.distribution.pull import parse_platform, this_platform
 from dockyard.distribution.reference import Reference, parse_reference
 
 #: Parameters we refuse unless they ask for nothing: what each would need.
@@ -24,6 +25,7 @@ _REFUSED = {
     "session": "a BuildKit session",
     "outputs": "BuildKit outputs",
     "securityopt": "security options on build",
+    "buildid": "a build id (builds cannot be cancelled by id here)",
 }
 _KNOWN = {
     "dockerfile", "t", "extrahosts", "q", "nocache", "cachefrom", "pull", "rm", "forcerm",
@@ -129,6 +131,16 @@ def _ulimits(value: str | None) -> tuple[Ulimit, ...]:
     return tuple(found)
 
 
+def check_platform(text: str, where: str) -> None:
+    """Refuse a platform other than this machine's: the builder runs steps natively (no
+    emulation) and picks no base image by platform."""
+    wanted, here = parse_platform(text), this_platform()
+    if (wanted.os, wanted.architecture) != (here.os, here.architecture):
+        raise InvalidParameter(
+            f"{where} {text}: only {here.os}/{here.architecture} images can be built here"
+        )
+
+
 def parse_build_query(query: Mapping[str, str], multi: Mapping[str, Sequence[str]]) -> BuildOptions:
     """Decode the query string: ``query`` has each parameter's last value, ``multi`` all."""
     unknown = sorted(set(query) - _KNOWN)
@@ -149,8 +161,8 @@ def parse_build_query(query: Mapping[str, str], multi: Mapping[str, Sequence[str
     if isolation not in ("", "default"):
         raise InvalidParameter(f'Unsupported isolation: "{isolation}"')
     platform = query.get("platform", "")
-    if platform and platform.split("/")[0] != "linux":
-        raise InvalidParameter(f'"{platform}": only linux images can be built here')
+    if platform:
+        check_platform(platform, "platform")
     force_remove = _bool("forcerm", query.get("forcerm"))
     cache_from = _json("cachefrom", query.get("cachefrom"), "cache-from")
     if cache_from is not None and not (
