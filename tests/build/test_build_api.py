@@ -446,3 +446,17 @@ def test_from_another_platform_is_refused_in_the_stream(api):
     [error] = errors_of(messages)
     assert "FROM --platform linux/s390x: only linux/" in error["error"]
     assert "Running in" not in text_of(messages)
+
+
+def test_build_labels_label_the_image(api):
+    tag = unique("labelled")
+    status, messages, _ = build(
+        api.daemon,
+        context_tar({"Dockerfile": b"FROM busybox\nLABEL own=1\n"}),
+        t=tag,
+        labels={"z": "last", "a": "first"},
+    )
+    assert status == 200 and not errors_of(messages), messages
+    steps = [line for line in text_of(messages).splitlines() if line.startswith("Step ")]
+    assert steps[-2:] == ["Step 3/4 : LABEL a=first", "Step 4/4 : LABEL z=last"]
+    assert image(api, tag)["Config"]["Labels"] == {"own": "1", "a": "first", "z": "last"}

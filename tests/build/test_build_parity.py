@@ -196,3 +196,18 @@ def test_quiet_and_docker_py_defaults_answer_alike(peers):
     for peer in (ours, theirs):
         for container in peer.get("/containers/json?all=1"):
             peer.request("DELETE", f"/v1.41/containers/{container['Id']}?force=1")
+
+
+def test_build_labels_become_label_steps_alike(peers):
+    """``labels=`` adds one LABEL step per label (sorted by key) after the last stage."""
+    ours, theirs = peers
+    context = context_tar({"Dockerfile": b"FROM busybox AS x\nENV A=1\nFROM busybox\nENV B=1\n"})
+    labels = {"b": "2", "a": "one two"}
+    for _ in range(2):  # built, then from the cache
+        mine, my_id = built(ours, context, labels=labels)
+        dockers, their_id = built(theirs, context, labels=labels)
+        assert shown(mine) == shown(dockers)
+    for peer, image in ((ours, my_id), (theirs, their_id)):
+        assert peer.get(f"/images/{image}/json")["Config"]["Labels"] == labels
+        history = [h["CreatedBy"] for h in peer.get(f"/images/{image}/history")][:2]
+        assert history == ["/bin/sh -c #(nop)  LABEL b=2", "/bin/sh -c #(nop)  LABEL a=one two"]

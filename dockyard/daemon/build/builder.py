@@ -156,7 +156,8 @@ class Builder:
         #: stage takes its value.
         self._global_values: dict[str, str | None] = {}
         self._stage_list = dockerfile.stages_to_build(options.target or None)
-        self._total = dockerfile.step_count(options.target or None)
+        # The labels of the request become LABEL steps after the last stage, as in dockerd.
+        self._total = dockerfile.step_count(options.target or None) + len(options.labels)
 
     # ---------------------------------------------------------------- messages
 
@@ -164,8 +165,11 @@ class Builder:
         self._emit({"stream": text})
 
     def _announce(self, instruction: Instruction) -> None:
+        self._announce_text(instruction.original)
+
+    def _announce_text(self, text: str) -> None:
         self._step += 1
-        self._stream(f"Step {self._step}/{self._total} : {instruction.original}")
+        self._stream(f"Step {self._step}/{self._total} : {text}")
         self._stream("\n")
 
     def _image_line(self, image: ImageRecord) -> None:
@@ -190,6 +194,8 @@ class Builder:
             state = await self._from(stage, global_args)
             for instruction in stage.instructions:
                 await self._dispatch(state, instruction)
+            if stage is self._stage_list[-1]:
+                await self._label_steps(state)
             last = state.image
             if stage.name is not None:
                 self._stages[stage.name.lower()] = state.image
@@ -208,6 +214,14 @@ class Builder:
             await run_in_threadpool(self.images.tag, last.id, reference)
             self._stream(f"Successfully tagged {reference.familiar()}\n")
         return last
+
+    async def _label_steps(self, state: StageState) -> None:
+        """``labels=``: one ``LABEL`` step per label, sorted by key, on the last stage built
+        (dockerd adds them to the Dockerfile so)."""
+        for key, value in sorted(self.options.labels.items()):
+            self._announce_text(f"LABEL {key}={value}")
+            change = apply_change(state.config, cmd.Label(((key, value),)))
+            await self._metadata(state, change.config, change.comment)
 
     def _global_args(self) -> dict[str, str | None]:
         """The ``ARG``s before the first ``FROM``: they can only be used in ``FROM`` lines."""
