@@ -30,7 +30,7 @@ from dockyard.core.interfaces import (
     ProcessSpec,
     Resources,
 )
-from dockyard.daemon.containers import options
+from dockyard.daemon.containers import options, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -133,6 +133,7 @@ class Prepared:
 def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSettings) -> Plan:
     """Validate ``request`` and merge ``image`` (the image config's ``config``) under it."""
     host = request.host_config
+    unapplied.refuse_unapplied(request.config, host)
     entrypoint, cmd = options.resolve_command(image, request)
     args = tuple(entrypoint + cmd)
     if not args:

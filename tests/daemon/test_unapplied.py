@@ -1,0 +1,90 @@
+"""The guard against options accepted and ignored: a field the engine does not apply is a 400
+naming it, and what clients send for options left alone passes."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.containers import spec
+from dockyard.daemon.containers.config import (
+    ContainerConfig,
+    CreateRequest,
+    HealthConfig,
+    HostConfig,
+)
+from dockyard.daemon.containers.unapplied import UNAPPLIED, Unapplied, refuse_unapplied
+from dockyard.daemon.engine_api import ENGINE_API
+
+SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host")
+
+
+def a_value_for(row: Unapplied) -> object:
+    """A value a user could ask for, of the field's type."""
+    record = attrs.resolve_types(row.record)
+    field = attrs.fields_dict(record)[row.attribute]
+    kind = str(field.type)
+    if row.attribute == "healthcheck":
+        return HealthConfig(test=["CMD", "true"])
+    if row.attribute == "isolation":
+        return "hyperv"
+    if kind.startswith("list"):
+        return ["x"]
+    if kind.startswith("dict"):
+        return {"x": "y"}
+    if "bool" in kind:
+        return True
+    if "int" in kind.lower():
+        return 10
+    return "x"
+
+
+@pytest.mark.parametrize("row", UNAPPLIED, ids=lambda row: row.json_name)
+def test_each_unapplied_field_is_refused_by_name(row: Unapplied) -> None:
+    host, config = HostConfig(), ContainerConfig()
+    if row.record is HostConfig:
+        host = attrs.evolve(host, **{row.attribute: a_value_for(row)})
+    else:
+        config = attrs.evolve(config, **{row.attribute: a_value_for(row)})
+    with pytest.raises(InvalidParameter, match=row.json_name.replace(".", r"\.")):
+        refuse_unapplied(config, host)
+
+
+def test_the_zero_values_clients_send_pass() -> None:
+    """docker CLI 28's body for ``docker create busybox true``: every option left alone."""
+    body = {
+        "Image": "busybox",
+        "Cmd": ["true"],
+        "Healthcheck": None,
+        "HostConfig": {
+            "CpuShares": 0,
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "CpusetCpus": "",
+            "Devices": [],
+            "DeviceCgroupRules": None,
+            "DeviceRequests": None,
+            "MemorySwap": 0,
+            "MemorySwappiness": None,
+            "OomKillDisable": False,
+            "Init": None,
+            "Ulimits": None,
+            "VolumesFrom": None,
+            "GroupAdd": None,
+            "IpcMode": "",
+            "PidMode": "",
+            "UTSMode": "",
+            "ShmSize": 0,
+            "Isolation": "",
+            "MaskedPaths": None,
+            "ReadonlyPaths": None,
+            "CgroupnsMode": "",
+        },
+    }
+    plan = spec.plan(ENGINE_API.decode(body, CreateRequest), ContainerConfig(), SETTINGS)
+    assert plan.args == ("true",)
+
+
+def test_turning_health_checks_off_is_not_refused() -> None:
+    refuse_unapplied(ContainerConfig(healthcheck=HealthConfig(test=["NONE"])), HostConfig())
