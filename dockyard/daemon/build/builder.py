@@ -395,6 +395,9 @@ class Builder:
         limits = self.options.limits
         fields = {name: getattr(config, name) for name in attrs.fields_dict(ContainerConfig)}
         fields["image"] = state.image.id if state.image is not None else ""
+        # A step's container is never health-checked: the image's HEALTHCHECK is for what
+        # runs from the image, not for its build.
+        fields["healthcheck"] = HealthConfig(test=["NONE"])
         request = CreateRequest(
             **fields,
             host_config=HostConfig(
@@ -485,7 +488,6 @@ class Builder:
             cmd=words,
             entrypoint=[""],
             env=[*(state.config.env or []), *pairs],
-            healthcheck=HealthConfig(test=["NONE"]),
         )
         container = await self._container(state, run_config, announce=True)
         code = await self._run_container(container)
