@@ -266,10 +266,12 @@ def _attached_run(
     detach_keys: bytes,
     sig_proxy: bool,
     start: bool = True,
+    detach_spec: str = "",
 ) -> int:
     """Attach, wait (headers first), start, stream; docker's order (engine-api.md §5.1).
 
-    Returns the container's exit status (0 after a detach).
+    ``detach_spec`` is the user's ``--detach-keys`` text, sent for the daemon to watch too
+    (as the docker CLI does). Returns the container's exit status (0 after a detach).
     """
     tty = bool(config.get("Tty"))
     attach_stdin = bool(config.get("AttachStdin"))
@@ -279,6 +281,7 @@ def _attached_run(
         "stdin": 1 if attach_stdin else None,
         "stdout": 1 if config.get("AttachStdout", True) else None,
         "stderr": 1 if config.get("AttachStderr", True) else None,
+        "detachKeys": detach_spec or None,
     }
     stream = client.hijack(container_path(container_id, "/attach"), query)
     raw_fd = stdin_fd if tty and stdin_fd is not None and os.isatty(stdin_fd) else None
@@ -367,7 +370,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             start_container(client, container_id)
             return 0
         condition = "removed" if args.rm else "next-exit"
-        return _attached_run(client, container_id, body, condition, detach_keys, args.sig_proxy)
+        return _attached_run(
+            client,
+            container_id,
+            body,
+            condition,
+            detach_keys,
+            args.sig_proxy,
+            detach_spec=args.detach_keys or "",
+        )
     except (RunError, UsageError, APIError, DaemonUnreachable, StdCopyError) as exc:
         print(f"dockyard: {_client_failure(exc)}\n", file=sys.stderr)
         print("Run 'dockyard run --help' for more information", file=sys.stderr)
@@ -408,7 +419,15 @@ def cmd_start(args: argparse.Namespace) -> int:
         # "removed" for an AutoRemove container, which is gone once it has exited.
         auto_remove = (container.get("HostConfig") or {}).get("AutoRemove")
         condition = "removed" if auto_remove else "next-exit"
-        return _attached_run(client, container["Id"], config, condition, detach_keys, True)
+        return _attached_run(
+            client,
+            container["Id"],
+            config,
+            condition,
+            detach_keys,
+            True,
+            detach_spec=args.detach_keys or "",
+        )
     except (RunError, APIError, StdCopyError) as exc:
         print(_client_failure(exc), file=sys.stderr)
         return exc.status if isinstance(exc, RunError) else 1
@@ -601,7 +620,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         "AttachStderr": not args.detach,
         "AttachStdout": not args.detach,
         "Detach": args.detach,
-        "DetachKeys": "",
+        "DetachKeys": args.detach_keys or "",
         "Env": _env_entries(args.env) or None,
         "WorkingDir": args.workdir or "",
         "Cmd": [args.command_name, *args.arguments],
@@ -664,7 +683,14 @@ def cmd_attach(args: argparse.Namespace) -> int:
         raise UsageError("the input device is not a TTY")
     try:
         return _attached_run(
-            client, container["Id"], config, "not-running", detach_keys, args.sig_proxy, False
+            client,
+            container["Id"],
+            config,
+            "not-running",
+            detach_keys,
+            args.sig_proxy,
+            False,
+            detach_spec=args.detach_keys or "",
         )
     except (RunError, APIError, StdCopyError) as exc:
         print(_client_failure(exc), file=sys.stderr)
