@@ -28,7 +28,7 @@ from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers import model
 from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
-from dockyard.daemon.containers.detach import DetachScanner, attach_detach_keys
+from dockyard.daemon.containers.detach import ATTACH_REFUSAL, DetachScanner, detach_keys
 from dockyard.daemon.containers.execs import ExecRegistry, exec_process
 from dockyard.daemon.containers.health import FILTER_VALUES as HEALTH_FILTER_VALUES
 from dockyard.daemon.containers.health import NO_HEALTHCHECK
@@ -448,7 +448,7 @@ async def attach(request: Request) -> Response:
     container = manager.get(request.path_params["id"])
     query = request.query_params
     # Checked first, whatever the container (dockerd refuses a bad one before attaching).
-    keys = attach_detach_keys(query.get("detachKeys", ""))
+    keys = detach_keys(query.get("detachKeys", ""), ATTACH_REFUSAL)
     want = {"stdout": parse_bool(query.get("stdout")), "stderr": parse_bool(query.get("stderr"))}
     replay = parse_bool(query.get("logs"))
     stream = parse_bool(query.get("stream"))

@@ -37,24 +37,20 @@ def key_codes(spec: str) -> bytes | None:
     return bytes(codes)
 
 
-def attach_detach_keys(spec: str) -> bytes:
-    """``detachKeys`` of ``POST /containers/{id}/attach``: dockerd's default when empty."""
+#: dockerd's words for a bad ``detachKeys`` on attach, and a bad ``DetachKeys`` on exec
+#: create (where dockerd answers 500; it is the client's mistake, so a 400 here).
+ATTACH_REFUSAL = "Invalid detach keys ({}) provided"
+EXEC_REFUSAL = "Invalid escape keys ({}) provided"
+
+
+def detach_keys(spec: str, refusal: str) -> bytes:
+    """The sequence a request names, dockerd's default when it names none; a bad one is
+    refused with ``refusal`` (:data:`ATTACH_REFUSAL` or :data:`EXEC_REFUSAL`)."""
     if not spec:
         return DEFAULT_DETACH_KEYS
     codes = key_codes(spec)
     if codes is None:
-        raise InvalidParameter(f"Invalid detach keys ({spec}) provided")
-    return codes
-
-
-def exec_detach_keys(spec: str) -> bytes:
-    """``DetachKeys`` of ``POST /containers/{id}/exec``. dockerd answers a bad one with a 500;
-    it is the client's mistake, so a 400 here, with dockerd's words."""
-    if not spec:
-        return DEFAULT_DETACH_KEYS
-    codes = key_codes(spec)
-    if codes is None:
-        raise InvalidParameter(f"Invalid escape keys ({spec}) provided")
+        raise InvalidParameter(refusal.format(spec))
     return codes
 
 

@@ -29,7 +29,7 @@ from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon.build.changes import go_duration
 from dockyard.daemon.containers import options
 from dockyard.daemon.containers.config import ExecConfig
-from dockyard.daemon.containers.detach import exec_detach_keys
+from dockyard.daemon.containers.detach import EXEC_REFUSAL, detach_keys
 from dockyard.daemon.containers.health import OutputBuffer, ProbeResult
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.spec import console_size
@@ -337,7 +337,7 @@ class ExecRegistry:
         self, container: Container, config: ExecConfig, process: ProcessSpec
     ) -> ExecInstance:
         check_can_exec(container)
-        detach_sequence = exec_detach_keys(config.detach_keys)
+        detach_sequence = detach_keys(config.detach_keys, EXEC_REFUSAL)
         instance = ExecInstance(
             id=secrets.token_hex(32),
             container_id=container.id,
