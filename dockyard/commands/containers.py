@@ -27,6 +27,7 @@ from dockyard.commands.common import (
     table_or_json,
 )
 from dockyard.commands.filesystem import FILESYSTEM_COMMANDS
+from dockyard.commands.health import health_arguments, healthcheck_field
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
 from dockyard.commands.networks import (
     NetworkFlagError,
@@ -141,6 +142,10 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
             anonymous[spec] = {}
     entrypoint = None if args.entrypoint is None else [args.entrypoint]
     try:
+        healthcheck = healthcheck_field(args)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    try:
         networking = container_network_fields(args)
     except (NetworkFlagError, PortSpecError) as exc:
         raise RunError(str(exc)) from None
@@ -178,6 +183,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "WorkingDir": args.workdir or "",
         "Entrypoint": entrypoint,
         "Labels": parse_labels(args.label),
+        "Healthcheck": healthcheck,
         "HostConfig": host_config,
         "NetworkingConfig": networking_config,
     }
@@ -821,6 +827,7 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
         help="no-new-privileges[=true], systempaths=unconfined, seccomp=unconfined, …",
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
+    health_arguments(parser)
     container_network_arguments(parser)
     parser.add_argument(
         "--pull",

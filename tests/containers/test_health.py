@@ -222,3 +222,26 @@ def test_probes_resume_after_a_daemon_restart(tmp_path):
             docker("rm", "-f", "survivor")
     finally:
         shut_down(daemon)
+
+
+def test_our_cli_sends_the_health_flags_as_the_docker_cli_does(docker, cli):
+    name = unique("hcli")
+    docker.made.append(name)  # type: ignore[attr-defined]
+    made = cli("run", "-d", "--name", name, "--health-cmd", "true", "--health-interval", "1.5s",
+               "--health-timeout", "2s", "--health-start-period", "1ms", "--health-retries", "2",
+               IMAGE, "sleep", "300")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert docker.inspect(name)["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"], "Interval": 1_500_000_000, "Timeout": 2_000_000_000,
+        "StartPeriod": 1_000_000, "Retries": 2,
+    }  # fmt: skip
+    for flags, message in (
+        (["--no-healthcheck", "--health-cmd", "true"],
+         "--no-healthcheck conflicts with --health-* options"),
+        (["--health-retries=-1"], "--health-retries cannot be negative"),
+        (["--health-timeout=-1s"], "--health-timeout cannot be negative"),
+        (["--health-interval", "soon"],
+         'invalid argument "soon" for "--health-interval" flag: time: invalid duration "soon"'),
+    ):  # fmt: skip
+        refused = cli("create", *flags, IMAGE, "true")
+        assert refused.returncode == 125 and message in refused.stderr, refused.stderr
