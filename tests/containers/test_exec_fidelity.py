@@ -91,6 +91,11 @@ def test_an_exec_that_cannot_start_exits_126_with_dockerds_message(docker):
     directory = docker("exec", name, "/etc", check=False)
     assert directory.returncode == 126
     assert '"/etc": permission denied: unknown' in directory.stdout
+    # A user not in the container's files: created, and its start fails the same way.
+    stranger = docker("exec", "-u", "nobody", name, "true", check=False)
+    assert (stranger.returncode, stranger.stdout.strip()) == (
+        126, "unable to find user nobody: no matching entries in passwd file",
+    )  # fmt: skip
 
 
 def test_exec_and_attach_events(docker, shared_daemon):

@@ -104,6 +104,9 @@ def test_exec_exit_codes_messages_and_events_as_dockerd(engines):
         for command in (["nosuch"], ["/etc"], ["sh", "-c", "exit 3"], ["ls", "/"]):
             result = docker("exec", name, *command, check=False)
             outcomes.append((result.returncode, result.stdout if result.returncode else ""))
+        for user in ("nobody", "4242"):
+            result = docker("exec", "-u", user, name, "id", "-u", check=False)
+            outcomes.append((result.returncode, result.stdout if result.returncode else ""))
         time.sleep(0.2)
         events = [
             (e["Action"], sorted(k for k in e["Actor"]["Attributes"]),

@@ -684,8 +684,7 @@ async def exec_create(request: Request) -> Response:
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
     config = await _body(request, ExecConfig)
-    process = await exec_process(container, config)
-    instance = _execs(request).create(container, config, process)
+    instance = _execs(request).create(container, config, *await exec_process(container, config))
     return JSONResponse({"Id": instance.id}, status_code=201)
 
 
@@ -720,7 +719,8 @@ async def exec_start(request: Request) -> Response:
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
         if await _until_detached(send_output(send_chunk), detach):
             output.discarding = True
-            await send_chunk(EXEC_DETACHED_MESSAGE)
+            message = EXEC_DETACHED_MESSAGE
+            await send_chunk(message if start.tty else frame(1, message))
 
     media = (
         "application/vnd.docker.raw-stream"

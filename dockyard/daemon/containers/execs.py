@@ -60,6 +60,8 @@ class ExecInstance:
     #: The detach sequence, when the process has a terminal (docker watches for it on a TTY's
     #: input only).
     detach_sequence: bytes = b""
+    #: Why it cannot start, known at create (its user is not in the container's files).
+    start_error: str = ""
 
     @property
     def command_text(self) -> str:
@@ -128,6 +130,9 @@ async def start_exec(
     instance.started = True
     loop = asyncio.get_running_loop()
     output = ExecOutput()
+    if instance.start_error:
+        _cannot_start(instance, output, instance.start_error)
+        return output
     ours: list[int] = []  # our ends of the process's stdio
     if instance.process.terminal:
         master, slave = pty.openpty()
@@ -157,11 +162,7 @@ async def start_exec(
     except LaunchError as exc:
         for fd in ours:
             os.close(fd)
-        # dockerd answers every exec that cannot start with 126, a missing command too (127
-        # is a container's own process that cannot start).
-        instance.exit_code = 126
-        output.queue.put_nowait((1, (exec_start_error(exc) + "\r\n").encode()))
-        output.queue.put_nowait(None)
+        _cannot_start(instance, output, exec_start_error(exc))
         return output
     finally:
         for fd in theirs:
@@ -233,6 +234,14 @@ async def start_exec(
     return output
 
 
+def _cannot_start(instance: ExecInstance, output: ExecOutput, message: str) -> None:
+    """End an exec that could not start as dockerd does: exit code 126 (a missing command
+    too: 127 is for a container's own process), the reason on the stream's stdout."""
+    instance.exit_code = 126
+    output.queue.put_nowait((1, (message + "\r\n").encode()))
+    output.queue.put_nowait(None)
+
+
 async def _until_ready(fd: int, watch: Callable[..., Any], unwatch: Callable[[int], Any]) -> None:
     """Wait until the event loop finds ``fd`` ready; ``watch`` and ``unwatch`` are the loop's
     ``add_reader``/``remove_reader`` or ``add_writer``/``remove_writer``."""
@@ -288,27 +297,34 @@ def check_can_exec(container: Container) -> None:
         raise Conflict(f"Container {container.id} is not running")
 
 
-async def exec_process(container: Container, config: ExecConfig) -> ProcessSpec:
+async def exec_process(container: Container, config: ExecConfig) -> tuple[ProcessSpec, str]:
     """The process an exec runs: the container's own settings, with the exec's command,
-    environment, user, working directory and terminal."""
+    environment, user, working directory and terminal; and why it cannot start, when its
+    user is not in the container's files (dockerd creates such an exec, and its start fails
+    with 126)."""
     if not config.cmd:
         raise InvalidParameter("No exec command specified")
     check_can_exec(container)
     base = container.spec.process
     env = options.merge_env(base.env, config.env or [])
     uid, gid, groups = base.uid, base.gid, base.additional_gids
+    start_error = ""
     if config.user:
         # The container's files as they are now (it may have added the user itself).
         root = f"/proc/{container.state.pid}/root"
         passwd = await run_in_threadpool(inroot.read_text, root, "/etc/passwd")
         group = await run_in_threadpool(inroot.read_text, root, "/etc/group")
-        user = options.parse_user(config.user, passwd, group)
-        uid, gid, groups = user.uid, user.gid, user.additional_gids
-        # The exec user's home, unless the container's config or the exec set HOME.
-        configured = [*(container.config.env or []), *(config.env or [])]
-        if not any(entry.startswith("HOME=") for entry in configured):
-            env = options.merge_env(env, [f"HOME={user.home}"])
-    return ProcessSpec(
+        try:
+            user = options.parse_user(config.user, passwd, group)
+        except InvalidParameter as exc:
+            start_error = exc.message
+        else:
+            uid, gid, groups = user.uid, user.gid, user.additional_gids
+            # The exec user's home, unless the container's config or the exec set HOME.
+            configured = [*(container.config.env or []), *(config.env or [])]
+            if not any(entry.startswith("HOME=") for entry in configured):
+                env = options.merge_env(env, [f"HOME={user.home}"])
+    process = ProcessSpec(
         args=tuple(config.cmd),
         env=tuple(env),
         cwd=config.working_dir or base.cwd,
@@ -321,6 +337,7 @@ async def exec_process(container: Container, config: ExecConfig) -> ProcessSpec:
         console_size=console_size(config.console_size, "ConsoleSize"),
         seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
     )
+    return process, start_error
 
 
 class ExecRegistry:
@@ -334,7 +351,7 @@ class ExecRegistry:
         self._ending: set[asyncio.Future[None]] = set()
 
     def create(
-        self, container: Container, config: ExecConfig, process: ProcessSpec
+        self, container: Container, config: ExecConfig, process: ProcessSpec, start_error: str = ""
     ) -> ExecInstance:
         check_can_exec(container)
         detach_sequence = detach_keys(config.detach_keys, EXEC_REFUSAL)
@@ -347,6 +364,7 @@ class ExecRegistry:
             attach_stderr=config.attach_stderr,
             detach_keys=config.detach_keys,
             detach_sequence=detach_sequence if process.terminal else b"",
+            start_error=start_error,
         )
         self._instances[instance.id] = instance
         self._emit(f"exec_create: {instance.command_text}", container, {"execID": instance.id})
@@ -379,8 +397,7 @@ class ExecRegistry:
         buffer = OutputBuffer()
         try:
             config = ExecConfig(cmd=command, attach_stdout=True, attach_stderr=True)
-            process = await exec_process(container, config)
-            instance = self.create(container, config, process)
+            instance = self.create(container, config, *await exec_process(container, config))
         except DockyardError as exc:
             return ProbeResult(start, now_rfc3339(), -1, exc.message)
         try:
