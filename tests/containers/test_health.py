@@ -96,8 +96,9 @@ def test_states_log_events_filters_and_status_column(docker):
               "--health-interval", "1s", "--health-retries", "2")  # fmt: skip
     off = run(docker, "--no-healthcheck")
     plain = run(docker)
-    assert docker.health(good) == {"Status": "starting", "FailingStreak": 0, "Log": []}
-    assert docker.names("health=starting") >= {good, bad}
+    waiting = run(docker, "--health-cmd", "true")  # dockerd's default interval: 30 s
+    assert docker.health(waiting) == {"Status": "starting", "FailingStreak": 0, "Log": []}
+    assert waiting in docker.names("health=starting")
     until(lambda: status(docker, good) == "healthy" and status(docker, bad) == "unhealthy")
 
     assert docker.inspect(good)["Config"]["Healthcheck"] == {
@@ -121,6 +122,7 @@ def test_states_log_events_filters_and_status_column(docker):
         for line in docker("ps", "--format", "{{.Names}}\t{{.Status}}").stdout.splitlines()
     )
     assert statuses[good].endswith("(healthy)") and statuses[bad].endswith("(unhealthy)")
+    assert statuses[waiting].endswith("(health: starting)")
     assert "(" not in statuses[off]
 
     events = docker.events(since, good)

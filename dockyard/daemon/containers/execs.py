@@ -400,32 +400,53 @@ class ExecRegistry:
             instance = self.create(container, config, *await exec_process(container, config))
         except DockyardError as exc:
             return ProbeResult(start, now_rfc3339(), -1, exc.message)
+        starting = asyncio.ensure_future(self.start(instance, container, runtime, None))
+        output: ExecOutput | None = None
         try:
-            output = await self.start(instance, container, runtime, None)
+            # Shielded: a probe stopped while its process starts still gets it waited for.
+            output = await asyncio.shield(starting)
             if output.task is None:
                 # It never started: dockerd's probe reports the error itself.
                 message = b"".join([data async for _, data in output]).decode(errors="replace")
                 return ProbeResult(start, now_rfc3339(), -1, message.strip())
 
-            async def collect() -> None:
+            async def collect(output: ExecOutput) -> None:
                 async for _, data in output:
                     buffer.write(data)
                 assert output.task is not None
                 await output.task
 
             try:
-                await asyncio.wait_for(collect(), timeout_ns / 1e9)
+                await asyncio.wait_for(collect(output), timeout_ns / 1e9)
             except TimeoutError:
-                output.discarding = True
-                ending = asyncio.ensure_future(_end_process(instance))
-                self._ending.add(ending)
-                ending.add_done_callback(self._ending.discard)
+                self._end_probe(instance, output)
                 message = f"Health check exceeded timeout ({go_duration(timeout_ns)})"
                 return ProbeResult(start, now_rfc3339(), -1, message)
             assert instance.exit_code is not None
             return ProbeResult(start, now_rfc3339(), instance.exit_code, buffer.text())
+        except asyncio.CancelledError:
+            # The checks stop (the container stops or pauses): the probe ends too, as in
+            # dockerd, and is still waited for.
+            if output is None and not starting.cancelled():
+                starting.add_done_callback(
+                    lambda done: (
+                        self._end_probe(instance, done.result())
+                        if not done.cancelled() and done.exception() is None
+                        else None
+                    )
+                )
+            elif output is not None:
+                self._end_probe(instance, output)
+            raise
         finally:
             self._instances.pop(instance.id, None)
+
+    def _end_probe(self, instance: ExecInstance, output: ExecOutput) -> None:
+        """Stop reading a probe that is no longer waited for, and end its process."""
+        output.discarding = True
+        ending = asyncio.ensure_future(_end_process(instance))
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
 
     def get(self, exec_id: str) -> ExecInstance:
         try:
