@@ -176,3 +176,13 @@ def test_top_passes_ps_options(docker):
     assert 'ps: error: unknown user-defined format specifier "bogus"' in bogus.stderr
     renamed = docker("top", name, "-eo", "pid,user=PID", check=False)
     assert 'specifying "pid,user=PID" is not allowed' in renamed.stderr
+
+
+def test_our_cli_sends_its_detach_keys_to_the_daemon(docker, cli):
+    name = run(docker)
+    # Our client reads ctrl-P as ctrl-p; the daemon, like dockerd, takes lower case only:
+    # its refusal shows the keys were sent.
+    refused = cli("exec", "--detach-keys", "ctrl-P", name, "true")
+    assert refused.returncode != 0
+    assert "Invalid escape keys (ctrl-P) provided" in refused.stderr
+    assert cli("exec", "--detach-keys", "ctrl-x,y", name, "true").returncode == 0
