@@ -71,9 +71,12 @@ def test_docker_py_reads_the_stream_by_the_start_requests_tty(docker, shared_dae
     client = docker_py.DockerClient(base_url=shared_daemon.host, version="1.41")
     try:
         api = client.api
-        plain = api.exec_create(name, ["echo", "out"], tty=False)["Id"]
+        # The output comes a moment after the head: docker-py loses stream bytes that arrive
+        # with it (docker-py #3332), which a loaded machine can make happen.
+        late_output = ["sh", "-c", "sleep 0.3; echo out"]
+        plain = api.exec_create(name, late_output, tty=False)["Id"]
         assert api.exec_start(plain, tty=True) == b"out\n"  # raw: no frame header as data
-        with_terminal = api.exec_create(name, ["echo", "out"], tty=True)["Id"]
+        with_terminal = api.exec_create(name, late_output, tty=True)["Id"]
         assert api.exec_start(with_terminal, tty=False) == b"out\r\n"  # framed, demuxed
     finally:
         client.close()

@@ -548,8 +548,10 @@ def _host_ps(ps_args: str, pids: list[int]) -> str:
     """The host's ``ps`` with the client's options (split on single spaces, as dockerd
     does), asked for the container's processes only where the options allow (``-q``)."""
     args = ["ps", *ps_args.split(" ")]
+    # Without a terminal's width: ps would cut its lines to COLUMNS when the daemon has it.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     for command in ([*args, "-q" + ",".join(map(str, pids))], args):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if result.returncode == 0:
             return result.stdout
     reason = result.stderr.partition("\n")[0] or f"exit status {result.returncode}"
