@@ -27,6 +27,7 @@ from dockyard.commands.common import (
     table_or_json,
 )
 from dockyard.commands.filesystem import FILESYSTEM_COMMANDS
+from dockyard.commands.health import health_arguments, healthcheck_field
 from dockyard.commands.inspection import cmd_inspect, inspect_arguments
 from dockyard.commands.networks import (
     NetworkFlagError,
@@ -141,6 +142,10 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
             anonymous[spec] = {}
     entrypoint = None if args.entrypoint is None else [args.entrypoint]
     try:
+        healthcheck = healthcheck_field(args)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    try:
         networking = container_network_fields(args)
     except (NetworkFlagError, PortSpecError) as exc:
         raise RunError(str(exc)) from None
@@ -178,6 +183,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "WorkingDir": args.workdir or "",
         "Entrypoint": entrypoint,
         "Labels": parse_labels(args.label),
+        "Healthcheck": healthcheck,
         "HostConfig": host_config,
         "NetworkingConfig": networking_config,
     }
@@ -266,10 +272,12 @@ def _attached_run(
     detach_keys: bytes,
     sig_proxy: bool,
     start: bool = True,
+    detach_spec: str = "",
 ) -> int:
     """Attach, wait (headers first), start, stream; docker's order (engine-api.md §5.1).
 
-    Returns the container's exit status (0 after a detach).
+    ``detach_spec`` is the user's ``--detach-keys`` text, sent for the daemon to watch too
+    (as the docker CLI does). Returns the container's exit status (0 after a detach).
     """
     tty = bool(config.get("Tty"))
     attach_stdin = bool(config.get("AttachStdin"))
@@ -279,6 +287,7 @@ def _attached_run(
         "stdin": 1 if attach_stdin else None,
         "stdout": 1 if config.get("AttachStdout", True) else None,
         "stderr": 1 if config.get("AttachStderr", True) else None,
+        "detachKeys": detach_spec or None,
     }
     stream = client.hijack(container_path(container_id, "/attach"), query)
     raw_fd = stdin_fd if tty and stdin_fd is not None and os.isatty(stdin_fd) else None
@@ -367,7 +376,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             start_container(client, container_id)
             return 0
         condition = "removed" if args.rm else "next-exit"
-        return _attached_run(client, container_id, body, condition, detach_keys, args.sig_proxy)
+        return _attached_run(
+            client,
+            container_id,
+            body,
+            condition,
+            detach_keys,
+            args.sig_proxy,
+            detach_spec=args.detach_keys or "",
+        )
     except (RunError, UsageError, APIError, DaemonUnreachable, StdCopyError) as exc:
         print(f"dockyard: {_client_failure(exc)}\n", file=sys.stderr)
         print("Run 'dockyard run --help' for more information", file=sys.stderr)
@@ -408,7 +425,15 @@ def cmd_start(args: argparse.Namespace) -> int:
         # "removed" for an AutoRemove container, which is gone once it has exited.
         auto_remove = (container.get("HostConfig") or {}).get("AutoRemove")
         condition = "removed" if auto_remove else "next-exit"
-        return _attached_run(client, container["Id"], config, condition, detach_keys, True)
+        return _attached_run(
+            client,
+            container["Id"],
+            config,
+            condition,
+            detach_keys,
+            True,
+            detach_spec=args.detach_keys or "",
+        )
     except (RunError, APIError, StdCopyError) as exc:
         print(_client_failure(exc), file=sys.stderr)
         return exc.status if isinstance(exc, RunError) else 1
@@ -601,7 +626,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         "AttachStderr": not args.detach,
         "AttachStdout": not args.detach,
         "Detach": args.detach,
-        "DetachKeys": "",
+        "DetachKeys": args.detach_keys or "",
         "Env": _env_entries(args.env) or None,
         "WorkingDir": args.workdir or "",
         "Cmd": [args.command_name, *args.arguments],
@@ -664,7 +689,14 @@ def cmd_attach(args: argparse.Namespace) -> int:
         raise UsageError("the input device is not a TTY")
     try:
         return _attached_run(
-            client, container["Id"], config, "not-running", detach_keys, args.sig_proxy, False
+            client,
+            container["Id"],
+            config,
+            "not-running",
+            detach_keys,
+            args.sig_proxy,
+            False,
+            detach_spec=args.detach_keys or "",
         )
     except (RunError, APIError, StdCopyError) as exc:
         print(_client_failure(exc), file=sys.stderr)
@@ -795,6 +827,7 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
         help="no-new-privileges[=true], systempaths=unconfined, seccomp=unconfined, …",
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
+    health_arguments(parser)
     container_network_arguments(parser)
     parser.add_argument(
         "--pull",

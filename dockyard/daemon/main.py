@@ -30,7 +30,6 @@ from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.build.context import remove_stale_builds
 from dockyard.daemon.containers.etc_files import host_resolv_conf
-from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.networking import ContainerNetworks
 from dockyard.daemon.containers.spec import UserNamespace
@@ -183,7 +182,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         )
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users
-        service.execs = ExecRegistry()
+        service.execs = containers.execs
 
         listeners = bind_all(hosts, tls)
         # Once the sockets are ours: a daemon that cannot serve leaves no bridge behind.

@@ -25,8 +25,6 @@ def a_value_for(row: Unapplied) -> object:
     record = attrs.resolve_types(row.record)
     field = attrs.fields_dict(record)[row.attribute]
     kind = str(field.type)
-    if row.attribute == "healthcheck":
-        return HealthConfig(test=["CMD", "true"])
     if row.attribute == "isolation":
         return "hyperv"
     if kind.startswith("list"):
@@ -86,5 +84,6 @@ def test_the_zero_values_clients_send_pass() -> None:
     assert plan.args == ("true",)
 
 
-def test_turning_health_checks_off_is_not_refused() -> None:
-    refuse_unapplied(ContainerConfig(healthcheck=HealthConfig(test=["NONE"])), HostConfig())
+def test_health_checks_are_applied_not_refused() -> None:
+    for test in (["NONE"], ["CMD", "true"], ["CMD-SHELL", "true"]):
+        refuse_unapplied(ContainerConfig(healthcheck=HealthConfig(test=test)), HostConfig())

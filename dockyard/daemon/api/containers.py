@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,19 +20,20 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
-from dockyard.core.events import Event
-from dockyard.core.interfaces import ContainerProcess, ProcessSpec
+from dockyard.core.interfaces import ContainerProcess
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import logs as container_logs
-from dockyard.daemon.containers import model, options
+from dockyard.daemon.containers import model
 from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
-from dockyard.daemon.containers.execs import ExecRegistry, check_can_exec, start_exec
+from dockyard.daemon.containers.detach import ATTACH_REFUSAL, DetachScanner, detach_keys
+from dockyard.daemon.containers.execs import ExecRegistry, exec_process
+from dockyard.daemon.containers.health import FILTER_VALUES as HEALTH_FILTER_VALUES
+from dockyard.daemon.containers.health import NO_HEALTHCHECK
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.model import Container
-from dockyard.daemon.containers.spec import console_size
 from dockyard.daemon.containers.supervisor import set_window_size
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.volumes import VolumeCreateRequest, VolumeStore
@@ -105,6 +108,10 @@ def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
         elif key == "exited":
             if container.state.status != "exited" or str(container.state.exit_code) not in wanted:
                 return False
+        elif key == "health":
+            health = container.state.health
+            if (health.status if health is not None else NO_HEALTHCHECK) not in wanted:
+                return False
         elif key == "ancestor":
             if not any(
                 w in (container.image_name, container.image_id)
@@ -121,6 +128,9 @@ async def list_containers(request: Request) -> Response:
     manager = _manager(request)
     query = request.query_params
     filters = parse_filters(query.get("filters"))
+    for value in filters.get("health", []):
+        if value not in HEALTH_FILTER_VALUES:
+            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     show_all = parse_bool(query.get("all"))
     limit = _int_param(request, "limit") or -1
     found = [
@@ -343,7 +353,7 @@ class _Streamed(Response):
 
 
 async def _forward_stdin(
-    manager: ContainerManager, container: Container, hijack: HijackedConnection
+    manager: ContainerManager, container: Container, read_stdin: Callable[[], Awaitable[bytes]]
 ) -> None:
     """Client stdin to the container's supervisor. ``docker run -i`` sends stdin (and may end
     it) before it starts the container, so input is held until the container runs."""
@@ -356,7 +366,7 @@ async def _forward_stdin(
             await asyncio.sleep(0.01)
             continue
         try:
-            data = await asyncio.wait_for(hijack.read_stdin(), 0.02)
+            data = await asyncio.wait_for(read_stdin(), 0.02)
         except TimeoutError:
             continue
         if data:
@@ -374,7 +384,7 @@ async def _forward_stdin(
         if held:
             await loop.sock_sendall(connection, b"".join(held))
         while not ended:
-            data = await hijack.read_stdin()
+            data = await read_stdin()
             if not data:
                 break
             await loop.sock_sendall(connection, data)
@@ -386,11 +396,59 @@ async def _forward_stdin(
         connection.close()
 
 
+class _DetachWatch:
+    """The client's input, up to the detach sequence (``keys``; none: every byte is input).
+
+    At the sequence the input ends (what came before it is delivered) and :attr:`detached`
+    is set: the stream then closes and the process runs on.
+    """
+
+    def __init__(self, hijack: HijackedConnection, keys: bytes) -> None:
+        self.hijack = hijack
+        self.scanner = DetachScanner(keys) if keys else None
+        self.detached = asyncio.Event()
+
+    async def read_stdin(self) -> bytes:
+        while not self.detached.is_set():
+            data = await self.hijack.read_stdin()
+            if self.scanner is None or not data:
+                return data
+            data = self.scanner.feed(data)
+            if self.scanner.detached:
+                self.detached.set()
+            if data:
+                return data
+        return b""
+
+
+async def _until_detached(work: Awaitable[None], detach: _DetachWatch | None) -> bool:
+    """Run ``work`` (sending a stream's output) until it ends or the client detaches;
+    whether it detached."""
+    task = asyncio.ensure_future(work)
+    if detach is None:
+        await task
+        return False
+    detached = asyncio.ensure_future(detach.detached.wait())
+    try:
+        await asyncio.wait((task, detached), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, detached):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+    return detach.detached.is_set()
+
+
 async def attach(request: Request) -> Response:
     manager = _manager(request)
     # A stopped container may be attached to: `docker start -a` attaches before it starts.
     container = manager.get(request.path_params["id"])
     query = request.query_params
+    # Checked first, whatever the container (dockerd refuses a bad one before attaching).
+    keys = detach_keys(query.get("detachKeys", ""), ATTACH_REFUSAL)
     want = {"stdout": parse_bool(query.get("stdout")), "stderr": parse_bool(query.get("stderr"))}
     replay = parse_bool(query.get("logs"))
     stream = parse_bool(query.get("stream"))
@@ -399,26 +457,37 @@ async def attach(request: Request) -> Response:
     position = log_directory.end_position
     generation = container.exit_generation
 
+    stdin = hijack is not None and parse_bool(query.get("stdin")) and container.config.open_stdin
+    # The sequence is watched for on a TTY's input only, as dockerd does.
+    detach = _DetachWatch(hijack, keys if container.tty else b"") if stdin and hijack else None
+    manager.event("attach", container)
+
+    async def send_output(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+        if replay:
+            for entry in await run_in_threadpool(lambda: list(log_directory.read_entries())):
+                if want[entry.stream]:
+                    await send_chunk(_encode(container, entry, False))
+        if stream:
+            async for entry in container_logs.follow(
+                log_directory,
+                position,
+                _ended_since(manager, container, generation),
+                wake=manager.live(container).exited,
+            ):
+                if hijack is not None and hijack.closed:
+                    break
+                if want[entry.stream]:
+                    await send_chunk(_encode(container, entry, False))
+
     async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
         stdin_task = None
-        if hijack is not None and parse_bool(query.get("stdin")) and container.config.open_stdin:
-            stdin_task = asyncio.ensure_future(_forward_stdin(manager, container, hijack))
+        if detach is not None:
+            stdin_task = asyncio.ensure_future(
+                _forward_stdin(manager, container, detach.read_stdin)
+            )
         try:
-            if replay:
-                for entry in await run_in_threadpool(lambda: list(log_directory.read_entries())):
-                    if want[entry.stream]:
-                        await send_chunk(_encode(container, entry, False))
-            if stream:
-                async for entry in container_logs.follow(
-                    log_directory,
-                    position,
-                    _ended_since(manager, container, generation),
-                    wake=manager.live(container).exited,
-                ):
-                    if hijack is not None and hijack.closed:
-                        break
-                    if want[entry.stream]:
-                        await send_chunk(_encode(container, entry, False))
+            if await _until_detached(send_output(send_chunk), detach):
+                manager.event("detach", container)
         finally:
             log_directory.close()
             if stdin_task is not None:
@@ -461,30 +530,92 @@ def _top_row(process: ContainerProcess, names: dict[str, str]) -> list[str]:
             command]  # fmt: skip
 
 
-#: ``ps`` options ``top`` answers with: its default (docker's, too) and nothing else yet.
+#: ``ps`` options ``top`` answers with its own ``ps -ef`` columns (docker's default); any other
+#: options are given to the host's ``ps``, as dockerd does.
 TOP_PS_ARGS = ("", "-ef")
+#: Go's ``\s``: ASCII white space only.
+_GO_SPACE = "[\t\n\f\r ]"
+#: A format that would rename a column to PID (``user=PID``) and so hide which one has the
+#: process ids; dockerd refuses it.
+_PID_RENAMED = re.compile(f"{_GO_SPACE}+([^\t\n\f\r ]*)={_GO_SPACE}*(PID[^\t\n\f\r ]*)")
+
+
+def _fields(line: str) -> list[str]:
+    return [field for field in re.split(f"{_GO_SPACE}+", line) if field]
+
+
+def _host_ps(ps_args: str, pids: list[int]) -> str:
+    """The host's ``ps`` with the client's options (split on single spaces, as dockerd
+    does), asked for the container's processes only where the options allow (``-q``)."""
+    args = ["ps", *ps_args.split(" ")]
+    # Without a terminal's width: ps would cut its lines to COLUMNS when the daemon has it.
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    for command in ([*args, "-q" + ",".join(map(str, pids))], args):
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        if result.returncode == 0:
+            return result.stdout
+    reason = result.stderr.partition("\n")[0] or f"exit status {result.returncode}"
+    # dockerd answers 500; the options are the client's, so 400 here, with its words.
+    raise InvalidParameter(f"ps: {reason}")
+
+
+def _ps_table(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
+    """The titles and the container's rows of ``ps`` output, by the PID column; the last
+    column takes the rest of each line (a command's arguments); thread lines (``-`` for a
+    pid) go with the process above them."""
+    lines = output.split("\n")
+    titles = _fields(lines[0])
+    if "PID" not in titles:
+        raise InvalidParameter("Couldn't find PID field in ps output")
+    pid_column, last = titles.index("PID"), len(titles) - 1
+    rows: list[list[str]] = []
+    in_container = False
+    for line in lines[1:]:
+        fields = _fields(line)
+        if not fields:
+            continue
+        if fields[pid_column] == "-":
+            if in_container:
+                rows.append([*fields[:last], " ".join(fields[last:])])
+            continue
+        in_container = fields[pid_column].isdigit() and int(fields[pid_column]) in pids
+        if in_container:
+            rows.append([*fields[:last], " ".join(fields[last:])])
+    return titles, rows
 
 
 async def top(request: Request) -> Response:
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
-    ps_args = request.query_params.get("ps_args", "").strip()
-    if ps_args not in TOP_PS_ARGS:
-        raise InvalidParameter(f"ps_args {ps_args!r} is not supported: top shows `ps -ef` columns")
+    ps_args = request.query_params.get("ps_args", "")
+    for key, value in _PID_RENAMED.findall(ps_args):
+        if key != "pid":
+            raise InvalidParameter(f'specifying "{key}={value}" is not allowed')
     runtime = manager.runtime
     if container.state.status not in ("running", "paused") or runtime is None:
         raise Conflict(f"Container {container.id} is not running")
 
-    def collect() -> list[list[str]]:
+    def processes() -> list[ContainerProcess]:
         try:
-            processes = runtime.processes(container.id)
+            return runtime.processes(container.id)
         except NotFound:  # it exited a moment ago
             raise Conflict(f"Container {container.id} is not running") from None
-        names = _user_names(container.state.pid)
-        return [_top_row(process, names) for process in processes]
 
-    titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-    return JSONResponse({"Titles": titles, "Processes": await run_in_threadpool(collect)})
+    def default_columns() -> list[list[str]]:
+        names = _user_names(container.state.pid)
+        return [_top_row(process, names) for process in processes()]
+
+    def with_host_ps() -> tuple[list[str], list[list[str]]]:
+        pids = [process.pid for process in processes()]
+        return _ps_table(_host_ps(ps_args, pids), set(pids))
+
+    if ps_args.strip() in TOP_PS_ARGS:
+        titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+        rows = await run_in_threadpool(default_columns)
+    else:
+        titles, rows = await run_in_threadpool(with_host_ps)
+    manager.event("top", container)
+    return JSONResponse({"Titles": titles, "Processes": rows})
 
 
 def _stats_document(container: Container, sample: Any, previous: Any) -> dict[str, Any]:
@@ -555,66 +686,47 @@ async def exec_create(request: Request) -> Response:
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
     config = await _body(request, ExecConfig)
-    if not config.cmd:
-        raise InvalidParameter("No exec command specified")
-    base = container.spec.process
-    env = options.merge_env(base.env, config.env or [])
-    uid, gid, groups = base.uid, base.gid, base.additional_gids
-    check_can_exec(container)
-    if config.user:
-        # The container's files as they are now (it may have added the user itself).
-        root = f"/proc/{container.state.pid}/root"
-        passwd = await run_in_threadpool(inroot.read_text, root, "/etc/passwd")
-        group = await run_in_threadpool(inroot.read_text, root, "/etc/group")
-        user = options.parse_user(config.user, passwd, group)
-        uid, gid, groups = user.uid, user.gid, user.additional_gids
-        # The exec user's home, unless the container's config or the exec set HOME.
-        configured = [*(container.config.env or []), *(config.env or [])]
-        if not any(entry.startswith("HOME=") for entry in configured):
-            env = options.merge_env(env, [f"HOME={user.home}"])
-    process = ProcessSpec(
-        args=tuple(config.cmd),
-        env=tuple(env),
-        cwd=config.working_dir or base.cwd,
-        uid=uid,
-        gid=gid,
-        additional_gids=groups,
-        terminal=config.tty,
-        capabilities=options.ALL_CAPABILITIES if config.privileged else base.capabilities,
-        no_new_privileges=base.no_new_privileges,
-        console_size=console_size(config.console_size, "ConsoleSize"),
-        seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
-    )
-    instance = _execs(request).create(container, config, process)
-    events = service_of(request).events
-    if events is not None:
-        action = f"exec_create: {' '.join(config.cmd)}"
-        events.emit(Event("container", action, container.id, {"name": container.name}))
+    instance = _execs(request).create(container, config, *await exec_process(container, config))
     return JSONResponse({"Id": instance.id}, status_code=201)
+
+
+#: What dockerd writes on an exec's stream when the client detaches (its stdin copy ends
+#: with the escape error, which it reports before closing).
+EXEC_DETACHED_MESSAGE = b"exec attach failed: error on attach stdin: read escape sequence\r\n"
 
 
 async def exec_start(request: Request) -> Response:
     manager = _manager(request)
-    instance = _execs(request).get(request.path_params["id"])
+    execs = _execs(request)
+    instance = execs.get(request.path_params["id"])
     container = manager.get(instance.container_id)
     start = await _body(request, ExecStartConfig)
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     assert manager.runtime is not None
     if start.detach:
-        await start_exec(instance, container, manager.runtime, None)
+        await execs.start(instance, container, manager.runtime, None)
         return Response(status_code=200)
-    read_stdin = hijack.read_stdin if hijack is not None and instance.attach_stdin else None
-    output = await start_exec(instance, container, manager.runtime, read_stdin)
+    detach = _DetachWatch(hijack, instance.detach_sequence) if hijack is not None else None
+    read_stdin = detach.read_stdin if detach is not None and instance.attach_stdin else None
+    output = await execs.start(instance, container, manager.runtime, read_stdin)
     wanted = {1: instance.attach_stdout, 2: instance.attach_stderr}
 
-    async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+    async def send_output(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+        # Framed or raw as the START request says, whatever the exec was created with
+        # (dockerd's rule; docker-py reads the stream by the Tty it sent to start).
         async for stream, data in output:
             if wanted.get(stream, True):
-                await send_chunk(data if instance.process.terminal else frame(stream, data))
+                await send_chunk(data if start.tty else frame(stream, data))
+
+    async def run(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+        if await _until_detached(send_output(send_chunk), detach):
+            output.discarding = True
+            message = EXEC_DETACHED_MESSAGE
+            await send_chunk(message if start.tty else frame(1, message))
 
     media = (
         "application/vnd.docker.raw-stream"
-        if instance.process.terminal
+        if start.tty
         else "application/vnd.docker.multiplexed-stream"
     )
     return _Streamed(101 if hijack is not None else 200, media, run)

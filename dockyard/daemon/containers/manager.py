@@ -36,6 +36,14 @@ from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, EndpointSettings
 from dockyard.daemon.containers.etc_files import write_etc_files
+from dockyard.daemon.containers.execs import ExecRegistry
+from dockyard.daemon.containers.health import (
+    STARTING,
+    HealthMonitor,
+    HealthState,
+    ProbeResult,
+    probe_command,
+)
 from dockyard.daemon.containers.init_process import hold_init
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
@@ -98,6 +106,8 @@ class _Live:
     #: Set when the container exits (followers of its output stop waiting at once).
     exited: asyncio.Event = attrs.Factory(asyncio.Event)
     restart_task: asyncio.Task[None] | None = None
+    #: The health-check loop, while the container runs (and is not paused).
+    health: HealthMonitor | None = None
 
     def release_init(self) -> None:
         if self.init is not None:
@@ -142,6 +152,10 @@ class ContainerManager:
         self.names = NameRegistry()
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: The execs of every container; health probes are execs too.
+        self.execs = ExecRegistry(
+            lambda action, container, attributes: self._event(action, container, **attributes)
+        )
         self.zygote = Zygote(runtime.launcher if runtime else "", root.parent / "zygote.log")
         for directory in sorted(self.root.iterdir()):
             if not directory.is_dir():
@@ -192,6 +206,10 @@ class ContainerManager:
     def _event(self, action: str, container: Container, **extra: str) -> None:
         attributes = {"name": container.name, "image": container.image_name, **extra}
         self._emit(action, container.id, attributes)
+
+    def event(self, action: str, container: Container, **extra: str) -> None:
+        """Emit a container event the API layer observes (``attach``, ``detach``)."""
+        self._event(action, container, **extra)
 
     # ------------------------------------------------------------------ create
 
@@ -400,12 +418,46 @@ class ContainerManager:
             init_start_time=report.start_time,
             supervisor_pid=report.supervisor_pid,
             started_at=now_rfc3339(),
+            health=container.state.health,
         )
         self._save(container)
         self.live(container).exited.clear()
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
         self._event("start", container)
+        self._start_health(container, reset=True)
+
+    def _start_health(self, container: Container, reset: bool) -> None:
+        """Probe a running container that has a health check. Its health starts over
+        (``starting``, no failing streak) at each start and after a daemon restart, as in
+        dockerd; after an unpause it carries on."""
+        live = self.live(container)
+        if probe_command(container.config) is None or self.runtime is None or live.health:
+            return
+        state = container.state
+        if state.health is None:
+            state.health = HealthState()
+        elif reset:
+            state.health.status, state.health.failing_streak = STARTING, 0
+        runtime = self.runtime
+
+        async def probe(command: list[str], timeout_ns: int) -> ProbeResult:
+            return await self.execs.run_probe(container, runtime, command, timeout_ns)
+
+        def recorded(new_status: str | None) -> None:
+            if container.id in self.containers:
+                self._save(container)
+                if new_status is not None:
+                    self._event(f"health_status: {new_status}", container)
+
+        live.health = HealthMonitor(container.config, state.health, state.started_at, probe,
+                                    recorded)  # fmt: skip
+
+    async def _stop_health(self, container: Container) -> None:
+        live = self._live.get(container.id)
+        if live is not None and live.health is not None:
+            monitor, live.health = live.health, None
+            await monitor.stop()
 
     def _record_failed_start(self, container: Container, error: str, exit_code: int) -> None:
         container.state = attrs.evolve(
@@ -464,6 +516,7 @@ class ContainerManager:
             await self._finish_exit(container, exit_code, error)
 
     async def _finish_exit(self, container: Container, exit_code: int, error: str) -> None:
+        await self._stop_health(container)
         oom = False
         if self.runtime is not None:
             with contextlib.suppress(Exception):
@@ -601,6 +654,7 @@ class ContainerManager:
             if container.state.status == "paused":
                 raise Conflict(f"Container {container.id} is already paused")
             self._require_running(container, "")
+            await self._stop_health(container)
             await run_in_threadpool(runtime.pause, container.id)
             container.state.status = "paused"
         else:
@@ -608,6 +662,7 @@ class ContainerManager:
                 raise Conflict(f"Container {container.id} is not paused")
             await run_in_threadpool(runtime.resume, container.id)
             container.state.status = "running"
+            self._start_health(container, reset=False)
         self._save(container)
         self._event("pause" if pause else "unpause", container)
 
@@ -634,6 +689,7 @@ class ContainerManager:
                 await self._remove_locked(container, remove_volumes)
 
     async def _remove_locked(self, container: Container, remove_volumes: bool) -> None:
+        await self._stop_health(container)
         # The record goes first (renamed away in one step), so the container is gone for
         # everyone at once and a crash mid-way leaves only garbage that reconcile() sweeps.
         self.containers.pop(container.id, None)
@@ -757,6 +813,8 @@ class ContainerManager:
                     self._watch(container, state.supervisor_pid)
                     self.live(container).init = hold_init(state)
                     await self._serve_names(container)
+                    if state.status == "running":
+                        self._start_health(container, reset=True)
                     continue
                 await self._supervisor_exited(container.id)
             elif (
@@ -774,6 +832,10 @@ class ContainerManager:
         if self.dns is not None:
             await self.dns.close()
         await run_in_threadpool(self.zygote.close)
+        for container_id in list(self._live):
+            container = self.containers.get(container_id)
+            if container is not None:
+                await self._stop_health(container)
         for live in self._live.values():
             live.release_init()
             if live.watch is not None:

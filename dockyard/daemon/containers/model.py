@@ -15,6 +15,7 @@ from dockyard.core.interfaces import ContainerSpec, PortBinding, spec_from_json,
 from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
+from dockyard.daemon.containers.health import STARTING, HealthState, health_from_json
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
 from dockyard.daemon.networks import ports
@@ -38,6 +39,8 @@ class ContainerState:
     finished_at: str = ZERO_TIME
     #: Set by ``docker stop``/``kill``; a restart policy does not undo a user's stop.
     stopped_by_user: bool = False
+    #: ``State.Health``: set at the first start of a container with a health check.
+    health: HealthState | None = attrs.field(default=None, converter=health_from_json)
 
     @property
     def running(self) -> bool:
@@ -221,6 +224,7 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
             "Error": state.error,
             "StartedAt": state.started_at,
             "FinishedAt": state.finished_at,
+            **({"Health": state.health.to_engine_api()} if state.health is not None else {}),
         },
         "Image": container.image_id,
         "ResolvConfPath": etc_files.get("/etc/resolv.conf", ""),
@@ -252,6 +256,10 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
         return human_duration(seconds)
 
     if state.status == "running":
+        if state.health is not None:
+            # dockerd's words: "(health: starting)", "(healthy)", "(unhealthy)".
+            health = "health: starting" if state.health.status == STARTING else state.health.status
+            return f"Up {ago(state.started_at)} ({health})"
         return f"Up {ago(state.started_at)}"
     if state.status == "paused":
         return f"Up {ago(state.started_at)} (Paused)"

@@ -38,6 +38,7 @@ from dockyard.daemon.containers.config import (
     LogConfig,
     RestartPolicy,
 )
+from dockyard.daemon.containers.health import check_healthcheck, merge_healthcheck
 
 MINIMUM_MEMORY = 6 * 1024 * 1024
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -146,6 +147,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
     options.log_settings(host.log_config)
     volumes = _volumes(host, request.volumes or image.volumes)
+    check_healthcheck(request.healthcheck)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.startswith("PATH=") for entry in env):
         env.insert(0, DEFAULT_PATH)
@@ -155,7 +157,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         exposed_ports=request.exposed_ports or image.exposed_ports,
         env=env,
         cmd=cmd or None,
-        healthcheck=request.healthcheck or image.healthcheck,
+        healthcheck=merge_healthcheck(request.healthcheck, image.healthcheck),
         volumes=request.volumes or image.volumes,
         working_dir=request.working_dir or image.working_dir,
         entrypoint=entrypoint or None,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import attrs
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.daemon.containers.config import ContainerConfig, HealthConfig, HostConfig
+from dockyard.daemon.containers.config import ContainerConfig, HostConfig
 
 
 def _set(value: object) -> bool:
@@ -36,11 +36,6 @@ def _swappiness_set(value: object) -> bool:
 
 def _not_default_isolation(value: object) -> bool:
     return value not in ("", "default")
-
-
-def _checks_health(value: object) -> bool:
-    """``Test: ["NONE"]`` turns health checks off, which is what happens without them."""
-    return isinstance(value, HealthConfig) and bool(value.test) and value.test != ["NONE"]
 
 
 @attrs.frozen
@@ -140,7 +135,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
     Unapplied(HostConfig, "masked_paths", "HostConfig.MaskedPaths", _NOT_YET, _not_null),
     Unapplied(HostConfig, "readonly_paths", "HostConfig.ReadonlyPaths", _NOT_YET, _not_null),
     # Config
-    Unapplied(ContainerConfig, "healthcheck", "Healthcheck", _NOT_YET, _checks_health),
     Unapplied(ContainerConfig, "network_disabled", "NetworkDisabled", _NOT_YET),
 )
 
