@@ -29,8 +29,9 @@ from dockyard.core.interfaces import (
     Mount,
     ProcessSpec,
     Resources,
+    TmpfsMount,
 )
-from dockyard.daemon.containers import options, unapplied
+from dockyard.daemon.containers import options, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -101,6 +102,8 @@ class Plan:
     user_namespace: UserNamespace | None
     runtime_options: tuple[tuple[str, str], ...]
     console_size: tuple[int, int]
+    #: ``HostConfig.Tmpfs`` and the ``Mounts`` of type tmpfs, in that order.
+    tmpfs: tuple[TmpfsMount, ...] = ()
 
     @property
     def privileged(self) -> bool:
@@ -145,7 +148,8 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
     options.log_settings(host.log_config)
-    volumes = _volumes(host, request.volumes or image.volumes)
+    tmpfs_mounts = _tmpfs_mounts(host)
+    volumes = _volumes(host, request.volumes or image.volumes, tmpfs_mounts)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.startswith("PATH=") for entry in env):
         env.insert(0, DEFAULT_PATH)
@@ -188,6 +192,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         user_namespace=user_namespace,
         runtime_options=settings.runtime_options,
         console_size=console_size(host.console_size, "HostConfig.ConsoleSize"),
+        tmpfs=tmpfs_mounts,
     )
 
 
@@ -243,14 +248,37 @@ def _user_namespace(
     return remapping
 
 
-def _volumes(host: HostConfig, anonymous: dict[str, object] | None) -> tuple[VolumeRequest, ...]:
-    """``-v`` binds, then ``--mount``s, then the anonymous volumes nothing else covers."""
+def _tmpfs_mounts(host: HostConfig) -> tuple[TmpfsMount, ...]:
+    found = tmpfs.from_host_config(host.tmpfs)
+    found += [
+        tmpfs.from_mount(mount, index)
+        for index, mount in enumerate(host.mounts or ())
+        if mount.type == "tmpfs"
+    ]
+    return tuple(found)
+
+
+def _volumes(
+    host: HostConfig,
+    anonymous: dict[str, object] | None,
+    tmpfs_mounts: Sequence[TmpfsMount] = (),
+) -> tuple[VolumeRequest, ...]:
+    """``-v`` binds, then ``--mount``s, then the anonymous volumes nothing else covers (a
+    tmpfs over an image's volume path replaces the volume, as under dockerd)."""
     given = [options.parse_bind(bind) for bind in host.binds or ()]
-    given += [options.parse_mount(mount) for mount in host.mounts or ()]
+    given += [options.parse_mount(m) for m in host.mounts or () if m.type != "tmpfs"]
     requests = [VolumeRequest(v.destination, v.source, v.read_only) for v in given]
-    covered = {v.destination for v in requests}
-    requests += [VolumeRequest(path) for path in anonymous or {} if path not in covered]
+    on_tmpfs = {_clean(t.destination) for t in tmpfs_mounts}
+    for request in requests:
+        if _clean(request.destination) in on_tmpfs:
+            raise InvalidParameter(f"Duplicate mount point: {request.destination}")
+    covered = {_clean(v.destination) for v in requests} | on_tmpfs
+    requests += [VolumeRequest(path) for path in anonymous or {} if _clean(path) not in covered]
     return tuple(requests)
+
+
+def _clean(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +323,7 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         gid_mappings=namespace.gid_mappings if namespace else (),
         state_dir=prepared.state_dir,
         runtime_options=plan.runtime_options,
+        tmpfs=plan.tmpfs,
     )
 
 

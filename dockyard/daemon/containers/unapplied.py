@@ -131,7 +131,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
         "HostConfig.StorageOpt",
         "no storage driver here takes per-container options (size needs xfs project quotas)",
     ),
-    Unapplied(HostConfig, "tmpfs", "HostConfig.Tmpfs", _NOT_YET),
     Unapplied(HostConfig, "uts_mode", "HostConfig.UTSMode", _NOT_YET),
     Unapplied(HostConfig, "shm_size", "HostConfig.ShmSize", _NOT_YET),
     Unapplied(HostConfig, "sysctls", "HostConfig.Sysctls", _NOT_YET),
