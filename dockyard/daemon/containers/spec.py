@@ -151,7 +151,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     tmpfs_mounts = _tmpfs_mounts(host)
     volumes = _volumes(host, request.volumes or image.volumes, tmpfs_mounts)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
-    if not any(entry.startswith("PATH=") for entry in env):
+    if not any(entry.partition("=")[0] == "PATH" for entry in env):
         env.insert(0, DEFAULT_PATH)
     config = attrs.evolve(
         request.config,
@@ -288,7 +288,9 @@ def _clean(path: str) -> str:
 
 def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
     """The runtime's view of a planned container, once its parts exist."""
-    env = [*plan.env, f"HOSTNAME={prepared.hostname}"]
+    # A bare name (``-e VAR`` for a VAR the client does not have) stays in Config.Env and
+    # unsets the image's value, as under dockerd, but is no variable of the process.
+    env = [*(entry for entry in plan.env if "=" in entry), f"HOSTNAME={prepared.hostname}"]
     if plan.terminal:
         env.append("TERM=xterm")
     unconfined_paths = plan.privileged or plan.security.unconfined_system_paths
