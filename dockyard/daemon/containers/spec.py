@@ -31,6 +31,7 @@ from dockyard.core.interfaces import (
     Resources,
     TmpfsMount,
 )
+from dockyard.daemon import volumes as volumes_module
 from dockyard.daemon.containers import options, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
@@ -73,6 +74,11 @@ class VolumeRequest:
     destination: str
     source: str = ""
     read_only: bool = False
+    #: Leave a new volume empty rather than fill it with the image's files at its path.
+    no_copy: bool = False
+    #: For a volume this request creates: its labels and the local driver's options.
+    labels: tuple[tuple[str, str], ...] = ()
+    driver_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_anonymous(self) -> bool:
@@ -148,6 +154,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
     options.log_settings(host.log_config)
+    volumes_module.check_driver(host.volume_driver, "HostConfig.VolumeDriver")
     tmpfs_mounts = _tmpfs_mounts(host)
     volumes = _volumes(host, request.volumes or image.volumes, tmpfs_mounts)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
@@ -267,7 +274,10 @@ def _volumes(
     tmpfs over an image's volume path replaces the volume, as under dockerd)."""
     given = [options.parse_bind(bind) for bind in host.binds or ()]
     given += [options.parse_mount(m) for m in host.mounts or () if m.type != "tmpfs"]
-    requests = [VolumeRequest(v.destination, v.source, v.read_only) for v in given]
+    requests = [
+        VolumeRequest(v.destination, v.source, v.read_only, v.no_copy, v.labels, v.driver_options)
+        for v in given
+    ]
     on_tmpfs = {_clean(t.destination) for t in tmpfs_mounts}
     for request in requests:
         if _clean(request.destination) in on_tmpfs:
@@ -275,6 +285,22 @@ def _volumes(
     covered = {_clean(v.destination) for v in requests} | on_tmpfs
     requests += [VolumeRequest(path) for path in anonymous or {} if _clean(path) not in covered]
     return tuple(requests)
+
+
+def with_inherited(plan: Plan, inherited: Sequence[VolumeRequest]) -> Plan:
+    """``plan`` with the mounts of ``--volumes-from`` containers: the container's own
+    binds, volumes and tmpfs mounts win at a path, and those win over anonymous volumes (the
+    image's, or ``-v /path``), as dockerd orders them."""
+    own = [v for v in plan.volumes if not v.is_anonymous]
+    anonymous = [v for v in plan.volumes if v.is_anonymous]
+    taken = {_clean(v.destination) for v in own} | {_clean(t.destination) for t in plan.tmpfs}
+    added = []
+    for request in inherited:
+        if _clean(request.destination) not in taken:
+            taken.add(_clean(request.destination))
+            added.append(request)
+    kept = [v for v in anonymous if _clean(v.destination) not in taken]
+    return attrs.evolve(plan, volumes=(*own, *added, *kept))
 
 
 def _clean(path: str) -> str:

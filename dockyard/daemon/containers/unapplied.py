@@ -117,8 +117,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
     Unapplied(HostConfig, "io_maximum_iops", "HostConfig.IOMaximumIOps", _WINDOWS),
     Unapplied(HostConfig, "io_maximum_bandwidth", "HostConfig.IOMaximumBandwidth", _WINDOWS),
     # The rest of HostConfig
-    Unapplied(HostConfig, "volume_driver", "HostConfig.VolumeDriver", _NOT_YET),
-    Unapplied(HostConfig, "volumes_from", "HostConfig.VolumesFrom", _NOT_YET),
     Unapplied(HostConfig, "cgroupns_mode", "HostConfig.CgroupnsMode", _NOT_YET),
     Unapplied(HostConfig, "group_add", "HostConfig.GroupAdd", _NOT_YET),
     Unapplied(HostConfig, "ipc_mode", "HostConfig.IpcMode", _NOT_YET),
