@@ -156,7 +156,9 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     options.log_settings(host.log_config)
     volumes_module.check_driver(host.volume_driver, "HostConfig.VolumeDriver")
     tmpfs_mounts = _tmpfs_mounts(host)
-    volumes = _volumes(host, request.volumes or image.volumes, tmpfs_mounts)
+    # The image's anonymous volumes and the request's, as dockerd merges them.
+    anonymous_volumes = {**(image.volumes or {}), **(request.volumes or {})} or None
+    volumes = _volumes(host, anonymous_volumes, tmpfs_mounts)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.partition("=")[0] == "PATH" for entry in env):
         env.insert(0, DEFAULT_PATH)
@@ -167,7 +169,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         env=env,
         cmd=cmd or None,
         healthcheck=request.healthcheck or image.healthcheck,
-        volumes=request.volumes or image.volumes,
+        volumes=anonymous_volumes,
         working_dir=request.working_dir or image.working_dir,
         entrypoint=entrypoint or None,
         on_build=None,

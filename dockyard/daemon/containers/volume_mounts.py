@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from dockyard.core.errors import InvalidParameter
+from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import Mount
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.spec import VolumeRequest
@@ -26,18 +26,20 @@ def inherited_volumes(
     entries: Sequence[str] | None, find: Callable[[str], Container]
 ) -> list[VolumeRequest]:
     """``HostConfig.VolumesFrom`` (``CTR[:ro|rw]``): each container's volumes and binds at the
-    same paths, read-only as they were unless the entry says ``ro`` or ``rw``. ``find``
-    raises NotFound for a missing container (a 404, as dockerd answers)."""
+    same paths, read-only where they were or where the entry says ``ro`` (``rw`` cannot
+    make a read-only one writable). A missing container is a 400 naming it, as dockerd
+    answers (a 404 would have the docker CLI look for the image instead)."""
     found: list[VolumeRequest] = []
     for entry in entries or ():
         name, _, mode = entry.partition(":")
         if not name or mode not in ("", "ro", "rw"):
-            raise InvalidParameter(
-                f"HostConfig.VolumesFrom: invalid mode for volumes-from: {entry}"
-            )
-        container = find(name)
+            raise InvalidParameter(f"HostConfig.VolumesFrom: invalid mode: {mode}")
+        try:
+            container = find(name)
+        except NotFound as exc:
+            raise InvalidParameter(exc.message) from None
         for bind in container.spec.mounts:
-            read_only = bind.read_only if not mode else mode == "ro"
+            read_only = bind.read_only or mode == "ro"
             volume = container.volumes.get(bind.destination, "")
             # An existing volume (or host path) is shared as it is: never filled again.
             found.append(VolumeRequest(bind.destination, volume or bind.source, read_only, True))
