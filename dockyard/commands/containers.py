@@ -172,6 +172,8 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         raise RunError(str(exc)) from None
     host_config: dict[str, Any] = {
         "Binds": binds or None,
+        "Tmpfs": dict(t.partition(":")[::2] for t in args.tmpfs) if args.tmpfs else None,
+        "VolumesFrom": args.volumes_from,
         "AutoRemove": args.rm,
         "RestartPolicy": restart,
         "Memory": memory,
@@ -804,6 +806,10 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("-w", "--workdir", help="working directory inside the container")
     parser.add_argument("-u", "--user", help="USER[:GROUP], names or ids")
     parser.add_argument("-v", "--volume", action="append", help="/host:/ctr[:ro] or NAME:/ctr")
+    parser.add_argument("--tmpfs", action="append", help="a tmpfs at PATH[:OPTIONS]")
+    parser.add_argument(
+        "--volumes-from", action="append", help="CONTAINER[:ro|rw]: mount its volumes too"
+    )
     parser.add_argument("--entrypoint", help="override the image's entrypoint")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")

@@ -199,6 +199,12 @@ class VolumeStore:
                 self._mount(volume)
             users.add(container_id)
 
+    def adopt(self, name: str, container_id: str) -> None:
+        """A container that kept running while the daemon was down uses volume ``name``:
+        counted as a user again, so another container's exit leaves its mount alone."""
+        with self._lock:
+            self._mounted_for.setdefault(name, set()).add(container_id)
+
     def _mount(self, volume: Volume) -> None:
         flags, data = _mount_options(volume.options)
         device, kind = volume.options["device"], volume.options["type"]

@@ -501,3 +501,24 @@ def test_a_bare_name_from_another_client_is_no_variable_of_the_process(daemon):
         assert ran.returncode == 0 and "MOUNTS_UNSET" not in ran.stdout, ran
     finally:
         docker(daemon.host, "rm", container)
+
+
+def test_our_client_sends_tmpfs_and_volumes_from(daemon):
+    env = plugin_env([])
+    source = run_dockyard(["-H", daemon.host, "create", "--name", "cli-vf", "-v", "cli-vf:/a",
+                           FILLED, "true"], env=env)  # fmt: skip
+    assert source.returncode == 0, source.stderr
+    try:
+        ran = run_dockyard(
+            ["-H", daemon.host, "run", "--rm", "--tmpfs", "/t:size=1m", "--tmpfs", "/u",
+             "--volumes-from", "cli-vf:ro", FILLED, "sh", "-c",
+             "grep -E ' /(t|u|a) ' /proc/self/mountinfo"],
+            env=env,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        shown = mount_lines(ran.stdout)
+        assert shown["/t"].endswith("tmpfs rw,size=1024k") and shown["/u"].endswith("tmpfs rw")
+        assert shown["/a"].startswith("ro,")
+    finally:
+        run_dockyard(["-H", daemon.host, "rm", "-v", "cli-vf"], env=env)
+        run_dockyard(["-H", daemon.host, "volume", "rm", "cli-vf"], env=env)

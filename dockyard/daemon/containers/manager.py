@@ -785,6 +785,8 @@ class ContainerManager:
                     self._watch(container, state.supervisor_pid)
                     self.live(container).init = hold_init(state)
                     await self._serve_names(container)
+                    for volume in container.volumes.values():
+                        self.volumes.adopt(volume, container.id)
                     continue
                 await self._supervisor_exited(container.id)
             elif (
