@@ -7,6 +7,7 @@ a dockerd 20.10 does, which tests/containers/test_mounts_interop.py shows side b
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -116,12 +117,18 @@ def daemons(request, tmp_path_factory) -> Iterator[Daemon]:
         shut_down(daemon)
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory) -> Iterator[Daemon]:
-    """Our daemon (the default runtime) with FILLED, for what does not depend on the runtime."""
-    base = tmp_path_factory.mktemp("mounts")
+@contextlib.contextmanager
+def daemon_with_filled(base: Path) -> Iterator[Daemon]:
+    """Our daemon (the default runtime) on ``base``, with FILLED."""
     with module_daemon(base) as serving_daemon:
         import_filled(serving_daemon.host, base)
+        yield serving_daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory) -> Iterator[Daemon]:
+    """For what does not depend on the runtime."""
+    with daemon_with_filled(tmp_path_factory.mktemp("mounts")) as serving_daemon:
         yield serving_daemon
 
 

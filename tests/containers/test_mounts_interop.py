@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon, module_daemon
+from tests.conftest import Daemon
 from tests.containers.test_mounts import (
     FILLED,
     LIST_D,
     SHOW_MOUNTS,
+    daemon_with_filled,
     docker,
     event_sequence,
     import_filled,
@@ -24,9 +25,7 @@ pytestmark = pytest.mark.interop
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("mounts-interop")
-    with module_daemon(base) as daemon:
-        import_filled(daemon.host, base)
+    with daemon_with_filled(tmp_path_factory.mktemp("mounts-interop")) as daemon:
         yield daemon
 
 
