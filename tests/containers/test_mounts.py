@@ -23,7 +23,6 @@ from dockyard.testing.images import busybox_rootfs
 from dockyard.testing.peers import docker_cli, docker_env
 from tests.conftest import (
     Daemon,
-    module_daemon,
     plugin_env,
     run_dockyard,
     serving,
@@ -101,14 +100,12 @@ def mount_lines(output: str) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module", params=["namespaces", "runc"])
-def daemons(request, tmp_path_factory) -> Iterator[Daemon]:
-    """Our daemon with FILLED and busybox, once per runtime."""
-    base = tmp_path_factory.mktemp(f"mounts-{request.param}")
+@contextlib.contextmanager
+def daemon_with_filled(base: Path, *args: str) -> Iterator[Daemon]:
+    """Our daemon on ``base`` (with more ``args``), with FILLED."""
     socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
-    args += ["--runtime", request.param]
-    daemon = spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
+    command = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}", *args]
+    daemon = spawn_daemon(command, plugin_env([]), socket_path, base / "root", base / "daemon.log")
     serving(daemon)
     try:
         import_filled(daemon.host, base)
@@ -117,19 +114,24 @@ def daemons(request, tmp_path_factory) -> Iterator[Daemon]:
         shut_down(daemon)
 
 
-@contextlib.contextmanager
-def daemon_with_filled(base: Path) -> Iterator[Daemon]:
-    """Our daemon (the default runtime) on ``base``, with FILLED."""
-    with module_daemon(base) as serving_daemon:
-        import_filled(serving_daemon.host, base)
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory) -> Iterator[Daemon]:
+    """The default runtime's (namespaces): for what does not depend on the runtime."""
+    base = tmp_path_factory.mktemp("mounts")
+    with daemon_with_filled(base, "--runtime", "namespaces") as serving_daemon:
         yield serving_daemon
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory) -> Iterator[Daemon]:
-    """For what does not depend on the runtime."""
-    with daemon_with_filled(tmp_path_factory.mktemp("mounts")) as serving_daemon:
-        yield serving_daemon
+def runc_daemon(tmp_path_factory) -> Iterator[Daemon]:
+    with daemon_with_filled(tmp_path_factory.mktemp("mounts-runc"), "--runtime", "runc") as d:
+        yield d
+
+
+@pytest.fixture(params=["daemon", "runc_daemon"])
+def daemons(request) -> Daemon:
+    """The two runtimes' daemons in turn."""
+    return request.getfixturevalue(request.param)
 
 
 # --------------------------------------------------------------------------------------------
