@@ -103,15 +103,41 @@ def parse_restart(text: str) -> dict[str, Any]:
 
 
 def _env_entries(values: Sequence[str] | None) -> list[str]:
-    """``-e KEY=VALUE``, or ``-e KEY`` to pass this environment's value (left out if unset)."""
+    """``-e KEY=VALUE``, or ``-e KEY`` to pass this environment's value: left out when it
+    is unset here (sending the bare name would set it empty in the container)."""
     entries = []
     for value in values or ():
         if "=" in value:
             entries.append(value)
         elif value in os.environ:
             entries.append(f"{value}={os.environ[value]}")
-        elif value:
-            entries.append(value)
+    return entries
+
+
+def _env_file_entries(paths: Sequence[str] | None) -> list[str]:
+    """``--env-file`` lines as docker reads them: ``KEY=VALUE``, or ``KEY`` for this
+    environment's value (left out when unset); blank lines and ``#`` comments skipped."""
+    entries = []
+    for path in paths or ():
+        try:
+            with open(path, encoding="utf-8") as file:
+                lines = file.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunError(f"{path}: cannot read the env file: {exc}") from None
+        for number, raw in enumerate(lines, 1):
+            line = raw.lstrip()
+            if not line or line.startswith("#"):
+                continue
+            name, separator, value = line.partition("=")
+            name = name.lstrip()
+            if not name:
+                raise RunError(f"{path}: no variable name on line {number}: '{raw}'")
+            if any(character.isspace() for character in name):
+                raise RunError(f"{path}: variable '{name}' contains whitespaces")
+            if separator:
+                entries.append(f"{name}={value}")
+            elif name in os.environ:
+                entries.append(f"{name}={os.environ[name]}")
     return entries
 
 
@@ -151,6 +177,8 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         raise RunError(str(exc)) from None
     host_config: dict[str, Any] = {
         "Binds": binds or None,
+        "Tmpfs": dict(t.partition(":")[::2] for t in args.tmpfs) if args.tmpfs else None,
+        "VolumesFrom": args.volumes_from,
         "AutoRemove": args.rm,
         "RestartPolicy": restart,
         "Memory": memory,
@@ -176,7 +204,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "Tty": args.tty,
         "OpenStdin": args.interactive,
         "StdinOnce": attach_stdin,
-        "Env": _env_entries(args.env),
+        "Env": _env_file_entries(args.env_file) + _env_entries(args.env),
         "Cmd": args.command or None,
         "Image": args.image,
         "Volumes": anonymous or None,
@@ -804,9 +832,16 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument("--name", help="the container's name")
     parser.add_argument("-e", "--env", action="append", help="KEY=VALUE, or KEY to pass ours")
+    parser.add_argument(
+        "--env-file", action="append", help="a file of KEY=VALUE (or KEY) lines, one a variable"
+    )
     parser.add_argument("-w", "--workdir", help="working directory inside the container")
     parser.add_argument("-u", "--user", help="USER[:GROUP], names or ids")
     parser.add_argument("-v", "--volume", action="append", help="/host:/ctr[:ro] or NAME:/ctr")
+    parser.add_argument("--tmpfs", action="append", help="a tmpfs at PATH[:OPTIONS]")
+    parser.add_argument(
+        "--volumes-from", action="append", help="CONTAINER[:ro|rw]: mount its volumes too"
+    )
     parser.add_argument("--entrypoint", help="override the image's entrypoint")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")

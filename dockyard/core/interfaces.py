@@ -156,6 +156,17 @@ class BindMount:
 
 
 @attrs.frozen
+class TmpfsMount:
+    """A tmpfs mounted in the container (``--tmpfs``, ``--mount type=tmpfs``)."""
+
+    destination: str
+    #: mount(8) option words: flags in their "on" spelling only (``ro``, ``noexec``...) and the
+    #: filesystem's data (``size=64m``, ``mode=1777``), as
+    #: :func:`dockyard.linux.mounts.parse_mount_options` splits them.
+    options: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Resources:
     """cgroup limits; ``None`` means unlimited."""
 
@@ -226,6 +237,9 @@ class ContainerSpec:
     #: copies :attr:`Runtime.launch_options` here when it creates the container (the
     #: ``namespaces`` runtime passes its configured ``cgroup-parent`` this way).
     runtime_options: tuple[tuple[str, str], ...] = ()
+    #: tmpfs mounts, made after the root filesystem's own (/proc, /dev, /sys) and in one list
+    #: with :attr:`mounts`, parents before children, so either kind may sit inside the other.
+    tmpfs: tuple[TmpfsMount, ...] = ()
 
 
 def spec_to_json(spec: ContainerSpec) -> str:
@@ -251,6 +265,9 @@ def spec_from_json(text: str) -> ContainerSpec:
             "uid_mappings": tuple(IdMapping(**m) for m in raw["uid_mappings"]),
             "gid_mappings": tuple(IdMapping(**m) for m in raw["gid_mappings"]),
             "runtime_options": tuple(tuple(pair) for pair in raw.get("runtime_options", ())),
+            "tmpfs": tuple(
+                TmpfsMount(m["destination"], tuple(m["options"])) for m in raw.get("tmpfs", ())
+            ),
         }
     )
 

@@ -141,7 +141,12 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             ),
         )
         remove_stale_builds(data_root)
-        service.volumes = VolumeStore(data_root / "volumes")
+        service.volumes = VolumeStore(
+            data_root / "volumes",
+            emit=lambda action, name, attributes: events.emit(
+                Event("volume", action, name, attributes)
+            ),
+        )
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)
         modes.tighten_containers(data_root / "containers", search_group)
         containers = service.containers = ContainerManager(

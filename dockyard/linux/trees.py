@@ -22,9 +22,29 @@ def copy_tree(source: str, target: str) -> None:
     Kept: file types (devices and FIFOs included), hard links within the tree, ownership,
     modes with setuid/setgid/sticky, xattrs (``trusted.*`` too) and nanosecond times.
     """
+    _copy_entries([(source, target, os.lstat(source))])
+
+
+def copy_contents(source: str, target: str) -> None:
+    """Copy what directory ``source`` holds into the existing directory ``target``, with the
+    metadata :func:`copy_tree` keeps, and give ``target`` the owner, mode, xattrs and times
+    of ``source`` (docker's copy of an image's files into a new volume)."""
+    with os.scandir(source) as entries:
+        _copy_entries(
+            [
+                (entry.path, os.path.join(target, entry.name), entry.stat(follow_symlinks=False))
+                for entry in entries
+            ]
+        )
+    info = os.lstat(source)
+    _copy_metadata(source, target, info)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_entries(pending: list[tuple[str, str, os.stat_result]]) -> None:
+    """Copy each (source, new target path, the source's lstat) with what is below it."""
     first_paths: dict[tuple[int, int], str] = {}
     directories: list[tuple[str, str, os.stat_result]] = []
-    pending = [(source, target, os.lstat(source))]
     while pending:
         source_path, target_path, info = pending.pop()
         if not stat.S_ISDIR(info.st_mode):
@@ -71,7 +91,14 @@ def _copy_file_data(source: str, target: str) -> None:
             copied = 0
             while copied < size:
                 # copy_file_range stays in the kernel (and reflinks where the filesystem can).
-                count = os.copy_file_range(source_fd, target_fd, min(size - copied, 1 << 30))
+                try:
+                    count = os.copy_file_range(source_fd, target_fd, min(size - copied, 1 << 30))
+                except OSError as exc:
+                    # Kernels before 5.19 copy within one filesystem only (an image's file
+                    # into a volume crosses from overlayfs).
+                    if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    count = os.sendfile(target_fd, source_fd, None, min(size - copied, 1 << 30))
                 if count == 0:
                     break
                 copied += count

@@ -171,7 +171,7 @@ def test_exec_and_volume_bodies_are_decoded_as_strictly(shared_daemon):
         for body, message in [
             (b'{"Name": 5}', "Name: expected a string, got an integer"),
             (b'{"Labels": {"a": false}}', 'Labels["a"]: expected a string, got a boolean'),
-            (b'{"DriverOpts": {"type": "tmpfs"}}', "DriverOpts: the local volume driver"),
+            (b'{"DriverOpts": {"type": "tmpfs"}}', 'missing required option: "device"'),
         ]:
             reply = post(shared_daemon, "/volumes/create", body)
             assert (reply.status, message in reply.json()["message"]) == (400, True), reply.body

@@ -760,13 +760,10 @@ async def volume_create(request: Request) -> Response:
     body = await _body(request, VolumeCreateRequest)
     if body.driver not in ("", "local"):
         raise InvalidParameter(f"volume driver {body.driver!r} is not available; only 'local'")
-    if body.driver_opts:
-        options_given = ", ".join(sorted(body.driver_opts))
-        raise InvalidParameter(
-            f"DriverOpts: the local volume driver takes no options ({options_given})"
-        )
     name = body.name or os.urandom(32).hex()
-    volume = await run_in_threadpool(_volumes(request).create, name, body.labels)
+    volume = await run_in_threadpool(
+        _volumes(request).create, name, body.labels, False, body.driver_opts
+    )
     return JSONResponse(volume.to_engine_api(), status_code=201)
 
 

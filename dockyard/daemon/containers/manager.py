@@ -33,7 +33,7 @@ from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotF
 from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
-from dockyard.daemon.containers import options, spec
+from dockyard.daemon.containers import options, spec, volume_mounts
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, EndpointSettings
 from dockyard.daemon.containers.etc_files import write_etc_files
 from dockyard.daemon.containers.execs import ExecRegistry
@@ -244,6 +244,9 @@ class ContainerManager:
                 attrs.evolve(request, exposed_ports=plan.config.exposed_ports)
             )
             plan = attrs.evolve(plan, host_config=attrs.evolve(plan.host_config, network_mode=mode))
+        if plan.host_config.volumes_from:
+            inherited = volume_mounts.inherited_volumes(plan.host_config.volumes_from, self.get)
+            plan = spec.with_inherited(plan, inherited)
         for volume in plan.volumes:
             if volume.is_bind and not os.path.exists(volume.source):
                 raise InvalidParameter(
@@ -269,6 +272,13 @@ class ContainerManager:
             rootfs = tuple(driver.prepare(snapshot, parents))
             user = self._resolve_user(plan.user, rootfs, directory)
             volume_names, sources = self._make_volumes(plan.volumes, made_volumes)
+            volume_mounts.fill_from_image(
+                self.volumes,
+                volume_names,
+                rootfs,
+                directory / "peek",
+                volume_mounts.fills_for(plan.volumes, sources, volume_names),
+            )
             network_host = plan.network_mode == "host"
             hostname = request.hostname or (
                 self.settings.host_name if network_host else container_id[:12]
@@ -354,11 +364,15 @@ class ContainerManager:
             if request.is_bind:
                 sources.append(request.source)
                 continue
+            # Labels and options apply to a volume the request creates (as with dockerd).
+            labels, driver_options = dict(request.labels), dict(request.driver_options)
             if request.is_anonymous:
-                volume = self.volumes.ensure(secrets.token_hex(32), anonymous=True)
+                volume = self.volumes.create(
+                    secrets.token_hex(32), labels, anonymous=True, options=driver_options
+                )
                 made.append(volume.name)
             else:
-                volume = self.volumes.ensure(request.source)
+                volume = self.volumes.create(request.source, labels, options=driver_options)
             names[request.destination] = volume.name
             sources.append(str(volume.mountpoint))
         return names, tuple(sources)
@@ -400,12 +414,25 @@ class ContainerManager:
             await self._serve_names(container)
         modes.write_private(directory / modes.SPEC_NAME, spec_to_json(container.spec))
         try:
+            await run_in_threadpool(volume_mounts.mount_volumes, self.volumes, container)
+        except DockyardError as exc:
+            await self._release_networks(container)
+            self._record_failed_start(container, exc.message, 125)
+            if container.host_config.auto_remove:
+                await self._finish_exit(container, 125, exc.message)
+            else:
+                volume_mounts.unmount_volumes(self.volumes, container)  # dockerd's events
+            raise StartFailed(exc.message, 125) from None
+        try:
             report: LaunchReport = await run_in_threadpool(start_supervisor, self.zygote, directory)
         except BaseException:
             await self._release_networks(container)
+            volume_mounts.unmount_volumes(self.volumes, container)
             raise
         if report.error:
             await self._release_networks(container)
+            if not container.host_config.auto_remove:  # else _finish_exit unmounts them
+                volume_mounts.unmount_volumes(self.volumes, container)
             self._record_failed_start(container, report.error, report.exit_code)
             with contextlib.suppress(Exception):
                 await run_in_threadpool(runtime.cleanup, container.id)
@@ -524,6 +551,7 @@ class ContainerManager:
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self.runtime.cleanup, container.id)
         await self._release_networks(container)
+        await run_in_threadpool(volume_mounts.unmount_volumes, self.volumes, container)
         container.exit_generation += 1
         self.live(container).exited.set()
         self.live(container).release_init()
@@ -813,6 +841,8 @@ class ContainerManager:
                     self._watch(container, state.supervisor_pid)
                     self.live(container).init = hold_init(state)
                     await self._serve_names(container)
+                    for volume in container.volumes.values():
+                        self.volumes.adopt(volume, container.id)
                     if state.status == "running":
                         self._start_health(container, reset=True)
                     continue

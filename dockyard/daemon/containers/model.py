@@ -135,6 +135,19 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
                 "Propagation": "" if is_volume else "rprivate",
             }
         )
+    # As dockerd lists them: a --mount tmpfs, not a --tmpfs (HostConfig.Tmpfs shows those).
+    for entry in container.host_config.mounts or ():
+        if entry.type == "tmpfs":
+            mounts.append(
+                {
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": entry.target,
+                    "Mode": "",
+                    "RW": not entry.read_only,
+                    "Propagation": "",
+                }
+            )
     return mounts
 
 

@@ -17,6 +17,7 @@ import attrs
 from dockyard.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from dockyard.core.errors import InvalidParameter
 from dockyard.core.units import ram_in_bytes
+from dockyard.daemon import volumes
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     LogConfig,
@@ -91,6 +92,12 @@ class VolumeSpec:
     source: str  # absolute host path, or a volume name
     destination: str
     read_only: bool = False
+    #: ``nocopy``/``volume-nocopy``: a new volume is not filled with the image's files.
+    no_copy: bool = False
+    #: ``volume-label``: the labels a volume this mount creates gets.
+    labels: tuple[tuple[str, str], ...] = ()
+    #: ``volume-opt``: the local driver's options for a volume this mount creates.
+    driver_options: tuple[tuple[str, str], ...] = ()
 
 
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
@@ -103,7 +110,8 @@ def parse_bind(text: str) -> VolumeSpec:
         raise InvalidParameter(f"invalid volume specification: '{text}'")
     source, destination = parts[0], parts[1]
     options = parts[2].split(",") if len(parts) == 3 else []
-    unknown = [o for o in options if o not in ("ro", "rw", "z", "Z", "rprivate", "private")]
+    known = ("ro", "rw", "z", "Z", "rprivate", "private", "nocopy")
+    unknown = [o for o in options if o not in known]
     if unknown:
         raise InvalidParameter(f"invalid mode: {parts[2]}")
     if not destination.startswith("/"):
@@ -115,7 +123,7 @@ def parse_bind(text: str) -> VolumeSpec:
         raise InvalidParameter(
             f"invalid volume name '{source}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
-    return VolumeSpec(source, destination, "ro" in options)
+    return VolumeSpec(source, destination, "ro" in options, no_copy="nocopy" in options)
 
 
 def parse_mount(mount: MountConfig) -> VolumeSpec:
@@ -128,7 +136,27 @@ def parse_mount(mount: MountConfig) -> VolumeSpec:
         raise InvalidParameter(f"invalid mount config: mount path must be absolute: {target!r}")
     if kind == "bind" and not source.startswith("/"):
         raise InvalidParameter(f'invalid mount config for type "bind": invalid source {source!r}')
-    return VolumeSpec(source, target, mount.read_only)
+    if mount.tmpfs_options is not None:
+        raise InvalidParameter(f"TmpfsOptions must not be specified on mount type {kind!r}")
+    volume = mount.volume_options
+    if volume is None:
+        return VolumeSpec(source, target, mount.read_only)
+    if kind == "bind":
+        raise InvalidParameter("VolumeOptions must not be specified on mount type 'bind'")
+    driver = volume.driver_config
+    driver_options = dict((driver.options or {}) if driver else {})
+    if driver is not None:
+        volumes.check_driver(driver.name, "VolumeOptions.DriverConfig.Name")
+    if driver_options:
+        volumes.check_options(driver_options)
+    return VolumeSpec(
+        source,
+        target,
+        mount.read_only,
+        no_copy=volume.no_copy,
+        labels=tuple(sorted((volume.labels or {}).items())),
+        driver_options=tuple(sorted(driver_options.items())),
+    )
 
 
 def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:

@@ -29,8 +29,10 @@ from dockyard.core.interfaces import (
     Mount,
     ProcessSpec,
     Resources,
+    TmpfsMount,
 )
-from dockyard.daemon.containers import options, unapplied
+from dockyard.daemon import volumes as volumes_module
+from dockyard.daemon.containers import options, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -73,6 +75,11 @@ class VolumeRequest:
     destination: str
     source: str = ""
     read_only: bool = False
+    #: Leave a new volume empty rather than fill it with the image's files at its path.
+    no_copy: bool = False
+    #: For a volume this request creates: its labels and the local driver's options.
+    labels: tuple[tuple[str, str], ...] = ()
+    driver_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_anonymous(self) -> bool:
@@ -102,6 +109,8 @@ class Plan:
     user_namespace: UserNamespace | None
     runtime_options: tuple[tuple[str, str], ...]
     console_size: tuple[int, int]
+    #: ``HostConfig.Tmpfs`` and the ``Mounts`` of type tmpfs, in that order.
+    tmpfs: tuple[TmpfsMount, ...] = ()
 
     @property
     def privileged(self) -> bool:
@@ -146,10 +155,14 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
     options.log_settings(host.log_config)
-    volumes = _volumes(host, request.volumes or image.volumes)
+    volumes_module.check_driver(host.volume_driver, "HostConfig.VolumeDriver")
+    tmpfs_mounts = _tmpfs_mounts(host)
+    # The image's anonymous volumes and the request's, as dockerd merges them.
+    anonymous_volumes = {**(image.volumes or {}), **(request.volumes or {})} or None
+    volumes = _volumes(host, anonymous_volumes, tmpfs_mounts)
     check_healthcheck(request.healthcheck)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
-    if not any(entry.startswith("PATH=") for entry in env):
+    if not any(entry.partition("=")[0] == "PATH" for entry in env):
         env.insert(0, DEFAULT_PATH)
     config = attrs.evolve(
         request.config,
@@ -158,7 +171,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         env=env,
         cmd=cmd or None,
         healthcheck=merge_healthcheck(request.healthcheck, image.healthcheck),
-        volumes=request.volumes or image.volumes,
+        volumes=anonymous_volumes,
         working_dir=request.working_dir or image.working_dir,
         entrypoint=entrypoint or None,
         on_build=None,
@@ -190,6 +203,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         user_namespace=user_namespace,
         runtime_options=settings.runtime_options,
         console_size=console_size(host.console_size, "HostConfig.ConsoleSize"),
+        tmpfs=tmpfs_mounts,
     )
 
 
@@ -245,14 +259,56 @@ def _user_namespace(
     return remapping
 
 
-def _volumes(host: HostConfig, anonymous: dict[str, object] | None) -> tuple[VolumeRequest, ...]:
-    """``-v`` binds, then ``--mount``s, then the anonymous volumes nothing else covers."""
+def _tmpfs_mounts(host: HostConfig) -> tuple[TmpfsMount, ...]:
+    found = tmpfs.from_host_config(host.tmpfs)
+    found += [
+        tmpfs.from_mount(mount, index)
+        for index, mount in enumerate(host.mounts or ())
+        if mount.type == "tmpfs"
+    ]
+    return tuple(found)
+
+
+def _volumes(
+    host: HostConfig,
+    anonymous: dict[str, object] | None,
+    tmpfs_mounts: Sequence[TmpfsMount] = (),
+) -> tuple[VolumeRequest, ...]:
+    """``-v`` binds, then ``--mount``s, then the anonymous volumes nothing else covers (a
+    tmpfs over an image's volume path replaces the volume, as under dockerd)."""
     given = [options.parse_bind(bind) for bind in host.binds or ()]
-    given += [options.parse_mount(mount) for mount in host.mounts or ()]
-    requests = [VolumeRequest(v.destination, v.source, v.read_only) for v in given]
-    covered = {v.destination for v in requests}
-    requests += [VolumeRequest(path) for path in anonymous or {} if path not in covered]
+    given += [options.parse_mount(m) for m in host.mounts or () if m.type != "tmpfs"]
+    requests = [
+        VolumeRequest(v.destination, v.source, v.read_only, v.no_copy, v.labels, v.driver_options)
+        for v in given
+    ]
+    on_tmpfs = {_clean(t.destination) for t in tmpfs_mounts}
+    for request in requests:
+        if _clean(request.destination) in on_tmpfs:
+            raise InvalidParameter(f"Duplicate mount point: {request.destination}")
+    covered = {_clean(v.destination) for v in requests} | on_tmpfs
+    requests += [VolumeRequest(path) for path in anonymous or {} if _clean(path) not in covered]
     return tuple(requests)
+
+
+def with_inherited(plan: Plan, inherited: Sequence[VolumeRequest]) -> Plan:
+    """``plan`` with the mounts of ``--volumes-from`` containers: the container's own
+    binds, volumes and tmpfs mounts win at a path, and those win over anonymous volumes (the
+    image's, or ``-v /path``), as dockerd orders them."""
+    own = [v for v in plan.volumes if not v.is_anonymous]
+    anonymous = [v for v in plan.volumes if v.is_anonymous]
+    taken = {_clean(v.destination) for v in own} | {_clean(t.destination) for t in plan.tmpfs}
+    added = []
+    for request in inherited:
+        if _clean(request.destination) not in taken:
+            taken.add(_clean(request.destination))
+            added.append(request)
+    kept = [v for v in anonymous if _clean(v.destination) not in taken]
+    return attrs.evolve(plan, volumes=(*own, *added, *kept))
+
+
+def _clean(path: str) -> str:
+    return path.rstrip("/") or "/"
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +318,9 @@ def _volumes(host: HostConfig, anonymous: dict[str, object] | None) -> tuple[Vol
 
 def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
     """The runtime's view of a planned container, once its parts exist."""
-    env = [*plan.env, f"HOSTNAME={prepared.hostname}"]
+    # A bare name (``-e VAR`` for a VAR the client does not have) stays in Config.Env and
+    # unsets the image's value, as under dockerd, but is no variable of the process.
+    env = [*(entry for entry in plan.env if "=" in entry), f"HOSTNAME={prepared.hostname}"]
     if plan.terminal:
         env.append("TERM=xterm")
     unconfined_paths = plan.privileged or plan.security.unconfined_system_paths
@@ -297,6 +355,7 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         gid_mappings=namespace.gid_mappings if namespace else (),
         state_dir=prepared.state_dir,
         runtime_options=plan.runtime_options,
+        tmpfs=plan.tmpfs,
     )
 
 

@@ -112,8 +112,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
     Unapplied(HostConfig, "io_maximum_iops", "HostConfig.IOMaximumIOps", _WINDOWS),
     Unapplied(HostConfig, "io_maximum_bandwidth", "HostConfig.IOMaximumBandwidth", _WINDOWS),
     # The rest of HostConfig
-    Unapplied(HostConfig, "volume_driver", "HostConfig.VolumeDriver", _NOT_YET),
-    Unapplied(HostConfig, "volumes_from", "HostConfig.VolumesFrom", _NOT_YET),
     Unapplied(HostConfig, "cgroupns_mode", "HostConfig.CgroupnsMode", _NOT_YET),
     Unapplied(HostConfig, "group_add", "HostConfig.GroupAdd", _NOT_YET),
     Unapplied(HostConfig, "ipc_mode", "HostConfig.IpcMode", _NOT_YET),
@@ -126,7 +124,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
         "HostConfig.StorageOpt",
         "no storage driver here takes per-container options (size needs xfs project quotas)",
     ),
-    Unapplied(HostConfig, "tmpfs", "HostConfig.Tmpfs", _NOT_YET),
     Unapplied(HostConfig, "uts_mode", "HostConfig.UTSMode", _NOT_YET),
     Unapplied(HostConfig, "shm_size", "HostConfig.ShmSize", _NOT_YET),
     Unapplied(HostConfig, "sysctls", "HostConfig.Sysctls", _NOT_YET),

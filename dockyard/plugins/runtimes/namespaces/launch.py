@@ -32,7 +32,7 @@ import struct
 from typing import NoReturn
 
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES
-from dockyard.core.interfaces import ContainerSpec, LaunchError
+from dockyard.core.interfaces import ContainerSpec, LaunchError, TmpfsMount
 from dockyard.linux import idmap, mounts, seccomp, syscalls
 from dockyard.linux.cgroups import (
     CGROUP_ROOT,
@@ -277,8 +277,8 @@ def _intermediate(
 _Bind = tuple[str, str, bool, int | None]
 
 
-def _bind_list(spec: ContainerSpec, fds: list[int] | None = None) -> list[_Bind]:
-    """The bind mounts and then the etc files, parents before children.
+def _bind_list(spec: ContainerSpec, fds: list[int] | None = None) -> list[_Bind | TmpfsMount]:
+    """The bind and tmpfs mounts and then the etc files, parents before children.
 
     The sort is stable: a mount inside another bind mount lands on top of it, and an etc file
     on top of a bind mount of /etc.
@@ -288,10 +288,16 @@ def _bind_list(spec: ContainerSpec, fds: list[int] | None = None) -> list[_Bind]
     opened: list[int | None] = list(fds) if fds is not None else [None] * len(sources)
     binds = [(*source, fd) for source, fd in zip(sources, opened, strict=True)]
     depth = len(spec.mounts)
-    return sorted(binds[:depth], key=lambda b: len(b[1].rstrip("/").split("/"))) + binds[depth:]
+    mounts: list[_Bind | TmpfsMount] = [*binds[:depth], *spec.tmpfs]
+    return sorted(mounts, key=_depth) + binds[depth:]
 
 
-def _open_bind_sources(spec: ContainerSpec, userns_fd: int) -> list[_Bind]:
+def _depth(mount: _Bind | TmpfsMount) -> int:
+    destination = mount.destination if isinstance(mount, TmpfsMount) else mount[1]
+    return len(destination.rstrip("/").split("/"))
+
+
+def _open_bind_sources(spec: ContainerSpec, userns_fd: int) -> list[_Bind | TmpfsMount]:
     """Open every bind source as a detached mount, while we are the host's root.
 
     Volumes (``idmap``) and the etc files the core wrote in the state directory get the
@@ -335,7 +341,7 @@ def _container_init(
     cgroup_fds: list[int],
     error_w: int,
     mount_rootfs: bool,
-    binds: list[_Bind] | None = None,
+    binds: list[_Bind | TmpfsMount] | None = None,
 ) -> NoReturn:
     try:
         flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
@@ -408,9 +414,9 @@ def _build_root(
     rootfs: str,
     stdio: tuple[int, int, int],
     own_network: bool,
-    binds: list[_Bind],
+    binds: list[_Bind | TmpfsMount],
 ) -> None:
-    """Mount /proc, /dev, /sys, the bind mounts and the etc files under the new root."""
+    """Mount /proc, /dev, /sys, the bind and tmpfs mounts and the etc files under the new root."""
     cwd = _inside(rootfs, spec.process.cwd or "/")
     if not os.path.isdir(cwd):
         # As docker creates a missing working directory; where it cannot (a file in the way),
@@ -422,7 +428,11 @@ def _build_root(
     syscalls.mount("proc", proc, "proc", _PROC_FLAGS)
     _build_dev(spec, rootfs, stdio)
     _mount_sys(spec, rootfs, own_network)
-    for source, destination, read_only, fd in binds:
+    for entry in binds:
+        if isinstance(entry, TmpfsMount):
+            _mount_tmpfs(entry, _inside(rootfs, entry.destination))
+            continue
+        source, destination, read_only, fd = entry
         if fd is None:
             _bind(source, _inside(rootfs, destination), read_only)
         else:
@@ -446,6 +456,22 @@ def _bind(source: str, target: str, read_only: bool) -> None:
     mounts.ensure_mountpoint(target, directory=is_dir)
     syscalls.mount(source, target, None, syscalls.MS_BIND | syscalls.MS_REC)
     if read_only:
+        mounts.remount_read_only(target)
+
+
+def _mount_tmpfs(tmpfs: TmpfsMount, target: str) -> None:
+    mounts.ensure_mountpoint(target, directory=True)
+    flags, data = mounts.parse_mount_options(tmpfs.options)
+    try:
+        # Read-only the way runc makes it (a writable filesystem under a read-only mount), so
+        # /proc/self/mountinfo reads the same under both runtimes and dockerd.
+        syscalls.mount("tmpfs", target, "tmpfs", flags & ~syscalls.MS_RDONLY, data or None)
+    except OSError as exc:
+        raise process.ProcessFailure(
+            f"error mounting tmpfs at {tmpfs.destination!r} ({','.join(tmpfs.options)}): "
+            f"{exc.strerror}"
+        ) from None
+    if flags & syscalls.MS_RDONLY:
         mounts.remount_read_only(target)
 
 

@@ -12,7 +12,14 @@ import os
 from typing import Any
 
 from dockyard.core.capabilities import ALL_CAPABILITIES
-from dockyard.core.interfaces import ContainerSpec, IdMapping, LaunchError, ProcessSpec
+from dockyard.core.interfaces import (
+    BindMount,
+    ContainerSpec,
+    IdMapping,
+    LaunchError,
+    ProcessSpec,
+    TmpfsMount,
+)
 from dockyard.linux import seccomp
 from dockyard.linux.capabilities import bounding_set, last_capability
 from dockyard.linux.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
@@ -146,7 +153,18 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
         },
     ]
     # Parents before children, so a mount inside another bind mount lands on top of it.
-    for bind in sorted(spec.mounts, key=lambda m: len(m.destination.rstrip("/").split("/"))):
+    listed: list[BindMount | TmpfsMount] = [*spec.mounts, *spec.tmpfs]
+    for bind in sorted(listed, key=lambda m: len(m.destination.rstrip("/").split("/"))):
+        if isinstance(bind, TmpfsMount):
+            mounts.append(
+                {
+                    "destination": bind.destination,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": list(bind.options),
+                }
+            )
+            continue
         mounts.append(
             {
                 "destination": bind.destination,
