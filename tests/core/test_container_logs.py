@@ -1,11 +1,11 @@
-"""json-file logs: written by the supervisor, read and followed by the daemon."""
+"""Log files (core.logfiles): written by the supervisor, read and followed by the daemon."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 
-from dockyard.daemon.containers.logs import LOG_NAME, LogDirectory, LogWriter, follow
+from dockyard.core.logfiles import JSON_LINES, LOG_NAME, LogFiles, RotatingLog
 
 
 def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
@@ -13,11 +13,10 @@ def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
     # reads the stream: what the request saw must still be there.
     directory = tmp_path / "container"
     directory.mkdir()
-    writer = LogWriter(directory, max_size=200, max_files=3)  # two lines a file
+    writer = RotatingLog(directory, JSON_LINES, max_size=200, max_files=3)  # two lines a file
     for number in range(5):
         writer.write("stdout", f"line {number}\n".encode())
-    logs = LogDirectory(directory)
-    position = logs.end_position
+    logs = LogFiles(directory, JSON_LINES)
     writer.write("stderr", b"after the request\n")
     writer.close()
     assert sorted(p.name for p in directory.iterdir()) == [
@@ -27,25 +26,24 @@ def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
     ]
     shutil.rmtree(directory)
 
-    history = [entry.data for entry in logs.read_entries()]
+    history = [entry.data for entry in logs.entries()]
     assert history == [f"line {number}\n".encode() for number in range(5)]
 
     async def followed() -> list[bytes]:
-        return [entry.data async for entry in follow(logs, position, lambda: True)]
+        return [entry.data async for entry in logs.follow(lambda: True)]
 
     assert asyncio.run(followed()) == [b"after the request\n"]
 
 
 def test_follow_reads_on_across_a_rotation(tmp_path):
-    writer = LogWriter(tmp_path, max_size=100, max_files=2)
+    writer = RotatingLog(tmp_path, JSON_LINES, max_size=100, max_files=2)
     writer.write("stdout", b"before\n")
-    logs = LogDirectory(tmp_path)
-    position = logs.end_position
+    logs = LogFiles(tmp_path, JSON_LINES)
     finished = False
 
     async def followed() -> list[bytes]:
         seen = []
-        async for entry in follow(logs, position, lambda: finished):
+        async for entry in logs.follow(lambda: finished):
             seen.append(entry.data)
         return seen
 
