@@ -109,18 +109,21 @@ class _Framed:
         return entries, offset
 
     @staticmethod
-    def ends_whole(fd: int, size: int) -> bool:
-        """Whether the file of ``fd`` (``size`` bytes) ends with a whole record."""
+    def ends_whole(path: Path, size: int) -> bool:
+        """Whether ``path`` (``size`` bytes) ends with a whole record: two reads, whatever
+        its size."""
         if size == 0:
             return True
         if size < _HEADER.size + _TRAILER.size:
             return False
-        (length,) = _TRAILER.unpack(os.pread(fd, _TRAILER.size, size - _TRAILER.size))
-        start = size - _TRAILER.size - length - _HEADER.size
-        if start < 0:
-            return False
-        header = os.pread(fd, _HEADER.size, start)
-        return _HEADER.unpack(header)[0] == length
+        with open(path, "rb") as source:
+            source.seek(size - _TRAILER.size)
+            (length,) = _TRAILER.unpack(source.read(_TRAILER.size))
+            start = size - _TRAILER.size - length - _HEADER.size
+            if start < 0:
+                return False
+            source.seek(start)
+            return _HEADER.unpack(source.read(_HEADER.size))[0] == length
 
 
 JSON_LINES: LogFormat = _JsonLines()
@@ -174,7 +177,7 @@ class RotatingLog:
         self._compressing: Any = None  # the thread gzipping the last rotated file
         self._out = open_private(self.path)
         self._size = self._out.tell()
-        if log_format is FRAMED and not _Framed.ends_whole(self._out.fileno(), self._size):
+        if log_format is FRAMED and not _Framed.ends_whole(self.path, self._size):
             self._rotate()  # a killed writer's torn record: start whole, keep what was read
 
     def write(self, stream: str, data: bytes) -> None:

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 
-from dockyard.core.logfiles import JSON_LINES, LOG_NAME, LogFiles, RotatingLog
+import pytest
+
+from dockyard.core.logfiles import (
+    FRAMED,
+    JSON_LINES,
+    LOG_NAME,
+    LogFiles,
+    RotatingLog,
+    go_bool,
+    go_int,
+)
 
 
 def test_a_request_reads_logs_removed_after_it_arrived(tmp_path):
@@ -58,3 +69,46 @@ def test_follow_reads_on_across_a_rotation(tmp_path):
 
     assert asyncio.run(scenario()) == [f"after {n}\n".encode() for n in range(6)]
     writer.close()
+
+
+def test_a_torn_framed_record_starts_a_new_file(tmp_path):
+    # A supervisor killed mid-write leaves half a record: the next run must not append
+    # whole records after it, where a reader would take them for the torn one's bytes.
+    writer = RotatingLog(tmp_path, FRAMED, max_size=1 << 20, max_files=2)
+    writer.write("stdout", b"whole\n")
+    writer.close()
+    with open(tmp_path / LOG_NAME, "ab") as log:
+        log.write(FRAMED.encode("stdout", b"torn record\n", 1)[:-3])
+    writer = RotatingLog(tmp_path, FRAMED, max_size=1 << 20, max_files=2)
+    writer.write("stderr", b"next run\n")
+    writer.close()
+    logs = LogFiles(tmp_path, FRAMED)
+    assert [(e.stream, e.data) for e in logs.entries()] == [
+        ("stdout", b"whole\n"),
+        ("stderr", b"next run\n"),
+    ]
+    logs.close()
+
+
+def test_rotated_files_are_gzipped_and_read_back(tmp_path):
+    writer = RotatingLog(tmp_path, JSON_LINES, max_size=200, max_files=3, compress=True)
+    lines = [f"line {number}\n".encode() for number in range(12)]
+    for line in lines:
+        writer.write("stdout", line)
+    writer.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [LOG_NAME, f"{LOG_NAME}.1.gz", f"{LOG_NAME}.2.gz"]
+    assert gzip.decompress((tmp_path / f"{LOG_NAME}.1.gz").read_bytes()).startswith(b'{"log":')
+    logs = LogFiles(tmp_path, JSON_LINES)
+    kept = [entry.data for entry in logs.entries()]
+    logs.close()
+    assert kept == lines[-len(kept) :] and len(kept) > 4
+
+
+def test_go_values():
+    assert go_bool("True") and not go_bool("0")
+    with pytest.raises(ValueError, match=r'strconv\.ParseBool: parsing "yes": invalid syntax'):
+        go_bool("yes")
+    assert go_int("-3") == -3
+    with pytest.raises(ValueError, match=r'strconv\.Atoi: parsing "3\.5": invalid syntax'):
+        go_int("3.5")
