@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import json.encoder
 import os
 import struct
 import time
@@ -51,14 +52,24 @@ class LogFormat(Protocol):
 
 
 class _JsonLines:
+    def __init__(self) -> None:
+        # The lines of one read share its time: format it once (strftime is most of the cost).
+        self._time_ns = -1
+        self._time_text = ""
+
     def encode(self, stream: str, data: bytes, time_ns: int) -> bytes:
-        record: dict[str, str] = {"log": data.decode("utf-8", "replace"), "stream": stream}
-        record["time"] = rfc3339_nano(time_ns)
+        if time_ns != self._time_ns:
+            self._time_ns, self._time_text = time_ns, rfc3339_nano(time_ns)
+        raw = ""
         try:
-            data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
-            record["raw"] = base64.b64encode(data).decode()
-        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+            text = data.decode("utf-8", "replace")
+            raw = f',"raw":"{base64.b64encode(data).decode()}"'
+        # What json.dumps(..., separators=(",", ":")) gives, without building a dict per line.
+        return (
+            f'{{"log":{_json_string(text)},"stream":"{stream}","time":"{self._time_text}"{raw}}}\n'
+        ).encode()
 
     def decode(self, buffer: bytes) -> tuple[list[LogEntry], int]:
         end = buffer.rfind(b"\n") + 1
@@ -79,6 +90,8 @@ class _JsonLines:
         except (ValueError, KeyError, TypeError):
             return None  # a torn last line of a killed writer, or foreign junk
 
+
+_json_string = json.encoder.encode_basestring_ascii
 
 _HEADER = struct.Struct(">IBq")  # data length, stream (1 stdout, 2 stderr), time in ns
 _TRAILER = struct.Struct(">I")  # the data length again
@@ -182,11 +195,12 @@ class RotatingLog:
 
     def write(self, stream: str, data: bytes) -> None:
         now = time.time_ns()
+        encode = self.format.encode
         start = 0
         while start < len(data):
             end = data.find(b"\n", start)
             end = len(data) if end < 0 else end + 1
-            record = self.format.encode(stream, data[start:end], now)
+            record = encode(stream, data[start:end], now)
             if self.max_size and self._size + len(record) > self.max_size and self._size:
                 self._rotate()
             self._out.write(record)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import json
 import shutil
 
 import pytest
 
+from dockyard.core.interfaces import LogEntry
 from dockyard.core.logfiles import (
     FRAMED,
     JSON_LINES,
@@ -112,3 +115,21 @@ def test_go_values():
     assert go_int("-3") == -3
     with pytest.raises(ValueError, match=r'strconv\.Atoi: parsing "3\.5": invalid syntax'):
         go_int("3.5")
+
+
+@pytest.mark.parametrize(
+    "data", [b"hello\n", b"\xff\xfe not utf-8\n", 'ünï "q" \\ <t> \t\x01\u2028\n'.encode(), b""]
+)
+def test_json_lines_are_what_json_dumps_writes(data):
+    # The encoder builds the line by hand (4x faster than a dict through json.dumps per line):
+    # it must stay byte for byte what json.dumps gives, which docker's readers parse.
+    record = {"log": data.decode("utf-8", "replace"), "stream": "stderr"}
+    record["time"] = "2024-12-05T15:25:45.123456789Z"
+    if data.decode("utf-8", "replace").encode() != data:
+        record["raw"] = base64.b64encode(data).decode()
+    expected = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    assert JSON_LINES.encode("stderr", data, 1733412345123456789) == expected
+    assert JSON_LINES.decode(expected) == (
+        [LogEntry("stderr", data, 1733412345123456789)],
+        len(expected),
+    )
