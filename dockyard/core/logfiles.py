@@ -26,10 +26,11 @@ import json.encoder
 import os
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
+from dockyard.core.errors import InvalidParameter
 from dockyard.core.interfaces import LogEntry
 from dockyard.core.timestamps import parse_rfc3339_nano, rfc3339_nano
 
@@ -158,6 +159,14 @@ def open_private(path: Path, mode: int = LOG_MODE) -> IO[bytes]:
         os.close(fd)
         raise
     return os.fdopen(fd, "ab")
+
+
+class Rotation(NamedTuple):
+    """When a log rotates and what it keeps: a driver's options, read."""
+
+    max_size: int  # bytes; 0: the file never rotates
+    max_files: int
+    compress: bool
 
 
 def rotated_name(index: int, compressed: bool) -> str:
@@ -439,6 +448,8 @@ class LogFiles:
 # option values, read as dockerd reads them (Go's strconv), with its messages
 # --------------------------------------------------------------------------------------------
 
+#: dockerd's words for a ``compress`` that is not a boolean (json-file and local alike).
+COMPRESS_ERROR = "error reading compress log option"
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -458,3 +469,22 @@ def go_int(text: str) -> int:
     if not digits.isascii() or not digits.isdigit():
         raise ValueError(f'strconv.Atoi: parsing "{text}": invalid syntax')
     return int(text)
+
+
+T = TypeVar("T")
+
+
+def read_option(
+    options: Mapping[str, str], key: str, parse: Callable[[str], T], default: T, prefix: str = ""
+) -> T:
+    """``options[key]`` through ``parse``, else ``default``; a value ``parse`` refuses (with a
+    ``ValueError``) is an ``InvalidParameter``: ``"<prefix>: <why>"``, or by default dockerd's
+    ``"invalid value for <key>: <value>: <why>"``."""
+    if key not in options:
+        return default
+    text = options[key]
+    try:
+        return parse(text)
+    except ValueError as exc:
+        reason = f"{prefix}: {exc}" if prefix else f"invalid value for {key}: {text}: {exc}"
+        raise InvalidParameter(reason) from None

@@ -178,15 +178,21 @@ class LogDriverConformance:
 
     # ------------------------------------------------------------------ reading back
 
-    def test_what_is_written_reads_back_line_by_line(
-        self, driver: LogDriver, directory: Path
-    ) -> None:
+    def stored_sample(self, driver: LogDriver, directory: Path, runs: int = 1) -> list[LogEntry]:
+        """What a reader gives after ``runs`` runs of the sample (skips a driver keeping none)."""
         if not driver.readable:
             pytest.skip("the driver keeps nothing to read")
-        self.write_sample(driver, directory)
+        for _ in range(runs):
+            self.write_sample(driver, directory)
         reader = driver.open_reader(directory)
         entries = list(reader.entries())
         reader.close()
+        return entries
+
+    def test_what_is_written_reads_back_line_by_line(
+        self, driver: LogDriver, directory: Path
+    ) -> None:
+        entries = self.stored_sample(driver, directory)
         assert pieces(entries) == list(SAMPLE_ENTRIES)
         times = [entry.time_ns for entry in entries]
         assert times == sorted(times)
@@ -227,13 +233,9 @@ class LogDriverConformance:
         reader.close()  # twice is fine
 
     def test_a_second_run_appends(self, driver: LogDriver, directory: Path) -> None:
-        if not driver.readable:
-            pytest.skip("the driver keeps nothing to read")
-        self.write_sample(driver, directory)
-        self.write_sample(driver, directory)  # docker start of a stopped container
-        reader = driver.open_reader(directory)
-        assert pieces(reader.entries()) == list(SAMPLE_ENTRIES) * 2
-        reader.close()
+        # A second run: docker start of a stopped container.
+        entries = self.stored_sample(driver, directory, runs=2)
+        assert pieces(entries) == list(SAMPLE_ENTRIES) * 2
 
     # ------------------------------------------------------------------ rotation
 

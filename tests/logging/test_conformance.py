@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dockyard.core.drivers import DriverKind
-from dockyard.plugins.logging.json_file.plugin import JsonFileLogDriver
-from dockyard.plugins.logging.local.plugin import LocalLogDriver
-from dockyard.plugins.logging.none.plugin import NoLogDriver
+from dockyard.plugins.logging.json_file.plugin import DRIVER as JSON_FILE
+from dockyard.plugins.logging.local.plugin import DRIVER as LOCAL
+from dockyard.plugins.logging.none.plugin import DRIVER as NO_LOGS
 from dockyard.testing.logging import LogDriverConformance
 from tests.conftest import builtin_driver_names
 
@@ -33,7 +33,7 @@ class TestJsonFile(LogDriverConformance):
 
     @pytest.fixture
     def driver_factory(self):
-        return JsonFileLogDriver
+        return lambda: JSON_FILE
 
 
 class TestLocal(LogDriverConformance):
@@ -56,7 +56,7 @@ class TestLocal(LogDriverConformance):
 
     @pytest.fixture
     def driver_factory(self):
-        return LocalLogDriver
+        return lambda: LOCAL
 
 
 class TestNone(LogDriverConformance):
@@ -64,7 +64,7 @@ class TestNone(LogDriverConformance):
 
     @pytest.fixture
     def driver_factory(self):
-        return NoLogDriver
+        return lambda: NO_LOGS
 
 
 #: Built-in log drivers and the class running the suite for each (the guard below keeps this

@@ -26,7 +26,7 @@ AUTHORS_TESTS = textwrap.dedent(
     import pytest
 
     from dockyard.testing.logging import LogDriverConformance
-    from dockyard_hexlog import HexLogDriver
+    from dockyard_hexlog import DRIVER
 
 
     class TestHexLog(LogDriverConformance):
@@ -36,7 +36,7 @@ AUTHORS_TESTS = textwrap.dedent(
 
         @pytest.fixture
         def driver_factory(self):
-            return HexLogDriver
+            return lambda: DRIVER
     """
 )
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.core.logfiles import JSON_LINES, RotatingLog, go_bool, go_int
+from dockyard.core.logfiles import (
+    COMPRESS_ERROR,
+    JSON_LINES,
+    RotatingLog,
+    Rotation,
+    go_bool,
+    go_int,
+    read_option,
+)
 from dockyard.core.units import ram_in_bytes
 
 NAME = "json-file"
@@ -21,13 +28,7 @@ OPTIONS = ("max-size", "max-file", "compress")
 NOT_APPLIED = ("labels", "labels-regex", "env", "env-regex", "tag")
 
 
-class JsonFileOptions(NamedTuple):
-    max_size: int  # bytes; 0: the file never rotates
-    max_files: int
-    compress: bool
-
-
-def parse_options(options: Mapping[str, str]) -> JsonFileOptions:
+def parse_options(options: Mapping[str, str]) -> Rotation:
     """``--log-opt`` values as dockerd's json-file reads them, refused with its messages."""
     for key in sorted(options):
         if key in NOT_APPLIED:
@@ -36,38 +37,21 @@ def parse_options(options: Mapping[str, str]) -> JsonFileOptions:
             )
         if key not in OPTIONS:
             raise InvalidParameter(f"unknown log opt '{key}' for json-file log driver")
-    max_size = 0
-    if "max-size" in options:
-        text = options["max-size"]
-        try:
-            max_size = ram_in_bytes(text)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid value for max-size: {text}: {exc}") from None
-        if max_size <= 0:
-            raise InvalidParameter("max-size must be a positive number")
-    max_files = 1
-    if "max-file" in options:
-        text = options["max-file"]
-        try:
-            max_files = go_int(text)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid value for max-file: {text}: {exc}") from None
-        if max_files < 1:
-            raise InvalidParameter("max-file cannot be less than 1")
-        if max_files > 1 and not max_size:
-            # dockerd takes it and never rotates: refused rather than accepted and ignored.
-            raise InvalidParameter("max-file can only be used together with max-size")
-    compress = False
-    if "compress" in options:
-        try:
-            compress = go_bool(options["compress"])
-        except ValueError as exc:
-            raise InvalidParameter(f"error reading compress log option: {exc}") from None
-        if compress and (max_files == 1 or not max_size):
-            raise InvalidParameter(
-                "compress cannot be true when max-file is less than 2 or max-size is not set"
-            )
-    return JsonFileOptions(max_size, max_files, compress)
+    max_size = read_option(options, "max-size", ram_in_bytes, 0)
+    if "max-size" in options and max_size <= 0:
+        raise InvalidParameter("max-size must be a positive number")
+    max_files = read_option(options, "max-file", go_int, 1)
+    if max_files < 1:
+        raise InvalidParameter("max-file cannot be less than 1")
+    if max_files > 1 and not max_size:
+        # dockerd takes it and never rotates: refused rather than accepted and ignored.
+        raise InvalidParameter("max-file can only be used together with max-size")
+    compress = read_option(options, "compress", go_bool, False, COMPRESS_ERROR)
+    if compress and (max_files == 1 or not max_size):
+        raise InvalidParameter(
+            "compress cannot be true when max-file is less than 2 or max-size is not set"
+        )
+    return Rotation(max_size, max_files, compress)
 
 
 def open_writer(directory: Path, options: Mapping[str, str]) -> RotatingLog:

@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
-from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind, EmptyConfig
+from dockyard.core.drivers import DriverInfo
 from dockyard.core.hookspecs import hookimpl
-from dockyard.core.logfiles import FRAMED, LogFiles
+from dockyard.core.logdrivers import FileLogDriver, file_log_driver
+from dockyard.core.logfiles import FRAMED
 from dockyard.plugins.logging.local import writer
 
-
-class LocalLogDriver:
-    """Keeps output in ``local-logs/`` in the container's directory, in compact records."""
-
-    writer = f"{writer.__name__}:open_writer"
-    readable = True
-
-    def check_options(self, options: Mapping[str, str]) -> None:
-        writer.parse_options(options)
-
-    def open_reader(self, directory: Path) -> LogFiles:
-        return LogFiles(directory / writer.SUBDIRECTORY, FRAMED)
-
-
-def _build(_config: EmptyConfig, _context: DriverContext) -> LocalLogDriver:
-    return LocalLogDriver()
+DRIVER = FileLogDriver(
+    writer=f"{writer.__name__}:open_writer",
+    parse_options=writer.parse_options,
+    log_format=FRAMED,
+    subdirectory=writer.SUBDIRECTORY,
+    readable=True,
+)
 
 
 @hookimpl
 def dockyard_log_drivers() -> DriverInfo:
-    return DriverInfo(
-        name=writer.NAME,
-        kind=DriverKind.LOG,
-        factory=_build,
-        description="compact records, rotated and compressed (20 MiB x 5 by default), as "
-        "dockerd's local",
+    return file_log_driver(
+        writer.NAME,
+        "compact records, rotated and compressed (20 MiB x 5 by default), as dockerd's local",
+        DRIVER,
     )

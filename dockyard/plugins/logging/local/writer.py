@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.core.logfiles import FRAMED, RotatingLog, go_bool, go_int
+from dockyard.core.logfiles import (
+    COMPRESS_ERROR,
+    FRAMED,
+    RotatingLog,
+    Rotation,
+    go_bool,
+    go_int,
+    read_option,
+)
 from dockyard.core.units import ram_in_bytes
 
 NAME = "local"
@@ -26,43 +33,20 @@ DEFAULT_MAX_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_FILES = 5
 
 
-class LocalOptions(NamedTuple):
-    max_size: int  # bytes; 0: the file never rotates
-    max_files: int
-    compress: bool
-
-
-def parse_options(options: Mapping[str, str]) -> LocalOptions:
+def parse_options(options: Mapping[str, str]) -> Rotation:
     """``--log-opt`` values as dockerd's local driver reads them, refused with its messages."""
     for key in sorted(options):
         if key not in OPTIONS:
             raise InvalidParameter(f"unknown log opt '{key}' for log driver {NAME}")
-    max_size = DEFAULT_MAX_SIZE
-    if "max-size" in options:
-        text = options["max-size"]
-        try:
-            max_size = ram_in_bytes(text)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid value for max-size: {text}: {exc}") from None
-    max_files = DEFAULT_MAX_FILES
-    if "max-file" in options:
-        text = options["max-file"]
-        try:
-            max_files = go_int(text)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid value for max-file: {text}: {exc}") from None
-        if max_files < 0:
-            raise InvalidParameter("max file count cannot be less than 0")
-        max_files = max_files or 1  # dockerd's local takes 0 for 1
-    compress = True
-    if "compress" in options:
-        try:
-            compress = go_bool(options["compress"])
-        except ValueError as exc:
-            raise InvalidParameter(f"error reading compress log option: {exc}") from None
+    max_size = read_option(options, "max-size", ram_in_bytes, DEFAULT_MAX_SIZE)
+    max_files = read_option(options, "max-file", go_int, DEFAULT_MAX_FILES)
+    if max_files < 0:
+        raise InvalidParameter("max file count cannot be less than 0")
+    max_files = max_files or 1  # dockerd's local takes 0 for 1
+    compress = read_option(options, "compress", go_bool, True, COMPRESS_ERROR)
     if compress and max_files == 1:
         raise InvalidParameter("compression cannot be enabled when max file count is 1")
-    return LocalOptions(max_size, max_files, compress)
+    return Rotation(max_size, max_files, compress)
 
 
 def open_writer(directory: Path, options: Mapping[str, str]) -> RotatingLog:

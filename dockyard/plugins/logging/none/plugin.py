@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
-from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind, EmptyConfig
+from dockyard.core.drivers import DriverInfo
 from dockyard.core.hookspecs import hookimpl
-from dockyard.core.logfiles import FRAMED, LogFiles
+from dockyard.core.logdrivers import FileLogDriver, file_log_driver
+from dockyard.core.logfiles import FRAMED
 from dockyard.plugins.logging.none import writer
 
-
-class NoLogDriver:
-    """Keeps no logs: ``docker logs`` is refused; ``attach`` follows a small live buffer."""
-
-    writer = f"{writer.__name__}:open_writer"
-    readable = False
-
-    def check_options(self, options: Mapping[str, str]) -> None:
-        writer.check_options(options)
-
-    def open_reader(self, directory: Path) -> LogFiles:
-        return LogFiles(directory / writer.SUBDIRECTORY, FRAMED)
-
-
-def _build(_config: EmptyConfig, _context: DriverContext) -> NoLogDriver:
-    return NoLogDriver()
+DRIVER = FileLogDriver(
+    writer=f"{writer.__name__}:open_writer",
+    parse_options=writer.check_options,
+    log_format=FRAMED,
+    subdirectory=writer.SUBDIRECTORY,
+    readable=False,
+)
 
 
 @hookimpl
 def dockyard_log_drivers() -> DriverInfo:
-    return DriverInfo(
-        name=writer.NAME,
-        kind=DriverKind.LOG,
-        factory=_build,
-        description="no logs kept; docker logs is refused, as by dockerd",
+    return file_log_driver(
+        writer.NAME, "no logs kept; docker logs is refused, as by dockerd", DRIVER
     )
