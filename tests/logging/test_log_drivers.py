@@ -20,7 +20,16 @@ import pytest
 from dockyard.core.config import parse_config
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, daemon_in, docker_load, module_daemon, serving, shut_down
+from tests.conftest import (
+    Daemon,
+    daemon_in,
+    docker_load,
+    module_daemon,
+    plugin_env,
+    run_dockyard,
+    serving,
+    shut_down,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -226,3 +235,18 @@ def test_the_config_file_takes_log_driver_and_log_opts():
         '[daemon]\nlog-driver = "local"\nlog-opts = { "max-size" = "5m" }\n', "c.toml"
     )
     assert (config.daemon.log_driver, config.daemon.log_opts) == ("local", {"max-size": "5m"})
+
+
+def test_our_cli_takes_log_driver_and_log_opt(daemon):
+    def dockyard(*args: str) -> subprocess.CompletedProcess:
+        return run_dockyard(["-H", daemon.host, *args], env=plugin_env([]))
+
+    run = dockyard("run", "--name", "own1", "--log-driver", "local", "--log-opt", "max-size=4k",
+                   "busybox", "echo", "from our cli")  # fmt: skip
+    assert (run.returncode, run.stdout) == (0, "from our cli\n"), run.stderr
+    assert log_config(daemon, "own1") == {"Type": "local", "Config": {"max-size": "4k"}}
+    assert dockyard("logs", "own1").stdout == "from our cli\n"
+    refused = dockyard("create", "--log-driver", "none", "--log-opt", "a=b", "busybox")
+    assert refused.returncode == 125
+    assert "invalid logging opts for driver none" in refused.stderr
+    docker(daemon, "rm", "own1")
