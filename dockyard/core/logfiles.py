@@ -51,6 +51,11 @@ class LogFormat(Protocol):
         follows them is an entry still being written (or a torn one)."""
         ...
 
+    def ends_whole(self, source: IO[bytes], size: int) -> bool:
+        """Whether the first ``size`` bytes of ``source`` end with a whole entry (a reader
+        starting to follow there is between two entries). Moves the file position."""
+        ...
+
 
 class _JsonLines:
     def __init__(self) -> None:
@@ -80,6 +85,12 @@ class _JsonLines:
             if entry is not None:
                 entries.append(entry)
         return entries, end
+
+    def ends_whole(self, source: IO[bytes], size: int) -> bool:
+        if size == 0:
+            return True
+        source.seek(size - 1)
+        return source.read(1) == b"\n"
 
     @staticmethod
     def decode_line(line: bytes) -> LogEntry | None:
@@ -122,22 +133,19 @@ class _Framed:
             offset = end
         return entries, offset
 
-    @staticmethod
-    def ends_whole(path: Path, size: int) -> bool:
-        """Whether ``path`` (``size`` bytes) ends with a whole record: two reads, whatever
-        its size."""
+    def ends_whole(self, source: IO[bytes], size: int) -> bool:
+        # Two reads whatever the size: the trailing length, then the header it points to.
         if size == 0:
             return True
         if size < _HEADER.size + _TRAILER.size:
             return False
-        with open(path, "rb") as source:
-            source.seek(size - _TRAILER.size)
-            (length,) = _TRAILER.unpack(source.read(_TRAILER.size))
-            start = size - _TRAILER.size - length - _HEADER.size
-            if start < 0:
-                return False
-            source.seek(start)
-            return _HEADER.unpack(source.read(_HEADER.size))[0] == length
+        source.seek(size - _TRAILER.size)
+        (length,) = _TRAILER.unpack(source.read(_TRAILER.size))
+        start = size - _TRAILER.size - length - _HEADER.size
+        if start < 0:
+            return False
+        source.seek(start)
+        return _HEADER.unpack(source.read(_HEADER.size))[0] == length
 
 
 JSON_LINES: LogFormat = _JsonLines()
@@ -199,23 +207,40 @@ class RotatingLog:
         self._compressing: Any = None  # the thread gzipping the last rotated file
         self._out = open_private(self.path)
         self._size = self._out.tell()
-        if log_format is FRAMED and not _Framed.ends_whole(self.path, self._size):
-            self._rotate()  # a killed writer's torn record: start whole, keep what was read
+        with open(self.path, "rb") as existing:
+            torn = not log_format.ends_whole(existing, self._size)
+        if torn and log_format is JSON_LINES:
+            self._append([b"\n"])  # end the torn line: readers skip it as junk
+            self._size += 1
+        elif torn:
+            # A killed writer's torn entry: nothing after it could be read back (a format
+            # like FRAMED has no point to resync at), so start a new file after it.
+            self._rotate()
 
     def write(self, stream: str, data: bytes) -> None:
         now = time.time_ns()
         encode = self.format.encode
+        records: list[bytes] = []
         start = 0
         while start < len(data):
             end = data.find(b"\n", start)
             end = len(data) if end < 0 else end + 1
             record = encode(stream, data[start:end], now)
             if self.max_size and self._size + len(record) > self.max_size and self._size:
+                self._append(records)
+                records = []
                 self._rotate()
-            self._out.write(record)
+            records.append(record)
             self._size += len(record)
             start = end
-        self._out.flush()
+        self._append(records)
+
+    def _append(self, records: list[bytes]) -> None:
+        # One write(2) for the lot: a reader never finds a file ending inside an entry, except
+        # for the instant of the write itself (LogFiles waits that out).
+        if records:
+            self._out.write(b"".join(records))
+            self._out.flush()
 
     def _rotate(self) -> None:
         self._out.close()
@@ -335,7 +360,17 @@ class LogFiles:
                     self._current = self._files[-1]
         if self._current is not None:
             info = os.fstat(self._current.fileno())
-            self.end_position = LogPosition(info.st_ino, info.st_size)
+            self.end_position = LogPosition(info.st_ino, self._whole_size(self._current))
+
+    def _whole_size(self, source: IO[bytes]) -> int:
+        """The size of ``source`` up to its last whole entry, waiting out (briefly) an entry
+        being written this instant: a follower must start between two entries."""
+        deadline = time.monotonic() + 0.2
+        while True:
+            size = os.fstat(source.fileno()).st_size
+            if self.format.ends_whole(source, size) or time.monotonic() > deadline:
+                return size  # past the deadline: a torn entry, which the next writer leaves
+            time.sleep(0.002)
 
     def entries(self) -> Iterator[LogEntry]:
         """The entries stored when the log was opened, oldest first."""

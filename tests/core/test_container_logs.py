@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import shutil
+import threading
 
 import pytest
 
@@ -133,3 +134,44 @@ def test_json_lines_are_what_json_dumps_writes(data):
         [LogEntry("stderr", data, 1733412345123456789)],
         len(expected),
     )
+
+
+def test_a_torn_json_line_is_ended_and_skipped(tmp_path):
+    writer = RotatingLog(tmp_path, JSON_LINES)
+    writer.write("stdout", b"whole\n")
+    writer.close()
+    with open(tmp_path / LOG_NAME, "ab") as log:
+        log.write(b'{"log":"torn')
+    writer = RotatingLog(tmp_path, JSON_LINES)  # max-file 1: the history must stay
+    writer.write("stdout", b"next run\n")
+    writer.close()
+    logs = LogFiles(tmp_path, JSON_LINES)
+    assert [e.data for e in logs.entries()] == [b"whole\n", b"next run\n"]
+    logs.close()
+
+
+def test_a_follower_starts_after_an_entry_being_written(tmp_path):
+    # A request arriving while a record is half on disk must not start following inside it.
+    writer = RotatingLog(tmp_path, FRAMED, max_size=1 << 20, max_files=2)
+    writer.write("stdout", b"first\n")
+    record = FRAMED.encode("stdout", b"second\n", 2)
+    with open(tmp_path / LOG_NAME, "ab") as log:
+        log.write(record[:5])
+
+    def write_the_rest() -> None:
+        with open(tmp_path / LOG_NAME, "ab") as log:
+            log.write(record[5:])
+
+    finish = threading.Timer(0.05, write_the_rest)
+    finish.start()
+    logs = LogFiles(tmp_path, FRAMED)  # waits for the record being written
+    finish.join()
+    assert logs.end_position.offset == (tmp_path / LOG_NAME).stat().st_size
+    assert [e.data for e in logs.entries()] == [b"first\n", b"second\n"]
+
+    async def followed() -> list[bytes]:
+        return [entry.data async for entry in logs.follow(lambda: True)]
+
+    writer.write("stdout", b"third\n")
+    writer.close()
+    assert asyncio.run(followed()) == [b"third\n"]
