@@ -367,9 +367,12 @@ class LogFiles:
         being written this instant: a follower must start between two entries."""
         deadline = time.monotonic() + 0.2
         while True:
-            size = os.fstat(source.fileno()).st_size
-            if self.format.ends_whole(source, size) or time.monotonic() > deadline:
-                return size  # past the deadline: a torn entry, which the next writer leaves
+            info = os.fstat(source.fileno())
+            if self.format.ends_whole(source, info.st_size):
+                return info.st_size
+            if time.monotonic() > deadline or time.time() - info.st_mtime > 1:
+                # A torn entry of a killed writer (the next writer starts after it): no wait.
+                return info.st_size
             time.sleep(0.002)
 
     def entries(self) -> Iterator[LogEntry]:
