@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -275,10 +275,12 @@ def docker_load(host: str, archive: Path) -> None:
     assert loaded.returncode == 0, loaded.stderr
 
 
-def daemon_in(base: Path, network: bool = False) -> Daemon:
-    """``dockyard daemon`` on ``base/root``, its socket and log in ``base`` (not yet serving)."""
+def daemon_in(base: Path, network: bool = False, extra_args: Sequence[str] = ()) -> Daemon:
+    """``dockyard daemon`` on ``base/root``, its socket and log in ``base`` (not yet serving);
+    ``extra_args`` are more of its flags."""
     socket_path = str(base / "dockyard.sock")
     args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}"]
+    args += extra_args
     return spawn_daemon(
         args, plugin_env([]), socket_path, base / "root", base / "daemon.log", network=network
     )

@@ -141,6 +141,14 @@ def _env_file_entries(paths: Sequence[str] | None) -> list[str]:
     return entries
 
 
+def _log_config(driver: str, options: Sequence[str] | None) -> dict[str, Any]:
+    """``--log-driver``/``--log-opt`` as ``HostConfig.LogConfig``, checked as the docker CLI."""
+    config = dict(option.partition("=")[::2] for option in options or ())
+    if driver == "none" and config:
+        raise RunError("invalid logging opts for driver none")
+    return {"Type": driver, "Config": config}
+
+
 def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
     """``POST /containers/create``'s body from ``run``/``create`` flags, as docker fills it."""
     try:
@@ -190,7 +198,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "ReadonlyRootfs": args.read_only,
         "UsernsMode": args.userns or "",
         "SecurityOpt": args.security_opt,
-        "LogConfig": {"Type": "", "Config": {}},
+        "LogConfig": _log_config(args.log_driver, args.log_opt),
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
         **networking.pop("HostConfig"),
     }
@@ -863,6 +871,8 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
     health_arguments(parser)
+    parser.add_argument("--log-driver", default="", help="json-file, local, none, …")
+    parser.add_argument("--log-opt", action="append", help="KEY=VALUE log driver option")
     container_network_arguments(parser)
     parser.add_argument(
         "--pull",

@@ -59,11 +59,14 @@ DAEMON_FLAGS = (
     "max-upload-attempts",
     "max-concurrent-uploads",
     "bridge",
+    "log-driver",
+    "log-opts",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {
     "insecure-registries": "--insecure-registry",
     "registry-mirrors": "--registry-mirror",
+    "log-opts": "--log-opt",  # KEY=VALUE each, into the table
 }
 
 
@@ -84,6 +87,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     table.update({key: value for key, value in overrides.items() if value is not None})
     if args.hosts:
         table["hosts"] = args.hosts
+    if args.log_opts is not None:
+        table["log-opts"] = dict(entry.partition("=")[::2] for entry in args.log_opts)
     daemon = decode(DaemonConfig, table, "daemon", f"{config.source} or its command-line flag")
     config = attrs.evolve(config, daemon=daemon)
     run_daemon(config, PluginHost(config, "daemon").load())

@@ -119,6 +119,14 @@ class DaemonConfig:
         "leaves it out, and containers then default to --network none (dockerd's -b none)",
         ("", "none"),
     )
+    log_driver: str = option(
+        "json-file", "log driver of containers that name none (json-file, local, none...)"
+    )
+    log_opts: dict[str, str] = option(
+        {},
+        "options of the log-driver, for containers using it; theirs override these, as "
+        'dockerd\'s log-opts (e.g. { "max-size" = "10m", "max-file" = "3" })',
+    )
 
 
 @attrs.frozen

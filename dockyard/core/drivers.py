@@ -4,9 +4,9 @@ A plugin answers one of the register hooks (``dockyard_storage_drivers`` and fri
 :mod:`dockyard.core.hookspecs`) with one or more ``DriverInfo`` records. The core selects one
 driver of each kind by name from the configuration, decodes that driver's table of the config file
 into its ``config_class`` and calls ``factory(config, context)`` to build it. Only the selected
-drivers are ever built, except network drivers: several are in use at once (each network names
-its driver), so the daemon builds every usable one (:meth:`PluginHost.build_every
-<dockyard.core.plugins.PluginHost.build_every>`).
+drivers are ever built, except network and log drivers: several are in use at once (each
+network and each container names its driver), so the daemon builds every usable one
+(:meth:`PluginHost.build_every <dockyard.core.plugins.PluginHost.build_every>`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import attrs
 
 
 class DriverKind(enum.Enum):
-    """The five kinds of driver. ``value`` is the config-file section that holds their options."""
+    """The six kinds of driver. ``value`` is the config-file section that holds their options."""
 
     RUNTIME = "runtimes"
     STORAGE = "storage"
     REGISTRY_BACKEND = "registries"
     AUTH = "auth"
     NETWORK = "networks"
+    LOG = "logging"
 
     @property
     def label(self) -> str:
@@ -39,10 +40,11 @@ _KIND_LABELS = {
     DriverKind.REGISTRY_BACKEND: "registry backend",
     DriverKind.AUTH: "auth provider",
     DriverKind.NETWORK: "network driver",
+    DriverKind.LOG: "log driver",
 }
 
 #: Kinds of which every usable driver is built and used side by side, none selected by name.
-MULTI_KINDS = frozenset({DriverKind.NETWORK})
+MULTI_KINDS = frozenset({DriverKind.NETWORK, DriverKind.LOG})
 
 
 @attrs.frozen

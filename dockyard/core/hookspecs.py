@@ -10,7 +10,8 @@ There are two sorts of hook:
 
 * **register hooks** (``dockyard_*s``) return :class:`~dockyard.core.drivers.DriverInfo`
   records. They describe drivers; they do no work. The core selects one driver of each kind by
-  name (network drivers excepted: every usable one is built, each network naming its own) and
+  name (network and log drivers excepted: every usable one is built, each network or container
+  naming its own) and
   drives it through the interfaces in :mod:`dockyard.core.interfaces`.
 * **lifecycle and event hooks** let a plugin act at fixed moments: after the config is read, when
   a server starts and stops, to add HTTP routes, and whenever the engine emits an event.
@@ -97,6 +98,21 @@ def dockyard_network_drivers() -> DriverInfo | Sequence[DriverInfo] | None:
     from ``[networks.<name>]`` and a private state directory. A factory must not touch the
     kernel: it only records its options; the first change to the host is made by
     ``create_network`` or ``restore``.
+    """
+
+
+@hookspec
+def dockyard_log_drivers() -> DriverInfo | Sequence[DriverInfo] | None:
+    """Return the log drivers this plugin provides, as ``DriverInfo`` records.
+
+    Called by the core once per process, right after all plugins are registered, in the daemon
+    and by ``dockyard plugins --local``. Each record's ``factory`` must build a
+    :class:`~dockyard.core.interfaces.LogDriver`. As with network drivers, none is selected:
+    each container names its driver (``--log-driver``, else the daemon's ``log-driver``), so
+    the daemon builds every driver whose ``check`` passes, each with its options from
+    ``[logging.<name>]``. The driver's writer runs in each container's supervisor, imported
+    by its ``module:function`` path; the factory itself runs once, in the daemon. Return
+    ``None`` (or nothing) to provide none.
     """
 
 

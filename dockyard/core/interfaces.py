@@ -9,8 +9,9 @@ event loop, so a driver may block on disk, syscalls or the network.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import BinaryIO, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
@@ -963,5 +964,112 @@ class NetworkDriver(Protocol):
         endpoint only while its namespace file exists); ``ports`` maps endpoint ids to their
         published ports. Missing objects are recreated, objects marked as this driver's that
         no record owns are removed. Running containers keep their connectivity throughout.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Log drivers (where a container's output is kept, and how it is read back)
+# --------------------------------------------------------------------------------------------
+#
+# Two halves, in two processes. The container's *supervisor* (one per container, core code)
+# reads the process's stdout and stderr and hands each chunk to a :class:`LogWriter`, which it
+# builds by importing the driver's :attr:`LogDriver.writer` (a ``module:function`` path, as a
+# runtime's launcher: no plugin loading on the log path). The *daemon* checks a container's
+# ``--log-opt`` options when it is created and reads the output back through
+# :meth:`LogDriver.open_reader` for ``logs``, ``attach`` and ``build``.
+
+
+class LogEntry(NamedTuple):
+    """One piece of a container's output as a log keeps it: a line with its newline, or output
+    that ended without one. A tuple, not an attrs class: a ``docker logs`` makes one per line.
+    """
+
+    stream: str  # "stdout" or "stderr"
+    data: bytes
+    time_ns: int  # when the supervisor read it, in nanoseconds since the epoch
+
+
+class LogWriter(Protocol):
+    """Keeps one container's output; lives in the supervisor for one run of the container.
+
+    Built by the driver's writer function, ``open_writer(directory, options) -> LogWriter``:
+    ``directory`` is the container's state directory (the writer keeps its files in it or in
+    a subdirectory of its own, readable by root only or root's group, never by other users);
+    ``options`` are the container's log options, already accepted by
+    :meth:`LogDriver.check_options`. The writer's module is imported by the supervisor on
+    every container start: standard library and :mod:`dockyard.core` only.
+    """
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Keep ``data`` (one read of ``stream``, at most 64 KiB, maybe several lines).
+
+        Called from the supervisor's single thread, in the order the output was read; it must
+        not block for long (the container's pipes fill meanwhile). Once it returns, a reader
+        opened after that sees the data: readers follow the output live.
+        """
+        ...
+
+    def close(self) -> None:
+        """Finish (the container exited): flush and release files; wait for any work begun."""
+        ...
+
+
+class LogReader(Protocol):
+    """A container's output as it is when the reader is opened, then as it keeps coming.
+
+    Opened by the daemon per request (``logs``, ``attach``, a build step), possibly before the
+    container first starts and after it is removed: what was open stays readable.
+    """
+
+    def entries(self) -> Iterator[LogEntry]:
+        """The entries kept when the reader was opened, oldest first. Blocking: called from a
+        worker thread."""
+        ...
+
+    def follow(self, finished: Callable[[], bool], wake: Any = None) -> AsyncIterator[LogEntry]:
+        """Entries written after those :meth:`entries` gives, as they come, until
+        ``finished()`` is true and everything written by then has been yielded.
+
+        ``wake``, an ``asyncio.Event``, is set when the container exits: a waiting follower
+        should look again at once. Closes the reader when done.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the reader's files; safe to call twice."""
+        ...
+
+
+class LogDriver(Protocol):
+    """A way of keeping containers' output: docker's ``--log-driver``.
+
+    The daemon builds every usable log driver at start (each container names its own, or
+    takes the daemon's ``log-driver``) and calls these methods from worker threads or the
+    event loop; they must be quick.
+    """
+
+    #: ``module:function`` of the writer the supervisor imports (see :class:`LogWriter`).
+    writer: str
+    #: Whether ``docker logs`` can read what is kept. ``False`` (docker's ``none``): ``logs``
+    #: is refused as dockerd refuses it, and :meth:`open_reader` gives only the live output
+    #: that ``attach`` and build steps follow.
+    readable: bool
+
+    def check_options(self, options: Mapping[str, str]) -> None:
+        """Accept the container's ``--log-opt`` options or raise
+        :class:`~dockyard.core.errors.InvalidParameter` naming the option and what is wrong.
+
+        Called when a container is created (with the daemon's ``log-opts`` merged in when
+        the container uses the daemon's driver). An option the driver does not apply is
+        refused, never accepted and ignored.
+        """
+        ...
+
+    def open_reader(self, directory: Path) -> LogReader:
+        """A reader of what the writer keeps in the container's state ``directory``.
+
+        The directory may not hold a log yet (a container never started): the reader is then
+        empty, and a follower waits for the output to appear.
         """
         ...

@@ -52,6 +52,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "network-simple": "dockyard.plugins.networks.simple",
     "bridge": "dockyard.plugins.networks.bridge.plugin",
     "cni": "dockyard.plugins.networks.cni.plugin",
+    "log-json-file": "dockyard.plugins.logging.json_file.plugin",
+    "log-local": "dockyard.plugins.logging.local.plugin",
+    "log-none": "dockyard.plugins.logging.none.plugin",
 }
 
 REGISTER_HOOKS = {
@@ -60,6 +63,7 @@ REGISTER_HOOKS = {
     DriverKind.REGISTRY_BACKEND: "dockyard_registry_backends",
     DriverKind.AUTH: "dockyard_auth_providers",
     DriverKind.NETWORK: "dockyard_network_drivers",
+    DriverKind.LOG: "dockyard_log_drivers",
 }
 
 # Which program selects (and builds) which kinds, and the config key that names the driver.

@@ -30,6 +30,7 @@ from dockyard.daemon.api.middleware import BearerTokenMiddleware
 from dockyard.daemon.api.system import engine_id
 from dockyard.daemon.build.context import remove_stale_builds
 from dockyard.daemon.containers.etc_files import host_resolv_conf
+from dockyard.daemon.containers.log_drivers import daemon_log_drivers
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.networking import ContainerNetworks
 from dockyard.daemon.containers.spec import UserNamespace
@@ -149,6 +150,12 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         )
         modes.make_dir(data_root / "containers", modes.CONTAINERS, search_group)
         modes.tighten_containers(data_root / "containers", search_group)
+        log_drivers = daemon_log_drivers(
+            plugins.build_every(DriverKind.LOG, data_root / "logging"),
+            settings.log_driver,
+            settings.log_opts,
+            config.source,
+        )
         containers = service.containers = ContainerManager(
             data_root / "containers",
             service.images,
@@ -163,6 +170,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
             user_namespace=(
                 UserNamespace(remapping.uid_mappings, remapping.gid_mappings) if remapping else None
             ),
+            logging=log_drivers,
         )
         network_drivers = plugins.build_every(DriverKind.NETWORK, data_root / "network")
         networks = NetworkManager(

@@ -92,9 +92,9 @@ REFUSED: list[tuple[bytes, str]] = [
     (b'"busybox"', "expected an object, got a string"),
     (b"[1]", "expected an object, got an array"),
     (b'{"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "syslog"}}}',
-     "log driver 'syslog' is not supported"),
+     'error looking up logging plugin syslog: plugin "syslog" not found'),
     (b'{"Image": "busybox", "HostConfig": {"LogConfig": {"Config": {"max-file": "x"}}}}',
-     "max-file must be a number"),
+     "invalid value for max-file: x: strconv.Atoi"),
     (b'{"Image": "busybox", "StopSignal": "SIGNOPE"}', "Invalid signal: SIGNOPE"),
 ]  # fmt: skip
 

@@ -40,6 +40,9 @@ INTERFACES = [
     interfaces.RegistryBackend,
     interfaces.AuthProvider,
     interfaces.BlobWriter,
+    interfaces.LogDriver,
+    interfaces.LogWriter,
+    interfaces.LogReader,
 ]
 
 

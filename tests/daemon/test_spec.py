@@ -11,6 +11,7 @@ from dockyard.daemon.containers import spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.options import ResolvedUser
 from dockyard.daemon.engine_api import ENGINE_API
+from tests.logging.drivers import BUILTIN_LOG_DRIVERS
 
 IMAGE = ContainerConfig(
     env=["PATH=/bin", "LANG=C"],
@@ -21,10 +22,11 @@ IMAGE = ContainerConfig(
     user="app",
     stop_signal="SIGQUIT",
 )
-SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host")
+SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host", logging=BUILTIN_LOG_DRIVERS)
 REMAPPED = spec.DaemonSettings(
     cpu_count=2,
     host_name="the-host",
+    logging=BUILTIN_LOG_DRIVERS,
     user_namespace=spec.UserNamespace(
         (IdMapping(0, 100000, 65536),), (IdMapping(0, 100000, 65536),)
     ),
@@ -124,8 +126,9 @@ def test_privileged_means_every_capability_no_filter_no_masked_paths():
         ({"CapAdd": ["CAP_NOPE"]}, InvalidParameter, "invalid capability: CAP_NOPE"),
         ({"Binds": ["relative:path"]}, InvalidParameter, "mount path must be absolute"),
         ({"LogConfig": {"Type": "json-file", "Config": {"compress": "true"}}}, InvalidParameter,
-         "unknown log opt 'compress'"),
-        ({"LogConfig": {"Config": {"max-size": "1q"}}}, InvalidParameter, "invalid suffix"),
+         "compress cannot be true when max-file is less than 2"),
+        ({"LogConfig": {"Config": {"max-size": "1q"}}}, InvalidParameter,
+         "invalid value for max-size: 1q: invalid suffix"),
         ({"LogConfig": {"Config": {"max-file": "3"}}}, InvalidParameter, "together with max-size"),
     ],
 )  # fmt: skip

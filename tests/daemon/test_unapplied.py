@@ -16,8 +16,9 @@ from dockyard.daemon.containers.config import (
 )
 from dockyard.daemon.containers.unapplied import UNAPPLIED, Unapplied, refuse_unapplied
 from dockyard.daemon.engine_api import ENGINE_API
+from tests.logging.drivers import BUILTIN_LOG_DRIVERS
 
-SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host")
+SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host", logging=BUILTIN_LOG_DRIVERS)
 
 
 def a_value_for(row: Unapplied) -> object:

@@ -20,12 +20,11 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
-from dockyard.core.interfaces import ContainerProcess
+from dockyard.core.interfaces import ContainerProcess, LogEntry
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
-from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers import model
 from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
 from dockyard.daemon.containers.detach import ATTACH_REFUSAL, DetachScanner, detach_keys
@@ -243,7 +242,7 @@ async def prune(request: Request) -> Response:
 # --------------------------------------------------------------------------------------------
 
 
-def _encode(container: Container, entry: container_logs.LogEntry, timestamps: bool) -> bytes:
+def _encode(container: Container, entry: LogEntry, timestamps: bool) -> bytes:
     data = entry.data
     if timestamps:
         data = rfc3339_nano(entry.time_ns).encode() + b" " + data
@@ -285,12 +284,11 @@ async def logs(request: Request) -> Response:
         if tail_text.lstrip("-").isdigit()
         else None
     )
-    log_directory = container_logs.LogDirectory(manager.directory(container))
-    position = log_directory.end_position
+    output = manager.open_output(container, stored=True)
     running = container.state.status in ("running", "paused", "restarting")
     generation = container.exit_generation
 
-    def wanted(entry: container_logs.LogEntry) -> bool:
+    def wanted(entry: LogEntry) -> bool:
         return (
             want[entry.stream]
             and (since is None or entry.time_ns >= since)
@@ -298,7 +296,7 @@ async def logs(request: Request) -> Response:
         )
 
     def history() -> list[bytes]:
-        entries = [e for e in log_directory.read_entries() if wanted(e)]
+        entries = [e for e in output.entries() if wanted(e)]
         if tail is not None and tail >= 0:
             entries = entries[-tail:] if tail else []
         return [_encode(container, e, timestamps) for e in entries]
@@ -308,16 +306,14 @@ async def logs(request: Request) -> Response:
             for chunk in await run_in_threadpool(history):
                 yield chunk
             if follow and running and until is None:
-                async for entry in container_logs.follow(
-                    log_directory,
-                    position,
+                async for entry in output.follow(
                     _ended_since(manager, container, generation),
                     wake=manager.live(container).exited,
                 ):
                     if wanted(entry):
                         yield _encode(container, entry, timestamps)
         finally:
-            log_directory.close()
+            output.close()
 
     media = (
         "application/vnd.docker.raw-stream"
@@ -453,8 +449,9 @@ async def attach(request: Request) -> Response:
     replay = parse_bool(query.get("logs"))
     stream = parse_bool(query.get("stream"))
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
-    log_directory = container_logs.LogDirectory(manager.directory(container))
-    position = log_directory.end_position
+    output = manager.open_output(container)
+    # As dockerd: a driver that keeps no logs (none) replays nothing, and is no error here.
+    replay = replay and manager.keeps_logs(container)
     generation = container.exit_generation
 
     stdin = hijack is not None and parse_bool(query.get("stdin")) and container.config.open_stdin
@@ -464,13 +461,11 @@ async def attach(request: Request) -> Response:
 
     async def send_output(send_chunk: Callable[[bytes], Awaitable[None]]) -> None:
         if replay:
-            for entry in await run_in_threadpool(lambda: list(log_directory.read_entries())):
+            for entry in await run_in_threadpool(lambda: list(output.entries())):
                 if want[entry.stream]:
                     await send_chunk(_encode(container, entry, False))
         if stream:
-            async for entry in container_logs.follow(
-                log_directory,
-                position,
+            async for entry in output.follow(
                 _ended_since(manager, container, generation),
                 wake=manager.live(container).exited,
             ):
@@ -489,7 +484,7 @@ async def attach(request: Request) -> Response:
             if await _until_detached(send_output(send_chunk), detach):
                 manager.event("detach", container)
         finally:
-            log_directory.close()
+            output.close()
             if stdin_task is not None:
                 if not stdin_task.done():
                     # Give stdin that arrived with the output's end a moment to be delivered.

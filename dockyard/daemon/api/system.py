@@ -129,7 +129,7 @@ async def info(request: Request) -> Response:
         "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0,
         "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "LoggingDriver": "json-file",
+        "LoggingDriver": service.config.daemon.log_driver,
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": _cgroup_version(),
         "KernelVersion": platform.release(),

@@ -43,7 +43,6 @@ from dockyard.daemon.build.context import (
 from dockyard.daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse
 from dockyard.daemon.build.options import BuildOptions, check_platform
 from dockyard.daemon.build.shell_words import expand
-from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -513,17 +512,14 @@ class Builder:
 
     async def _run_container(self, container: Container) -> int:
         waiter = self.containers.wait_future(container.id, "next-exit")
-        log_directory = container_logs.LogDirectory(self.containers.directory(container))
-        position = log_directory.end_position
+        output = self.containers.open_output(container)
         try:
             await self.containers.start(container.id)
         except StartFailed as exc:
-            log_directory.close()
+            output.close()
             waiter.cancel()
             raise await self._failed(container, StepFailed(exc.message)) from None
-        async for entry in container_logs.follow(
-            log_directory, position, waiter.done, wake=self.containers.live(container).exited
-        ):
+        async for entry in output.follow(waiter.done, wake=self.containers.live(container).exited):
             text = entry.data.decode(errors="replace")
             if entry.stream == "stderr":
                 text = f"{STDERR_START}{text}{STDERR_END}"

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.decoding import DecodeError
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
-from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.core.interfaces import LogReader, Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
 from dockyard.daemon.containers import options, spec, volume_mounts
@@ -45,6 +45,7 @@ from dockyard.daemon.containers.health import (
     probe_command,
 )
 from dockyard.daemon.containers.init_process import hold_init
+from dockyard.daemon.containers.log_drivers import DEFAULT_DRIVER, LogDrivers
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
 from dockyard.daemon.containers.networking import ContainerNetworks
@@ -127,6 +128,7 @@ class ContainerManager:
         volumes: VolumeStore,
         emit: Callable[[str, str, dict[str, str]], None],
         user_namespace: spec.UserNamespace | None = None,
+        logging: LogDrivers | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -142,6 +144,7 @@ class ContainerManager:
             host_name=socket.gethostname(),
             user_namespace=user_namespace,
             runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
+            logging=logging or LogDrivers(),
         )
         self.containers: dict[str, Container] = {}
         #: Set by the daemon once its networks exist; without it containers get loopback
@@ -156,7 +159,12 @@ class ContainerManager:
         self.execs = ExecRegistry(
             lambda action, container, attributes: self._event(action, container, **attributes)
         )
-        self.zygote = Zygote(runtime.launcher if runtime else "", root.parent / "zygote.log")
+        self.zygote = Zygote(
+            runtime.launcher if runtime else "",
+            root.parent / "zygote.log",
+            # Each supervisor imports its container's log writer: the zygote has them ready.
+            preload=tuple(d.writer for d in self.settings.logging.drivers.values()),
+        )
         for directory in sorted(self.root.iterdir()):
             if not directory.is_dir():
                 continue
@@ -199,6 +207,19 @@ class ContainerManager:
 
     def directory(self, container: Container) -> Path:
         return self.root / container.id
+
+    def open_output(self, container: Container, *, stored: bool = False) -> LogReader:
+        """The container's output through its log driver. ``stored``: for ``docker logs``,
+        refused (501, as dockerd) when the driver keeps none; otherwise the live output that
+        ``attach`` and build steps follow."""
+        return self.settings.logging.open_reader(
+            container.host_config.log_config, self.directory(container), stored=stored
+        )
+
+    def keeps_logs(self, container: Container) -> bool:
+        """Whether the container's log driver keeps output ``docker logs`` can read."""
+        log_config = container.host_config.log_config
+        return self.settings.logging.driver(log_config.type or DEFAULT_DRIVER).readable
 
     def _save(self, container: Container) -> None:
         container.save(self.directory(container))
@@ -391,14 +412,14 @@ class ContainerManager:
         directory = self.directory(container)
         for stale in ("exit.json", "init.pid", "supervisor.pid"):
             (directory / stale).unlink(missing_ok=True)
-        log_max_size, log_max_files = options.log_settings(container.host_config.log_config)
+        log_config = container.host_config.log_config
+        log_driver = self.settings.logging.driver(log_config.type or DEFAULT_DRIVER)
         settings = {
             "launcher": runtime.launcher,
             "tty": container.tty,
             "open_stdin": container.config.open_stdin,
             "stdin_once": container.config.stdin_once,
-            "log_max_size": log_max_size,
-            "log_max_files": log_max_files,
+            "log": {"writer": log_driver.writer, "options": log_config.config},
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
         if self.networking is not None:

@@ -16,11 +16,9 @@ import attrs
 
 from dockyard.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from dockyard.core.errors import InvalidParameter
-from dockyard.core.units import ram_in_bytes
 from dockyard.daemon import volumes
 from dockyard.daemon.containers.config import (
     ContainerConfig,
-    LogConfig,
     MountConfig,
     RestartPolicy,
 )
@@ -306,39 +304,6 @@ def parse_security_options(entries: Sequence[str] | None) -> SecurityOptions:
         else:
             raise InvalidParameter(f'invalid --security-opt 2: "{entry}"')
     return SecurityOptions(no_new_privileges, unconfined, unconfined_seccomp)
-
-
-#: The json-file log driver's options this engine applies (docker's others are refused).
-LOG_OPTIONS = ("max-size", "max-file")
-
-
-def log_settings(log_config: LogConfig) -> tuple[int, int]:
-    """``--log-driver``/``--log-opt`` as (max size in bytes, 0 for none; files to keep).
-
-    The json-file driver (docker's default, ``""``) is the one there is; ``max-size`` takes
-    docker's sizes (``10m``), ``max-file`` a count of at least 1 that needs ``max-size``.
-    """
-    if log_config.type not in ("", "json-file"):
-        raise InvalidParameter(f"log driver {log_config.type!r} is not supported (json-file only)")
-    unknown = sorted(set(log_config.config) - set(LOG_OPTIONS))
-    if unknown:
-        raise InvalidParameter(f"unknown log opt '{unknown[0]}' for json-file log driver")
-    max_size = log_config.config.get("max-size", "")
-    max_file = log_config.config.get("max-file", "")
-    try:
-        size = ram_in_bytes(max_size) if max_size else 0
-    except ValueError as exc:
-        raise InvalidParameter(f"log opt max-size: {exc}") from None
-    if size < 0:
-        raise InvalidParameter("max-size must be a positive number")
-    if max_file and not max_file.isdigit():
-        raise InvalidParameter(f"max-file must be a number: {max_file!r}")
-    files = int(max_file) if max_file else 1
-    if files < 1:
-        raise InvalidParameter("max-file cannot be less than 1")
-    if files > 1 and not size:
-        raise InvalidParameter("max-file can only be used together with max-size")
-    return size, files
 
 
 def _parse_colon_file(text: str) -> list[list[str]]:

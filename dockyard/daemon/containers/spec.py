@@ -37,10 +37,10 @@ from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
     HostConfig,
-    LogConfig,
     RestartPolicy,
 )
 from dockyard.daemon.containers.health import check_healthcheck, merge_healthcheck
+from dockyard.daemon.containers.log_drivers import LogDrivers
 
 MINIMUM_MEMORY = 6 * 1024 * 1024
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,6 +65,8 @@ class DaemonSettings:
     user_namespace: UserNamespace | None = None
     #: The runtime's :attr:`~dockyard.core.interfaces.Runtime.launch_options`.
     runtime_options: tuple[tuple[str, str], ...] = ()
+    #: The log drivers, and the daemon's ``log-driver`` and ``log-opts``.
+    logging: LogDrivers = attrs.Factory(LogDrivers)
 
 
 @attrs.frozen
@@ -154,7 +156,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     capabilities = options.capabilities(host.cap_add, host.cap_drop, host.privileged)
     security = options.parse_security_options(host.security_opt)
     user_namespace = _user_namespace(host, network_mode, settings.user_namespace)
-    options.log_settings(host.log_config)
+    log_config = settings.logging.resolve(host.log_config)
     volumes_module.check_driver(host.volume_driver, "HostConfig.VolumeDriver")
     tmpfs_mounts = _tmpfs_mounts(host)
     # The image's anonymous volumes and the request's, as dockerd merges them.
@@ -184,7 +186,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         host,
         network_mode=network_mode,
         restart_policy=restart,
-        log_config=LogConfig(type="json-file", config=host.log_config.config),
+        log_config=log_config,
         memory=resources.memory_bytes or 0,
         nano_cpus=resources.nano_cpus or 0,
         pids_limit=resources.pids_limit,

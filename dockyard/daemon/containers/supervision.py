@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,11 @@ class Zygote:
     Started on first use, and again if it died. Thread-safe: one spawn at a time.
     """
 
-    def __init__(self, launcher: str, log_path: Path) -> None:
+    def __init__(self, launcher: str, log_path: Path, preload: Sequence[str] = ()) -> None:
         self.launcher = launcher
         self.log_path = log_path
+        #: More ``module:function`` paths the zygote imports up front (the log writers).
+        self.preload = tuple(preload)
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._lock = threading.Lock()
@@ -64,7 +66,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [*ZYGOTE_COMMAND, self.launcher],
+                [*ZYGOTE_COMMAND, self.launcher, *self.preload],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

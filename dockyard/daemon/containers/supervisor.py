@@ -6,8 +6,9 @@ the daemon. The supervisor:
 * makes itself a child subreaper and starts the container's process through the runtime's
   launcher (named in ``supervisor.json``), with pipes or a pty as its stdio; the launch runs in
   a short-lived child, so that the supervisor itself stays small for the container's lifetime;
-* writes everything the process prints to the json-file log (the daemon's ``logs`` and
-  ``attach`` read it back);
+* hands everything the process prints to the container's log driver's writer, imported by
+  its ``module:function`` path (the daemon's ``logs`` and ``attach`` read it back through the
+  driver);
 * takes stdin from ``stdin.sock`` and terminal resizes from ``control.sock``;
 * records the exit status in ``exit.json`` (atomically) once the output is drained, and exits.
 
@@ -35,8 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dockyard.core.interfaces import LaunchError, spec_from_json
-from dockyard.daemon.containers.logs import SUPERVISOR_LOG_NAME, LogWriter, open_log
+from dockyard.core.interfaces import LaunchError, LogWriter, spec_from_json
+from dockyard.core.logfiles import open_private
+from dockyard.daemon.containers.logs import SUPERVISOR_LOG_NAME
 from dockyard.linux.processes import start_time
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -62,6 +64,7 @@ def set_window_size(fd: int, rows: int, columns: int) -> None:
 
 
 def _import_launcher(path: str) -> Any:
+    """The function a ``module:function`` path names (a launcher, a log writer)."""
     module_name, _, function = path.partition(":")
     return getattr(importlib.import_module(module_name), function)
 
@@ -74,9 +77,8 @@ class Supervisor:
         self.tty: bool = self.settings.get("tty", False)
         self.open_stdin: bool = self.settings.get("open_stdin", False)
         self.stdin_once: bool = self.settings.get("stdin_once", False)
-        self.logs = LogWriter(
-            state_dir, self.settings.get("log_max_size", 0), self.settings.get("log_max_files", 1)
-        )
+        log = self.settings["log"]
+        self.logs: LogWriter = _import_launcher(log["writer"])(state_dir, log["options"])
         self.selector = selectors.DefaultSelector()
         self.outputs: dict[int, str] = {}  # our read end -> stream name
         self.stdin_fd: int | None = None  # our write end of the process's stdin
@@ -362,7 +364,7 @@ def run_in(state_dir: Path, ready_fd: int) -> int:
     """Supervise the container of ``state_dir``; ``ready_fd`` takes the launch report."""
     os.umask(0o022)
     os.chdir(state_dir)
-    with open_log(Path(SUPERVISOR_LOG_NAME)) as log:
+    with open_private(Path(SUPERVISOR_LOG_NAME)) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
     Path("supervisor.pid").write_text(f"{os.getpid()}\n")

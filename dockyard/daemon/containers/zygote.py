@@ -88,8 +88,9 @@ def main() -> int:
     # Import now what every supervisor needs, so the forks inherit it ready.
     from dockyard.daemon.containers import supervisor  # noqa: F401
 
-    for launcher in sys.argv[1:]:
-        importlib.import_module(launcher.partition(":")[0])
+    for path in sys.argv[1:]:  # the runtime's launcher, the log drivers' writers
+        if path:
+            importlib.import_module(path.partition(":")[0])
     # Everything imported so far is shared with every supervisor, copy-on-write. A garbage
     # collection walks (and so writes to) every object, copying the pages: keep the collector
     # away from them.

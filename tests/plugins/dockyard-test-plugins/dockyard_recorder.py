@@ -42,6 +42,11 @@ def dockyard_network_drivers():
 
 
 @hookimpl
+def dockyard_log_drivers():
+    _record("dockyard_log_drivers")
+
+
+@hookimpl
 def dockyard_configure(config, program):
     _record("dockyard_configure", program=program, source=config.source)
 
