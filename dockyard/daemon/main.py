@@ -183,6 +183,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         )
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users
+        service.images.running_users = containers.running_image_users
         service.execs = ExecRegistry()
 
         listeners = bind_all(hosts, tls)
