@@ -299,7 +299,7 @@ def test_images_options_and_filters(daemon, tmp_path):
     unknown_filter = dockyard(daemon, "images", "--filter", "colour=red")
     assert (unknown_filter.returncode, unknown_filter.stderr) == (
         1,
-        "Error response from daemon: invalid filter 'colour'\n",
+        "Error response from daemon: Invalid filter 'colour'\n",
     )
 
 
