@@ -197,7 +197,7 @@ def test_prune_removes_dangling_only(daemon):
     keep = import_image(daemon, busybox_rootfs(), "repo=keep")["status"]
     daemon.request("POST", "/v1.41/images/load", body=docker_archive([layer_tar({"d": b"1"})], []))
     reply = daemon.request("POST", "/v1.41/images/prune").json()
-    assert len([d for d in reply["ImagesDeleted"] if "Deleted" in d]) == 1
+    assert len([d for d in reply["ImagesDeleted"] if "Deleted" in d]) == 2  # image and layer
     assert reply["SpaceReclaimed"] > 0
     assert [i["Id"] for i in daemon.request("GET", "/images/json").json()] == [keep]
     everything = daemon.request(
@@ -274,14 +274,14 @@ def test_prune_filters_by_label_and_age(daemon):
     )
     daemon.request("POST", "/v1.41/images/load", body=docker_archive([layer_tar({"b": b"2"})], []))
     assert len(daemon.request("GET", "/images/json").json()) == 2
-    young = daemon.request(
-        "POST", "/v1.41/images/prune?filters=" + urllib.parse.quote('{"until":["1h"]}')
-    ).json()
-    assert young["ImagesDeleted"] is None  # both were made just now
+    # until compares with the images' creation dates (2024-01-02 in these archives), as dockerd
+    older = '{"until":["2024-01-01T00:00:00Z"]}'
+    young = daemon.request("POST", "/v1.41/images/prune?filters=" + urllib.parse.quote(older))
+    assert young.json()["ImagesDeleted"] is None
     kept = daemon.request(
         "POST", "/v1.41/images/prune?filters=" + urllib.parse.quote('{"label!":["keep=yes"]}')
     ).json()
-    assert len([d for d in kept["ImagesDeleted"] if "Deleted" in d]) == 1
+    assert len([d for d in kept["ImagesDeleted"] if "Deleted" in d]) == 2  # image and layer
     (left,) = daemon.request("GET", "/images/json").json()
     assert left["Labels"] == {"keep": "yes"}
     bad = daemon.request(
