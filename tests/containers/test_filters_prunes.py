@@ -9,28 +9,17 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 
-from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, docker_load, module_daemon
+from tests.conftest import Daemon, docker_load
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("filters-image") / "busybox.tar"
-    path.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory, archive) -> Iterator[Daemon]:
-    with module_daemon(tmp_path_factory.mktemp("filters")) as serving:
-        docker_load(serving.host, archive)
-        yield serving
+def daemon(busybox_served) -> Daemon:
+    return busybox_served.daemon
 
 
 @pytest.fixture
@@ -161,7 +150,7 @@ def test_volume_prune_at_141_takes_named_volumes_too(daemon, client):
         )
 
 
-def test_image_prune_filters(daemon, client, archive):
+def test_image_prune_filters(daemon, client, busybox_served):
     assert refused(daemon, "POST", "/images/prune", {"colour": ["red"]}) == (
         "Invalid filter 'colour'"
     )
@@ -182,10 +171,10 @@ def test_image_prune_filters(daemon, client, archive):
         ]
         assert pruned["SpaceReclaimed"] == image.attrs["Size"]
     finally:
-        docker_load(daemon.host, archive)
+        docker_load(daemon.host, busybox_served.archive)
 
 
-def test_system_df_and_prune(daemon, client, archive):
+def test_system_df_and_prune(daemon, client, busybox_served):
     client.volumes.create("vd")
     client.containers.run(
         "busybox", "sh -c 'head -c 100000 /dev/zero > /data/f; head -c 50000 /dev/zero > /big'",
@@ -224,4 +213,4 @@ def test_system_df_and_prune(daemon, client, archive):
     assert "Deleted Containers:" in prune.stdout and "Deleted Volumes:\nvd\n" in prune.stdout
     assert f"deleted: {image.id}" in prune.stdout
     assert client.images.list(all=True) == [] and client.volumes.list() == []
-    docker_load(daemon.host, archive)
+    docker_load(daemon.host, busybox_served.archive)

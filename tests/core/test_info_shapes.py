@@ -10,18 +10,13 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, docker_load, module_daemon
+from tests.conftest import Daemon
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory) -> Iterator[Daemon]:
-    archive = tmp_path_factory.mktemp("info-image") / "busybox.tar"
-    archive.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
-    with module_daemon(tmp_path_factory.mktemp("info")) as serving:
-        docker_load(serving.host, archive)
-        yield serving
+def daemon(busybox_served) -> Daemon:
+    return busybox_served.daemon
 
 
 @pytest.fixture(scope="module")

@@ -7,27 +7,16 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import Daemon, docker_load, module_daemon
+from tests.conftest import BusyboxDaemon, Daemon, docker_load
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("rmi-image") / "busybox.tar"
-    path.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory, archive) -> Iterator[Daemon]:
-    with module_daemon(tmp_path_factory.mktemp("rmi")) as serving:
-        docker_load(serving.host, archive)
-        yield serving
+def daemon(busybox_served) -> Daemon:
+    return busybox_served.daemon
 
 
 def docker(daemon: Daemon, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
@@ -49,7 +38,7 @@ def tags(daemon: Daemon) -> list[str]:
 
 
 @pytest.fixture
-def image(daemon: Daemon, archive: Path) -> Iterator[str]:
+def image(daemon: Daemon, busybox_served: BusyboxDaemon) -> Iterator[str]:
     """busybox under two more tags; afterwards, busybox alone again."""
     ident = image_id(daemon)
     docker(daemon, "tag", "busybox", "one:1")
@@ -58,7 +47,7 @@ def image(daemon: Daemon, archive: Path) -> Iterator[str]:
     docker(daemon, "rm", "-f", "user", ok=False)
     for name in ("one:1", "two:2"):
         docker(daemon, "rmi", name, ok=False)
-    docker_load(daemon.host, archive)  # busybox:latest again, deleted or untagged
+    docker_load(daemon.host, busybox_served.archive)  # busybox:latest again, deleted or untagged
 
 
 def test_one_tag_of_several_is_only_untagged_even_in_use(daemon, image):

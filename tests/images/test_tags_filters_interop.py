@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import docker_load, module_daemon
+from tests.conftest import docker_load
 
 pytestmark = pytest.mark.interop
 
@@ -105,19 +104,9 @@ s() { echo "\$ $*"; $DOCKER "$@" 2>&1 | sed -E 's/[0-9a-f]{64}/<id>/g; s/[0-9a-f
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tags") / "busybox.tar"
-    path.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def engines(real_dockerd, tmp_path_factory, archive):
-    with module_daemon(tmp_path_factory.mktemp("tags-daemon")) as ours:
-        hosts = {"dockerd": real_dockerd.host, "dockyard": ours.host}
-        for host in hosts.values():
-            docker_load(host, archive)
-        yield hosts
+def engines(real_dockerd, busybox_served) -> dict[str, str]:
+    docker_load(real_dockerd.host, busybox_served.archive)
+    return {"dockerd": real_dockerd.host, "dockyard": busybox_served.daemon.host}
 
 
 def run_script(script: str, host: str) -> str:
@@ -144,13 +133,13 @@ def tidy(host: str, archive: Path) -> None:
 
 
 @pytest.mark.parametrize("script", [RMI, FILTERS, DISK_USAGE], ids=["rmi", "filters", "df"])
-def test_same_output_as_dockerd(engines, archive, script):
+def test_same_output_as_dockerd(engines, busybox_served, script):
     try:
         theirs = run_script(script, engines["dockerd"])
         ours = run_script(script, engines["dockyard"])
     finally:
         for host in engines.values():
-            tidy(host, archive)
+            tidy(host, busybox_served.archive)
     assert ours == theirs
 
 
