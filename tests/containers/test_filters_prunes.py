@@ -81,7 +81,15 @@ def test_ps_filters(daemon, client, tmp_path):
     assert names(client, expose="80/udp") == []
     assert names(client, publish="80") == ["f3x"]  # to a port the daemon picks
     assert names(client, publish="81") == []
-    assert names(client, isolation="default") == ["f1", "f2", "f3x"]
+    # dockerd weighs isolation on Windows only
+    assert names(client, isolation="default") == names(client, isolation="hyperv")
+    assert names(client, isolation="hyperv") == ["f1", "f2", "f3x"]
+    assert names(client, name="[") == []  # no error either, as dockerd
+    assert refused(daemon, "GET", "/containers/json", {"status": ["bogus"]}) == (
+        "Invalid filter 'status=bogus'"
+    )
+    assert "exited" in refused(daemon, "GET", "/containers/json", {"exited": ["abc"]})
+    assert "port filter" in refused(daemon, "GET", "/containers/json", {"publish": ["abc"]})
     assert refused(daemon, "GET", "/containers/json", {"colour": ["red"]}) == (
         "Invalid filter 'colour'"
     )
@@ -143,8 +151,9 @@ def test_volume_prune_at_141_takes_named_volumes_too(daemon, client):
     }
     pruned = client.volumes.prune(filters={"label": "team"})
     assert pruned == {"VolumesDeleted": ["named"], "SpaceReclaimed": 200000}
-    assert client.volumes.prune(filters={"all": "true"})["VolumesDeleted"] == ["other"]
-    for bad in ({"until": ["1h"]}, {"colour": ["red"]}):
+    assert client.volumes.prune()["VolumesDeleted"] == ["other"]  # named, unused
+    # `all` is API 1.42's (dockerd 20.10 refuses it as this daemon, at 1.41, does)
+    for bad in ({"until": ["1h"]}, {"colour": ["red"]}, {"all": ["true"]}):
         assert (
             refused(daemon, "POST", "/volumes/prune", bad) == f"Invalid filter '{next(iter(bad))}'"
         )
@@ -154,6 +163,14 @@ def test_image_prune_filters(daemon, client, busybox_served):
     assert refused(daemon, "POST", "/images/prune", {"colour": ["red"]}) == (
         "Invalid filter 'colour'"
     )
+    assert refused(daemon, "GET", "/images/json", {"dangling": ["maybe"]}) == (
+        "Invalid filter 'dangling=[maybe]'"
+    )
+    # dockerd's rule: a false value prunes every unused image, else a true one must be there
+    assert refused(daemon, "POST", "/images/prune", {"dangling": ["maybe"]}) == (
+        "Invalid filter 'dangling=[maybe]'"
+    )
+    assert client.images.prune(filters={"dangling": ["maybe", "true"]})["ImagesDeleted"] is None
     image = client.images.get("busybox")
     image.tag("spare", "1")
     # until compares with the image's creation date (2024-01-02 for this busybox)

@@ -81,6 +81,14 @@ s volume prune -f
 s volume ls --format '{{.Name}}'
 s image prune -f --filter bogus=1
 s image prune -f --filter until=1h
+s image prune -f --filter dangling=maybe
+s images --filter dangling=maybe
+s ps -a --filter status=bogus
+s ps -a --filter is-task=maybe
+s ps -a --filter 'name=['
+s ps -a --filter isolation=hyperv --format '{{.Names}}'
+s volume ls --filter 'name=['
+s volume prune -f --filter all=true
 """
 
 DISK_USAGE = """

@@ -160,7 +160,7 @@ def _is_task(summary: dict[str, Any], container: Container, wanted: list[str]) -
 
 
 def _isolation(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
-    return (container.host_config.isolation or "default") in wanted
+    return True  # dockerd weighs isolation on Windows only: on Linux every container matches
 
 
 #: Filters read from what ``docker ps`` shows of a container (and its config).
@@ -172,6 +172,21 @@ _SUMMARY_FILTERS: dict[str, Callable[[dict[str, Any], Container, list[str]], boo
     "is-task": _is_task,
     "isolation": _isolation,
 }
+
+
+_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+
+
+def _check_ps_values(filters: dict[str, list[str]]) -> None:
+    """Refuse the values dockerd refuses before it looks at any container."""
+    for value in filters.get("status", []):
+        if value not in _STATES:
+            raise InvalidParameter(f"Invalid filter 'status={value}'")
+    for value in filters.get("exited", []):
+        if not value.lstrip("-").isdigit():
+            raise InvalidParameter(f"invalid exited filter {value!r}: not an exit code")
+    bool_filter(filters, "is-task")
+    port_keys(filters.get("publish", []) + filters.get("expose", []))
 
 
 def _created_order(
@@ -189,6 +204,7 @@ async def list_containers(request: Request) -> Response:
     filters = parse_filters(query.get("filters"))
     show_all = parse_bool(query.get("all"))
     limit = _int_param(request, "limit") or -1
+    _check_ps_values(filters)
     in_order = _created_order(manager, filters)
     found = [
         c
@@ -788,10 +804,10 @@ async def volume_prune(request: Request) -> Response:
     """Before API 1.42 every unused volume goes (dockerd 20.10); from 1.42 anonymous ones
     only, unless the ``all`` filter is true."""
     filters = parse_filters(request.query_params.get("filters"))
-    check_filters(filters, ("label", "label!", "all"))
+    version = tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
+    check_filters(filters, ("label", "label!", *(("all",) if version >= (1, 42) else ())))
     everything = bool_filter(filters, "all")
     if everything is None:
-        version = tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
         everything = version < (1, 42)
     removed, reclaimed = await run_in_threadpool(
         _volumes(request).prune, everything, lambda v: labels_match(v.labels, filters)

@@ -61,9 +61,12 @@ def until_timestamp(value: str) -> float:
     if text and _DURATION.sub("", text) == "":
         seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in _DURATION.findall(text))
         return time.time() - seconds
-    stamp = parse_timestamp(text)
+    try:
+        stamp = parse_timestamp(text)
+    except InvalidParameter:
+        stamp = None
     if stamp is None:
-        raise InvalidParameter(f"invalid until filter {value!r}")
+        raise InvalidParameter(f'failed to parse value as time or duration: "{value}"')
     return stamp / 1e9
 
 
@@ -73,11 +76,12 @@ def created_before_all(created: float, filters: Mapping[str, list[str]]) -> bool
 
 
 def regex_matches(pattern: str, text: str) -> bool:
-    """dockerd's filter ``Match``: the pattern is a regular expression searched in the text."""
+    """dockerd's filter ``Match``: the pattern is a regular expression searched in the text;
+    one that does not compile matches nothing (dockerd does not complain either)."""
     try:
         return re.search(pattern, text) is not None
     except re.error:
-        raise InvalidParameter(f"invalid regular expression in filter: {pattern!r}") from None
+        return False
 
 
 def port_keys(values: Iterable[str]) -> set[str]:

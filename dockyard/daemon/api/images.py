@@ -183,6 +183,7 @@ async def list_images(request: Request) -> Response:
     if "filter" in request.query_params:  # the pre-1.25 form: a reference pattern
         filters.setdefault("reference", []).append(request.query_params["filter"])
     check_filters(filters, _LIST_FILTERS)
+    bool_filter(filters, "dangling")  # a value other than true or false is refused
 
     def collect() -> list[dict[str, Any]]:
         images = [i for i in store.images() if _matches(store, i, filters)]
@@ -270,7 +271,11 @@ async def prune_images(request: Request) -> Response:
     store = _store(request)
     filters = parse_filters(request.query_params.get("filters"))
     check_filters(filters, ("dangling", "until", "label", "label!"))
-    dangling_only = bool_filter(filters, "dangling") is not False
+    # As dockerd decides: any false value prunes every unused image; else a true one is needed.
+    dangling = [value.lower() for value in filters.get("dangling", ["true"])]
+    dangling_only = not ({"false", "0"} & set(dangling))
+    if dangling_only and not {"true", "1"} & set(dangling):
+        raise InvalidParameter(f"Invalid filter 'dangling=[{' '.join(dangling)}]'")
 
     def selected(image: ImageRecord) -> bool:
         config = store.config(image)
