@@ -88,7 +88,6 @@ s ps -a --filter is-task=maybe
 s ps -a --filter 'name=['
 s ps -a --filter isolation=hyperv --format '{{.Names}}'
 s volume ls --filter 'name=['
-s volume prune -f --filter all=true
 """
 
 DISK_USAGE = """
