@@ -442,3 +442,29 @@ def real_dockerd(tmp_path_factory) -> Iterator[RealDockerd]:
             yield peer
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+def busybox_archive(directory: Path) -> Path:
+    """``docker save`` of busybox:latest (static busybox, fixed dates) in ``directory``."""
+    from dockyard.testing.images import busybox_rootfs, image_archive
+
+    path = directory / "busybox.tar"
+    path.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
+    return path
+
+
+@attrs.frozen
+class BusyboxDaemon:
+    daemon: Daemon
+    #: The archive that loads busybox:latest again, for tests that delete it.
+    archive: Path
+
+
+@pytest.fixture(scope="module")
+def busybox_served(tmp_path_factory) -> Iterator[BusyboxDaemon]:
+    """A module's serving daemon, holding busybox:latest."""
+    base = tmp_path_factory.mktemp("busybox-daemon")
+    archive = busybox_archive(base)
+    with module_daemon(base) as daemon:
+        docker_load(daemon.host, archive)
+        yield BusyboxDaemon(daemon, archive)

@@ -196,6 +196,7 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
         service.volumes.in_use = containers.volume_users
         service.images.in_use = containers.image_users
         service.execs = containers.execs
+        service.images.running_users = containers.running_image_users
 
         listeners = bind_all(hosts, tls)
         # Once the sockets are ours: a daemon that cannot serve leaves no bridge behind.

@@ -261,12 +261,17 @@ class VolumeStore:
             shutil.rmtree(volume.mountpoint.parent, ignore_errors=True)
         self.emit("destroy", name, {"driver": DRIVER})
 
-    def prune(self, all_volumes: bool = False) -> tuple[list[str], int]:
-        """Remove unused volumes: anonymous ones, or every unused one with ``all_volumes``."""
+    def prune(
+        self, all_volumes: bool = False, selected: Callable[[Volume], bool] = lambda volume: True
+    ) -> tuple[list[str], int]:
+        """Remove unused volumes that ``selected`` accepts: anonymous ones, or every unused one
+        with ``all_volumes``."""
         removed: list[str] = []
         reclaimed = 0
         for volume in self.volumes():
             if self.in_use(volume.name) or not (all_volumes or volume.anonymous):
+                continue
+            if not selected(volume):
                 continue
             reclaimed += sum(
                 p.stat().st_size

@@ -325,7 +325,7 @@ def test_nothing_left_after_rm(remapped):
 
 def test_info_lists_userns_among_security_options(remapped):
     body = remapped.api.call("GET", "/info").json()
-    assert body["SecurityOptions"] == ["name=userns"]
+    assert body["SecurityOptions"] == ["name=seccomp,profile=default", "name=userns"]
 
 
 @pytest.mark.interop
@@ -350,7 +350,8 @@ def test_docker_cli_runs_remapped_and_opts_out(remapped):
     assert "privileged mode is incompatible with user namespaces" in result.stderr
     result = docker("run", "--rm", "--userns=host", "--privileged", "busybox", "id", "-u")
     assert (result.returncode, result.stdout) == (0, "0\n"), result.stderr
-    assert docker("info", "--format", "{{.SecurityOptions}}").stdout.strip() == "[name=userns]"
+    options = docker("info", "--format", "{{.SecurityOptions}}").stdout.strip()
+    assert options == "[name=seccomp,profile=default name=userns]"
     assert docker("ps", "-aq").stdout == ""
 
 

@@ -56,7 +56,8 @@ def test_info_reports_drivers_plugins_and_docker_fields(daemon):
     assert body["Swarm"]["LocalNodeState"] == "inactive"
     assert body["Swarm"]["ControlAvailable"] is False
     assert body["LoggingDriver"] == "json-file"
-    assert body["SecurityOptions"] == []  # "name=userns" only with userns-remap
+    # the default seccomp profile, as dockerd lists it; "name=userns" only with userns-remap
+    assert body["SecurityOptions"] == ["name=seccomp,profile=default"]
     assert body["MemTotal"] > 0 and body["NCPU"] >= 1
     plugins = body["Dockyard"]["Plugins"]
     selected = {driver["Name"] for p in plugins for driver in p["Drivers"] if driver["Selected"]}

@@ -299,7 +299,7 @@ def test_images_options_and_filters(daemon, tmp_path):
     unknown_filter = dockyard(daemon, "images", "--filter", "colour=red")
     assert (unknown_filter.returncode, unknown_filter.stderr) == (
         1,
-        "Error response from daemon: invalid filter 'colour'\n",
+        "Error response from daemon: Invalid filter 'colour'\n",
     )
 
 
@@ -369,9 +369,10 @@ def test_tag_and_rmi(daemon, tmp_path):
     assert untag.stderr == NO_SUCH_IMAGE
 
     ok(dockyard(daemon, "tag", "first:1", "first:2"))
+    [layer] = api_json(daemon, f"/images/{image_id}/json")["RootFS"]["Layers"]
     forced = ok(dockyard(daemon, "image", "rm", "-f", image_id))
     assert sorted(forced.splitlines()) == sorted(
-        ["Untagged: first:1", "Untagged: first:2", f"Deleted: {image_id}"]
+        ["Untagged: first:1", "Untagged: first:2", f"Deleted: {image_id}", f"Deleted: {layer}"]
     )
     assert api_json(daemon, "/images/json") == []
 
@@ -648,9 +649,10 @@ def test_image_prune_asks_unless_forced(daemon, tmp_path):
     assert len(api_json(daemon, "/images/json")) == 2
 
     dangling_size = api_json(daemon, f"/images/{dangling}/json")["Size"]
+    [layer] = api_json(daemon, f"/images/{dangling}/json")["RootFS"]["Layers"]
     confirmed = ok(dockyard(daemon, "image", "prune", input="y\n"))
     assert confirmed == (
-        f"{prompt}Deleted Images:\ndeleted: {dangling}\n\n"
+        f"{prompt}Deleted Images:\ndeleted: {dangling}\ndeleted: {layer}\n\n"
         f"Total reclaimed space: {dangling_size / 1e6:.4g}MB\n"
     )
     assert [i["Id"] for i in api_json(daemon, "/images/json")] == [kept]

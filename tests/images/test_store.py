@@ -89,7 +89,9 @@ def test_untag_then_delete_semantics(store):
     assert store.delete("x:1") == [{"Untagged": "x:1"}]
     assert store.resolve("x:2") == image
     result = store.delete("x:2")
-    assert result == [{"Untagged": "x:2"}, {"Deleted": image.id}]
+    # the image, then its layers no other image uses (dockerd lists them too)
+    layers = [{"Deleted": chain} for chain in reversed(image.layers)]
+    assert result == [{"Untagged": "x:2"}, {"Deleted": image.id}, *layers]
     with pytest.raises(NotFound):
         store.resolve(image.id)
 
@@ -101,7 +103,7 @@ def test_forced_delete_by_id_removes_every_tag(store):
     store.tag(image.id, parse_reference("127.0.0.1:5000/y:1"))
     result = store.delete(image.id, force=True)
     assert {"Untagged": "y:1"} in result and {"Untagged": "127.0.0.1:5000/y:1"} in result
-    assert result[-1] == {"Deleted": image.id}
+    assert result[2:] == [{"Deleted": image.id}, *({"Deleted": c} for c in reversed(image.layers))]
 
 
 def test_store_survives_reopening(store):

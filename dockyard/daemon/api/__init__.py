@@ -18,6 +18,7 @@ from dockyard.daemon.api import (
     build,
     containerfs,
     containers,
+    diskusage,
     distribution,
     images,
     networks,
@@ -44,6 +45,7 @@ def create_app(service: Engine) -> Any:
         *containerfs.routes(),
         *networks.routes(),
         *build.routes(),
+        *diskusage.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())

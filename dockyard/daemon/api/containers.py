@@ -22,6 +22,15 @@ from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerProcess, LogEntry
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
+from dockyard.daemon.api.diskusage import size_rw, with_sizes
+from dockyard.daemon.api.filters import (
+    bool_filter,
+    check_filters,
+    created_before_all,
+    labels_match,
+    port_keys,
+    regex_matches,
+)
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
@@ -35,7 +44,7 @@ from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.supervisor import set_window_size
 from dockyard.daemon.engine_api import ENGINE_API
-from dockyard.daemon.volumes import VolumeCreateRequest, VolumeStore
+from dockyard.daemon.volumes import Volume, VolumeCreateRequest, VolumeStore
 from dockyard.linux import inroot
 
 T = TypeVar("T")
@@ -92,18 +101,18 @@ def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
         if key == "status":
             if container.state.status not in wanted:
                 return False
-        elif key == "name":
-            if not any(w.removeprefix("/") in container.name for w in wanted):
+        elif key == "name":  # regular expressions, as dockerd's
+            if not any(
+                regex_matches(w, f"/{container.name}") or regex_matches(w, container.name)
+                for w in wanted
+            ):
                 return False
         elif key == "id":
-            if not any(container.id.startswith(w) for w in wanted):
+            if not any(regex_matches(w, container.id) for w in wanted):
                 return False
         elif key == "label":
-            labels = container.config.labels or {}
-            for condition in wanted:
-                label, sep, value = condition.partition("=")
-                if label not in labels or (sep and labels[label] != value):
-                    return False
+            if not labels_match(container.config.labels or {}, {"label": wanted}):
+                return False
         elif key == "exited":
             if container.state.status != "exited" or str(container.state.exit_code) not in wanted:
                 return False
@@ -118,9 +127,81 @@ def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
                 for w in wanted
             ):
                 return False
+        elif key in _SUMMARY_FILTERS:
+            if not _SUMMARY_FILTERS[key](model.summary(container), container, wanted):
+                return False
         else:
-            raise InvalidParameter(f"invalid filter '{key}'")
+            raise InvalidParameter(f"Invalid filter '{key}'")
     return True
+
+
+def _mounts_volume(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    """A volume's name, a bind's source or either's destination, as dockerd matches them."""
+    mounted = {m["Name"] or m["Source"] for m in summary["Mounts"]}
+    mounted |= {m["Destination"] for m in summary["Mounts"]}
+    return any(w in mounted for w in wanted)
+
+
+def _on_network(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    """A network's name, or a prefix of its id."""
+    networks = summary["NetworkSettings"]["Networks"]
+    return any(
+        w in networks or any(n["NetworkID"].startswith(w) for n in networks.values())
+        for w in wanted
+    )
+
+
+def _publishes(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    return bool(port_keys(wanted) & set(container.host_config.port_bindings or {}))
+
+
+def _exposes(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    exposed = set(container.config.exposed_ports or {})
+    exposed |= set(container.host_config.port_bindings or {})
+    return bool(port_keys(wanted) & exposed)
+
+
+def _is_task(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    return bool_filter({"is-task": wanted}, "is-task") is False  # no swarm: never a task
+
+
+def _isolation(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
+    return True  # dockerd weighs isolation on Windows only: on Linux every container matches
+
+
+#: Filters read from what ``docker ps`` shows of a container (and its config).
+_SUMMARY_FILTERS: dict[str, Callable[[dict[str, Any], Container, list[str]], bool]] = {
+    "volume": _mounts_volume,
+    "network": _on_network,
+    "publish": _publishes,
+    "expose": _exposes,
+    "is-task": _is_task,
+    "isolation": _isolation,
+}
+
+
+_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+
+
+def _check_ps_values(filters: dict[str, list[str]]) -> None:
+    """Refuse the values dockerd refuses before it looks at any container."""
+    for value in filters.get("status", []):
+        if value not in _STATES:
+            raise InvalidParameter(f"Invalid filter 'status={value}'")
+    for value in filters.get("exited", []):
+        if not value.lstrip("-").isdigit():
+            raise InvalidParameter(f"invalid exited filter {value!r}: not an exit code")
+    bool_filter(filters, "is-task")
+    port_keys(filters.get("publish", []) + filters.get("expose", []))
+
+
+def _created_order(
+    manager: ContainerManager, filters: dict[str, list[str]]
+) -> Callable[[Container], bool]:
+    """``before`` and ``since``: created before (after) the named containers."""
+    before = [manager.get(name).created for name in filters.pop("before", [])]
+    since = [manager.get(name).created for name in filters.pop("since", [])]
+    return lambda c: all(c.created < b for b in before) and all(c.created > s for s in since)
 
 
 async def list_containers(request: Request) -> Response:
@@ -132,6 +213,8 @@ async def list_containers(request: Request) -> Response:
             raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     show_all = parse_bool(query.get("all"))
     limit = _int_param(request, "limit") or -1
+    _check_ps_values(filters)
+    in_order = _created_order(manager, filters)
     found = [
         c
         for c in manager.containers.values()
@@ -142,10 +225,15 @@ async def list_containers(request: Request) -> Response:
             or "status" in filters
         )
         and _matches(c, filters)
+        and in_order(c)
     ]
     found.sort(key=lambda c: c.created, reverse=True)
     if limit > 0:
         found = found[:limit]
+    if parse_bool(query.get("size")):
+        return JSONResponse(
+            await run_in_threadpool(lambda: [with_sizes(manager, c) for c in found])
+        )
     return JSONResponse([model.summary(c) for c in found])
 
 
@@ -226,11 +314,23 @@ async def resize(request: Request) -> Response:
     return Response(status_code=200)
 
 
+def _created_seconds(container: Container) -> float:
+    stamp = parse_timestamp(container.created)
+    return stamp / 1e9 if stamp is not None else 0.0
+
+
 async def prune(request: Request) -> Response:
     manager = _manager(request)
+    filters = parse_filters(request.query_params.get("filters"))
+    check_filters(filters, ("until", "label", "label!"))
     deleted, reclaimed = [], 0
     for container in list(manager.containers.values()):
-        if container.state.status in ("exited", "created", "dead"):
+        if (
+            container.state.status in ("exited", "created", "dead")
+            and labels_match(container.config.labels or {}, filters)
+            and created_before_all(_created_seconds(container), filters)
+        ):
+            reclaimed += await run_in_threadpool(size_rw, manager, container)
             await manager.remove(container.id, force=False, remove_volumes=False)
             _execs(request).forget_container(container.id)
             deleted.append(container.id)
@@ -762,16 +862,33 @@ async def volume_create(request: Request) -> Response:
     return JSONResponse(volume.to_engine_api(), status_code=201)
 
 
+def _volume_matches(
+    volume: Volume, filters: dict[str, list[str]], manager: ContainerManager
+) -> bool:
+    driver = volume.to_engine_api()["Driver"]
+    if "name" in filters and not any(regex_matches(n, volume.name) for n in filters["name"]):
+        return False
+    if "driver" in filters and driver not in filters["driver"]:
+        return False
+    dangling = bool_filter(filters, "dangling")
+    if dangling is not None and (not manager.volume_users(volume.name)) != dangling:
+        return False
+    return labels_match(volume.labels, {"label": filters.get("label", [])})
+
+
 async def volume_list(request: Request) -> Response:
-    volumes = await run_in_threadpool(_volumes(request).volumes)
     filters = parse_filters(request.query_params.get("filters"))
+    check_filters(filters, ("name", "driver", "label", "dangling"))
     manager = _manager(request)
-    if "dangling" in filters:
-        wanted = parse_bool(filters["dangling"][0])
-        volumes = [v for v in volumes if (not manager.volume_users(v.name)) == wanted]
-    if "name" in filters:
-        volumes = [v for v in volumes if any(n in v.name for n in filters["name"])]
-    return JSONResponse({"Volumes": [v.to_engine_api() for v in volumes], "Warnings": None})
+
+    def listed() -> list[dict[str, Any]]:
+        return [
+            v.to_engine_api()
+            for v in _volumes(request).volumes()
+            if _volume_matches(v, filters, manager)
+        ]
+
+    return JSONResponse({"Volumes": await run_in_threadpool(listed), "Warnings": None})
 
 
 async def volume_inspect(request: Request) -> Response:
@@ -788,10 +905,19 @@ async def volume_remove(request: Request) -> Response:
 
 
 async def volume_prune(request: Request) -> Response:
+    """Before API 1.42 every unused volume goes (dockerd 20.10); from 1.42 anonymous ones
+    only, unless the ``all`` filter is true."""
     filters = parse_filters(request.query_params.get("filters"))
-    everything = any(parse_bool(v) for v in filters.get("all", []))
-    removed, reclaimed = await run_in_threadpool(_volumes(request).prune, everything)
-    return JSONResponse({"VolumesDeleted": removed or None, "SpaceReclaimed": reclaimed})
+    version = tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
+    # `all` is API 1.42's, taken at 1.41 too (where it changes nothing), as dockerd 23 does.
+    check_filters(filters, ("label", "label!", "all"))
+    everything = bool_filter(filters, "all")
+    if everything is None:
+        everything = version < (1, 42)
+    removed, reclaimed = await run_in_threadpool(
+        _volumes(request).prune, everything, lambda v: labels_match(v.labels, filters)
+    )
+    return JSONResponse({"VolumesDeleted": removed, "SpaceReclaimed": reclaimed})
 
 
 def routes() -> list[Route]:

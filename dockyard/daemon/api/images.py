@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +13,17 @@ from starlette.routing import Route
 
 from dockyard.core.drivers import DriverKind
 from dockyard.core.errors import InvalidParameter
-from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
+from dockyard.daemon.api.filters import (
+    bool_filter,
+    check_filters,
+    created_before_all,
+    labels_match,
+)
+from dockyard.daemon.api.params import parse_bool, parse_filters
 from dockyard.daemon.api.pulls import pull_image
 from dockyard.daemon.api.streams import consume_body, json_message, stream_from_thread
 from dockyard.daemon.api.system import service_of
+from dockyard.daemon.containers.model import CONFIG_OMITTED, as_dockerd_shows
 from dockyard.daemon.images import archive
 from dockyard.daemon.images.store import ImageRecord, ImageStore
 from dockyard.distribution.reference import Reference, parse_repository_and_tag
@@ -60,6 +66,45 @@ def summary(store: ImageStore, image: ImageRecord, references: list[Reference]) 
     }
 
 
+#: An image's container config as dockerd shows it: these keys always (empty as Go's zero
+#: values), in this order, then the ones it leaves out while empty where they are set.
+_IMAGE_CONFIG_KEYS: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "ExposedPorts": None,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Healthcheck": None,
+    "ArgsEscaped": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "NetworkDisabled": None,
+    "MacAddress": None,
+    "OnBuild": None,
+    "Labels": None,
+    "StopSignal": None,
+    "StopTimeout": None,
+    "Shell": None,
+}
+
+
+def image_config_shape(config: dict[str, Any] | None) -> dict[str, Any]:
+    """``config`` (an image's ``config`` or ``container_config``) with dockerd's keys."""
+    given = config or {}
+    shaped = {key: given.get(key, default) for key, default in _IMAGE_CONFIG_KEYS.items()}
+    shaped.update({k: v for k, v in given.items() if k not in shaped})
+    return as_dockerd_shows(shaped, CONFIG_OMITTED)
+
+
 def inspect(store: ImageStore, image: ImageRecord, driver_name: str) -> dict[str, Any]:
     """``GET /images/{name}/json``."""
     config = store.config(image)
@@ -71,12 +116,12 @@ def inspect(store: ImageStore, image: ImageRecord, driver_name: str) -> dict[str
         "Comment": config.get("comment", ""),
         "Created": config.get("created", ""),
         "Container": config.get("container", ""),
-        "ContainerConfig": config.get("container_config") or {},
+        "ContainerConfig": image_config_shape(config.get("container_config")),
         "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""),
-        "Config": config.get("config") or {},
+        "Config": image_config_shape(config.get("config")),
         "Architecture": config.get("architecture", ""),
-        "Variant": config.get("variant", ""),
+        **({"Variant": config["variant"]} if config.get("variant") else {}),
         "Os": config.get("os", ""),
         "Size": image.size,
         "VirtualSize": image.size,
@@ -84,6 +129,9 @@ def inspect(store: ImageStore, image: ImageRecord, driver_name: str) -> dict[str
         "RootFS": {"Type": "layers", "Layers": config.get("rootfs", {}).get("diff_ids", [])},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     }
+
+
+_LIST_FILTERS = ("dangling", "reference", "label", "before", "since")
 
 
 def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]]) -> bool:
@@ -96,8 +144,7 @@ def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]
         elif key == "reference":
             pass  # narrows the tags shown; see matching_references
         elif key == "label":
-            labels = _labels(store.config(image))
-            if not all(_label_matches(labels, condition) for condition in wanted):
+            if not labels_match(_labels(store.config(image)), {"label": wanted}):
                 return False
         elif key in ("before", "since"):
             for name in wanted:
@@ -106,8 +153,6 @@ def _matches(store: ImageStore, image: ImageRecord, filters: dict[str, list[str]
                     return False
                 if key == "since" and not image.created_at > pivot.created_at:
                     return False
-        else:
-            raise InvalidParameter(f"invalid filter '{key}'")
     return True
 
 
@@ -137,6 +182,8 @@ async def list_images(request: Request) -> Response:
     filters = parse_filters(request.query_params.get("filters"))
     if "filter" in request.query_params:  # the pre-1.25 form: a reference pattern
         filters.setdefault("reference", []).append(request.query_params["filter"])
+    check_filters(filters, _LIST_FILTERS)
+    bool_filter(filters, "dangling")  # a value other than true or false is refused
 
     def collect() -> list[dict[str, Any]]:
         images = [i for i in store.images() if _matches(store, i, filters)]
@@ -223,41 +270,21 @@ async def remove_image(request: Request) -> Response:
 async def prune_images(request: Request) -> Response:
     store = _store(request)
     filters = parse_filters(request.query_params.get("filters"))
-    dangling_only = all(parse_bool(v) for v in filters.pop("dangling", ["true"]))
-    unknown = set(filters) - {"until", "label", "label!"}
-    if unknown:
-        raise InvalidParameter(f"invalid filter '{unknown.pop()}' for image prune")
-    until = [_until_timestamp(value) for value in filters.get("until", [])]
+    check_filters(filters, ("dangling", "until", "label", "label!"))
+    # As dockerd decides: any false value prunes every unused image; else a true one is needed.
+    dangling = [value.lower() for value in filters.get("dangling", ["true"])]
+    dangling_only = not ({"false", "0"} & set(dangling))
+    if dangling_only and not {"true", "1"} & set(dangling):
+        raise InvalidParameter(f"Invalid filter 'dangling=[{' '.join(dangling)}]'")
 
     def selected(image: ImageRecord) -> bool:
-        labels = _labels(store.config(image))
-        if any(image.created_at >= limit for limit in until):
-            return False
-        if not all(_label_matches(labels, condition) for condition in filters.get("label", [])):
-            return False
-        return not any(_label_matches(labels, c) for c in filters.get("label!", []))
+        config = store.config(image)
+        return created_before_all(_created_unix(config, image), filters) and labels_match(
+            _labels(config), filters
+        )
 
     deleted, reclaimed = await run_in_threadpool(store.prune, dangling_only, selected)
     return JSONResponse({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
-
-
-def _label_matches(labels: dict[str, str], condition: str) -> bool:
-    label, sep, value = condition.partition("=")
-    return label in labels and (not sep or labels[label] == value)
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def _until_timestamp(value: str) -> float:
-    """``until`` as docker takes it: a Go duration ago (``24h``, ``90m``) or a timestamp."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", value.strip())
-    if match:
-        return time.time() - float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    stamp = parse_timestamp(value)
-    if stamp is None:
-        raise InvalidParameter(f"invalid until filter {value!r}")
-    return stamp / 1e9
 
 
 def _messages(*messages: bytes) -> Response:

@@ -21,6 +21,7 @@ import dockyard
 from dockyard.core.drivers import DriverKind
 from dockyard.core.events import Event
 from dockyard.core.platforms import go_arch
+from dockyard.core.plugins import OK, PluginHost
 from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
 from dockyard.daemon.distribution.authconfig import decode_auth_body
@@ -105,7 +106,7 @@ async def info(request: Request) -> Response:
     plugins = service.plugins
     storage = plugins.selected(DriverKind.STORAGE) or ""
     runtime = plugins.selected(DriverKind.RUNTIME) or ""
-    runtimes = {info.name: {"path": info.name} for info in plugins.driver_infos(DriverKind.RUNTIME)}
+    runtimes = {name: {"path": name} for name in _usable_drivers(plugins, DriverKind.RUNTIME)}
     registries = registries_of(service)
     containers = service.containers.containers.values() if service.containers else ()
     states = [c.state.status for c in containers]
@@ -118,7 +119,7 @@ async def info(request: Request) -> Response:
         "Images": len(service.images.images()) if service.images else 0,
         "Driver": storage,
         "DriverStatus": [],
-        "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
+        "Plugins": plugins_by_kind(plugins),
         "MemoryLimit": True,
         "SwapLimit": False,
         "CpuCfsPeriod": True,
@@ -159,8 +160,8 @@ async def info(request: Request) -> Response:
         "Isolation": "",
         "InitBinary": "",
         # As dockerd lists it; `docker info` shows it under "Security Options".
-        "SecurityOptions": (
-            ["name=userns"] if service.containers and service.containers.remapped else []
+        "SecurityOptions": security_options(
+            bool(service.containers and service.containers.remapped)
         ),
         "Warnings": None,
         # dockyard's own section; the docker CLI ignores fields it does not know.
@@ -171,6 +172,35 @@ async def info(request: Request) -> Response:
         },
     }
     return JSONResponse(body)
+
+
+def _usable_drivers(plugins: PluginHost, kind: DriverKind) -> list[str]:
+    """The drivers of ``kind`` that work on this machine, by name."""
+    return sorted(
+        driver.name
+        for report in plugins.report()
+        for driver in report.drivers
+        if driver.kind is kind and driver.status == OK
+    )
+
+
+def plugins_by_kind(plugins: PluginHost) -> dict[str, list[str] | None]:
+    """``Plugins`` as dockerd shapes it: the drivers of each kind that work here, by name.
+
+    Volumes are the daemon's own ``local`` driver and so are logs (``json-file``); there is
+    no authorization plugin (dockerd's ``null``)."""
+    return {
+        "Volume": ["local"],
+        "Network": _usable_drivers(plugins, DriverKind.NETWORK),
+        "Authorization": None,
+        "Log": ["json-file"],
+    }
+
+
+def security_options(remapped: bool) -> list[str]:
+    """``SecurityOptions`` as dockerd lists them: every container gets the default seccomp
+    profile unless it asks otherwise, and ``userns`` when the daemon remaps ids."""
+    return ["name=seccomp,profile=default", *(["name=userns"] if remapped else [])]
 
 
 def registries_of(service: Engine) -> RegistryService:

@@ -814,6 +814,14 @@ class ContainerManager:
         """Containers made from ``image_id`` (they keep its layers in use)."""
         return [c.id for c in self.containers.values() if c.image_id == image_id]
 
+    def running_image_users(self, image_id: str) -> list[str]:
+        """Those of :meth:`image_users` that run (dockerd's ``IsRunning``: paused ones too)."""
+        return [
+            c.id
+            for c in self.containers.values()
+            if c.image_id == image_id and c.state.status in ("running", "paused", "restarting")
+        ]
+
     def volume_users(self, name: str) -> list[str]:
         """Containers that mount volume ``name``."""
         mountpoint = str(self.volumes.root / name / "_data")

@@ -215,6 +215,33 @@ def _network_settings(container: Container) -> dict[str, Any]:
     }
 
 
+#: Fields dockerd leaves out of an inspect while they are empty (Go's ``omitempty``).
+CONFIG_OMITTED = (
+    "ExposedPorts",
+    "Healthcheck",
+    "ArgsEscaped",
+    "NetworkDisabled",
+    "MacAddress",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+)
+_HOST_OMITTED = ("Mounts", "StorageOpt", "Tmpfs", "Sysctls", "Init", "Runtime", "Annotations")
+
+
+def as_dockerd_shows(encoded: dict[str, Any], omitted: tuple[str, ...]) -> dict[str, Any]:
+    """``encoded`` without the ``omitted`` keys that are empty, and ``MemorySwappiness``
+    -1 ("not set", as the docker CLI sends it) as dockerd shows it: null."""
+    shown = {
+        k: v
+        for k, v in encoded.items()
+        if not (k in omitted and (v is None or v is False or v in ("", [], {})))
+    }
+    if shown.get("MemorySwappiness") == -1:
+        shown["MemorySwappiness"] = None
+    return shown
+
+
 def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
     """``GET /containers/{id}/json``: every object the docker CLI dereferences is present."""
     state = container.state
@@ -252,10 +279,10 @@ def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": ENGINE_API.encode(container.host_config),
+        "HostConfig": as_dockerd_shows(ENGINE_API.encode(container.host_config), _HOST_OMITTED),
         "GraphDriver": {"Name": container.driver, "Data": {}},
         "Mounts": _mounts(container),
-        "Config": ENGINE_API.encode(container.config),
+        "Config": as_dockerd_shows(ENGINE_API.encode(container.config), CONFIG_OMITTED),
         "NetworkSettings": _network_settings(container),
     }
 

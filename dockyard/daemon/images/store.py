@@ -120,6 +120,8 @@ class ImageStore:
         self._layer_locks: dict[str, tuple[threading.Lock, int]] = {}
         #: Which containers use an image (so it is not deleted under them).
         self.in_use: Callable[[str], list[str]] = lambda image_id: []
+        #: Which of those are running (they keep it even from a forced ``rmi``).
+        self.running_users: Callable[[str], list[str]] = lambda image_id: []
         self._layers: dict[str, LayerRecord] = {}
         self._images: dict[str, ImageRecord] = {}
         self._references: dict[str, str] = {}
@@ -364,6 +366,14 @@ class ImageStore:
         config: dict[str, Any] = json.loads(self.content.read(image.id))
         return config
 
+    def _labels(self, image: ImageRecord) -> dict[str, str]:
+        """The image's labels (dockerd copies them into its image events)."""
+        try:
+            labels = (self.config(image).get("config") or {}).get("Labels") or {}
+        except (OSError, ValueError, NotFound):
+            return {}
+        return {str(k): str(v) for k, v in labels.items()}
+
     def get(self, image_id: str) -> ImageRecord | None:
         """The image with this full id (``sha256:...``), if the store has it."""
         with self._lock:
@@ -419,63 +429,106 @@ class ImageStore:
             self._save_references()
         self._on_event("tag", image_id, {"name": reference.familiar()})
         if previous is not None:
-            self._on_event("untag", previous, {"name": reference.familiar()})
+            self._on_event("untag", previous, {"name": previous})
 
     def delete(
         self, name: str, force: bool = False, prune_parents: bool = True
     ) -> list[dict[str, str]]:
-        """``docker rmi``: untag a reference, and delete the image once nothing names it.
+        """``docker rmi``, by dockerd's rules. Returns the Engine API's
+        ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
 
-        ``name`` given as a reference removes that reference only, and the image with it when
-        it was the last. Given as an id, it removes the image and all its references, which
-        needs ``force`` when there are several. An image other images were committed over
-        stays (``409`` when asked by id); a deleted image's untagged parents that nothing
-        else needs go with it unless ``prune_parents`` is false (``noprune``). Returns the
-        Engine API's ``[{"Untagged": ...}, {"Deleted": ...}]`` list.
+        By reference: that reference goes, and the image with it when it was the last one
+        (``409`` without ``force`` if a container uses an image it is the last name of; with
+        ``force`` the image stays while a running container or a child image needs it).
+        By id: an image with several tags needs ``force``; a running container or a child
+        image is a conflict even then, a stopped container only without ``force``. A deleted
+        image's untagged parents that nothing else needs go with it unless ``prune_parents``
+        is false (``noprune``).
         """
         with self._lock:
             image = self.resolve(name)
             references = self.references_of(image.id)
+            single = len(references) == 1 or (not references and bool(image.repo_digests))
             results: list[dict[str, str]] = []
-            users = self.in_use(image.id)
-            if users:
-                if not force or not references:
-                    what = f'repository reference "{name}"' if references else image.short_id
+            if not _looks_like_id(name, image):
+                users = self.in_use(image.id)
+                if users and single and not force:
                     raise Conflict(
-                        f"conflict: unable to delete {what} (must force) - container "
-                        f"{users[0][:12]} is using its referenced image {image.short_id}"
+                        f'conflict: unable to remove repository reference "{name}" (must force) '
+                        f"- container {users[0][:12]} is using its referenced image "
+                        f"{image.short_id}"
                     )
-                # Forced: the references go, the image stays for its containers.
-                self._untag(image, references, results)
-                return results
-            by_reference = not _looks_like_id(name, image)
-            if by_reference:
                 reference = parse_reference(name)
                 if str(reference) in self._references:
                     self._untag(image, [reference], results)
                     if len(references) > 1:
                         return results
-                    references = []
-            elif len(references) > 1 and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {image.short_id} (must be forced) - image is "
-                    "referenced in multiple repositories"
-                )
-            if self.children_of(image.id):
-                # Images committed over it need it: its last tag goes, the image stays (as
-                # dockerd does); asked by id, that cannot be forced.
-                if by_reference:
-                    return results
-                raise Conflict(
-                    f"conflict: unable to delete {image.short_id} (cannot be forced) - image "
-                    "has dependent child images"
-                )
-            self._untag(image, references, results)
-            results.extend({"Untagged": ref} for ref in image.repo_digests)
-            results.extend(self._delete_image(image))
-            if prune_parents:
-                results.extend(self._delete_unused_parents(image))
+                self._delete_unless_needed(image, force, prune_parents, True, results)
+                return results
+            if single:
+                conflict = self._delete_conflict(image, force, by_id_of_single_reference=True)
+                if conflict is not None:
+                    raise Conflict(conflict[0])
+                self._untag(image, references, results)
+            self._delete_unless_needed(image, force, prune_parents, False, results)
             return results
+
+    def _delete_conflict(
+        self, image: ImageRecord, force: bool, by_id_of_single_reference: bool = False
+    ) -> tuple[str, bool] | None:
+        """Why ``image`` cannot be deleted, and whether a container uses it; ``None`` if it can.
+
+        Child images and running containers stop even a forced delete; other references and
+        stopped containers only an unforced one (references are not asked about when the
+        image is deleted by id with one reference, which goes with it).
+        """
+        reason = ""
+        used = False
+        running = self.running_users(image.id)
+        stopped = [c for c in self.in_use(image.id) if c not in running]
+        if self.children_of(image.id):
+            reason = "(cannot be forced) - image has dependent child images"
+        elif running:
+            reason = "(cannot be forced) - image is being used by running container "
+            reason += running[0][:12]
+            used = True
+        elif not force and not by_id_of_single_reference and self.references_of(image.id):
+            reason = "(must be forced) - image is referenced in multiple repositories"
+        elif not force and stopped:
+            reason = "(must be forced) - image is being used by stopped container "
+            reason += stopped[0][:12]
+            used = True
+        if not reason:
+            return None
+        return f"conflict: unable to delete {image.short_id} {reason}", used
+
+    def _delete_unless_needed(
+        self,
+        image: ImageRecord,
+        force: bool,
+        prune_parents: bool,
+        quiet: bool,
+        results: list[dict[str, str]],
+    ) -> None:
+        """Delete ``image`` and its remaining references; ``quiet`` (after its last reference
+        went) keeps it without a word while a container or a child image still needs it."""
+        conflict = self._delete_conflict(image, force)
+        if conflict is not None:
+            message, used = conflict
+            dangling = not self.references_of(image.id) and not self.children_of(image.id)
+            if quiet and (used or not dangling):
+                return
+            raise Conflict(message)
+        self._untag(image, self.references_of(image.id), results)
+        if self.in_use(image.id):
+            # Forced past stopped containers: dockerd deletes the image and leaves its layers
+            # to them. Here the image record is what holds the layers, so it stays, untagged,
+            # until its containers go (an image prune takes it then).
+            return
+        results.extend({"Untagged": ref} for ref in image.repo_digests)
+        results.extend(self._delete_image(image))
+        if prune_parents:
+            results.extend(self._delete_unused_parents(image))
 
     def _delete_unused_parents(self, image: ImageRecord) -> list[dict[str, str]]:
         """Delete the untagged parents of deleted ``image`` that nothing else needs (no
@@ -498,24 +551,27 @@ class ImageStore:
         for reference in references:
             del self._references[str(reference)]
             results.append({"Untagged": reference.familiar()})
-            self._on_event("untag", image.id, {"name": reference.familiar()})
+            self._on_event("untag", image.id, {**self._labels(image), "name": image.id})
         if references:
             self._save_references()
 
     def _delete_image(self, image: ImageRecord) -> list[dict[str, str]]:
         self._forget_image(image)
-        self._on_event("delete", image.id, {})
+        # Named by its id, without labels: dockerd logs it once the image is gone.
+        self._on_event("delete", image.id, {"name": image.id})
         results = [{"Deleted": image.id}]
-        self.release_layers(image.layers)
+        results.extend({"Deleted": chain} for chain in self.release_layers(image.layers))
         self.content.delete(image.id)
         for digest in self._manifest_digests(image):
             if not any(digest in self._manifest_digests(i) for i in self._images.values()):
                 self.content.delete(digest)
         return results
 
-    def release_layers(self, chains: tuple[str, ...]) -> None:
-        """Remove the layers of ``chains`` that no image uses any more, topmost first."""
+    def release_layers(self, chains: tuple[str, ...]) -> list[str]:
+        """Remove the layers of ``chains`` that no image uses any more, topmost first; return
+        the chain ids removed."""
         in_use = {chain for image in self._images.values() for chain in image.layers}
+        removed = []
         for chain in reversed(chains):
             if chain in in_use or chain not in self._layers:
                 continue
@@ -524,6 +580,8 @@ class ImageStore:
             self._forget_layer(record)
             if not any(layer.blob == record.blob for layer in self._layers.values()):
                 self.content.delete(record.blob)
+            removed.append(chain)
+        return removed
 
     def _release_unused_layers(self) -> int:
         """Remove layers no image uses (an import or load that died before its image record)."""
