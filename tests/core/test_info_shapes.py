@@ -37,7 +37,7 @@ def test_info_security_runtimes_and_plugins(daemon, client):
     assert list(plugins) == ["Volume", "Network", "Authorization", "Log"]
     assert plugins["Volume"] == ["local"] and plugins["Authorization"] is None
     assert {"bridge", "host", "null"} <= set(plugins["Network"])
-    assert plugins["Log"] == ["json-file"]
+    assert plugins["Log"] == ["json-file", "local"]  # the log drivers that keep logs
     shown = subprocess.run(
         [docker_cli(), "info"], env=docker_env(daemon.host), capture_output=True, text=True
     )

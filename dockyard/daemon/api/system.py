@@ -187,13 +187,14 @@ def _usable_drivers(plugins: PluginHost, kind: DriverKind) -> list[str]:
 def plugins_by_kind(plugins: PluginHost) -> dict[str, list[str] | None]:
     """``Plugins`` as dockerd shapes it: the drivers of each kind that work here, by name.
 
-    Volumes are the daemon's own ``local`` driver and so are logs (``json-file``); there is
-    no authorization plugin (dockerd's ``null``)."""
+    Volumes are the daemon's own ``local`` driver; there is no authorization plugin
+    (dockerd's ``null``)."""
     return {
         "Volume": ["local"],
         "Network": _usable_drivers(plugins, DriverKind.NETWORK),
         "Authorization": None,
-        "Log": ["json-file"],
+        # dockerd lists the drivers that keep logs somewhere: ``none`` is not one of them.
+        "Log": [name for name in _usable_drivers(plugins, DriverKind.LOG) if name != "none"],
     }
 
 
