@@ -26,7 +26,12 @@ from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestam
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import logs as container_logs
 from dockyard.daemon.containers import model, options
-from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
+from dockyard.daemon.containers.config import (
+    CreateRequest,
+    ExecConfig,
+    ExecStartConfig,
+    HostConfig,
+)
 from dockyard.daemon.containers.execs import ExecRegistry, check_can_exec, start_exec
 from dockyard.daemon.containers.manager import ContainerManager
 from dockyard.daemon.containers.model import Container
@@ -169,6 +174,12 @@ async def restart(request: Request) -> Response:
 async def kill(request: Request) -> Response:
     await _manager(request).kill(request.path_params["id"], request.query_params.get("signal"))
     return _no_content()
+
+
+async def update(request: Request) -> Response:
+    body = await _body(request, HostConfig)
+    warnings = await _manager(request).update(request.path_params["id"], body)
+    return JSONResponse({"Warnings": warnings or None})
 
 
 async def pause(request: Request) -> Response:
@@ -584,6 +595,8 @@ async def exec_create(request: Request) -> Response:
         no_new_privileges=base.no_new_privileges,
         console_size=console_size(config.console_size, "ConsoleSize"),
         seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
+        rlimits=base.rlimits,  # as dockerd: an exec gets the container's process limits
+        oom_score_adj=base.oom_score_adj,
     )
     instance = _execs(request).create(container, config, process)
     events = service_of(request).events
@@ -700,6 +713,7 @@ def routes() -> list[Route]:
         Route("/containers/{id}/stop", stop, methods=["POST"]),
         Route("/containers/{id}/restart", restart, methods=["POST"]),
         Route("/containers/{id}/kill", kill, methods=["POST"]),
+        Route("/containers/{id}/update", update, methods=["POST"]),
         Route("/containers/{id}/pause", pause, methods=["POST"]),
         Route("/containers/{id}/unpause", unpause, methods=["POST"]),
         Route("/containers/{id}/wait", wait, methods=["POST"]),
