@@ -223,7 +223,7 @@ def test_a_missing_device_fails_the_run_with_dockerds_message(sides):
     results = both(sides, "run", "--rm", "--network", "none", "--device", "/dev/nosuchdevice",
                    "busybox", "true")  # fmt: skip
     messages = {
-        side: r.stderr.partition("Error response from daemon: ")[2].strip().rstrip(".")
+        side: r.stderr.partition("Error response from daemon: ")[2].split("\n")[0].rstrip(".")
         for side, r in results.items()
     }
     # 127: the CLI reads "no such file" in the error as a missing command, on both.
