@@ -16,7 +16,7 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from tests.conftest import plugin_env, serving, shut_down, spawn_daemon
+from tests.conftest import plugin_env, restarted, serving, shut_down, spawn_daemon
 from tests.containers.engine_api import Api
 
 MB = 1024 * 1024
@@ -255,7 +255,28 @@ def test_update_refuses_bad_and_unsupported_fields_by_name(api, body, status, me
     assert api.inspect(container)["HostConfig"]["Memory"] == 32 * MB
 
 
-def test_update_keeps_across_a_daemon_restart_and_restart_policy_applies(api):
+def test_update_is_kept_across_a_daemon_restart(start_daemon):
+    daemon = start_daemon()
+    api = Api.with_busybox(daemon)
+    container = api.create(["sleep", "60"])
+    api.start(container)
+    body = {"Memory": 48 * MB, "MemorySwap": 96 * MB, "CpuShares": 300, "PidsLimit": 20}
+    assert api.call("POST", f"/containers/{container}/update", body).status == 200
+    daemon.stop()
+    with restarted(daemon) as again:
+        api = Api(again)
+        host = api.inspect(container)["HostConfig"]
+        assert (host["Memory"], host["MemorySwap"], host["CpuShares"], host["PidsLimit"]) == (
+            48 * MB, 96 * MB, 300, 20)  # fmt: skip
+        api.call("POST", f"/containers/{container}/kill")
+        api.start(container)  # started again with the updated limits
+        code, out, _ = api.exec(container, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                            "/sys/fs/cgroup/pids/pids.max"])  # fmt: skip
+        assert (code, out.split()) == (0, [str(48 * MB).encode(), b"20"])
+        api.call("DELETE", f"/containers/{container}?force=1")
+
+
+def test_an_updated_restart_policy_restarts_the_container(api):
     container = api.create(["sh", "-c", "exit 3"])
     reply = api.call("POST", f"/containers/{container}/update",
                      {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 1}})  # fmt: skip
