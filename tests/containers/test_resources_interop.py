@@ -28,8 +28,16 @@ def sides(real_dockerd, tmp_path_factory) -> Iterator[dict[str, str]]:
     archive = base / "busybox.tar"
     archive.write_bytes(image_archive([busybox_rootfs()], ["busybox:latest"]))
     real_dockerd.docker("load", "-i", str(archive))
+    # An image whose STOPSIGNAL is SIGUSR1.
+    stopsig = base / "stopsig.tar"
+    image_config = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "StopSignal": "SIGUSR1"}
+    stopsig.write_bytes(
+        image_archive([busybox_rootfs()], ["stopsig:latest"], config_extra={"config": image_config})
+    )
+    real_dockerd.docker("load", "-i", str(stopsig))
     with module_daemon(base) as daemon:
         docker_load(daemon.host, archive)
+        docker_load(daemon.host, stopsig)
         yield {"ours": daemon.host, "theirs": real_dockerd.host}
 
 
@@ -196,14 +204,19 @@ def test_kill_then_inspect_and_events_as_dockerd(sides):
     assert seen["ours"][0] == "exited 137\n"
 
 
-def test_stop_signal_as_dockerd(sides):
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [(["--stop-signal", "USR1", "busybox"], "USR1"), (["stopsig"], "SIGUSR1")],
+)
+def test_stop_signal_as_dockerd(sides, options, shown):
+    """``--stop-signal``, or else the image's STOPSIGNAL, is what ``docker stop`` sends."""
     script = "trap 'echo got USR1; exit 7' USR1; while true; do sleep 0.1; done"
     seen = {}
     for side, host in sides.items():
         container = name()
         since = str(time.time())
         assert docker(host, "run", "-d", "--name", container, "--network", "none",
-                      "--stop-signal", "USR1", "busybox", "sh", "-c", script).returncode == 0  # fmt: skip
+                      *options, "sh", "-c", script).returncode == 0  # fmt: skip
         time.sleep(0.5)  # the trap is set
         assert docker(host, "stop", container).returncode == 0
         state = docker(
@@ -215,7 +228,7 @@ def test_stop_signal_as_dockerd(sides):
         seen[side] = (state.stdout, docker(host, "logs", container).stdout, events.stdout)
         docker(host, "rm", "-f", container)
     assert seen["ours"] == seen["theirs"]
-    assert seen["ours"][:2] == ("7 USR1\n", "got USR1\n")
+    assert seen["ours"][:2] == (f"7 {shown}\n", "got USR1\n")
 
 
 def test_a_missing_device_fails_the_run_with_dockerds_message(sides):
