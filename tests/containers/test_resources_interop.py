@@ -165,25 +165,30 @@ def test_docker_update_as_dockerd(sides):
 
 
 def test_docker_py_update_and_restart_policy(sides):
-    client = docker_sdk.DockerClient(base_url=sides["ours"], version="1.41")
-    try:
-        container = client.containers.run("busybox", ["sleep", "60"], detach=True,
-                                           network_mode="none", mem_limit="32m")  # fmt: skip
+    seen = {}
+    for side, host in sides.items():
+        client = docker_sdk.DockerClient(base_url=host, version="1.41")
         try:
-            answer = container.update(mem_limit="48m", memswap_limit="96m", cpu_shares=300,
-                                      restart_policy={"Name": "always"})  # fmt: skip
-            assert answer == {"Warnings": None}
-            container.reload()
-            host = container.attrs["HostConfig"]
-            assert (host["Memory"], host["MemorySwap"], host["CpuShares"]) == (
-                48 * MB, 96 * MB, 300)  # fmt: skip
-            assert host["RestartPolicy"]["Name"] == "always"
-            with pytest.raises(docker_sdk.errors.APIError, match="Minimum memory limit"):
-                container.update(mem_limit=1024)
+            container = client.containers.run("busybox", ["sleep", "60"], detach=True,
+                                               network_mode="none", mem_limit="32m")  # fmt: skip
+            try:
+                answer = container.update(mem_limit="48m", memswap_limit="96m", cpu_shares=300,
+                                          restart_policy={"Name": "always"})  # fmt: skip
+                container.reload()
+                host_config = container.attrs["HostConfig"]
+                with pytest.raises(docker_sdk.errors.APIError) as too_small:
+                    container.update(mem_limit=1024)
+                seen[side] = (
+                    answer, host_config["Memory"], host_config["MemorySwap"],
+                    host_config["CpuShares"], host_config["RestartPolicy"],
+                    too_small.value.status_code, too_small.value.explanation,
+                )  # fmt: skip
+            finally:
+                container.remove(force=True)
         finally:
-            container.remove(force=True)
-    finally:
-        client.close()
+            client.close()
+    assert seen["ours"] == seen["theirs"]
+    assert seen["ours"][1:4] == (48 * MB, 96 * MB, 300)
 
 
 def test_kill_then_inspect_and_events_as_dockerd(sides):
