@@ -132,6 +132,11 @@ def test_memory_swap_defaults_to_twice_memory_and_minus_one_is_unlimited(api):
         ({"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/x",
                        "CgroupPermissions": "rwx"}]}, "invalid device mode: rwx"),
         ({"BlkioWeight": 300}, "HostConfig.BlkioWeight: the kernel's blkio controller has no"),
+        ({"CpuPeriod": 500}, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger"),
+        ({"CpuQuota": 500}, "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+        ({"NanoCpus": 10**9, "CpuQuota": 50000},
+         "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+        ({"CpuShares": -2}, "invalid CPU shares: -2"),
     ],
 )  # fmt: skip
 def test_bad_limits_are_refused_with_dockerds_messages(api, host_config, message):

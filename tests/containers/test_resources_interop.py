@@ -121,6 +121,9 @@ def test_ulimits_oom_score_and_devices_as_dockerd(sides):
         ["--memory-swappiness", "101"],
         ["--oom-score-adj", "1001"],
         ["--memory", "32m", "--memory-reservation", "64m"],
+        ["--cpu-period", "500"],
+        ["--cpu-quota", "500"],
+        ["--cpus", "1", "--cpu-quota", "50000"],
     ],
 )
 def test_bad_limits_are_refused_as_dockerd_refuses_them(sides, options):

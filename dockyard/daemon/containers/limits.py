@@ -87,6 +87,12 @@ def plan_resources(host: HostConfig, facts: HostFacts, update: bool = False) -> 
             if host.cpu_period > 0
             else "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
         )
+    if host.cpu_period and not 1000 <= host.cpu_period <= 1_000_000:
+        raise InvalidParameter(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"
+        )
+    if 0 < host.cpu_quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
     if nano_cpus is None and host.cpu_quota > 0:
         nano_cpus = host.cpu_quota * 1_000_000_000 // (host.cpu_period or 100_000)
     if nano_cpus is not None and not 0 < nano_cpus <= facts.cpu_count * 10**9:
