@@ -140,6 +140,22 @@ class ProcessSpec:
     #: ``default``: the policy of :mod:`dockyard.linux.seccomp` for ``capabilities``;
     #: ``unconfined``: no filter (``--privileged``, ``--security-opt seccomp=unconfined``).
     seccomp: str = "default"
+    #: Resource limits set before exec (``--ulimit``), as the kernel names them
+    #: (``RLIMIT_NOFILE``...); limits not listed are inherited.
+    rlimits: tuple[Rlimit, ...] = ()
+    #: ``/proc/PID/oom_score_adj`` of the process (``--oom-score-adj``, -1000..1000); 0 leaves
+    #: the inherited value.
+    oom_score_adj: int = 0
+
+
+@attrs.frozen
+class Rlimit:
+    """One ``setrlimit`` of a container's processes."""
+
+    #: ``RLIMIT_`` and the resource's name, as the OCI spec and ``resource`` spell it.
+    type: str
+    soft: int
+    hard: int
 
 
 @attrs.frozen
@@ -174,6 +190,54 @@ class Resources:
     memory_bytes: int | None = None
     nano_cpus: int | None = None
     pids_limit: int | None = None
+    #: The CPU weight relative to other cgroups (``--cpu-shares``; v1 ``cpu.shares``).
+    cpu_shares: int | None = None
+    #: CPUs and memory nodes the processes may use, in the kernel's list format (``0-1,3``);
+    #: empty: those of the parent cgroup.
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    #: Memory and swap together (``--memory-swap``), in bytes; -1: unlimited swap. ``None``:
+    #: docker's default, as much swap as memory (twice ``memory_bytes``) when there is a limit.
+    memory_swap: int | None = None
+    #: The soft limit the kernel reclaims down to under pressure (``--memory-reservation``).
+    memory_reservation: int | None = None
+    #: 0..100 (``--memory-swappiness``); ``None`` leaves the parent's.
+    memory_swappiness: int | None = None
+    #: Keep the OOM killer away: at the limit, processes wait for memory instead.
+    oom_kill_disable: bool = False
+    #: More device cgroup rules, each as v1's ``devices.allow`` takes it (``c 1:3 rwm``,
+    #: ``b 8:* r``), for ``--device`` and ``--device-cgroup-rule``; after the defaults.
+    device_rules: tuple[str, ...] = ()
+    #: Block I/O throttles per device (``--device-read-bps`` ...).
+    blkio_read_bps: tuple[DeviceRate, ...] = ()
+    blkio_write_bps: tuple[DeviceRate, ...] = ()
+    blkio_read_iops: tuple[DeviceRate, ...] = ()
+    blkio_write_iops: tuple[DeviceRate, ...] = ()
+
+
+@attrs.frozen
+class DeviceRate:
+    """A rate limit on one block device (bytes or operations per second)."""
+
+    major: int
+    minor: int
+    rate: int
+
+
+@attrs.frozen
+class DeviceNode:
+    """A device node made in the container's ``/dev`` (``--device``), as on the host."""
+
+    #: Where, in the container (``/dev/...``).
+    path: str
+    #: ``c`` (character) or ``b`` (block).
+    type: str
+    major: int
+    minor: int
+    #: Permission bits and owner of the node.
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
 
 
 @attrs.frozen
@@ -241,6 +305,8 @@ class ContainerSpec:
     #: tmpfs mounts, made after the root filesystem's own (/proc, /dev, /sys) and in one list
     #: with :attr:`mounts`, parents before children, so either kind may sit inside the other.
     tmpfs: tuple[TmpfsMount, ...] = ()
+    #: Device nodes made in ``/dev`` (the cgroup rules allowing them are in ``resources``).
+    devices: tuple[DeviceNode, ...] = ()
 
 
 def spec_to_json(spec: ContainerSpec) -> str:
@@ -255,11 +321,9 @@ def spec_from_json(text: str) -> ContainerSpec:
             "rootfs": tuple(
                 Mount(m["type"], m["source"], tuple(m["options"])) for m in raw["rootfs"]
             ),
-            "process": ProcessSpec(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in raw["process"].items()}  # type: ignore[arg-type]
-            ),
+            "process": _process_from_json(raw["process"]),
             "mounts": tuple(BindMount(**m) for m in raw["mounts"]),
-            "resources": Resources(**raw["resources"]),
+            "resources": _resources_from_json(raw["resources"]),
             "etc_files": tuple(tuple(pair) for pair in raw["etc_files"]),
             "masked_paths": tuple(raw["masked_paths"]),
             "readonly_paths": tuple(raw["readonly_paths"]),
@@ -269,8 +333,23 @@ def spec_from_json(text: str) -> ContainerSpec:
             "tmpfs": tuple(
                 TmpfsMount(m["destination"], tuple(m["options"])) for m in raw.get("tmpfs", ())
             ),
+            "devices": tuple(DeviceNode(**d) for d in raw.get("devices", ())),
         }
     )
+
+
+def _process_from_json(raw: dict[str, Any]) -> ProcessSpec:
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    fields["rlimits"] = tuple(Rlimit(**r) for r in raw.get("rlimits", ()))
+    return ProcessSpec(**fields)
+
+
+def _resources_from_json(raw: dict[str, Any]) -> Resources:
+    fields = dict(raw)
+    for name in ("blkio_read_bps", "blkio_write_bps", "blkio_read_iops", "blkio_write_iops"):
+        fields[name] = tuple(DeviceRate(**r) for r in raw.get(name, ()))
+    fields["device_rules"] = tuple(raw.get("device_rules", ()))
+    return Resources(**fields)
 
 
 class LaunchError(Exception):
@@ -425,6 +504,17 @@ class Runtime(Protocol):
 
         Kills whatever is left of the container's processes first. A container with nothing
         left to clean up is fine; call it again and again.
+        """
+        ...
+
+    def update(self, container_id: str, resources: Resources) -> None:
+        """Apply ``resources`` to the running container's cgroups (``docker update``).
+
+        ``resources`` is the whole new set, the one the container will also be started with
+        next time; the core has validated it. Raises
+        :class:`~dockyard.core.errors.NotFound` when no such container runs, and
+        :class:`~dockyard.core.errors.InvalidParameter` when the kernel refuses a value
+        (memory below what the container uses, say).
         """
         ...
 

@@ -15,11 +15,13 @@ import signal
 import time
 from typing import NamedTuple
 
-#: v1 controllers a container gets a directory in. cpuset is left alone: a new cpuset cgroup
-#: starts with no CPUs or memory nodes, and docker's default leaves it unrestricted anyway.
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices")
+from dockyard.core.interfaces import DeviceRate, Resources
+
+#: v1 controllers a container gets a directory in. A new cpuset cgroup starts with no CPUs or
+#: memory nodes: each level gets its parent's (see :func:`_inherit_cpuset`) unless limited.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "devices", "cpuset", "blkio")
 #: v2 controllers enabled for the containers' subtree, when the kernel offers them.
-V2_CONTROLLERS = ("memory", "cpu", "pids")
+V2_CONTROLLERS = ("memory", "cpu", "pids", "cpuset", "io")
 CPU_PERIOD_US = 100_000
 #: The smallest quota the kernel accepts (1 ms).
 CPU_MIN_QUOTA_US = 1_000
@@ -201,48 +203,104 @@ class ContainerCgroup:
 
     # ------------------------------------------------------------------ set up
 
-    def create(
-        self,
-        memory_bytes: int | None = None,
-        nano_cpus: int | None = None,
-        pids_limit: int | None = None,
-        privileged: bool = False,
-    ) -> None:
+    def create(self, resources: Resources | None = None, privileged: bool = False) -> None:
         """Make the directories and write the limits; on failure nothing is left."""
+        resources = resources or Resources()
         try:
             if self.version == 1:
-                self._create_v1(memory_bytes, nano_cpus, pids_limit, privileged)
+                self._create_v1(resources, privileged)
             else:
-                self._create_v2(memory_bytes, nano_cpus, pids_limit)
+                self._create_v2(resources)
         except BaseException:
             self.remove()
             raise
 
-    def _create_v1(
-        self, memory_bytes: int | None, nano_cpus: int | None, pids_limit: int | None,
-        privileged: bool,
-    ) -> None:  # fmt: skip
-        for path in self._unique_dirs():
+    def _create_v1(self, resources: Resources, privileged: bool) -> None:
+        for controller, path in self.dirs.items():
+            if controller == "cpuset":
+                self._make_cpuset_levels()
             os.makedirs(path, exist_ok=True)
-        if memory_bytes is not None:
-            _write(self._file("memory", "memory.limit_in_bytes"), str(memory_bytes))
-            swap_file = self._file("memory", "memory.memsw.limit_in_bytes")
-            if os.path.exists(swap_file):
-                # docker's default without --memory-swap: as much swap as memory.
-                _write(swap_file, str(memory_bytes * 2))
-        if nano_cpus is not None and "cpu" in self.dirs:
-            _write(self._file("cpu", "cpu.cfs_period_us"), str(CPU_PERIOD_US))
-            _write(self._file("cpu", "cpu.cfs_quota_us"), str(_cpu_quota(nano_cpus)))
-        if pids_limit is not None and pids_limit > 0 and "pids" in self.dirs:
-            _write(self._file("pids", "pids.max"), str(pids_limit))
         if not privileged and "devices" in self.dirs:
             _write(self._file("devices", "devices.deny"), "a")
-            for rule in DEFAULT_DEVICE_RULES:
+            for rule in (*DEFAULT_DEVICE_RULES, *resources.device_rules):
                 _write(self._file("devices", "devices.allow"), rule)
+        self._apply_v1(resources)
+        for name, rates in _throttle_files(resources):
+            if rates and "blkio" not in self.dirs:
+                raise CgroupError("the blkio controller is not mounted")
+            for rate in rates:
+                _write(self._file("blkio", f"blkio.throttle.{name}_device"), _rate_line(rate))
 
-    def _create_v2(
-        self, memory_bytes: int | None, nano_cpus: int | None, pids_limit: int | None
-    ) -> None:
+    def _make_cpuset_levels(self) -> None:
+        """Make the cpuset directories down to the container's, each with its parent's CPUs
+        and memory nodes (a new v1 cpuset cgroup has none, and no process could join it)."""
+        level = self.layout.mounts["cpuset"]
+        for part in [*self.parent.split("/"), self.container_id]:
+            if not part:
+                continue
+            parent, level = level, os.path.join(level, part)
+            os.makedirs(level, exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if not _read(os.path.join(level, name)):
+                    _write(os.path.join(level, name), _read(os.path.join(parent, name)))
+
+    def _apply_v1(self, limits: Resources) -> None:
+        """Write every limit ``limits`` sets (on create, and again on ``docker update``)."""
+        if limits.memory_bytes is not None or limits.memory_swap is not None:
+            self._set_memory_v1(limits)
+        if limits.memory_reservation is not None:
+            _write(self._file("memory", "memory.soft_limit_in_bytes"),
+                   str(limits.memory_reservation))  # fmt: skip
+        if limits.memory_swappiness is not None:
+            _write(self._file("memory", "memory.swappiness"), str(limits.memory_swappiness))
+        if limits.oom_kill_disable:
+            _write(self._file("memory", "memory.oom_control"), "1")
+        if limits.nano_cpus is not None and "cpu" in self.dirs:
+            _write(self._file("cpu", "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            _write(self._file("cpu", "cpu.cfs_quota_us"), str(_cpu_quota(limits.nano_cpus)))
+        if limits.cpu_shares is not None:
+            _write(self._file("cpu", "cpu.shares"), str(limits.cpu_shares))
+        if limits.cpuset_cpus:
+            _write(self._file("cpuset", "cpuset.cpus"), limits.cpuset_cpus)
+        if limits.cpuset_mems:
+            _write(self._file("cpuset", "cpuset.mems"), limits.cpuset_mems)
+        if limits.pids_limit is not None and limits.pids_limit > 0 and "pids" in self.dirs:
+            _write(self._file("pids", "pids.max"), str(limits.pids_limit))
+
+    def _set_memory_v1(self, limits: Resources) -> None:
+        memory = limits.memory_bytes if limits.memory_bytes is not None else -1
+        swap_file = self._file("memory", "memory.memsw.limit_in_bytes")
+        has_swap_file = os.path.exists(swap_file)
+        if limits.memory_swap is not None and limits.memory_swap != 0 and not has_swap_file:
+            raise CgroupError("the kernel has no swap accounting (memory.memsw.limit_in_bytes)")
+        # docker's default without --memory-swap: as much swap as memory.
+        swap = limits.memory_swap or (memory * 2 if memory > 0 else -1)
+        limit_file = self._file("memory", "memory.limit_in_bytes")
+        if not has_swap_file:
+            _write(limit_file, str(memory))
+            return
+        # The kernel keeps memory <= memory+swap at every step: raise the sum first when the
+        # new memory limit is above the old sum, else lower the memory limit first.
+        try:
+            _write(limit_file, str(memory))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _write(swap_file, str(swap))
+            _write(limit_file, str(memory))
+        _write(swap_file, str(swap))
+
+    def update(self, resources: Resources) -> None:
+        """Apply ``resources`` to the existing cgroups (``docker update``); the device rules
+        and block I/O throttles are the container's for its life."""
+        if not self.exists():
+            raise CgroupError(f"container {self.container_id} has no cgroup")
+        if self.version == 1:
+            self._apply_v1(resources)
+        else:
+            self._apply_v2(resources)
+
+    def _create_v2(self, resources: Resources) -> None:
         root = self.layout.mounts[""]
         directory = self.dirs[""]
         # Every level above the container must hand the controllers down.
@@ -253,15 +311,42 @@ class ContainerCgroup:
             os.makedirs(level, exist_ok=True)
         self._enable_controllers(level)
         os.makedirs(directory, exist_ok=True)
-        if memory_bytes is not None:
-            _write(os.path.join(directory, "memory.max"), str(memory_bytes))
+        self._apply_v2(resources)
+        lines: dict[str, list[str]] = {
+            f"{rate.major}:{rate.minor}": [] for _, rates in _throttle_files(resources)
+            for rate in rates
+        }  # fmt: skip
+        for name, rates in _throttle_files(resources):
+            key = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops"}.get(name, "wiops")
+            for rate in rates:
+                lines[f"{rate.major}:{rate.minor}"].append(f"{key}={rate.rate}")
+        for device, settings in lines.items():
+            _write(os.path.join(directory, "io.max"), f"{device} {' '.join(settings)}")
+
+    def _apply_v2(self, limits: Resources) -> None:
+        directory = self.dirs[""]
+        if limits.memory_swappiness is not None or limits.oom_kill_disable:
+            raise CgroupError("memory swappiness and oom-kill-disable have no cgroup v2 setting")
+        if limits.memory_bytes is not None:
+            _write(os.path.join(directory, "memory.max"), str(limits.memory_bytes))
             swap_file = os.path.join(directory, "memory.swap.max")
             if os.path.exists(swap_file):
-                _write(swap_file, str(memory_bytes))
-        if nano_cpus is not None:
-            _write(os.path.join(directory, "cpu.max"), f"{_cpu_quota(nano_cpus)} {CPU_PERIOD_US}")
-        if pids_limit is not None and pids_limit > 0:
-            _write(os.path.join(directory, "pids.max"), str(pids_limit))
+                swap = limits.memory_swap or limits.memory_bytes * 2
+                extra = "max" if swap < 0 else str(swap - limits.memory_bytes)
+                _write(swap_file, extra)
+        if limits.memory_reservation is not None:
+            _write(os.path.join(directory, "memory.low"), str(limits.memory_reservation))
+        if limits.nano_cpus is not None:
+            _write(os.path.join(directory, "cpu.max"),
+                   f"{_cpu_quota(limits.nano_cpus)} {CPU_PERIOD_US}")  # fmt: skip
+        if limits.cpu_shares is not None:
+            _write(os.path.join(directory, "cpu.weight"), str(cpu_weight(limits.cpu_shares)))
+        if limits.cpuset_cpus:
+            _write(os.path.join(directory, "cpuset.cpus"), limits.cpuset_cpus)
+        if limits.cpuset_mems:
+            _write(os.path.join(directory, "cpuset.mems"), limits.cpuset_mems)
+        if limits.pids_limit is not None and limits.pids_limit > 0:
+            _write(os.path.join(directory, "pids.max"), str(limits.pids_limit))
 
     @staticmethod
     def _enable_controllers(directory: str) -> None:
@@ -435,6 +520,38 @@ class ContainerCgroup:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def cpu_weight(shares: int) -> int:
+    """cgroup v2's ``cpu.weight`` (1..10000) for v1's ``cpu.shares`` (2..262144), as runc
+    converts it."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def _throttle_files(resources: Resources) -> list[tuple[str, tuple[DeviceRate, ...]]]:
+    return [
+        ("read_bps", resources.blkio_read_bps),
+        ("write_bps", resources.blkio_write_bps),
+        ("read_iops", resources.blkio_read_iops),
+        ("write_iops", resources.blkio_write_iops),
+    ]
+
+
+def _rate_line(rate: DeviceRate) -> str:
+    return f"{rate.major}:{rate.minor} {rate.rate}"
+
+
+def host_cpus() -> str:
+    """The CPUs this machine has online, in the kernel's list format (``0-3``)."""
+    return _read("/sys/devices/system/cpu/online")
+
+
+def host_memory_nodes() -> str:
+    """The memory (NUMA) nodes this machine has online (``0`` on most)."""
+    try:
+        return _read("/sys/devices/system/node/online")
+    except OSError:
+        return "0"
 
 
 def _cpu_quota(nano_cpus: int) -> int:

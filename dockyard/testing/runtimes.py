@@ -54,11 +54,13 @@ from dockyard.core.interfaces import (
     DEFAULT_CAPABILITIES,
     BindMount,
     ContainerSpec,
+    DeviceNode,
     IdMapping,
     LaunchError,
     Mount,
     ProcessSpec,
     Resources,
+    Rlimit,
     Runtime,
     spec_to_json,
 )
@@ -776,6 +778,75 @@ class RuntimeConformance(RuntimeHarness):
         # Rooted at its own cgroup, and 1.5 CPUs are a quota of 150 ms in 100.
         assert result.stdout.split() == [str(64 << 20), "150000", "30"], result
         assert "Read-only file system" in result.stderr
+
+    def test_cpu_memory_and_cpuset_settings_are_applied(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        if not Path("/sys/fs/cgroup/memory").is_dir():
+            pytest.skip("checks cgroup v1's files")
+        script = (
+            "cd /sys/fs/cgroup; cat cpu/cpu.shares cpuset/cpuset.cpus cpuset/cpuset.mems "
+            "memory/memory.memsw.limit_in_bytes memory/memory.soft_limit_in_bytes "
+            "memory/memory.swappiness; grep oom_kill_disable memory/memory.oom_control"
+        )
+        resources = Resources(
+            memory_bytes=64 << 20, memory_swap=96 << 20, memory_reservation=32 << 20,
+            memory_swappiness=10, oom_kill_disable=True, cpu_shares=512, cpuset_cpus="0",
+            cpuset_mems="0",
+        )  # fmt: skip
+        result = run(make_spec("sh", "-c", script, resources=resources))
+        assert result.stdout.split() == [
+            "512", "0", "0", str(96 << 20), str(32 << 20), "10", "oom_kill_disable", "1",
+        ], result  # fmt: skip
+
+    def test_update_changes_the_running_containers_limits(
+        self, make_spec: SpecFactory, start: Starter, runtime: Runtime
+    ) -> None:
+        if not Path("/sys/fs/cgroup/memory").is_dir():
+            pytest.skip("checks cgroup v1's files")
+        spec = make_spec("sleep", "30", resources=Resources(memory_bytes=64 << 20))
+        running = start(spec)
+        new = Resources(memory_bytes=96 << 20, memory_swap=192 << 20, nano_cpus=500_000_000,
+                        cpu_shares=256, cpuset_cpus="0", pids_limit=40)  # fmt: skip
+        runtime.update(spec.id, new)
+        status, output = self.exec_in(
+            runtime, running, "sh", "-c",
+            "cd /sys/fs/cgroup; cat memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes"
+            " cpu/cpu.cfs_quota_us cpu/cpu.shares cpuset/cpuset.cpus pids/pids.max",
+        )  # fmt: skip
+        assert (status, output.split()) == (
+            0, [str(96 << 20), str(192 << 20), "50000", "256", "0", "40"])  # fmt: skip
+        assert runtime.stats(spec.id).pids_limit == 40
+        runtime.cleanup(spec.id)
+        with pytest.raises(NotFound):
+            runtime.update(spec.id, new)
+
+    def test_devices_are_made_and_allowed_by_the_cgroup(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        null = os.stat("/dev/null").st_rdev
+        node = DeviceNode("/dev/mynull", "c", os.major(null), os.minor(null), 0o640, 0, 10)
+        script = "stat -c '%a %g' /dev/mynull; echo x > /dev/mynull && echo WROTE"
+        spec = make_spec(
+            "sh", "-c", script, devices=(node,),
+            resources=Resources(device_rules=(f"c {os.major(null)}:{os.minor(null)} rwm",)),
+        )  # fmt: skip
+        result = run(spec)
+        assert result.stdout.split() == ["640", "10", "WROTE"], result
+
+    def test_rlimits_and_oom_score_adj_reach_the_process_and_execs(
+        self, make_spec: SpecFactory, start: Starter, runtime: Runtime
+    ) -> None:
+        limits = (Rlimit("RLIMIT_NOFILE", 512, 1024), Rlimit("RLIMIT_NPROC", 100, 200))
+        spec = make_spec("sleep", "30",
+                         process={"rlimits": limits, "oom_score_adj": 300})  # fmt: skip
+        running = start(spec)
+        assert Path(f"/proc/{running.pid}/oom_score_adj").read_text() == "300\n"
+        status, output = self.exec_in(
+            runtime, running, "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u",
+            rlimits=limits, oom_score_adj=300,
+        )  # fmt: skip
+        assert (status, output.split()) == (0, ["512", "1024", "100"])
 
     def test_pids_limit_caps_a_fork_bomb(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime

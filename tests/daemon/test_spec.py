@@ -146,5 +146,7 @@ def test_resources_as_docker_computes_them():
     )  # fmt: skip
     assert (plan.resources.memory_bytes, plan.resources.nano_cpus) == (64 << 20, 500_000_000)
     assert plan.resources.pids_limit is None  # -1 and 0 are unlimited
-    assert plan.host_config.nano_cpus == 500_000_000
+    # As dockerd shows them: the quota and period given, not NanoCpus (docker update's rules
+    # tell the two apart).
+    assert (plan.host_config.nano_cpus, plan.host_config.cpu_quota) == (0, 50000)
     assert plan.host_config.log_config.type == "json-file"

@@ -35,7 +35,12 @@ from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, fra
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import model
-from dockyard.daemon.containers.config import CreateRequest, ExecConfig, ExecStartConfig
+from dockyard.daemon.containers.config import (
+    CreateRequest,
+    ExecConfig,
+    ExecStartConfig,
+    HostConfig,
+)
 from dockyard.daemon.containers.detach import ATTACH_REFUSAL, DetachScanner, detach_keys
 from dockyard.daemon.containers.execs import ExecRegistry, exec_process
 from dockyard.daemon.containers.health import FILTER_VALUES as HEALTH_FILTER_VALUES
@@ -266,6 +271,12 @@ async def restart(request: Request) -> Response:
 async def kill(request: Request) -> Response:
     await _manager(request).kill(request.path_params["id"], request.query_params.get("signal"))
     return _no_content()
+
+
+async def update(request: Request) -> Response:
+    body = await _body(request, HostConfig)
+    warnings = await _manager(request).update(request.path_params["id"], body)
+    return JSONResponse({"Warnings": warnings or None})
 
 
 async def pause(request: Request) -> Response:
@@ -930,6 +941,7 @@ def routes() -> list[Route]:
         Route("/containers/{id}/stop", stop, methods=["POST"]),
         Route("/containers/{id}/restart", restart, methods=["POST"]),
         Route("/containers/{id}/kill", kill, methods=["POST"]),
+        Route("/containers/{id}/update", update, methods=["POST"]),
         Route("/containers/{id}/pause", pause, methods=["POST"]),
         Route("/containers/{id}/unpause", unpause, methods=["POST"]),
         Route("/containers/{id}/wait", wait, methods=["POST"]),

@@ -230,7 +230,12 @@ def _event_matches(event: Event, filters: dict[str, list[str]]) -> bool:
     }
     for key, wanted in filters.items():
         value = checks.get(key)
-        if key == "label":
+        if key == "container" and event.type == "container":
+            # As dockerd: the container's id or name, or a prefix of either.
+            names = (event.actor_id, event.attributes.get("name", ""))
+            if not any(n.startswith(w) for w in wanted for n in names if w):
+                return False
+        elif key == "label":
             labels = [f"{k}={v}" for k, v in event.attributes.items()] + list(event.attributes)
             if not any(w in labels for w in wanted):
                 return False

@@ -336,6 +336,8 @@ async def exec_process(container: Container, config: ExecConfig) -> tuple[Proces
         no_new_privileges=base.no_new_privileges,
         console_size=console_size(config.console_size, "ConsoleSize"),
         seccomp=base.seccomp,  # the container's policy, --privileged or not (as docker)
+        rlimits=base.rlimits,  # as dockerd: an exec gets the container's process limits
+        oom_score_adj=base.oom_score_adj,
     )
     return process, start_error
 

@@ -33,8 +33,13 @@ from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotF
 from dockyard.core.interfaces import LogReader, Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
-from dockyard.daemon.containers import options, spec, volume_mounts
-from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, EndpointSettings
+from dockyard.daemon.containers import limits, options, spec, unapplied, volume_mounts
+from dockyard.daemon.containers.config import (
+    ContainerConfig,
+    CreateRequest,
+    EndpointSettings,
+    HostConfig,
+)
 from dockyard.daemon.containers.etc_files import write_etc_files
 from dockyard.daemon.containers.execs import ExecRegistry
 from dockyard.daemon.containers.health import (
@@ -68,6 +73,7 @@ from dockyard.daemon.images.store import ImageRecord, ImageStore
 from dockyard.daemon.networks.records import Attachment, NetworkRecord
 from dockyard.daemon.volumes import VolumeStore
 from dockyard.linux import inroot
+from dockyard.linux.cgroups import host_cpus, host_memory_nodes
 from dockyard.linux.mounts import mount_all, unmount_all
 from dockyard.linux.processes import ProcessHandle
 
@@ -145,6 +151,8 @@ class ContainerManager:
             user_namespace=user_namespace,
             runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
             logging=logging or LogDrivers(),
+            host_cpus=host_cpus(),
+            host_memory_nodes=host_memory_nodes(),
         )
         self.containers: dict[str, Container] = {}
         #: Set by the daemon once its networks exist; without it containers get loopback
@@ -259,6 +267,8 @@ class ContainerManager:
         except DecodeError as exc:
             raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
         plan = spec.plan(request, image_config, self.settings)
+        devices, resources = limits.resolve_devices(plan.host_config, plan.resources)
+        plan = attrs.evolve(plan, devices=devices, resources=resources)
         attachments: list[Attachment] = []
         if self.networking is not None:
             mode, attachments = self.networking.plan(
@@ -640,12 +650,23 @@ class ContainerManager:
             raise Conflict(f"{verb}Container {container.id} is not running")
 
     async def kill(self, name: str, signal_value: str | None) -> None:
+        """``POST /containers/{id}/kill``. As dockerd: a SIGKILL (the default) is answered once
+        the exit is recorded, so an inspect right after shows it exited with 137; any other
+        signal is answered once sent (the process may ignore it)."""
         container = self.get(name)
         signum = options.parse_signal(signal_value)
         self._require_running(container, f"Cannot kill container: {name}: ")
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             container.state.stopped_by_user = True
             self._save(container)
+        waiter = self.wait_future(container.id, "not-running") if signum == signal.SIGKILL else None
+        self._send_signal(container, signum)
+        if waiter is not None:
+            await waiter
+
+    def _send_signal(self, container: Container, signum: int) -> None:
+        """Signal the container's init and log the ``kill`` event dockerd logs for every signal
+        it sends (``kill``, and ``stop``'s): before the exit, so before ``die``."""
         self._signal(container, signum)
         self._event("kill", container, signal=str(signum))
 
@@ -676,14 +697,14 @@ class ContainerManager:
         if timeout is None:
             timeout = container.config.stop_timeout or DEFAULT_STOP_TIMEOUT
         waiter = self.wait_future(container.id, "not-running")
-        self._signal(container, stop_signal)
+        self._send_signal(container, stop_signal)
         if timeout < 0:
             await waiter
         else:
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), timeout)
             except TimeoutError:
-                self._signal(container, signal.SIGKILL)
+                self._send_signal(container, signal.SIGKILL)
                 await waiter
         self._event("stop", container)
 
@@ -715,6 +736,39 @@ class ContainerManager:
         self._save(container)
         self._event("pause" if pause else "unpause", container)
 
+    # ------------------------------------------------------------------ update
+
+    async def update(self, name: str, update: HostConfig) -> list[str]:
+        """``POST /containers/{id}/update``: new limits and restart policy, applied to the
+        running container's cgroups and kept for its next starts; the ``update`` event."""
+        container = self.get(name)
+        unapplied.refuse_unapplied(ContainerConfig(), update)
+        limits.refuse_not_updatable(update)
+        limits.plan_resources(update, self.settings.host_facts, update=True)
+        async with self.live(container).lock:
+            if container.id not in self.containers:
+                raise NotFound(f"No such container: {name}")
+            host_config = limits.merge_update(
+                container.host_config, update, container.host_config.auto_remove
+            )
+            planned = limits.plan_resources(host_config, self.settings.host_facts, update=True)
+            # Devices and block I/O throttles are the container's for its life.
+            resources = attrs.evolve(
+                planned,
+                device_rules=container.spec.resources.device_rules,
+                blkio_read_bps=container.spec.resources.blkio_read_bps,
+                blkio_write_bps=container.spec.resources.blkio_write_bps,
+                blkio_read_iops=container.spec.resources.blkio_read_iops,
+                blkio_write_iops=container.spec.resources.blkio_write_iops,
+            )
+            if container.state.status in ("running", "paused") and self.runtime is not None:
+                await run_in_threadpool(self.runtime.update, container.id, resources)
+            container.host_config = host_config
+            container.spec = attrs.evolve(container.spec, resources=resources)
+            self._save(container)
+        self._event("update", container)
+        return []
+
     # ------------------------------------------------------------------ remove
 
     async def remove(self, name: str, force: bool, remove_volumes: bool) -> None:
@@ -731,7 +785,7 @@ class ContainerManager:
             if container.state.status != "restarting":
                 container.state.stopped_by_user = True
                 waiter = self.wait_future(container.id, "not-running")
-                self._signal(container, signal.SIGKILL)
+                self._send_signal(container, signal.SIGKILL)
                 await waiter
         async with self.live(container).lock:
             if container.id in self.containers:

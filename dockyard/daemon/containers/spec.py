@@ -25,14 +25,16 @@ from dockyard.core.interfaces import (
     DEFAULT_READONLY_PATHS,
     BindMount,
     ContainerSpec,
+    DeviceNode,
     IdMapping,
     Mount,
     ProcessSpec,
     Resources,
+    Rlimit,
     TmpfsMount,
 )
 from dockyard.daemon import volumes as volumes_module
-from dockyard.daemon.containers import options, tmpfs, unapplied
+from dockyard.daemon.containers import limits, options, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -42,7 +44,6 @@ from dockyard.daemon.containers.config import (
 from dockyard.daemon.containers.health import check_healthcheck, merge_healthcheck
 from dockyard.daemon.containers.log_drivers import LogDrivers
 
-MINIMUM_MEMORY = 6 * 1024 * 1024
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -67,6 +68,13 @@ class DaemonSettings:
     runtime_options: tuple[tuple[str, str], ...] = ()
     #: The log drivers, and the daemon's ``log-driver`` and ``log-opts``.
     logging: LogDrivers = attrs.Factory(LogDrivers)
+    #: Online CPUs and memory nodes (``0-1``), which ``--cpuset-*`` must stay within.
+    host_cpus: str = ""
+    host_memory_nodes: str = ""
+
+    @property
+    def host_facts(self) -> limits.HostFacts:
+        return limits.HostFacts(self.cpu_count, self.host_cpus, self.host_memory_nodes)
 
 
 @attrs.frozen
@@ -113,6 +121,12 @@ class Plan:
     console_size: tuple[int, int]
     #: ``HostConfig.Tmpfs`` and the ``Mounts`` of type tmpfs, in that order.
     tmpfs: tuple[TmpfsMount, ...] = ()
+    #: ``--ulimit`` and ``--oom-score-adj``, for the container's processes (execs' too).
+    rlimits: tuple[Rlimit, ...] = ()
+    oom_score_adj: int = 0
+    #: ``--device`` nodes, found on the host by :func:`~.limits.resolve_devices` (the manager
+    #: adds them, with their cgroup rules in ``resources``).
+    devices: tuple[DeviceNode, ...] = ()
 
     @property
     def privileged(self) -> bool:
@@ -150,7 +164,7 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     args = tuple(entrypoint + cmd)
     if not args:
         raise InvalidParameter("No command specified")
-    resources = _resources(host, settings.cpu_count)
+    resources = limits.plan_resources(host, settings.host_facts)
     restart = _restart_policy(host)
     network_mode = host.network_mode or "default"  # the daemon's networks check it
     capabilities = options.capabilities(host.cap_add, host.cap_drop, host.privileged)
@@ -183,12 +197,11 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     if config.stop_signal:
         options.parse_signal(config.stop_signal)  # refused now rather than at `docker stop`
     host_config = attrs.evolve(
-        host,
+        limits.with_swap_default(host),
         network_mode=network_mode,
         restart_policy=restart,
         log_config=log_config,
         memory=resources.memory_bytes or 0,
-        nano_cpus=resources.nano_cpus or 0,
         pids_limit=resources.pids_limit,
     )
     return Plan(
@@ -206,25 +219,9 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         runtime_options=settings.runtime_options,
         console_size=console_size(host.console_size, "HostConfig.ConsoleSize"),
         tmpfs=tmpfs_mounts,
+        rlimits=limits.rlimits(host),
+        oom_score_adj=limits.oom_score_adj(host),
     )
-
-
-def _resources(host: HostConfig, cpu_count: int) -> Resources:
-    memory = host.memory or None
-    if memory is not None and memory < 0:
-        raise InvalidParameter(f"invalid memory limit: {memory}")
-    if memory is not None and memory < MINIMUM_MEMORY:
-        raise InvalidParameter("Minimum memory limit allowed is 6MB")
-    nano_cpus = host.nano_cpus or None
-    if nano_cpus is None and host.cpu_quota and host.cpu_period:
-        nano_cpus = host.cpu_quota * 1_000_000_000 // host.cpu_period
-    if nano_cpus is not None and not 0 < nano_cpus <= cpu_count * 10**9:
-        raise InvalidParameter(
-            f"Range of CPUs is from 0.01 to {cpu_count}.00, as there are only "
-            f"{cpu_count} CPUs available"
-        )
-    pids_limit = host.pids_limit if host.pids_limit and host.pids_limit > 0 else None
-    return Resources(memory, nano_cpus, pids_limit)
 
 
 def _restart_policy(host: HostConfig) -> RestartPolicy:
@@ -339,6 +336,8 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         no_new_privileges=plan.security.no_new_privileges,
         seccomp="unconfined" if plan.privileged or plan.security.unconfined_seccomp else "default",
         console_size=plan.console_size,
+        rlimits=plan.rlimits,
+        oom_score_adj=plan.oom_score_adj,
     )
     return ContainerSpec(
         id=prepared.container_id,
@@ -358,6 +357,7 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         state_dir=prepared.state_dir,
         runtime_options=plan.runtime_options,
         tmpfs=plan.tmpfs,
+        devices=plan.devices,
     )
 
 

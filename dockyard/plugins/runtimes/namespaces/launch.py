@@ -89,12 +89,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         raise LaunchError("the container has no state directory", 125)
     try:
         cgroup = ContainerCgroup(spec.id, cgroup_parent(spec))
-        cgroup.create(
-            spec.resources.memory_bytes,
-            spec.resources.nano_cpus,
-            spec.resources.pids_limit,
-            privileged=spec.privileged,
-        )
+        cgroup.create(spec.resources, privileged=spec.privileged)
     except (OSError, CgroupError) as exc:
         raise LaunchError(f"cannot create the container's cgroup: {exc}", 125) from None
     cgroup_fds: list[int] = []
@@ -492,6 +487,7 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
             syscalls.mount(f"/dev/{name}", node, None, syscalls.MS_BIND)
     for name, target in STANDARD_LINKS.items():
         os.symlink(target, os.path.join(dev, name))
+    _make_devices(spec, rootfs)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
     pts_flags = syscalls.MS_NOSUID | syscalls.MS_NOEXEC
@@ -512,6 +508,24 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
         console = os.path.join(dev, "console")
         mounts.ensure_mountpoint(console, directory=False)
         syscalls.mount(_terminal_path(stdio[0]), console, None, syscalls.MS_BIND)
+
+
+def _make_devices(spec: ContainerSpec, rootfs: str) -> None:
+    """The ``--device`` nodes, made as the host has them (the cgroup rules let them be used)."""
+    for device in spec.devices:
+        node = _inside(rootfs, device.path)
+        os.makedirs(os.path.dirname(node), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(node)  # one of the standard nodes, asked for under its own name
+        kind = stat.S_IFBLK if device.type == "b" else stat.S_IFCHR
+        try:
+            os.mknod(node, kind | device.mode, os.makedev(device.major, device.minor))
+        except PermissionError:
+            raise process.ProcessFailure(
+                f"cannot make device {device.path} (no device nodes in a user namespace)"
+            ) from None
+        os.chmod(node, device.mode)  # mknod's mode goes through the umask
+        os.chown(node, device.uid, device.gid)
 
 
 def _terminal_path(fd: int) -> str:

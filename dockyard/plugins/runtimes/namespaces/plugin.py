@@ -8,9 +8,15 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
-from dockyard.core.errors import Conflict, DriverUnavailable, NotFound
+from dockyard.core.errors import Conflict, DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
-from dockyard.core.interfaces import ContainerProcess, ContainerSpec, ContainerStats, ProcessSpec
+from dockyard.core.interfaces import (
+    ContainerProcess,
+    ContainerSpec,
+    ContainerStats,
+    ProcessSpec,
+    Resources,
+)
 from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
@@ -119,6 +125,14 @@ class NamespacesRuntime:
         state directory, which the core owns).
         """
         self._cgroup(container_id).remove()
+
+    def update(self, container_id: str, resources: Resources) -> None:
+        """Write the new limits into the running container's cgroups."""
+        cgroup = self._existing_cgroup(container_id)
+        try:
+            cgroup.update(resources)
+        except (OSError, CgroupError) as exc:
+            raise InvalidParameter(f"Cannot update container {container_id}: {exc}") from None
 
 
 _verdict: str | None = None

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource
 import signal
 import stat
 import termios
@@ -148,6 +149,28 @@ def apply_credentials(process: ProcessSpec, privileged: bool) -> None:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def apply_limits(process: ProcessSpec) -> None:
+    """``--ulimit`` and ``--oom-score-adj``, while still root: raising a hard limit and
+    lowering the OOM score need privileges the process may give up next."""
+    for limit in getattr(process, "rlimits", ()):
+        # The exec helper sees the spec as JSON: dicts rather than Rlimit records.
+        kind, soft, hard = (
+            (limit["type"], limit["soft"], limit["hard"]) if isinstance(limit, dict)
+            else (limit.type, limit.soft, limit.hard)
+        )  # fmt: skip
+        number = getattr(resource, kind, None)
+        if number is None:
+            raise ProcessFailure(f"unknown resource limit {kind}")
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as exc:
+            raise ProcessFailure(f"error setting rlimit type {kind}: {exc}") from None
+    adjustment = getattr(process, "oom_score_adj", 0)
+    if adjustment:
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write(str(adjustment))
+
+
 def install_stdio(stdio: tuple[int, int, int], terminal: bool) -> None:
     """Make ``stdio`` fds 0, 1, 2; for a terminal, a new session with it as controlling tty."""
     # Copies first, so dup2 onto 0-2 cannot clobber a source that happens to be 0-2.
@@ -220,6 +243,7 @@ def run(
     if unshare_cgroup:
         # After joining, so the container's cgroup is the root of its cgroup namespace.
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+    apply_limits(process)
     if seccomp_filter is not None:
         # Last of what needs refused calls, and while still holding CAP_SYS_ADMIN: the kernel
         # then takes a filter without no_new_privs, which docker leaves off by default.

@@ -18,6 +18,7 @@ from dockyard.core.interfaces import (
     IdMapping,
     LaunchError,
     ProcessSpec,
+    Resources,
     TmpfsMount,
 )
 from dockyard.linux import seccomp
@@ -94,7 +95,19 @@ def process_config(process: ProcessSpec, privileged: bool) -> dict[str, Any]:
     rows, columns = process.console_size
     if process.terminal and rows > 0 and columns > 0:
         config["consoleSize"] = {"height": rows, "width": columns}
+    if process.rlimits:
+        config["rlimits"] = [
+            {"type": r.type, "soft": _rlimit_value(r.soft), "hard": _rlimit_value(r.hard)}
+            for r in process.rlimits
+        ]
+    if process.oom_score_adj:
+        config["oomScoreAdj"] = process.oom_score_adj
     return config
+
+
+def _rlimit_value(value: int) -> int:
+    """runc takes an unsigned 64-bit number: docker's -1 (unlimited) is RLIM_INFINITY."""
+    return value if value >= 0 else (1 << 64) - 1
 
 
 def _sys_mount(spec: ContainerSpec, read_only: list[str]) -> dict[str, Any]:
@@ -203,23 +216,84 @@ def _id_mappings(mappings: tuple[IdMapping, ...]) -> list[dict[str, int]]:
 
 
 def _resources(spec: ContainerSpec) -> dict[str, Any]:
-    limits = spec.resources
     devices = [{"allow": True, "access": "rwm"}] if spec.privileged else [
         {"allow": False, "access": "rwm"}, *_MKNOD_RULES,
+        *(device_rule(rule) for rule in spec.resources.device_rules),
     ]  # fmt: skip
-    resources: dict[str, Any] = {"devices": devices}
+    resources: dict[str, Any] = {"devices": devices, **oci_resources(spec.resources)}
+    throttles = {
+        "throttleReadBpsDevice": spec.resources.blkio_read_bps,
+        "throttleWriteBpsDevice": spec.resources.blkio_write_bps,
+        "throttleReadIOPSDevice": spec.resources.blkio_read_iops,
+        "throttleWriteIOPSDevice": spec.resources.blkio_write_iops,
+    }
+    block_io = {
+        key: [{"major": r.major, "minor": r.minor, "rate": r.rate} for r in rates]
+        for key, rates in throttles.items() if rates
+    }  # fmt: skip
+    if block_io:
+        resources["blockIO"] = block_io
+    return resources
+
+
+def oci_resources(limits: Resources) -> dict[str, Any]:
+    """The cgroup limits of ``linux.resources`` (devices and block I/O aside): what the bundle
+    starts the container with, and what ``runc update`` takes for ``docker update``."""
+    resources: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
     if limits.memory_bytes is not None:
-        memory: dict[str, int] = {"limit": limits.memory_bytes}
+        memory["limit"] = limits.memory_bytes
         if os.path.exists(_V1_MEMSW_FILE):
             # docker's default without --memory-swap: as much swap as memory.
-            memory["swap"] = limits.memory_bytes * 2
+            memory["swap"] = limits.memory_swap or limits.memory_bytes * 2
+    elif limits.memory_swap is not None:
+        memory["swap"] = limits.memory_swap
+    if limits.memory_reservation is not None:
+        memory["reservation"] = limits.memory_reservation
+    if limits.memory_swappiness is not None:
+        memory["swappiness"] = limits.memory_swappiness
+    if limits.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    if memory:
         resources["memory"] = memory
+    cpu: dict[str, Any] = {}
     if limits.nano_cpus is not None:
         quota = max(limits.nano_cpus * CPU_PERIOD_US // 1_000_000_000, CPU_MIN_QUOTA_US)
-        resources["cpu"] = {"quota": quota, "period": CPU_PERIOD_US}
+        cpu.update(quota=quota, period=CPU_PERIOD_US)
+    if limits.cpu_shares is not None:
+        cpu["shares"] = limits.cpu_shares
+    if limits.cpuset_cpus:
+        cpu["cpus"] = limits.cpuset_cpus
+    if limits.cpuset_mems:
+        cpu["mems"] = limits.cpuset_mems
+    if cpu:
+        resources["cpu"] = cpu
     if limits.pids_limit is not None and limits.pids_limit > 0:
         resources["pids"] = {"limit": limits.pids_limit}
     return resources
+
+
+def device_rule(rule: str) -> dict[str, Any]:
+    """A v1 ``devices.allow`` line (``c 1:3 rwm``, ``b *:* m``, ``a``) as an OCI device rule."""
+    kind, _, rest = rule.partition(" ")
+    numbers, _, access = rest.partition(" ")
+    major, _, minor = numbers.partition(":")
+    entry: dict[str, Any] = {"allow": True, "type": kind, "access": access or "rwm"}
+    if major and major != "*":
+        entry["major"] = int(major)
+    if minor and minor != "*":
+        entry["minor"] = int(minor)
+    return entry
+
+
+def _devices(spec: ContainerSpec) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": d.path, "type": d.type, "major": d.major, "minor": d.minor,
+            "fileMode": d.mode, "uid": d.uid, "gid": d.gid,
+        }
+        for d in spec.devices
+    ]  # fmt: skip
 
 
 def _seccomp(capabilities: tuple[str, ...]) -> dict[str, Any]:
@@ -246,6 +320,8 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
         linux["readonlyPaths"] = list(spec.readonly_paths)
     if spec.process.seccomp != "unconfined":
         linux["seccomp"] = _seccomp(spec.process.capabilities)
+    if spec.devices:
+        linux["devices"] = _devices(spec)
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process_config(spec.process, spec.privileged),

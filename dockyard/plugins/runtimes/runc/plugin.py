@@ -27,7 +27,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
-from dockyard.core.errors import DockyardError, DriverUnavailable, NotFound
+from dockyard.core.errors import DockyardError, DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import (
     ContainerProcess,
@@ -35,6 +35,7 @@ from dockyard.core.interfaces import (
     ContainerStats,
     LaunchError,
     ProcessSpec,
+    Resources,
 )
 from dockyard.linux.cgroups import (
     CgroupError,
@@ -44,7 +45,7 @@ from dockyard.linux.cgroups import (
     system_cpu_ns,
 )
 from dockyard.linux.processes import describe_all
-from dockyard.plugins.runtimes.runc.bundle import cgroups_path, process_config
+from dockyard.plugins.runtimes.runc.bundle import cgroups_path, oci_resources, process_config
 from dockyard.plugins.runtimes.runc.launch import (
     DEFAULT_BINARY,
     DEFAULT_CGROUP_PARENT,
@@ -220,6 +221,20 @@ class RuncRuntime:
             return cgroup.exists() and cgroup.oom_kills() > 0
         except (OSError, CgroupError):
             return False
+
+    def update(self, container_id: str, resources: Resources) -> None:
+        """``runc update``, the new limits as OCI resources on its stdin."""
+        self._require_state(container_id)
+        result = subprocess.run(
+            self.runc.command("update", "--resources", "-", container_id),
+            input=json.dumps(oci_resources(resources)).encode(),
+            capture_output=True,
+            timeout=RUNC_TIMEOUT,
+            check=False,
+        )
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip()
+            raise InvalidParameter(f"Cannot update container {container_id}: {message}")
 
     # ------------------------------------------------------------------ clean-up
 
