@@ -119,6 +119,14 @@ class DaemonConfig:
         "leaves it out, and containers then default to --network none (dockerd's -b none)",
         ("", "none"),
     )
+    init: bool = option(
+        False, "containers run an init (tini) as pid 1 unless they say --init=false, as dockerd's"
+    )
+    init_path: str = option(
+        "",
+        "the docker-init binary bound into containers run with --init; empty: Debian's "
+        "/usr/bin/docker-init or tini-static (apt-get install tini)",
+    )
 
 
 @attrs.frozen

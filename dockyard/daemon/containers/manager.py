@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.decoding import DecodeError
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
-from dockyard.core.interfaces import Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.core.interfaces import ContainerSpec, Mount, Runtime, StorageDriver, spec_to_json
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
-from dockyard.daemon.containers import options, spec
+from dockyard.daemon.containers import options, process_modes, spec
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest, EndpointSettings
 from dockyard.daemon.containers.etc_files import write_etc_files
 from dockyard.daemon.containers.init_process import hold_init
@@ -117,6 +117,9 @@ class ContainerManager:
         volumes: VolumeStore,
         emit: Callable[[str, str, dict[str, str]], None],
         user_namespace: spec.UserNamespace | None = None,
+        runtimes: tuple[str, ...] = (),
+        init: bool = False,
+        init_path: str = "",
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +135,10 @@ class ContainerManager:
             host_name=socket.gethostname(),
             user_namespace=user_namespace,
             runtime_options=tuple(runtime.launch_options) if runtime is not None else (),
+            runtime_name=runtime_name,
+            runtimes=runtimes,
+            init_path=init_path,
+            init=init,
         )
         self.containers: dict[str, Container] = {}
         #: Set by the daemon once its networks exist; without it containers get loopback
@@ -219,7 +226,7 @@ class ContainerManager:
             image_config = ENGINE_API.decode(raw_config or {}, ContainerConfig)
         except DecodeError as exc:
             raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
-        plan = spec.plan(request, image_config, self.settings)
+        plan = spec.plan(request, image_config, self.settings, self._shared_target)
         attachments: list[Attachment] = []
         if self.networking is not None:
             mode, attachments = self.networking.plan(
@@ -249,11 +256,13 @@ class ContainerManager:
             modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
             parents = self.images.layer_keys(image)
             rootfs = tuple(driver.prepare(snapshot, parents))
-            user = self._resolve_user(plan.user, rootfs, directory)
+            user = self._resolve_user(plan.user, rootfs, directory, plan.host_config.group_add)
             volume_names, sources = self._make_volumes(plan.volumes, made_volumes)
             network_host = plan.network_mode == "host"
             hostname = request.hostname or (
-                self.settings.host_name if network_host else container_id[:12]
+                self.settings.host_name
+                if network_host or plan.host_config.uts_mode == "host"
+                else container_id[:12]
             )
             prepared = spec.Prepared(
                 container_id=container_id,
@@ -305,8 +314,22 @@ class ContainerManager:
         self._event("create", container)
         return container, []
 
+    def _shared_target(self, name: str) -> process_modes.SharedTarget:
+        """A container another one shares namespaces with (``--pid container:NAME``)."""
+        try:
+            other = self.get(name)
+        except NotFound as exc:
+            raise InvalidParameter(exc.message) from None  # a 404 makes the CLI pull
+        return process_modes.SharedTarget(
+            other.id, other.host_config.ipc_mode, other.state.running, other.state.pid
+        )
+
     def _resolve_user(
-        self, user: str, rootfs: tuple[Mount, ...], directory: Path
+        self,
+        user: str,
+        rootfs: tuple[Mount, ...],
+        directory: Path,
+        group_add: list[str] | None = None,
     ) -> options.ResolvedUser:
         """Who the process runs as: ``--user`` against the image's passwd and group files.
 
@@ -323,7 +346,9 @@ class ContainerManager:
         finally:
             unmount_all(str(target))
             target.rmdir()
-        return options.parse_user(user, passwd, group)
+        resolved = options.parse_user(user, passwd, group)
+        gids = process_modes.additional_groups(resolved.additional_gids, group_add, group)
+        return attrs.evolve(resolved, additional_gids=gids)
 
     def _make_volumes(
         self, requests: tuple[spec.VolumeRequest, ...], made: list[str]
@@ -369,6 +394,13 @@ class ContainerManager:
             "log_max_files": log_max_files,
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
+        try:
+            container.spec = self._join_shared_namespaces(container)
+        except DockyardError as exc:
+            self._record_failed_start(container, str(exc), container.state.exit_code or 128)
+            if container.host_config.auto_remove:
+                await self._finish_exit(container, container.state.exit_code, str(exc))
+            raise
         if self.networking is not None:
             try:
                 container.spec = await run_in_threadpool(self.networking.plumb, container)
@@ -406,6 +438,12 @@ class ContainerManager:
         self._watch(container, container.state.supervisor_pid)
         self.live(container).init = hold_init(container.state)
         self._event("start", container)
+
+    def _join_shared_namespaces(self, container: Container) -> ContainerSpec:
+        host = container.host_config
+        return process_modes.join_shared_namespaces(
+            container.spec, host.pid_mode, host.ipc_mode, host.uts_mode, self._shared_target
+        )
 
     def _record_failed_start(self, container: Container, error: str, exit_code: int) -> None:
         container.state = attrs.evolve(

@@ -25,11 +25,6 @@ def _set(value: object) -> bool:
     return bool(value)
 
 
-def _not_null(value: object) -> bool:
-    """Fields where an empty list means something (``MaskedPaths: []``: mask nothing)."""
-    return value is not None
-
-
 def _swappiness_set(value: object) -> bool:
     return value is not None and value != -1
 
@@ -110,7 +105,6 @@ UNAPPLIED: tuple[Unapplied, ...] = (
         _swappiness_set,
     ),
     Unapplied(HostConfig, "oom_kill_disable", "HostConfig.OomKillDisable", _NOT_YET),
-    Unapplied(HostConfig, "init", "HostConfig.Init", _NOT_YET),
     Unapplied(HostConfig, "ulimits", "HostConfig.Ulimits", _NOT_YET),
     Unapplied(HostConfig, "cpu_count", "HostConfig.CpuCount", _WINDOWS),
     Unapplied(HostConfig, "cpu_percent", "HostConfig.CpuPercent", _WINDOWS),
@@ -119,12 +113,8 @@ UNAPPLIED: tuple[Unapplied, ...] = (
     # The rest of HostConfig
     Unapplied(HostConfig, "volume_driver", "HostConfig.VolumeDriver", _NOT_YET),
     Unapplied(HostConfig, "volumes_from", "HostConfig.VolumesFrom", _NOT_YET),
-    Unapplied(HostConfig, "cgroupns_mode", "HostConfig.CgroupnsMode", _NOT_YET),
-    Unapplied(HostConfig, "group_add", "HostConfig.GroupAdd", _NOT_YET),
-    Unapplied(HostConfig, "ipc_mode", "HostConfig.IpcMode", _NOT_YET),
     Unapplied(HostConfig, "cgroup", "HostConfig.Cgroup", _NOT_YET),
     Unapplied(HostConfig, "oom_score_adj", "HostConfig.OomScoreAdj", _NOT_YET),
-    Unapplied(HostConfig, "pid_mode", "HostConfig.PidMode", _NOT_YET),
     Unapplied(
         HostConfig,
         "storage_opt",
@@ -132,13 +122,7 @@ UNAPPLIED: tuple[Unapplied, ...] = (
         "no storage driver here takes per-container options (size needs xfs project quotas)",
     ),
     Unapplied(HostConfig, "tmpfs", "HostConfig.Tmpfs", _NOT_YET),
-    Unapplied(HostConfig, "uts_mode", "HostConfig.UTSMode", _NOT_YET),
-    Unapplied(HostConfig, "shm_size", "HostConfig.ShmSize", _NOT_YET),
-    Unapplied(HostConfig, "sysctls", "HostConfig.Sysctls", _NOT_YET),
-    Unapplied(HostConfig, "runtime", "HostConfig.Runtime", _NOT_YET),
     Unapplied(HostConfig, "isolation", "HostConfig.Isolation", _WINDOWS, _not_default_isolation),
-    Unapplied(HostConfig, "masked_paths", "HostConfig.MaskedPaths", _NOT_YET, _not_null),
-    Unapplied(HostConfig, "readonly_paths", "HostConfig.ReadonlyPaths", _NOT_YET, _not_null),
     # Config
     Unapplied(ContainerConfig, "healthcheck", "Healthcheck", _NOT_YET, _checks_health),
     Unapplied(ContainerConfig, "network_disabled", "NetworkDisabled", _NOT_YET),

@@ -33,7 +33,7 @@ from typing import NoReturn
 
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.linux import idmap, mounts, seccomp, syscalls
+from dockyard.linux import idmap, mounts, nsmounts, seccomp, syscalls
 from dockyard.linux.cgroups import (
     CGROUP_ROOT,
     CgroupError,
@@ -168,7 +168,7 @@ def _fork_init(
             # An earlier launch in this process: its namespace (now maybe dead) is still where
             # our children would go. Joining our own active one again is always allowed.
             syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
-        syscalls.unshare(syscalls.CLONE_NEWPID)
+        _enter_pid_namespace(spec.pid_namespace)
         try:
             pid = os.fork()
         except BaseException:
@@ -338,7 +338,7 @@ def _container_init(
     binds: list[_Bind] | None = None,
 ) -> NoReturn:
     try:
-        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+        flags = syscalls.CLONE_NEWNS | _shared_namespaces(spec)
         own_network = spec.network_mode != "host"
         if own_network and not spec.netns:
             flags |= syscalls.CLONE_NEWNET
@@ -357,16 +357,20 @@ def _container_init(
             rootfs = "."
         _build_root(spec, rootfs, stdio, own_network, _bind_list(spec) if binds is None else binds)
         _pivot(rootfs)
+        _write_sysctls(spec.sysctls)  # before /proc/sys turns read-only
         _restrict_paths(spec)
         if spec.read_only_rootfs:
             mounts.remount_read_only("/")
-        if spec.hostname:
+        if spec.hostname and not spec.uts_namespace:
             syscalls.sethostname(spec.hostname)
         if own_network and not spec.netns:
             _loopback_up()
         # Joined only now, so the memory our setup dirties is not charged to the container.
         process.join_cgroups(cgroup_fds)
-        if _has_cgroup_namespaces():
+        if spec.cgroup_namespace == "host":
+            _mount_cgroups(read_only=not spec.privileged)
+            _bind_own_cgroups(read_only=not spec.privileged)
+        elif _has_cgroup_namespaces():
             # After joining, so the container's cgroup is the root of its cgroup namespace.
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
             _mount_cgroups(read_only=not spec.privileged)
@@ -378,15 +382,98 @@ def _container_init(
         process.report_and_exit(error_w, exc)
 
 
-def _join_network(path: str) -> None:
+# --------------------------------------------------------------------------------------------
+# Namespaces shared with the host or another container, /dev/shm, sysctls
+# --------------------------------------------------------------------------------------------
+
+
+def _enter_pid_namespace(namespace: str) -> None:
+    """Where our next child goes: a new PID namespace, the host's (ours), or a joined one."""
+    if namespace == "host":
+        return
+    if not namespace:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        return
+    _join(namespace, syscalls.CLONE_NEWPID)
+
+
+def _shared_namespaces(spec: ContainerSpec) -> int:
+    """Join the IPC and UTS namespaces the spec names; the unshare flags of those it makes."""
+    flags = 0
+    for namespace, kind in (
+        (spec.ipc_namespace, syscalls.CLONE_NEWIPC),
+        (spec.uts_namespace, syscalls.CLONE_NEWUTS),
+    ):
+        if not namespace:
+            flags |= kind
+        elif namespace != "host":
+            _join(namespace, kind)
+    return flags
+
+
+def _join(path: str, kind: int, what: str = "namespace") -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise process.ProcessFailure(f"cannot open network namespace {path}: {exc}") from None
+        raise process.ProcessFailure(f"cannot open {what} {path}: {exc}") from None
     try:
-        syscalls.setns(fd, syscalls.CLONE_NEWNET)
+        syscalls.setns(fd, kind)
     finally:
         os.close(fd)
+
+
+def _mount_shm(spec: ContainerSpec, shm: str) -> None:
+    """/dev/shm: the host's or the joined IPC namespace's, a tmpfs of its own, or none."""
+    donor = nsmounts.mount_namespace_beside(spec.ipc_namespace)
+    if spec.ipc_namespace == "host":
+        mounts.ensure_mountpoint(shm, directory=True)
+        syscalls.mount("/dev/shm", shm, None, syscalls.MS_BIND | syscalls.MS_REC)
+    elif donor:
+        fd = nsmounts.clone_from_namespace(donor, "/dev/shm")
+        try:
+            mounts.ensure_mountpoint(shm, directory=True)
+            syscalls.move_mount(fd, shm)
+        finally:
+            os.close(fd)
+    elif spec.shm_size > 0:
+        os.mkdir(shm, 0o1777)
+        syscalls.mount("shm", shm, "tmpfs", _PROC_FLAGS, f"mode=1777,size={spec.shm_size}")
+
+
+def _write_sysctls(sysctls: tuple[tuple[str, str], ...]) -> None:
+    """Write the sysctls in the container's namespaces (its /proc, after the pivot)."""
+    for name, value in sysctls:
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            with open(path, "w") as knob:
+                knob.write(value)
+        except OSError as exc:
+            raise process.ProcessFailure(f"cannot set sysctl {name}={value}: {exc}") from None
+
+
+def _bind_own_cgroups(read_only: bool) -> None:
+    """With the host's cgroup namespace: show each hierarchy from the container's cgroup down
+    (as runc binds it), while ``/proc/self/cgroup`` keeps the full paths."""
+    own: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as listing:
+        for line in listing:
+            _number, controllers, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+    extra = syscalls.MS_RDONLY if read_only else 0
+    for name, fstype, options in _cgroup_hierarchies:
+        key = frozenset() if fstype == "cgroup2" else frozenset(options.split(","))
+        path = own.get(key, "/").lstrip("/")
+        target = os.path.join(CGROUP_ROOT, name)
+        if not path or not os.path.isdir(os.path.join(target, path)):
+            continue
+        syscalls.mount(os.path.join(target, path), target, None, syscalls.MS_BIND)
+        syscalls.mount(
+            None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | _PROC_FLAGS | extra
+        )
+
+
+def _join_network(path: str) -> None:
+    _join(path, syscalls.CLONE_NEWNET, "network namespace")
 
 
 def _has_cgroup_namespaces() -> bool:
@@ -476,9 +563,7 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
     except OSError:
         # gid 5 (tty) may be unmapped in a user namespace.
         syscalls.mount("devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620")
-    shm = os.path.join(dev, "shm")
-    os.mkdir(shm, 0o1777)
-    syscalls.mount("shm", shm, "tmpfs", _PROC_FLAGS, "mode=1777,size=65536k")
+    _mount_shm(spec, os.path.join(dev, "shm"))
     mqueue = os.path.join(dev, "mqueue")
     os.mkdir(mqueue, 0o755)
     syscalls.mount("mqueue", mqueue, "mqueue", _PROC_FLAGS)

@@ -43,8 +43,13 @@ from typing import NoReturn
 import attrs
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.linux import idmap, mounts, syscalls
-from dockyard.plugins.runtimes.runc.bundle import CONFIG_FILE, bundle_config, rootfs_path
+from dockyard.linux import idmap, mounts, nsmounts, syscalls
+from dockyard.plugins.runtimes.runc.bundle import (
+    CONFIG_FILE,
+    bundle_config,
+    rootfs_path,
+    shm_path,
+)
 
 DEFAULT_BINARY = "runc"
 DEFAULT_CGROUP_PARENT = "dockyard"
@@ -184,6 +189,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
             spec = _mount_remapped(spec, rootfs)
         else:
             _mount_rootfs(spec, rootfs)
+        _stage_shared_shm(spec)
         config = bundle_config(spec, runc.cgroup_parent)
         with open(os.path.join(spec.state_dir, CONFIG_FILE), "w") as config_file:
             json.dump(config, config_file, indent=1)
@@ -327,6 +333,30 @@ def _stage(source: str, spec: ContainerSpec, name: str, userns_fd: int) -> str:
     finally:
         os.close(fd)
     return staged
+
+
+def _stage_shared_shm(spec: ContainerSpec) -> None:
+    """Attach the /dev/shm of the IPC namespace joined at ``shm_path`` for runc to bind.
+
+    Taken from its container's mount namespace by a child (entering a mount namespace needs
+    a single-threaded process); attached in ours, which runc and the child share.
+    """
+    donor = nsmounts.mount_namespace_beside(spec.ipc_namespace)
+    if not donor:
+        return
+    target = shm_path(spec)
+    os.makedirs(target, exist_ok=True)
+    child = os.fork()
+    if child == 0:
+        try:
+            fd = nsmounts.clone_from_namespace(donor, "/dev/shm")
+            syscalls.move_mount(fd, target)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _pid, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(errno.EINVAL, f"cannot reach the /dev/shm of {spec.ipc_namespace}")
 
 
 def _check_reachable(spec: ContainerSpec, rootfs: str) -> None:
