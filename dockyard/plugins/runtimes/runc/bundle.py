@@ -208,6 +208,15 @@ def _shared_namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     return namespaces
 
 
+def names_network_namespace(spec: ContainerSpec) -> bool:
+    """Whether the bundle names the daemon's namespace file, for runc to join, rather than
+    runc running in it: runc writes net.* sysctls only into a namespace the bundle names and
+    that is not its own. Without a user namespace only (see ``Runc.command``)."""
+    remapped = bool(spec.uid_mappings or spec.gid_mappings)
+    wants_sysctls = any(name.startswith("net.") for name, _ in spec.sysctls)
+    return bool(spec.netns) and spec.network_mode != "host" and wants_sysctls and not remapped
+
+
 def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     kinds = ["user"] if spec.uid_mappings or spec.gid_mappings else []
     kinds += ["mount"]
@@ -218,9 +227,7 @@ def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
         # A new one, whose loopback runc brings up itself. A namespace file the daemon made
         # is not named here: runc runs inside it (see ``Runc.command``).
         namespaces.append({"type": "network"})
-    elif spec.netns and "user" not in kinds and any(n.startswith("net.") for n, _ in spec.sysctls):
-        # runc writes net.* sysctls only into a network namespace the bundle names (it runs
-        # in this one already; without a user namespace it may join it again).
+    elif names_network_namespace(spec):
         namespaces.append({"type": "network", "path": spec.netns})
     return namespaces
 

@@ -42,6 +42,7 @@ from dockyard.linux import idmap, mounts, nsmounts, ptyrelay, syscalls
 from dockyard.plugins.runtimes.runc.bundle import (
     CONFIG_FILE,
     bundle_config,
+    names_network_namespace,
     rootfs_path,
     shm_path,
 )
@@ -207,7 +208,8 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         # With a terminal runc needs no stdio of ours (the container gets its own pty).
         runc_stdio = (subprocess.DEVNULL,) * 3 if listener is not None else stdio
         try:
-            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir, netns=spec.netns)
+            netns = "" if names_network_namespace(spec) else spec.netns
+            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir, netns=netns)
             with open(pid_file) as pid_source:
                 pid = int(pid_source.read().strip())
             os.unlink(pid_file)
