@@ -46,6 +46,7 @@ from dockyard.commands.output import (
     truncate_id,
 )
 from dockyard.commands.ports import PortSpecError, cmd_port, displayable_ports, port_arguments
+from dockyard.commands.process_flags import ProcessFlagError, process_arguments, process_fields
 from dockyard.commands.streams import (
     DEFAULT_DETACH_KEYS,
     AttachSession,
@@ -142,7 +143,8 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
     entrypoint = None if args.entrypoint is None else [args.entrypoint]
     try:
         networking = container_network_fields(args)
-    except (NetworkFlagError, PortSpecError) as exc:
+        process = process_fields(args)
+    except (NetworkFlagError, PortSpecError, ProcessFlagError) as exc:
         raise RunError(str(exc)) from None
     host_config: dict[str, Any] = {
         "Binds": binds or None,
@@ -160,6 +162,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "LogConfig": {"Type": "", "Config": {}},
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
         **networking.pop("HostConfig"),
+        **process,
     }
     networking_config = networking.pop("NetworkingConfig")
     return {
@@ -796,6 +799,7 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     )
     parser.add_argument("-l", "--label", action="append", help="KEY=VALUE metadata")
     container_network_arguments(parser)
+    process_arguments(parser)
     parser.add_argument(
         "--pull",
         type=pull_policy,

@@ -21,7 +21,7 @@ import pytest
 
 from dockyard.daemon.containers.process_modes import cgroup_version
 from dockyard.testing.images import busybox_rootfs, image_archive
-from tests.conftest import plugin_env, serving, shut_down, spawn_daemon
+from tests.conftest import plugin_env, run_dockyard, serving, shut_down, spawn_daemon
 from tests.containers.engine_api import Api
 
 GROUPS = b"root:x:0:\naudio:x:29:\nstaff:x:50:\n"
@@ -241,3 +241,29 @@ def test_custom_masked_and_readonly_paths(api):
     container = api.create(["true"], HostConfig={"MaskedPaths": [], "ReadonlyPaths": ["/tmp"]})
     host = api.inspect(container)["HostConfig"]
     assert (host["MaskedPaths"], host["ReadonlyPaths"]) == ([], ["/tmp"])
+
+
+# --------------------------------------------------------------------------------------------
+# our CLI
+# --------------------------------------------------------------------------------------------
+
+
+def test_our_cli_sends_every_process_flag(api):
+    script = "id -G; grep ' /dev/shm ' /proc/mounts; cat /proc/sys/kernel/shmmax; hostname; " + (
+        "ps -o pid,args | awk '$1 == 1'"
+    )
+    result = run_dockyard(
+        ["-H", api.daemon.host, "run", "--rm", "--init", "--shm-size", "1m", "--ipc", "shareable",
+         "--sysctl", "kernel.shmmax=4096", "--group-add", "audio", "--uts", "host",
+         "--cgroupns", "private", "--runtime", runtime_of(api), "busybox", "sh", "-c", script],
+        env=plugin_env([]),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "0 29" and "size=1024k" in lines[1]
+    assert lines[2:4] == ["4096", os.uname().nodename]
+    assert lines[4].split()[1] == "/sbin/docker-init"
+    bad = run_dockyard(["-H", api.daemon.host, "run", "--sysctl", "x", "busybox"],
+                       env=plugin_env([]))  # fmt: skip
+    assert bad.returncode == 125
+    assert 'invalid argument "x" for "--sysctl" flag' in bad.stderr
