@@ -8,8 +8,8 @@ shows filled in as dockerd fills them: ``IpcMode`` ``private``, ``ShmSize`` 64 M
 
 ``container:NAME`` modes name the other container by id at create; its namespace files (its
 init process's, ``/proc/PID/ns/KIND``) are found when this one starts
-(:func:`join_shared_namespaces`), as the other must be running then. Pure functions, no I/O
-besides reading ``/proc`` at start.
+(:func:`join_shared_namespaces`), as the other must be running then. No I/O but a look at what
+this host has (its cgroup version, a docker-init binary).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ IPC_SYSCTLS = frozenset({
     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
 })  # fmt: skip
 IPC_MODES = ("none", "private", "shareable", "host")
-#: Finds a container by name or id: ``(full id, IpcMode, running, pid of its init)``.
+#: Finds a container by name or id; raises InvalidParameter ("No such container") if none.
 Lookup = Callable[[str], "SharedTarget"]
 
 
