@@ -7,8 +7,10 @@ import pytest
 
 from dockyard.core.errors import Conflict, InvalidParameter
 from dockyard.core.interfaces import ContainerSpec, Mount, ProcessSpec
-from dockyard.daemon.containers import process_modes
+from dockyard.daemon.containers import process_modes, spec
+from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.containers.process_modes import SharedTarget
+from dockyard.daemon.engine_api import ENGINE_API
 
 DONOR = SharedTarget("d" * 64, "shareable", True, 4242)
 
@@ -65,13 +67,13 @@ def test_namespaced_sysctls_pass():
     assert dict(modes(sysctls=sysctls).sysctls) == sysctls
 
 
-def spec() -> ContainerSpec:
+def a_spec() -> ContainerSpec:
     return ContainerSpec(id="c", rootfs=(Mount("bind", "/x"),), process=ProcessSpec(args=("true",)))
 
 
 def test_joining_finds_the_namespace_files_of_a_running_donor():
     joined = process_modes.join_shared_namespaces(
-        spec(), f"container:{DONOR.id}", "host", f"container:{DONOR.id}", lookup
+        a_spec(), f"container:{DONOR.id}", "host", f"container:{DONOR.id}", lookup
     )
     assert (joined.pid_namespace, joined.ipc_namespace, joined.uts_namespace) == (
         "/proc/4242/ns/pid", "host", "/proc/4242/ns/uts",
@@ -90,11 +92,11 @@ def test_joining_refused(target, mode, message):
     given = {"pid_mode": "", "ipc_mode": "private", "uts_mode": ""}
     given[f"{mode}_mode"] = f"container:{target.id}"
     with pytest.raises(Conflict, match=message):
-        process_modes.join_shared_namespaces(spec(), **given, lookup=lambda name: target)
+        process_modes.join_shared_namespaces(a_spec(), **given, lookup=lambda name: target)
 
 
 def test_init_wraps_the_command_and_inspect_unwraps_it():
-    wrapped = process_modes.with_init(spec(), "/usr/bin/docker-init")
+    wrapped = process_modes.with_init(a_spec(), "/usr/bin/docker-init")
     assert wrapped.process.args == ("/sbin/docker-init", "--", "true")
     assert wrapped.mounts[-1].read_only and wrapped.mounts[-1].destination == "/sbin/docker-init"
     assert process_modes.command_args(wrapped, True) == ("true",)
@@ -108,3 +110,15 @@ def test_group_add_names_and_numbers():
     assert process_modes.additional_groups((0,), ["staff", "7", "0"], group) == (0, 50, 7)
     with pytest.raises(InvalidParameter, match="Unable to find group video"):
         process_modes.additional_groups((0,), ["video"], group)
+
+
+def test_the_daemons_init_setting_is_the_default_and_init_path_the_binary():
+    binary = process_modes.init_binary("")  # Debian's tini, as scripts/setup installs it
+    settings = spec.DaemonSettings(cpu_count=1, host_name="h", init=True, init_path=binary)
+    plan = spec.plan(
+        ENGINE_API.decode({"Cmd": ["true"]}, CreateRequest), ContainerConfig(), settings
+    )
+    assert plan.init_binary == binary
+    assert plan.host_config.init is None  # as dockerd: the request's, not the daemon's default
+    opted_out = ENGINE_API.decode({"Cmd": ["true"], "HostConfig": {"Init": False}}, CreateRequest)
+    assert spec.plan(opted_out, ContainerConfig(), settings).init_binary == ""
