@@ -47,6 +47,7 @@ from dockyard.commands.output import (
     truncate_id,
 )
 from dockyard.commands.ports import PortSpecError, cmd_port, displayable_ports, port_arguments
+from dockyard.commands.process_flags import ProcessFlagError, process_arguments, process_fields
 from dockyard.commands.streams import (
     DEFAULT_DETACH_KEYS,
     AttachSession,
@@ -181,7 +182,8 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         raise RunError(str(exc)) from None
     try:
         networking = container_network_fields(args)
-    except (NetworkFlagError, PortSpecError) as exc:
+        process = process_fields(args)
+    except (NetworkFlagError, PortSpecError, ProcessFlagError) as exc:
         raise RunError(str(exc)) from None
     host_config: dict[str, Any] = {
         "Binds": binds or None,
@@ -201,6 +203,7 @@ def container_create_body(args: argparse.Namespace) -> dict[str, Any]:
         "LogConfig": _log_config(args.log_driver, args.log_opt),
         "ConsoleSize": list(terminal_size()) if args.tty else [0, 0],
         **networking.pop("HostConfig"),
+        **process,
     }
     networking_config = networking.pop("NetworkingConfig")
     return {
@@ -874,6 +877,7 @@ def _run_arguments(parser: argparse.ArgumentParser, run: bool = True) -> None:
     parser.add_argument("--log-driver", default="", help="json-file, local, none, …")
     parser.add_argument("--log-opt", action="append", help="KEY=VALUE log driver option")
     container_network_arguments(parser)
+    process_arguments(parser)
     parser.add_argument(
         "--pull",
         type=pull_policy,

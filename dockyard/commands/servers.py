@@ -35,7 +35,7 @@ def cmd_config_default(args: argparse.Namespace) -> int:
 
 # Each DaemonConfig key has a flag of the same name (a test checks that none is missing):
 # these take a value, the switches below (dockerd's) none; ``--tlsverify=false`` works too.
-DAEMON_SWITCHES = ("tls", "tlsverify")
+DAEMON_SWITCHES = ("tls", "tlsverify", "init")
 DAEMON_FLAGS = (
     "data-root",
     "storage-driver",
@@ -61,6 +61,7 @@ DAEMON_FLAGS = (
     "bridge",
     "log-driver",
     "log-opts",
+    "init-path",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {

@@ -127,6 +127,14 @@ class DaemonConfig:
         "options of the log-driver, for containers using it; theirs override these, as "
         'dockerd\'s log-opts (e.g. { "max-size" = "10m", "max-file" = "3" })',
     )
+    init: bool = option(
+        False, "containers run an init (tini) as pid 1 unless they say --init=false, as dockerd's"
+    )
+    init_path: str = option(
+        "",
+        "the docker-init binary bound into containers run with --init; empty: Debian's "
+        "/usr/bin/docker-init or tini-static (apt-get install tini)",
+    )
 
 
 @attrs.frozen

@@ -249,9 +249,11 @@ class IdMapping:
     size: int
 
 
-#: runc's default masked paths (bind-mounted over with /dev/null or an empty read-only tmpfs).
+#: docker's default masked paths (bind-mounted over with /dev/null or an empty read-only
+#: tmpfs), in dockerd 20.10's order (inspect shows them), and /sys/devices/virtual/powercap,
+#: which later dockerd releases mask as well (power readings leak what others compute).
 DEFAULT_MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap",
 )  # fmt: skip
@@ -307,6 +309,23 @@ class ContainerSpec:
     tmpfs: tuple[TmpfsMount, ...] = ()
     #: Device nodes made in ``/dev`` (the cgroup rules allowing them are in ``resources``).
     devices: tuple[DeviceNode, ...] = ()
+    #: The PID, IPC and UTS namespaces: ``""`` a new one, ``"host"`` the host's, or the path
+    #: of a namespace file to join (another container's, ``/proc/PID/ns/pid``: the core
+    #: resolves ``container:NAME`` when it starts the container).
+    pid_namespace: str = ""
+    ipc_namespace: str = ""
+    uts_namespace: str = ""
+    #: ``"private"``: a cgroup namespace rooted at the container's own cgroups; ``"host"``:
+    #: the host's, the container's cgroups bind-mounted at ``/sys/fs/cgroup`` (where they show
+    #: with their full paths in ``/proc/self/cgroup``).
+    cgroup_namespace: str = "private"
+    #: The size of the tmpfs at ``/dev/shm``, in bytes; 0: no ``/dev/shm`` at all (docker's
+    #: ``--ipc none``). With the host's IPC namespace the host's ``/dev/shm`` is bound there,
+    #: with a joined one (``/proc/PID/ns/ipc``) the ``/dev/shm`` mount of process PID.
+    shm_size: int = 64 * 1024 * 1024
+    #: ``(name, value)`` sysctls written in the container's namespaces before its process runs
+    #: (``net.ipv4.ip_forward``); the core lets through only those its namespaces isolate.
+    sysctls: tuple[tuple[str, str], ...] = ()
 
 
 def spec_to_json(spec: ContainerSpec) -> str:
@@ -334,6 +353,7 @@ def spec_from_json(text: str) -> ContainerSpec:
                 TmpfsMount(m["destination"], tuple(m["options"])) for m in raw.get("tmpfs", ())
             ),
             "devices": tuple(DeviceNode(**d) for d in raw.get("devices", ())),
+            "sysctls": tuple(tuple(pair) for pair in raw.get("sysctls", ())),
         }
     )
 

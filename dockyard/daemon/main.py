@@ -171,6 +171,9 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                 UserNamespace(remapping.uid_mappings, remapping.gid_mappings) if remapping else None
             ),
             logging=log_drivers,
+            runtimes=tuple(info.name for info in plugins.driver_infos(DriverKind.RUNTIME)),
+            init=settings.init,
+            init_path=settings.init_path,
         )
         network_drivers = plugins.build_every(DriverKind.NETWORK, data_root / "network")
         networks = NetworkManager(

@@ -82,6 +82,8 @@ DOCKER_DEFAULT_CAPS = "00000000a80425fb"
 #: The user namespace maps the user-namespace tests use.
 REMAPPED = (IdMapping(0, 100000, 65536),)
 REPORT_TIMEOUT = 30.0
+#: A script printing the container's PID, IPC and UTS namespaces, one a line.
+NAMESPACE_LINKS = "for kind in pid ipc uts; do readlink /proc/self/ns/$kind; done"
 
 #: ``make_spec(*args, process={ProcessSpec fields}, **ContainerSpec fields)``
 SpecFactory = Callable[..., ContainerSpec]
@@ -536,6 +538,16 @@ class RuntimeConformance(RuntimeHarness):
         assert lines[0] == "is-a-tty"
         assert lines[1].split()[1] != "?"  # the session has the terminal as controlling tty
 
+    def test_terminal_is_a_pty_of_the_containers_own_devpts(
+        self, make_spec: SpecFactory, run_on_terminal: TerminalRunner
+    ) -> None:
+        script = "tty; stat -c '%t:%T' /dev/console /dev/pts/0"
+        output, code = run_on_terminal(make_spec("sh", "-c", script, process={"terminal": True}))
+        assert code == 0, output
+        lines = output.replace("\r\n", "\n").splitlines()
+        assert lines[0] == "/dev/pts/0"  # as under runc: not /dev/console, not the host's pty
+        assert lines[1] == lines[2]  # /dev/console is that terminal
+
     # ---------------------------------------------------------------- namespaces
 
     def test_init_is_pid_1_with_its_own_hostname_and_processes(
@@ -587,6 +599,91 @@ class RuntimeConformance(RuntimeHarness):
         result = run(make_spec("cat", "/proc/self/cgroup"))
         assert result.exit_code == 0, result
         assert {line.split(":", 2)[2] for line in result.stdout.splitlines()} == {"/"}
+
+    # ---------------------------------------------------------------- namespaces shared
+
+    def test_host_pid_ipc_and_uts_namespaces_are_the_hosts(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        mark = Path("/dev/shm") / f"dockyard-suite-{secrets.token_hex(4)}"
+        mark.write_text("host's")
+        try:
+            spec = make_spec(
+                "sh", "-c", f"{NAMESPACE_LINKS}; hostname; cat /dev/shm/{mark.name}",
+                pid_namespace="host", ipc_namespace="host", uts_namespace="host",
+            )  # fmt: skip
+            result = run(spec)
+        finally:
+            mark.unlink()
+        assert result.exit_code == 0, result
+        ours = [os.readlink(f"/proc/self/ns/{kind}") for kind in ("pid", "ipc", "uts")]
+        lines = result.stdout.splitlines()
+        assert lines[:3] == ours, (lines, ours)
+        assert lines[3:] == [os.uname().nodename, "host's"]  # no hostname set on the host's
+
+    def test_namespaces_of_another_container_are_joined(
+        self, runtime: Runtime, make_spec: SpecFactory, run: Runner, start: Starter
+    ) -> None:
+        donor = start(
+            make_spec(
+                "sh", "-c", "echo shared > /dev/shm/mark && exec sleep 60", hostname="donor-name"
+            )
+        )
+        self.wait_for_exec(runtime, donor)
+        joined = {kind: f"/proc/{donor.pid}/ns/{kind}" for kind in ("pid", "ipc", "uts")}
+        script = f"{NAMESPACE_LINKS}; hostname; cat /dev/shm/mark; ps -o pid,comm | grep -w 1"
+        result = run(
+            make_spec(
+                "sh", "-c", script, pid_namespace=joined["pid"], ipc_namespace=joined["ipc"],
+                uts_namespace=joined["uts"],
+            )
+        )  # fmt: skip
+        assert result.exit_code == 0, result
+        lines = result.stdout.splitlines()
+        assert lines[:3] == [os.readlink(path) for path in joined.values()], lines
+        # Its hostname, its /dev/shm, and its init as pid 1 of the namespace.
+        assert lines[3:5] == ["donor-name", "shared"]
+        assert lines[5].split() == ["1", "sleep"]
+
+    def test_host_cgroup_namespace_binds_the_containers_own_cgroups(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        script = (
+            "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup; "
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
+        )
+        spec = make_spec(
+            "sh", "-c", script, cgroup_namespace="host", resources=Resources(pids_limit=77)
+        )
+        result = run(spec)
+        assert result.exit_code == 0, result
+        lines = result.stdout.splitlines()
+        assert lines[0] == os.readlink("/proc/self/ns/cgroup")
+        # The full paths, as the host sees them, and the container's own limits at the top.
+        assert any(line.endswith(f"/{spec.id}") for line in lines[1:-1]), lines
+        assert lines[-1] == "77"
+
+    # ---------------------------------------------------------------- /dev/shm and sysctls
+
+    def test_dev_shm_has_the_size_asked_for_or_is_absent(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        result = run(make_spec("grep", " /dev/shm ", "/proc/mounts", shm_size=1 << 20))
+        assert result.exit_code == 0, result
+        assert "size=1024k" in result.stdout
+        result = run(make_spec("ls", "/dev/shm", shm_size=0))
+        assert result.exit_code != 0 and "No such file" in result.stderr
+
+    def test_namespaced_sysctls_are_set_inside_and_not_on_the_host(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        host_shmmax = Path("/proc/sys/kernel/shmmax").read_text()
+        sysctls = (("net.ipv4.ip_forward", "1"), ("kernel.shmmax", "12345678"))
+        script = "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"
+        result = run(make_spec("sh", "-c", script, sysctls=sysctls))
+        assert result.exit_code == 0, result
+        assert result.stdout.split() == ["1", "12345678"]
+        assert Path("/proc/sys/kernel/shmmax").read_text() == host_shmmax
 
     # ---------------------------------------------------------------- the file system
 
@@ -674,6 +771,19 @@ class RuntimeConformance(RuntimeHarness):
         assert result.exit_code == 0, result
         assert result.stdout.split() == ["0", "0", "1"]
         assert "Read-only file system" in result.stderr
+
+    def test_custom_masked_and_readonly_paths_replace_the_defaults(
+        self, make_spec: SpecFactory, run: Runner
+    ) -> None:
+        script = "wc -c < /etc/passwd; touch /tmp/x || echo REFUSED; head -c 1 /proc/timer_list"
+        spec = make_spec(
+            "sh", "-c", script, masked_paths=("/etc/passwd",), readonly_paths=("/tmp",)
+        )
+        result = run(spec)
+        assert result.exit_code == 0, result
+        # What is listed is masked and read-only; /proc/timer_list, not listed, is readable.
+        assert result.stdout.split()[:2] == ["0", "REFUSED"]
+        assert len(result.stdout.split()) == 3
 
     # ---------------------------------------------------------------- credentials
 

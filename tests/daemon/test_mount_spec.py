@@ -11,9 +11,10 @@ from dockyard.daemon.containers import spec, tmpfs
 from dockyard.daemon.containers.config import ContainerConfig, CreateRequest
 from dockyard.daemon.engine_api import ENGINE_API
 from tests.daemon.test_spec import prepared
+from tests.logging.drivers import BUILTIN_LOG_DRIVERS
 
 IMAGE = ContainerConfig(cmd=["/bin/sh"], volumes={"/data": {}, "/cache": {}})
-SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host")
+SETTINGS = spec.DaemonSettings(cpu_count=2, host_name="the-host", logging=BUILTIN_LOG_DRIVERS)
 
 
 def plan(**body: object) -> spec.Plan:

@@ -30,10 +30,24 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.core.decoding import DecodeError
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
-from dockyard.core.interfaces import LogReader, Mount, Runtime, StorageDriver, spec_to_json
+from dockyard.core.interfaces import (
+    ContainerSpec,
+    LogReader,
+    Mount,
+    Runtime,
+    StorageDriver,
+    spec_to_json,
+)
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
-from dockyard.daemon.containers import limits, options, spec, unapplied, volume_mounts
+from dockyard.daemon.containers import (
+    limits,
+    options,
+    process_modes,
+    spec,
+    unapplied,
+    volume_mounts,
+)
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -135,6 +149,9 @@ class ContainerManager:
         emit: Callable[[str, str, dict[str, str]], None],
         user_namespace: spec.UserNamespace | None = None,
         logging: LogDrivers | None = None,
+        runtimes: tuple[str, ...] = (),
+        init: bool = False,
+        init_path: str = "",
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -153,6 +170,10 @@ class ContainerManager:
             logging=logging or LogDrivers(),
             host_cpus=host_cpus(),
             host_memory_nodes=host_memory_nodes(),
+            runtime_name=runtime_name,
+            runtimes=runtimes,
+            init_path=init_path,
+            init=init,
         )
         self.containers: dict[str, Container] = {}
         #: Set by the daemon once its networks exist; without it containers get loopback
@@ -266,7 +287,7 @@ class ContainerManager:
             image_config = ENGINE_API.decode(raw_config or {}, ContainerConfig)
         except DecodeError as exc:
             raise InvalidParameter(f"the image's config is not usable: config.{exc}") from None
-        plan = spec.plan(request, image_config, self.settings)
+        plan = spec.plan(request, image_config, self.settings, self._shared_target)
         devices, resources = limits.resolve_devices(plan.host_config, plan.resources)
         plan = attrs.evolve(plan, devices=devices, resources=resources)
         attachments: list[Attachment] = []
@@ -301,7 +322,7 @@ class ContainerManager:
             modes.make_dir(directory, modes.CONTAINERS, group, exist_ok=False)
             parents = self.images.layer_keys(image)
             rootfs = tuple(driver.prepare(snapshot, parents))
-            user = self._resolve_user(plan.user, rootfs, directory)
+            user = self._resolve_user(plan.user, rootfs, directory, plan.host_config.group_add)
             volume_names, sources = self._make_volumes(plan.volumes, made_volumes)
             volume_mounts.fill_from_image(
                 self.volumes,
@@ -312,7 +333,9 @@ class ContainerManager:
             )
             network_host = plan.network_mode == "host"
             hostname = request.hostname or (
-                self.settings.host_name if network_host else container_id[:12]
+                self.settings.host_name
+                if network_host or plan.host_config.uts_mode == "host"
+                else container_id[:12]
             )
             prepared = spec.Prepared(
                 container_id=container_id,
@@ -364,8 +387,22 @@ class ContainerManager:
         self._event("create", container)
         return container, []
 
+    def _shared_target(self, name: str) -> process_modes.SharedTarget:
+        """A container another one shares namespaces with (``--pid container:NAME``)."""
+        try:
+            other = self.get(name)
+        except NotFound as exc:
+            raise InvalidParameter(exc.message) from None  # a 404 makes the CLI pull
+        return process_modes.SharedTarget(
+            other.id, other.host_config.ipc_mode, other.state.running, other.state.pid
+        )
+
     def _resolve_user(
-        self, user: str, rootfs: tuple[Mount, ...], directory: Path
+        self,
+        user: str,
+        rootfs: tuple[Mount, ...],
+        directory: Path,
+        group_add: list[str] | None = None,
     ) -> options.ResolvedUser:
         """Who the process runs as: ``--user`` against the image's passwd and group files.
 
@@ -382,7 +419,9 @@ class ContainerManager:
         finally:
             unmount_all(str(target))
             target.rmdir()
-        return options.parse_user(user, passwd, group)
+        resolved = options.parse_user(user, passwd, group)
+        gids = process_modes.additional_groups(resolved.additional_gids, group_add, group)
+        return attrs.evolve(resolved, additional_gids=gids)
 
     def _make_volumes(
         self, requests: tuple[spec.VolumeRequest, ...], made: list[str]
@@ -432,6 +471,13 @@ class ContainerManager:
             "log": {"writer": log_driver.writer, "options": log_config.config},
         }
         (directory / "supervisor.json").write_text(json.dumps(settings))
+        try:
+            container.spec = self._join_shared_namespaces(container)
+        except DockyardError as exc:
+            self._record_failed_start(container, str(exc), container.state.exit_code or 128)
+            if container.host_config.auto_remove:
+                await self._finish_exit(container, container.state.exit_code, str(exc))
+            raise
         if self.networking is not None:
             try:
                 container.spec = await run_in_threadpool(self.networking.plumb, container)
@@ -516,6 +562,12 @@ class ContainerManager:
         if live is not None and live.health is not None:
             monitor, live.health = live.health, None
             await monitor.stop()
+
+    def _join_shared_namespaces(self, container: Container) -> ContainerSpec:
+        host = container.host_config
+        return process_modes.join_shared_namespaces(
+            container.spec, host.pid_mode, host.ipc_mode, host.uts_mode, self._shared_target
+        )
 
     def _record_failed_start(self, container: Container, error: str, exit_code: int) -> None:
         container.state = attrs.evolve(

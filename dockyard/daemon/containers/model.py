@@ -16,6 +16,7 @@ from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
 from dockyard.daemon.containers.health import STARTING, HealthState, health_from_json
+from dockyard.daemon.containers.process_modes import command_args, user_mounts
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
 from dockyard.daemon.networks import ports
@@ -120,7 +121,7 @@ class Container:
 
 def _mounts(container: Container) -> list[dict[str, Any]]:
     mounts = []
-    for mount in container.spec.mounts:
+    for mount in user_mounts(container.spec, container.host_config.init):
         volume = container.volumes.get(mount.destination, "")
         is_volume = bool(volume)
         mounts.append(
@@ -245,7 +246,7 @@ def as_dockerd_shows(encoded: dict[str, Any], omitted: tuple[str, ...]) -> dict[
 def inspect(container: Container, exec_ids: list[str]) -> dict[str, Any]:
     """``GET /containers/{id}/json``: every object the docker CLI dereferences is present."""
     state = container.state
-    entrypoint_and_cmd = list(container.spec.process.args)
+    entrypoint_and_cmd = list(command_args(container.spec, container.host_config.init))
     etc_files = {destination: host_file for host_file, destination in container.spec.etc_files}
     return {
         "Id": container.id,
@@ -314,7 +315,7 @@ def status_text(state: ContainerState, now: float | None = None) -> str:
 
 def summary(container: Container) -> dict[str, Any]:
     """One item of ``GET /containers/json``."""
-    args = list(container.spec.process.args)
+    args = list(command_args(container.spec, container.host_config.init))
     return {
         "Id": container.id,
         "Names": [f"/{container.name}"],

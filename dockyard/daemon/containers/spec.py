@@ -21,8 +21,6 @@ import attrs
 
 from dockyard.core.errors import Conflict, InvalidParameter
 from dockyard.core.interfaces import (
-    DEFAULT_MASKED_PATHS,
-    DEFAULT_READONLY_PATHS,
     BindMount,
     ContainerSpec,
     DeviceNode,
@@ -34,7 +32,7 @@ from dockyard.core.interfaces import (
     TmpfsMount,
 )
 from dockyard.daemon import volumes as volumes_module
-from dockyard.daemon.containers import limits, options, tmpfs, unapplied
+from dockyard.daemon.containers import limits, options, process_modes, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -75,6 +73,14 @@ class DaemonSettings:
     @property
     def host_facts(self) -> limits.HostFacts:
         return limits.HostFacts(self.cpu_count, self.host_cpus, self.host_memory_nodes)
+
+    #: The runtime containers run with, and every runtime installed (``/info``'s list).
+    runtime_name: str = ""
+    runtimes: tuple[str, ...] = ()
+    #: The daemon's ``init-path`` (empty: Debian's tini), and whether ``--init`` is the
+    #: default (its ``init`` setting).
+    init_path: str = ""
+    init: bool = False
 
 
 @attrs.frozen
@@ -119,6 +125,7 @@ class Plan:
     user_namespace: UserNamespace | None
     runtime_options: tuple[tuple[str, str], ...]
     console_size: tuple[int, int]
+    modes: process_modes.ProcessModes
     #: ``HostConfig.Tmpfs`` and the ``Mounts`` of type tmpfs, in that order.
     tmpfs: tuple[TmpfsMount, ...] = ()
     #: ``--ulimit`` and ``--oom-score-adj``, for the container's processes (execs' too).
@@ -127,6 +134,8 @@ class Plan:
     #: ``--device`` nodes, found on the host by :func:`~.limits.resolve_devices` (the manager
     #: adds them, with their cgroup rules in ``resources``).
     devices: tuple[DeviceNode, ...] = ()
+    #: The host's docker-init, when the container runs it as pid 1 (``--init``).
+    init_binary: str = ""
 
     @property
     def privileged(self) -> bool:
@@ -156,8 +165,16 @@ class Prepared:
 # --------------------------------------------------------------------------------------------
 
 
-def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSettings) -> Plan:
-    """Validate ``request`` and merge ``image`` (the image config's ``config``) under it."""
+def plan(
+    request: CreateRequest,
+    image: ContainerConfig,
+    settings: DaemonSettings,
+    lookup: process_modes.Lookup | None = None,
+) -> Plan:
+    """Validate ``request`` and merge ``image`` (the image config's ``config``) under it.
+
+    ``lookup`` finds the containers a ``container:NAME`` mode names (none: no such container).
+    """
     host = request.host_config
     unapplied.refuse_unapplied(request.config, host)
     entrypoint, cmd = options.resolve_command(image, request)
@@ -196,6 +213,13 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
     )
     if config.stop_signal:
         options.parse_signal(config.stop_signal)  # refused now rather than at `docker stop`
+    modes = _process_modes(host, request.hostname, network_mode, user_namespace, lookup)
+    init = host.init if host.init is not None else settings.init
+    masked, readonly = process_modes.path_lists(
+        host.masked_paths,
+        host.readonly_paths,
+        host.privileged or security.unconfined_system_paths,
+    )
     host_config = attrs.evolve(
         limits.with_swap_default(host),
         network_mode=network_mode,
@@ -203,6 +227,14 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         log_config=log_config,
         memory=resources.memory_bytes or 0,
         pids_limit=resources.pids_limit,
+        pid_mode=modes.pid_mode,
+        ipc_mode=modes.ipc_mode,
+        uts_mode=modes.uts_mode,
+        cgroupns_mode=modes.cgroupns_mode,
+        shm_size=modes.shm_size,
+        runtime=process_modes.runtime_name(host.runtime, settings.runtime_name, settings.runtimes),
+        masked_paths=masked,
+        readonly_paths=readonly,
     )
     return Plan(
         config=config,
@@ -221,6 +253,32 @@ def plan(request: CreateRequest, image: ContainerConfig, settings: DaemonSetting
         tmpfs=tmpfs_mounts,
         rlimits=limits.rlimits(host),
         oom_score_adj=limits.oom_score_adj(host),
+        modes=modes,
+        init_binary=process_modes.init_binary(settings.init_path) if init else "",
+    )
+
+
+def _process_modes(
+    host: HostConfig,
+    hostname: str,
+    network_mode: str,
+    user_namespace: UserNamespace | None,
+    lookup: process_modes.Lookup | None,
+) -> process_modes.ProcessModes:
+    def no_lookup(name: str) -> process_modes.SharedTarget:
+        raise InvalidParameter(f"No such container: {name}")
+
+    return process_modes.process_modes(
+        host.pid_mode,
+        host.ipc_mode,
+        host.uts_mode,
+        host.cgroupns_mode,
+        host.shm_size,
+        host.sysctls,
+        network_mode=network_mode,
+        hostname=hostname,
+        remapped=user_namespace is not None,
+        lookup=lookup or no_lookup,
     )
 
 
@@ -322,7 +380,6 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
     env = [*(entry for entry in plan.env if "=" in entry), f"HOSTNAME={prepared.hostname}"]
     if plan.terminal:
         env.append("TERM=xterm")
-    unconfined_paths = plan.privileged or plan.security.unconfined_system_paths
     namespace = plan.user_namespace
     process = ProcessSpec(
         args=plan.args,
@@ -339,7 +396,7 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         rlimits=plan.rlimits,
         oom_score_adj=plan.oom_score_adj,
     )
-    return ContainerSpec(
+    built = ContainerSpec(
         id=prepared.container_id,
         rootfs=prepared.rootfs,
         process=process,
@@ -350,15 +407,21 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         resources=plan.resources,
         privileged=plan.privileged,
         etc_files=prepared.etc_files,
-        masked_paths=() if unconfined_paths else DEFAULT_MASKED_PATHS,
-        readonly_paths=() if unconfined_paths else DEFAULT_READONLY_PATHS,
+        masked_paths=tuple(plan.host_config.masked_paths or ()),
+        readonly_paths=tuple(plan.host_config.readonly_paths or ()),
         uid_mappings=namespace.uid_mappings if namespace else (),
         gid_mappings=namespace.gid_mappings if namespace else (),
         state_dir=prepared.state_dir,
         runtime_options=plan.runtime_options,
         tmpfs=plan.tmpfs,
         devices=plan.devices,
+        cgroup_namespace=plan.modes.cgroupns_mode,
+        shm_size=0 if plan.modes.ipc_mode == "none" else plan.modes.shm_size,
+        sysctls=plan.modes.sysctls,
     )
+    if plan.init_binary:
+        built = process_modes.with_init(built, plan.init_binary)
+    return built
 
 
 def _bind_mounts(plan: Plan, sources: Sequence[str]) -> tuple[BindMount, ...]:

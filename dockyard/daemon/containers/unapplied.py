@@ -25,11 +25,6 @@ def _set(value: object) -> bool:
     return bool(value)
 
 
-def _not_null(value: object) -> bool:
-    """Fields where an empty list means something (``MaskedPaths: []``: mask nothing)."""
-    return value is not None
-
-
 def _not_default_isolation(value: object) -> bool:
     return value not in ("", "default")
 
@@ -85,30 +80,19 @@ UNAPPLIED: tuple[Unapplied, ...] = (
         "HostConfig.KernelMemoryTCP",
         "kernel memory limits are deprecated (dockerd ignores them on recent kernels)",
     ),
-    Unapplied(HostConfig, "init", "HostConfig.Init", _NOT_YET),
     Unapplied(HostConfig, "cpu_count", "HostConfig.CpuCount", _WINDOWS),
     Unapplied(HostConfig, "cpu_percent", "HostConfig.CpuPercent", _WINDOWS),
     Unapplied(HostConfig, "io_maximum_iops", "HostConfig.IOMaximumIOps", _WINDOWS),
     Unapplied(HostConfig, "io_maximum_bandwidth", "HostConfig.IOMaximumBandwidth", _WINDOWS),
     # The rest of HostConfig
-    Unapplied(HostConfig, "cgroupns_mode", "HostConfig.CgroupnsMode", _NOT_YET),
-    Unapplied(HostConfig, "group_add", "HostConfig.GroupAdd", _NOT_YET),
-    Unapplied(HostConfig, "ipc_mode", "HostConfig.IpcMode", _NOT_YET),
     Unapplied(HostConfig, "cgroup", "HostConfig.Cgroup", _NOT_YET),
-    Unapplied(HostConfig, "pid_mode", "HostConfig.PidMode", _NOT_YET),
     Unapplied(
         HostConfig,
         "storage_opt",
         "HostConfig.StorageOpt",
         "no storage driver here takes per-container options (size needs xfs project quotas)",
     ),
-    Unapplied(HostConfig, "uts_mode", "HostConfig.UTSMode", _NOT_YET),
-    Unapplied(HostConfig, "shm_size", "HostConfig.ShmSize", _NOT_YET),
-    Unapplied(HostConfig, "sysctls", "HostConfig.Sysctls", _NOT_YET),
-    Unapplied(HostConfig, "runtime", "HostConfig.Runtime", _NOT_YET),
     Unapplied(HostConfig, "isolation", "HostConfig.Isolation", _WINDOWS, _not_default_isolation),
-    Unapplied(HostConfig, "masked_paths", "HostConfig.MaskedPaths", _NOT_YET, _not_null),
-    Unapplied(HostConfig, "readonly_paths", "HostConfig.ReadonlyPaths", _NOT_YET, _not_null),
     # Config
     Unapplied(ContainerConfig, "network_disabled", "NetworkDisabled", _NOT_YET),
 )

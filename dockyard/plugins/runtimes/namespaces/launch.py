@@ -33,7 +33,7 @@ from typing import NoReturn
 
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, LaunchError, TmpfsMount
-from dockyard.linux import idmap, mounts, seccomp, syscalls
+from dockyard.linux import idmap, mounts, nsmounts, ptyrelay, seccomp, syscalls
 from dockyard.linux.cgroups import (
     CGROUP_ROOT,
     CgroupError,
@@ -66,6 +66,8 @@ STANDARD_LINKS = {
 }
 #: The host's cgroup hierarchies, as the container will see them (read before forking).
 _cgroup_hierarchies: list[tuple[str, str, str]] = []
+#: Seconds the launcher waits for the container's terminal once its process has exec'd.
+TERMINAL_TIMEOUT = 30.0
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -97,17 +99,19 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
     global _cgroup_hierarchies
     _cgroup_hierarchies = hierarchies()  # read now: the host's mount table is out of sight later
     error_r, error_w = os.pipe()
+    console = _console_pair(spec)
     try:
         cgroup_fds = cgroup.open_procs_files()
         os.makedirs(rootfs, mode=0o755, exist_ok=True)
         if spec.uid_mappings or spec.gid_mappings:
             os.chmod(os.path.dirname(rootfs), 0o711)
-            pid = _fork_in_user_namespace(spec, stdio, rootfs, cgroup_fds, error_w)
+            pid = _fork_in_user_namespace(spec, stdio, rootfs, cgroup_fds, error_w, console)
         else:
-            pid = _fork_init(spec, stdio, rootfs, cgroup_fds, error_w)
+            pid = _fork_init(spec, stdio, rootfs, cgroup_fds, error_w, console)
     except BaseException as exc:
         for fd in (error_r, error_w, *cgroup_fds):
             os.close(fd)
+        _close_console(console)
         _discard(cgroup, rootfs)
         if isinstance(exc, LaunchError):
             raise
@@ -119,8 +123,11 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         os.close(fd)
     try:
         failure = process.read_report(error_r)
+        if failure is None and console is not None:
+            _relay_terminal(console[0], stdio[0])
     finally:
         os.close(error_r)
+        _close_console(console)
     if failure is None:
         return pid
     _wait(pid)
@@ -155,6 +162,7 @@ def _fork_init(
     rootfs: str,
     cgroup_fds: list[int],
     error_w: int,
+    console: _Console,
 ) -> int:
     """Fork the init process into a new PID namespace; return its host pid."""
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -163,14 +171,14 @@ def _fork_init(
             # An earlier launch in this process: its namespace (now maybe dead) is still where
             # our children would go. Joining our own active one again is always allowed.
             syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
-        syscalls.unshare(syscalls.CLONE_NEWPID)
+        _enter_pid_namespace(spec.pid_namespace)
         try:
             pid = os.fork()
         except BaseException:
             syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
             raise
         if pid == 0:
-            _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=True)
+            _container_init(spec, stdio, rootfs, cgroup_fds, error_w, True, console=console)
         # Later children of the supervisor (a restart's launch, anything it runs) stay on the
         # host rather than join, or fail to join, the container's namespace.
         syscalls.setns(own_pid_ns, syscalls.CLONE_NEWPID)
@@ -185,6 +193,7 @@ def _fork_in_user_namespace(
     rootfs: str,
     cgroup_fds: list[int],
     error_w: int,
+    console: _Console,
 ) -> int:
     """Start the init process through an intermediate child that makes the user namespace."""
     ready_r, ready_w = os.pipe()  # intermediate -> us: "user namespace made"
@@ -195,7 +204,7 @@ def _fork_in_user_namespace(
         for fd in (ready_r, maps_w, pid_r):
             os.close(fd)
         try:
-            _intermediate(spec, stdio, rootfs, cgroup_fds, error_w, ready_w, maps_r, pid_w)
+            _intermediate(spec, stdio, rootfs, cgroup_fds, error_w, ready_w, maps_r, pid_w, console)
         except BaseException as exc:
             process.report_and_exit(error_w, exc)
     for fd in (ready_w, maps_r, pid_w):
@@ -228,6 +237,7 @@ def _intermediate(
     ready_w: int,
     maps_r: int,
     pid_w: int,
+    console: _Console,
 ) -> NoReturn:
     # The root filesystem is mounted as real root: overlayfs must read the layers' trusted.*
     # whiteout attributes, which a user namespace cannot see, and only the host's root may
@@ -262,7 +272,9 @@ def _intermediate(
     init = os.fork()
     if init == 0:
         os.close(pid_w)
-        _container_init(spec, stdio, rootfs, cgroup_fds, error_w, mount_rootfs=False, binds=binds)
+        _container_init(
+            spec, stdio, rootfs, cgroup_fds, error_w, False, binds=binds, console=console
+        )
     os.write(pid_w, str(init).encode())
     os._exit(0)
 
@@ -337,9 +349,10 @@ def _container_init(
     error_w: int,
     mount_rootfs: bool,
     binds: list[_Bind | TmpfsMount] | None = None,
+    console: _Console = None,
 ) -> NoReturn:
     try:
-        flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+        flags = syscalls.CLONE_NEWNS | _shared_namespaces(spec)
         own_network = spec.network_mode != "host"
         if own_network and not spec.netns:
             flags |= syscalls.CLONE_NEWNET
@@ -358,16 +371,22 @@ def _container_init(
             rootfs = "."
         _build_root(spec, rootfs, stdio, own_network, _bind_list(spec) if binds is None else binds)
         _pivot(rootfs)
+        if console is not None:
+            stdio = _container_terminal(console[1], stdio[0])
+        _write_sysctls(spec.sysctls)  # before /proc/sys turns read-only
         _restrict_paths(spec)
         if spec.read_only_rootfs:
             mounts.remount_read_only("/")
-        if spec.hostname:
+        if spec.hostname and not spec.uts_namespace:
             syscalls.sethostname(spec.hostname)
         if own_network and not spec.netns:
             _loopback_up()
         # Joined only now, so the memory our setup dirties is not charged to the container.
         process.join_cgroups(cgroup_fds)
-        if _has_cgroup_namespaces():
+        if spec.cgroup_namespace == "host":
+            _mount_cgroups(read_only=not spec.privileged)
+            _bind_own_cgroups(read_only=not spec.privileged)
+        elif _has_cgroup_namespaces():
             # After joining, so the container's cgroup is the root of its cgroup namespace.
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
             _mount_cgroups(read_only=not spec.privileged)
@@ -379,15 +398,139 @@ def _container_init(
         process.report_and_exit(error_w, exc)
 
 
-def _join_network(path: str) -> None:
+# --------------------------------------------------------------------------------------------
+# The terminal: a pty of the container's own devpts
+# --------------------------------------------------------------------------------------------
+
+#: With a terminal, a socket pair: the launcher's end, and the init process's, which sends the
+#: master of the pty it opens in the container's devpts.
+_Console = tuple[socket.socket, socket.socket] | None
+
+
+def _console_pair(spec: ContainerSpec) -> _Console:
+    if not spec.process.terminal:
+        return None
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+def _close_console(console: _Console) -> None:
+    if console is not None:
+        for end in console:
+            end.close()
+
+
+def _container_terminal(theirs: socket.socket, outer: int) -> tuple[int, int, int]:
+    """Open a pty in the container's devpts (its terminal is ``/dev/pts/0``, as under runc),
+    show it at /dev/console, send its master to the launcher; the slave is the stdio."""
+    master, slave = os.openpty()  # /dev/ptmx: the container's pts/ptmx, after the pivot
+    ptyrelay.copy_window_size(outer, slave)  # before the process runs: its first output fits
+    syscalls.mount(os.ttyname(slave), "/dev/console", None, syscalls.MS_BIND)
+    socket.send_fds(theirs, [b"t"], [master])
+    os.close(master)
+    return slave, slave, slave
+
+
+def _relay_terminal(ours: socket.socket, outer: int) -> None:
+    """Join the container's pty (the master its init sent) to the supervisor's pty slave."""
+    ours.settimeout(TERMINAL_TIMEOUT)
+    _message, fds, _flags, _address = socket.recv_fds(ours, 16, 1)
+    if not fds:
+        raise LaunchError("the container's init process sent no terminal", 125)
+    ptyrelay.start_relay(outer=outer, inner=fds[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Namespaces shared with the host or another container, /dev/shm, sysctls
+# --------------------------------------------------------------------------------------------
+
+
+def _enter_pid_namespace(namespace: str) -> None:
+    """Where our next child goes: a new PID namespace, the host's (ours), or a joined one."""
+    if namespace == "host":
+        return
+    if not namespace:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        return
+    _join(namespace, syscalls.CLONE_NEWPID)
+
+
+def _shared_namespaces(spec: ContainerSpec) -> int:
+    """Join the IPC and UTS namespaces the spec names; the unshare flags of those it makes."""
+    flags = 0
+    for namespace, kind in (
+        (spec.ipc_namespace, syscalls.CLONE_NEWIPC),
+        (spec.uts_namespace, syscalls.CLONE_NEWUTS),
+    ):
+        if not namespace:
+            flags |= kind
+        elif namespace != "host":
+            _join(namespace, kind)
+    return flags
+
+
+def _join(path: str, kind: int, what: str = "namespace") -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise process.ProcessFailure(f"cannot open network namespace {path}: {exc}") from None
+        raise process.ProcessFailure(f"cannot open {what} {path}: {exc}") from None
     try:
-        syscalls.setns(fd, syscalls.CLONE_NEWNET)
+        syscalls.setns(fd, kind)
     finally:
         os.close(fd)
+
+
+def _mount_shm(spec: ContainerSpec, shm: str) -> None:
+    """/dev/shm: the host's or the joined IPC namespace's, a tmpfs of its own, or none."""
+    donor = nsmounts.mount_namespace_beside(spec.ipc_namespace)
+    if spec.ipc_namespace == "host":
+        mounts.ensure_mountpoint(shm, directory=True)
+        syscalls.mount("/dev/shm", shm, None, syscalls.MS_BIND | syscalls.MS_REC)
+    elif donor:
+        fd = nsmounts.clone_from_namespace(donor, "/dev/shm")
+        try:
+            mounts.ensure_mountpoint(shm, directory=True)
+            syscalls.move_mount(fd, shm)
+        finally:
+            os.close(fd)
+    elif spec.shm_size > 0:
+        os.mkdir(shm, 0o1777)
+        syscalls.mount("shm", shm, "tmpfs", _PROC_FLAGS, f"mode=1777,size={spec.shm_size}")
+
+
+def _write_sysctls(sysctls: tuple[tuple[str, str], ...]) -> None:
+    """Write the sysctls in the container's namespaces (its /proc, after the pivot)."""
+    for name, value in sysctls:
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            with open(path, "w") as knob:
+                knob.write(value)
+        except OSError as exc:
+            raise process.ProcessFailure(f"cannot set sysctl {name}={value}: {exc}") from None
+
+
+def _bind_own_cgroups(read_only: bool) -> None:
+    """With the host's cgroup namespace: show each hierarchy from the container's cgroup down
+    (as runc binds it), while ``/proc/self/cgroup`` keeps the full paths."""
+    own: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as listing:
+        for line in listing:
+            _number, controllers, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+    extra = syscalls.MS_RDONLY if read_only else 0
+    for name, fstype, options in _cgroup_hierarchies:
+        key = frozenset() if fstype == "cgroup2" else frozenset(options.split(","))
+        path = own.get(key, "/").lstrip("/")
+        target = os.path.join(CGROUP_ROOT, name)
+        if not path or not os.path.isdir(os.path.join(target, path)):
+            continue
+        syscalls.mount(os.path.join(target, path), target, None, syscalls.MS_BIND)
+        syscalls.mount(
+            None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | _PROC_FLAGS | extra
+        )
+
+
+def _join_network(path: str) -> None:
+    _join(path, syscalls.CLONE_NEWNET, "network namespace")
 
 
 def _has_cgroup_namespaces() -> bool:
@@ -498,16 +641,13 @@ def _build_dev(spec: ContainerSpec, rootfs: str, stdio: tuple[int, int, int]) ->
     except OSError:
         # gid 5 (tty) may be unmapped in a user namespace.
         syscalls.mount("devpts", pts, "devpts", pts_flags, "newinstance,ptmxmode=0666,mode=0620")
-    shm = os.path.join(dev, "shm")
-    os.mkdir(shm, 0o1777)
-    syscalls.mount("shm", shm, "tmpfs", _PROC_FLAGS, "mode=1777,size=65536k")
+    _mount_shm(spec, os.path.join(dev, "shm"))
     mqueue = os.path.join(dev, "mqueue")
     os.mkdir(mqueue, 0o755)
     syscalls.mount("mqueue", mqueue, "mqueue", _PROC_FLAGS)
     if spec.process.terminal:
-        console = os.path.join(dev, "console")
-        mounts.ensure_mountpoint(console, directory=False)
-        syscalls.mount(_terminal_path(stdio[0]), console, None, syscalls.MS_BIND)
+        # The container's own terminal is bound here once it exists (_container_terminal).
+        mounts.ensure_mountpoint(os.path.join(dev, "console"), directory=False)
 
 
 def _make_devices(spec: ContainerSpec, rootfs: str) -> None:
@@ -526,23 +666,6 @@ def _make_devices(spec: ContainerSpec, rootfs: str) -> None:
             ) from None
         os.chmod(node, device.mode)  # mknod's mode goes through the umask
         os.chown(node, device.uid, device.gid)
-
-
-def _terminal_path(fd: int) -> str:
-    """The path of the terminal ``fd`` in our mount namespace.
-
-    A bind mount's source must be found in the caller's own mount namespace, and the fd was
-    opened in the host's: so look its path up again here and check it is the same file.
-    """
-    path = os.readlink(f"/proc/self/fd/{fd}")
-    opened, found = os.fstat(fd), os.stat(path)
-    if (opened.st_dev, opened.st_ino, opened.st_rdev) != (
-        found.st_dev,
-        found.st_ino,
-        found.st_rdev,
-    ):
-        raise process.ProcessFailure(f"the terminal {path} is not reachable by path")
-    return path
 
 
 def _mount_sys(spec: ContainerSpec, rootfs: str, own_network: bool) -> None:

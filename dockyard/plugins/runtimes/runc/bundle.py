@@ -28,6 +28,7 @@ from dockyard.linux.cgroups import CPU_MIN_QUOTA_US, CPU_PERIOD_US
 OCI_VERSION = "1.0.2"
 ROOTFS_DIR = "rootfs"
 CONFIG_FILE = "config.json"
+SHM_DIR = "shm"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROC_FLAGS = ["nosuid", "noexec", "nodev"]
 #: Where the v1 memory controller keeps its memory+swap limit, present only with swap
@@ -158,12 +159,7 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
             "source": "mqueue",
             "options": _PROC_FLAGS,
         },
-        {
-            "destination": "/dev/shm",
-            "type": "tmpfs",
-            "source": "shm",
-            "options": [*_PROC_FLAGS, "mode=1777", "size=65536k"],
-        },
+        *_shm_mount(spec),
     ]
     # Parents before children, so a mount inside another bind mount lands on top of it.
     listed: list[BindMount | TmpfsMount] = [*spec.mounts, *spec.tmpfs]
@@ -198,16 +194,72 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
     return mounts
 
 
+def shm_path(spec: ContainerSpec) -> str:
+    """Where the launcher attaches the /dev/shm of the joined IPC namespace (see
+    :func:`dockyard.linux.nsmounts.clone_from_namespace`), for runc to bind."""
+    return os.path.join(spec.state_dir, SHM_DIR)
+
+
+def _shm_mount(spec: ContainerSpec) -> list[dict[str, Any]]:
+    """/dev/shm: the host's or the joined IPC namespace's (bound), a tmpfs of its own, or none."""
+    joined = spec.ipc_namespace not in ("", "host")
+    if spec.ipc_namespace == "host" or joined:
+        return [
+            {
+                "destination": "/dev/shm",
+                "type": "bind",
+                "source": shm_path(spec) if joined else "/dev/shm",
+                "options": ["rbind", "rprivate"],
+            }
+        ]
+    if spec.shm_size <= 0:
+        return []
+    return [
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": [*_PROC_FLAGS, "mode=1777", f"size={spec.shm_size}"],
+        }
+    ]
+
+
+def _shared_namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
+    """The PID, IPC and UTS namespaces: new, joined by path, or the host's (not named)."""
+    namespaces = []
+    for kind, namespace in (
+        ("pid", spec.pid_namespace),
+        ("ipc", spec.ipc_namespace),
+        ("uts", spec.uts_namespace),
+    ):
+        if not namespace:
+            namespaces.append({"type": kind})
+        elif namespace != "host":
+            namespaces.append({"type": kind, "path": namespace})
+    return namespaces
+
+
+def names_network_namespace(spec: ContainerSpec) -> bool:
+    """Whether the bundle names the daemon's namespace file, for runc to join, rather than
+    runc running in it: runc writes net.* sysctls only into a namespace the bundle names and
+    that is not its own. Without a user namespace only (see ``Runc.command``)."""
+    remapped = bool(spec.uid_mappings or spec.gid_mappings)
+    wants_sysctls = any(name.startswith("net.") for name, _ in spec.sysctls)
+    return bool(spec.netns) and spec.network_mode != "host" and wants_sysctls and not remapped
+
+
 def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     kinds = ["user"] if spec.uid_mappings or spec.gid_mappings else []
-    kinds += ["pid", "mount", "ipc", "uts"]
-    if os.path.exists("/proc/self/ns/cgroup"):
+    kinds += ["mount"]
+    if spec.cgroup_namespace != "host" and os.path.exists("/proc/self/ns/cgroup"):
         kinds.append("cgroup")
-    namespaces = [{"type": kind} for kind in kinds]
+    namespaces = [{"type": kind} for kind in kinds] + _shared_namespaces(spec)
     if spec.network_mode != "host" and not spec.netns:
         # A new one, whose loopback runc brings up itself. A namespace file the daemon made
         # is not named here: runc runs inside it (see ``Runc.command``).
         namespaces.append({"type": "network"})
+    elif names_network_namespace(spec):
+        namespaces.append({"type": "network", "path": spec.netns})
     return namespaces
 
 
@@ -329,6 +381,8 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
         "mounts": _mounts(spec),
         "linux": linux,
     }
-    if spec.hostname:
+    if spec.hostname and not spec.uts_namespace:
         config["hostname"] = spec.hostname
+    if spec.sysctls:
+        linux["sysctl"] = dict(spec.sysctls)
     return config

@@ -14,9 +14,10 @@
 Without a terminal, runc hands its own stdin, stdout and stderr to the container unchanged, so
 ``stdio`` becomes runc's. With a terminal, runc makes a pty inside the container (so the
 process has a controlling terminal, job control, ``^C`` and ``SIGWINCH``) and passes its master
-over ``--console-socket``; a small relay process (forked here) copies bytes between that master
-and the supervisor's pty slave, which it puts in raw mode and makes its own controlling
-terminal, so a resize of the supervisor's pty reaches it as ``SIGWINCH`` and is copied on.
+over ``--console-socket``; a relay process (:mod:`dockyard.linux.ptyrelay`) copies bytes
+between that master and the supervisor's pty slave, which it puts in raw mode and makes its
+own controlling terminal, so a resize of the supervisor's pty reaches it as ``SIGWINCH`` and
+is copied on.
 
 runc's error messages go to a JSON log (``--log``); the last one becomes the
 :class:`LaunchError`, with docker's exit code classes. Standard library and low-level
@@ -27,24 +28,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
-import selectors
 import shutil
-import signal
 import socket
 import stat
 import subprocess
-import termios
-import tty
-from typing import NoReturn
 
 import attrs
 
 from dockyard.core.interfaces import ContainerSpec, LaunchError
-from dockyard.linux import idmap, mounts, syscalls
-from dockyard.plugins.runtimes.runc.bundle import CONFIG_FILE, bundle_config, rootfs_path
+from dockyard.linux import idmap, mounts, nsmounts, ptyrelay, syscalls
+from dockyard.plugins.runtimes.runc.bundle import (
+    CONFIG_FILE,
+    bundle_config,
+    names_network_namespace,
+    rootfs_path,
+    shm_path,
+)
 
 DEFAULT_BINARY = "runc"
 DEFAULT_CGROUP_PARENT = "dockyard"
@@ -62,7 +63,6 @@ IDMAPPED_DIR = "idmapped"
 RUNC_TIMEOUT = 60.0
 #: util-linux's nsenter (Debian's essential util-linux): runs runc in a namespace file.
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"  # a path: exec is posix_spawn'd
-_RELAY_CHUNK = 65536
 #: Whether this process (the supervisor) has entered its own mount namespace yet.
 _in_private_mount_namespace = False
 
@@ -184,6 +184,7 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
             spec = _mount_remapped(spec, rootfs)
         else:
             _mount_rootfs(spec, rootfs)
+        _stage_shared_shm(spec)
         config = bundle_config(spec, runc.cgroup_parent)
         with open(os.path.join(spec.state_dir, CONFIG_FILE), "w") as config_file:
             json.dump(config, config_file, indent=1)
@@ -207,12 +208,13 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
         # With a terminal runc needs no stdio of ours (the container gets its own pty).
         runc_stdio = (subprocess.DEVNULL,) * 3 if listener is not None else stdio
         try:
-            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir, netns=spec.netns)
+            netns = "" if names_network_namespace(spec) else spec.netns
+            _run(runc, [*create, spec.id], log_file, runc_stdio, state_dir, netns=netns)
             with open(pid_file) as pid_source:
                 pid = int(pid_source.read().strip())
             os.unlink(pid_file)
             if listener is not None:
-                _start_relay(outer=stdio[0], inner=_receive_console(listener))
+                ptyrelay.start_relay(outer=stdio[0], inner=_receive_console(listener))
             _run(runc, ["start", spec.id], log_file, (subprocess.DEVNULL,) * 3, state_dir)
         except BaseException:
             runc.delete(spec.id)  # runc undoes a failed create itself, mostly: leave nothing
@@ -329,6 +331,30 @@ def _stage(source: str, spec: ContainerSpec, name: str, userns_fd: int) -> str:
     return staged
 
 
+def _stage_shared_shm(spec: ContainerSpec) -> None:
+    """Attach the /dev/shm of the IPC namespace joined at ``shm_path`` for runc to bind.
+
+    Taken from its container's mount namespace by a child (entering a mount namespace needs
+    a single-threaded process); attached in ours, which runc and the child share.
+    """
+    donor = nsmounts.mount_namespace_beside(spec.ipc_namespace)
+    if not donor:
+        return
+    target = shm_path(spec)
+    os.makedirs(target, exist_ok=True)
+    child = os.fork()
+    if child == 0:
+        try:
+            fd = nsmounts.clone_from_namespace(donor, "/dev/shm")
+            syscalls.move_mount(fd, target)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _pid, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(errno.EINVAL, f"cannot reach the /dev/shm of {spec.ipc_namespace}")
+
+
 def _check_reachable(spec: ContainerSpec, rootfs: str) -> None:
     """Refuse, before making anything, a root filesystem the remapped root cannot reach.
 
@@ -401,101 +427,3 @@ def _receive_console(listener: socket.socket) -> int:
     if not fds:
         raise OSError(errno.EPROTO, "runc sent no terminal over the console socket")
     return fds[0]
-
-
-def _start_relay(outer: int, inner: int) -> int:
-    """Fork the process copying between the supervisor's pty slave and the container's pty."""
-    # Before the container runs: its first output must already fit the right width.
-    _copy_window_size(outer, inner)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _relay(outer, inner)
-        finally:
-            os._exit(0)
-    os.close(inner)
-    return pid
-
-
-def _copy_window_size(source: int, target: int) -> None:
-    with contextlib.suppress(OSError):
-        size = fcntl.ioctl(source, termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
-
-
-def _relay(outer: int, inner: int) -> NoReturn:
-    """Copy both ways until the container's side hangs up (or the supervisor's does)."""
-    # Only the two ends stay open: the supervisor's other fds (its master, the daemon's report
-    # pipe) must not be held by us.
-    outer_copy = fcntl.fcntl(outer, fcntl.F_DUPFD, 10)
-    inner_copy = fcntl.fcntl(inner, fcntl.F_DUPFD, 10)
-    os.dup2(outer_copy, 0)
-    os.dup2(inner_copy, 1)
-    os.closerange(2, os.sysconf("SC_OPEN_MAX"))
-    signal.set_wakeup_fd(-1)
-    for number in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, signal.SIG_DFL)
-    os.setsid()
-    try:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    except PermissionError:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 1)  # still another session's: take it (we are root)
-    # All terminal processing (echo, line editing, ^C) is the container's pty's to do.
-    tty.setraw(0, termios.TCSANOW)
-    signal.signal(signal.SIGWINCH, lambda *_: _copy_window_size(0, 1))
-    _copy_window_size(0, 1)
-    _pump({0: 1, 1: 0})
-    os._exit(0)
-
-
-def _pump(routes: dict[int, int]) -> None:
-    """Copy each fd's input to its route's fd (non-blocking, buffered) until one side ends.
-
-    The container's side (fd 1) ending is the normal end: what it wrote last is delivered
-    before we return. The supervisor's side (fd 0) ending means nobody is listening.
-    """
-    for fd in routes:
-        os.set_blocking(fd, False)
-    pending = {fd: b"" for fd in routes}  # what waits to be written to fd
-    selector = selectors.DefaultSelector()
-    for fd in routes:
-        selector.register(fd, selectors.EVENT_READ)
-    container_done = False
-    while not container_done or pending[0]:
-        for key, events in selector.select():
-            fd = key.fd
-            if events & selectors.EVENT_WRITE and pending[fd]:
-                try:
-                    written = os.write(fd, pending[fd])
-                except BlockingIOError:
-                    written = 0
-                except OSError:
-                    if fd == 0:
-                        return  # the supervisor's side is gone
-                    written = len(pending[fd])  # the container's side is gone: drop its input
-                pending[fd] = pending[fd][written:]
-            if events & selectors.EVENT_READ:
-                try:
-                    data = os.read(fd, _RELAY_CHUNK)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""  # EIO: the last holder of the other end closed it
-                if data:
-                    pending[routes[fd]] += data
-                elif fd == 0:
-                    return
-                else:
-                    container_done = True
-                    pending[1] = b""
-        for fd in routes:
-            wanted = 0 if (fd == 1 and container_done) else selectors.EVENT_READ
-            if pending[fd]:
-                wanted |= selectors.EVENT_WRITE
-            registered = fd in selector.get_map()
-            if wanted and registered:
-                selector.modify(fd, wanted)
-            elif wanted:
-                selector.register(fd, wanted)
-            elif registered:
-                selector.unregister(fd)
