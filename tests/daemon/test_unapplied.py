@@ -3,6 +3,8 @@ naming it, and what clients send for options left alone passes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 import pytest
 
@@ -88,3 +90,17 @@ def test_the_zero_values_clients_send_pass() -> None:
 def test_health_checks_are_applied_not_refused() -> None:
     for test in (["NONE"], ["CMD", "true"], ["CMD-SHELL", "true"]):
         refuse_unapplied(ContainerConfig(healthcheck=HealthConfig(test=test)), HostConfig())
+
+
+def test_the_readme_lists_every_refused_field_and_no_other() -> None:
+    """The README's table of refused fields is this table: a field implemented (its row gone)
+    or newly refused must show there too."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Options, and what is refused", 1)[1]
+    section = section.split("Values refused for a reason of their own", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = [line.split("`")[1] for line in rows]
+    assert listed == [row.json_name for row in UNAPPLIED]
+    for line, row in zip(rows, UNAPPLIED, strict=True):
+        assert (f"(`{row.flag}`)" in line) == bool(row.flag), line
+        assert line.rstrip(" |").endswith(row.reason), line
