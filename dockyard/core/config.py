@@ -119,6 +119,21 @@ class DaemonConfig:
         "leaves it out, and containers then default to --network none (dockerd's -b none)",
         ("", "none"),
     )
+    header_timeout: float = option(
+        60.0,
+        "seconds a client may take to send a request's head (from its first byte, or from "
+        "connecting); a slower client is disconnected",
+    )
+    body_timeout: float = option(
+        300.0,
+        "seconds a client may pause while sending a request body; then 408 and disconnected "
+        "(answers streamed to the client are not limited)",
+    )
+    max_json_body: int = option(
+        4 * 1024 * 1024,
+        "largest JSON request body, in bytes (413 above; uploads of images, build contexts and "
+        "archives are streams, not limited); 0: no limit",
+    )
 
 
 @attrs.frozen
@@ -163,6 +178,16 @@ class RegistryConfig:
     gc_delete_untagged: bool = option(False, "gc also deletes manifests that no tag reaches")
     proxy: ProxyConfig | None = option(
         None, "a table: serve as a pull-through cache of a remote registry (pushes are refused)"
+    )
+    header_timeout: float = option(
+        60.0,
+        "seconds a client may take to send a request's head (from its first byte, or from "
+        "connecting); a slower client is disconnected",
+    )
+    body_timeout: float = option(
+        300.0,
+        "seconds a client may pause while sending a request body; then 408 and disconnected "
+        "(answers streamed to the client are not limited)",
     )
 
 

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dockyard.core.config import RegistryConfig
-from dockyard.core.errors import InvalidParameter, NotFound
+from dockyard.core.errors import InvalidParameter, NotFound, RequestTimeout
 from dockyard.core.interfaces import Access, AuthProvider
 from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
@@ -722,6 +722,11 @@ def create_registry_app(
             return _error_response(refusal, head=request.method == "HEAD")
         except ClientDisconnect:
             return Response(status_code=400)
+        except RequestTimeout as exc:
+            # The client stopped sending the body (see core.server's read timeouts): no spec
+            # code fits; the CNCF registry's catch-all with the status that says what happened.
+            stalled = RegistryError("UNKNOWN", message=exc.message, status=408)
+            return _error_response(stalled, head=request.method == "HEAD")
         except Exception as exc:
             _log.exception("unexpected error", error=repr(exc), path=request.url.path)
             return Response(

@@ -26,6 +26,7 @@ from dockyard.daemon.api import (
 )
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
+    JsonBodyLimitMiddleware,
     handle_dockyard_error,
     handle_http_exception,
     handle_unexpected_error,
@@ -56,4 +57,5 @@ def create_app(service: Engine) -> Any:
         },
     )
     app.state.service = service
-    return RequestLogMiddleware(EngineHeadersMiddleware(app))
+    limited = JsonBodyLimitMiddleware(app, service.config.daemon.max_json_body)
+    return RequestLogMiddleware(EngineHeadersMiddleware(limited))
