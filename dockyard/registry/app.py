@@ -35,7 +35,7 @@ from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gatekeeper import Gatekeeper
 from dockyard.registry.manifests import accepts, is_media_type
-from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
+from dockyard.registry.names import ALGORITHMS, Digest, check_name, is_reference, parse_digest
 from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 
@@ -548,6 +548,14 @@ class Handlers:
             await run_in_threadpool(self.store.delete_manifest, name, reference)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        if not is_reference(reference):
+            # Nothing can be stored under it, so it names no manifest: 404 (as the CNCF
+            # registry answers, and conformance suites expect), not a 400 for its syntax.
+            raise RegistryError(
+                "MANIFEST_UNKNOWN",
+                message="manifest unknown: the reference is neither a tag nor a digest",
+                detail={"name": name, "reference": reference[:300]},
+            )
         return await self.serve_manifest(request, name, reference)
 
     async def serve_manifest(self, request: Request, name: str, reference: str) -> Response:
