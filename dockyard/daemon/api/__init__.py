@@ -22,6 +22,7 @@ from dockyard.daemon.api import (
     images,
     networks,
     pulls,
+    swarm,
     system,
 )
 from dockyard.daemon.api.middleware import (
@@ -45,6 +46,7 @@ def create_app(service: Engine) -> Any:
         *containerfs.routes(),
         *networks.routes(),
         *build.routes(),
+        *swarm.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())
