@@ -19,7 +19,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
-from dockyard.core.errors import DriverUnavailable, InvalidParameter, NotFound
+from dockyard.core.errors import ConfigError, DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import FileInfo
 
@@ -198,6 +198,29 @@ class S3Backend:
             )
             self._local.client = client
         return client
+
+    def check_bucket(self) -> None:
+        """Refuse to start on a bucket that does not exist or credentials the endpoint refuses
+        (one line naming both), rather than serve a registry whose every request fails."""
+        endpoint = self.config.endpoint_url or "AWS S3"
+        where = f"[registries.s3] bucket {self.bucket!r} at {endpoint}"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                problem = "does not exist: create it, or name another"
+            elif code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                problem = (
+                    f"refused our credentials ({code}): check access-key-id and "
+                    "secret-access-key (or the AWS environment), and that they may use the bucket"
+                )
+            elif code:
+                problem = f"cannot be used: {code} {response.get('Error', {}).get('Message', '')}"
+            else:
+                problem = f"cannot be reached: {exc}"
+            raise ConfigError(f"{where} {problem.strip()}") from None
 
     # ------------------------------------------------------------------ keys
 
@@ -400,7 +423,9 @@ def check() -> None:
 
 
 def build(config: S3Config, context: DriverContext) -> S3Backend:
-    return S3Backend(config)
+    backend = S3Backend(config)
+    backend.check_bucket()
+    return backend
 
 
 CAPABILITIES: frozenset[str] = frozenset({"multipart", "redirect", "shared"})
