@@ -292,8 +292,8 @@ def run_gc_command(config_path: str | None, root: str | None, dry_run: bool) -> 
     verb = "would delete" if dry_run else "deleted"
     print(
         f"{verb} {len(report.blobs)} blob(s) ({report.bytes_freed} bytes), "
-        f"{len(report.manifests)} manifest(s), {len(report.uploads)} expired upload(s); "
-        f"kept {report.kept_blobs} blob(s)",
+        f"{len(report.manifests)} manifest(s), {len(report.uploads)} expired upload(s), "
+        f"{len(report.swept)} leftover(s); kept {report.kept_blobs} blob(s)",
         file=sys.stdout,
     )
     for line in report.lines():
