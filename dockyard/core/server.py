@@ -312,20 +312,28 @@ def _peer(transport: asyncio.BaseTransport) -> str:
     return "unix socket"
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request head (see :class:`ReadTimeouts`)."""
+class _HeadDeadlineMixin(asyncio.Protocol):
+    """A uvicorn protocol's head deadline: armed when the connection opens and whenever a
+    request head begins, stopped once the head is complete (each protocol says when)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline = _HeadDeadline(header_timeout)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._head_deadline.start(self.loop, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_deadline.stop()
         super().connection_lost(exc)
+
+
+class TimedH11Protocol(_HeadDeadlineMixin, H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request head (see :class:`ReadTimeouts`)."""
 
     def data_received(self, data: bytes) -> None:
         # IDLE: no request head complete yet (h11 leaves IDLE once it has parsed one).
@@ -339,20 +347,8 @@ class TimedH11Protocol(H11Protocol):
             self._head_deadline.stop()
 
 
-class TimedHttpToolsProtocol(HttpToolsProtocol):
+class TimedHttpToolsProtocol(_HeadDeadlineMixin, HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline on each request head."""
-
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_deadline = _HeadDeadline(header_timeout)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_deadline.start(self.loop, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_deadline.stop()
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
