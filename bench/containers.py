@@ -73,7 +73,9 @@ def start_dockyard(root: Path, *extra_args: str) -> tuple[subprocess.Popen, str]
         stderr=open(root / "daemon.log", "w"),  # noqa: SIM115 - lives as long as the daemon
     )  # fmt: skip
     host = f"unix://{socket_path}"
-    for _ in range(200):
+    # A deadline, not a count of tries: a loaded machine starts it slower.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
         if (
             socket_path.exists()
             and subprocess.run(
@@ -138,7 +140,7 @@ def measure(
         container = client.create_container(
             "busybox",
             "true",
-            network_disabled=True,
+            # No network, as dockerd's --network none (NetworkDisabled is refused here).
             host_config=client.create_host_config(network_mode="none"),
         )
         client.start(container)
