@@ -1,7 +1,7 @@
 """The s3 backend refuses to start on a bucket that does not exist, or with credentials the
 endpoint refuses: one line naming the bucket and the endpoint, exit status 1, instead of a
 registry that answers 500 to everything. moto_server stands in for S3 (one with its IAM checks
-on, for the credentials)."""
+on, for the credentials). A bucket that exists starts as before: test_processes.py's s3 tests."""
 
 from __future__ import annotations
 
@@ -50,12 +50,6 @@ def test_a_missing_bucket_stops_the_start(tmp_path, moto_server):
         env={**os.environ, "DOCKYARD_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )  # fmt: skip
     assert_one_line_refusal(gc, bucket, "does not exist")
-
-
-def test_an_existing_bucket_starts(tmp_path, moto_server, registry_process, client_for):
-    bucket = moto_server.new_bucket()
-    server = registry_process(s3_config(moto_server, bucket, tmp_path / "state"))
-    assert client_for(server.url).request("GET", "/v2/").status_code == 200
 
 
 def test_refused_credentials_stop_the_start(tmp_path):
