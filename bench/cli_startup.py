@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from dockyard.testing.peers import beside_python
+
 
 def median_ms(command: list[str], runs: int) -> float:
     subprocess.run(command, check=True, capture_output=True)  # warm the page cache
@@ -28,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     runs = parser.parse_args().runs
-    dockyard = shutil.which("dockyard") or sys.exit("dockyard is not on PATH")
+    dockyard = beside_python("dockyard") or sys.exit(
+        f"dockyard is not installed beside {sys.executable}, nor on PATH"
+    )
     docker = shutil.which("docker")
     results = {
         "python -c pass (floor)": median_ms([sys.executable, "-c", "pass"], runs),

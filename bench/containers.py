@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,14 +33,12 @@ from pathlib import Path
 import docker
 
 from dockyard.testing.images import busybox_rootfs, image_archive
-from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
+from dockyard.testing.peers import beside_python, docker_cli, docker_env, real_dockerd
 
 
 def own_cli_script() -> str:
-    """Our console script, the one installed beside this interpreter: a ``dockyard`` found first
-    on PATH may be a version manager's shim (pyenv's is a shell script costing ~50 ms)."""
-    beside = Path(sys.executable).with_name("dockyard")
-    return str(beside) if beside.exists() else shutil.which("dockyard") or "dockyard"
+    """Our console script, the one installed beside this interpreter (see beside_python)."""
+    return beside_python("dockyard") or "dockyard"
 
 
 def pss_kib(pid: int) -> int:
@@ -76,7 +73,9 @@ def start_dockyard(root: Path, *extra_args: str) -> tuple[subprocess.Popen, str]
         stderr=open(root / "daemon.log", "w"),  # noqa: SIM115 - lives as long as the daemon
     )  # fmt: skip
     host = f"unix://{socket_path}"
-    for _ in range(200):
+    # A deadline, not a count of tries: a loaded machine starts it slower.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
         if (
             socket_path.exists()
             and subprocess.run(
@@ -141,7 +140,7 @@ def measure(
         container = client.create_container(
             "busybox",
             "true",
-            network_disabled=True,
+            # No network, as dockerd's --network none (NetworkDisabled is refused here).
             host_config=client.create_host_config(network_mode="none"),
         )
         client.start(container)

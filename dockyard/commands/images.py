@@ -204,6 +204,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from dockyard.client import StreamError
     from dockyard.commands.jsonmessages import display_json_messages
 
     if args.input is None and sys.stdin.isatty():
@@ -217,7 +218,12 @@ def cmd_load(args: argparse.Namespace) -> int:
             "POST", "/images/load", {"quiet": 1 if quiet else None}, data=source
         )
         if response.getheader("Content-Type", "") == "application/json":
-            display_json_messages(response, sys.stdout)
+            try:
+                display_json_messages(response, sys.stdout)
+            except StreamError as exc:
+                # A bad archive is an error inside the stream: docker prints its text alone.
+                print(str(exc), file=sys.stderr)
+                return 1
         else:  # docker copies a body that is not a JSON-message stream as it is
             sys.stdout.flush()
             client.copy_response(response, sys.stdout.buffer)

@@ -5,6 +5,7 @@ imports the core inside its function, so the client commands never load it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -62,6 +63,9 @@ DAEMON_FLAGS = (
     "log-driver",
     "log-opts",
     "init-path",
+    "header-timeout",
+    "body-timeout",
+    "max-json-body",
 )
 #: List keys: the flag is given once per value; the second name is dockerd's.
 LIST_FLAGS = {
@@ -85,6 +89,18 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     }
     flags = DAEMON_FLAGS + DAEMON_SWITCHES
     overrides = {flag: getattr(args, flag.replace("-", "_")) for flag in flags}
+    # A flag's value is text: a number key's becomes a number (text that is none stays, for
+    # decode to refuse by name).
+    numbers = {
+        field.name.replace("_", "-"): field.type
+        for field in attrs.fields(DaemonConfig)
+        if field.type in (int, float, "int", "float")
+    }
+    for flag, kind in numbers.items():
+        value = overrides.get(flag)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                overrides[flag] = int(value) if kind in (int, "int") else float(value)
     table.update({key: value for key, value in overrides.items() if value is not None})
     if args.hosts:
         table["hosts"] = args.hosts

@@ -51,6 +51,22 @@ def option(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
     return attrs.field(default=default, metadata={"help": help, "choices": choices})
 
 
+def _header_timeout() -> Any:
+    return option(
+        60.0,
+        "seconds a client may take to send a request's head (from its first byte, or from "
+        "connecting); a slower client is disconnected",
+    )
+
+
+def _body_timeout() -> Any:
+    return option(
+        300.0,
+        "seconds a client may pause while sending a request body; then 408 and disconnected "
+        "(answers streamed to the client are not limited)",
+    )
+
+
 @attrs.frozen
 class DaemonConfig:
     data_root: str = option(DEFAULT_DATA_ROOT, "where images, containers and state are kept")
@@ -135,6 +151,13 @@ class DaemonConfig:
         "the docker-init binary bound into containers run with --init; empty: Debian's "
         "/usr/bin/docker-init or tini-static (apt-get install tini)",
     )
+    header_timeout: float = _header_timeout()
+    body_timeout: float = _body_timeout()
+    max_json_body: int = option(
+        4 * 1024 * 1024,
+        "largest JSON request body, in bytes (413 above; uploads of images, build contexts and "
+        "archives are streams, not limited); 0: no limit",
+    )
 
 
 @attrs.frozen
@@ -180,6 +203,8 @@ class RegistryConfig:
     proxy: ProxyConfig | None = option(
         None, "a table: serve as a pull-through cache of a remote registry (pushes are refused)"
     )
+    header_timeout: float = _header_timeout()
+    body_timeout: float = _body_timeout()
 
 
 @attrs.frozen

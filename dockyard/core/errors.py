@@ -51,6 +51,13 @@ class Conflict(DockyardError):
     status_code = 409
 
 
+class RequestTimeout(DockyardError):
+    """The client stopped sending a request body it had started (the servers' body read
+    timeout); the connection is closed after the answer."""
+
+    status_code = 408
+
+
 class NotImplementedYet(DockyardError):
     status_code = 501
 

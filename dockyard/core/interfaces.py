@@ -645,6 +645,25 @@ class RegistryBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class RegistryHousekeeping(Protocol):
+    """What a :class:`RegistryBackend` may add for ``dockyard registry gc`` (optional: gc does
+    without it, and then cannot see what the backend hides, nor keep a second gc out).
+    """
+
+    def create_exclusive(self, path: str, data: bytes) -> bytes | None:
+        """Create ``path`` holding ``data`` only if it does not exist, atomically even against
+        other processes and machines sharing the storage: ``None`` once created, else the bytes
+        the existing ``path`` holds. (gc keeps one run at a time per storage with it.)"""
+        ...
+
+    def sweep(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Remove what interrupted writes left behind and listings never show (temporary
+        files, unfinished multipart uploads nobody can resume) not written since ``older_than``
+        (wall-clock seconds), and directories left empty; return a line for each."""
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # Auth providers (who may do what on the registry; Docker's registry token spec)
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import ipaddress
 import os
 import signal
@@ -24,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import h11
 import structlog
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from dockyard.core.errors import ConfigError
+from dockyard.core.errors import ConfigError, RequestTimeout
 from dockyard.core.hosts import Host, parse_host
 from dockyard.core.pemfiles import load_ca, load_cert_chain
 
@@ -249,6 +253,194 @@ class _Server(uvicorn.Server):
         yield
 
 
+@attrs.frozen
+class ReadTimeouts:
+    """How long a client may take to send its request; a client slower than this is dropped.
+
+    ``header``: seconds from a new connection, or from the first byte of a request on a
+    kept-alive one, until the request's head is complete: a deadline, so a client trickling a
+    byte at a time (slowloris) gains nothing. ``body``: seconds the server waits for the next
+    bytes of a body it is reading (an idle limit, so a large upload may take as long as it
+    needs while it moves). Neither applies once the request is read: an answer streamed for
+    hours (events, ``logs -f``, attach) is not cut.
+    """
+
+    header: float = 60.0
+    body: float = 300.0
+
+    @classmethod
+    def checked(cls, header: float, body: float, section: str) -> ReadTimeouts:
+        for key, value in (("header-timeout", header), ("body-timeout", body)):
+            if value <= 0:
+                raise ConfigError(f"[{section}] {key} must be more than 0 seconds, not {value}")
+        return cls(header, body)
+
+
+class _HeadDeadline:
+    """Closes a connection whose request head is not complete in time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> None:
+        if self._timer is None:
+            self._timer = loop.call_later(self.seconds, self._expired, transport)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self, transport: asyncio.BaseTransport) -> None:
+        self._timer = None
+        if not transport.is_closing():
+            # Nothing is written: a client that has not finished its request reads no answer
+            # (as Go's servers do with ReadHeaderTimeout).
+            _log.info(
+                "client too slow sending its request head, connection closed",
+                client=_peer(transport),
+                header_timeout=self.seconds,
+            )
+            transport.close()
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return "unix socket"
+
+
+class _HeadDeadlineMixin(asyncio.Protocol):
+    """A uvicorn protocol's head deadline: armed when the connection opens and whenever a
+    request head begins, stopped once the head is complete (each protocol says when)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_deadline = _HeadDeadline(header_timeout)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_deadline.start(self.loop, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_deadline.stop()
+        super().connection_lost(exc)
+
+
+class TimedH11Protocol(_HeadDeadlineMixin, H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request head (see :class:`ReadTimeouts`)."""
+
+    def data_received(self, data: bytes) -> None:
+        # IDLE: no request head complete yet (h11 leaves IDLE once it has parsed one).
+        if self.conn.their_state is h11.IDLE:
+            self._head_deadline.start(self.loop, self.transport)
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:
+            self._head_deadline.stop()
+
+
+class TimedHttpToolsProtocol(_HeadDeadlineMixin, HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on each request head."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_deadline.start(self.loop, self.transport)
+
+    def on_headers_complete(self) -> None:
+        self._head_deadline.stop()
+        super().on_headers_complete()
+
+
+def timed_protocol(protocol: Any, header_timeout: float) -> Any:
+    """The protocol factory uvicorn is given: ``protocol`` ("h11", "httptools", or a subclass of
+    :class:`TimedH11Protocol`) with its head deadline."""
+    classes = {"h11": TimedH11Protocol, "httptools": TimedHttpToolsProtocol}
+    cls = classes[protocol] if isinstance(protocol, str) else protocol
+    if not issubclass(cls, TimedH11Protocol | TimedHttpToolsProtocol):
+        raise TypeError(f"{cls.__name__} does not time request heads")
+    return functools.partial(cls, header_timeout=header_timeout)
+
+
+class BodyReadTimeoutMiddleware:
+    """Answers 408 and closes the connection when a client stops sending a body the app is
+    reading (the ``body`` of :class:`ReadTimeouts`).
+
+    Only the wait for the body's next bytes is timed: once the body has ended, the app's
+    further ``receive`` calls (a streamed answer listening for the client to go) wait as long
+    as they like. The app sees :class:`RequestTimeout` raised from ``receive``, so what it had
+    begun unwinds as on any error; if it answers with that error's status, its answer is kept
+    (the daemon's ``{"message"}``), else a plain 408 is sent.
+    """
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_ended = False
+        timed_out = False
+        response_started = False
+
+        async def timed_receive() -> Any:
+            nonlocal body_ended, timed_out
+            if body_ended:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.seconds):
+                    message: dict[str, Any] = await receive()
+            except TimeoutError:
+                timed_out = True
+                _log.info(
+                    "client stopped sending its request body, connection closed",
+                    path=scope.get("path"),
+                    body_timeout=self.seconds,
+                )
+                raise RequestTimeout(
+                    f"the request body did not arrive: nothing came for {self.seconds:g} s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_ended = True
+            return message
+
+        async def closing_send(message: dict[str, Any]) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                if response_started:
+                    return
+                response_started = True
+                if timed_out:
+                    # The rest of the body may still come: this connection cannot carry
+                    # another request.
+                    headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                    message = dict(message, headers=[*headers, (b"connection", b"close")])
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, closing_send)
+        except RequestTimeout as exc:
+            if response_started:
+                return
+            await closing_send(
+                {
+                    "type": "http.response.start",
+                    "status": 408,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": exc.message.encode()})
+
+
 def _uvicorn_config(app: Any, tls: ssl.SSLContext | None, protocol: Any) -> uvicorn.Config:
     config = uvicorn.Config(
         app,
@@ -274,14 +466,19 @@ async def serve(
     on_startup: Callable[[], Awaitable[None]],
     on_shutdown: Callable[[], Awaitable[None]],
     protocol: Any = "h11",
+    timeouts: ReadTimeouts = ReadTimeouts(),
 ) -> None:
-    """Serve until SIGTERM or SIGINT (a second SIGINT forces the exit)."""
+    """Serve until SIGTERM or SIGINT (a second SIGINT forces the exit). ``protocol`` is "h11",
+    "httptools" or a subclass of :class:`TimedH11Protocol`; clients slower than ``timeouts``
+    are dropped."""
     servers = []
     groups: dict[tuple[int, int], list[Listener]] = {}
     for listener in listeners:
         groups.setdefault((id(app_for(listener)), id(listener.tls)), []).append(listener)
+    factory = timed_protocol(protocol, timeouts.header)
     for group in groups.values():
-        config = _uvicorn_config(app_for(group[0]), group[0].tls, protocol)
+        app = BodyReadTimeoutMiddleware(app_for(group[0]), timeouts.body)
+        config = _uvicorn_config(app, group[0].tls, factory)
         servers.append((_Server(config), [listener.sock for listener in group]))
 
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from dockyard.core.logging import configure_logging
 from dockyard.core.plugins import PROGRAM_KINDS, PluginHost
 from dockyard.core.server import (
     Listener,
+    ReadTimeouts,
     bind_all,
     check_tcp_exposure,
     data_root_lock,
@@ -81,6 +82,11 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
     # are the same whatever the umask of whoever started us; private ones get their modes.
     os.umask(0o022)
     hosts = parse_hosts(settings.hosts)
+    timeouts = ReadTimeouts.checked(settings.header_timeout, settings.body_timeout, "daemon")
+    if settings.max_json_body < 0:
+        raise ConfigError(
+            f"max-json-body must be 0 (no limit) or more, not {settings.max_json_body}"
+        )
     token = _read_token(settings.token_file)
     served_tls = resolve_tls(settings, default_cert_dir(config))
     verifies_clients = served_tls is not None and served_tls.verifies_clients
@@ -238,4 +244,13 @@ def run_daemon(config: Config, plugins: PluginHost) -> None:
                 _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
             _log.info("daemon stopped")
 
-        asyncio.run(serve(listeners, app_for, startup, shutdown, protocol=EngineHttpProtocol))
+        asyncio.run(
+            serve(
+                listeners,
+                app_for,
+                startup,
+                shutdown,
+                protocol=EngineHttpProtocol,
+                timeouts=timeouts,
+            )
+        )

@@ -29,13 +29,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dockyard.core.config import RegistryConfig
-from dockyard.core.errors import InvalidParameter, NotFound
+from dockyard.core.errors import InvalidParameter, NotFound, RequestTimeout
 from dockyard.core.interfaces import Access, AuthProvider
 from dockyard.core.mediatypes import INDEXES, OCI_INDEX
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.gatekeeper import Gatekeeper
 from dockyard.registry.manifests import accepts, is_media_type
-from dockyard.registry.names import ALGORITHMS, Digest, check_name, parse_digest
+from dockyard.registry.names import ALGORITHMS, Digest, check_name, is_reference, parse_digest
 from dockyard.registry.ratelimit import RateLimiter
 from dockyard.registry.store import CHUNK_SIZE, RegistryStore, UploadSession, UploadWriter
 
@@ -548,6 +548,14 @@ class Handlers:
             await run_in_threadpool(self.store.delete_manifest, name, reference)
             return Response(status_code=202, headers=API_VERSION_HEADERS)
         await self.authorize(request, Access("repository", name, ("pull",)))
+        if not is_reference(reference):
+            # Nothing can be stored under it, so it names no manifest: 404 (as the CNCF
+            # registry answers, and conformance suites expect), not a 400 for its syntax.
+            raise RegistryError(
+                "MANIFEST_UNKNOWN",
+                message="manifest unknown: the reference is neither a tag nor a digest",
+                detail={"name": name, "reference": reference[:300]},
+            )
         return await self.serve_manifest(request, name, reference)
 
     async def serve_manifest(self, request: Request, name: str, reference: str) -> Response:
@@ -722,6 +730,11 @@ def create_registry_app(
             return _error_response(refusal, head=request.method == "HEAD")
         except ClientDisconnect:
             return Response(status_code=400)
+        except RequestTimeout as exc:
+            # The client stopped sending the body (see core.server's read timeouts): no spec
+            # code fits; the CNCF registry's catch-all with the status that says what happened.
+            stalled = RegistryError("UNKNOWN", message=exc.message, status=408)
+            return _error_response(stalled, head=request.method == "HEAD")
         except Exception as exc:
             _log.exception("unexpected error", error=repr(exc), path=request.url.path)
             return Response(

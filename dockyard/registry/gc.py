@@ -23,21 +23,36 @@ that safe:
 4. **A crashed gc loses nothing.** Each run records what it moves in ``index.json`` before
    moving; the next run first puts back everything a previous run left in the trash.
 
-Run one gc at a time per storage.
+5. **One gc at a time per storage.** A second one would take the first one's trash for a
+   crashed run's and put it back mid-sweep. A run holds ``/v2/_gc.lock``, created only if
+   absent (the backend's :class:`~dockyard.core.interfaces.RegistryHousekeeping`: link(2) on a
+   filesystem, a conditional write on S3, so it holds across machines sharing a bucket), and a
+   second gc is *refused*, naming the holder, rather than made to wait: gc is a batch job, a
+   queue of them behind a long one would only sweep again what it has just swept, and whoever
+   started the second one learns at once that one is running. A lock left by a gc that died
+   on this machine (its pid is gone) is taken over; one from another machine must be deleted by
+   hand, as the message says.
+
+Besides blobs and manifests, a run removes what the backend hides from listings and nobody
+will finish (temporary files of interrupted writes, multipart uploads nobody can resume) and
+directories left empty, once untouched for ``upload-expiry`` (``RegistryHousekeeping.sweep``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import attrs
 import structlog
 
-from dockyard.core.errors import NotFound
+from dockyard.core.errors import Conflict, NotFound
+from dockyard.core.interfaces import RegistryHousekeeping
 from dockyard.registry import layout
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.manifests import ManifestInfo, read_stored_manifest
@@ -67,6 +82,8 @@ class GcReport:
     restored: list[str] = attrs.field(factory=list)
     bytes_freed: int = 0
     kept_blobs: int = 0
+    #: Leftovers of interrupted writes and empty directories (see RegistryHousekeeping.sweep).
+    swept: list[str] = attrs.field(factory=list)
 
     def lines(self) -> list[str]:
         return (
@@ -74,7 +91,65 @@ class GcReport:
             + [f"manifest {m}" for m in self.manifests]
             + [f"upload {u}" for u in self.uploads]
             + [f"kept (in use again) {r}" for r in self.restored]
+            + self.swept
         )
+
+
+class GcRunning(Conflict):
+    """Another gc holds the storage's gc lock."""
+
+
+@contextlib.contextmanager
+def exclusive_run(store: RegistryStore, run_id: str) -> Iterator[None]:
+    """Hold the storage's gc lock for the block, or raise :class:`GcRunning` (see point 5
+    above). A backend without :class:`RegistryHousekeeping` cannot be locked: gc runs, warned."""
+    backend = store.backend
+    if not isinstance(backend, RegistryHousekeeping):
+        _log.warning("this backend cannot keep a second gc out: run one gc at a time")
+        yield
+        return
+    host = socket.gethostname()
+    mine = json.dumps(
+        {"run": run_id, "host": host, "pid": os.getpid(), "started": time.time()}
+    ).encode()
+    for _ in range(2):
+        held = backend.create_exclusive(layout.GC_LOCK, mine)
+        if held is None:
+            break
+        try:
+            holder = json.loads(held)
+            who, pid, since = holder["host"], int(holder["pid"]), float(holder["started"])
+        except (ValueError, KeyError, TypeError):
+            who, pid, since = "an unknown host", 0, 0.0
+        if who == host and pid and not _alive(pid):
+            _log.warning("taking over the gc lock of a gc that died", pid=pid)
+            if store.read_bytes(layout.GC_LOCK) == held:
+                store.delete_quietly(layout.GC_LOCK)
+            continue
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
+        raise GcRunning(
+            f"another gc is running on this storage (pid {pid} on {who}, since {started}); "
+            f"gcs run one at a time: try again when it has finished (if it is gone, killed "
+            f"on another machine, delete {layout.GC_LOCK} from the storage)"
+        )
+    else:
+        raise GcRunning("the gc lock keeps being taken: is another gc starting?")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(NotFound):
+            if store.read_bytes(layout.GC_LOCK) == mine:
+                store.delete_quietly(layout.GC_LOCK)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @attrs.define
@@ -148,6 +223,13 @@ class GarbageCollector:
     # ------------------------------------------------------------------ phases
 
     def run(self) -> GcReport:
+        """One collection; a dry run changes nothing, so it takes no lock."""
+        if self.policy.dry_run:
+            return self._run()
+        with exclusive_run(self.store, self.run_id):
+            return self._run()
+
+    def _run(self) -> GcReport:
         report = GcReport()
         started = time.time()
         cutoff = started - self.policy.grace_period
@@ -178,6 +260,7 @@ class GarbageCollector:
             report.blobs = sorted(str(d) for d in candidates)
             report.bytes_freed = sum(candidates.values())
             report.kept_blobs = total - len(candidates)
+            report.swept = self._sweep(started)
             return report
         moved = self._move_to_trash([layout.blob_data(d) for d in candidates])
         # Look again: a push may have referenced or re-linked a candidate meanwhile.
@@ -196,8 +279,10 @@ class GarbageCollector:
         self.store.delete_quietly(f"{layout.TRASH}/{self.run_id}")
         self._drop_stale_links(set(candidates), cutoff)
         report.kept_blobs = total - len(candidates)
+        report.swept = self._sweep(started)
         _log.info(
             "gc finished",
+            swept=len(report.swept),
             blobs=len(report.blobs),
             bytes=report.bytes_freed,
             manifests=len(report.manifests),
@@ -206,6 +291,12 @@ class GarbageCollector:
             seconds=round(time.time() - started, 3),
         )
         return report
+
+    def _sweep(self, started: float) -> list[str]:
+        """The backend's leftovers, idle for as long as an upload session may be."""
+        if not isinstance(self.backend, RegistryHousekeeping):
+            return []
+        return self.backend.sweep(started - self.policy.upload_expiry, self.policy.dry_run)
 
     def _recover_previous_runs(self, report: GcReport) -> None:
         for run_dir in self.store.list_dir(layout.TRASH):

@@ -10,6 +10,7 @@
     /v2/repositories/<name>/_uploads/<uuid>/info             upload session (JSON)
     /v2/repositories/<name>/_uploads/<uuid>/data             bytes received so far
     /v2/_trash/<run>/<path of a blob or revision link>       held by a running gc, see gc.py
+    /v2/_gc.lock                                             the running gc (JSON), see gc.py
 
 Manifests are stored as blobs (their bytes exactly as pushed) and linked as revisions. Names
 cannot contain a component starting with ``_`` (the name grammar forbids it), so the ``_layers``,
@@ -24,6 +25,8 @@ ROOT = "/v2"
 BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
 TRASH = f"{ROOT}/_trash"
+#: Held by the running gc (see gc.py), so that a second one is refused.
+GC_LOCK = f"{ROOT}/_gc.lock"
 
 
 def blob_dir(digest: Digest) -> str:

@@ -152,10 +152,12 @@ def _serve(
 ) -> None:
     """Serve ``app`` until SIGTERM; ``on_stop`` runs after the last request (closing the
     proxy's connections to its remote)."""
-    from dockyard.core.server import RequestLogMiddleware, serve
+    from dockyard.core.server import ReadTimeouts, RequestLogMiddleware, serve
 
+    settings = config.registry
+    timeouts = ReadTimeouts.checked(settings.header_timeout, settings.body_timeout, "registry")
     logged_app = RequestLogMiddleware(app)
-    listener = _listener(config.registry)
+    listener = _listener(settings)
 
     async def startup() -> None:
         plugins.hook.dockyard_startup(service=service)
@@ -176,7 +178,16 @@ def _serve(
             _log.error("shutdown hook failed", plugin=plugin, exc_info=exc)
         _log.info("registry stopped")
 
-    asyncio.run(serve([listener], lambda _: logged_app, startup, shutdown, protocol=_protocol()))
+    asyncio.run(
+        serve(
+            [listener],
+            lambda _: logged_app,
+            startup,
+            shutdown,
+            protocol=_protocol(),
+            timeouts=timeouts,
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,8 +292,8 @@ def run_gc_command(config_path: str | None, root: str | None, dry_run: bool) -> 
     verb = "would delete" if dry_run else "deleted"
     print(
         f"{verb} {len(report.blobs)} blob(s) ({report.bytes_freed} bytes), "
-        f"{len(report.manifests)} manifest(s), {len(report.uploads)} expired upload(s); "
-        f"kept {report.kept_blobs} blob(s)",
+        f"{len(report.manifests)} manifest(s), {len(report.uploads)} expired upload(s), "
+        f"{len(report.swept)} leftover(s); kept {report.kept_blobs} blob(s)",
         file=sys.stdout,
     )
     for line in report.lines():

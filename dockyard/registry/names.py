@@ -47,6 +47,17 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+def is_reference(reference: str) -> bool:
+    """A tag, or a digest of an algorithm the registry verifies."""
+    if ":" not in reference:
+        return is_tag(reference)
+    try:
+        parse_digest(reference)
+    except RegistryError:
+        return False
+    return True
+
+
 @attrs.frozen
 class Digest:
     """A verified-syntax content digest such as ``sha256:9f86d0...``."""

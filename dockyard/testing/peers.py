@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +15,19 @@ from pathlib import Path
 import attrs
 
 from dockyard.linux.mounts import unmount_all
+
+
+def beside_python(name: str) -> str | None:
+    """Program ``name`` as installed beside this interpreter (a virtualenv's console scripts,
+    whether or not the virtualenv is activated: ``.venv/bin/python bench/X.py`` finds
+    ``.venv/bin/dockyard``), else the first on PATH, else ``None``.
+
+    Beside the interpreter comes first: a ``dockyard`` on PATH may be another checkout's, or a
+    version manager's shim (pyenv's is a shell script costing ~50 ms a start)."""
+    beside = Path(sys.executable).with_name(name)
+    if os.access(beside, os.X_OK) and beside.is_file():
+        return str(beside)
+    return shutil.which(name)
 
 
 def docker_cli() -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from dockyard.core.errors import NotFound
-from dockyard.core.interfaces import RegistryBackend
+from dockyard.core.interfaces import RegistryBackend, RegistryHousekeeping
 
 #: The largest chunk ``read`` may yield ("a few MiB at most").
 MAX_READ_CHUNK = 16 * 1024 * 1024
@@ -290,6 +290,60 @@ class RegistryBackendSuite:
         with pytest.raises(NotFound):
             backend.stat("/m")
         backend.delete("/n")
+
+    # ------------------------------------------------------------------ housekeeping (optional)
+
+    def _housekeeping(self, backend: RegistryBackend) -> RegistryHousekeeping:
+        if not isinstance(backend, RegistryHousekeeping):
+            pytest.skip("the backend has no RegistryHousekeeping (gc cannot lock it or sweep it)")
+        return backend
+
+    def test_create_exclusive_creates_once(self, backend: RegistryBackend) -> None:
+        keeper = self._housekeeping(backend)
+        assert keeper.create_exclusive("/lock/held", b"first") is None
+        assert keeper.create_exclusive("/lock/held", b"second") == b"first"
+        assert _read_all(backend, "/lock/held") == b"first"
+        backend.delete("/lock/held")
+        assert keeper.create_exclusive("/lock/held", b"third") is None
+        backend.delete("/lock")
+
+    def test_create_exclusive_has_one_winner(self, backend: RegistryBackend) -> None:
+        keeper = self._housekeeping(backend)
+        results: list[bytes | None] = [b""] * 8
+
+        def contend(index: int) -> None:
+            results[index] = keeper.create_exclusive("/contended", b"%d" % index)
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(results))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [i for i, result in enumerate(results) if result is None]
+        assert len(winners) == 1, results
+        assert all(r == b"%d" % winners[0] for r in results if r is not None)
+        backend.delete("/contended")
+
+    def test_sweep_spares_content_and_live_writes(self, backend: RegistryBackend) -> None:
+        """Even when everything counts as idle: what is committed, a write still open, and a
+        closed write that may resume all stay."""
+        keeper = self._housekeeping(backend)
+        _put(backend, "/kept/blob", b"committed")
+        open_write = backend.writer("/kept/open")
+        open_write.write(b"being written")
+        parked = backend.writer("/kept/parked")
+        parked.write(b"parked ")
+        parked.close()
+        keeper.sweep(time.time() + 3600)
+        assert _read_all(backend, "/kept/blob") == b"committed"
+        open_write.write(b", still")
+        open_write.commit()
+        assert _read_all(backend, "/kept/open") == b"being written, still"
+        resumed = backend.writer("/kept/parked", append=True)
+        resumed.write(b"and resumed")
+        resumed.commit()
+        assert _read_all(backend, "/kept/parked") == b"parked and resumed"
+        backend.delete("/kept")
 
     def test_redirect_url_is_none_or_a_url(self, backend: RegistryBackend) -> None:
         _put(backend, "/r", b"x")

@@ -81,7 +81,7 @@ def test_unsupported_versions_are_refused_with_docker_messages(daemon):
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/nope"), ("GET", "/v1.41/plugins/x/json"), ("POST", "/version")]
+    ("method", "path"), [("GET", "/nope"), ("GET", "/v1.41/swarm/nope"), ("POST", "/version")]
 )
 def test_unknown_routes_are_404_json(daemon, method, path):
     reply = daemon.request(method, path)

@@ -23,10 +23,12 @@ from dockyard.daemon.api import (
     images,
     networks,
     pulls,
+    swarm,
     system,
 )
 from dockyard.daemon.api.middleware import (
     EngineHeadersMiddleware,
+    JsonBodyLimitMiddleware,
     handle_dockyard_error,
     handle_http_exception,
     handle_unexpected_error,
@@ -46,6 +48,7 @@ def create_app(service: Engine) -> Any:
         *networks.routes(),
         *build.routes(),
         *diskusage.routes(),
+        *swarm.routes(),
     ]
     for extra in service.plugins.hook.dockyard_routes(program="daemon"):
         routes.extend(extra or ())
@@ -58,4 +61,5 @@ def create_app(service: Engine) -> Any:
         },
     )
     app.state.service = service
-    return RequestLogMiddleware(EngineHeadersMiddleware(app))
+    limited = JsonBodyLimitMiddleware(app, service.config.daemon.max_json_body)
+    return RequestLogMiddleware(EngineHeadersMiddleware(limited))

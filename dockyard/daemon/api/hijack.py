@@ -21,7 +21,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from dockyard.core.server import TimedH11Protocol
 
 HIJACK_EXTENSION = "dockyard.hijack"
 #: docker-py reads the 101 through a buffered reader and the stream from the raw socket, so
@@ -168,8 +169,8 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-class EngineHttpProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus Docker's ``Upgrade: tcp`` hijack."""
+class EngineHttpProtocol(TimedH11Protocol):
+    """uvicorn's h11 protocol (with its head deadline), plus Docker's ``Upgrade: tcp`` hijack."""
 
     def _should_upgrade(self) -> bool:
         if self._get_upgrade() == b"tcp":

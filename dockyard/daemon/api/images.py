@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.drivers import DriverKind
-from dockyard.core.errors import InvalidParameter
+from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.daemon.api.filters import (
     bool_filter,
     check_filters,
@@ -24,6 +24,7 @@ from dockyard.daemon.api.pulls import pull_image
 from dockyard.daemon.api.streams import consume_body, json_message, stream_from_thread
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers.model import CONFIG_OMITTED, as_dockerd_shows
+from dockyard.daemon.distribution import progress
 from dockyard.daemon.images import archive
 from dockyard.daemon.images.store import ImageRecord, ImageStore
 from dockyard.distribution.reference import Reference, parse_repository_and_tag
@@ -321,8 +322,14 @@ async def create_image(request: Request) -> Response:
 
 
 async def load_images(request: Request) -> Response:
+    """``POST /images/load``. A bad archive is not an HTTP error: dockerd answers 200 and puts
+    the error in the stream (``errorDetail``), which docker-py and the CLI raise as their load
+    error."""
     store = _store(request)
-    results = await consume_body(request, lambda body: archive.load_archive(store, body))
+    try:
+        results = await consume_body(request, lambda body: archive.load_archive(store, body))
+    except DockyardError as exc:
+        return _messages(json_message(**progress.error(exc.message)))
     quiet = parse_bool(request.query_params.get("quiet"))
     lines: list[str] = []
     for result in results:

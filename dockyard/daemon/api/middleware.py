@@ -86,6 +86,77 @@ class EngineHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class RequestTooLarge(DockyardError):
+    status_code = 413
+
+
+#: Requests whose bodies are streams the daemon consumes as they come (an image archive, a
+#: build context, a tar to unpack), not JSON read whole into memory: no size limit.
+STREAMED_BODIES = (
+    ("POST", re.compile(r"^/images/(load|create)$")),
+    ("POST", re.compile(r"^/build$")),
+    ("PUT", re.compile(r"^/containers/[^/]+/archive$")),
+)
+
+
+class JsonBodyLimitMiddleware:
+    """Refuses, with 413, a request body larger than ``limit`` bytes (``max-json-body``), except
+    the streamed uploads of :data:`STREAMED_BODIES`. Sits inside :class:`EngineHeadersMiddleware`,
+    so paths are already without their ``/v1.NN``.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
+    body is counted as it comes and refused once it passes the limit. The connection is closed
+    after the answer, since the rest of the body may still be on its way.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _problem(self) -> str:
+        return (
+            f"request body is larger than {self.limit} bytes, the daemon's limit "
+            "(max-json-body in its config)"
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.limit
+            or any(
+                scope["method"] == method and pattern.match(scope["path"])
+                for method, pattern in STREAMED_BODIES
+            )
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > self.limit:
+            response = error_response(413, self._problem())
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        received = 0
+        overflowed = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received, overflowed
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    overflowed = True
+                    raise RequestTooLarge(self._problem())
+            return message
+
+        async def closing_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start" and overflowed:
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, counting_receive, closing_send)
+
+
 class BearerTokenMiddleware:
     """Refuses requests without ``Authorization: Bearer <token>`` (the daemon's TCP sockets)."""
 

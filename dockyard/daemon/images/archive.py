@@ -51,17 +51,26 @@ def import_rootfs(
     message: str,
     source_name: str = "-",
 ) -> ImageRecord:
-    """``docker import``: one layer from a root filesystem tar (plain, gzip, bzip2, xz, zstd)."""
+    """``docker import``: one layer from a root filesystem tar (plain, gzip, bzip2, xz, zstd).
+
+    If the import fails after the layer's blob was stored (the tar cannot be unpacked, say),
+    the blob is removed again, unless it was there before."""
     with store.content.writer() as blob:
         decompressed = open_decompressed(source)
         while chunk := decompressed.read(CHUNK):
             blob.write(chunk)
         if blob.size == 0:
             raise InvalidParameter("the imported archive is empty")
+        is_new = not store.content.exists(blob.digest)
         digest = blob.commit()
-    layer = store.register_layer(
-        None, digest, digest, mediatypes.OCI_LAYER, lambda: store.content.open(digest)
-    )
+    try:
+        layer = store.register_layer(
+            None, digest, digest, mediatypes.OCI_LAYER, lambda: store.content.open(digest)
+        )
+    except BaseException:
+        if is_new:
+            store.discard_unreferenced({digest})
+        raise
     created = now_rfc3339()
     comment = message or f"Imported from {source_name}"
     config = {

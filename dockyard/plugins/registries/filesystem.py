@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import os
 import secrets
@@ -31,6 +32,9 @@ from dockyard.core.interfaces import FileInfo
 READ_CHUNK = 4 * 1024 * 1024
 _PARTIAL_SUFFIX = ".partial"
 _TEMP_SUFFIX = ".tmp"
+
+#: The methods' return type where ``list`` names the method of that name.
+_Lines = list[str]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +57,9 @@ class FilesystemWriter:
         self._target = target
         self._path = file_path
         self._file = _open_creating_parents(file_path)
+        # Held while the file is open: gc's sweep leaves a temporary file alone while anyone
+        # (in any process) writes it, however long since its last byte (see sweep()).
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_SH)
         self._size = size
         self._done = False
 
@@ -132,6 +139,24 @@ def _open_creating_parents(file_path: Path) -> BinaryIO:
         except FileNotFoundError:
             continue
     raise OSError(errno.ENOENT, "directory keeps vanishing", str(file_path))
+
+
+def _being_written(path: Path) -> bool:
+    """Whether a writer holds ``path`` open (its shared flock): a write may pause for long
+    (a client between two chunks, bytes gathered before they are written) and still be live."""
+    if path.is_dir():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _partial_path(target: Path) -> Path:
@@ -287,6 +312,74 @@ class FilesystemBackend:
 
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
         return None
+
+    # ------------------------------------------------------------------ RegistryHousekeeping
+
+    @_refuse_long_paths
+    def create_exclusive(self, path: str, data: bytes) -> bytes | None:
+        target = self._local(path)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}")
+        with _open_creating_parents(temp) as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            # link(2) fails if the name exists: the create and the check are one step.
+            os.link(temp, target)
+        except FileExistsError:
+            try:
+                return target.read_bytes()
+            except FileNotFoundError:  # released meanwhile: try again
+                return self.create_exclusive(path, data)
+        finally:
+            os.unlink(temp)
+        sync_directory(target.parent)
+        return None
+
+    def sweep(self, older_than: float, dry_run: bool = False) -> _Lines:
+        """Temporary files of writes a crash interrupted (``.<name>.<random>.tmp``), trees a
+        crash left half deleted (``.<name>.<random>.deleting``), then empty directories.
+
+        ``.partial`` files are not touched: they are resumable uploads, whose sessions gc
+        expires. An empty directory is removed only if not changed since ``older_than``, and
+        with rmdir(2), which fails if a push just put something in it; a push that finds its
+        directory gone makes it again (:func:`_make_dirs`)."""
+        # Directories' times as they were before this sweep emptied any of them (removing a
+        # child touches its parent), listed parents first and walked children first.
+        walk = []
+        for directory, dirnames, filenames in os.walk(self.root):
+            with contextlib.suppress(OSError):
+                walk.append((Path(directory), list(dirnames), filenames, os.stat(directory)))
+            dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        swept = []
+        emptied: set[Path] = set()
+        for here, dirnames, filenames, st in reversed(walk):
+            for name in filenames + dirnames:
+                if not (_hidden(name) and name.endswith((_TEMP_SUFFIX, ".deleting"))):
+                    continue
+                leftover = here / name
+                with contextlib.suppress(FileNotFoundError):
+                    if os.lstat(leftover).st_mtime >= older_than or _being_written(leftover):
+                        continue
+                    swept.append(f"temporary {self._path_of(leftover)}")
+                    if dry_run:
+                        emptied.add(leftover)
+                        continue
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        leftover.unlink()
+            if here == self.root or st.st_mtime >= older_than:
+                continue
+            with contextlib.suppress(OSError):
+                if dry_run:
+                    if all(here / name in emptied for name in os.listdir(here)):
+                        emptied.add(here)
+                        swept.append(f"empty directory {self._path_of(here)}")
+                    continue
+                here.rmdir()  # fails unless empty
+                swept.append(f"empty directory {self._path_of(here)}")
+        return swept
 
 
 def build(config: FilesystemConfig, context: DriverContext) -> FilesystemBackend:

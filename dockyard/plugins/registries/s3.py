@@ -10,6 +10,7 @@ behind. Blob reads may be redirected to presigned URLs (``redirect = true``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import attrs
 
 from dockyard.core.config import option
 from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
-from dockyard.core.errors import DriverUnavailable, InvalidParameter, NotFound
+from dockyard.core.errors import ConfigError, DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import FileInfo
 
@@ -29,6 +30,8 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 #: S3's longest key, in bytes of UTF-8.
 MAX_KEY_BYTES = 1024
 _WRITES = ".writes"
+#: The methods' return type where ``list`` names the method of that name.
+_Lines = list[str]
 
 
 @attrs.frozen
@@ -198,6 +201,29 @@ class S3Backend:
             )
             self._local.client = client
         return client
+
+    def check_bucket(self) -> None:
+        """Refuse to start on a bucket that does not exist or credentials the endpoint refuses
+        (one line naming both), rather than serve a registry whose every request fails."""
+        endpoint = self.config.endpoint_url or "AWS S3"
+        where = f"[registries.s3] bucket {self.bucket!r} at {endpoint}"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            response = getattr(exc, "response", None) or {}
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                problem = "does not exist: create it, or name another"
+            elif code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                problem = (
+                    f"refused our credentials ({code}): check access-key-id and "
+                    "secret-access-key (or the AWS environment), and that they may use the bucket"
+                )
+            elif code:
+                problem = f"cannot be used: {code} {response.get('Error', {}).get('Message', '')}"
+            else:
+                problem = f"cannot be reached: {exc}"
+            raise ConfigError(f"{where} {problem.strip()}") from None
 
     # ------------------------------------------------------------------ keys
 
@@ -379,6 +405,64 @@ class S3Backend:
                 )
         return deleted
 
+    # ------------------------------------------------------------------ RegistryHousekeeping
+
+    def create_exclusive(self, path: str, data: bytes) -> bytes | None:
+        key = self.key(path)
+        for _ in range(10):
+            try:
+                # S3's conditional write (If-None-Match: *): refused if the key exists.
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+                return None
+            except Exception as exc:
+                code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+                if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise
+            try:
+                return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            except Exception as exc:
+                if not _is_missing(exc):
+                    raise  # released meanwhile: try again
+        raise RuntimeError(f"{path} keeps appearing and vanishing")
+
+    def sweep(self, older_than: float, dry_run: bool = False) -> _Lines:
+        """Multipart uploads nobody can resume (a writer that died before parking its tail)
+        and parked tails whose upload session is gone, not touched since ``older_than``.
+        S3 has no directories, so none is ever left empty."""
+        swept = []
+        root = f"{self.prefix}/" if self.prefix else ""
+        parked = f"{root}{_WRITES}/"
+        tails: dict[str, str] = {}  # upload id -> the tail that resumes it
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=parked):
+            for item in page.get("Contents", []):
+                tail = item["Key"]
+                target = root + tail[len(parked) :]
+                upload_id = self.client.head_object(Bucket=self.bucket, Key=tail)["Metadata"].get(
+                    "upload-id", ""
+                )
+                session = target.rsplit("/", 1)[0] + "/"
+                alive = self.client.list_objects_v2(Bucket=self.bucket, Prefix=session, MaxKeys=1)
+                if alive.get("KeyCount", 0) or item["LastModified"].timestamp() >= older_than:
+                    if upload_id:
+                        tails[upload_id] = tail
+                    continue
+                swept.append(f"parked bytes {self._path_of(target)}")
+                if not dry_run:
+                    self.client.delete_object(Bucket=self.bucket, Key=tail)
+        uploads = self.client.get_paginator("list_multipart_uploads")
+        for page in uploads.paginate(Bucket=self.bucket, Prefix=root):
+            for upload in page.get("Uploads", []):
+                if upload["UploadId"] in tails or upload["Initiated"].timestamp() >= older_than:
+                    continue
+                swept.append(f"unfinished multipart upload {self._path_of(upload['Key'])}")
+                if not dry_run:
+                    with contextlib.suppress(Exception):
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+        return swept
+
     def redirect_url(self, path: str, method: str = "GET") -> str | None:
         if not self.config.redirect or method not in ("GET", "HEAD"):
             return None
@@ -400,7 +484,9 @@ def check() -> None:
 
 
 def build(config: S3Config, context: DriverContext) -> S3Backend:
-    return S3Backend(config)
+    backend = S3Backend(config)
+    backend.check_bucket()
+    return backend
 
 
 CAPABILITIES: frozenset[str] = frozenset({"multipart", "redirect", "shared"})
