@@ -677,7 +677,9 @@ def test_attach_follows_output_and_returns_the_exit_status(cli, container_names)
 
 def test_attach_no_stdin_keeps_our_input_from_the_container(cli, container_names):
     name = container_names()
-    script = 'sleep 0.5; echo tick; read -t 1 line; echo "got:$line"'
+    # Output from before the attach is not replayed: the pause outlasts our CLI's start even
+    # on a loaded machine (it took 0.9 s at a load of 15).
+    script = 'sleep 2; echo tick; read -t 1 line; echo "got:$line"'
     ok(cli("run", "-d", "-i", "--name", name, IMAGE, "sh", "-c", script))
     result = cli("attach", "--no-stdin", name, input="not for you\n")
     assert (result.returncode, result.stdout) == (0, "tick\ngot:\n"), result.stderr
