@@ -47,12 +47,12 @@ class TestNamespacesRuntime(RuntimeHarness):
         runtime.cleanup(running.spec.id)
         assert not cgroup.exists()
 
-    def test_terminal_is_the_console(self, make_spec, run_on_terminal) -> None:
+    def test_the_terminal_is_a_pty_of_its_own_and_the_console(self, make_spec, run_on_terminal):
         script = "tty; stat -c %t /dev/console"
         output, code = run_on_terminal(make_spec("sh", "-c", script, process={"terminal": True}))
         assert code == 0
         # pty slaves are major 136 = 0x88
-        assert output.replace("\r\n", "\n").splitlines() == ["/dev/console", "88"]
+        assert output.replace("\r\n", "\n").splitlines() == ["/dev/pts/0", "88"]
 
     def test_a_missing_bind_source_is_reported_in_dockers_words(self, make_spec, run) -> None:
         result = run(make_spec("true", mounts=(BindMount("/no/such/dir", "/data"),)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from dockyard.core.errors import InvalidParameter
 from dockyard.core.interfaces import LogEntry
@@ -30,6 +31,13 @@ class HexLines:
             stream, time_ns, data = line.decode().split(" ")
             entries.append(LogEntry(stream, bytes.fromhex(data), int(time_ns)))
         return entries, end
+
+    def ends_whole(self, source: IO[bytes], size: int) -> bool:
+        """One entry per line: the first ``size`` bytes end whole when they end a line."""
+        if size == 0:
+            return True
+        source.seek(size - 1)
+        return source.read(1) == b"\n"
 
 
 HEX_LINES = HexLines()
