@@ -57,6 +57,14 @@ class LogFormat(Protocol):
         ...
 
 
+def ends_a_line(source: IO[bytes], size: int) -> bool:
+    """:meth:`LogFormat.ends_whole` for a format of one entry per line."""
+    if size == 0:
+        return True
+    source.seek(size - 1)
+    return source.read(1) == b"\n"
+
+
 class _JsonLines:
     def __init__(self) -> None:
         # The lines of one read share its time: format it once (strftime is most of the cost).
@@ -87,10 +95,7 @@ class _JsonLines:
         return entries, end
 
     def ends_whole(self, source: IO[bytes], size: int) -> bool:
-        if size == 0:
-            return True
-        source.seek(size - 1)
-        return source.read(1) == b"\n"
+        return ends_a_line(source, size)
 
     @staticmethod
     def decode_line(line: bytes) -> LogEntry | None:

@@ -18,7 +18,15 @@ import attrs
 import pytest
 
 from dockyard.testing.images import busybox_rootfs
-from tests.conftest import Daemon, module_daemon, plugin_env, run_dockyard, shut_down
+from tests.conftest import (
+    Daemon,
+    module_daemon,
+    plugin_env,
+    run_dockyard,
+    serving,
+    shut_down,
+    spawn_daemon,
+)
 from tests.containers.engine_api import Api
 
 #: Applets the tests call by path (busybox's sh finds the others by itself).
@@ -94,3 +102,27 @@ def api(request, start_daemon) -> Iterator[Api]:
     for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
         with contextlib.suppress(OSError):
             directory.rmdir()
+
+
+@contextlib.contextmanager
+def runtime_daemon(base: Path, runtime: str, label: str) -> Iterator[tuple[Daemon, str]]:
+    """A serving daemon on ``runtime`` in ``base`` (skipped where runc is not installed), its
+    containers under a cgroup parent of their own (``dockyard-<label>-...``), removed after."""
+    if runtime == "runc" and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+        pytest.skip("the runc binary is not installed")
+    parent = f"dockyard-{label}-{secrets.token_hex(4)}"
+    config = base / "config.toml"
+    config.write_text(f'[runtimes.{runtime}]\ncgroup-parent = "{parent}"\n')
+    socket_path = str(base / "dockyard.sock")
+    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}",
+            "--config", str(config), "--runtime", runtime]  # fmt: skip
+    daemon = serving(
+        spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
+    )
+    try:
+        yield daemon, parent
+    finally:
+        shut_down(daemon)
+        for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
+            with contextlib.suppress(OSError):
+                directory.rmdir()

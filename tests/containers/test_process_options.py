@@ -8,10 +8,8 @@ value refused with a 400 naming it. One daemon per runtime for the module.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,8 @@ import pytest
 
 from dockyard.daemon.containers.process_modes import cgroup_version
 from dockyard.testing.images import busybox_rootfs, image_archive
-from tests.conftest import plugin_env, run_dockyard, serving, shut_down, spawn_daemon
+from tests.conftest import plugin_env, run_dockyard
+from tests.containers.conftest import runtime_daemon
 from tests.containers.engine_api import Api
 
 GROUPS = b"root:x:0:\naudio:x:29:\nstaff:x:50:\n"
@@ -31,28 +30,11 @@ NAMESPACE_LINKS = "for kind in pid ipc uts; do readlink /proc/self/ns/$kind; don
 @pytest.fixture(scope="module", params=["namespaces", "runc"])
 def api(request, tmp_path_factory) -> Iterator[Api]:
     """A daemon on ``request.param``'s runtime, with busybox (and an /etc/group)."""
-    runtime = request.param
-    if runtime == "runc" and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-        pytest.skip("the runc binary is not installed")
-    base = tmp_path_factory.mktemp(f"process-{runtime}")
-    parent = f"dockyard-process-{secrets.token_hex(4)}"
-    config = base / "config.toml"
-    config.write_text(f'[runtimes.{runtime}]\ncgroup-parent = "{parent}"\n')
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}",
-            "--config", str(config), "--runtime", runtime]  # fmt: skip
-    daemon = serving(
-        spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    )
-    try:
+    base = tmp_path_factory.mktemp(f"process-{request.param}")
+    with runtime_daemon(base, request.param, "process") as (daemon, parent):
         archive = image_archive([busybox_rootfs({"etc/group": GROUPS})], ["busybox:latest"])
         assert daemon.request("POST", "/v1.41/images/load", body=archive).status == 200
         yield Api(daemon, cgroup_parent=parent)
-    finally:
-        shut_down(daemon)
-        for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
 
 
 def runtime_of(api: Api) -> str:

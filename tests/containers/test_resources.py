@@ -3,11 +3,8 @@ runtimes: what a container sees of its limits from inside, and the requests refu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,8 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from tests.conftest import plugin_env, restarted, serving, shut_down, spawn_daemon
+from tests.conftest import restarted
+from tests.containers.conftest import runtime_daemon
 from tests.containers.engine_api import Api
 
 MB = 1024 * 1024
@@ -25,28 +23,9 @@ MB = 1024 * 1024
 @pytest.fixture(scope="module", params=["namespaces", "runc"])
 def api(request, tmp_path_factory) -> Iterator[Api]:
     """One daemon per runtime for the module, its containers under a cgroup parent of its own."""
-    if (
-        request.param == "runc"
-        and shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") is None
-    ):
-        pytest.skip("the runc binary is not installed")
     base = tmp_path_factory.mktemp(f"resources-{request.param}")
-    parent = f"dockyard-lifecycle-{secrets.token_hex(4)}"
-    config = base / "config.toml"
-    config.write_text(f'[runtimes.{request.param}]\ncgroup-parent = "{parent}"\n')
-    socket_path = str(base / "dockyard.sock")
-    args = ["daemon", "--data-root", str(base / "root"), "-H", f"unix://{socket_path}",
-            "--runtime", request.param, "--config", str(config)]  # fmt: skip
-    daemon = serving(
-        spawn_daemon(args, plugin_env([]), socket_path, base / "root", base / "daemon.log")
-    )
-    try:
+    with runtime_daemon(base, request.param, "lifecycle") as (daemon, parent):
         yield attrs.evolve(Api.with_busybox(daemon), cgroup_parent=parent)
-    finally:
-        shut_down(daemon)
-        for directory in Path("/sys/fs/cgroup").glob(f"*/{parent}"):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
 
 
 def host_cgroup(api: Api, container: str, controller: str, name: str) -> str:
@@ -131,7 +110,7 @@ def test_memory_swap_defaults_to_twice_memory_and_minus_one_is_unlimited(api):
          "no such file or directory"),
         ({"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/x",
                        "CgroupPermissions": "rwx"}]}, "invalid device mode: rwx"),
-        ({"BlkioWeight": 300}, "HostConfig.BlkioWeight: the kernel's blkio controller has no"),
+        ({"BlkioWeight": 300}, "HostConfig.BlkioWeight (--blkio-weight): the kernel's blkio controller has no"),
         ({"CpuPeriod": 500}, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger"),
         ({"CpuQuota": 500}, "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
         ({"NanoCpus": 10**9, "CpuQuota": 50000},

@@ -14,7 +14,7 @@ from typing import IO
 
 from dockyard.core.errors import InvalidParameter
 from dockyard.core.interfaces import LogEntry
-from dockyard.core.logfiles import RotatingLog
+from dockyard.core.logfiles import RotatingLog, ends_a_line
 
 NAME = "hexlog"
 SUBDIRECTORY = "hexlog"
@@ -33,11 +33,7 @@ class HexLines:
         return entries, end
 
     def ends_whole(self, source: IO[bytes], size: int) -> bool:
-        """One entry per line: the first ``size`` bytes end whole when they end a line."""
-        if size == 0:
-            return True
-        source.seek(size - 1)
-        return source.read(1) == b"\n"
+        return ends_a_line(source, size)  # one entry per line
 
 
 HEX_LINES = HexLines()
