@@ -198,10 +198,14 @@ class CniNetwork:
             self._leave_host_as_found()
 
     def _leave_host_as_found(self) -> None:
-        leftovers.remove_idle_chains()
         before = _read_json(self.host_before)
-        if isinstance(before, list):  # without it nothing is known to be ours: keep all
-            leftovers.remove_made_tables([tuple(entry) for entry in before])
+        if not isinstance(before, list):
+            # Nothing is known to be ours: keep all. The shared chains may be another CNI
+            # user's, idle only because its plugins are between two steps of an ADD (another
+            # daemon on this host, podman...).
+            return
+        leftovers.remove_idle_chains()
+        leftovers.remove_made_tables([tuple(entry) for entry in before])
         self.host_before.unlink(missing_ok=True)
 
     def _note_links(self, network_id: str, made: Sequence[str]) -> None:
