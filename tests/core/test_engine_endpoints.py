@@ -1,5 +1,5 @@
 """docker-py against our daemon: the swarm endpoints answer as dockerd outside a swarm does,
-``/plugins`` lists nothing and refuses the rest (501), a bad ``images/load`` archive is an error
+``/plugins`` lists nothing, finds no plugin (404) and refuses the rest (501), a bad ``images/load`` archive is an error
 in a 200 stream (docker-py's ImageLoadError), and a failed import leaves no blob behind.
 The same beside dockerd: test_engine_endpoints_interop.py."""
 
@@ -57,7 +57,8 @@ def test_swarm_endpoints_answer_as_a_dockerd_outside_a_swarm(client: docker.Dock
 
 def test_plugins_list_nothing_and_refuse_the_rest(client: docker.DockerClient) -> None:
     assert client.plugins.list() == []
-    assert refusal(client.api.inspect_plugin, "x") == (501, NO_MANAGED_PLUGINS)
+    # An inspect finds nothing (docker inspect's "No such object" needs the 404).
+    assert refusal(client.api.inspect_plugin, "x") == (404, 'plugin "x" not found')
     assert refusal(client.api.remove_plugin, "x") == (501, NO_MANAGED_PLUGINS)
     assert refusal(client.api.enable_plugin, "x") == (501, NO_MANAGED_PLUGINS)
     assert refusal(client.api.plugin_privileges, "x")[0] == 501

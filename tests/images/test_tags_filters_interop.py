@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dockyard.testing.peers import docker_cli, docker_env
+from dockyard.testing.peers import real_dockerd as start_real_dockerd
 from tests.conftest import docker_load
 
 pytestmark = pytest.mark.interop
@@ -111,9 +113,15 @@ s() { echo "\$ $*"; $DOCKER "$@" 2>&1 | sed -E 's/[0-9a-f]{64}/<id>/g; s/[0-9a-f
 
 
 @pytest.fixture(scope="module")
-def engines(real_dockerd, busybox_served) -> dict[str, str]:
-    docker_load(real_dockerd.host, busybox_served.archive)
-    return {"dockerd": real_dockerd.host, "dockyard": busybox_served.daemon.host}
+def engines(tmp_path_factory, busybox_served) -> Iterator[dict[str, str]]:
+    """A dockerd of the module's own: the scripts list, count and prune all an engine has,
+    and the session's dockerd holds what other modules left."""
+    try:
+        with start_real_dockerd(tmp_path_factory.mktemp("dockerd-own")) as dockerd:
+            docker_load(dockerd.host, busybox_served.archive)
+            yield {"dockerd": dockerd.host, "dockyard": busybox_served.daemon.host}
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def run_script(script: str, host: str) -> str:

@@ -31,26 +31,27 @@ pytestmark = [
 LINES = "for i in $(seq 1 100); do echo line-$i-xxxxxxxxxxxxxxxxxx; done"
 INSPECT = "$DOCKER inspect -f '{{json .HostConfig.LogConfig}}'"
 
+#: Container names of their own: other modules use the same session dockerd.
 CASES = {
-    "json-file-default": f"$DOCKER create --name j0 busybox true >/dev/null; {INSPECT} j0; "
-    "$DOCKER rm j0 >/dev/null",
-    "json-file-compressed": "$DOCKER run --name j1 --log-opt max-size=1k --log-opt max-file=3 "
+    "json-file-default": f"$DOCKER create --name logs-j0 busybox true >/dev/null; {INSPECT} logs-j0; "
+    "$DOCKER rm logs-j0 >/dev/null",
+    "json-file-compressed": "$DOCKER run --name logs-j1 --log-opt max-size=1k --log-opt max-file=3 "
     f"--log-opt compress=true busybox sh -c '{LINES}' >/dev/null 2>&1; "
-    f"$DOCKER logs --tail 3 j1 2>&1; {INSPECT} j1; $DOCKER rm j1 >/dev/null",
-    "local-defaults": f"$DOCKER create --name l0 --log-driver local busybox true >/dev/null; "
-    f"{INSPECT} l0; $DOCKER rm l0 >/dev/null",
-    "local-rotated": "$DOCKER run --name l1 --log-driver local --log-opt max-size=1k "
+    f"$DOCKER logs --tail 3 logs-j1 2>&1; {INSPECT} logs-j1; $DOCKER rm logs-j1 >/dev/null",
+    "local-defaults": f"$DOCKER create --name logs-l0 --log-driver local busybox true >/dev/null; "
+    f"{INSPECT} logs-l0; $DOCKER rm logs-l0 >/dev/null",
+    "local-rotated": "$DOCKER run --name logs-l1 --log-driver local --log-opt max-size=1k "
     f"--log-opt max-file=3 busybox sh -c '{LINES}' >/dev/null 2>&1; "
-    f"$DOCKER logs --tail 3 l1 2>&1; $DOCKER logs l1 2>/dev/null | tail -n 2; {INSPECT} l1; "
-    "$DOCKER rm l1 >/dev/null",
-    "local-follow": "$DOCKER run -d --name l2 --log-driver local busybox sh -c "
-    "'echo early; sleep 1; echo late >&2' >/dev/null; $DOCKER logs -f l2 2>&1; "
-    "$DOCKER logs -f --tail 1 l2 2>&1; $DOCKER rm l2 >/dev/null",
-    "none": "$DOCKER run --name n1 --log-driver none busybox echo hi; "
-    "$DOCKER logs n1; echo rc=$?; $DOCKER start -a n1; "
-    f"{INSPECT} n1; $DOCKER rm n1 >/dev/null",
-    "none-attach": "$DOCKER run -d --name n2 --log-driver none busybox sh -c "
-    "'sleep 1; echo later' >/dev/null; $DOCKER attach n2; echo rc=$?; $DOCKER rm n2 >/dev/null",
+    f"$DOCKER logs --tail 3 logs-l1 2>&1; $DOCKER logs logs-l1 2>/dev/null | tail -n 2; {INSPECT} logs-l1; "
+    "$DOCKER rm logs-l1 >/dev/null",
+    "local-follow": "$DOCKER run -d --name logs-l2 --log-driver local busybox sh -c "
+    "'echo early; sleep 1; echo late >&2' >/dev/null; $DOCKER logs -f logs-l2 2>&1; "
+    "$DOCKER logs -f --tail 1 logs-l2 2>&1; $DOCKER rm logs-l2 >/dev/null",
+    "none": "$DOCKER run --name logs-n1 --log-driver none busybox echo hi; "
+    "$DOCKER logs logs-n1; echo rc=$?; $DOCKER start -a logs-n1; "
+    f"{INSPECT} logs-n1; $DOCKER rm logs-n1 >/dev/null",
+    "none-attach": "$DOCKER run -d --name logs-n2 --log-driver none busybox sh -c "
+    "'sleep 1; echo later' >/dev/null; $DOCKER attach logs-n2; echo rc=$?; $DOCKER rm logs-n2 >/dev/null",
 }
 
 #: Refused by both, for the same reason. ``docker run`` so that dockerd, which checks values

@@ -47,6 +47,12 @@ async def list_plugins(request: Request) -> Response:
     return JSONResponse([])
 
 
+async def no_such_plugin(request: Request) -> Response:
+    """An inspect finds nothing, as dockerd with no plugin of that name: ``docker inspect``
+    asks every kind of object for a name and reports "No such object" after 404s only."""
+    return error_response(404, f'plugin "{request.path_params["name"]}" not found')
+
+
 async def no_managed_plugins(request: Request) -> Response:
     return error_response(501, NO_MANAGED_PLUGINS)
 
@@ -68,5 +74,6 @@ def routes() -> list[Route]:
         *manager_only,
         Route("/plugins", list_plugins, methods=["GET", "HEAD"]),
         Route("/plugins", no_managed_plugins, methods=["POST", "PUT", "DELETE"]),
+        Route("/plugins/{name:path}/json", no_such_plugin, methods=["GET", "HEAD"]),
         Route("/plugins/{rest:path}", no_managed_plugins, methods=_ALL_METHODS),
     ]
