@@ -179,20 +179,31 @@ def answer(client, body: bytes, content_type: str | None) -> tuple[int, list[str
     return reply.status_code, codes
 
 
-@pytest.mark.parametrize("cases", [content_type_cases, size_cases, type_cases])
-def test_bad_manifests_side_by_side_with_the_cncf_registry(
-    cases, tmp_path, registry_process, cncf_registry, client_for
-):
+def both_with_a_good_manifest(
+    tmp_path, registry_process, cncf_registry, client_for, repository: str
+) -> tuple:
+    """Our registry (filesystem backend, in ``tmp_path``), and clients of it and of the CNCF
+    registry, each holding ``repository:good``, a valid manifest with its config and layer."""
     ours = registry_process(
         f'[registry]\ndata-root = "{tmp_path}/state"\n'
         f'[registries.filesystem]\nroot = "{tmp_path}/data"\n'
     )
     clients = {"dockyard": client_for(ours.url), "cncf": client_for(cncf_registry.url)}
     for client in clients.values():
-        push_blob(client, "side/by-side", CONFIG)
-        push_blob(client, "side/by-side", LAYER)
+        push_blob(client, repository, CONFIG)
+        push_blob(client, repository, LAYER)
         good = json.dumps(base_manifest(client)).encode()
-        assert client.put_manifest("side/by-side", "good", good).status_code == 201
+        assert client.put_manifest(repository, "good", good).status_code == 201
+    return ours, clients
+
+
+@pytest.mark.parametrize("cases", [content_type_cases, size_cases, type_cases])
+def test_bad_manifests_side_by_side_with_the_cncf_registry(
+    cases, tmp_path, registry_process, cncf_registry, client_for
+):
+    ours, clients = both_with_a_good_manifest(
+        tmp_path, registry_process, cncf_registry, client_for, "side/by-side"
+    )
     mismatches = []
     for label, body, content_type, expectation in cases(clients["dockyard"]):
         got = {who: answer(client, body, content_type) for who, client in clients.items()}

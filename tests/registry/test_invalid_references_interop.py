@@ -8,11 +8,9 @@ both: the same status where the reference's is a client's, the spec's error form
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.registry.test_interop_cncf import CONFIG, LAYER, base_manifest, push_blob
+from tests.registry.test_interop_cncf import both_with_a_good_manifest
 
 pytestmark = pytest.mark.interop
 
@@ -25,16 +23,9 @@ BAD_DIGESTS = ["sha256:abc", "sha256:" + "a" * 63, "md5:0123456789abcdef01234567
 def test_invalid_references_side_by_side_with_the_cncf_registry(
     tmp_path, registry_process, cncf_registry, client_for
 ):
-    ours = registry_process(
-        f'[registry]\ndata-root = "{tmp_path}/state"\n'
-        f'[registries.filesystem]\nroot = "{tmp_path}/data"\n'
+    ours, clients = both_with_a_good_manifest(
+        tmp_path, registry_process, cncf_registry, client_for, "side/refs"
     )
-    clients = {"dockyard": client_for(ours.url), "cncf": client_for(cncf_registry.url)}
-    for client in clients.values():
-        push_blob(client, "side/refs", CONFIG)
-        push_blob(client, "side/refs", LAYER)
-        good = json.dumps(base_manifest(client)).encode()
-        assert client.put_manifest("side/refs", "good", good).status_code == 201
     for reference in NOT_TAGS + BAD_DIGESTS:
         for method in ("GET", "HEAD"):
             got = {
