@@ -196,6 +196,9 @@ def _check_ps_values(filters: dict[str, list[str]]) -> None:
     for value in filters.get("exited", []):
         if not value.lstrip("-").isdigit():
             raise InvalidParameter(f"invalid exited filter {value!r}: not an exit code")
+    for value in filters.get("health", []):
+        if value not in HEALTH_FILTER_VALUES:
+            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     bool_filter(filters, "is-task")
     port_keys(filters.get("publish", []) + filters.get("expose", []))
 
@@ -213,9 +216,6 @@ async def list_containers(request: Request) -> Response:
     manager = _manager(request)
     query = request.query_params
     filters = parse_filters(query.get("filters"))
-    for value in filters.get("health", []):
-        if value not in HEALTH_FILTER_VALUES:
-            raise InvalidParameter(f"Unrecognised filter value for health: {value}")
     show_all = parse_bool(query.get("all"))
     limit = _int_param(request, "limit") or -1
     _check_ps_values(filters)
