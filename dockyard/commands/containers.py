@@ -537,6 +537,44 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+def update_body(args: argparse.Namespace) -> dict[str, Any]:
+    """``POST /containers/<name>/update``'s body: only the limits the flags name."""
+    body: dict[str, Any] = {}
+    try:
+        if args.memory is not None:
+            body["Memory"] = ram_in_bytes(args.memory)
+        if args.cpus is not None:
+            body["NanoCpus"] = nano_cpus(args.cpus)
+        if args.restart is not None:
+            body["RestartPolicy"] = parse_restart(args.restart)
+    except ValueError as exc:
+        raise RunError(str(exc), status=1) from None
+    if args.pids_limit is not None:
+        body["PidsLimit"] = args.pids_limit
+    if not body:
+        raise RunError("you must provide one or more flags when using this command", status=1)
+    return body
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    try:
+        body = update_body(args)
+    except RunError as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
+    client = make_client(args)
+    warnings: list[str] = []
+
+    def update(name: str) -> None:
+        answer = client.call_json("POST", container_path(name, "/update"), body=body)
+        warnings.extend((answer or {}).get("Warnings") or ())
+
+    status = for_each_name(args.containers, update)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    return status
+
+
 def _container_names(container: dict[str, Any]) -> str:
     # Names with a second "/" are links (/other/alias): docker shows only the own names.
     names = [n[1:] for n in container.get("Names") or () if "/" not in n[1:]]
@@ -976,6 +1014,14 @@ def _rename_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", metavar="NEW_NAME")
 
 
+def _update_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--memory", help="memory limit: 512m, 1g, …")
+    parser.add_argument("--cpus", help="number of CPUs (1.5)")
+    parser.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    parser.add_argument("--restart", help="no, on-failure[:N], always, unless-stopped")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="stopped ones too")
     parser.add_argument("--no-stream", action="store_true", help="one sample, then exit")
@@ -1013,6 +1059,7 @@ CONTAINER_COMMANDS: list[CommandSpec] = [
     ("port", ("port",), "list a container's published ports", port_arguments, cmd_port),
     ("rename", ("rename",), "rename a container", _rename_arguments, cmd_rename),
     ("attach", ("attach",), "attach to a running container", _attach_arguments, cmd_attach),
+    ("update", ("update",), "change running containers' limits", _update_arguments, cmd_update),
     ("stats", ("stats",), "containers' resource usage", _stats_arguments, cmd_stats),
     (
         None,

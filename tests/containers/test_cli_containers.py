@@ -472,6 +472,22 @@ def test_lifecycle_verbs_print_names_and_report_each_failure(cli, container_name
     assert inspect(cli, renamed)["Name"] == f"/{renamed}"
 
 
+def test_update_changes_the_named_limits_only(cli, container_names):
+    name = container_names("update")
+    ok(cli("run", "-d", "--name", name, "-m", "64m", IMAGE, "sleep", "60"))
+    assert ok(cli("update", "--cpus", "0.5", "--pids-limit", "30", "--restart",
+                  "on-failure:2", name)) == f"{name}\n"  # fmt: skip
+    host = inspect(cli, name)["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"], host["RestartPolicy"]) == (
+        64 << 20, 500_000_000, 30, {"Name": "on-failure", "MaximumRetryCount": 2})  # fmt: skip
+    nothing = cli("update", name)
+    assert nothing.returncode == 1 and "one or more flags" in nothing.stderr
+    missing = cli("update", "-m", "96m", name, "nothing-by-this-name")
+    assert missing.returncode == 1 and missing.stdout == f"{name}\n"
+    assert "No such container: nothing-by-this-name" in missing.stderr
+    assert inspect(cli, name)["HostConfig"]["Memory"] == 96 << 20
+
+
 def test_wait_blocks_until_the_exit_and_prints_the_status(cli, container_names):
     name = container_names()
     ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "sleep 0.5; exit 9"))

@@ -200,12 +200,13 @@ def test_kill_then_inspect_and_events_as_dockerd(sides):
         container = name()
         since = str(time.time())
         assert docker(host, "run", "-d", "--name", container, "--network", "none",
-                      "busybox", "sleep", "60").returncode == 0  # fmt: skip
+                      "--label", "tier=web", "busybox", "sleep", "60").returncode == 0  # fmt: skip
         assert docker(host, "kill", container).returncode == 0
         state = docker(host, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container)
         events = docker(host, "events", "--since", since, "--until", str(time.time() + 0.5),
                         "--filter", f"container={container}",
-                        "--format", "{{.Action}} {{.Actor.Attributes.signal}}")  # fmt: skip
+                        "--format", "{{.Action}} {{.Actor.Attributes.signal}} "
+                        "{{.Actor.Attributes.tier}}")  # fmt: skip
         seen[side] = (state.stdout, events.stdout.replace("exec_", "").split("\n"))
         docker(host, "rm", "-f", container)
     assert seen["ours"] == seen["theirs"]

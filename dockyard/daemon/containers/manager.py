@@ -254,7 +254,9 @@ class ContainerManager:
         container.save(self.directory(container))
 
     def _event(self, action: str, container: Container, **extra: str) -> None:
-        attributes = {"name": container.name, "image": container.image_name, **extra}
+        # dockerd's container events carry the container's labels, under its name and image.
+        labels = container.config.labels or {}
+        attributes = {**labels, "name": container.name, "image": container.image_name, **extra}
         self._emit(action, container.id, attributes)
 
     def event(self, action: str, container: Container, **extra: str) -> None:
