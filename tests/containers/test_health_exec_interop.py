@@ -97,7 +97,9 @@ def test_probe_timeout_and_refused_settings_as_dockerd(engines):
 
 
 def test_exec_exit_codes_messages_and_events_as_dockerd(engines):
-    def scenario(docker, _socket, name):
+    """Exec outcomes and events; inspect's ExecIDs lists only unfinished execs, none once stopped."""
+
+    def scenario(docker, socket_path, name):
         start(docker, name)
         since = time.time()
         outcomes = []
@@ -113,7 +115,12 @@ def test_exec_exit_codes_messages_and_events_as_dockerd(engines):
              e["Actor"]["Attributes"].get("exitCode"))
             for e in docker.events(since, name)
         ]  # fmt: skip
-        return outcomes, events
+        finished = docker.inspect(name)["ExecIDs"]
+        _post(socket_path, f"/containers/{name}/exec", json.dumps({"Cmd": ["true"]}))
+        created = len(docker.inspect(name)["ExecIDs"] or ())
+        docker("kill", name)
+        stopped = docker.inspect(name)["ExecIDs"]
+        return outcomes, events, (finished, created, stopped)
 
     both(engines, scenario)
 

@@ -98,7 +98,10 @@ async def create(request: Request) -> Response:
 
 async def inspect(request: Request) -> Response:
     container = _manager(request).get(request.path_params["id"])
-    return JSONResponse(model.inspect(container, _execs(request).of_container(container.id)))
+    exec_ids = _execs(request).unfinished_of_container(container.id)
+    if container.state.status not in ("running", "paused"):
+        exec_ids = []  # dockerd drops a container's execs when it stops
+    return JSONResponse(model.inspect(container, exec_ids))
 
 
 def _matches(container: Container, filters: dict[str, list[str]]) -> bool:

@@ -459,6 +459,15 @@ class ExecRegistry:
     def of_container(self, container_id: str) -> list[str]:
         return [i.id for i in self._instances.values() if i.container_id == container_id]
 
+    def unfinished_of_container(self, container_id: str) -> list[str]:
+        """Inspect's ``ExecIDs``: dockerd lets an exec go from its container's list when its
+        process ends (it stays inspectable by ID)."""
+        return [
+            i.id
+            for i in self._instances.values()
+            if i.container_id == container_id and i.exit_code is None
+        ]
+
     def forget_container(self, container_id: str) -> None:
         for exec_id in self.of_container(container_id):
             del self._instances[exec_id]
