@@ -326,6 +326,8 @@ class ContainerSpec:
     #: ``(name, value)`` sysctls written in the container's namespaces before its process runs
     #: (``net.ipv4.ip_forward``); the core lets through only those its namespaces isolate.
     sysctls: tuple[tuple[str, str], ...] = ()
+    #: The NIS domain name set in the container's own UTS namespace (``Config.Domainname``).
+    domainname: str = ""
 
 
 def spec_to_json(spec: ContainerSpec) -> str:

@@ -160,6 +160,11 @@ def sethostname(name: str) -> None:
     check(libc.sethostname(raw, len(raw)), "sethostname")
 
 
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    check(libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return check(
         libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4),

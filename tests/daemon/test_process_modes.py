@@ -65,7 +65,8 @@ def test_refused(given, message):
 
 def test_namespaced_sysctls_pass():
     sysctls = {"net.core.somaxconn": "1", "kernel.sem": "1 2 3 4", "kernel.domainname": "d"}
-    assert dict(modes(sysctls=sysctls).sysctls) == sysctls
+    # Beside dockerd's default network sysctls (tests/daemon/test_links.py checks those).
+    assert dict(modes(sysctls=sysctls).sysctls).items() >= sysctls.items()
 
 
 def a_spec() -> ContainerSpec:

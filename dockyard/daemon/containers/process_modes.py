@@ -39,6 +39,12 @@ IPC_SYSCTLS = frozenset({
     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
 })  # fmt: skip
 IPC_MODES = ("none", "private", "shareable", "host")
+#: What dockerd 20.10 sets in every network namespace of a container's own: ports under 1024
+#: and ICMP echo sockets without capabilities. A user's ``--sysctl`` of the same name wins.
+DEFAULT_NETWORK_SYSCTLS = (
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+)
 #: Finds a container by name or id; raises InvalidParameter ("No such container") if none.
 Lookup = Callable[[str], "SharedTarget"]
 
@@ -82,6 +88,7 @@ def process_modes(
     hostname: str,
     remapped: bool,
     lookup: Lookup,
+    domainname: str = "",
 ) -> ProcessModes:
     """Check the modes of a create request; ``container:NAME`` becomes ``container:<id>``."""
     pid = _shared_mode(pid_mode, "PID", lookup, ("host",))
@@ -91,6 +98,10 @@ def process_modes(
     uts = _shared_mode(uts_mode, "UTS", lookup, ("host",))
     if uts and hostname:
         raise InvalidParameter("conflicting options: hostname and the UTS mode")
+    if uts and domainname:
+        # dockerd lets it through to a start runc fails ("kernel.domainname" is not in a
+        # separate kernel namespace): the domain name is the UTS namespace's, not ours to set.
+        raise InvalidParameter("conflicting options: domainname and the UTS mode")
     if cgroupns_mode not in ("", "host", "private"):
         raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns_mode}")
     cgroupns = cgroupns_mode or ("private" if cgroup_version() == 2 else "host")
@@ -112,7 +123,28 @@ def process_modes(
         for name, value in (sysctls or {}).items()
         if _check_sysctl(name, network_mode=network_mode, ipc_mode=ipc, uts_mode=uts)
     )
-    return ProcessModes(pid, ipc, uts, cgroupns, shm_size or DEFAULT_SHM_SIZE, checked)
+    defaults = _default_sysctls(network_mode, remapped, {name for name, _ in checked})
+    return ProcessModes(
+        pid, ipc, uts, cgroupns, shm_size or DEFAULT_SHM_SIZE, (*defaults, *checked)
+    )
+
+
+def _default_sysctls(
+    network_mode: str, remapped: bool, given: set[str]
+) -> tuple[tuple[str, str], ...]:
+    """dockerd's default network sysctls, for a container with a network namespace of its
+    own (not ``host``, not another container's), those the host's kernel has.
+
+    Not with ``userns-remap``: the namespace file belongs to the host's root, which a remapped
+    root cannot write to (dockerd leaves out ``ping_group_range`` there for the same reason).
+    """
+    if network_mode == "host" or network_mode.startswith(CONTAINER_MODE) or remapped:
+        return ()
+    return tuple(
+        (name, value)
+        for name, value in DEFAULT_NETWORK_SYSCTLS
+        if name not in given and os.path.exists("/proc/sys/" + name.replace(".", "/"))
+    )
 
 
 def _shared_mode(mode: str, kind: str, lookup: Lookup, plain: tuple[str, ...]) -> str:

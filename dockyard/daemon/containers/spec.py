@@ -213,7 +213,7 @@ def plan(
     )
     if config.stop_signal:
         options.parse_signal(config.stop_signal)  # refused now rather than at `docker stop`
-    modes = _process_modes(host, request.hostname, network_mode, user_namespace, lookup)
+    modes = _process_modes(request, network_mode, user_namespace, lookup)
     init = host.init if host.init is not None else settings.init
     masked, readonly = process_modes.path_lists(
         host.masked_paths,
@@ -259,8 +259,7 @@ def plan(
 
 
 def _process_modes(
-    host: HostConfig,
-    hostname: str,
+    request: CreateRequest,
     network_mode: str,
     user_namespace: UserNamespace | None,
     lookup: process_modes.Lookup | None,
@@ -268,6 +267,7 @@ def _process_modes(
     def no_lookup(name: str) -> process_modes.SharedTarget:
         raise InvalidParameter(f"No such container: {name}")
 
+    host = request.host_config
     return process_modes.process_modes(
         host.pid_mode,
         host.ipc_mode,
@@ -276,9 +276,10 @@ def _process_modes(
         host.shm_size,
         host.sysctls,
         network_mode=network_mode,
-        hostname=hostname,
+        hostname=request.hostname,
         remapped=user_namespace is not None,
         lookup=lookup or no_lookup,
+        domainname=request.domainname,
     )
 
 
@@ -418,6 +419,7 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
         cgroup_namespace=plan.modes.cgroupns_mode,
         shm_size=0 if plan.modes.ipc_mode == "none" else plan.modes.shm_size,
         sysctls=plan.modes.sysctls,
+        domainname=plan.config.domainname,
     )
     if plan.init_binary:
         built = process_modes.with_init(built, plan.init_binary)

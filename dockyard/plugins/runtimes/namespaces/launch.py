@@ -373,6 +373,8 @@ def _container_init(
         _pivot(rootfs)
         if console is not None:
             stdio = _container_terminal(console[1], stdio[0])
+        if spec.domainname and not spec.uts_namespace:
+            syscalls.setdomainname(spec.domainname)  # before the sysctls: a user's wins
         _write_sysctls(spec.sysctls)  # before /proc/sys turns read-only
         _restrict_paths(spec)
         if spec.read_only_rootfs:

@@ -383,6 +383,11 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
     }
     if spec.hostname and not spec.uts_namespace:
         config["hostname"] = spec.hostname
-    if spec.sysctls:
-        linux["sysctl"] = dict(spec.sysctls)
+    sysctls = dict(spec.sysctls)
+    if spec.domainname and not spec.uts_namespace:
+        # As dockerd sets it: runc 1.1 takes no "domainname" field (1.2 does), and the sysctl
+        # is setdomainname(2) in the container's UTS namespace. A user's --sysctl wins.
+        sysctls.setdefault("kernel.domainname", spec.domainname)
+    if sysctls:
+        linux["sysctl"] = sysctls
     return config
