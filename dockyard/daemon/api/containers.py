@@ -97,11 +97,24 @@ async def create(request: Request) -> Response:
 
 
 async def inspect(request: Request) -> Response:
-    container = _manager(request).get(request.path_params["id"])
+    manager = _manager(request)
+    container = manager.get(request.path_params["id"])
     exec_ids = _execs(request).unfinished_of_container(container.id)
     if container.state.status not in ("running", "paused"):
         exec_ids = []  # dockerd drops a container's execs when it stops
-    return JSONResponse(model.inspect(container, exec_ids))
+    shown = model.inspect(container, exec_ids)
+    if manager.networking is not None:
+        # Legacy links with the names of now (HostConfig keeps them as they were given).
+        shown["HostConfig"]["Links"] = manager.networking.shown_links(container)
+    return JSONResponse(shown)
+
+
+def _summary(manager: ContainerManager, container: Container) -> dict[str, Any]:
+    """``model.summary`` with the names links give the container, as dockerd lists them."""
+    summary = model.summary(container)
+    if manager.networking is not None:
+        summary["Names"] = sorted([*summary["Names"], *manager.networking.link_names(container)])
+    return summary
 
 
 def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
@@ -242,7 +255,7 @@ async def list_containers(request: Request) -> Response:
         return JSONResponse(
             await run_in_threadpool(lambda: [with_sizes(manager, c) for c in found])
         )
-    return JSONResponse([model.summary(c) for c in found])
+    return JSONResponse([_summary(manager, c) for c in found])
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +308,25 @@ async def unpause(request: Request) -> Response:
 async def remove(request: Request) -> Response:
     query = request.query_params
     manager = _manager(request)
+    if parse_bool(query.get("link")):
+        await manager.remove_link(request.path_params["id"])
+        return _no_content()
     container = manager.get(request.path_params["id"])
+    await manager.remove(container.id, parse_bool(query.get("force")), parse_bool(query.get("v")))
+    _execs(request).forget_container(container.id)
+    return _no_content()
+
+
+async def remove_by_link_name(request: Request) -> Response:
+    """``DELETE /containers/PARENT/ALIAS``: a link's name names its child, as in dockerd;
+    with ``link=1`` only the link goes (``docker rm --link``)."""
+    query = request.query_params
+    manager = _manager(request)
+    name = f"{request.path_params['parent']}/{request.path_params['alias']}"
+    if parse_bool(query.get("link")):
+        await manager.remove_link(name)
+        return _no_content()
+    container = manager.linked_child(name)
     await manager.remove(container.id, parse_bool(query.get("force")), parse_bool(query.get("v")))
     _execs(request).forget_container(container.id)
     return _no_content()
@@ -956,6 +987,7 @@ def routes() -> list[Route]:
         Route("/containers/{id}/stats", stats),
         Route("/containers/{id}/exec", exec_create, methods=["POST"]),
         Route("/containers/{id}", remove, methods=["DELETE"]),
+        Route("/containers/{parent}/{alias}", remove_by_link_name, methods=["DELETE"]),
         Route("/exec/{id}/start", exec_start, methods=["POST"]),
         Route("/exec/{id}/json", exec_inspect),
         Route("/exec/{id}/resize", exec_resize, methods=["POST"]),

@@ -64,6 +64,7 @@ from dockyard.daemon.containers.health import (
     probe_command,
 )
 from dockyard.daemon.containers.init_process import hold_init
+from dockyard.daemon.containers.links import LegacyLink
 from dockyard.daemon.containers.log_drivers import DEFAULT_DRIVER, LogDrivers
 from dockyard.daemon.containers.model import Container, ContainerState
 from dockyard.daemon.containers.names import NameRegistry
@@ -293,11 +294,13 @@ class ContainerManager:
         devices, resources = limits.resolve_devices(plan.host_config, plan.resources)
         plan = attrs.evolve(plan, devices=devices, resources=resources)
         attachments: list[Attachment] = []
+        legacy_links: list[LegacyLink] = []
         if self.networking is not None:
             mode, attachments = self.networking.plan(
                 attrs.evolve(request, exposed_ports=plan.config.exposed_ports)
             )
             plan = attrs.evolve(plan, host_config=attrs.evolve(plan.host_config, network_mode=mode))
+            legacy_links = self.networking.legacy_links(request, mode)
         if plan.host_config.volumes_from:
             inherited = volume_mounts.inherited_volumes(plan.host_config.volumes_from, self.get)
             plan = spec.with_inherited(plan, inherited)
@@ -375,6 +378,7 @@ class ContainerManager:
                 anonymous_volumes=made_volumes,
                 volumes=volume_names,
                 networks=attachments,
+                links=legacy_links,
             )
             self._save(container)
         except BaseException:
@@ -871,6 +875,35 @@ class ContainerManager:
             for volume in container.anonymous_volumes:
                 with contextlib.suppress(DockyardError):
                     self.volumes.remove(volume, force=True)
+
+    async def remove_link(self, name: str) -> None:
+        """``DELETE /containers/PARENT/ALIAS?link=1``: the parent's link goes, both stay."""
+        parent_name, _, alias = name.strip("/").rpartition("/")
+        if not parent_name:
+            self.get(name)
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            parent = self.get(parent_name)
+        except NotFound:
+            raise NotFound(f"No such container: {name}") from None
+        async with self.live(parent).lock:
+            found = [link for link in parent.links if link.alias == alias]
+            if not found:
+                raise NotFound(f"No such container: {name}")
+            parent.links.remove(found[0])
+            self._save(parent)
+
+    def linked_child(self, name: str) -> Container:
+        """The container a link name (``PARENT/ALIAS``) stands for, as dockerd finds it."""
+        parent_name, _, alias = name.strip("/").rpartition("/")
+        try:
+            parent = self.get(parent_name)
+        except NotFound:
+            raise NotFound(f"No such container: {name}") from None
+        for link in parent.links:
+            if link.alias == alias and link.child_id in self.containers:
+                return self.containers[link.child_id]
+        raise NotFound(f"No such container: {name}")
 
     async def rename(self, name: str, new_name: str) -> None:
         container = self.get(name)

@@ -16,6 +16,7 @@ from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
 from dockyard.daemon.containers.health import STARTING, HealthState, health_from_json
+from dockyard.daemon.containers.links import LegacyLink, links_from_json
 from dockyard.daemon.containers.process_modes import command_args, user_mounts
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
@@ -73,6 +74,10 @@ class Container:
     exit_generation: int = 0
     #: Its networks, in order (the first is ``eth0``, where ports are published).
     networks: list[Attachment] = attrs.Factory(list)
+    #: Its legacy links (``--link``) on the default bridge, in the order given.
+    links: list[LegacyLink] = attrs.field(factory=list, converter=links_from_json)
+    #: The variables its links gave it at its last start (replaced at the next).
+    link_env: list[str] = attrs.Factory(list)
 
     @property
     def short_id(self) -> str:
@@ -104,6 +109,8 @@ class Container:
             "volumes": self.volumes,
             "exit_generation": self.exit_generation,
             "networks": [attachment.to_json() for attachment in self.networks],
+            "links": [attrs.asdict(link) for link in self.links],
+            "link_env": self.link_env,
         }
         atomic_write(directory / RECORD_NAME, json.dumps(document).encode())
 

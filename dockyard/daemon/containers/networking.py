@@ -28,7 +28,7 @@ import structlog
 
 from dockyard.core.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerSpec, EndpointSpec
-from dockyard.daemon.containers import etc_files
+from dockyard.daemon.containers import etc_files, links
 from dockyard.daemon.containers.config import CreateRequest, EndpointSettings, HostConfig
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.networks import ports
@@ -44,7 +44,6 @@ from dockyard.linux import netns
 _log = structlog.get_logger("dockyard.containers")
 
 CONTAINER_MODE = "container:"
-LEGACY_LINKS_REFUSED = "HostConfig.Links: legacy links (--link) are not supported yet"
 
 
 def endpoint_id(container_id: str, network_id: str) -> str:
@@ -85,7 +84,7 @@ class ContainerNetworks:
         ports.exposed(request.exposed_ports or {})  # checked even when none is published
         if mode.startswith(CONTAINER_MODE):
             if host.links:
-                raise InvalidParameter(LEGACY_LINKS_REFUSED)
+                raise InvalidParameter(links.CONTAINER_MODE_REFUSED)
             self._check_shared(request, mode)
             other = self._container(mode[len(CONTAINER_MODE) :])
             return f"{CONTAINER_MODE}{other.id}", []
@@ -102,16 +101,31 @@ class ContainerNetworks:
                 f"container's network {record.name}"
             )
         config = (endpoints[keys[0]] if keys else None) or EndpointSettings()
-        if host.links:
-            if record.predefined:
-                raise InvalidParameter(LEGACY_LINKS_REFUSED)
-            # On a user-defined network they are the endpoint's links, whose aliases resolve:
+        if host.links and record.driver == "host":
+            raise InvalidParameter(links.HOST_MODE_REFUSED)
+        if host.links and not record.predefined:
+            # Legacy links on the default bridge (and none) are the container's (legacy_links);
+            # on a user-defined network they are the endpoint's links, whose aliases resolve:
             # the docker CLI moves --link there itself, docker-compose 1.29 sends HostConfig.
             given = config.links or []
-            links = [*given, *(link for link in host.links if link not in given)]
-            config = attrs.evolve(config, links=links)
+            endpoint_links = [*given, *(link for link in host.links if link not in given)]
+            config = attrs.evolve(config, links=endpoint_links)
         attachment = self._attachment(record, config, request.mac_address)
         return mode, [attachment]
+
+    def legacy_links(self, request: CreateRequest, mode: str) -> list[links.LegacyLink]:
+        """``HostConfig.Links`` of a container on the default bridge or ``none`` (on a
+        user-defined network :meth:`plan` made them the endpoint's)."""
+        if not request.host_config.links or mode.startswith(CONTAINER_MODE):
+            return []
+        record = self.networks.find(self.default_mode() if mode == "default" else mode)
+        if record is None or not record.predefined:
+            return []
+        return links.plan(request.host_config.links, self._link_child)
+
+    def _link_child(self, name: str) -> links.Child:
+        child = self._container(name)
+        return links.Child(child.id, child.name, child.host_config.network_mode or "default")
 
     def _check_shared(self, request: CreateRequest, mode: str) -> None:
         host = request.host_config
@@ -190,6 +204,7 @@ class ContainerNetworks:
             return self._shared_spec(container, mode[len(CONTAINER_MODE) :])
         if any(self.networks.get(a.network_id).driver == "host" for a in container.networks):
             return attrs.evolve(container.spec, network_mode="host", netns="")
+        linked = self._linked(container)  # refused before anything is made, as by dockerd
         path = self.netns_path(container)
         self.release(container)  # leftovers of a start a crash interrupted
         netns.create(path)
@@ -199,10 +214,80 @@ class ContainerNetworks:
             if container.networks:
                 self._publish(container, container.networks[0])
             self.write_etc_files(container)
+            self._update_parents(container)
         except BaseException:
             self.release(container)
             raise
-        return attrs.evolve(container.spec, network_mode="none", netns=str(path))
+        env = [
+            entry
+            for link, child, address in linked
+            for entry in links.environment(
+                links.link_name(container.name, link.alias), address,
+                child.config.exposed_ports, child.config.env,
+            )
+        ]  # fmt: skip
+        process = attrs.evolve(
+            container.spec.process,
+            env=tuple(links.with_environment(container.spec.process.env, env, container.link_env)),
+        )
+        container.link_env = env
+        return attrs.evolve(container.spec, process=process, network_mode="none", netns=str(path))
+
+    # ------------------------------------------------------------------ legacy links
+
+    def _linked(self, container: Container) -> list[tuple[links.LegacyLink, Container, str]]:
+        """Each legacy link of a container on the default bridge with its child and the
+        child's address there; a child that is not running there is refused (dockerd's words)."""
+        if not container.links or _bridge_address(container, running=False) is None:
+            return []
+        containers = self._containers()
+        found = []
+        for link in container.links:
+            child = containers.get(link.child_id)
+            name = links.link_name(container.name, link.alias)
+            if child is None or not child.state.running:
+                shown = child.name if child is not None else link.child_name
+                raise Conflict(f"Cannot link to a non running container: /{shown} AS {name}")
+            address = _bridge_address(child)
+            if not address:
+                raise Conflict(f"container {child.id} not attached to default bridge network")
+            found.append((link, child, address))
+        return found
+
+    def _link_hosts(self, container: Container) -> list[tuple[str, str]]:
+        """``/etc/hosts`` entries (names, address) for the children running on the bridge."""
+        if not container.links or _bridge_address(container, running=False) is None:
+            return []
+        containers = self._containers()
+        entries = []
+        for link in container.links:
+            child = containers.get(link.child_id)
+            address = _bridge_address(child) if child is not None else None
+            if child is not None and address:
+                names = links.hosts_names(link.alias, child.name, child.config.hostname)
+                entries.append((names, address))
+        return entries
+
+    def _update_parents(self, child: Container) -> None:
+        """The ``/etc/hosts`` of the running containers linking to ``child``, which has a new
+        address (dockerd updates its parents' too)."""
+        for parent in list(self._containers().values()):
+            if parent.state.running and any(link.child_id == child.id for link in parent.links):
+                self.write_etc_files(parent)
+
+    def shown_links(self, container: Container) -> list[str] | None:
+        """``HostConfig.Links`` as dockerd's inspect shows them, with the names of now."""
+        names = {c.id: c.name for c in self._containers().values()}
+        return links.shown(container.name, container.links, names) or None
+
+    def link_names(self, child: Container) -> list[str]:
+        """The names its links give ``child`` (``/PARENT/ALIAS``), listed by ``ps``."""
+        return [
+            links.link_name(parent.name, link.alias)
+            for parent in self._containers().values()
+            for link in parent.links
+            if link.child_id == child.id
+        ]
 
     def _shared_spec(self, container: Container, other_id: str) -> ContainerSpec:
         other = self._container(other_id)
@@ -347,7 +432,7 @@ class ContainerNetworks:
         """
         files = {destination: Path(source) for source, destination in container.spec.etc_files}
         host = container.host_config
-        extra = self.extra_hosts(container.host_config)
+        extra = [*self.extra_hosts(container.host_config), *self._link_hosts(container)]
         addresses = [
             a.endpoint.ipv4.partition("/")[0]
             for a in container.networks
@@ -478,6 +563,18 @@ def _check_in_subnets(address: str, record: NetworkRecord) -> None:
             f"address {address} does not belong to the subnets of network {record.name} "
             f"({', '.join(map(str, subnets))})"
         )
+
+
+def _bridge_address(container: Container, running: bool = True) -> str | None:
+    """The container's address on the default bridge (``""`` while it has none), or
+    ``None`` if it is not on it; ``running=False``: whether it is on it at all."""
+    for attachment in container.networks:
+        if attachment.network_name == DEFAULT_BRIDGE:
+            if not running:
+                return ""
+            endpoint = attachment.endpoint
+            return endpoint.ipv4.partition("/")[0] if endpoint is not None else ""
+    return None
 
 
 def _rewrite(path: Path, text: str) -> None:

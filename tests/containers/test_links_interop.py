@@ -1,0 +1,191 @@
+"""Legacy links side by side: the docker CLI against our daemon and a dockerd 20.10 of this
+module's own, each with a default bridge.
+
+The session's dockerd has no bridge (``--bridge=none``), where links do nothing; this one
+runs on a bridge the module makes (``links-br0``, removed after), without iptables. Addresses
+differ between the two daemons, so outputs are compared with each child's address as ``IP``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from dockyard.testing.networks import host_left_as_found
+from dockyard.testing.peers import docker_cli, docker_env, real_dockerd
+from tests.conftest import busybox_archive, daemon_in, docker_load, serving, shut_down
+
+pytestmark = pytest.mark.interop
+
+BRIDGE = "links-br0"
+BRIDGE_ADDRESS = "10.231.77.1/24"
+#: The child: ports whose variables show every rule (a first port, a run of three, TCP and
+#: UDP), variables of its own (HOME is not passed on) and a hostname.
+CHILD = ("--expose", "80", "--expose", "53/udp", "--expose", "8000-8002", "-e", "FOO=bar",
+         "-e", "HOME=/h", "-e", "EMPTY=", "--hostname", "webhost")  # fmt: skip
+#: The parent's variables and the link lines of its /etc/hosts (not its own, the last).
+SHOW = "env | grep -v HOSTNAME | sort; echo ---; tail -n +7 /etc/hosts | sed '$d'"
+
+
+class Both:
+    def __init__(self, ours: str, theirs: tuple[str, str]) -> None:
+        self.hosts = {"ours": (ours, None), "theirs": theirs}
+
+    def one(self, which: str, *args: str) -> subprocess.CompletedProcess[str]:
+        host, config = self.hosts[which]
+        return subprocess.run(
+            [docker_cli(), *args], env=docker_env(host, config),  # type: ignore[arg-type]
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def ok(self, which: str, *args: str) -> str:
+        done = self.one(which, *args)
+        assert done.returncode == 0, (which, args, done.stderr)
+        return done.stdout
+
+    def each(self, *args: str) -> tuple[str, str]:
+        """``docker ARGS`` on both, each succeeding: the outputs."""
+        return self.ok("ours", *args), self.ok("theirs", *args)
+
+    def failing(self, *args: str) -> tuple[str, str]:
+        """``docker ARGS`` failing on both: the daemons' messages."""
+        found = []
+        for which in ("ours", "theirs"):
+            done = self.one(which, *args)
+            assert done.returncode != 0, (which, done.stdout)
+            found.append(_message(done.stderr))
+        return found[0], found[1]
+
+    def address(self, which: str, container: str) -> str:
+        return self.ok(which, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", container).strip()
+
+    def links(self, which: str, container: str) -> list[str] | None:
+        shown = self.ok(which, "inspect", "-f", "{{json .HostConfig.Links}}", container)
+        return json.loads(shown)
+
+    def clean(self, *names: str) -> None:
+        for which in ("ours", "theirs"):
+            self.one(which, "rm", "-f", *names)
+
+
+def _message(stderr: str) -> str:
+    first = stderr.strip().splitlines()[0]
+    return first.removeprefix("docker: ").removeprefix("Error response from daemon: ")
+
+
+def _normal(output: str, address: str) -> list[str]:
+    """Lines with the child's address as ``IP``, sorted (dockerd's link order is a map's)."""
+    return sorted(output.replace(address, "IP").splitlines())
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory) -> Iterator[Both]:
+    base = tmp_path_factory.mktemp("links")
+    archive = busybox_archive(base)
+    with host_left_as_found():
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+        try:
+            subprocess.run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE], check=True)
+            subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
+            (base / "ours").mkdir()
+            ours = serving(daemon_in(base / "ours", network=True))
+            try:
+                docker_load(ours.host, archive)
+                # The later --bridge wins over real_dockerd's --bridge=none.
+                with real_dockerd(base / "dockerd", extra_args=[f"--bridge={BRIDGE}"]) as peer:
+                    peer.docker("load", "-i", str(archive))
+                    yield Both(ours.host, (peer.host, str(peer.root / "client-config")))
+                    for name in peer.docker("ps", "-aq").stdout.split():
+                        peer.docker("rm", "-f", name, check=False)
+            finally:
+                shut_down(ours)
+        finally:
+            subprocess.run(["ip", "link", "del", BRIDGE], check=False)
+
+
+def test_variables_hosts_inspect_and_names_as_dockerd(both: Both) -> None:
+    try:
+        both.each("run", "-d", "--name", "links-web", *CHILD, "busybox", "sleep", "60")
+        seen = {}
+        for which in ("ours", "theirs"):
+            output = both.ok(which, "run", "--name", "links-app", "--link", "links-web:db",
+                             "--link", "links-web", "busybox", "sh", "-c", SHOW)  # fmt: skip
+            seen[which] = _normal(output, both.address(which, "links-web"))
+        assert seen["ours"] == seen["theirs"]
+        assert "DB_PORT_8000_TCP_PORT_END=8002" in seen["ours"]
+        assert "IP\tdb webhost links-web" in seen["ours"]
+        assert both.links("ours", "links-app") == both.links("theirs", "links-app") == [
+            "/links-web:/links-app/db", "/links-web:/links-app/links-web",
+        ]  # fmt: skip
+        names = both.each("ps", "-a", "--no-trunc", "--filter", "name=links-web",
+                          "--format", "{{.Names}}")  # fmt: skip
+        assert names[0] == names[1] == "links-app/db,links-app/links-web,links-web\n"
+
+        # Links survive a rename of either side: the names of now, in inspect and at start.
+        for which in ("ours", "theirs"):
+            both.ok(which, "rename", "links-web", "links-web2")
+            both.ok(which, "rename", "links-app", "links-app2")
+            output = both.ok(which, "start", "-a", "links-app2")
+            seen[which] = _normal(output, both.address(which, "links-web2"))
+        assert seen["ours"] == seen["theirs"]
+        assert "DB_NAME=/links-app2/db" in seen["ours"]
+        assert "IP\tlinks-web webhost links-web2" in seen["ours"]
+        assert both.links("ours", "links-app2") == both.links("theirs", "links-app2") == [
+            "/links-web2:/links-app2/db", "/links-web2:/links-app2/links-web",
+        ]  # fmt: skip
+
+        # docker rm --link removes the link only; a link's name or a container's own is not one.
+        assert both.each("rm", "--link", "links-app2/db") == ("links-app2/db\n",) * 2
+        assert (
+            both.links("ours", "links-app2")
+            == both.links("theirs", "links-app2")
+            == ["/links-web2:/links-app2/links-web"]
+        )
+        ours, theirs = both.failing("rm", "--link", "links-app2/db")
+        assert ours == theirs == "No such container: links-app2/db"
+        ours, theirs = both.failing("rm", "--link", "links-web2")
+        assert ours == theirs == "Conflict, cannot remove the default link name of the container"
+        both.each("inspect", "links-web2", "links-app2")  # both still there
+    finally:
+        both.clean("links-web", "links-app", "links-web2", "links-app2")
+
+
+def test_links_refused_as_dockerd_refuses_them(both: Both) -> None:
+    try:
+        both.each("create", "--name", "links-stopped", "busybox", "true")
+        ours, theirs = both.failing("create", "--link", "links-missing:x", "busybox", "true")
+        assert (
+            ours
+            == theirs
+            == ("could not get container for links-missing: No such container: links-missing")
+        )
+        for network, kind in (("host", "host type networking"),
+                              ("container:links-stopped", "container type network")):  # fmt: skip
+            ours, theirs = both.failing(
+                "create", "--network", network, "--link", "links-stopped:x", "busybox", "true"
+            )
+            assert (
+                ours
+                == theirs
+                == (
+                    f"conflicting options: {kind} can't be used with links. "
+                    "This would result in undefined behavior"
+                )
+            )
+        # Linking to a stopped container is taken at create and refused at start.
+        both.each("create", "--name", "links-late", "--link", "links-stopped:x", "busybox", "true")
+        ours, theirs = both.failing("start", "links-late")
+        assert (
+            ours
+            == theirs
+            == ("Cannot link to a non running container: /links-stopped AS /links-late/x")
+        )
+        # On none, links are kept and do nothing.
+        outputs = both.each("run", "--rm", "--network", "none", "--link", "links-stopped:x",
+                            "busybox", "sh", "-c", "env | grep ^X_; tail -n +7 /etc/hosts")  # fmt: skip
+        assert outputs == ("", "")
+    finally:
+        both.clean("links-stopped", "links-late")
