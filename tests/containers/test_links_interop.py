@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -59,12 +59,26 @@ class Both:
             found.append(_message(done.stderr))
         return found[0], found[1]
 
+    def seen(self, child: str, output: Callable[[str], str]) -> list[str]:
+        """``output(which)`` of each daemon, normalised with ``child``'s address there: the
+        same on both."""
+        ours, theirs = (
+            _normal(output(which), self.address(which, child)) for which in ("ours", "theirs")
+        )
+        assert ours == theirs
+        return ours
+
     def address(self, which: str, container: str) -> str:
         return self.ok(which, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", container).strip()
 
-    def links(self, which: str, container: str) -> list[str] | None:
-        shown = self.ok(which, "inspect", "-f", "{{json .HostConfig.Links}}", container)
-        return json.loads(shown)
+    def links(self, container: str) -> list[str] | None:
+        """``HostConfig.Links`` of ``container``, the same on both."""
+        shown = [
+            json.loads(self.ok(which, "inspect", "-f", "{{json .HostConfig.Links}}", container))
+            for which in ("ours", "theirs")
+        ]
+        assert shown[0] == shown[1]
+        return shown[0]
 
     def clean(self, *names: str) -> None:
         for which in ("ours", "theirs"):
@@ -109,15 +123,14 @@ def both(tmp_path_factory) -> Iterator[Both]:
 def test_variables_hosts_inspect_and_names_as_dockerd(both: Both) -> None:
     try:
         both.each("run", "-d", "--name", "links-web", *CHILD, "busybox", "sleep", "60")
-        seen = {}
-        for which in ("ours", "theirs"):
-            output = both.ok(which, "run", "--name", "links-app", "--link", "links-web:db",
-                             "--link", "links-web", "busybox", "sh", "-c", SHOW)  # fmt: skip
-            seen[which] = _normal(output, both.address(which, "links-web"))
-        assert seen["ours"] == seen["theirs"]
-        assert "DB_PORT_8000_TCP_PORT_END=8002" in seen["ours"]
-        assert "IP\tdb webhost links-web" in seen["ours"]
-        assert both.links("ours", "links-app") == both.links("theirs", "links-app") == [
+        seen = both.seen(
+            "links-web",
+            lambda which: both.ok(which, "run", "--name", "links-app", "--link", "links-web:db",
+                                  "--link", "links-web", "busybox", "sh", "-c", SHOW),
+        )  # fmt: skip
+        assert "DB_PORT_8000_TCP_PORT_END=8002" in seen
+        assert "IP\tdb webhost links-web" in seen
+        assert both.links("links-app") == [
             "/links-web:/links-app/db", "/links-web:/links-app/links-web",
         ]  # fmt: skip
         names = both.each("ps", "-a", "--no-trunc", "--filter", "name=links-web",
@@ -125,25 +138,18 @@ def test_variables_hosts_inspect_and_names_as_dockerd(both: Both) -> None:
         assert names[0] == names[1] == "links-app/db,links-app/links-web,links-web\n"
 
         # Links survive a rename of either side: the names of now, in inspect and at start.
-        for which in ("ours", "theirs"):
-            both.ok(which, "rename", "links-web", "links-web2")
-            both.ok(which, "rename", "links-app", "links-app2")
-            output = both.ok(which, "start", "-a", "links-app2")
-            seen[which] = _normal(output, both.address(which, "links-web2"))
-        assert seen["ours"] == seen["theirs"]
-        assert "DB_NAME=/links-app2/db" in seen["ours"]
-        assert "IP\tlinks-web webhost links-web2" in seen["ours"]
-        assert both.links("ours", "links-app2") == both.links("theirs", "links-app2") == [
+        both.each("rename", "links-web", "links-web2")
+        both.each("rename", "links-app", "links-app2")
+        seen = both.seen("links-web2", lambda which: both.ok(which, "start", "-a", "links-app2"))
+        assert "DB_NAME=/links-app2/db" in seen
+        assert "IP\tlinks-web webhost links-web2" in seen
+        assert both.links("links-app2") == [
             "/links-web2:/links-app2/db", "/links-web2:/links-app2/links-web",
         ]  # fmt: skip
 
         # docker rm --link removes the link only; a link's name or a container's own is not one.
         assert both.each("rm", "--link", "links-app2/db") == ("links-app2/db\n",) * 2
-        assert (
-            both.links("ours", "links-app2")
-            == both.links("theirs", "links-app2")
-            == ["/links-web2:/links-app2/links-web"]
-        )
+        assert both.links("links-app2") == ["/links-web2:/links-app2/links-web"]
         ours, theirs = both.failing("rm", "--link", "links-app2/db")
         assert ours == theirs == "No such container: links-app2/db"
         ours, theirs = both.failing("rm", "--link", "links-web2")

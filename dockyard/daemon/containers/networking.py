@@ -235,20 +235,26 @@ class ContainerNetworks:
 
     # ------------------------------------------------------------------ legacy links
 
-    def _linked(self, container: Container) -> list[tuple[links.LegacyLink, Container, str]]:
-        """Each legacy link of a container on the default bridge with its child and the
-        child's address there; a child that is not running there is refused (dockerd's words)."""
+    def _children(
+        self, container: Container
+    ) -> Iterator[tuple[links.LegacyLink, Container | None, str]]:
+        """Each legacy link of a container on the default bridge, with its child (``None``
+        once removed) and the child's address there (``""`` if it has none)."""
         if not container.links or _bridge_address(container, running=False) is None:
-            return []
+            return
         containers = self._containers()
-        found = []
         for link in container.links:
             child = containers.get(link.child_id)
+            yield link, child, (_bridge_address(child) or "") if child is not None else ""
+
+    def _linked(self, container: Container) -> list[tuple[links.LegacyLink, Container, str]]:
+        """:meth:`_children`, each running on the bridge, else refused (dockerd's words)."""
+        found = []
+        for link, child, address in self._children(container):
             name = links.link_name(container.name, link.alias)
             if child is None or not child.state.running:
                 shown = child.name if child is not None else link.child_name
                 raise Conflict(f"Cannot link to a non running container: /{shown} AS {name}")
-            address = _bridge_address(child)
             if not address:
                 raise Conflict(f"container {child.id} not attached to default bridge network")
             found.append((link, child, address))
@@ -256,17 +262,11 @@ class ContainerNetworks:
 
     def _link_hosts(self, container: Container) -> list[tuple[str, str]]:
         """``/etc/hosts`` entries (names, address) for the children running on the bridge."""
-        if not container.links or _bridge_address(container, running=False) is None:
-            return []
-        containers = self._containers()
-        entries = []
-        for link in container.links:
-            child = containers.get(link.child_id)
-            address = _bridge_address(child) if child is not None else None
-            if child is not None and address:
-                names = links.hosts_names(link.alias, child.name, child.config.hostname)
-                entries.append((names, address))
-        return entries
+        return [
+            (links.hosts_names(link.alias, child.name, child.config.hostname), address)
+            for link, child, address in self._children(container)
+            if child is not None and address
+        ]
 
     def _update_parents(self, child: Container) -> None:
         """The ``/etc/hosts`` of the running containers linking to ``child``, which has a new
