@@ -195,3 +195,23 @@ def test_links_refused_as_dockerd_refuses_them(both: Both) -> None:
         assert outputs == ("", "")
     finally:
         both.clean("links-stopped", "links-late")
+
+
+def test_a_running_parent_learns_the_new_address_of_its_child(both: Both) -> None:
+    try:
+        both.each("run", "-d", "--name", "links-child", "--hostname", "kidhost", "busybox",
+                  "sleep", "60")  # fmt: skip
+        both.each("run", "-d", "--name", "links-parent", "--link", "links-child:kid",
+                  "busybox", "sleep", "60")  # fmt: skip
+        both.each("stop", "-t", "0", "links-child")
+        # Another container takes the child's address, so it comes back with a new one.
+        both.each("run", "-d", "--name", "links-filler", "busybox", "sleep", "60")
+        both.each("start", "links-child")
+        seen = both.seen(
+            "links-child",
+            lambda which: both.ok(which, "exec", "links-parent", "sh", "-c",
+                                  "grep kid /etc/hosts; env | grep KID_NAME"),
+        )  # fmt: skip
+        assert seen == ["IP\tkid kidhost links-child", "KID_NAME=/links-parent/kid"]
+    finally:
+        both.clean("links-child", "links-parent", "links-filler")

@@ -4,11 +4,15 @@ create refuses, and what the runtimes are given."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dockyard.core.errors import InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerSpec, Mount, ProcessSpec
 from dockyard.daemon.containers import links, process_modes
+from dockyard.daemon.containers.config import ContainerConfig, HostConfig
+from dockyard.daemon.containers.model import RECORD_NAME, Container
 from dockyard.plugins.runtimes.runc.bundle import bundle_config, names_network_namespace
 from tests.daemon.test_process_modes import modes
 
@@ -111,3 +115,19 @@ def test_runc_is_given_the_domain_name_as_dockerd_gives_it(tmp_path):
     assert config["linux"]["sysctl"]["kernel.domainname"] == "example.org"
     # With net.* sysctls runc must be told the namespace to write them in.
     assert names_network_namespace(spec)
+
+
+def test_links_are_kept_with_the_container_and_old_records_have_none(tmp_path):
+    spec = ContainerSpec(id="c", rootfs=(Mount("bind", "/x"),), process=ProcessSpec(args=("true",)))
+    container = Container(
+        id="a" * 64, name="app", created="2026-01-01T00:00:00Z", image_id="", image_name="busybox",
+        config=ContainerConfig(), host_config=HostConfig(), spec=spec, snapshot="s", driver="vfs",
+        links=[links.LegacyLink("b" * 64, "db", "web")], link_env=["DB_NAME=/app/db"],
+    )  # fmt: skip
+    container.save(tmp_path)
+    loaded = Container.load(tmp_path)
+    assert (loaded.links, loaded.link_env) == (container.links, container.link_env)
+    record = json.loads((tmp_path / RECORD_NAME).read_text())
+    del record["links"], record["link_env"]
+    (tmp_path / RECORD_NAME).write_text(json.dumps(record))
+    assert (Container.load(tmp_path).links, Container.load(tmp_path).link_env) == ([], [])
