@@ -71,12 +71,15 @@ class Both:
     def address(self, which: str, container: str) -> str:
         return self.ok(which, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", container).strip()
 
-    def links(self, container: str) -> list[str] | None:
-        """``HostConfig.Links`` of ``container``, the same on both."""
+    def links(self, container: str) -> list[str]:
+        """``HostConfig.Links`` of ``container``, the same on both (sorted: dockerd's order
+        is a map's)."""
         shown = [
-            json.loads(self.ok(which, "inspect", "-f", "{{json .HostConfig.Links}}", container))
+            sorted(json.loads(
+                self.ok(which, "inspect", "-f", "{{json .HostConfig.Links}}", container)
+            ))
             for which in ("ours", "theirs")
-        ]
+        ]  # fmt: skip
         assert shown[0] == shown[1]
         return shown[0]
 
