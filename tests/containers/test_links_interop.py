@@ -196,8 +196,12 @@ def test_links_refused_as_dockerd_refuses_them(both: Both) -> None:
         outputs = both.each("run", "--rm", "--network", "none", "--link", "links-stopped:x",
                             "busybox", "sh", "-c", "env | grep ^X_; tail -n +7 /etc/hosts")  # fmt: skip
         assert outputs == ("", "")
+        # A link outlives its child, shown with the child's last name.
+        both.each("rename", "links-stopped", "links-gone")
+        both.each("rm", "links-gone")
+        assert both.links("links-late") == ["/links-gone:/links-late/x"]
     finally:
-        both.clean("links-stopped", "links-late")
+        both.clean("links-stopped", "links-late", "links-gone")
 
 
 def test_a_running_parent_learns_the_new_address_of_its_child(both: Both) -> None:

@@ -918,6 +918,12 @@ class ContainerManager:
         container.name = new_name
         self.names.release(old, container.id)
         self._save(container)
+        for parent in list(self.containers.values()):
+            # The name its parents' links show once it is gone, as dockerd shows it.
+            for link in parent.links:
+                if link.child_id == container.id:
+                    link.child_name = new_name
+                    self._save(parent)
         self._event("rename", container, oldName=f"/{old}")
 
     # ------------------------------------------------------------------ networks
