@@ -43,7 +43,7 @@ from dockyard.linux.mounts import (
     unescape_mountinfo,
     unmount_all,
 )
-from dockyard.linux.syscalls import MS_BIND, MS_REC, mount
+from dockyard.linux.syscalls import MS_BIND, MS_PRIVATE, MS_REC, mount
 
 # Go's os.FileMode type bits: X-Docker-Container-Path-Stat carries a Go mode, not st_mode.
 GO_MODE_DIR = 1 << 31
@@ -208,6 +208,9 @@ def stopped_root(
                     recursive = MS_REC if volume.recursive else 0
                     mount(volume.source, destination, None, MS_BIND | recursive)
                     bound.append(destination)
+                    # Private, as dockerd makes these: a bind of a shared mount is its peer,
+                    # and unmounting what lies below it here would unmount it on the host.
+                    mount(None, destination, None, MS_PRIVATE | MS_REC)
                     if volume.read_only:
                         remount_read_only(destination, recursive=True)
             yield RootView(target)

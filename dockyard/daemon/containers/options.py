@@ -7,6 +7,7 @@ restart policies, ``--security-opt``, entrypoint and command resolution.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import secrets
 import signal
@@ -134,6 +135,8 @@ def parse_bind(text: str) -> VolumeSpec:
         raise InvalidParameter(
             f"invalid volume name '{source}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
+    if is_bind:
+        source = posixpath.normpath(source)  # as dockerd shows it: /srv/../data is /data
     propagation = next((o for o in options if o in PROPAGATION_FLAGS), "")
     # As dockerd reads the mode: propagation is a bind's option, nocopy a volume's.
     extra = "BindOptions" if propagation and not is_bind else ""
@@ -183,6 +186,8 @@ def parse_mount(mount: MountConfig) -> VolumeSpec:
         raise InvalidParameter(f"invalid mount config: mount path must be absolute: {target!r}")
     if kind == "bind" and not source.startswith("/"):
         raise InvalidParameter(f'invalid mount config for type "bind": invalid source {source!r}')
+    if kind == "bind":
+        source = posixpath.normpath(source)
     if mount.tmpfs_options is not None:
         raise InvalidParameter(f"TmpfsOptions must not be specified on mount type {kind!r}")
     if mount.bind_options is not None and kind != "bind":
