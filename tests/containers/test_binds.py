@@ -174,8 +174,8 @@ SHOWN = ("-v", "{tree}/a:/a:ro,rshared",
 
 
 def mounts_shown(host: str, tree: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """inspect's Mounts (by destination; the data root and the tree's path replaced by
-    ``<root>``, ``<tree>``) for a container with SHOWN's mounts, then for one taking them
+    """inspect's Mounts (by destination; the data root, its parent and the tree's path replaced
+    by ``<root>``, ``<above>``, ``<tree>``) for a container with SHOWN's mounts, then for one taking them
     with ``--volumes-from``."""
     root = data_root(host)
     flags = [flag.format(tree=tree, root=root) for flag in SHOWN]
@@ -187,7 +187,8 @@ def mounts_shown(host: str, tree: Path) -> tuple[list[dict[str, Any]], list[dict
     try:
         for created in (first, second):
             inspected = docker(host, "inspect", "-f", "{{json .Mounts}}", created.stdout.strip())
-            text = inspected.stdout.decode().replace(root, "<root>").replace(str(tree), "<tree>")
+            text = inspected.stdout.decode().replace(root, "<root>")
+            text = text.replace(os.path.dirname(root), "<above>").replace(str(tree), "<tree>")
             shown.append(sorted(json.loads(text), key=lambda m: m["Destination"]))
     finally:
         docker(host, "rm", second.stdout.decode().strip(), first.stdout.decode().strip())
@@ -206,7 +207,7 @@ def test_inspect_shows_the_modes_and_propagations_dockerd_shows(daemon, tree):
               "Source": "<root>/volumes/binds-shown/_data", "RW": True, "Propagation": ""}  # fmt: skip
     assert first == [
         bind("/a", "<tree>/a", "rshared", "ro,rshared", rw=False),
-        bind("/above", os.path.dirname(data_root(daemon.host)), "rshared", "rshared"),
+        bind("/above", "<above>", "rshared", "rshared"),
         bind("/b", "<tree>/b", "rslave"),
         {**volume, "Mode": "nocopy"},
         bind("/p", "<tree>", "rprivate"),
@@ -282,13 +283,18 @@ COUNT_RESTRICTED = (
 )
 
 
-def test_empty_masked_and_read_only_lists_restrict_nothing(daemon):
-    api = Api(daemon)
+def restricted_counts(api: Api) -> list[int]:
+    """COUNT_RESTRICTED with the default lists, an empty MaskedPaths, an empty ReadonlyPaths,
+    and both empty."""
     counts = []
     for lists in ({}, {"MaskedPaths": []}, {"ReadonlyPaths": []},
                   {"MaskedPaths": [], "ReadonlyPaths": []}):  # fmt: skip
         code, out, err = api.run(["sh", "-c", COUNT_RESTRICTED], HostConfig=lists)
         assert code == 0, err
         counts.append(int(out))
-    defaults, no_masks, no_read_only, none = counts
+    return counts
+
+
+def test_empty_masked_and_read_only_lists_restrict_nothing(daemon):
+    defaults, no_masks, no_read_only, none = restricted_counts(Api(daemon))
     assert none == 0 and 0 < no_masks < defaults and 0 < no_read_only < defaults
