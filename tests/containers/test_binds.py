@@ -170,7 +170,8 @@ def test_cp_from_a_stopped_container_keeps_a_bind_non_recursive(daemon, tree):
 SHOWN = ("-v", "{tree}/a:/a:ro,rshared",
          "--mount", "type=bind,src={tree}/b,dst=/b,bind-propagation=rslave,bind-nonrecursive=true",
          "-v", "{root}:/root1", "--mount", "type=bind,src={root},dst=/root2",
-         "-v", "{root}/..:/above:rshared", "-v", "{tree}:/p", "-v", "binds-shown:/nv:nocopy")  # fmt: skip
+         "-v", "{root}/..:/above:rshared", "-v", "{tree}:/p", "-v", "binds-shown:/nv:nocopy",
+         "-v", "{tree}/b:/cached:ro,cached")  # fmt: skip
 
 
 def mounts_shown(host: str, tree: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -209,6 +210,7 @@ def test_inspect_shows_the_modes_and_propagations_dockerd_shows(daemon, tree):
         bind("/a", "<tree>/a", "rshared", "ro,rshared", rw=False),
         bind("/above", "<above>", "rshared", "rshared"),
         bind("/b", "<tree>/b", "rslave"),
+        bind("/cached", "<tree>/b", "rprivate", "ro,cached", rw=False),
         {**volume, "Mode": "nocopy"},
         bind("/p", "<tree>", "rprivate"),
         bind("/root1", "<root>", "rslave"),

@@ -109,8 +109,11 @@ _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 #: The kinds of ``-v`` mode words; a mode names each kind at most once (dockerd's rule).
+#: The consistency words are Docker Desktop's leave to relax file sharing: a bind here is
+#: always fully consistent, which keeps every one of them.
 _MODE_KINDS = {
     "ro": "rw", "rw": "rw", "z": "label", "Z": "label", "nocopy": "copy",
+    "consistent": "consistency", "cached": "consistency", "delegated": "consistency",
     **{word: "propagation" for word in PROPAGATION_FLAGS},
 }  # fmt: skip
 
