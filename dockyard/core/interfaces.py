@@ -170,6 +170,12 @@ class BindMount:
     #: named volume's files owned by 0 are its root's). Host bind mounts leave it off, as
     #: docker does not remap them. Ignored without a user namespace.
     idmap: bool = False
+    #: The mount's propagation, a word of :data:`dockyard.linux.mounts.PROPAGATION_FLAGS`
+    #: (``rshared``, ``slave``...); empty for the runtime's default (private to the container).
+    #: A shared or slave bind stays in touch with the source's mount on the host.
+    propagation: str = ""
+    #: ``False`` for docker's ``bind-nonrecursive``: the mounts below the source are not taken.
+    recursive: bool = True
 
 
 @attrs.frozen

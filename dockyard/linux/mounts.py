@@ -27,6 +27,8 @@ from dockyard.linux.syscalls import (
     MS_REC,
     MS_RELATIME,
     MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
     MS_STRICTATIME,
     MS_SYNCHRONOUS,
     libc,
@@ -54,6 +56,60 @@ MOUNT_FLAG_WORDS = {
     "private": (MS_PRIVATE, True),
     "rprivate": (MS_PRIVATE | MS_REC, True),
 }
+
+#: Bind propagation (docker's ``-v /a:/b:rshared``, ``--mount bind-propagation=``) and the
+#: mount(2) flags that set it on a mount (with ``MS_REC``: on the mounts below it too).
+PROPAGATION_FLAGS = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+}
+
+
+def keeps_host_peers(propagation: str) -> bool:
+    """Whether a bind with ``propagation`` must stay in its source mount's peer group (shared
+    with the host's mount, or a slave of it) rather than be private to the container."""
+    return propagation in ("shared", "rshared", "slave", "rslave")
+
+
+def set_propagation(path: str, propagation: str) -> None:
+    """Give the mount at ``path`` one of :data:`PROPAGATION_FLAGS`' propagations."""
+    mount(None, path, None, PROPAGATION_FLAGS[propagation])
+
+
+def mount_holding(path: str) -> tuple[str, tuple[str, ...]]:
+    """The mount point of this process's mount namespace that ``path`` lies on (its deepest
+    mount point above it), and that mount's optional mountinfo fields (``shared:N``,
+    ``master:N``...): how it propagates. ``path`` is taken as it is (resolve links first)."""
+    found: str = "/"
+    fields: tuple[str, ...] = ()
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            parts = line.split(" ")
+            point = unescape_mountinfo(parts[4])
+            inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+            # The last of several mounts at one point is the one on top.
+            if inside and len(point) >= len(found):
+                found, fields = point, tuple(parts[6 : parts.index("-")])
+    return found, fields
+
+
+def unescape_mountinfo(field: str) -> str:
+    """A path field of mountinfo, which escapes space, tab, newline and backslash as ``\\ooo``."""
+    out, index = [], 0
+    while index < len(field):
+        code = field[index + 1 : index + 4]
+        if field[index] == "\\" and len(code) == 3 and code.isdigit():
+            out.append(chr(int(code, 8)))
+            index += 4
+        else:
+            out.append(field[index])
+            index += 1
+    return "".join(out)
+
 
 #: statvfs f_flag bits -> the mount flags a read-only remount must keep. In a user namespace
 #: the kernel refuses a remount that would clear flags locked by a more privileged namespace.

@@ -81,11 +81,14 @@ def test_the_process_gets_docker_environment_and_the_user_home():
 def test_binds_cover_the_image_volumes_they_name():
     plan = spec.plan(request(HostConfig={"Binds": ["/host:/data:ro", "named:/n"]}), IMAGE, SETTINGS)
     assert plan.volumes == (
-        spec.VolumeRequest("/data", "/host", True),
+        spec.VolumeRequest("/data", "/host", True, propagation="rprivate"),
         spec.VolumeRequest("/n", "named"),
     )
     mounts = spec.build_spec(plan, prepared(plan)).mounts
-    assert mounts == (BindMount("/volumes/0", "/data", True), BindMount("/volumes/1", "/n"))
+    assert mounts == (
+        BindMount("/volumes/0", "/data", True, propagation="rprivate"),
+        BindMount("/volumes/1", "/n"),
+    )
 
 
 def test_with_a_user_namespace_volumes_are_idmapped_and_host_paths_are_not():

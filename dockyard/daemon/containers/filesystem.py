@@ -40,9 +40,10 @@ from dockyard.linux.mounts import (
     mount_all,
     remount_read_only,
     resolve_in_root,
+    unescape_mountinfo,
     unmount_all,
 )
-from dockyard.linux.syscalls import MS_BIND, MS_REC, mount
+from dockyard.linux.syscalls import MS_BIND, MS_PRIVATE, MS_REC, mount
 
 # Go's os.FileMode type bits: X-Docker-Container-Path-Stat carries a Go mode, not st_mode.
 GO_MODE_DIR = 1 << 31
@@ -160,22 +161,8 @@ def _mount_points(pid: int) -> list[str]:
     with open(f"/proc/{pid}/mountinfo") as listing:
         for line in listing:
             fields = line.split(" ")
-            points.append(_unescape(fields[4]))
+            points.append(unescape_mountinfo(fields[4]))
     return points
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    out, index = [], 0
-    while index < len(field):
-        code = field[index + 1 : index + 4]
-        if field[index] == "\\" and len(code) == 3 and code.isdigit():
-            out.append(chr(int(code, 8)))
-            index += 4
-        else:
-            out.append(field[index])
-            index += 1
-    return "".join(out)
 
 
 @contextlib.contextmanager
@@ -218,8 +205,12 @@ def stopped_root(
                 for volume in container.spec.mounts:
                     destination = resolve_in_root(target, volume.destination)
                     ensure_mountpoint(destination, os.path.isdir(volume.source))
-                    mount(volume.source, destination, None, MS_BIND | MS_REC)
+                    recursive = MS_REC if volume.recursive else 0
+                    mount(volume.source, destination, None, MS_BIND | recursive)
                     bound.append(destination)
+                    # Private, as dockerd makes these: a bind of a shared mount is its peer,
+                    # and unmounting what lies below it here would unmount it on the host.
+                    mount(None, destination, None, MS_PRIVATE | MS_REC)
                     if volume.read_only:
                         remount_read_only(destination, recursive=True)
             yield RootView(target)

@@ -41,6 +41,7 @@ from dockyard.core.interfaces import (
 from dockyard.core.timestamps import now_rfc3339
 from dockyard.daemon import modes
 from dockyard.daemon.containers import (
+    binds,
     limits,
     options,
     process_modes,
@@ -175,6 +176,7 @@ class ContainerManager:
             runtimes=runtimes,
             init_path=init_path,
             init=init,
+            data_root=os.path.realpath(root.parent),
         )
         self.containers: dict[str, Container] = {}
         #: Set by the daemon once its networks exist; without it containers get loopback
@@ -479,6 +481,12 @@ class ContainerManager:
         (directory / "supervisor.json").write_text(json.dumps(settings))
         try:
             container.spec = self._join_shared_namespaces(container)
+            host = container.host_config
+            binds.check_source_mounts(
+                container.spec.mounts,
+                options.asked_propagations(host.binds, host.mounts),
+                self.settings.data_root,
+            )
         except DockyardError as exc:
             self._record_failed_start(container, str(exc), container.state.exit_code or 128)
             if container.host_config.auto_remove:

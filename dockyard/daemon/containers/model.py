@@ -14,9 +14,11 @@ import attrs
 from dockyard.core.interfaces import ContainerSpec, PortBinding, spec_from_json, spec_to_json
 from dockyard.core.timestamps import ZERO_TIME, parse_rfc3339_nano
 from dockyard.core.units import human_duration
+from dockyard.daemon.containers.binds import DEFAULT_PROPAGATION
 from dockyard.daemon.containers.config import ContainerConfig, HostConfig, RestartPolicy
 from dockyard.daemon.containers.health import STARTING, HealthState, health_from_json
 from dockyard.daemon.containers.links import LegacyLink, links_from_json
+from dockyard.daemon.containers.options import shown_modes
 from dockyard.daemon.containers.process_modes import command_args, user_mounts
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.images.content import atomic_write
@@ -128,6 +130,8 @@ class Container:
 
 def _mounts(container: Container) -> list[dict[str, Any]]:
     mounts = []
+    # The mode a -v entry gave, as dockerd shows it; --mount and --volumes-from ones show none.
+    modes = shown_modes(container.host_config.binds)
     for mount in user_mounts(container.spec, container.host_config.init):
         volume = container.volumes.get(mount.destination, "")
         is_volume = bool(volume)
@@ -138,9 +142,9 @@ def _mounts(container: Container) -> list[dict[str, Any]]:
                 "Source": mount.source,
                 "Destination": mount.destination,
                 "Driver": "local" if is_volume else "",
-                "Mode": "ro" if mount.read_only else "",
+                "Mode": modes.get(mount.destination, ""),
                 "RW": not mount.read_only,
-                "Propagation": "" if is_volume else "rprivate",
+                "Propagation": "" if is_volume else mount.propagation or DEFAULT_PROPAGATION,
             }
         )
     # As dockerd lists them: a --mount tmpfs, not a --tmpfs (HostConfig.Tmpfs shows those).

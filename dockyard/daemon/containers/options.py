@@ -7,6 +7,7 @@ restart policies, ``--security-opt``, entrypoint and command resolution.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import secrets
 import signal
@@ -17,11 +18,13 @@ import attrs
 from dockyard.core.capabilities import ALL_CAPABILITIES, DEFAULT_CAPABILITIES
 from dockyard.core.errors import InvalidParameter
 from dockyard.daemon import volumes
+from dockyard.daemon.containers.binds import check_propagation
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     MountConfig,
     RestartPolicy,
 )
+from dockyard.linux.mounts import PROPAGATION_FLAGS
 
 NAME_PATTERN = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
@@ -96,32 +99,84 @@ class VolumeSpec:
     labels: tuple[tuple[str, str], ...] = ()
     #: ``volume-opt``: the local driver's options for a volume this mount creates.
     driver_options: tuple[tuple[str, str], ...] = ()
+    #: A bind's propagation as asked (``rshared``, ``slave``...; empty: none asked).
+    propagation: str = ""
+    #: ``BindOptions.NonRecursive``: the mounts below a bind's source are not taken.
+    non_recursive: bool = False
 
 
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
+#: The kinds of ``-v`` mode words; a mode names each kind at most once (dockerd's rule).
+#: The consistency words are Docker Desktop's leave to relax file sharing: a bind here is
+#: always fully consistent, which keeps every one of them.
+_MODE_KINDS = {
+    "ro": "rw", "rw": "rw", "z": "label", "Z": "label", "nocopy": "copy",
+    "consistent": "consistency", "cached": "consistency", "delegated": "consistency",
+    **{word: "propagation" for word in PROPAGATION_FLAGS},
+}  # fmt: skip
+
+
 def parse_bind(text: str) -> VolumeSpec:
-    """``/host:/ctr[:ro|rw]`` or ``name:/ctr[:opts]``."""
+    """``/host:/ctr[:MODE]`` or ``name:/ctr[:MODE]``, MODE being words such as ``ro,rshared``."""
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise InvalidParameter(f"invalid volume specification: '{text}'")
     source, destination = parts[0], parts[1]
     options = parts[2].split(",") if len(parts) == 3 else []
-    known = ("ro", "rw", "z", "Z", "rprivate", "private", "nocopy")
-    unknown = [o for o in options if o not in known]
-    if unknown:
+    kinds = [_MODE_KINDS.get(option) for option in options]
+    if None in kinds or len(set(kinds)) != len(kinds):
         raise InvalidParameter(f"invalid mode: {parts[2]}")
     if not destination.startswith("/"):
         raise InvalidParameter(
             f"invalid volume specification: '{text}': invalid mount config for type \"bind\": "
             "invalid mount path: '" + destination + "' mount path must be absolute"
         )
-    if not source.startswith("/") and not _VOLUME_NAME.fullmatch(source):
+    is_bind = source.startswith("/")
+    if not is_bind and not _VOLUME_NAME.fullmatch(source):
         raise InvalidParameter(
             f"invalid volume name '{source}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
-    return VolumeSpec(source, destination, "ro" in options, no_copy="nocopy" in options)
+    if is_bind:
+        source = posixpath.normpath(source)  # as dockerd shows it: /srv/../data is /data
+    propagation = next((o for o in options if o in PROPAGATION_FLAGS), "")
+    # As dockerd reads the mode: propagation is a bind's option, nocopy a volume's.
+    extra = "BindOptions" if propagation and not is_bind else ""
+    extra = "VolumeOptions" if "nocopy" in options and is_bind else extra
+    if extra:
+        kind = "bind" if is_bind else "volume"
+        raise InvalidParameter(
+            f"invalid volume specification: '{text}': invalid mount config for type "
+            f'"{kind}": field {extra} must not be specified'
+        )
+    return VolumeSpec(
+        source,
+        destination,
+        "ro" in options,
+        no_copy="nocopy" in options,
+        propagation=propagation,
+    )
+
+
+def shown_modes(binds: Sequence[str] | None) -> dict[str, str]:
+    """The ``Mode`` inspect shows for each ``-v`` entry, by destination: its mode as given
+    (``ro,rshared``), as dockerd shows it; ``--mount`` entries show none."""
+    modes = {}
+    for text in binds or ():
+        parts = text.split(":")
+        if len(parts) == 3:
+            modes[parts[1]] = parts[2]
+    return modes
+
+
+def asked_propagations(
+    binds: Sequence[str] | None, mounts: Sequence[MountConfig] | None
+) -> set[str]:
+    """The destinations whose ``-v`` or ``--mount`` entry named a propagation."""
+    given = [parse_bind(text) for text in binds or ()]
+    given += [parse_mount(mount) for mount in mounts or () if mount.type == "bind"]
+    return {spec.destination for spec in given if spec.propagation}
 
 
 def parse_mount(mount: MountConfig) -> VolumeSpec:
@@ -134,11 +189,28 @@ def parse_mount(mount: MountConfig) -> VolumeSpec:
         raise InvalidParameter(f"invalid mount config: mount path must be absolute: {target!r}")
     if kind == "bind" and not source.startswith("/"):
         raise InvalidParameter(f'invalid mount config for type "bind": invalid source {source!r}')
+    if kind == "bind":
+        source = posixpath.normpath(source)
     if mount.tmpfs_options is not None:
         raise InvalidParameter(f"TmpfsOptions must not be specified on mount type {kind!r}")
+    if mount.bind_options is not None and kind != "bind":
+        raise InvalidParameter(
+            f'invalid mount config for type "{kind}": field BindOptions must not be specified'
+        )
     volume = mount.volume_options
     if volume is None:
-        return VolumeSpec(source, target, mount.read_only)
+        bind = mount.bind_options
+        if bind is None:
+            return VolumeSpec(source, target, mount.read_only)
+        if bind.propagation:
+            check_propagation(bind.propagation, 'invalid mount config for type "bind"')
+        return VolumeSpec(
+            source,
+            target,
+            mount.read_only,
+            propagation=bind.propagation,
+            non_recursive=bind.non_recursive,
+        )
     if kind == "bind":
         raise InvalidParameter("VolumeOptions must not be specified on mount type 'bind'")
     driver = volume.driver_config

@@ -32,7 +32,7 @@ from dockyard.core.interfaces import (
     TmpfsMount,
 )
 from dockyard.daemon import volumes as volumes_module
-from dockyard.daemon.containers import limits, options, process_modes, tmpfs, unapplied
+from dockyard.daemon.containers import binds, limits, options, process_modes, tmpfs, unapplied
 from dockyard.daemon.containers.config import (
     ContainerConfig,
     CreateRequest,
@@ -81,6 +81,9 @@ class DaemonSettings:
     #: default (its ``init`` setting).
     init_path: str = ""
     init: bool = False
+    #: The daemon's data root (symlinks resolved): a bind of it, or of a path above it, is
+    #: ``rslave`` unless it asks otherwise (see :mod:`.binds`).
+    data_root: str = ""
 
 
 @attrs.frozen
@@ -96,6 +99,10 @@ class VolumeRequest:
     #: For a volume this request creates: its labels and the local driver's options.
     labels: tuple[tuple[str, str], ...] = ()
     driver_options: tuple[tuple[str, str], ...] = ()
+    #: A host path's propagation (see :mod:`.binds`; as asked until :func:`plan` decides it).
+    propagation: str = ""
+    #: ``BindOptions.NonRecursive``: the mounts below the host path are not taken.
+    non_recursive: bool = False
 
     @property
     def is_anonymous(self) -> bool:
@@ -193,6 +200,14 @@ def plan(
     # The image's anonymous volumes and the request's, as dockerd merges them.
     anonymous_volumes = {**(image.volumes or {}), **(request.volumes or {})} or None
     volumes = _volumes(host, anonymous_volumes, tmpfs_mounts)
+    volumes = tuple(
+        attrs.evolve(
+            v, propagation=binds.bind_propagation(v.source, v.propagation, settings.data_root)
+        )
+        if v.is_bind
+        else v
+        for v in volumes
+    )
     check_healthcheck(request.healthcheck)
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.partition("=")[0] == "PATH" for entry in env):
@@ -337,7 +352,16 @@ def _volumes(
     given = [options.parse_bind(bind) for bind in host.binds or ()]
     given += [options.parse_mount(m) for m in host.mounts or () if m.type != "tmpfs"]
     requests = [
-        VolumeRequest(v.destination, v.source, v.read_only, v.no_copy, v.labels, v.driver_options)
+        VolumeRequest(
+            v.destination,
+            v.source,
+            v.read_only,
+            v.no_copy,
+            v.labels,
+            v.driver_options,
+            v.propagation,
+            v.non_recursive,
+        )
         for v in given
     ]
     on_tmpfs = {_clean(t.destination) for t in tmpfs_mounts}
@@ -431,7 +455,14 @@ def _bind_mounts(plan: Plan, sources: Sequence[str]) -> tuple[BindMount, ...]:
     return tuple(
         # Volumes are remapped like the root filesystem; host paths are not (docker's rule:
         # they are the host's files, seen as they are).
-        BindMount(source, volume.destination, volume.read_only, remapped and not volume.is_bind)
+        BindMount(
+            source,
+            volume.destination,
+            volume.read_only,
+            remapped and not volume.is_bind,
+            volume.propagation,
+            not volume.non_recursive,
+        )
         for volume, source in zip(plan.volumes, sources, strict=True)
     )
 

@@ -42,7 +42,17 @@ def inherited_volumes(
             read_only = bind.read_only or mode == "ro"
             volume = container.volumes.get(bind.destination, "")
             # An existing volume (or host path) is shared as it is: never filled again.
-            found.append(VolumeRequest(bind.destination, volume or bind.source, read_only, True))
+            found.append(
+                VolumeRequest(
+                    bind.destination,
+                    volume or bind.source,
+                    read_only,
+                    True,
+                    # A bind keeps its propagation and recursion, as dockerd copies them.
+                    propagation=bind.propagation,
+                    non_recursive=not bind.recursive,
+                )
+            )
     return found
 
 

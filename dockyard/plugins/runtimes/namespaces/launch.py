@@ -29,7 +29,8 @@ import os
 import socket
 import stat
 import struct
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import NamedTuple, NoReturn
 
 from dockyard.core.capabilities import DEFAULT_CAPABILITIES
 from dockyard.core.interfaces import ContainerSpec, LaunchError, TmpfsMount
@@ -243,6 +244,7 @@ def _intermediate(
     # whiteout attributes, which a user namespace cannot see, and only the host's root may
     # make idmapped mounts.
     syscalls.unshare(syscalls.CLONE_NEWNS)
+    clones = _clone_propagated(spec)
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     if not spec.rootfs:
         raise process.ProcessFailure("the container has no root filesystem mounts")
@@ -250,7 +252,7 @@ def _intermediate(
     try:
         with idmap.filesystem_ids(*idmap.root_ids(spec.uid_mappings, spec.gid_mappings)):
             idmap.mount_rootfs(spec.rootfs, rootfs, userns_fd)
-        binds = _open_bind_sources(spec, userns_fd)
+        binds = _open_bind_sources(spec, userns_fd, clones)
     finally:
         os.close(userns_fd)
     # The init process starts from here: the path to it may not be searchable once it runs as
@@ -279,57 +281,95 @@ def _intermediate(
     os._exit(0)
 
 
-#: A bind mount to make in the container: (source, container path, read-only, the detached
-#: mount of the source that the intermediate opened, or None to bind the source by path).
-_Bind = tuple[str, str, bool, int | None]
+class _Bind(NamedTuple):
+    """A bind mount to make in the container."""
+
+    source: str
+    destination: str
+    read_only: bool
+    #: A detached mount of the source opened beforehand (by the intermediate, or before the
+    #: namespace turned private), or None to bind the source by path.
+    fd: int | None = None
+    propagation: str = ""
+    recursive: bool = True
 
 
-def _bind_list(spec: ContainerSpec, fds: list[int] | None = None) -> list[_Bind | TmpfsMount]:
+def _bind_list(
+    spec: ContainerSpec, fds: Sequence[int | None] | None = None
+) -> list[_Bind | TmpfsMount]:
     """The bind and tmpfs mounts and then the etc files, parents before children.
 
     The sort is stable: a mount inside another bind mount lands on top of it, and an etc file
     on top of a bind mount of /etc.
     """
-    sources = [(b.source, b.destination, b.read_only) for b in spec.mounts]
-    sources += [(host_file, destination, False) for host_file, destination in spec.etc_files]
+    sources = [
+        _Bind(b.source, b.destination, b.read_only, None, b.propagation, b.recursive)
+        for b in spec.mounts
+    ]
+    sources += [_Bind(host_file, destination, False) for host_file, destination in spec.etc_files]
     opened: list[int | None] = list(fds) if fds is not None else [None] * len(sources)
-    binds = [(*source, fd) for source, fd in zip(sources, opened, strict=True)]
+    binds = [source._replace(fd=fd) for source, fd in zip(sources, opened, strict=True)]
     depth = len(spec.mounts)
     mounts: list[_Bind | TmpfsMount] = [*binds[:depth], *spec.tmpfs]
     return sorted(mounts, key=_depth) + binds[depth:]
 
 
 def _depth(mount: _Bind | TmpfsMount) -> int:
-    destination = mount.destination if isinstance(mount, TmpfsMount) else mount[1]
-    return len(destination.rstrip("/").split("/"))
+    return len(mount.destination.rstrip("/").split("/"))
 
 
-def _open_bind_sources(spec: ContainerSpec, userns_fd: int) -> list[_Bind | TmpfsMount]:
-    """Open every bind source as a detached mount, while we are the host's root.
+def _clone_propagated(spec: ContainerSpec) -> list[int | None]:
+    """Detached clones of the sources of the shared and slave binds, one per bind (None for
+    the others): taken before the mount namespace turns private, they stay in the peer
+    groups of the host's mounts, where a clone made after would be private too."""
+    clones: list[int | None] = []
+    try:
+        for bind in spec.mounts:
+            clones.append(
+                _open_bind(bind.source, None, bind.read_only, bind.recursive)
+                if mounts.keeps_host_peers(bind.propagation)
+                else None
+            )
+    except BaseException:
+        for fd in clones:
+            if fd is not None:
+                os.close(fd)
+        raise
+    return clones + [None] * len(spec.etc_files)
+
+
+def _open_bind_sources(
+    spec: ContainerSpec, userns_fd: int, clones: Sequence[int | None]
+) -> list[_Bind | TmpfsMount]:
+    """Open every bind source as a detached mount, while we are the host's root (those of
+    ``clones`` are open already).
 
     Volumes (``idmap``) and the etc files the core wrote in the state directory get the
     container's maps, as docker's remapped root owns them; host paths are bound as they are.
     """
     fds: list[int] = []
     try:
-        for bind in spec.mounts:
+        for bind, clone in zip(spec.mounts, clones, strict=False):
             mapped = userns_fd if bind.idmap else None
-            fds.append(_open_bind(bind.source, mapped, bind.read_only))
+            if clone is None:
+                clone = _open_bind(bind.source, mapped, bind.read_only, bind.recursive)
+            fds.append(clone)
         for host_file, _destination in spec.etc_files:
             ours = idmap.is_inside(host_file, spec.state_dir)
             fds.append(_open_bind(host_file, userns_fd if ours else None, False))
     except BaseException:
-        for fd in fds:
-            os.close(fd)
+        for fd in {*fds, *clones}:
+            if fd is not None:
+                os.close(fd)
         raise
     return _bind_list(spec, fds)
 
 
-def _open_bind(source: str, userns_fd: int | None, read_only: bool) -> int:
+def _open_bind(source: str, userns_fd: int | None, read_only: bool, recursive: bool = True) -> int:
     try:
         # Recursive like "rbind", except an idmapped clone: a mount below the source on a
         # filesystem without idmapping support would fail the whole clone.
-        return idmap.clone(source, userns_fd, read_only, recursive=userns_fd is None)
+        return idmap.clone(source, userns_fd, read_only, recursive=recursive and userns_fd is None)
     except FileNotFoundError:
         raise process.ProcessFailure(
             f"error mounting {source!r}: bind source path does not exist: {source}"
@@ -359,6 +399,8 @@ def _container_init(
         elif own_network and mount_rootfs:
             _join_network(spec.netns)  # with a user namespace, the intermediate joined it
         syscalls.unshare(flags)
+        if binds is None:
+            binds = _bind_list(spec, _clone_propagated(spec))
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         if mount_rootfs:
             _mount_rootfs(spec, rootfs)
@@ -369,7 +411,7 @@ def _container_init(
             syscalls.mount(".", ".", None, syscalls.MS_BIND | syscalls.MS_REC)
             os.chdir(os.path.join("..", ROOTFS_DIR))
             rootfs = "."
-        _build_root(spec, rootfs, stdio, own_network, _bind_list(spec) if binds is None else binds)
+        _build_root(spec, rootfs, stdio, own_network, binds)
         _pivot(rootfs)
         if console is not None:
             stdio = _container_terminal(console[1], stdio[0])
@@ -572,11 +614,13 @@ def _build_root(
         if isinstance(entry, TmpfsMount):
             _mount_tmpfs(entry, _inside(rootfs, entry.destination))
             continue
-        source, destination, read_only, fd = entry
-        if fd is None:
-            _bind(source, _inside(rootfs, destination), read_only)
+        target = _inside(rootfs, entry.destination)
+        if entry.fd is None:
+            _bind(entry.source, target, entry.read_only, entry.recursive)
         else:
-            _attach(fd, _inside(rootfs, destination))
+            _attach(entry.fd, target)
+        if entry.propagation:
+            mounts.set_propagation(target, entry.propagation)
 
 
 def _attach(fd: int, target: str) -> None:
@@ -586,7 +630,7 @@ def _attach(fd: int, target: str) -> None:
     os.close(fd)
 
 
-def _bind(source: str, target: str, read_only: bool) -> None:
+def _bind(source: str, target: str, read_only: bool, recursive: bool = True) -> None:
     try:
         is_dir = stat.S_ISDIR(os.stat(source).st_mode)
     except FileNotFoundError:
@@ -594,7 +638,7 @@ def _bind(source: str, target: str, read_only: bool) -> None:
             f"error mounting {source!r}: bind source path does not exist: {source}"
         ) from None
     mounts.ensure_mountpoint(target, directory=is_dir)
-    syscalls.mount(source, target, None, syscalls.MS_BIND | syscalls.MS_REC)
+    syscalls.mount(source, target, None, syscalls.MS_BIND | (syscalls.MS_REC if recursive else 0))
     if read_only:
         mounts.remount_read_only(target)
 

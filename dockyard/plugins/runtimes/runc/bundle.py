@@ -179,7 +179,11 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
                 "destination": bind.destination,
                 "type": "bind",
                 "source": bind.source,
-                "options": ["rbind", "rprivate", *(["ro"] if bind.read_only else [])],
+                "options": [
+                    "rbind" if bind.recursive else "bind",
+                    bind.propagation or "rprivate",
+                    *(["ro"] if bind.read_only else []),
+                ],
             }
         )
     for host_file, destination in spec.etc_files:
@@ -374,6 +378,10 @@ def bundle_config(spec: ContainerSpec, cgroup_parent: str) -> dict[str, Any]:
         linux["seccomp"] = _seccomp(spec.process.capabilities)
     if spec.devices:
         linux["devices"] = _devices(spec)
+    if any(bind.propagation in ("shared", "rshared") for bind in spec.mounts):
+        # runc makes every mount a slave first (its default "rslave"), which would turn a
+        # shared bind's source into a mere slave of the host's mount (dockerd asks the same).
+        linux["rootfsPropagation"] = "shared"
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": process_config(spec.process, spec.privileged),

@@ -60,6 +60,8 @@ CONSOLE_SOCKET = "console.sock"
 #: Where idmapped volumes and etc files are attached for runc to bind (in the supervisor's
 #: mount namespace only, so nothing shows on the host).
 IDMAPPED_DIR = "idmapped"
+#: Where the clones of shared and slave binds' sources are attached for runc to bind.
+PROPAGATED_DIR = "propagated"
 RUNC_TIMEOUT = 60.0
 #: util-linux's nsenter (Debian's essential util-linux): runs runc in a namespace file.
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"  # a path: exec is posix_spawn'd
@@ -178,12 +180,14 @@ def launch(spec: ContainerSpec, stdio: tuple[int, int, int]) -> int:
     if spec.uid_mappings or spec.gid_mappings:
         _check_reachable(spec, rootfs)
     try:
+        clones = _clone_propagated(spec)
         _enter_private_mount_namespace()
         os.makedirs(rootfs, mode=0o755, exist_ok=True)
         if spec.uid_mappings or spec.gid_mappings:
             spec = _mount_remapped(spec, rootfs)
         else:
             _mount_rootfs(spec, rootfs)
+        spec = _stage_propagated(spec, clones)
         _stage_shared_shm(spec)
         config = bundle_config(spec, runc.cgroup_parent)
         with open(os.path.join(spec.state_dir, CONFIG_FILE), "w") as config_file:
@@ -317,6 +321,40 @@ def _mount_remapped(spec: ContainerSpec, rootfs: str) -> ContainerSpec:
     finally:
         os.close(userns_fd)
     return attrs.evolve(spec, mounts=binds, etc_files=etc_files)
+
+
+def _clone_propagated(spec: ContainerSpec) -> dict[int, int]:
+    """Detached clones of the sources of the shared and slave binds, by index: taken in the
+    host's mount namespace, they stay in the peer groups of the host's mounts (in our slave
+    namespace the host's changes would still reach them, but not the container's the host)."""
+    clones: dict[int, int] = {}
+    try:
+        for index, bind in enumerate(spec.mounts):
+            if mounts.keeps_host_peers(bind.propagation):
+                clones[index] = idmap.clone(bind.source, None, bind.read_only, bind.recursive)
+    except BaseException:
+        for fd in clones.values():
+            os.close(fd)
+        raise
+    return clones
+
+
+def _stage_propagated(spec: ContainerSpec, clones: dict[int, int]) -> ContainerSpec:
+    """Attach each clone at ``<state_dir>/propagated/<index>`` (in our namespace only) for
+    runc to bind; returns the spec with those sources replaced."""
+    if not clones:
+        return spec
+    binds = list(spec.mounts)
+    try:
+        for index, fd in clones.items():
+            staged = os.path.join(spec.state_dir, PROPAGATED_DIR, str(index))
+            mounts.ensure_mountpoint(staged, directory=os.path.isdir(binds[index].source))
+            syscalls.move_mount(fd, staged)
+            binds[index] = attrs.evolve(binds[index], source=staged)
+    finally:
+        for fd in clones.values():
+            os.close(fd)
+    return attrs.evolve(spec, mounts=tuple(binds))
 
 
 def _stage(source: str, spec: ContainerSpec, name: str, userns_fd: int) -> str:
