@@ -595,7 +595,11 @@ def test_logs_follow_streams_new_lines_and_ends_with_the_container(cli, containe
     name = container_names()
     ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c",
            "echo a; sleep 0.5; echo b; sleep 0.5; echo c"))  # fmt: skip
-    process = cli.popen("logs", "-f", name, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Unbuffered: a buffered readline could take "b" along with "a" when both are already
+    # there (a loaded machine), where communicate() below would not see it.
+    process = cli.popen(
+        "logs", "-f", name, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+    )
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == b"a\n"
