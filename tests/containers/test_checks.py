@@ -298,8 +298,7 @@ def cli(host: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def rename_to_own_name(host: str) -> tuple[int, str]:
-    name = unique()
+def rename_to_own_name(host: str, name: str) -> tuple[int, str]:
     assert cli(host, "create", "--name", name, IMAGE, "true").returncode == 0
     try:
         renamed = cli(host, "rename", name, name)
@@ -309,7 +308,7 @@ def rename_to_own_name(host: str) -> tuple[int, str]:
 
 
 def test_rename_to_its_own_name_is_refused(daemon):
-    code, stderr = rename_to_own_name(daemon.host)
+    code, stderr = rename_to_own_name(daemon.host, unique())
     assert code == 1
     assert "Renaming a container with the same name as its current name" in stderr
 
