@@ -86,9 +86,17 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidParameter(f"invalid JSON: {name} is not a JSON number")
 
 
-def parse_json(raw: bytes) -> Any:
-    """Parse a request body; an empty body is ``{}``. Bad JSON of any sort is a 400."""
+#: dockerd's words for an empty body where a route must have one (exec, volume and network
+#: creates): its JSON decoder met the end of the input first.
+EMPTY_BODY = "got EOF while reading request body"
+
+
+def parse_json(raw: bytes, required: bool = False) -> Any:
+    """Parse a request body; an empty body is ``{}``, or a 400 where the route ``required``
+    one. Bad JSON of any sort is a 400."""
     if not raw.strip():
+        if required:
+            raise InvalidParameter(EMPTY_BODY)
         return {}
     try:
         text = raw.decode("utf-8")

@@ -224,18 +224,18 @@ async def commit(request: Request) -> Response:
     """``POST /commit``: an image from a container's changes (paused meanwhile by default)."""
     manager = _manager(request)
     query = request.query_params
+    # The body first: bad JSON is a 400 even for a missing container, as in dockerd.
+    body = (await request.body()).strip()
+    given = body and body != b"null"
+    decoded = ENGINE_API.decode(parse_json(body), ContainerConfig) if given else None
     container = manager.get(query.get("container", ""))
     references: list[Reference] = []
     if query.get("repo"):
         references.append(parse_repository_and_tag(query["repo"], query.get("tag") or None))
     elif query.get("tag"):
         raise InvalidParameter("tag is given without a repository (repo)")
-    body = (await request.body()).strip()
     own_config = ENGINE_API.encode(container.config)
-    if body and body != b"null":
-        requested = ENGINE_API.encode(ENGINE_API.decode(parse_json(body), ContainerConfig))
-    else:
-        requested = dict(own_config)
+    requested = ENGINE_API.encode(decoded) if decoded is not None else dict(own_config)
     config = merge_commit_config(apply_changes(requested, query.getlist("changes")), own_config)
     ENGINE_API.decode(config, ContainerConfig)  # what the changes made must still be a config
     pause = parse_bool(query.get("pause"), default=True)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -20,7 +21,8 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
-from dockyard.core.interfaces import ContainerProcess, LogEntry
+from dockyard.core.interfaces import ContainerProcess, ContainerStats, LogEntry
+from dockyard.core.platforms import PlatformSpec, parse_platform_specifier, platform_runs
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api.diskusage import size_rw, with_sizes
 from dockyard.daemon.api.filters import (
@@ -67,9 +69,20 @@ def _execs(request: Request) -> ExecRegistry:
     return registry
 
 
-async def _body(request: Request, record: type[T]) -> T:
-    """The request's JSON body as ``record``: a 400 naming the field for anything amiss."""
-    return ENGINE_API.decode(parse_json(await request.body()), record)
+async def _body(request: Request, record: type[T], required: bool = False) -> T:
+    """The request's JSON body as ``record``: a 400 naming the field for anything amiss (an
+    empty body too, where the route ``required`` one)."""
+    return ENGINE_API.decode(parse_json(await request.body(), required), record)
+
+
+def _window_size(request: Request) -> tuple[int, int]:
+    """``h`` and ``w`` of a resize: both required, as dockerd has them."""
+    height, width = _int_param(request, "h"), _int_param(request, "w")
+    for name, value in (("h", height), ("w", width)):
+        if value is None:
+            raise InvalidParameter(f"{name}: the terminal's {name} is required (a number)")
+    assert height is not None and width is not None
+    return height, width
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -87,9 +100,36 @@ def _int_param(request: Request, name: str) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _api_version(request: Request) -> tuple[int, ...]:
+    return tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
+
+
+def _check_image_platform(manager: ContainerManager, name: str, text: str) -> None:
+    """``platform`` (API 1.41): the image must be of that platform, else a 404 in dockerd's
+    words (the CLI then pulls the platform's image)."""
+    try:
+        wanted = parse_platform_specifier(text)
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from None
+    config = manager.images.config(manager.images.resolve(name))
+    image = PlatformSpec(
+        str(config.get("os") or ""),
+        str(config.get("architecture") or ""),
+        str(config.get("variant") or ""),
+    )
+    if not platform_runs(wanted, image):
+        raise NotFound(
+            f"image with reference {name} was found but does not match the specified "
+            f"platform: wanted {wanted}, actual: {image}"
+        )
+
+
 async def create(request: Request) -> Response:
     body = await _body(request, CreateRequest)
     manager = _manager(request)
+    platform = request.query_params.get("platform", "")
+    if platform and body.image and _api_version(request) >= (1, 41):
+        await run_in_threadpool(_check_image_platform, manager, body.image, platform)
     container, warnings = await run_in_threadpool(
         manager.create, body, request.query_params.get("name")
     )
@@ -173,13 +213,16 @@ def _on_network(summary: dict[str, Any], container: Container, wanted: list[str]
 
 
 def _publishes(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
-    return bool(port_keys(wanted) & set(container.host_config.port_bindings or {}))
+    """A host port of those ``docker ps`` lists (``0.0.0.0:8080->80/tcp`` is 8080), as
+    dockerd matches them: so only while the container runs."""
+    listed = {f"{p['PublicPort']}/{p['Type']}" for p in summary["Ports"] if p.get("PublicPort")}
+    return bool(port_keys(wanted) & listed)
 
 
 def _exposes(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
-    exposed = set(container.config.exposed_ports or {})
-    exposed |= set(container.host_config.port_bindings or {})
-    return bool(port_keys(wanted) & exposed)
+    """A container port of those ``docker ps`` lists, as dockerd matches them."""
+    listed = {f"{p['PrivatePort']}/{p['Type']}" for p in summary["Ports"]}
+    return bool(port_keys(wanted) & listed)
 
 
 def _is_task(summary: dict[str, Any], container: Container, wanted: list[str]) -> bool:
@@ -354,7 +397,7 @@ async def wait(request: Request) -> Response:
 
 
 async def resize(request: Request) -> Response:
-    height, width = _int_param(request, "h") or 0, _int_param(request, "w") or 0
+    height, width = _window_size(request)
     await run_in_threadpool(_manager(request).resize, request.path_params["id"], height, width)
     return Response(status_code=200)
 
@@ -758,10 +801,28 @@ async def top(request: Request) -> Response:
     return JSONResponse({"Titles": titles, "Processes": rows})
 
 
-def _stats_document(container: Container, sample: Any, previous: Any) -> dict[str, Any]:
-    def cpu(s: Any) -> dict[str, Any]:
-        if s is None:
-            return {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": 0}
+#: Seconds between two samples of a stats stream, and before the second sample a
+#: ``stream=false`` answer waits for (its CPU figures are the change between the two).
+STATS_INTERVAL = 1.0
+
+#: CPU figures before the first sample, as dockerd sends them (``precpu_stats`` of a
+#: stream's first frame, and of a one-shot answer): zero, and nothing it omits when empty.
+_NO_CPU: dict[str, Any] = {
+    "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+    "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+}
+
+
+@attrs.frozen
+class _Sample:
+    """One reading of a container's cgroups, and when it was taken."""
+
+    stats: ContainerStats
+    read: str
+
+
+def _stats_document(container: Container, sample: _Sample, previous: _Sample | None) -> dict:
+    def cpu(s: ContainerStats) -> dict[str, Any]:
         return {
             "cpu_usage": {"total_usage": s.cpu_total_ns},
             "system_cpu_usage": s.system_cpu_ns,
@@ -769,50 +830,78 @@ def _stats_document(container: Container, sample: Any, previous: Any) -> dict[st
             "throttling_data": {},
         }
 
+    stats = sample.stats
     return {
-        "read": now_rfc3339(),
-        "preread": ZERO_TIME,
+        "read": sample.read,
+        "preread": previous.read if previous is not None else ZERO_TIME,
         "id": container.id,
         "name": f"/{container.name}",
         "num_procs": 0,
-        "pids_stats": {"current": sample.pids, "limit": sample.pids_limit},
-        "cpu_stats": cpu(sample),
-        "precpu_stats": cpu(previous),
-        "memory_stats": {"usage": sample.memory_usage, "limit": sample.memory_limit, "stats": {}},
+        "pids_stats": {"current": stats.pids, "limit": stats.pids_limit},
+        "cpu_stats": cpu(stats),
+        "precpu_stats": cpu(previous.stats) if previous is not None else _NO_CPU,
+        "memory_stats": {"usage": stats.memory_usage, "limit": stats.memory_limit, "stats": {}},
         "blkio_stats": {},
         "networks": {},
     }
 
 
+def _stopped_stats_document(container: Container) -> dict[str, Any]:
+    """What dockerd answers ``stream=false`` for a container that is not running."""
+    return {
+        "read": ZERO_TIME,
+        "preread": ZERO_TIME,
+        "pids_stats": {},
+        "blkio_stats": {},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": _NO_CPU,
+        "precpu_stats": _NO_CPU,
+        "memory_stats": {},
+        "name": f"/{container.name}",
+        "id": container.id,
+    }
+
+
 async def stats(request: Request) -> Response:
+    """A frame at once, then one a second; its ``precpu_stats`` are the frame before's (zero
+    in the first). ``stream=false``: one frame, after a second sample; with ``one-shot``
+    (API 1.41) the first sample at once, as dockerd answers."""
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
     runtime = manager.runtime
     if runtime is None:
         raise Conflict("no runtime")
     streaming = parse_bool(request.query_params.get("stream"), default=True)
+    one_shot = _api_version(request) >= (1, 41) and parse_bool(request.query_params.get("one-shot"))
+    if streaming and one_shot:
+        raise InvalidParameter("cannot have stream=true and one-shot=true")
     if container.state.status not in ("running", "paused"):
         if not streaming:
-            return JSONResponse(
-                {"read": ZERO_TIME, "id": container.id, "name": f"/{container.name}"}
-            )
+            return JSONResponse(_stopped_stats_document(container))
         raise Conflict(f"Container {container.id} is not running")
-    first = await run_in_threadpool(runtime.stats, container.id)
+
+    async def sample() -> _Sample:
+        return _Sample(await run_in_threadpool(runtime.stats, container.id), now_rfc3339())
+
+    first = await sample()
+    if one_shot:
+        return JSONResponse(_stats_document(container, first, None))
     if not streaming:
-        await asyncio.sleep(0.1)  # a second sample gives the CLI a CPU percentage
-        second = await run_in_threadpool(runtime.stats, container.id)
-        return JSONResponse(_stats_document(container, second, first))
+        await asyncio.sleep(STATS_INTERVAL)
+        return JSONResponse(_stats_document(container, await sample(), first))
 
     async def body() -> AsyncIterator[bytes]:
-        previous = first
-        while container.state.status in ("running", "paused"):
-            await asyncio.sleep(1.0)
+        previous, current = None, first
+        while True:
+            yield json.dumps(_stats_document(container, current, previous)).encode() + b"\n"
+            await asyncio.sleep(STATS_INTERVAL)
+            if container.state.status not in ("running", "paused"):
+                return
             try:
-                sample = await run_in_threadpool(runtime.stats, container.id)
+                previous, current = current, await sample()
             except Exception:
                 return
-            yield json.dumps(_stats_document(container, sample, previous)).encode() + b"\n"
-            previous = sample
 
     return StreamingResponse(body(), media_type="application/json")
 
@@ -823,9 +912,10 @@ async def stats(request: Request) -> Response:
 
 
 async def exec_create(request: Request) -> Response:
+    # The body first: bad JSON is a 400 even for a missing container, as in dockerd.
+    config = await _body(request, ExecConfig, required=True)
     manager = _manager(request)
     container = manager.get(request.path_params["id"])
-    config = await _body(request, ExecConfig)
     instance = _execs(request).create(container, config, *await exec_process(container, config))
     return JSONResponse({"Id": instance.id}, status_code=201)
 
@@ -836,11 +926,12 @@ EXEC_DETACHED_MESSAGE = b"exec attach failed: error on attach stdin: read escape
 
 
 async def exec_start(request: Request) -> Response:
+    # The body first: bad JSON is a 400 even for a missing exec, as in dockerd.
+    start = await _body(request, ExecStartConfig, required=True)
     manager = _manager(request)
     execs = _execs(request)
     instance = execs.get(request.path_params["id"])
     container = manager.get(instance.container_id)
-    start = await _body(request, ExecStartConfig)
     hijack: HijackedConnection | None = request.scope.get("extensions", {}).get(HIJACK_EXTENSION)
     assert manager.runtime is not None
     if start.detach:
@@ -877,8 +968,8 @@ async def exec_inspect(request: Request) -> Response:
 
 
 async def exec_resize(request: Request) -> Response:
+    height, width = _window_size(request)
     instance = _execs(request).get(request.path_params["id"])
-    height, width = _int_param(request, "h") or 0, _int_param(request, "w") or 0
     if instance.terminal_fd is None:
         raise Conflict("the exec process has no terminal (yet)")
     set_window_size(instance.terminal_fd, height, width)
@@ -897,7 +988,7 @@ def _volumes(request: Request) -> VolumeStore:
 
 
 async def volume_create(request: Request) -> Response:
-    body = await _body(request, VolumeCreateRequest)
+    body = await _body(request, VolumeCreateRequest, required=True)
     if body.driver not in ("", "local"):
         raise InvalidParameter(f"volume driver {body.driver!r} is not available; only 'local'")
     name = body.name or os.urandom(32).hex()

@@ -113,7 +113,7 @@ async def inspect_network(request: Request) -> Response:
 
 async def create_network(request: Request) -> Response:
     networks, _, _ = _parts(request)
-    body = ENGINE_API.decode(parse_json(await request.body()), NetworkCreateRequest)
+    body = ENGINE_API.decode(parse_json(await request.body(), required=True), NetworkCreateRequest)
     record = await run_in_threadpool(networks.create, body)
     return JSONResponse({"Id": record.id, "Warning": ""}, status_code=201)
 
@@ -126,7 +126,7 @@ async def remove_network(request: Request) -> Response:
 
 async def connect(request: Request) -> Response:
     networks, _, manager = _parts(request)
-    body = ENGINE_API.decode(parse_json(await request.body()), NetworkConnectRequest)
+    body = ENGINE_API.decode(parse_json(await request.body(), required=True), NetworkConnectRequest)
     if not body.container:
         raise InvalidParameter("Container: a container name or id is required")
     record = networks.get(request.path_params["id"])
@@ -136,7 +136,9 @@ async def connect(request: Request) -> Response:
 
 async def disconnect(request: Request) -> Response:
     networks, _, manager = _parts(request)
-    body = ENGINE_API.decode(parse_json(await request.body()), NetworkDisconnectRequest)
+    body = ENGINE_API.decode(
+        parse_json(await request.body(), required=True), NetworkDisconnectRequest
+    )
     if not body.container:
         raise InvalidParameter("Container: a container name or id is required")
     record = networks.get(request.path_params["id"])

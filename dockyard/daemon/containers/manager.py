@@ -1002,6 +1002,7 @@ class ContainerManager:
                 connection.sendall(json.dumps({"resize": [height, width]}).encode() + b"\n")
         except OSError as exc:
             raise Conflict(f"cannot resize: {exc}") from None
+        self._event("resize", container, height=str(height), width=str(width))
 
     # ------------------------------------------------------------------ daemon restart
 

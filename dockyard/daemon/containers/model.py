@@ -196,6 +196,17 @@ def published_ports(container: Container) -> list[PortBinding]:
     return [port for attachment in container.networks for port in attachment.ports]
 
 
+def listed_exposed_ports(container: Container) -> dict[str, Any] | None:
+    """The exposed ports dockerd lists (inspect's and ps's ``Ports``): only while the
+    container runs with an address on a network, where a port can be reached; none on
+    ``host``, ``none`` or another container's network, none once it stops."""
+    if container.state.running and any(
+        a.endpoint is not None and a.endpoint.ipv4 for a in container.networks
+    ):
+        return container.config.exposed_ports
+    return None
+
+
 def _network_settings(container: Container) -> dict[str, Any]:
     running = container.state.running
     networks = {a.network_name: _endpoint_json(container, a) for a in container.networks}
@@ -208,7 +219,7 @@ def _network_settings(container: Container) -> dict[str, Any]:
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
         "Ports": (
-            ports.engine_ports(container.config.exposed_ports, published_ports(container))
+            ports.engine_ports(listed_exposed_ports(container), published_ports(container))
             if running
             else {}
         ),
@@ -335,7 +346,7 @@ def summary(container: Container) -> dict[str, Any]:
         # dockerd quotes the arguments that hold a space: sh -c 'echo a b'.
         "Command": " ".join(f"'{arg}'" if " " in arg else arg for arg in args),
         "Created": calendar.timegm(time.strptime(container.created[:19], "%Y-%m-%dT%H:%M:%S")),
-        "Ports": ports.summary_ports(container.config.exposed_ports, published_ports(container)),
+        "Ports": ports.summary_ports(listed_exposed_ports(container), published_ports(container)),
         "Labels": container.config.labels or {},
         "State": container.state.status,
         "Status": status_text(container.state),

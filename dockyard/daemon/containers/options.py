@@ -229,6 +229,14 @@ def parse_mount(mount: MountConfig) -> VolumeSpec:
     )
 
 
+def check_env(entries: Sequence[str]) -> None:
+    """Refuse an entry without a name (``""``, ``=``, ``=X``) as dockerd does; names are not
+    otherwise checked (dockerd leaves that to the program that reads them)."""
+    for index, entry in enumerate(entries):
+        if not entry.partition("=")[0]:
+            raise InvalidParameter(f"Config.Env[{index}]: invalid environment variable: {entry}")
+
+
 def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:
     """The request's variables override the image's of the same name, order kept."""
     merged: dict[str, str] = {}

@@ -209,6 +209,7 @@ def plan(
         for v in volumes
     )
     check_healthcheck(request.healthcheck)
+    options.check_env(request.env or [])
     env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.partition("=")[0] == "PATH" for entry in env):
         env.insert(0, DEFAULT_PATH)

@@ -76,7 +76,7 @@ def check_destination(path: str, field: str) -> str:
     if not path.startswith("/"):
         raise InvalidParameter(f"{field}: invalid mount path: '{path}' mount path must be absolute")
     if path.rstrip("/") == "":
-        raise InvalidParameter(f"{field}: invalid mount path: '/' a tmpfs cannot be mounted at /")
+        raise InvalidParameter(f"{field}: invalid specification: destination can't be '/'")
     return path
 
 

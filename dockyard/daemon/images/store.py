@@ -91,6 +91,18 @@ class HashingReader:
         return "sha256:" + self._hash.hexdigest()
 
 
+def check_tag_name(reference: Reference) -> None:
+    """Refuse names dockerd's reference store refuses: ones that would read as an image id
+    (64 hex digits) or as a digest (``sha256:...``) wherever a name or id is taken."""
+    name = reference.familiar_name
+    if name == "sha256":
+        raise InvalidParameter("refusing to create an ambiguous tag using digest algorithm as name")
+    if HEX_ID.fullmatch(name):
+        raise InvalidParameter(
+            f"invalid repository name ({name}), cannot specify 64-byte hexadecimal strings"
+        )
+
+
 class ImageStore:
     """The daemon's images. Thread-safe; every method may block (call it from a worker thread).
 
@@ -417,6 +429,7 @@ class ImageStore:
         raise NotFound(f"No such image: {_familiar(name)}")
 
     def tag(self, image_id: str, reference: Reference) -> None:
+        check_tag_name(reference)
         if reference.tag is None and reference.digest is None:
             reference = reference.with_tag("latest")
         with self._lock:
