@@ -32,9 +32,10 @@ from dockyard.daemon.api.filters import (
     regex_matches,
 )
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
-from dockyard.daemon.containers import model
+from dockyard.daemon.containers import model, options, start_host_config
 from dockyard.daemon.containers.config import (
     CreateRequest,
     ExecConfig,
@@ -251,8 +252,26 @@ def _no_content() -> Response:
     return Response(status_code=204)
 
 
+def _has_start_body(request: Request) -> bool:
+    """dockerd's test for a body on start: over 7 bytes (the shortest JSON object it would
+    take), or of a length not declared (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return "chunked" in request.headers.get("transfer-encoding", "").lower()
+    return declared.strip().isdigit() and int(declared) > 7
+
+
 async def start(request: Request) -> Response:
-    await _manager(request).start(request.path_params["id"])
+    """Before API 1.24 a ``HostConfig`` may come in the body (dockerd's old clients); from
+    1.24 a body is refused, as dockerd refuses it."""
+    host_config = None
+    if _has_start_body(request):
+        if not api_older_than(request, "1.24"):
+            raise InvalidParameter(start_host_config.DEPRECATED_BODY)
+        raw = parse_json(await request.body())
+        if raw is not None:
+            host_config = ENGINE_API.decode(raw, HostConfig)
+    await _manager(request).start(request.path_params["id"], host_config)
     return _no_content()
 
 
@@ -269,7 +288,13 @@ async def restart(request: Request) -> Response:
 
 
 async def kill(request: Request) -> Response:
-    await _manager(request).kill(request.path_params["id"], request.query_params.get("signal"))
+    manager = _manager(request)
+    container = manager.get(request.path_params["id"])
+    # Before API 1.20 dockerd answers a kill of a container that is not running with 204.
+    if api_older_than(request, "1.20") and container.state.status not in ("running", "paused"):
+        options.parse_signal(request.query_params.get("signal"))  # a bad one is still a 400
+        return _no_content()
+    await manager.kill(request.path_params["id"], request.query_params.get("signal"))
     return _no_content()
 
 

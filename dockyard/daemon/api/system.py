@@ -24,7 +24,7 @@ from dockyard.core.events import Event
 from dockyard.core.platforms import go_arch
 from dockyard.core.plugins import OK, PluginHost
 from dockyard.core.timestamps import now_rfc3339
-from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
+from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION, api_older_than
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
 from dockyard.daemon.distribution.authconfig import decode_auth_body
 from dockyard.daemon.distribution.service import RegistryService
@@ -268,7 +268,26 @@ async def info(request: Request) -> Response:
             "Plugins": [report.to_json() for report in plugins.report()],
         },
     }
-    return JSONResponse(body)
+    return JSONResponse(info_for_version(body, request))
+
+
+def info_for_version(body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """``/info`` as dockerd 20.10 answers older clients: before 1.25 with the long-gone
+    ``ExecutionDriver`` and ``SecurityOptions`` as names only; before 1.39 with "<unknown>"
+    for a kernel or OS it could not find."""
+    if api_older_than(request, "1.25"):
+        names = [
+            dict(part.split("=", 1) for part in option.split(",")).get("name", "")
+            for option in body["SecurityOptions"]
+        ]
+        return {**body, "ExecutionDriver": "<not supported>", "SecurityOptions": names}
+    if api_older_than(request, "1.39"):
+        return {
+            **body,
+            "KernelVersion": body["KernelVersion"] or "<unknown>",
+            "OperatingSystem": body["OperatingSystem"] or "<unknown>",
+        }
+    return body
 
 
 def _usable_drivers(plugins: PluginHost, kind: DriverKind) -> list[str]:

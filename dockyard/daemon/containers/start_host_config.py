@@ -1,0 +1,99 @@
+"""A ``HostConfig`` given to ``POST /containers/{id}/start``, as dockerd 20.10 takes it from
+clients of API 1.23 and older (from 1.24 such a body is refused).
+
+dockerd replaces the container's whole ``HostConfig`` with the one given, then starts it. Here
+the given one is first completed the way create completes it (the image's defaults, the
+daemon's defaults for IPC, the network mode...), then compared with the container's, field by
+field. Fields read when the container starts (restart policy, log driver, auto-remove) and the
+cgroup limits ``docker update`` changes take their new values; any other field that differs
+would need the container's filesystem, volumes or namespaces made again, which only create
+does: the start is refused with a 400 naming it, rather than starting a container that lacks
+what was asked for.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dockyard.core.errors import InvalidParameter
+from dockyard.core.interfaces import Resources
+from dockyard.daemon.containers import limits, spec, unapplied
+from dockyard.daemon.containers.config import CreateRequest, HostConfig
+from dockyard.daemon.containers.model import Container
+from dockyard.daemon.engine_api import ENGINE_API
+
+#: Fields taken when the container starts, beside :data:`limits.UPDATABLE`.
+READ_AT_START = frozenset({"log_config", "auto_remove"})
+
+DEPRECATED_BODY = (
+    "starting container with non-empty request body was deprecated since API v1.22 and "
+    "removed in v1.24"
+)
+
+
+@attrs.frozen
+class Replacement:
+    """The container's new ``HostConfig`` and the cgroup limits that go with it."""
+
+    host_config: HostConfig
+    resources: Resources
+
+
+def replacement(
+    container: Container,
+    given: HostConfig,
+    completed: spec.Plan,
+    network_mode: str,
+) -> Replacement:
+    """``given`` (completed by create's planning as ``completed``, with the network mode as
+    create records it) in place of ``container``'s ``HostConfig``; a 400 naming the first
+    field that differs and cannot change without creating the container again."""
+    unapplied.refuse_unapplied(completed.config, given)
+    new = attrs.evolve(completed.host_config, network_mode=network_mode)
+    fixed = [
+        f"HostConfig.{ENGINE_API.key_of(field)}"
+        for field in attrs.fields(HostConfig)
+        if field.name not in limits.UPDATABLE
+        and field.name not in READ_AT_START
+        and _differs(
+            field.name, getattr(new, field.name), getattr(container.host_config, field.name)
+        )
+    ]
+    if fixed:
+        raise InvalidParameter(
+            f"{', '.join(fixed)}: differ from the container's, and this engine sets them on "
+            "create only: give them to POST /containers/create"
+        )
+    _devices, planned = limits.resolve_devices(new, completed.resources)
+    # Devices and block I/O throttles are the container's for its life (equal here).
+    resources = attrs.evolve(
+        planned,
+        device_rules=container.spec.resources.device_rules,
+        blkio_read_bps=container.spec.resources.blkio_read_bps,
+        blkio_write_bps=container.spec.resources.blkio_write_bps,
+        blkio_read_iops=container.spec.resources.blkio_read_iops,
+        blkio_write_iops=container.spec.resources.blkio_write_iops,
+    )
+    return Replacement(new, resources)
+
+
+#: Values clients send for an option left alone, beside empty ones.
+_UNSET = {"memory_swappiness": -1, "console_size": [0, 0]}
+
+
+def _differs(name: str, given: object, current: object) -> bool:
+    """Different values, an empty list or map (or a field's own "unset") being the same as
+    none: clients send either for an option left alone."""
+    unset = (None, _UNSET.get(name))
+    given, current = (None if v in unset or not v else v for v in (given, current))
+    return given != current
+
+
+def as_create_request(container: Container, given: HostConfig) -> CreateRequest:
+    """The create request ``container`` would have come from, with ``given`` for its
+    ``HostConfig``: what create's planning completes."""
+    config = container.config
+    return CreateRequest(
+        **{field.name: getattr(config, field.name) for field in attrs.fields(type(config))},
+        host_config=given,
+    )
