@@ -22,6 +22,7 @@ from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerProcess, LogEntry
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
+from dockyard.daemon.api import versions
 from dockyard.daemon.api.diskusage import size_rw, with_sizes
 from dockyard.daemon.api.filters import (
     bool_filter,
@@ -88,8 +89,12 @@ def _int_param(request: Request, name: str) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _older_than(request: Request) -> versions.OlderThan:
+    return lambda version: api_older_than(request, version)
+
+
 async def create(request: Request) -> Response:
-    body = await _body(request, CreateRequest)
+    body = versions.create_request(await _body(request, CreateRequest), _older_than(request))
     manager = _manager(request)
     container, warnings = await run_in_threadpool(
         manager.create, body, request.query_params.get("name")
@@ -99,7 +104,8 @@ async def create(request: Request) -> Response:
 
 async def inspect(request: Request) -> Response:
     container = _manager(request).get(request.path_params["id"])
-    return JSONResponse(model.inspect(container, _execs(request).of_container(container.id)))
+    body = model.inspect(container, _execs(request).of_container(container.id))
+    return JSONResponse(versions.inspect_answer(body, _older_than(request)))
 
 
 def _matches(container: Container, filters: dict[str, list[str]]) -> bool:
@@ -299,7 +305,7 @@ async def kill(request: Request) -> Response:
 
 
 async def update(request: Request) -> Response:
-    body = await _body(request, HostConfig)
+    body = versions.update_request(await _body(request, HostConfig), _older_than(request))
     warnings = await _manager(request).update(request.path_params["id"], body)
     return JSONResponse({"Warnings": warnings or None})
 
