@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import filesystem, uploads
@@ -238,7 +239,9 @@ async def commit(request: Request) -> Response:
         requested = dict(own_config)
     config = merge_commit_config(apply_changes(requested, query.getlist("changes")), own_config)
     ENGINE_API.decode(config, ContainerConfig)  # what the changes made must still be a config
-    pause = parse_bool(query.get("pause"), default=True)
+    # As dockerd: an absent or empty ``pause`` pauses, except for clients of API 1.12.
+    given = query.get("pause") or ""
+    pause = parse_bool(given) if given else not api_older_than(request, "1.13")
     paused_here = pause and container.state.status == "running"
     if paused_here:
         await manager.pause(container.id, True)

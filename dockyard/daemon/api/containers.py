@@ -338,10 +338,13 @@ async def rename(request: Request) -> Response:
 
 
 async def wait(request: Request) -> Response:
-    """Headers go out at once (the CLI starts the container only after it has them)."""
-    future = _manager(request).wait_future(
-        request.path_params["id"], request.query_params.get("condition", "")
-    )
+    """Headers go out at once (the CLI starts the container only after it has them). Before
+    API 1.30, as dockerd: no condition (not-running), and the answer comes whole at the end."""
+    legacy = api_older_than(request, "1.30")
+    condition = "" if legacy else request.query_params.get("condition", "")
+    future = _manager(request).wait_future(request.path_params["id"], condition)
+    if legacy:
+        return JSONResponse(await future)
 
     async def body() -> AsyncIterator[bytes]:
         result = await future
