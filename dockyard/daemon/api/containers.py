@@ -801,7 +801,8 @@ async def stats(request: Request) -> Response:
     if not streaming:
         await asyncio.sleep(0.1)  # a second sample gives the CLI a CPU percentage
         second = await run_in_threadpool(runtime.stats, container.id)
-        return JSONResponse(_stats_document(container, second, first))
+        document = _stats_document(container, second, first)
+        return JSONResponse(versions.stats_answer(document, _older_than(request)))
 
     async def body() -> AsyncIterator[bytes]:
         previous = first
@@ -811,7 +812,9 @@ async def stats(request: Request) -> Response:
                 sample = await run_in_threadpool(runtime.stats, container.id)
             except Exception:
                 return
-            yield json.dumps(_stats_document(container, sample, previous)).encode() + b"\n"
+            document = _stats_document(container, sample, previous)
+            answer = versions.stats_answer(document, _older_than(request))
+            yield json.dumps(answer).encode() + b"\n"
             previous = sample
 
     return StreamingResponse(body(), media_type="application/json")

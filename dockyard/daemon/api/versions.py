@@ -94,3 +94,23 @@ def inspect_answer(body: dict[str, Any], older_than: OlderThan) -> dict[str, Any
     answer["Volumes"] = {m["Destination"]: m["Source"] for m in mounts}
     answer["VolumesRW"] = {m["Destination"]: m["RW"] for m in mounts}
     return {**answer, "Config": config, "NetworkSettings": settings}
+
+
+_NETWORK_COUNTERS = (
+    "rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
+    "tx_bytes", "tx_packets", "tx_errors", "tx_dropped",
+)  # fmt: skip
+
+
+def stats_answer(document: dict[str, Any], older_than: OlderThan) -> dict[str, Any]:
+    """A stats frame at the request's version: before 1.21 without ``id`` and ``name``, and
+    with one ``network`` summing every interface's counters in place of ``networks``."""
+    if not older_than("1.21"):
+        return document
+    interfaces = (document.get("networks") or {}).values()
+    answer = {k: v for k, v in document.items() if k not in ("id", "name", "networks")}
+    answer["network"] = {
+        counter: sum(interface.get(counter, 0) for interface in interfaces)
+        for counter in _NETWORK_COUNTERS
+    }
+    return answer
