@@ -258,6 +258,14 @@ async def commit(request: Request) -> Response:
             container_config=own_config,
         )
         image = await run_in_threadpool(commit_image, manager.images, change, references)
+        # dockerd's container event, before the unpause.
+        manager.event(
+            "commit",
+            container,
+            comment=change.comment,
+            imageID=image.id,
+            imageRef=references[0].familiar() if references else "",
+        )
     finally:
         if paused_here and container.state.status == "paused":
             await manager.pause(container.id, False)
