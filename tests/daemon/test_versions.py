@@ -78,7 +78,9 @@ def test_start_body_by_version(daemon):
     # A body too short to be dockerd's (``{}``, ``null``) is no HostConfig at any version.
     assert post(daemon, f"/v1.41/containers/{name}/start", {}).status == 204
     post(daemon, f"/containers/{name}/kill")
-    changed = post(daemon, f"/v1.23/containers/{name}/start", {"Privileged": True, "Memory": 8 * MB})
+    changed = post(
+        daemon, f"/v1.23/containers/{name}/start", {"Privileged": True, "Memory": 8 * MB}
+    )
     assert changed.status == 400
     assert "HostConfig.Privileged" in changed.body.decode()
     assert "Memory" not in changed.body.decode()
