@@ -98,6 +98,23 @@ def test_start_body_by_version(daemon):
     daemon.request("DELETE", f"/containers/{name}?force=1")
 
 
+def test_start_host_config_of_an_old_client(daemon):
+    """A client of 1.23 creates and starts with the same HostConfig, ports added on start: the
+    ports are taken, and the IPC mode it had by default at create (shareable) becomes the
+    daemon's default (private), the start's HostConfig naming none (dockerd does the same)."""
+    name = f"versions-{secrets.token_hex(4)}"
+    host_config = {"Binds": ["/tmp:/h:ro"], "Memory": 32 * MB}
+    body = {"Image": "busybox", "Cmd": ["sleep", "30"], "HostConfig": host_config}
+    assert post(daemon, f"/v1.23/containers/create?name={name}", body).status == 201
+    ports = {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": ""}]}}
+    started = post(daemon, f"/v1.23/containers/{name}/start", {**host_config, **ports})
+    assert started.status == 204, started.body
+    host = daemon.request("GET", f"/containers/{name}/json").json()["HostConfig"]
+    assert host["IpcMode"] == "private" and host["Binds"] == ["/tmp:/h:ro"]
+    assert host["PortBindings"] == ports["PortBindings"]
+    daemon.request("DELETE", f"/containers/{name}?force=1")
+
+
 def _expected_capabilities() -> dict[str, bool]:
     """The cgroup files dockerd looks at, read here without the daemon's code."""
     if Path("/sys/fs/cgroup/memory").is_dir():

@@ -26,7 +26,12 @@ MAX_CPU_SHARES = 262144
 
 def create_request(request: CreateRequest, older_than: OlderThan) -> CreateRequest:
     """``POST /containers/create``'s body as dockerd takes it at the request's version."""
-    host = request.host_config
+    return attrs.evolve(request, host_config=host_config(request.host_config, older_than))
+
+
+def host_config(host: HostConfig, older_than: OlderThan) -> HostConfig:
+    """A ``HostConfig`` given at the request's version (on create, or on start before 1.24),
+    with the fields and defaults dockerd gives that version."""
     if older_than("1.19") and host.cpu_shares:
         # Before 1.19 the kernel's bounds are applied for the client.
         shares = min(max(host.cpu_shares, MIN_CPU_SHARES), MAX_CPU_SHARES)
@@ -51,7 +56,7 @@ def create_request(request: CreateRequest, older_than: OlderThan) -> CreateReque
             kernel_memory_tcp=0,
             ipc_mode=host.ipc_mode or "shareable",
         )
-    return attrs.evolve(request, host_config=host)
+    return host
 
 
 def update_request(update: HostConfig, older_than: OlderThan) -> HostConfig:

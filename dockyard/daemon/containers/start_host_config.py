@@ -4,11 +4,11 @@ clients of API 1.23 and older (from 1.24 such a body is refused).
 dockerd replaces the container's whole ``HostConfig`` with the one given, then starts it. Here
 the given one is first completed the way create completes it (the image's defaults, the
 daemon's defaults for IPC, the network mode...), then compared with the container's, field by
-field. Fields read when the container starts (restart policy, log driver, auto-remove) and the
-cgroup limits ``docker update`` changes take their new values; any other field that differs
-would need the container's filesystem, volumes or namespaces made again, which only create
-does: the start is refused with a 400 naming it, rather than starting a container that lacks
-what was asked for.
+field. Fields read when the container starts (restart policy, log driver, auto-remove,
+published ports) and the cgroup limits ``docker update`` changes take their new values; any
+other field that differs would need the container's filesystem, volumes or namespaces made
+again, which only create does: the start is refused with a 400 naming it, rather than starting
+a container that lacks what was asked for.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dockyard.daemon.containers.config import CreateRequest, HostConfig
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.engine_api import ENGINE_API
 
-#: Fields taken when the container starts, beside :data:`limits.UPDATABLE`.
-READ_AT_START = frozenset({"log_config", "auto_remove"})
+#: Fields read when the container starts (the ports are published then), beside
+#: :data:`limits.UPDATABLE`.
+READ_AT_START = frozenset({"log_config", "auto_remove", "port_bindings", "publish_all_ports"})
 
 DEPRECATED_BODY = (
     "starting container with non-empty request body was deprecated since API v1.22 and "
@@ -58,6 +59,7 @@ def replacement(
         and _differs(
             field.name, getattr(new, field.name), getattr(container.host_config, field.name)
         )
+        and not _own_ipc_either_way(field.name, new, container.host_config)
     ]
     if fixed:
         raise InvalidParameter(
@@ -79,6 +81,14 @@ def replacement(
 
 #: Values clients send for an option left alone, beside empty ones.
 _UNSET = {"memory_swappiness": -1, "console_size": [0, 0]}
+
+
+def _own_ipc_either_way(name: str, new: HostConfig, current: HostConfig) -> bool:
+    """A private and a shareable IPC namespace are made alike, at start: whether others may
+    join is read then. (An old client's container is shareable by default, and its start's
+    HostConfig, without a mode, gives the daemon's private, as with dockerd.)"""
+    own = ("private", "shareable")
+    return name == "ipc_mode" and new.ipc_mode in own and current.ipc_mode in own
 
 
 def _differs(name: str, given: object, current: object) -> bool:
