@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+import docker as docker_sdk
 import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
@@ -365,6 +366,8 @@ def test_docker_20_10_cli_at_old_versions(sides):
             name = unique()
             lines = [
                 old_cli(side.host, version, "run", "--name", name, BUSYBOX, "sh", "-c", "echo hi; exit 2"),
+                # dockerd records the exit a moment after its old wait answers: wait again.
+                old_cli(side.host, version, "wait", name),
                 old_cli(side.host, version, "ps", "-a", "--filter", f"name={name}", "--format",
                         "{{.Status}}"),
                 old_cli(side.host, version, "inspect", "-f", "{{.State.ExitCode}}", name),
@@ -372,3 +375,22 @@ def test_docker_20_10_cli_at_old_versions(sides):
             ]  # fmt: skip
             outputs.append(lines)
         assert outputs[0] == outputs[1], version
+
+
+def test_docker_py_at_1_24(sides):
+    """docker-py at the oldest version it speaks: ``remove=True`` is its own removal there
+    (the daemon drops AutoRemove before 1.25), errors are JSON again."""
+    seen = []
+    name = unique()
+    for side in sides:
+        client = docker_sdk.DockerClient(base_url=side.host, version="1.24")
+        try:
+            output = client.containers.run(BUSYBOX, ["echo", "hi"], name=name, remove=True)
+            left = client.containers.list(all=True, filters={"name": name})
+            with pytest.raises(docker_sdk.errors.NotFound) as missing:
+                client.containers.get(name)
+            seen.append((output, left, str(missing.value.explanation)))
+        finally:
+            client.close()
+    assert seen[0] == seen[1]
+    assert seen[0][0] == b"hi\n" and seen[0][1] == []
