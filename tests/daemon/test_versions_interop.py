@@ -134,14 +134,12 @@ def test_start_with_a_host_config_before_1_24(sides):
         refused = side.request("POST", f"/v1.24/containers/{name}/start", host_config)
         started = side.request("POST", f"/v1.23/containers/{name}/start", host_config)
         host = side.inspect(name)["HostConfig"]
-        limit = side.request(
-            "POST",
-            f"/containers/{name}/exec",
-            {"Cmd": ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
-                     "2>/dev/null || cat /sys/fs/cgroup/memory.max"],
-             "AttachStdout": True},
-        )  # fmt: skip
-        output = side.request("POST", f"/exec/{limit.json()['Id']}/start", {"Detach": False})
+        limit = exec_output(
+            side,
+            name,
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+            "|| cat /sys/fs/cgroup/memory.max",
+        )
         seen.append(
             (
                 refused.status,
@@ -150,13 +148,46 @@ def test_start_with_a_host_config_before_1_24(sides):
                 host["RestartPolicy"],
                 host["Memory"],
                 host["MemorySwap"],
-                output.body[8:].strip(),  # one frame, past its header
+                limit.strip(),
             )
         )
         side.request("DELETE", f"/containers/{name}?force=1")
     assert seen[0] == seen[1]
     assert seen[0][0] == 400 and seen[0][2] == 204
     assert seen[0][6] == str(64 * 1024 * 1024).encode()
+
+
+def exec_output(side: Side, name: str, script: str) -> bytes:
+    created = side.request(
+        "POST",
+        f"/containers/{name}/exec",
+        {"Cmd": ["sh", "-c", script], "AttachStdout": True, "AttachStderr": True},
+    )
+    started = side.request("POST", f"/exec/{created.json()['Id']}/start", {"Detach": False})
+    # The multiplexed stream: each frame an 8-byte header (its size last), then its bytes.
+    stream, output = started.body, b""
+    while stream:
+        size = int.from_bytes(stream[4:8], "big")
+        output, stream = output + stream[8 : 8 + size], stream[8 + size :]
+    return output
+
+
+def test_binds_given_on_start_before_1_24(sides, tmp_path):
+    """docker-py 1.x's ``start(container, binds=...)``: host paths bound on start."""
+    (tmp_path / "note").write_text("from the host\n")
+    seen = []
+    for side in sides:
+        name = unique()
+        side.create("1.23", name, {"Cmd": ["sleep", "30"], "Volumes": {"/h": {}}})
+        reply = side.request(
+            "POST", f"/v1.23/containers/{name}/start", {"Binds": [f"{tmp_path}:/h:ro"]}
+        )
+        mounts = [(m["Destination"], m["Source"], m["RW"]) for m in side.inspect(name)["Mounts"]]
+        output = exec_output(side, name, "cat /h/note; touch /h/x 2>/dev/null; echo $?")
+        seen.append((reply.status, side.inspect(name)["HostConfig"]["Binds"], mounts, output))
+        side.request("DELETE", f"/containers/{name}?force=1&v=1")
+    assert seen[0] == seen[1]
+    assert seen[0][2] == [("/h", str(tmp_path), False)]
 
 
 def test_info_before_1_25_and_1_39(sides):

@@ -472,8 +472,12 @@ class ContainerManager:
         if self.networking is not None:
             mode = self.networking.plan(request)[0]
         taken = start_host_config.replacement(container, given, plan, mode)
+        made = start_host_config.mounts(
+            container, plan, lambda name: str(self.volumes.get(name).mountpoint)
+        )
         container.host_config = taken.host_config
-        container.spec = attrs.evolve(container.spec, resources=taken.resources)
+        container.spec = attrs.evolve(container.spec, resources=taken.resources, mounts=made.mounts)
+        container.volumes = made.volumes
         self._save(container)
 
     async def _start_locked(self, container: Container) -> None:

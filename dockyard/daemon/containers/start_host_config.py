@@ -5,26 +5,32 @@ dockerd replaces the container's whole ``HostConfig`` with the one given, then s
 the given one is first completed the way create completes it (the image's defaults, the
 daemon's defaults for IPC, the network mode...), then compared with the container's, field by
 field. Fields read when the container starts (restart policy, log driver, auto-remove,
-published ports) and the cgroup limits ``docker update`` changes take their new values; any
-other field that differs would need the container's filesystem, volumes or namespaces made
-again, which only create does: the start is refused with a 400 naming it, rather than starting
-a container that lacks what was asked for.
+published ports), the cgroup limits ``docker update`` changes and ``Binds`` of host paths (or of
+volumes the container has) take their new values; any other field that differs would need the
+container's filesystem, volumes or namespaces made again, which only create does: the start is
+refused with a 400 naming it, rather than starting a container that lacks what was asked for.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import attrs
 
 from dockyard.core.errors import InvalidParameter
-from dockyard.core.interfaces import Resources
+from dockyard.core.interfaces import BindMount, Resources
 from dockyard.daemon.containers import limits, spec, unapplied
 from dockyard.daemon.containers.config import CreateRequest, HostConfig
 from dockyard.daemon.containers.model import Container
 from dockyard.daemon.engine_api import ENGINE_API
 
 #: Fields read when the container starts (the ports are published then), beside
-#: :data:`limits.UPDATABLE`.
-READ_AT_START = frozenset({"log_config", "auto_remove", "port_bindings", "publish_all_ports"})
+#: :data:`limits.UPDATABLE`; ``Binds`` are taken by :func:`mounts` (host paths, and volumes the
+#: container has).
+READ_AT_START = frozenset(
+    {"log_config", "auto_remove", "port_bindings", "publish_all_ports", "binds"}
+)
 
 DEPRECATED_BODY = (
     "starting container with non-empty request body was deprecated since API v1.22 and "
@@ -38,6 +44,41 @@ class Replacement:
 
     host_config: HostConfig
     resources: Resources
+
+
+@attrs.frozen
+class Mounts:
+    """The container's bind mounts for a new ``Binds``, and its volumes by destination."""
+
+    mounts: tuple[BindMount, ...]
+    volumes: dict[str, str]
+
+
+def mounts(container: Container, completed: spec.Plan, mountpoint: Callable[[str], str]) -> Mounts:
+    """The mounts of ``completed``'s volumes: host paths (which must exist, as on create), and
+    the volumes ``container`` already has at the same place (``mountpoint`` gives a volume's
+    host path). A volume the container does not have would be made and filled from the image,
+    which create does: refused with a 400."""
+    sources: list[str] = []
+    volumes: dict[str, str] = {}
+    for volume in completed.volumes:
+        if volume.is_bind:
+            if not os.path.exists(volume.source):
+                raise InvalidParameter(
+                    'invalid mount config for type "bind": bind source path does not exist: '
+                    + volume.source
+                )
+            sources.append(volume.source)
+            continue
+        had = container.volumes.get(volume.destination)
+        if had is None or (not volume.is_anonymous and volume.source != had):
+            raise InvalidParameter(
+                f"HostConfig.Binds: a new volume at {volume.destination} is made on create "
+                "only on this engine: give it to POST /containers/create"
+            )
+        sources.append(mountpoint(had))
+        volumes[volume.destination] = had
+    return Mounts(spec.volume_bind_mounts(completed, sources), volumes)
 
 
 def replacement(
