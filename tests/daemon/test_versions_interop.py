@@ -35,9 +35,12 @@ class Side:
     name: str
     host: str
 
-    def request(self, method: str, path: str, body: object = None) -> Reply:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+    def request(
+        self, method: str, path: str, body: object = None, media: str = "application/json"
+    ) -> Reply:
+        """``body``: bytes as they are, anything else as JSON."""
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        headers = {"Content-Type": media} if data is not None else {}
         return http_request(self.host.removeprefix("unix://"), method, path, headers, data)
 
     def create(self, version: str, name: str, body: dict | None = None) -> str:
@@ -367,12 +370,8 @@ def test_build_messages_before_1_30(sides, tmp_path):
     for side in sides:
         counts = []
         for version in ("1.29", "1.30"):
-            reply = http_request(
-                side.host.removeprefix("unix://"),
-                "POST",
-                f"/v{version}/build",
-                {"Content-Type": "application/x-tar"},
-                context.read_bytes(),
+            reply = side.request(
+                "POST", f"/v{version}/build", context.read_bytes(), "application/x-tar"
             )
             assert reply.status == 200, (side.name, reply.body)
             counts.append(sum(1 for line in reply.body.splitlines() if b'"aux"' in line))

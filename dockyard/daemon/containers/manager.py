@@ -828,15 +828,7 @@ class ContainerManager:
                 container.host_config, update, container.host_config.auto_remove
             )
             planned = limits.plan_resources(host_config, self.settings.host_facts, update=True)
-            # Devices and block I/O throttles are the container's for its life.
-            resources = attrs.evolve(
-                planned,
-                device_rules=container.spec.resources.device_rules,
-                blkio_read_bps=container.spec.resources.blkio_read_bps,
-                blkio_write_bps=container.spec.resources.blkio_write_bps,
-                blkio_read_iops=container.spec.resources.blkio_read_iops,
-                blkio_write_iops=container.spec.resources.blkio_write_iops,
-            )
+            resources = limits.keeping_lifelong(planned, container.spec.resources)
             if container.state.status in ("running", "paused") and self.runtime is not None:
                 await run_in_threadpool(self.runtime.update, container.id, resources)
             container.host_config = host_config

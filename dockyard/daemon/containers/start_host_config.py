@@ -108,16 +108,7 @@ def replacement(
             "create only: give them to POST /containers/create"
         )
     _devices, planned = limits.resolve_devices(new, completed.resources)
-    # Devices and block I/O throttles are the container's for its life (equal here).
-    resources = attrs.evolve(
-        planned,
-        device_rules=container.spec.resources.device_rules,
-        blkio_read_bps=container.spec.resources.blkio_read_bps,
-        blkio_write_bps=container.spec.resources.blkio_write_bps,
-        blkio_read_iops=container.spec.resources.blkio_read_iops,
-        blkio_write_iops=container.spec.resources.blkio_write_iops,
-    )
-    return Replacement(new, resources)
+    return Replacement(new, limits.keeping_lifelong(planned, container.spec.resources))
 
 
 #: Values clients send for an option left alone, beside empty ones.
