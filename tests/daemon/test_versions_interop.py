@@ -7,11 +7,13 @@ checks); each test takes one of them at versions on both sides of where it chang
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import secrets
 import subprocess
+import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -424,3 +426,27 @@ def test_docker_py_at_1_24(sides):
             client.close()
     assert seen[0] == seen[1]
     assert seen[0][0] == b"hi\n" and seen[0][1] == []
+
+
+def test_copy_before_1_24(sides):
+    """``POST /containers/{id}/copy``, docker cp before 1.24: a tar of the path with its
+    symlinks followed, a directory's contents at the top; from 1.24 an empty 404."""
+    name = unique()
+    seen = []
+    for side in sides:
+        side.create("1.41", name, {"Cmd": ["true"]})
+        answers = []
+        for resource in ("/bin/sh", "etc/passwd", "/bin"):
+            reply = side.request("POST", f"/v1.23/containers/{name}/copy", {"Resource": resource})
+            with tarfile.open(fileobj=io.BytesIO(reply.body)) as archive:
+                members = [(m.name, m.type, m.size) for m in archive.getmembers()]
+            answers.append((reply.status, reply.headers["content-type"], members[:3]))
+        for version, resource in (("1.23", "/nope"), ("1.23", ""), ("1.24", "/bin")):
+            reply = side.request(
+                "POST", f"/v{version}/containers/{name}/copy", {"Resource": resource}
+            )
+            answers.append((reply.status, reply.body))
+        seen.append(answers)
+        side.request("DELETE", f"/containers/{name}")
+    assert seen[0] == seen[1]
+    assert seen[0][0][2][0][0] == "busybox"
