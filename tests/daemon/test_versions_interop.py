@@ -450,3 +450,21 @@ def test_copy_before_1_24(sides):
         side.request("DELETE", f"/containers/{name}")
     assert seen[0] == seen[1]
     assert seen[0][0][2][0][0] == "busybox"
+
+
+def test_pull_platform_from_1_32(sides):
+    """A pull's ``platform`` counts from 1.32: before, even one that cannot be parsed is not
+    looked at (the pull fails on the registry that is not there instead)."""
+    statuses = []
+    for side in sides:
+        statuses.append(
+            [
+                side.request(
+                    "POST",
+                    f"/v{version}/images/create?fromImage=127.0.0.1:1/versions&tag=1"
+                    "&platform=bogus/x/y/z",
+                ).status
+                for version in ("1.31", "1.32")
+            ]
+        )
+    assert statuses[0] == statuses[1] == [500, 400]
