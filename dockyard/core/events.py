@@ -73,6 +73,12 @@ class EventBus:
             )
         return past, queue
 
+    @property
+    def subscriber_count(self) -> int:
+        """How many listen now (``/info``'s ``NEventsListener``)."""
+        with self._lock:
+            return len(self._subscribers)
+
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         with self._lock:
             self._subscribers = {pair for pair in self._subscribers if pair[1] is not queue}

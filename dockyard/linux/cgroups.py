@@ -171,6 +171,71 @@ def system_cpu_ns() -> int:
     return 0
 
 
+class Capabilities(NamedTuple):
+    """What this host's cgroups can limit, found as dockerd 20.10 finds it (for ``/info``): on
+    v1 by the control files of each controller's hierarchy, on v2 by the controllers the root
+    offers."""
+
+    version: int
+    memory_limit: bool
+    swap_limit: bool
+    oom_kill_disable: bool
+    kernel_memory: bool
+    kernel_memory_tcp: bool
+    cpu_shares: bool
+    cpu_cfs: bool
+    cpuset: bool
+    pids_limit: bool
+
+
+def capabilities() -> Capabilities:
+    """The cgroup capabilities of this host (see :class:`Capabilities`)."""
+    layout = detect_layout()
+    if layout.version == 1:
+        mounts = layout.mounts
+
+        def has(controller: str, name: str = "") -> bool:
+            return controller in mounts and os.path.exists(os.path.join(mounts[controller], name))
+
+        return Capabilities(
+            version=1,
+            memory_limit=has("memory"),
+            swap_limit=has("memory", "memory.memsw.limit_in_bytes"),
+            oom_kill_disable=has("memory", "memory.oom_control"),
+            kernel_memory=has("memory", "memory.kmem.limit_in_bytes"),
+            kernel_memory_tcp=has("memory", "memory.kmem.tcp.limit_in_bytes"),
+            cpu_shares=has("cpu", "cpu.shares"),
+            cpu_cfs=has("cpu", "cpu.cfs_quota_us"),
+            cpuset=has("cpuset"),
+            pids_limit=has("pids"),
+        )
+    root = layout.mounts[""]
+    try:
+        controllers = set(_read(os.path.join(root, "cgroup.controllers")).split())
+    except OSError:
+        controllers = set()
+    # Swap is limited where the daemon's own cgroup has the file (none without swap accounting).
+    own = ""
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as membership:
+        for line in membership:
+            if line.startswith("0::"):
+                own = line[3:].strip().lstrip("/")
+    memory = "memory" in controllers
+    return Capabilities(
+        version=2,
+        memory_limit=memory,
+        swap_limit=memory and os.path.exists(os.path.join(root, own, "memory.swap.max")),
+        # v2 has no setting for these.
+        oom_kill_disable=False,
+        kernel_memory=False,
+        kernel_memory_tcp=False,
+        cpu_shares="cpu" in controllers,
+        cpu_cfs="cpu" in controllers,
+        cpuset="cpuset" in controllers,
+        pids_limit="pids" in controllers,
+    )
+
+
 class ContainerCgroup:
     """The cgroup directories of one container."""
 

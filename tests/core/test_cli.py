@@ -42,7 +42,7 @@ def test_version_client_and_server(daemon):
     assert result.returncode == 0, result.stderr
     assert "Client:\n Version:          0.1.0\n" in result.stdout
     assert "Server: dockyard 0.1.0" in result.stdout
-    assert "API version:     1.41 (minimum version 1.24)" in result.stdout
+    assert "API version:     1.41 (minimum version 1.12)" in result.stdout
     both = json.loads(run_dockyard(["-H", daemon.host, "version", "--format", "json"]).stdout)
     assert both["Server"]["ApiVersion"] == "1.41"
     client_only = run_dockyard(["-H", "unix:///nonexistent.sock", "version", "--client"])

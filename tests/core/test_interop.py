@@ -28,7 +28,7 @@ def test_docker_version(daemon):
     result = run_docker(daemon.host, "version")
     assert result.returncode == 0, result.stderr
     assert "Server: dockyard 0.1.0" in result.stdout
-    assert "API version:      1.41 (minimum version 1.24)" in result.stdout
+    assert "API version:      1.41 (minimum version 1.12)" in result.stdout
     formatted = run_docker(daemon.host, "version", "--format", "{{json .Server}}")
     server = json.loads(formatted.stdout)
     assert server["ApiVersion"] == "1.41" and server["Os"] == "linux"

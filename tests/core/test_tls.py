@@ -197,7 +197,7 @@ def test_tlsverify_admits_only_clients_with_a_certificate_its_ca_signed(
     env = client_env(tmp_path / "client-config")
     version = dockyard_at(port, *client_flags(pki, pki.client), "version", env=env)
     assert version.returncode == 0, version.stderr
-    assert "API version:     1.41 (minimum version 1.24)" in version.stdout
+    assert "API version:     1.41 (minimum version 1.12)" in version.stdout
     # A container over TLS: the attach is an upgraded connection inside the TLS session.
     run = dockyard_at(
         port, *client_flags(pki, pki.client), "run", "--rm", "busybox", "echo", "over tls", env=env

@@ -13,7 +13,7 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.errors import DockyardError
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.streams import SpooledBody
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.build.builder import Builder, SourceDigests, StepFailed
@@ -47,7 +48,7 @@ async def build(request: Request) -> Response:
     service = service_of(request)
     assert service.images is not None and service.containers is not None
     options = parse_build_query(
-        request.query_params,
+        _query_at_version(request),
         {key: request.query_params.getlist(key) for key in ("t", "extrahosts")},
     )
     auths = decode_registry_config(request.headers.get("x-registry-config"))
@@ -79,7 +80,7 @@ async def build(request: Request) -> Response:
             options,
             context,
             dockerfile,
-            messages.put_nowait,
+            _messages_at_version(request, messages.put_nowait),
             pull_image if puller is not None else None,
             _source_digests(request),
         )
@@ -89,6 +90,32 @@ async def build(request: Request) -> Response:
     return StreamingResponse(
         _stream(builder, messages, options.quiet, directory), media_type="application/json"
     )
+
+
+#: Build parameters dockerd 20.10 ignores from clients older than the API version that added
+#: them.
+_PARAMETER_SINCE = {"pull": "1.16", "platform": "1.32", "outputs": "1.40"}
+
+
+def _query_at_version(request: Request) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in request.query_params.items()
+        if key not in _PARAMETER_SINCE or not api_older_than(request, _PARAMETER_SINCE[key])
+    }
+
+
+def _messages_at_version(request: Request, put: Callable[[Any], None]) -> Callable[[Any], None]:
+    """The build's messages: before API 1.30, as dockerd, without the ``aux`` one naming the
+    image built (old clients read the ID from the "Successfully built" line)."""
+    if not api_older_than(request, "1.30"):
+        return put
+
+    def put_without_aux(message: Any) -> None:
+        if not (isinstance(message, dict) and "aux" in message):
+            put(message)
+
+    return put_without_aux
 
 
 async def _received(request: Request, directory: Path) -> BuildContext:

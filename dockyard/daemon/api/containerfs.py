@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import InvalidParameter
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers import filesystem, uploads
@@ -128,6 +129,43 @@ async def archive(request: Request) -> Response:
     )
 
 
+async def copy(request: Request) -> Response:
+    """``POST /containers/{id}/copy``: dockerd's ``docker cp`` before API 1.24 (a tar of the
+    body's ``Resource``); from 1.24 an empty 404, as dockerd answers."""
+    if not api_older_than(request, "1.24"):
+        return Response(status_code=404)
+    manager = _manager(request)
+    name = request.path_params["id"]
+    container = manager.get(name)
+    body = parse_json(await request.body())
+    resource = body.get("Resource") if isinstance(body, dict) else None
+    if not isinstance(resource, str):
+        raise InvalidParameter("Resource: expected a string (the path to copy)")
+    if not resource:
+        raise InvalidParameter("Path cannot be empty")
+    view, close = await _open_root(manager, container, with_volumes=True)
+    sink = filesystem.produce(
+        lambda out: filesystem.write_resource(out, view, resource, name), close
+    )
+    # The first piece (or the error, a 404 for a missing path) before the answer's status.
+    first = await run_in_threadpool(sink.queue.get)
+    if isinstance(first, BaseException):
+        raise first
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            item: bytes | BaseException | None = first
+            while item is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                item = await run_in_threadpool(sink.queue.get)
+        finally:
+            sink.cancelled.set()
+
+    return StreamingResponse(rest(), media_type="application/x-tar")
+
+
 async def put_archive(request: Request) -> Response:
     """``PUT /containers/{id}/archive?path=``: extract the body's tar into a directory."""
     manager = _manager(request)
@@ -238,7 +276,9 @@ async def commit(request: Request) -> Response:
     requested = ENGINE_API.encode(decoded) if decoded is not None else dict(own_config)
     config = merge_commit_config(apply_changes(requested, query.getlist("changes")), own_config)
     ENGINE_API.decode(config, ContainerConfig)  # what the changes made must still be a config
-    pause = parse_bool(query.get("pause"), default=True)
+    # As dockerd: an absent or empty ``pause`` pauses, except for clients of API 1.12.
+    pause_text = query.get("pause") or ""
+    pause = parse_bool(pause_text) if pause_text else not api_older_than(request, "1.13")
     paused_here = pause and container.state.status == "running"
     if paused_here:
         await manager.pause(container.id, True)
@@ -255,6 +295,14 @@ async def commit(request: Request) -> Response:
             container_config=own_config,
         )
         image = await run_in_threadpool(commit_image, manager.images, change, references)
+        # dockerd's container event, before the unpause.
+        manager.event(
+            "commit",
+            container,
+            comment=change.comment,
+            imageID=image.id,
+            imageRef=references[0].familiar() if references else "",
+        )
     finally:
         if paused_here and container.state.status == "paused":
             await manager.pause(container.id, False)
@@ -267,5 +315,6 @@ def routes() -> list[Route]:
         Route("/containers/{id}/archive", put_archive, methods=["PUT"]),
         Route("/containers/{id}/changes", changes),
         Route("/containers/{id}/export", export),
+        Route("/containers/{id}/copy", copy, methods=["POST"]),
         Route("/commit", commit, methods=["POST"]),
     ]

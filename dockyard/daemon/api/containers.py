@@ -24,6 +24,7 @@ from dockyard.core.errors import Conflict, InvalidParameter, NotFound
 from dockyard.core.interfaces import ContainerProcess, ContainerStats, LogEntry
 from dockyard.core.platforms import PlatformSpec, parse_platform_specifier, platform_runs
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
+from dockyard.daemon.api import versions
 from dockyard.daemon.api.diskusage import size_rw, with_sizes
 from dockyard.daemon.api.filters import (
     bool_filter,
@@ -34,9 +35,10 @@ from dockyard.daemon.api.filters import (
     regex_matches,
 )
 from dockyard.daemon.api.hijack import HIJACK_EXTENSION, HijackedConnection, frame
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
-from dockyard.daemon.containers import model
+from dockyard.daemon.containers import model, options, start_host_config
 from dockyard.daemon.containers.config import (
     CreateRequest,
     ExecConfig,
@@ -100,10 +102,6 @@ def _int_param(request: Request, name: str) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _api_version(request: Request) -> tuple[int, ...]:
-    return tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
-
-
 def _check_image_platform(manager: ContainerManager, name: str, text: str) -> None:
     """``platform`` (API 1.41): the image must be of that platform, else a 404 in dockerd's
     words (the CLI then pulls the platform's image)."""
@@ -124,11 +122,15 @@ def _check_image_platform(manager: ContainerManager, name: str, text: str) -> No
         )
 
 
+def _older_than(request: Request) -> versions.OlderThan:
+    return lambda version: api_older_than(request, version)
+
+
 async def create(request: Request) -> Response:
-    body = await _body(request, CreateRequest)
+    body = versions.create_request(await _body(request, CreateRequest), _older_than(request))
     manager = _manager(request)
     platform = request.query_params.get("platform", "")
-    if platform and body.image and _api_version(request) >= (1, 41):
+    if platform and body.image and not api_older_than(request, "1.41"):
         await run_in_threadpool(_check_image_platform, manager, body.image, platform)
     container, warnings = await run_in_threadpool(
         manager.create, body, request.query_params.get("name")
@@ -146,7 +148,7 @@ async def inspect(request: Request) -> Response:
     if manager.networking is not None:
         # Legacy links with the names of now (HostConfig keeps them as they were given).
         shown["HostConfig"]["Links"] = manager.networking.shown_links(container)
-    return JSONResponse(shown)
+    return JSONResponse(versions.inspect_answer(shown, _older_than(request)))
 
 
 def _summary(manager: ContainerManager, container: Container) -> dict[str, Any]:
@@ -310,8 +312,26 @@ def _no_content() -> Response:
     return Response(status_code=204)
 
 
+def _has_start_body(request: Request) -> bool:
+    """dockerd's test for a body on start: over 7 bytes (the shortest JSON object it would
+    take), or of a length not declared (chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return "chunked" in request.headers.get("transfer-encoding", "").lower()
+    return declared.strip().isdigit() and int(declared) > 7
+
+
 async def start(request: Request) -> Response:
-    await _manager(request).start(request.path_params["id"])
+    """Before API 1.24 a ``HostConfig`` may come in the body (dockerd's old clients); from
+    1.24 a body is refused, as dockerd refuses it."""
+    host_config = None
+    if _has_start_body(request):
+        if not api_older_than(request, "1.24"):
+            raise InvalidParameter(start_host_config.DEPRECATED_BODY)
+        raw = parse_json(await request.body())
+        if raw is not None:
+            host_config = ENGINE_API.decode(raw, HostConfig)
+    await _manager(request).start(request.path_params["id"], host_config)
     return _no_content()
 
 
@@ -328,12 +348,18 @@ async def restart(request: Request) -> Response:
 
 
 async def kill(request: Request) -> Response:
-    await _manager(request).kill(request.path_params["id"], request.query_params.get("signal"))
+    manager = _manager(request)
+    container = manager.get(request.path_params["id"])
+    # Before API 1.20 dockerd answers a kill of a container that is not running with 204.
+    if api_older_than(request, "1.20") and container.state.status not in ("running", "paused"):
+        options.parse_signal(request.query_params.get("signal"))  # a bad one is still a 400
+        return _no_content()
+    await manager.kill(request.path_params["id"], request.query_params.get("signal"))
     return _no_content()
 
 
 async def update(request: Request) -> Response:
-    body = await _body(request, HostConfig)
+    body = versions.update_request(await _body(request, HostConfig), _older_than(request))
     warnings = await _manager(request).update(request.path_params["id"], body)
     return JSONResponse({"Warnings": warnings or None})
 
@@ -384,10 +410,13 @@ async def rename(request: Request) -> Response:
 
 
 async def wait(request: Request) -> Response:
-    """Headers go out at once (the CLI starts the container only after it has them)."""
-    future = _manager(request).wait_future(
-        request.path_params["id"], request.query_params.get("condition", "")
-    )
+    """Headers go out at once (the CLI starts the container only after it has them). Before
+    API 1.30, as dockerd: no condition (not-running), and the answer comes whole at the end."""
+    legacy = api_older_than(request, "1.30")
+    condition = "" if legacy else request.query_params.get("condition", "")
+    future = _manager(request).wait_future(request.path_params["id"], condition)
+    if legacy:
+        return JSONResponse(await future)
 
     async def body() -> AsyncIterator[bytes]:
         result = await future
@@ -873,7 +902,9 @@ async def stats(request: Request) -> Response:
     if runtime is None:
         raise Conflict("no runtime")
     streaming = parse_bool(request.query_params.get("stream"), default=True)
-    one_shot = _api_version(request) >= (1, 41) and parse_bool(request.query_params.get("one-shot"))
+    one_shot = not api_older_than(request, "1.41") and parse_bool(
+        request.query_params.get("one-shot")
+    )
     if streaming and one_shot:
         raise InvalidParameter("cannot have stream=true and one-shot=true")
     if container.state.status not in ("running", "paused"):
@@ -889,12 +920,15 @@ async def stats(request: Request) -> Response:
         return JSONResponse(_stats_document(container, first, None))
     if not streaming:
         await asyncio.sleep(STATS_INTERVAL)
-        return JSONResponse(_stats_document(container, await sample(), first))
+        document = _stats_document(container, await sample(), first)
+        return JSONResponse(versions.stats_answer(document, _older_than(request)))
 
     async def body() -> AsyncIterator[bytes]:
         previous, current = None, first
         while True:
-            yield json.dumps(_stats_document(container, current, previous)).encode() + b"\n"
+            document = _stats_document(container, current, previous)
+            answer = versions.stats_answer(document, _older_than(request))
+            yield json.dumps(answer).encode() + b"\n"
             await asyncio.sleep(STATS_INTERVAL)
             if container.state.status not in ("running", "paused"):
                 return

@@ -19,6 +19,7 @@ from dockyard.daemon.api.filters import (
     created_before_all,
     labels_match,
 )
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool, parse_filters
 from dockyard.daemon.api.pulls import pull_image
 from dockyard.daemon.api.streams import consume_body, json_message, stream_from_thread
@@ -181,7 +182,8 @@ def matching_references(references: list[Reference], patterns: list[str]) -> lis
 async def list_images(request: Request) -> Response:
     store = _store(request)
     filters = parse_filters(request.query_params.get("filters"))
-    if "filter" in request.query_params:  # the pre-1.25 form: a reference pattern
+    # The old form, a reference pattern: dockerd 20.10 takes it before API 1.41 only.
+    if request.query_params.get("filter") and api_older_than(request, "1.41"):
         filters.setdefault("reference", []).append(request.query_params["filter"])
     check_filters(filters, _LIST_FILTERS)
     bool_filter(filters, "dangling")  # a value other than true or false is refused

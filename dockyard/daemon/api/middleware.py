@@ -6,6 +6,7 @@ Plain ASGI (not ``BaseHTTPMiddleware``) so streamed and long-lived responses pas
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import MutableMapping
 from typing import Any
@@ -19,7 +20,11 @@ import dockyard
 from dockyard.core.errors import DockyardError
 
 API_VERSION = "1.41"
-MIN_API_VERSION = "1.24"
+#: As dockerd 20.10: the oldest version it answers, keeping what clients of each older version
+#: rely on (the routes check :func:`api_older_than`).
+MIN_API_VERSION = "1.12"
+#: Up to this version dockerd answers errors as plain text (Go's ``http.Error``), not JSON.
+LAST_PLAIN_TEXT_ERRORS_VERSION = (1, 23)
 
 _VERSION_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 _log = structlog.get_logger("dockyard.api")
@@ -28,6 +33,17 @@ _log = structlog.get_logger("dockyard.api")
 def _version_tuple(text: str) -> tuple[int, int]:
     major, minor = text.split(".")
     return int(major), int(minor)
+
+
+def api_version(request: Request) -> tuple[int, int]:
+    """The API version the request was made at (its ``/v1.NN`` prefix, else the newest)."""
+    return _version_tuple(request.scope.get("api_version", API_VERSION))
+
+
+def api_older_than(request: Request, version: str) -> bool:
+    """Whether the request comes at an API version before ``version`` (dockerd's
+    ``versions.LessThan``), for the behaviours dockerd keeps for old clients."""
+    return api_version(request) < _version_tuple(version)
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -62,8 +78,11 @@ class EngineHeadersMiddleware:
             await send(message)
 
         match = _VERSION_PREFIX.match(scope["path"])
+        reply = send_with_headers
         if match:
             requested = (int(match.group(1)), int(match.group(2)))
+            if requested <= LAST_PLAIN_TEXT_ERRORS_VERSION:
+                reply = _plain_text_errors(send_with_headers)
             version = f"{requested[0]}.{requested[1]}"
             problem = None
             if requested > _version_tuple(API_VERSION):
@@ -77,13 +96,58 @@ class EngineHeadersMiddleware:
                     f"{MIN_API_VERSION}, please upgrade your client to a newer version"
                 )
             if problem:
-                await error_response(400, problem)(scope, receive, send_with_headers)
+                await error_response(400, problem)(scope, receive, reply)
                 return
             scope = dict(scope, path=match.group(3), raw_path=match.group(3).encode())
             scope["api_version"] = version
         else:
             scope = dict(scope, api_version=API_VERSION)
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, reply)
+
+
+def _plain_text_errors(send: Any) -> Any:
+    """``send`` turning a JSON error (``{"message": ...}``, status 400 and up) into the plain
+    text dockerd answers clients of API 1.23 and older with: the message and a newline,
+    ``text/plain``, as Go's ``http.Error`` writes it. Other responses pass untouched."""
+    held: MutableMapping[str, Any] | None = None
+    body = bytearray()
+
+    async def send_plain(message: MutableMapping[str, Any]) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", []))
+            if message["status"] >= 400 and headers.get(b"content-type") == b"application/json":
+                held = message
+                return
+        elif message["type"] == "http.response.body" and held is not None:
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            try:
+                text = json.loads(body)["message"].encode() + b"\n"
+            except (ValueError, KeyError, TypeError, AttributeError):
+                text = bytes(body)  # not the error form: as it was
+            kept = [
+                (name, value)
+                for name, value in held.get("headers", [])
+                if name not in (b"content-type", b"content-length")
+            ]
+            await send(
+                {
+                    **held,
+                    "headers": [
+                        *kept,
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"x-content-type-options", b"nosniff"),
+                        (b"content-length", str(len(text)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": text})
+            return
+        await send(message)
+
+    return send_plain
 
 
 class RequestTooLarge(DockyardError):

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import DockyardError, InvalidParameter
 from dockyard.core.timestamps import parse_rfc3339_nano
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.params import parse_bool, parse_filters, parse_timestamp
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.containers.config import EndpointSettings
@@ -78,11 +79,13 @@ def _matches(
 
 
 async def list_networks(request: Request) -> Response:
-    networks, networking, _ = _parts(request)
+    networks, networking, manager = _parts(request)
     filters = parse_filters(request.query_params.get("filters"))
     _check_filters(filters, LIST_FILTERS)
+    # Before API 1.28 dockerd lists each network with its containers, as inspect shows them.
+    detailed = api_older_than(request, "1.28")
     found = [
-        network_json(record, {})
+        network_json(record, _containers_of(record, manager) if detailed else {})
         for record in sorted(networks.networks.values(), key=lambda r: r.created)
         if _matches(record, filters, networking.members)
     ]

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from dockyard.core.errors import DockyardError, InvalidParameter
+from dockyard.daemon.api.middleware import api_older_than
 from dockyard.daemon.api.system import service_of
 from dockyard.daemon.distribution import progress
 from dockyard.daemon.distribution.authconfig import credentials_of, decode_registry_auth
@@ -65,7 +66,9 @@ async def pull_image(request: Request) -> Response:
     if refused:
         raise InvalidParameter(f"{', '.join(refused)}: not used when pulling (fromImage)")
     reference = parse_repository_and_tag(query["fromImage"], query.get("tag") or None)
-    platform = parse_platform(query["platform"]) if query.get("platform") else None
+    # dockerd 20.10 takes a platform from clients of API 1.32 and later.
+    wanted = query.get("platform") if not api_older_than(request, "1.32") else None
+    platform = parse_platform(wanted) if wanted else None
     puller = _puller(request)
     resolved = await puller.resolve(
         reference, _credentials(request), platform, request.headers.get("user-agent", "")

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from dockyard.core.drivers import DriverKind
 from dockyard.core.events import Event
 from dockyard.core.platforms import go_arch
 from dockyard.core.plugins import OK, PluginHost
-from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION
+from dockyard.core.timestamps import now_rfc3339
+from dockyard.daemon.api.middleware import API_VERSION, MIN_API_VERSION, api_older_than
 from dockyard.daemon.api.params import parse_filters, parse_timestamp
 from dockyard.daemon.distribution.authconfig import decode_auth_body
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.engine import Engine
+from dockyard.linux import cgroups
 
 _NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
 
@@ -64,13 +67,7 @@ async def version(request: Request) -> Response:
 
 
 def _os_pretty_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return platform.system()
+    return _os_release_field("PRETTY_NAME") or platform.system()
 
 
 def _mem_total() -> int:
@@ -83,8 +80,98 @@ def _mem_total() -> int:
     return 0
 
 
-def _cgroup_version() -> str:
-    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+def _os_release_field(name: str) -> str:
+    """A field of /etc/os-release (dockerd's ``OSVersion`` is ``VERSION_ID``), else ""."""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+_NO_COMMIT = {"ID": "N/A", "Expected": "N/A"}
+
+
+def cgroup_limits(found: cgroups.Capabilities) -> dict[str, bool]:
+    """``/info``'s cgroup capability fields: what this host's cgroups can limit (as dockerd
+    finds it) and this engine applies. Kernel memory limits are refused (unapplied.py), so
+    they are reported absent whatever the kernel has."""
+    return {
+        "MemoryLimit": found.memory_limit,
+        "SwapLimit": found.swap_limit,
+        "KernelMemory": False,
+        "KernelMemoryTCP": False,
+        "CpuCfsPeriod": found.cpu_cfs,
+        "CpuCfsQuota": found.cpu_cfs,
+        "CPUShares": found.cpu_shares,
+        "CPUSet": found.cpuset,
+        "PidsLimit": found.pids_limit,
+        "OomKillDisable": found.oom_kill_disable,
+    }
+
+
+def _proc_flag(path: str) -> bool:
+    try:
+        return Path(path).read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def host_forwarding() -> dict[str, bool]:
+    """The host's forwarding switches, read as dockerd reads them (absent means off)."""
+    return {
+        "IPv4Forwarding": _proc_flag("/proc/sys/net/ipv4/ip_forward"),
+        "BridgeNfIptables": _proc_flag("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+        "BridgeNfIp6tables": _proc_flag("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+    }
+
+
+def info_warnings(
+    found: cgroups.Capabilities, limits: dict[str, bool], host_network: dict[str, bool]
+) -> list[str]:
+    """``/info``'s ``Warnings`` for what is missing, in dockerd's words and order (the docker
+    CLI prints them under ``docker info``)."""
+    v1 = found.version == 1
+    missing = [
+        (limits["MemoryLimit"], "No memory limit support"),
+        (limits["SwapLimit"], "No swap limit support"),
+        # v2 has neither: dockerd says nothing there, as no one can act on it.
+        (limits["KernelMemoryTCP"] or not v1, "No kernel memory TCP limit support"),
+        (limits["OomKillDisable"] or not v1, "No oom kill disable support"),
+        (limits["CpuCfsQuota"], "No cpu cfs quota support"),
+        (limits["CpuCfsPeriod"], "No cpu cfs period support"),
+        (limits["CPUShares"], "No cpu shares support"),
+        (limits["CPUSet"], "No cpuset support"),
+        (host_network["IPv4Forwarding"], "IPv4 forwarding is disabled"),
+        (host_network["BridgeNfIptables"], "bridge-nf-call-iptables is disabled"),
+        (host_network["BridgeNfIp6tables"], "bridge-nf-call-ip6tables is disabled"),
+    ]
+    return [f"WARNING: {text}" for present, text in missing if not present]
+
+
+def proxies() -> dict[str, str]:
+    """The proxies the daemon's environment gives it, as dockerd reports them (credentials in
+    a proxy's URL masked)."""
+
+    def first(*names: str) -> str:
+        return next((os.environ[name] for name in names if os.environ.get(name)), "")
+
+    return {
+        "HttpProxy": _mask_password(first("HTTP_PROXY", "http_proxy")),
+        "HttpsProxy": _mask_password(first("HTTPS_PROXY", "https_proxy")),
+        "NoProxy": first("NO_PROXY", "no_proxy"),
+    }
+
+
+def _mask_password(url: str) -> str:
+    """As dockerd: a URL with user information gets ``xxxxx:xxxxx`` in its place."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    netloc = f"xxxxx:xxxxx@{parts.netloc.rpartition('@')[2]}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def engine_id(data_root: Path) -> str:
@@ -110,6 +197,9 @@ async def info(request: Request) -> Response:
     registries = registries_of(service)
     containers = service.containers.containers.values() if service.containers else ()
     states = [c.state.status for c in containers]
+    cgroup_capabilities = cgroups.capabilities()
+    limits = cgroup_limits(cgroup_capabilities)
+    host_network = host_forwarding()
     body: dict[str, Any] = {
         "ID": engine_id(service.data_root),
         "Containers": len(states),
@@ -120,29 +210,30 @@ async def info(request: Request) -> Response:
         "Driver": storage,
         "DriverStatus": [],
         "Plugins": plugins_by_kind(plugins),
-        "MemoryLimit": True,
-        "SwapLimit": False,
-        "CpuCfsPeriod": True,
-        "CpuCfsQuota": True,
-        "PidsLimit": True,
-        "IPv4Forwarding": True,
+        **limits,
+        "IPv4Forwarding": host_network["IPv4Forwarding"],
+        "BridgeNfIptables": host_network["BridgeNfIptables"],
+        "BridgeNfIp6tables": host_network["BridgeNfIp6tables"],
         "Debug": service.config.daemon.log_level == "debug",
         "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0,
-        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "SystemTime": now_rfc3339(),
         "LoggingDriver": service.config.daemon.log_driver,
         "CgroupDriver": "cgroupfs",
-        "CgroupVersion": _cgroup_version(),
+        "CgroupVersion": str(cgroup_capabilities.version),
+        "NEventsListener": service.events.subscriber_count if service.events else 0,
         "KernelVersion": platform.release(),
         "OperatingSystem": _os_pretty_name(),
-        "OSVersion": "",
+        "OSVersion": _os_release_field("VERSION_ID"),
         "OSType": "linux",
         "Architecture": platform.machine(),
         "IndexServerAddress": registries.index_server_address,
         "RegistryConfig": registries.policy.registry_config(),
         "NCPU": os.cpu_count() or 1,
         "MemTotal": _mem_total(),
+        "GenericResources": None,
         "DockerRootDir": str(service.data_root),
+        **proxies(),
         "Name": platform.node(),
         "Labels": [],
         "ExperimentalBuild": False,
@@ -154,16 +245,22 @@ async def info(request: Request) -> Response:
             "ControlAvailable": False,
             "NodeID": "",
             "NodeAddr": "",
+            "Error": "",
             "RemoteManagers": None,
         },
         "LiveRestoreEnabled": True,
         "Isolation": "",
         "InitBinary": "",
+        # There is no containerd, and dockyard's runtimes and init are its own: dockerd's "N/A"
+        # for a version it cannot find.
+        "ContainerdCommit": _NO_COMMIT,
+        "RuncCommit": _NO_COMMIT,
+        "InitCommit": _NO_COMMIT,
         # As dockerd lists it; `docker info` shows it under "Security Options".
         "SecurityOptions": security_options(
             bool(service.containers and service.containers.remapped)
         ),
-        "Warnings": None,
+        "Warnings": info_warnings(cgroup_capabilities, limits, host_network) or None,
         # dockyard's own section; the docker CLI ignores fields it does not know.
         "Dockyard": {
             "ConfigFile": service.config.source,
@@ -171,7 +268,26 @@ async def info(request: Request) -> Response:
             "Plugins": [report.to_json() for report in plugins.report()],
         },
     }
-    return JSONResponse(body)
+    return JSONResponse(info_for_version(body, request))
+
+
+def info_for_version(body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """``/info`` as dockerd 20.10 answers older clients: before 1.25 with the long-gone
+    ``ExecutionDriver`` and ``SecurityOptions`` as names only; before 1.39 with "<unknown>"
+    for a kernel or OS it could not find."""
+    if api_older_than(request, "1.25"):
+        names = [
+            dict(part.split("=", 1) for part in option.split(",")).get("name", "")
+            for option in body["SecurityOptions"]
+        ]
+        return {**body, "ExecutionDriver": "<not supported>", "SecurityOptions": names}
+    if api_older_than(request, "1.39"):
+        return {
+            **body,
+            "KernelVersion": body["KernelVersion"] or "<unknown>",
+            "OperatingSystem": body["OperatingSystem"] or "<unknown>",
+        }
+    return body
 
 
 def _usable_drivers(plugins: PluginHost, kind: DriverKind) -> list[str]:

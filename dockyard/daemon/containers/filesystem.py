@@ -381,6 +381,35 @@ def write_path(out: BinaryIO, view: RootView, located: Located, container_path: 
         tree.close()
 
 
+def write_resource(out: BinaryIO, view: RootView, resource: str, container_name: str) -> None:
+    """The tar of ``POST /containers/{id}/copy`` (API < 1.24), as dockerd makes it: the path
+    with every symlink followed; a directory's contents at the top of the tar, a file under
+    its own name."""
+    resolved = _resolved_path(view, "/" + resource.lstrip("/"))
+    if resolved is None:
+        raise NotFound(f"Could not find the file {resource} in container {container_name}")
+    parent, _, name = resolved.rpartition("/")
+    tree = TarTree(out, view)
+    try:
+        if not name:  # the root itself
+            tree.add_root("")
+            return
+        parent_fd = inroot.open_in_root(view.path, parent or "/", os.O_PATH | os.O_DIRECTORY)
+        try:
+            if stat.S_ISDIR(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+                try:
+                    tree._add_children(fd, "", resolved)
+                finally:
+                    os.close(fd)
+            else:
+                tree.add(parent_fd, name, name, resolved)
+        finally:
+            os.close(parent_fd)
+    finally:
+        tree.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Streaming a tar made in a worker thread
 # --------------------------------------------------------------------------------------------

@@ -301,6 +301,19 @@ def refuse_not_updatable(update: HostConfig) -> None:
         raise InvalidParameter(f"{json_name} cannot be changed by docker update on this engine")
 
 
+def keeping_lifelong(planned: Resources, current: Resources) -> Resources:
+    """``planned`` limits with ``current``'s devices and block I/O throttles, which are the
+    container's for its life (an update or a start's new limits keep them)."""
+    return attrs.evolve(
+        planned,
+        device_rules=current.device_rules,
+        blkio_read_bps=current.blkio_read_bps,
+        blkio_write_bps=current.blkio_write_bps,
+        blkio_read_iops=current.blkio_read_iops,
+        blkio_write_iops=current.blkio_write_iops,
+    )
+
+
 def merge_update(current: HostConfig, update: HostConfig, auto_remove: bool) -> HostConfig:
     """``current`` with the fields ``update`` sets, as dockerd merges them (zero: unchanged)."""
     conflicts = (

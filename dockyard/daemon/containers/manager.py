@@ -46,6 +46,7 @@ from dockyard.daemon.containers import (
     options,
     process_modes,
     spec,
+    start_host_config,
     unapplied,
     volume_mounts,
 )
@@ -457,12 +458,35 @@ class ContainerManager:
 
     # ------------------------------------------------------------------ start
 
-    async def start(self, name: str) -> None:
+    async def start(self, name: str, host_config: HostConfig | None = None) -> None:
+        """``host_config``: one given on start, by a client of API 1.23 or older."""
         container = self.get(name)
         async with self.live(container).lock:
             if container.state.status in ("running", "paused"):
                 raise NotModified()
+            if host_config is not None:
+                await run_in_threadpool(self._replace_host_config, container, host_config)
             await self._start_locked(container)
+
+    def _replace_host_config(self, container: Container, given: HostConfig) -> None:
+        """Take ``given`` as the container's ``HostConfig``, as dockerd's start before API
+        1.24 does (see :mod:`.start_host_config`)."""
+        image = self.images.get(container.image_id) if container.image_id else None
+        raw_config = self.images.config(image).get("config") if image is not None else None
+        image_config = ENGINE_API.decode(raw_config or {}, ContainerConfig)
+        request = start_host_config.as_create_request(container, given)
+        plan = spec.plan(request, image_config, self.settings, self._shared_target)
+        mode = plan.host_config.network_mode
+        if self.networking is not None:
+            mode = self.networking.plan(request)[0]
+        taken = start_host_config.replacement(container, given, plan, mode)
+        made = start_host_config.mounts(
+            container, plan, lambda name: str(self.volumes.get(name).mountpoint)
+        )
+        container.host_config = taken.host_config
+        container.spec = attrs.evolve(container.spec, resources=taken.resources, mounts=made.mounts)
+        container.volumes = made.volumes
+        self._save(container)
 
     async def _start_locked(self, container: Container) -> None:
         runtime, _driver = self._require_runtime()
@@ -818,15 +842,7 @@ class ContainerManager:
                 container.host_config, update, container.host_config.auto_remove
             )
             planned = limits.plan_resources(host_config, self.settings.host_facts, update=True)
-            # Devices and block I/O throttles are the container's for its life.
-            resources = attrs.evolve(
-                planned,
-                device_rules=container.spec.resources.device_rules,
-                blkio_read_bps=container.spec.resources.blkio_read_bps,
-                blkio_write_bps=container.spec.resources.blkio_write_bps,
-                blkio_read_iops=container.spec.resources.blkio_read_iops,
-                blkio_write_iops=container.spec.resources.blkio_write_iops,
-            )
+            resources = limits.keeping_lifelong(planned, container.spec.resources)
             if container.state.status in ("running", "paused") and self.runtime is not None:
                 await run_in_threadpool(self.runtime.update, container.id, resources)
             container.host_config = host_config

@@ -480,3 +480,9 @@ def console_size(size: Sequence[int] | None, field: str) -> tuple[int, int]:
 def engine_config(plan: Plan, hostname: str) -> ContainerConfig:
     """The ``Config`` inspect shows: the plan's, with the hostname the container got."""
     return attrs.evolve(plan.config, hostname=hostname)
+
+
+def volume_bind_mounts(plan: Plan, sources: Sequence[str]) -> tuple[BindMount, ...]:
+    """The mounts of ``plan``'s volumes, from ``sources`` (one host path each, in order), as
+    :func:`build_spec` makes them (for a start's new ``Binds``, API < 1.24)."""
+    return _bind_mounts(plan, sources)
