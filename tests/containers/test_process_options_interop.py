@@ -139,6 +139,33 @@ def test_inspect_fills_the_process_fields_as_dockerd(both):
     assert (ours["Path"], ours["Args"]) == (theirs["Path"], theirs["Args"]) == ("sleep", ["5"])
 
 
+def test_config_env_lists_the_requests_variables_first_as_dockerd(both):
+    # docker-py: the docker CLI sends -e variables in a random order (a Go map).
+    import docker as docker_sdk
+
+    env = ["ZED=1", "HOME=/h", "ALPHA=2"]
+    seen = {}
+    for which, host in both.hosts.items():
+        client = docker_sdk.DockerClient(base_url=host)
+        try:
+            container = client.containers.create(IMAGE, "env", environment=env, hostname="h")
+            try:
+                shown = container.attrs["Config"]["Env"]
+                container.start()
+                container.wait(timeout=30)
+                printed = container.logs().decode()
+                tty = client.containers.run(
+                    IMAGE, "env", environment=env, hostname="h", tty=True, remove=True
+                )
+            finally:
+                container.remove(force=True)
+            seen[which] = (shown, printed, tty.decode())
+        finally:
+            client.close()
+    assert seen["ours"] == seen["theirs"]
+    assert seen["ours"][0][:3] == env
+
+
 def test_init_runs_as_pid_1_as_under_dockerd(both):
     ours, theirs = both.run("--init", IMAGE, "sh", "-c", "ps -o pid,args | awk '$1 == 1'")
     assert ours == theirs == "    1 /sbin/docker-init -- sh -c ps -o pid,args | awk '$1 == 1'\n"

@@ -52,7 +52,7 @@ def prepared(plan: spec.Plan, hostname: str = "abc") -> spec.Prepared:
 def test_the_image_config_is_merged_under_the_request():
     plan = spec.plan(request(Env=["LANG=en", "X=1"], Labels={"both": "request"}), IMAGE, SETTINGS)
     assert plan.args == ("/bin/sh",)
-    assert plan.env == ("PATH=/bin", "LANG=en", "X=1")
+    assert plan.env == ("LANG=en", "X=1", "PATH=/bin")  # the request's first, as dockerd
     assert plan.user == "app"
     assert plan.config.working_dir == "/srv"
     assert plan.config.labels == {"from": "image", "both": "request"}
@@ -72,7 +72,7 @@ def test_the_process_gets_docker_environment_and_the_user_home():
     plan = spec.plan(request(Tty=True), IMAGE, SETTINGS)
     process = spec.build_spec(plan, prepared(plan, "host-1")).process
     assert process.env == (
-        "PATH=/bin", "LANG=C", "HOSTNAME=host-1", "TERM=xterm", "HOME=/home/app",
+        "PATH=/bin", "HOSTNAME=host-1", "TERM=xterm", "LANG=C", "HOME=/home/app",
     )  # fmt: skip
     assert (process.uid, process.gid, process.additional_gids) == (1000, 1000, (1000, 10))
     assert process.cwd == "/srv" and process.terminal

@@ -237,6 +237,13 @@ def check_env(entries: Sequence[str]) -> None:
             raise InvalidParameter(f"Config.Env[{index}]: invalid environment variable: {entry}")
 
 
+def container_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:
+    """``Config.Env`` as dockerd makes it at create: the request's entries as given, then the
+    image's whose names the request does not set."""
+    given = {entry.partition("=")[0] for entry in request_env}
+    return [*request_env, *(e for e in image_env if e.partition("=")[0] not in given)]
+
+
 def merge_env(image_env: Sequence[str], request_env: Sequence[str]) -> list[str]:
     """The request's variables override the image's of the same name, order kept."""
     merged: dict[str, str] = {}

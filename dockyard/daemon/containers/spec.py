@@ -210,7 +210,7 @@ def plan(
     )
     check_healthcheck(request.healthcheck)
     options.check_env(request.env or [])
-    env = options.merge_env(image.env or [DEFAULT_PATH], request.env or [])
+    env = options.container_env(image.env or [DEFAULT_PATH], request.env or [])
     if not any(entry.partition("=")[0] == "PATH" for entry in env):
         env.insert(0, DEFAULT_PATH)
     config = attrs.evolve(
@@ -403,9 +403,12 @@ def build_spec(plan: Plan, prepared: Prepared) -> ContainerSpec:
     """The runtime's view of a planned container, once its parts exist."""
     # A bare name (``-e VAR`` for a VAR the client does not have) stays in Config.Env and
     # unsets the image's value, as under dockerd, but is no variable of the process.
-    env = [*(entry for entry in plan.env if "=" in entry), f"HOSTNAME={prepared.hostname}"]
+    # dockerd's order: its defaults, then Config.Env over them (a later entry of a name
+    # replacing an earlier one where it stands).
+    defaults = [DEFAULT_PATH, f"HOSTNAME={prepared.hostname}"]
     if plan.terminal:
-        env.append("TERM=xterm")
+        defaults.append("TERM=xterm")
+    env = options.merge_env(defaults, [entry for entry in plan.env if "=" in entry])
     namespace = plan.user_namespace
     process = ProcessSpec(
         args=plan.args,
