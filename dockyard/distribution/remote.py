@@ -23,6 +23,7 @@ import httpx
 
 from dockyard.core import mediatypes
 from dockyard.core.errors import InvalidParameter, NotFound
+from dockyard.core.platforms import PlatformSpec
 from dockyard.distribution.client import RegistryClient
 from dockyard.distribution.errors import (
     RegistryError,
@@ -56,21 +57,11 @@ class ManifestUnknown(NotFound):
 
 
 @attrs.frozen
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-@attrs.frozen
 class Descriptor:
     media_type: str
     digest: str
     size: int
-    platform: Platform | None = None
+    platform: PlatformSpec | None = None
 
     @property
     def short(self) -> str:
@@ -126,7 +117,7 @@ def _descriptor(raw: Any, what: str) -> Descriptor:
     platform = None
     if isinstance(raw.get("platform"), dict):
         spec = raw["platform"]
-        platform = Platform(
+        platform = PlatformSpec(
             str(spec.get("os", "")), str(spec.get("architecture", "")), str(spec.get("variant", ""))
         )
     return Descriptor(media_type, check_digest(raw.get("digest"), what), size, platform)

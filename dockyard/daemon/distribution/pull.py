@@ -42,7 +42,7 @@ import attrs
 import structlog
 
 from dockyard.core.errors import InvalidParameter, NotFound
-from dockyard.core.platforms import go_arch
+from dockyard.core.platforms import PlatformSpec, go_arch
 from dockyard.daemon.distribution import progress
 from dockyard.daemon.distribution.service import RegistryService
 from dockyard.daemon.images.compression import open_decompressed
@@ -57,7 +57,6 @@ from dockyard.distribution.remote import (
     FetchedManifest,
     ImageIndex,
     ImageManifest,
-    Platform,
     RemoteRepository,
 )
 from dockyard.linux.syscalls import start_writeback
@@ -76,19 +75,19 @@ _PARTIAL = ".partial"
 Emit = Callable[[dict[str, Any]], None]
 
 
-def this_platform() -> Platform:
-    return Platform("linux", go_arch())
+def this_platform() -> PlatformSpec:
+    return PlatformSpec("linux", go_arch())
 
 
-def parse_platform(text: str) -> Platform:
+def parse_platform(text: str) -> PlatformSpec:
     """``os/arch[/variant]``, as ``docker pull --platform`` sends it."""
     parts = text.strip().lower().split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise InvalidParameter(f"invalid platform {text!r}: want os/arch[/variant]")
-    return Platform(*parts)
+    return PlatformSpec(*parts)
 
 
-def _platform_matches(candidate: Platform | None, wanted: Platform) -> bool:
+def _platform_matches(candidate: PlatformSpec | None, wanted: PlatformSpec) -> bool:
     if candidate is None:
         return False
     if (candidate.os, candidate.architecture) != (wanted.os, wanted.architecture):
@@ -150,7 +149,7 @@ class Puller:
         self,
         reference: Reference,
         credentials: Credentials,
-        platform: Platform | None = None,
+        platform: PlatformSpec | None = None,
         upstream_agent: str = "",
     ) -> ResolvedPull:
         """The image ``reference`` names, from a mirror (for images of the default registry,
@@ -174,7 +173,7 @@ class Puller:
         host: str,
         reference: Reference,
         credentials: Credentials,
-        platform: Platform | None,
+        platform: PlatformSpec | None,
         upstream_agent: str,
     ) -> ResolvedPull:
         client = await self.registries.connect(host, credentials, upstream_agent)
@@ -222,7 +221,7 @@ class Puller:
             else:
                 config = json.loads(await repository.blob(document.config))
                 platforms = [
-                    Platform(
+                    PlatformSpec(
                         str(config.get("os", "")),
                         str(config.get("architecture", "")),
                         str(config.get("variant", "")),
