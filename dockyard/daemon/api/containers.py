@@ -918,16 +918,17 @@ async def stats(request: Request) -> Response:
     first = await sample()
     if one_shot:
         return JSONResponse(_stats_document(container, first, None))
+    older_than = _older_than(request)
     if not streaming:
         await asyncio.sleep(STATS_INTERVAL)
         document = _stats_document(container, await sample(), first)
-        return JSONResponse(versions.stats_answer(document, _older_than(request)))
+        return JSONResponse(versions.stats_answer(document, older_than))
 
     async def body() -> AsyncIterator[bytes]:
         previous, current = None, first
         while True:
             document = _stats_document(container, current, previous)
-            answer = versions.stats_answer(document, _older_than(request))
+            answer = versions.stats_answer(document, older_than)
             yield json.dumps(answer).encode() + b"\n"
             await asyncio.sleep(STATS_INTERVAL)
             if container.state.status not in ("running", "paused"):
@@ -1078,12 +1079,11 @@ async def volume_prune(request: Request) -> Response:
     """Before API 1.42 every unused volume goes (dockerd 20.10); from 1.42 anonymous ones
     only, unless the ``all`` filter is true."""
     filters = parse_filters(request.query_params.get("filters"))
-    version = tuple(int(p) for p in request.scope.get("api_version", "1.41").split("."))
     # `all` is API 1.42's, taken at 1.41 too (where it changes nothing), as dockerd 23 does.
     check_filters(filters, ("label", "label!", "all"))
     everything = bool_filter(filters, "all")
     if everything is None:
-        everything = version < (1, 42)
+        everything = api_older_than(request, "1.42")
     removed, reclaimed = await run_in_threadpool(
         _volumes(request).prune, everything, lambda v: labels_match(v.labels, filters)
     )
