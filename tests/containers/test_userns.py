@@ -113,6 +113,15 @@ def wait_for_sleep(pid: int) -> None:
         time.sleep(0.01)
 
 
+def logs_of(api: Api, container: str, lines: int) -> bytes:
+    """The container's logs once they hold ``lines`` lines: its supervisor writes them a moment
+    after the process does, so a process that has gone on to its sleep may not be in them yet."""
+    deadline = time.monotonic() + 20
+    while (logs := api.logs(container)).count(b"\n") < lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return logs
+
+
 def exec_output(api: Api, container: str, cmd: list[str]) -> str:
     created = api.call("POST", f"/containers/{container}/exec", {"Cmd": cmd, "AttachStdout": True})
     assert created.status == 201, created.body
@@ -165,7 +174,7 @@ def test_root_inside_is_the_remapped_base_outside(remapped):
     pid = api.inspect(container)["State"]["Pid"]
     wait_for_sleep(pid)
     assert status_ids(pid) == (str(UID_BASE), str(GID_BASE))
-    lines = [line.split() for line in api.logs(container).decode().splitlines()]
+    lines = [line.split() for line in logs_of(api, container, 7).decode().splitlines()]
     assert lines == [
         ["0"], ["0"], ["0", str(UID_BASE), str(SIZE)], ["0", str(GID_BASE), str(SIZE)],
         ["0:0"], ["0:0"], ["0:0"],
@@ -199,7 +208,7 @@ def test_userns_host_opts_out(remapped):
     pid = api.inspect(container)["State"]["Pid"]
     wait_for_sleep(pid)
     assert status_ids(pid) == ("0", "0")
-    assert api.logs(container).split() == [b"0", b"0", b"4294967295"]
+    assert logs_of(api, container, 1).split() == [b"0", b"0", b"4294967295"]
     assert api.inspect(container)["HostConfig"]["UsernsMode"] == "host"
     remove(api, container)
 
