@@ -49,6 +49,21 @@ def builtin_driver_names(kind) -> set[str]:
     }
 
 
+def eventually(condition, timeout: float = 15, what: str = "the condition"):  # type: ignore[no-untyped-def]
+    """``condition()``'s first true value, asked every 50 ms: for what a loaded machine makes
+    late (a process reaching a point, a supervisor writing a log), where a fixed sleep guesses."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what} never came in {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def children(pid: int) -> list[str]:
+    """The process ids of ``pid``'s children (a shell's running command, say)."""
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
 def free_port() -> int:
     """A port a server the test starts can listen on, on any address.
 

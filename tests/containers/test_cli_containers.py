@@ -1007,6 +1007,7 @@ def test_docker_cli_and_ours_print_the_same_listings_and_documents(cli, containe
     name = container_names()
     ok(cli("run", "-d", "--name", name, "-l", "k=v", "-v", f"{volume}:/v", IMAGE, "sh", "-c",
            "echo '<&>'; sleep 60"))  # fmt: skip
+    wait_for(lambda: ok(cli("logs", name)) == "<&>\n", what="the container's line")
     try:
         for args in (
             ("inspect", name),

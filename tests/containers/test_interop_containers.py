@@ -17,7 +17,7 @@ import docker as docker_sdk
 import pytest
 
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import restarted
+from tests.conftest import eventually, restarted
 from tests.containers.engine_api import Api
 
 pytestmark = pytest.mark.interop
@@ -157,8 +157,10 @@ def test_exec_plain_interactive_and_detached(api):
     assert (
         docker(api, "exec", "-d", "host", "sh", "-c", "echo detached > /tmp/mark").returncode == 0
     )
-    time.sleep(0.3)
-    assert docker(api, "exec", "host", "cat", "/tmp/mark").stdout == b"detached\n"
+    eventually(
+        lambda: docker(api, "exec", "host", "cat", "/tmp/mark").stdout == b"detached\n",
+        what="the detached exec's file",
+    )
     missing = docker(api, "exec", "host", "nosuch")
     assert (
         missing.returncode == 126  # as with dockerd
@@ -214,8 +216,7 @@ def test_docker_py_containers(api):
         container = client.containers.run(
             "busybox", "sh -c 'echo up; sleep 60'", detach=True, name="py"
         )
-        time.sleep(0.3)
-        assert container.logs() == b"up\n"
+        eventually(lambda: container.logs() == b"up\n", what="the container's line")
         result = container.exec_run("sh -c 'echo in exec; exit 5'")
         assert (result.exit_code, result.output) == (5, b"in exec\n")
         container.stop(timeout=1)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from tests.conftest import restarted
+from tests.conftest import children, eventually, restarted
 from tests.containers.conftest import runtime_daemon
 from tests.containers.engine_api import Api
 
@@ -312,7 +312,9 @@ def test_stop_sends_the_stop_signal_of_the_container_then_of_the_image(api):
     since = time.time()
     container = api.create(["sh", "-c", script], StopSignal="SIGUSR1")
     api.start(container)
-    time.sleep(0.3)  # the trap must be set before the signal comes
+    # The trap must be set before the signal comes: the loop's first sleep follows it.
+    pid = api.inspect(container)["State"]["Pid"]
+    eventually(lambda: children(pid), what="the loop")
     assert api.call("POST", f"/containers/{container}/stop?t=5").status == 204
     assert api.inspect(container)["State"]["ExitCode"] == 7
     assert api.logs(container) == b"got USR1\n"

@@ -14,7 +14,7 @@ import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import docker_load, module_daemon
+from tests.conftest import children, docker_load, eventually, module_daemon
 
 pytestmark = pytest.mark.interop
 
@@ -226,7 +226,9 @@ def test_stop_signal_as_dockerd(sides, options, shown):
         since = str(time.time())
         assert docker(host, "run", "-d", "--name", container, "--network", "none",
                       *options, "sh", "-c", script).returncode == 0  # fmt: skip
-        time.sleep(0.5)  # the trap is set
+        # The trap is set once the loop's first sleep runs.
+        pid = int(docker(host, "inspect", "-f", "{{.State.Pid}}", container).stdout)
+        eventually(lambda pid=pid: children(pid), what="the loop")
         assert docker(host, "stop", container).returncode == 0
         state = docker(
             host, "inspect", "-f", "{{.State.ExitCode}} {{.Config.StopSignal}}", container

@@ -17,6 +17,7 @@ from dockyard.core.drivers import DriverKind
 from dockyard.core.plugins import PluginHost
 from dockyard.linux.cgroups import ContainerCgroup, Layout, _keyed
 from dockyard.plugins.runtimes.namespaces.plugin import NamespacesConfig, NamespacesRuntime
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
 
@@ -47,9 +48,7 @@ def test_v2_freezes_counts_and_removes_a_real_process(v2_cgroup):
         with open(os.path.join(v2_cgroup.dirs[""], "cgroup.procs"), "w") as procs:
             procs.write(str(spinner.pid))
         assert v2_cgroup.pids() == [spinner.pid]
-        time.sleep(0.1)
-        busy = v2_cgroup.cpu_usage_ns()
-        assert busy > 10_000_000
+        eventually(lambda: v2_cgroup.cpu_usage_ns() > 10_000_000, what="10 ms of CPU")
         v2_cgroup.freeze()
         assert v2_cgroup.is_frozen()
         assert _keyed(os.path.join(v2_cgroup.dirs[""], "cgroup.events"))["frozen"] == 1
@@ -57,8 +56,7 @@ def test_v2_freezes_counts_and_removes_a_real_process(v2_cgroup):
         time.sleep(0.15)
         assert v2_cgroup.cpu_usage_ns() == frozen
         v2_cgroup.thaw()
-        time.sleep(0.1)
-        assert v2_cgroup.cpu_usage_ns() > frozen
+        eventually(lambda: v2_cgroup.cpu_usage_ns() > frozen, what="CPU after the thaw")
         v2_cgroup.freeze()
         v2_cgroup.remove()  # frozen and busy: killed, thawed, directory gone
         assert spinner.wait(5) == -9
