@@ -36,7 +36,7 @@ from dockyard.cli import (
 )
 from dockyard.client import StdCopyError, demultiplex
 from dockyard.testing.images import busybox_rootfs
-from tests.conftest import docker_cli, plugin_env, run_dockyard
+from tests.conftest import docker_cli, eventually, plugin_env, run_dockyard
 from tests.containers.conftest import IMAGE, DockyardCLI
 
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -53,16 +53,6 @@ def ok(result: subprocess.CompletedProcess) -> str:
 
 def inspect(cli: DockyardCLI, name: str) -> dict:
     return json.loads(ok(cli("container", "inspect", name)))[0]
-
-
-def wait_for(condition, timeout: float = 10, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -268,7 +258,7 @@ def test_run_detached_prints_the_id_then_logs_ps_stop_rm(cli, container_names):
     started = ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "echo ready; sleep 60"))
     container_id = started.strip()
     assert FULL_ID.match(container_id), started
-    wait_for(lambda: ok(cli("logs", name)) == "ready\n", what="the container's first line")
+    eventually(lambda: ok(cli("logs", name)) == "ready\n", what="the container's first line")
     listed = ok(cli("ps")).splitlines()
     assert listed[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
                                  "PORTS", "NAMES"]  # fmt: skip
@@ -454,7 +444,7 @@ def test_lifecycle_verbs_print_names_and_report_each_failure(cli, container_name
     assert "(Paused)" in ok(cli("ps", "--filter", f"name={first}"))
     assert ok(cli("unpause", first)) == f"{first}\n"
     assert ok(cli("kill", "-s", "TERM", first, second)) == f"{first}\n{second}\n"
-    wait_for(lambda: not inspect(cli, second)["State"]["Running"], what="TERM to end it")
+    eventually(lambda: not inspect(cli, second)["State"]["Running"], what="TERM to end it")
     assert ok(cli("wait", first, second)) == "0\n0\n"
     not_running = cli("kill", first)
     assert not_running.returncode == 1 and "is not running" in not_running.stderr
@@ -670,7 +660,7 @@ def test_exec_output_status_stdin_and_options(cli, sleeper):
                  "sh", "-c", "echo $X; pwd; id -u"))  # fmt: skip
     assert env == "1\n/bin\n1000\n"
     assert ok(cli("exec", "-d", sleeper, "sh", "-c", "echo detached > /tmp/mark")) == ""
-    wait_for(lambda: cli("exec", sleeper, "cat", "/tmp/mark").stdout == "detached\n",
+    eventually(lambda: cli("exec", sleeper, "cat", "/tmp/mark").stdout == "detached\n",
              what="the detached exec's file")  # fmt: skip
     missing = cli("exec", sleeper, "no-such-command")
     assert missing.returncode in (126, 127), missing
@@ -956,7 +946,7 @@ def test_docker_cli_and_ours_agree(cli, container_names):
 
     name = container_names()
     ok(cli("run", "-d", "--name", name, IMAGE, "sh", "-c", "echo ready; echo warn >&2; sleep 60"))
-    wait_for(lambda: cli("logs", name).stdout == "ready\n", what="the first line")
+    eventually(lambda: cli("logs", name).stdout == "ready\n", what="the first line")
     for args in (
         ("logs", name),
         ("logs", "--tail", "1", name),
@@ -1007,7 +997,7 @@ def test_docker_cli_and_ours_print_the_same_listings_and_documents(cli, containe
     name = container_names()
     ok(cli("run", "-d", "--name", name, "-l", "k=v", "-v", f"{volume}:/v", IMAGE, "sh", "-c",
            "echo '<&>'; sleep 60"))  # fmt: skip
-    wait_for(lambda: ok(cli("logs", name)) == "<&>\n", what="the container's line")
+    eventually(lambda: ok(cli("logs", name)) == "<&>\n", what="the container's line")
     try:
         for args in (
             ("inspect", name),
@@ -1045,7 +1035,7 @@ def test_our_cli_against_the_real_dockerd_matches_the_docker_cli(real_dockerd, t
     try:
         started = ours("run", "-d", "--name", name, "cli-bb:1", "sh", "-c", "echo up; sleep 30")
         assert started.returncode == 0, started.stderr
-        wait_for(lambda: ours("logs", name).stdout == "up\n", what="the first line")
+        eventually(lambda: ours("logs", name).stdout == "up\n", what="the first line")
         for args, stdin in (
             (("run", "--rm", "cli-bb:1", "sh", "-c", "echo out; echo err >&2; exit 3"), None),
             (("run", "--rm", "-i", "cli-bb:1", "cat"), "piped\n"),

@@ -11,13 +11,13 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from dockyard.testing.peers import docker_cli, docker_env
-from tests.conftest import daemon_in, restarted, serving, shut_down
+from tests.conftest import daemon_in, eventually, restarted, serving, shut_down
 from tests.containers.conftest import APPLETS, IMAGE, import_busybox
 
 
@@ -57,16 +57,6 @@ class Docker:
         return [e for e in events if e["Actor"]["Attributes"].get("name") == container]
 
 
-def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def docker(shared_daemon) -> Iterator[Docker]:
     client = Docker(shared_daemon.host)
@@ -99,7 +89,7 @@ def test_states_log_events_filters_and_status_column(docker):
     waiting = run(docker, "--health-cmd", "true")  # dockerd's default interval: 30 s
     assert docker.health(waiting) == {"Status": "starting", "FailingStreak": 0, "Log": []}
     assert waiting in docker.names("health=starting")
-    until(lambda: status(docker, good) == "healthy" and status(docker, bad) == "unhealthy")
+    eventually(lambda: status(docker, good) == "healthy" and status(docker, bad) == "unhealthy")
 
     assert docker.inspect(good)["Config"]["Healthcheck"] == {
         "Test": ["CMD-SHELL", "true"], "Interval": 1_000_000_000,
@@ -138,13 +128,13 @@ def test_states_log_events_filters_and_status_column(docker):
     assert [e["Action"] for e in docker.events(since, bad)].count("health_status: unhealthy") == 1
     # A probe is an exec instance only while it runs, as with dockerd: one may be under way now.
     assert exec_id not in (docker.inspect(good)["ExecIDs"] or [])
-    until(lambda: docker.inspect(good)["ExecIDs"] is None)
+    eventually(lambda: docker.inspect(good)["ExecIDs"] is None)
 
 
 def test_log_keeps_five_probes_output_cut_and_probes_end_with_the_container(docker):
     noisy = run(docker, "--health-cmd", "head -c 5000 /dev/zero | tr '\\0' x; exit 3",
                 "--health-interval", "100ms", "--health-retries", "1")  # fmt: skip
-    health = until(lambda: (h := docker.health(noisy)) and h["FailingStreak"] >= 6 and h)
+    health = eventually(lambda: (h := docker.health(noisy)) and h["FailingStreak"] >= 6 and h)
     assert health["Status"] == "unhealthy" and len(health["Log"]) == 5
     assert {entry["Output"] for entry in health["Log"]} == {"x" * 4096 + "..."}
     assert {entry["ExitCode"] for entry in health["Log"]} == {3}
@@ -162,12 +152,12 @@ def test_timeout_start_period_and_probe_that_cannot_start(docker):
                "--health-timeout", "300ms", "--health-retries", "1")  # fmt: skip
     missing = run(docker, "--health-interval", "100ms", "--health-retries", "1",
                   "--health-start-period", "1h", "--health-cmd", "exit 1")  # fmt: skip
-    health = until(lambda: (h := docker.health(slow)) and h["Log"] and h)
+    health = eventually(lambda: (h := docker.health(slow)) and h["Log"] and h)
     assert health["Log"][0]["ExitCode"] == -1
     assert health["Log"][0]["Output"] == "Health check exceeded timeout (300ms)"
     assert health["Status"] == "unhealthy"
     # Within the start period failures do not count: still starting.
-    until(lambda: len(docker.health(missing)["Log"]) >= 3)
+    eventually(lambda: len(docker.health(missing)["Log"]) >= 3)
     assert docker.health(missing)["Status"] == "starting"
     assert docker.health(missing)["FailingStreak"] == 0
 
@@ -183,7 +173,7 @@ def test_image_healthcheck_is_merged_with_the_request(docker, shared_daemon, tmp
         assert docker.inspect(merged)["Config"]["Healthcheck"] == {
             "Test": ["CMD", "true"], "Interval": 1_000_000_000, "Retries": 7,
         }  # fmt: skip
-        until(lambda: status(docker, merged) == "healthy")
+        eventually(lambda: status(docker, merged) == "healthy")
         off = run(docker, "--no-healthcheck", image)
         assert docker.health(off) is None
     finally:
@@ -215,13 +205,13 @@ def test_probes_resume_after_a_daemon_restart(tmp_path):
         docker = Docker(daemon.host)
         docker("run", "-d", "--name", "survivor", "--health-cmd", "true",
                "--health-interval", "100ms", IMAGE, "sleep", "300")  # fmt: skip
-        until(lambda: status(docker, "survivor") == "healthy")
+        eventually(lambda: status(docker, "survivor") == "healthy")
         daemon.stop()
         with restarted(daemon) as again:
             docker = Docker(again.host)
             before = docker.health("survivor")["Log"][-1]["Start"]
-            until(lambda: docker.health("survivor")["Log"][-1]["Start"] > before)
-            until(lambda: status(docker, "survivor") == "healthy")
+            eventually(lambda: docker.health("survivor")["Log"][-1]["Start"] > before)
+            eventually(lambda: status(docker, "survivor") == "healthy")
             docker("rm", "-f", "survivor")
     finally:
         shut_down(daemon)
