@@ -423,7 +423,9 @@ def check_stats(answers: StatsAnswers) -> None:
     assert first["precpu_stats"] == ZEROED_PRECPU and first["preread"] == ZERO_TIME
     assert second["preread"] == first["read"] and third["preread"] == second["read"]
     assert second["precpu_stats"]["cpu_usage"] == first["cpu_stats"]["cpu_usage"]
-    assert all(0.7 < gap < 1.6 for gap in answers.gaps), answers.gaps
+    # About a second apart; the slack is a loaded machine's, which can delay one arrival and so
+    # shorten the next gap (an unpaced stream would be milliseconds apart).
+    assert all(0.5 < gap < 2.5 for gap in answers.gaps), answers.gaps
     # stream=false: the change over a second, like a stream's second frame
     assert answers.no_stream["preread"] != ZERO_TIME
     assert answers.no_stream["precpu_stats"]["cpu_usage"]["total_usage"] > 0
@@ -446,8 +448,8 @@ def test_stats_frames_one_shot_and_no_stream(daemon):
     started = time.monotonic()
     check_stats(stats_answers(daemon.host))
     # A stream's first frame comes at once: three frames, a no-stream answer and the rest
-    # in about four seconds (dockerd takes about six).
-    assert time.monotonic() - started < 8
+    # in about four seconds (dockerd takes about six; the bound leaves a loaded machine room).
+    assert time.monotonic() - started < 12
 
 
 # --------------------------------------------------------------------------------------------
