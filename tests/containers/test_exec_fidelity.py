@@ -11,8 +11,9 @@ import time
 import docker as docker_py
 import pytest
 
+from tests.conftest import eventually
 from tests.containers.conftest import IMAGE
-from tests.containers.test_health import Docker, run, until
+from tests.containers.test_health import Docker, run
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_detach_keys_on_exec(docker, shared_daemon):
 def test_top_passes_ps_options(docker):
     name = run(docker, command=("sh", "-c", "sleep 300 & sleep 301"))
     # busybox's sh execs its last command: two processes.
-    until(lambda: len(docker("top", name).stdout.splitlines()) == 3)
+    eventually(lambda: len(docker("top", name).stdout.splitlines()) == 3)
     lines = docker("top", name, "-o", "pid,args").stdout.splitlines()
     assert lines[0].split() == ["PID", "COMMAND"]
     commands = sorted(line.split(None, 1)[1] for line in lines[1:])

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from dockyard.testing.images import busybox_rootfs, image_archive
-from tests.conftest import docker_load
+from tests.conftest import docker_load, eventually
 from tests.containers.test_exec_fidelity import hijack
-from tests.containers.test_health import Docker, until
+from tests.containers.test_health import Docker
 
 pytestmark = pytest.mark.interop
 
@@ -55,8 +55,8 @@ def test_health_states_as_dockerd(engines):
         start(docker, name + "-ok", "--health-cmd", "true", "--health-interval", "1s")
         start(docker, name + "-off", "--no-healthcheck")
         first = sorted(docker.health(name))  # its fields (a probe may have run already)
-        until(lambda: docker.health(name)["Status"] == "unhealthy", 15)
-        until(lambda: docker.health(name + "-ok")["Status"] == "healthy", 15)
+        eventually(lambda: docker.health(name)["Status"] == "unhealthy", 15)
+        eventually(lambda: docker.health(name + "-ok")["Status"] == "healthy", 15)
         failing = docker.health(name)
         entry = failing["Log"][0]
         listed = {
@@ -83,7 +83,7 @@ def test_probe_timeout_and_refused_settings_as_dockerd(engines):
     def scenario(docker, _socket, name):
         start(docker, name, "--health-cmd", "sleep 5", "--health-interval", "100ms",
               "--health-timeout", "300ms")  # fmt: skip
-        entry = until(lambda: (h := docker.health(name)) and h["Log"] and h["Log"][0])
+        entry = eventually(lambda: (h := docker.health(name)) and h["Log"] and h["Log"][0])
         refused = [
             docker("run", "--name", f"{name}-{i}", *flags, "busybox", "true", check=False).stderr
             for i, flags in enumerate(
@@ -176,7 +176,7 @@ def _post(socket_path: str, path: str, body: str) -> bytes:
 def test_top_with_ps_options_as_dockerd(engines):
     def scenario(docker, _socket, name):
         start(docker, name, command=("sh", "-c", "sleep 300 & sleep 301"))
-        until(lambda: len(docker("top", name).stdout.splitlines()) == 3)
+        eventually(lambda: len(docker("top", name).stdout.splitlines()) == 3)
         results = []
         for options in (["-o", "pid,args"], ["aux"], ["-o", "bogus"], ["-eo", "pid,user=PID"]):
             result = docker("top", name, *options, check=False)
