@@ -218,11 +218,11 @@ class RuncRuntime:
                 user_ns=int(usage.get("user") or 0),
                 per_cpu_ns=tuple(int(v) for v in usage.get("percpu") or ()),
             ),
-            # runc leaves out the zero figures.
+            # runc leaves out the zero figures, and names two of these in camel case.
             cpu_throttling=CpuThrottling(
                 periods=int(throttling.get("periods") or 0),
-                throttled_periods=int(throttling.get("throttled_periods") or 0),
-                throttled_ns=int(throttling.get("throttled_time") or 0),
+                throttled_periods=int(throttling.get("throttledPeriods") or 0),
+                throttled_ns=int(throttling.get("throttledTime") or 0),
             ),
             memory=self._memory_detail(container_id, data.get("memory") or {}, version),
             block_io=_block_io(data.get("blkio") or {}, version),
