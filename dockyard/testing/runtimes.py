@@ -1044,8 +1044,9 @@ class RuntimeConformance(RuntimeHarness):
             assert throttling.throttled_ns > 0, throttling
         if stats.memory is not None:
             stat = stats.memory.stat
-            # The 4 MiB read back is page cache: v1's total_cache, v2's file.
-            assert stat.get("total_cache", stat.get("file", 0)) >= 4 << 20, stat
+            # The 4 MiB read back is page cache (most of it: pages may be reclaimed already):
+            # v1's total_cache, v2's file.
+            assert stat.get("total_cache", stat.get("file", 0)) >= 3 << 20, stat
             assert set(stat) >= (
                 {"total_inactive_file"} if "total_cache" in stat else {"inactive_file"}
             )
