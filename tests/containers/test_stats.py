@@ -4,7 +4,7 @@ page cache in ``memory_stats.stats``, and pinging the container from the host ra
 ``eth0`` counters; ``none`` and ``host`` containers have no ``networks``; ``container:``
 ones report the joined namespace's interfaces; before API 1.21 one summed ``network``.
 
-One daemon with networking for the module (the default bridge): it holds the host-network
+One daemon with networking (the default bridge) per runtime: it holds the host-network
 lock and leaves the host's links, addresses and ruleset as it found them. Traffic goes only
 to the containers' own addresses.
 """
@@ -25,6 +25,7 @@ from dockyard.testing.networks import host_left_as_found
 from dockyard.testing.peers import docker_cli, docker_env
 from tests.conftest import daemon_in, eventually, serving, shut_down
 from tests.containers.engine_api import Api
+from tests.runtimes.conftest import needs_runc
 
 #: CPU work, a direct 4 MiB write (past the page cache: the disk sees it in the container's
 #: cgroup), the file read back (into the page cache, charged to the container), then idle.
@@ -36,11 +37,15 @@ BUSY_THEN_IDLE = (
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory) -> Iterator[Api]:
+@pytest.fixture(
+    scope="module",
+    params=["namespaces", pytest.param("runc", marks=needs_runc)],
+)
+def api(request, tmp_path_factory) -> Iterator[Api]:
+    """A daemon on each runtime: both fill the frame from their ``stats()``."""
     base = tmp_path_factory.mktemp("stats-daemon")
     with host_left_as_found():
-        daemon = serving(daemon_in(base, network=True))
+        daemon = serving(daemon_in(base, network=True, extra_args=["--runtime", request.param]))
         try:
             yield Api.with_busybox(daemon)
         finally:
