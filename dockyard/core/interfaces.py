@@ -418,8 +418,89 @@ class Launcher(Protocol):
 
 
 @attrs.frozen
+class CpuTimes:
+    """Where a container's CPU time went, in nanoseconds since its cgroup was made."""
+
+    #: Time in the kernel on the container's behalf, and in its own code (cgroup v1 counts
+    #: these in clock ticks, so they move in steps of 10 ms; v2 counts microseconds).
+    kernel_ns: int = 0
+    user_ns: int = 0
+    #: Total time on each CPU the kernel may use, by CPU number (v1's
+    #: ``cpuacct.usage_percpu``); empty where the cgroup does not count it (v2).
+    per_cpu_ns: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class CpuThrottling:
+    """How a CPU quota (``--cpus``, ``--cpu-quota``) held the container back."""
+
+    #: Enforcement periods that have passed while it ran, how many of them it hit its quota
+    #: in, and how long in all it was then kept waiting (ns).
+    periods: int = 0
+    throttled_periods: int = 0
+    throttled_ns: int = 0
+
+
+@attrs.frozen
+class MemoryDetail:
+    """Memory figures beyond usage and limit."""
+
+    #: The highest usage seen (v1's ``memory.max_usage_in_bytes``); 0 where not counted (v2).
+    max_usage: int = 0
+    #: v1: how often usage hit the limit (``memory.failcnt``); v2: how often the OOM killer
+    #: was invoked for the cgroup (``oom`` in ``memory.events``), as dockerd reports each.
+    failcnt: int = 0
+    #: The cgroup's ``memory.stat`` counters docker reports: v1's 32 (``cache``, ``rss``,
+    #: ``total_inactive_file``...), v2's 31 (``anon``, ``file``, ``inactive_file``...); each
+    #: of them, 0 when the kernel has no such line. Clients read the page cache from them
+    #: (``docker stats`` subtracts ``total_inactive_file``, or ``inactive_file`` on v2).
+    stat: Mapping[str, int] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class BlockIOEntry:
+    """One counter of a block device: ``op`` is ``Read``, ``Write``, ``Sync``, ``Async``,
+    ``Discard`` or ``Total`` (v1, as the kernel names them), ``read`` or ``write`` (v2)."""
+
+    major: int
+    minor: int
+    op: str
+    value: int
+
+
+@attrs.frozen
+class BlockIO:
+    """Block I/O of the container's cgroup (and its children), by device.
+
+    Each list is ``None`` where the cgroup does not count it (dockerd sends ``null``), empty
+    where it counts but nothing happened yet (``[]``). Cgroup v1 with a throttling-capable
+    blkio controller fills the first two and leaves the rest empty (their files belonged to
+    the CFQ scheduler, gone since Linux 5.0); v2 fills ``service_bytes`` alone, from
+    ``rbytes`` and ``wbytes`` of ``io.stat``.
+    """
+
+    #: Bytes and requests moved, by device and operation.
+    service_bytes: tuple[BlockIOEntry, ...] | None = None
+    serviced: tuple[BlockIOEntry, ...] | None = None
+    #: CFQ's figures: requests queued, time serving and waiting (ns), merged requests, time
+    #: the device was busy (ms), sectors moved.
+    queued: tuple[BlockIOEntry, ...] | None = None
+    service_time: tuple[BlockIOEntry, ...] | None = None
+    wait_time: tuple[BlockIOEntry, ...] | None = None
+    merged: tuple[BlockIOEntry, ...] | None = None
+    time: tuple[BlockIOEntry, ...] | None = None
+    sectors: tuple[BlockIOEntry, ...] | None = None
+
+
+@attrs.frozen
 class ContainerStats:
-    """One sample of a container's resource use, read from its cgroup."""
+    """One sample of a container's resource use, read from its cgroup.
+
+    The fields after ``pids_limit`` came later and have defaults: a runtime that does not
+    fill them leaves them ``None``, and the daemon then reports zeros and empty lists. The
+    conformance suite (:mod:`dockyard.testing.runtimes`) checks what a runtime fills. Network
+    counters are not here: the network namespace is the daemon's, and it reads them.
+    """
 
     memory_usage: int
     memory_limit: int
@@ -428,6 +509,10 @@ class ContainerStats:
     online_cpus: int
     pids: int
     pids_limit: int
+    cpu_times: CpuTimes | None = None
+    cpu_throttling: CpuThrottling | None = None
+    memory: MemoryDetail | None = None
+    block_io: BlockIO | None = None
 
 
 @attrs.frozen

@@ -15,7 +15,15 @@ import signal
 import time
 from typing import NamedTuple
 
-from dockyard.core.interfaces import DeviceRate, Resources
+from dockyard.core.interfaces import (
+    BlockIO,
+    BlockIOEntry,
+    CpuThrottling,
+    CpuTimes,
+    DeviceRate,
+    MemoryDetail,
+    Resources,
+)
 
 #: v1 controllers a container gets a directory in. A new cpuset cgroup starts with no CPUs or
 #: memory nodes: each level gets its parent's (see :func:`_inherit_cpuset`) unless limited.
@@ -169,6 +177,76 @@ def system_cpu_ns() -> int:
                 ticks = sum(int(value) for value in line.split()[1:8])
                 return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     return 0
+
+
+#: The ``memory.stat`` counters docker reports, by cgroup version (dockerd 20.10 copies these
+#: through containerd; other lines of the file it leaves out).
+DOCKER_MEMORY_STAT = {
+    1: (
+        "cache", "rss", "rss_huge", "mapped_file", "dirty", "writeback", "pgpgin", "pgpgout",
+        "pgfault", "pgmajfault", "inactive_anon", "active_anon", "inactive_file", "active_file",
+        "unevictable", "hierarchical_memory_limit", "hierarchical_memsw_limit",
+        "total_cache", "total_rss", "total_rss_huge", "total_mapped_file", "total_dirty",
+        "total_writeback", "total_pgpgin", "total_pgpgout", "total_pgfault",
+        "total_pgmajfault", "total_inactive_anon", "total_active_anon", "total_inactive_file",
+        "total_active_file", "total_unevictable",
+    ),
+    2: (
+        "anon", "file", "kernel_stack", "slab", "sock", "shmem", "file_mapped", "file_dirty",
+        "file_writeback", "anon_thp", "inactive_anon", "active_anon", "inactive_file",
+        "active_file", "unevictable", "slab_reclaimable", "slab_unreclaimable", "pgfault",
+        "pgmajfault", "workingset_refault", "workingset_activate", "workingset_nodereclaim",
+        "pgrefill", "pgscan", "pgsteal", "pgactivate", "pgdeactivate", "pglazyfree",
+        "pglazyfreed", "thp_fault_alloc", "thp_collapse_alloc",
+    ),
+}  # fmt: skip
+
+
+def docker_memory_stat(raw: dict[str, int], version: int) -> dict[str, int]:
+    """The counters of a ``memory.stat`` docker reports for cgroup ``version``; 0 for those
+    the kernel does not write (a v2 kernel before 5.x has no ``workingset_*`` lines)."""
+    return {key: raw.get(key, 0) for key in DOCKER_MEMORY_STAT[version]}
+
+
+def _ticks_ns(ticks: int) -> int:
+    """Clock ticks (USER_HZ, as ``cpuacct.stat`` counts) in nanoseconds."""
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _blkio_entries(path: str) -> tuple[BlockIOEntry, ...]:
+    """A v1 blkio file's ``MAJOR:MINOR Op value`` lines; the closing ``Total N`` (summing
+    all devices) is left out, as docker leaves it."""
+    entries = []
+    try:
+        with open(path) as source:
+            for line in source:
+                fields = line.split()
+                if len(fields) != 3 or ":" not in fields[0]:
+                    continue
+                major, _, minor = fields[0].partition(":")
+                entries.append(BlockIOEntry(int(major), int(minor), fields[1], int(fields[2])))
+    except (OSError, ValueError):
+        pass
+    return tuple(entries)
+
+
+def _io_stat(path: str) -> list[tuple[tuple[int, int], dict[str, int]]]:
+    """v2 ``io.stat``: each device's ``key=value`` counters."""
+    devices = []
+    try:
+        with open(path) as source:
+            for line in source:
+                device, *pairs = line.split()
+                major, _, minor = device.partition(":")
+                counters = {}
+                for pair in pairs:
+                    key, _, value = pair.partition("=")
+                    if value.isdigit():
+                        counters[key] = int(value)
+                devices.append(((int(major), int(minor)), counters))
+    except (OSError, ValueError):
+        pass
+    return devices
 
 
 class Capabilities(NamedTuple):
@@ -525,6 +603,78 @@ class ContainerCgroup:
     def pids_max(self) -> int:
         """The pids limit; 0 when unlimited."""
         return _read_int(self._file("pids", "pids.max")) if self._has("pids") else 0
+
+    def cpu_times(self) -> CpuTimes:
+        """Kernel and user time, and (v1) the time on each CPU."""
+        if self.version == 2:
+            stat = _keyed(self._file("", "cpu.stat"))
+            return CpuTimes(
+                kernel_ns=stat.get("system_usec", 0) * 1000,
+                user_ns=stat.get("user_usec", 0) * 1000,
+            )
+        if "cpuacct" not in self.dirs:
+            return CpuTimes()
+        ticks = _keyed(self._file("cpuacct", "cpuacct.stat"))
+        try:
+            per_cpu = tuple(
+                int(v) for v in _read(self._file("cpuacct", "cpuacct.usage_percpu")).split()
+            )
+        except (OSError, ValueError):
+            per_cpu = ()
+        return CpuTimes(
+            kernel_ns=_ticks_ns(ticks.get("system", 0)),
+            user_ns=_ticks_ns(ticks.get("user", 0)),
+            per_cpu_ns=per_cpu,
+        )
+
+    def cpu_throttling(self) -> CpuThrottling:
+        """What the CFS quota did (``cpu.stat``: v1 counts the time in ns, v2 in us)."""
+        if self.version == 2:
+            stat = _keyed(self._file("", "cpu.stat"))
+            throttled_ns = stat.get("throttled_usec", 0) * 1000
+        elif "cpu" in self.dirs:
+            stat = _keyed(self._file("cpu", "cpu.stat"))
+            throttled_ns = stat.get("throttled_time", 0)
+        else:
+            return CpuThrottling()
+        return CpuThrottling(
+            periods=stat.get("nr_periods", 0),
+            throttled_periods=stat.get("nr_throttled", 0),
+            throttled_ns=throttled_ns,
+        )
+
+    def memory_detail(self) -> MemoryDetail:
+        """Peak usage, failure count and the ``memory.stat`` counters docker reports."""
+        if self.version == 2:
+            return MemoryDetail(
+                failcnt=_keyed(self._file("", "memory.events")).get("oom", 0),
+                stat=docker_memory_stat(_keyed(self._file("", "memory.stat")), 2),
+            )
+        return MemoryDetail(
+            max_usage=_read_int(self._file("memory", "memory.max_usage_in_bytes")),
+            failcnt=_read_int(self._file("memory", "memory.failcnt")),
+            stat=docker_memory_stat(_keyed(self._file("memory", "memory.stat")), 1),
+        )
+
+    def block_io(self) -> BlockIO:
+        """Bytes and requests by device: v1 from the blkio throttling files (they count
+        every request, whatever the scheduler), v2 from ``io.stat``."""
+        if self.version == 2:
+            entries = []
+            for device, counters in _io_stat(self._file("", "io.stat")):
+                major, minor = device
+                entries.append(BlockIOEntry(major, minor, "read", counters.get("rbytes", 0)))
+                entries.append(BlockIOEntry(major, minor, "write", counters.get("wbytes", 0)))
+            return BlockIO(service_bytes=tuple(entries) or None)
+        if "blkio" not in self.dirs:
+            return BlockIO()
+        return BlockIO(
+            service_bytes=_blkio_entries(
+                self._file("blkio", "blkio.throttle.io_service_bytes_recursive")
+            ),
+            serviced=_blkio_entries(self._file("blkio", "blkio.throttle.io_serviced_recursive")),
+            queued=(), service_time=(), wait_time=(), merged=(), time=(), sectors=(),
+        )  # fmt: skip
 
     def _has(self, controller: str) -> bool:
         return self.version == 2 or controller in self.dirs

@@ -18,7 +18,7 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from dockyard.linux import syscalls
 
@@ -124,3 +124,40 @@ def run_in(path: str | os.PathLike[str], work: Callable[[], T]) -> T:
         return work()
 
     return _in_thread(body)
+
+
+class InterfaceCounters(NamedTuple):
+    """Traffic of one interface since it was made, as the kernel counts it (``errors`` and
+    ``dropped`` as ``/proc/net/dev`` sums them)."""
+
+    rx_bytes: int
+    rx_packets: int
+    rx_errors: int
+    rx_dropped: int
+    tx_bytes: int
+    tx_packets: int
+    tx_errors: int
+    tx_dropped: int
+
+
+def interface_counters(pid: int) -> dict[str, InterfaceCounters]:
+    """Each interface of process ``pid``'s network namespace, by name, with its counters.
+
+    Read from ``/proc/PID/net/dev``, which shows the namespace of that process: no thread has
+    to join it. Empty when the process is gone.
+    """
+    found = {}
+    try:
+        with open(f"/proc/{pid}/net/dev") as source:
+            lines = source.readlines()[2:]  # two lines of headings
+    except OSError:
+        return {}
+    for line in lines:
+        name, _, numbers = line.partition(":")
+        fields = [int(value) for value in numbers.split()]
+        if len(fields) < 12:
+            continue
+        # receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same
+        # four first
+        found[name.strip()] = InterfaceCounters(*fields[0:4], *fields[8:12])
+    return found

@@ -1009,6 +1009,60 @@ class RuntimeConformance(RuntimeHarness):
         with pytest.raises(NotFound):
             runtime.stats(spec.id)
 
+    #: The optional parts of :class:`ContainerStats` the runtime fills; a runtime that fills
+    #: fewer names fewer (in a subclass), and the suite checks each one named.
+    STATS_FILLED = frozenset({"cpu_times", "cpu_throttling", "memory", "block_io"})
+
+    def test_stats_detail_follows_the_containers_use(
+        self, make_spec: SpecFactory, start: Starter, runtime: Runtime
+    ) -> None:
+        # Half a CPU for a second's loop: user time and throttled periods. A direct write
+        # (past the page cache, so it reaches the disk in the process's cgroup) and a read of
+        # what it wrote (into the page cache, charged to the container).
+        script = (
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; "
+            "dd if=/dev/zero of=/written bs=1M count=4 oflag=direct 2>/dev/null; "
+            "cat /written > /dev/null; exec sleep 30"
+        )
+        half_a_cpu = Resources(memory_bytes=64 << 20, nano_cpus=500_000_000)
+        spec = make_spec("sh", "-c", script, resources=half_a_cpu)
+        running = start(spec)
+        self.wait_for_exec(runtime, running)
+        stats = runtime.stats(spec.id)
+        filled = {name for name in self.STATS_FILLED if getattr(stats, name) is not None}
+        assert filled == self.STATS_FILLED, f"not filled: {self.STATS_FILLED - filled}"
+        if stats.cpu_times is not None:
+            times = stats.cpu_times
+            assert times.user_ns >= 100_000_000, times  # the loop
+            assert times.kernel_ns + times.user_ns <= stats.cpu_total_ns + 50_000_000, times
+            if times.per_cpu_ns:  # cgroup v1 counts each CPU's share: they sum to the total
+                assert len(times.per_cpu_ns) >= (os.cpu_count() or 1)
+                assert abs(sum(times.per_cpu_ns) - stats.cpu_total_ns) < 10_000_000
+        if stats.cpu_throttling is not None:
+            throttling = stats.cpu_throttling
+            assert throttling.periods >= throttling.throttled_periods > 0, throttling
+            assert throttling.throttled_ns > 0, throttling
+        if stats.memory is not None:
+            stat = stats.memory.stat
+            # The 4 MiB read back is page cache (most of it: pages may be reclaimed already):
+            # v1's total_cache, v2's file.
+            assert stat.get("total_cache", stat.get("file", 0)) >= 3 << 20, stat
+            assert set(stat) >= (
+                {"total_inactive_file"} if "total_cache" in stat else {"inactive_file"}
+            )
+            if stats.memory.max_usage:
+                assert stats.memory.max_usage >= stats.memory_usage
+        if stats.block_io is not None:
+            written = [
+                entry.value for entry in stats.block_io.service_bytes or ()
+                if entry.op in ("Write", "write")
+            ]  # fmt: skip
+            assert sum(written) >= 4 << 20, stats.block_io
+            if stats.block_io.serviced is not None:
+                writes = [e.value for e in stats.block_io.serviced if e.op == "Write"]
+                assert sum(writes) >= 4, stats.block_io.serviced
+        runtime.cleanup(spec.id)
+
     def test_pause_freezes_and_resume_thaws(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime
     ) -> None:

@@ -14,9 +14,11 @@ import pytest
 
 from dockyard.core.config import parse_config
 from dockyard.core.drivers import DriverKind
+from dockyard.core.interfaces import BlockIO, BlockIOEntry, CpuThrottling, CpuTimes
 from dockyard.core.plugins import PluginHost
-from dockyard.linux.cgroups import ContainerCgroup, Layout, _keyed
+from dockyard.linux.cgroups import DOCKER_MEMORY_STAT, ContainerCgroup, Layout, _keyed
 from dockyard.plugins.runtimes.namespaces.plugin import NamespacesConfig, NamespacesRuntime
+from dockyard.plugins.runtimes.runc.plugin import _block_io
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
@@ -65,6 +67,67 @@ def test_v2_freezes_counts_and_removes_a_real_process(v2_cgroup):
         if spinner.poll() is None:
             spinner.kill()
             spinner.wait()
+
+
+def test_v2_stats_read_cpu_times_from_the_unified_tree(v2_cgroup):
+    # On a hybrid machine the unified tree has no controllers, but every cgroup counts CPU.
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with open(os.path.join(v2_cgroup.dirs[""], "cgroup.procs"), "w") as procs:
+            procs.write(str(spinner.pid))
+        eventually(lambda: v2_cgroup.cpu_times().user_ns > 20_000_000, what="20 ms of user CPU")
+        times = v2_cgroup.cpu_times()
+        assert times.per_cpu_ns == ()  # v2 does not count by CPU
+        assert times.user_ns + times.kernel_ns <= v2_cgroup.cpu_usage_ns()
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_v2_stats_files_read_as_dockerd_reports_them(tmp_path):
+    # Stand-in files where this machine's unified tree has no memory, io or cpu controller.
+    cgroup = ContainerCgroup("c1", "parent", Layout(2, {"": str(tmp_path)}))
+    directory = Path(cgroup.dirs[""])
+    directory.mkdir(parents=True)
+    (directory / "cpu.stat").write_text(
+        "usage_usec 900\nuser_usec 600\nsystem_usec 300\nnr_periods 7\nnr_throttled 2\n"
+        "throttled_usec 40\n"
+    )
+    (directory / "memory.stat").write_text("anon 4096\nfile 8192\ninactive_file 4096\nzswap 1\n")
+    (directory / "memory.events").write_text("low 0\nhigh 0\nmax 5\noom 3\noom_kill 1\n")
+    (directory / "io.stat").write_text(
+        "254:0 rbytes=512 wbytes=4096 rios=1 wios=2 dbytes=0 dios=0\n"
+    )
+    assert cgroup.cpu_times() == CpuTimes(kernel_ns=300_000, user_ns=600_000)
+    assert cgroup.cpu_throttling() == CpuThrottling(7, 2, 40_000)
+    memory = cgroup.memory_detail()
+    assert (memory.max_usage, memory.failcnt) == (0, 3)  # failcnt: memory.events' oom
+    assert list(memory.stat) == list(DOCKER_MEMORY_STAT[2])  # zswap is not docker's
+    assert (memory.stat["file"], memory.stat["inactive_file"], memory.stat["slab"]) == (
+        8192,
+        4096,
+        0,
+    )
+    assert cgroup.block_io() == BlockIO(
+        service_bytes=(BlockIOEntry(254, 0, "read", 512), BlockIOEntry(254, 0, "write", 4096))
+    )
+    (directory / "io.stat").write_text("")  # no I/O yet: dockerd sends null
+    assert cgroup.block_io() == BlockIO()
+
+
+def test_runc_events_blkio_on_v2_as_dockerd_reports_it():
+    blkio = {
+        "ioServiceBytesRecursive": [
+            {"major": 254, "op": "Read", "value": 512}, {"major": 254, "op": "Write"},
+            {"major": 254, "op": "Discard", "value": 9},
+        ],
+        "ioServicedRecursive": [{"major": 254, "op": "Read", "value": 1}],
+    }  # fmt: skip
+    assert _block_io(blkio, 2) == BlockIO(
+        service_bytes=(BlockIOEntry(254, 0, "read", 512), BlockIOEntry(254, 0, "write", 0))
+    )
+    v1 = _block_io(blkio, 1)
+    assert v1.serviced == (BlockIOEntry(254, 0, "Read", 1),) and v1.sectors == ()
 
 
 def test_plugin_is_registered_available_and_reads_its_config_table():

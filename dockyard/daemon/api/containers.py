@@ -21,7 +21,17 @@ from starlette.routing import Route
 
 from dockyard.core.decoding import parse_json
 from dockyard.core.errors import Conflict, InvalidParameter, NotFound
-from dockyard.core.interfaces import ContainerProcess, ContainerStats, LogEntry
+from dockyard.core.interfaces import (
+    BlockIO,
+    BlockIOEntry,
+    ContainerProcess,
+    ContainerStats,
+    CpuThrottling,
+    CpuTimes,
+    LogEntry,
+    MemoryDetail,
+    Runtime,
+)
 from dockyard.core.platforms import PlatformSpec, parse_platform_specifier, platform_runs
 from dockyard.core.timestamps import ZERO_TIME, now_rfc3339, rfc3339_nano
 from dockyard.daemon.api import versions
@@ -54,7 +64,7 @@ from dockyard.daemon.containers.model import Container
 from dockyard.daemon.containers.supervisor import set_window_size
 from dockyard.daemon.engine_api import ENGINE_API
 from dockyard.daemon.volumes import Volume, VolumeCreateRequest, VolumeStore
-from dockyard.linux import inroot
+from dockyard.linux import inroot, netns
 
 T = TypeVar("T")
 
@@ -844,35 +854,106 @@ _NO_CPU: dict[str, Any] = {
 
 @attrs.frozen
 class _Sample:
-    """One reading of a container's cgroups, and when it was taken."""
+    """One reading of a container's cgroups and interfaces, and when it was taken."""
 
     stats: ContainerStats
     read: str
+    #: Counters of the interfaces its networks gave it, by name (``eth0``...).
+    networks: dict[str, dict[str, int]] = attrs.Factory(dict)
+
+
+def _read_sample(manager: ContainerManager, runtime: Runtime, container: Container) -> _Sample:
+    stats = runtime.stats(container.id)
+    return _Sample(stats, now_rfc3339(), _network_counters(manager, container))
+
+
+def _network_counters(manager: ContainerManager, container: Container) -> dict[str, dict]:
+    """The traffic of the interfaces its networks gave the container, read in its network
+    namespace (through its init's ``/proc/PID/net``); dockerd reports those alone, so a
+    ``host`` or ``none`` container has none (and no ``networks`` in its frames)."""
+    if manager.networking is None or not container.state.pid:
+        return {}
+    names = manager.networking.interfaces(container)
+    if not names:
+        return {}
+    counters = netns.interface_counters(container.state.pid)
+    return {name: counters[name]._asdict() for name in names if name in counters}
+
+
+def _cpu_stats(stats: ContainerStats) -> dict[str, Any]:
+    times = stats.cpu_times or CpuTimes()
+    throttling = stats.cpu_throttling or CpuThrottling()
+    usage: dict[str, Any] = {"total_usage": stats.cpu_total_ns}
+    if times.per_cpu_ns:  # dockerd leaves it out where the cgroup does not count it (v2)
+        usage["percpu_usage"] = list(times.per_cpu_ns)
+    usage["usage_in_kernelmode"] = times.kernel_ns
+    usage["usage_in_usermode"] = times.user_ns
+    return {
+        "cpu_usage": usage,
+        "system_cpu_usage": stats.system_cpu_ns,
+        "online_cpus": stats.online_cpus,
+        "throttling_data": {
+            "periods": throttling.periods,
+            "throttled_periods": throttling.throttled_periods,
+            "throttled_time": throttling.throttled_ns,
+        },
+    }
+
+
+def _memory_stats(stats: ContainerStats) -> dict[str, Any]:
+    """dockerd's shape: ``max_usage`` and ``failcnt`` only when not zero."""
+    detail = stats.memory or MemoryDetail()
+    memory: dict[str, Any] = {"usage": stats.memory_usage}
+    if detail.max_usage:
+        memory["max_usage"] = detail.max_usage
+    memory["stats"] = dict(detail.stat)
+    if detail.failcnt:
+        memory["failcnt"] = detail.failcnt
+    memory["limit"] = stats.memory_limit
+    return memory
+
+
+def _blkio_stats(block_io: BlockIO | None) -> dict[str, Any]:
+    """Every list dockerd sends, ``null`` where the cgroup does not count it."""
+    block_io = block_io or BlockIO()
+
+    def entries(found: tuple[BlockIOEntry, ...] | None) -> list[dict[str, Any]] | None:
+        return None if found is None else [attrs.asdict(entry) for entry in found]
+
+    return {
+        "io_service_bytes_recursive": entries(block_io.service_bytes),
+        "io_serviced_recursive": entries(block_io.serviced),
+        "io_queue_recursive": entries(block_io.queued),
+        "io_service_time_recursive": entries(block_io.service_time),
+        "io_wait_time_recursive": entries(block_io.wait_time),
+        "io_merged_recursive": entries(block_io.merged),
+        "io_time_recursive": entries(block_io.time),
+        "sectors_recursive": entries(block_io.sectors),
+    }
 
 
 def _stats_document(container: Container, sample: _Sample, previous: _Sample | None) -> dict:
-    def cpu(s: ContainerStats) -> dict[str, Any]:
-        return {
-            "cpu_usage": {"total_usage": s.cpu_total_ns},
-            "system_cpu_usage": s.system_cpu_ns,
-            "online_cpus": s.online_cpus,
-            "throttling_data": {},
-        }
-
+    """A running container's frame, key for key as dockerd 20.10 sends it."""
     stats = sample.stats
-    return {
+    pids: dict[str, int] = {"current": stats.pids}
+    if stats.pids_limit:  # dockerd leaves out no limit
+        pids["limit"] = stats.pids_limit
+    document = {
         "read": sample.read,
         "preread": previous.read if previous is not None else ZERO_TIME,
-        "id": container.id,
-        "name": f"/{container.name}",
+        "pids_stats": pids,
+        "blkio_stats": _blkio_stats(stats.block_io),
         "num_procs": 0,
-        "pids_stats": {"current": stats.pids, "limit": stats.pids_limit},
-        "cpu_stats": cpu(stats),
-        "precpu_stats": cpu(previous.stats) if previous is not None else _NO_CPU,
-        "memory_stats": {"usage": stats.memory_usage, "limit": stats.memory_limit, "stats": {}},
-        "blkio_stats": {},
-        "networks": {},
+        "storage_stats": {},
+        "cpu_stats": _cpu_stats(stats),
+        "precpu_stats": _cpu_stats(previous.stats) if previous is not None else _NO_CPU,
+        "memory_stats": _memory_stats(stats),
+        "name": f"/{container.name}",
+        "id": container.id,
     }
+    if sample.networks:  # dockerd leaves out an empty map
+        document["networks"] = sample.networks
+    return document
 
 
 def _stopped_stats_document(container: Container) -> dict[str, Any]:
@@ -913,7 +994,7 @@ async def stats(request: Request) -> Response:
         raise Conflict(f"Container {container.id} is not running")
 
     async def sample() -> _Sample:
-        return _Sample(await run_in_threadpool(runtime.stats, container.id), now_rfc3339())
+        return await run_in_threadpool(_read_sample, manager, runtime, container)
 
     first = await sample()
     if one_shot:

@@ -233,6 +233,25 @@ class ContainerNetworks:
         container.link_env = env
         return attrs.evolve(container.spec, process=process, network_mode="none", netns=str(path))
 
+    def interfaces(self, container: Container) -> list[str]:
+        """The interfaces the container's networks gave it (``eth0``...): for ``container:NAME``,
+        those of the container whose namespace it joined; none for ``host`` or ``none``. These
+        are what dockerd reports traffic of (``networks`` of a stats frame)."""
+        seen = {container.id}
+        while (mode := container.host_config.network_mode or "").startswith(CONTAINER_MODE):
+            try:
+                container = self._container(mode[len(CONTAINER_MODE) :])
+            except NotFound:
+                return []
+            if container.id in seen:
+                return []
+            seen.add(container.id)
+        return [
+            attachment.endpoint.interface_name
+            for attachment in container.networks
+            if attachment.endpoint is not None and attachment.endpoint.interface_name
+        ]
+
     # ------------------------------------------------------------------ legacy links
 
     def _children(

@@ -106,6 +106,10 @@ class NamespacesRuntime:
             online_cpus=os.cpu_count() or 1,
             pids=cgroup.pids_current(),
             pids_limit=cgroup.pids_max(),
+            cpu_times=cgroup.cpu_times(),
+            cpu_throttling=cgroup.cpu_throttling(),
+            memory=cgroup.memory_detail(),
+            block_io=cgroup.block_io(),
         )
 
     def processes(self, container_id: str) -> list[ContainerProcess]:

@@ -30,10 +30,15 @@ from dockyard.core.drivers import DriverContext, DriverInfo, DriverKind
 from dockyard.core.errors import DockyardError, DriverUnavailable, InvalidParameter, NotFound
 from dockyard.core.hookspecs import hookimpl
 from dockyard.core.interfaces import (
+    BlockIO,
+    BlockIOEntry,
     ContainerProcess,
     ContainerSpec,
     ContainerStats,
+    CpuThrottling,
+    CpuTimes,
     LaunchError,
+    MemoryDetail,
     ProcessSpec,
     Resources,
 )
@@ -41,6 +46,7 @@ from dockyard.linux.cgroups import (
     CgroupError,
     ContainerCgroup,
     detect_layout,
+    docker_memory_stat,
     host_memory,
     system_cpu_ns,
 )
@@ -195,14 +201,51 @@ class RuncRuntime:
         machine = host_memory()
         limit = int(memory.get("limit") or 0) or machine
         pids = data.get("pids", {})
+        cpu = data.get("cpu") or {}
+        usage = cpu.get("usage") or {}
+        throttling = cpu.get("throttling") or {}
+        version = detect_layout().version
         return ContainerStats(
             memory_usage=int(memory.get("usage") or 0),
             memory_limit=min(limit, machine) if machine else limit,
-            cpu_total_ns=int(data.get("cpu", {}).get("usage", {}).get("total") or 0),
+            cpu_total_ns=int(usage.get("total") or 0),
             system_cpu_ns=system_cpu_ns(),
             online_cpus=os.cpu_count() or 1,
             pids=int(pids.get("current") or 0),
             pids_limit=int(pids.get("limit") or 0),
+            cpu_times=CpuTimes(
+                kernel_ns=int(usage.get("kernel") or 0),
+                user_ns=int(usage.get("user") or 0),
+                per_cpu_ns=tuple(int(v) for v in usage.get("percpu") or ()),
+            ),
+            # runc leaves out the zero figures, and names two of these in camel case.
+            cpu_throttling=CpuThrottling(
+                periods=int(throttling.get("periods") or 0),
+                throttled_periods=int(throttling.get("throttledPeriods") or 0),
+                throttled_ns=int(throttling.get("throttledTime") or 0),
+            ),
+            memory=self._memory_detail(container_id, data.get("memory") or {}, version),
+            block_io=_block_io(data.get("blkio") or {}, version),
+        )
+
+    def _memory_detail(
+        self, container_id: str, memory: dict[str, Any], version: int
+    ) -> MemoryDetail:
+        raw = {key: int(value) for key, value in (memory.get("raw") or {}).items()}
+        if version == 2:
+            # runc's events carry no OOM count: docker's v2 failcnt is memory.events' "oom".
+            try:
+                failcnt = (
+                    ContainerCgroup(container_id, self.runc.cgroup_parent).memory_detail().failcnt
+                )
+            except (OSError, CgroupError):
+                failcnt = 0
+            return MemoryDetail(failcnt=failcnt, stat=docker_memory_stat(raw, 2))
+        usage = memory.get("usage") or {}
+        return MemoryDetail(
+            max_usage=int(usage.get("max") or 0),
+            failcnt=int(usage.get("failcnt") or 0),
+            stat=docker_memory_stat(raw, 1),
         )
 
     def processes(self, container_id: str) -> list[ContainerProcess]:
@@ -335,4 +378,39 @@ def dockyard_runtimes() -> DriverInfo:
         capabilities=frozenset(("oci", "cgroup-v1", "cgroup-v2", "user-namespaces")),
         priority=10,
         check=check,
+    )
+
+
+def _blkio_list(entries: list[dict[str, Any]] | None) -> tuple[BlockIOEntry, ...]:
+    """runc's blkio entries (it leaves out zero fields) as records."""
+    return tuple(
+        BlockIOEntry(
+            int(e.get("major") or 0),
+            int(e.get("minor") or 0),
+            e.get("op") or "",
+            int(e.get("value") or 0),
+        )
+        for e in entries or ()
+    )
+
+
+def _block_io(blkio: dict[str, Any], version: int) -> BlockIO:
+    """runc's blkio figures as docker reports them: on v1 every list (runc leaves out the
+    empty ones), on v2 the bytes read and written alone, their ops in lower case."""
+    if version == 2:
+        moved = [
+            attrs.evolve(entry, op=entry.op.lower())
+            for entry in _blkio_list(blkio.get("ioServiceBytesRecursive"))
+            if entry.op in ("Read", "Write")
+        ]
+        return BlockIO(service_bytes=tuple(moved) or None)
+    return BlockIO(
+        service_bytes=_blkio_list(blkio.get("ioServiceBytesRecursive")),
+        serviced=_blkio_list(blkio.get("ioServicedRecursive")),
+        queued=_blkio_list(blkio.get("ioQueueRecursive")),
+        service_time=_blkio_list(blkio.get("ioServiceTimeRecursive")),
+        wait_time=_blkio_list(blkio.get("ioWaitTimeRecursive")),
+        merged=_blkio_list(blkio.get("ioMergedRecursive")),
+        time=_blkio_list(blkio.get("ioTimeRecursive")),
+        sectors=_blkio_list(blkio.get("sectorsRecursive")),
     )
