@@ -64,6 +64,20 @@ def children(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
+def runc_races_on_exec_nofile() -> bool:
+    """Whether ``runc exec`` leaves an exec's soft RLIMIT_NOFILE to chance: before runc 1.1.13 it
+    sets the limit from outside while Go's runtime in ``runc init`` raises the soft limit to the
+    hard one, and whichever comes last wins (opencontainers/runc#4195, two runs in three here with
+    Debian 12's 1.1.5). dockerd on the same runc does the same."""
+    runc = shutil.which("runc")
+    if runc is None:
+        return False
+    first_line = subprocess.run([runc, "--version"], capture_output=True, text=True).stdout
+    release = re.match(r"runc version (\d+)\.(\d+)\.(\d+)", first_line)
+    assert release, first_line
+    return tuple(int(part) for part in release.groups()) < (1, 1, 13)
+
+
 def free_port() -> int:
     """A port a server the test starts can listen on, on any address.
 

@@ -955,6 +955,13 @@ class RuntimeConformance(RuntimeHarness):
         result = run(spec)
         assert result.stdout.split() == ["640", "10", "WROTE"], result
 
+    #: Whether an exec's soft RLIMIT_NOFILE is the one asked for. A runtime built on a runc
+    #: before 1.1.13 sets this False: that runc sets the limit from outside while Go's runtime
+    #: in ``runc init`` raises the soft limit to the hard one, and whichever comes last wins
+    #: (opencontainers/runc#4195). The suite then checks the init's limits and the exec's
+    #: others.
+    EXEC_SOFT_NOFILE_EXACT = True
+
     def test_rlimits_and_oom_score_adj_reach_the_process_and_execs(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime
     ) -> None:
@@ -963,11 +970,16 @@ class RuntimeConformance(RuntimeHarness):
                          process={"rlimits": limits, "oom_score_adj": 300})  # fmt: skip
         running = start(spec)
         assert Path(f"/proc/{running.pid}/oom_score_adj").read_text() == "300\n"
+        init_limits = Path(f"/proc/{running.pid}/limits").read_text()
+        assert re.search(r"^Max open files +512 +1024 ", init_limits, re.MULTILINE), init_limits
         status, output = self.exec_in(
             runtime, running, "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u",
             rlimits=limits, oom_score_adj=300,
         )  # fmt: skip
-        assert (status, output.split()) == (0, ["512", "1024", "100"])
+        soft, *others = output.split()
+        assert (status, others) == (0, ["1024", "100"]), output
+        if self.EXEC_SOFT_NOFILE_EXACT:
+            assert soft == "512", output
 
     def test_pids_limit_caps_a_fork_bomb(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime
@@ -1016,9 +1028,9 @@ class RuntimeConformance(RuntimeHarness):
     def test_stats_detail_follows_the_containers_use(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime
     ) -> None:
-        # Half a CPU for a second's loop: user time and throttled periods. A direct write
-        # (past the page cache, so it reaches the disk in the process's cgroup) and a read of
-        # what it wrote (into the page cache, charged to the container).
+        # A second's loop: user time. A direct write (past the page cache, so it reaches the
+        # disk in the process's cgroup) and a read of what it wrote (into the page cache,
+        # charged to the container).
         script = (
             "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; "
             "dd if=/dev/zero of=/written bs=1M count=4 oflag=direct 2>/dev/null; "
@@ -1038,10 +1050,9 @@ class RuntimeConformance(RuntimeHarness):
             if times.per_cpu_ns:  # cgroup v1 counts each CPU's share: they sum to the total
                 assert len(times.per_cpu_ns) >= (os.cpu_count() or 1)
                 assert abs(sum(times.per_cpu_ns) - stats.cpu_total_ns) < 10_000_000
-        if stats.cpu_throttling is not None:
+        if stats.cpu_throttling is not None:  # whether it was throttled depends on the load
             throttling = stats.cpu_throttling
-            assert throttling.periods >= throttling.throttled_periods > 0, throttling
-            assert throttling.throttled_ns > 0, throttling
+            assert throttling.periods > 0 and throttling.periods >= throttling.throttled_periods
         if stats.memory is not None:
             stat = stats.memory.stat
             # The 4 MiB read back is page cache (most of it: pages may be reclaimed already):
@@ -1062,6 +1073,30 @@ class RuntimeConformance(RuntimeHarness):
                 writes = [e.value for e in stats.block_io.serviced if e.op == "Write"]
                 assert sum(writes) >= 4, stats.block_io.serviced
         runtime.cleanup(spec.id)
+
+    def test_a_cpu_quota_throttles_a_busy_container(
+        self, make_spec: SpecFactory, start: Starter, runtime: Runtime
+    ) -> None:
+        if "cpu_throttling" not in self.STATS_FILLED:
+            pytest.skip("the runtime reports no throttling")
+        # Two busy loops under a tenth of a CPU: the container wants twenty times its quota,
+        # so periods are throttled however loaded the machine is (one loop under half a CPU
+        # was not, where other work left it less than half a CPU).
+        loop = "while :; do :; done"
+        spec = make_spec("sh", "-c", f"{loop} & {loop} & exec sleep 30",
+                         resources=Resources(nano_cpus=100_000_000))  # fmt: skip
+        running = start(spec)
+        self.wait_for_exec(runtime, running)
+        deadline = time.monotonic() + 20
+        while True:
+            throttling = runtime.stats(spec.id).cpu_throttling
+            assert throttling is not None
+            if throttling.throttled_periods > 0:
+                break
+            assert time.monotonic() < deadline, throttling
+            time.sleep(0.2)
+        assert throttling.periods >= throttling.throttled_periods, throttling
+        assert throttling.throttled_ns > 0, throttling
 
     def test_pause_freezes_and_resume_thaws(
         self, make_spec: SpecFactory, start: Starter, runtime: Runtime

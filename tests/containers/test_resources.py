@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from urllib.parse import quote
 import attrs
 import pytest
 
-from tests.conftest import children, eventually, restarted
+from tests.conftest import children, eventually, restarted, runc_races_on_exec_nofile
 from tests.containers.conftest import runtime_daemon
 from tests.containers.engine_api import Api
 
@@ -122,17 +121,6 @@ def test_memory_swap_defaults_to_twice_memory_and_minus_one_is_unlimited(api):
 )  # fmt: skip
 def test_bad_limits_are_refused_with_dockerds_messages(api, host_config, message):
     assert message in refused(api, host_config)
-
-
-def runc_races_on_exec_nofile() -> bool:
-    """Whether ``runc exec`` leaves an exec's soft RLIMIT_NOFILE to chance: before runc 1.1.13 it
-    sets the limit from outside while Go's runtime in ``runc init`` raises the soft limit to the
-    hard one, and whichever comes last wins (opencontainers/runc#4195, two runs in three here with
-    Debian 12's 1.1.5). dockerd on the same runc does the same."""
-    first_line = subprocess.run(["runc", "--version"], capture_output=True, text=True).stdout
-    release = re.match(r"runc version (\d+)\.(\d+)\.(\d+)", first_line)
-    assert release, first_line
-    return tuple(int(part) for part in release.groups()) < (1, 1, 13)
 
 
 def test_ulimits_and_oom_score_adj_reach_the_process_and_its_execs(api, request):

@@ -134,9 +134,18 @@ def test_each_figure_moves_with_the_containers_use(api: Api) -> None:
 
 
 def test_a_cpu_quota_shows_in_throttling_data(api: Api) -> None:
-    with running(api, BUSY_THEN_IDLE, NanoCpus=500_000_000) as container:
-        throttling = frame(api, container)["cpu_stats"]["throttling_data"]
-    assert throttling["periods"] >= throttling["throttled_periods"] > 0, throttling
+    # Two busy loops under a tenth of a CPU want twenty times the quota, so periods are
+    # throttled however loaded the machine is (one loop under half a CPU was not, on a machine
+    # that gave it less than half a CPU anyway).
+    loops = "while :; do :; done & while :; do :; done & exec sleep 60"
+    with running(api, loops, NanoCpus=100_000_000) as container:
+
+        def throttled() -> dict[str, int] | None:
+            throttling = frame(api, container)["cpu_stats"]["throttling_data"]
+            return throttling if throttling["throttled_periods"] > 0 else None
+
+        throttling = eventually(throttled, timeout=20, what="a throttled period")
+    assert throttling["periods"] >= throttling["throttled_periods"], throttling
     assert throttling["throttled_time"] > 0, throttling
 
 

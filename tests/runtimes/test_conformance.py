@@ -8,6 +8,7 @@ from dockyard.core.interfaces import Runtime
 from dockyard.plugins.runtimes.namespaces.plugin import NamespacesRuntime
 from dockyard.plugins.runtimes.runc.plugin import RuncRuntime
 from dockyard.testing.runtimes import RuntimeConformance
+from tests.conftest import runc_races_on_exec_nofile
 from tests.runtimes.conftest import RUNTIME_CAPABILITIES, needs_runc
 
 
@@ -23,6 +24,8 @@ class TestNamespaces(RuntimeConformance):
 
 @needs_runc
 class TestRunc(RuntimeConformance):
+    EXEC_SOFT_NOFILE_EXACT = not runc_races_on_exec_nofile()
+
     @pytest.fixture
     def runtime(self, runc_runtime: RuncRuntime) -> Runtime:
         return runc_runtime
