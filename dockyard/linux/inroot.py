@@ -39,6 +39,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_IN_ROOT = 0x10
+#: How often a resolution that raced with a rename or mount is tried again.
+OPENAT2_TRIES = 64
 #: Directories :func:`make_directories` creates get docker's mode for implied parents.
 DIRECTORY_MODE = 0o755
 #: More than any passwd or group file; a hostile image's endless file stops here.
@@ -51,12 +53,25 @@ class _OpenHow(ctypes.Structure):
 
 def _openat2(dir_fd: int, path: str, flags: int) -> int:
     """openat2 of ``path`` below ``dir_fd`` resolved as if ``dir_fd`` were ``/``; ``-errno``
-    on failure, as the raw call returns it."""
+    on failure, as the raw call returns it.
+
+    The kernel answers EAGAIN when a rename or mount anywhere on the host raced with the
+    resolution of a ``..`` (it cannot then prove the walk stayed inside the root), and asks
+    the caller to retry: a busy host does that often enough to fail a ``docker cp`` through a
+    ``../..`` symlink. Only a steady stream of races exhausts :data:`OPENAT2_TRIES`.
+    """
     how = _OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(
-        SYS_OPENAT2, dir_fd, path.encode(), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
-    )
-    return int(fd) if fd >= 0 else -ctypes.get_errno()
+    encoded = path.encode()
+    for _ in range(OPENAT2_TRIES):
+        fd = _libc.syscall(
+            SYS_OPENAT2, dir_fd, encoded, ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
+        )
+        if fd >= 0:
+            return int(fd)
+        code = ctypes.get_errno()
+        if code != errno.EAGAIN:
+            break
+    return -code
 
 
 def read_text(root_directory: str, path: str) -> str | None:
