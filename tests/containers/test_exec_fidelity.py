@@ -1,5 +1,6 @@
 """Exec and attach as clients rely on them, against our daemon: docker-py reading an exec's
-stream by the Tty it sent to start, exit 126 for a command that cannot start, ``exec_*`` and
+stream by the Tty it sent to start, the stream's first bytes held until the client has read
+the head, exit 126 for a command that cannot start, ``exec_*`` and
 ``attach``/``detach`` events, detach keys on attach and exec, and ``top -o``."""
 
 from __future__ import annotations
@@ -81,6 +82,30 @@ def test_docker_py_reads_the_stream_by_the_start_requests_tty(docker, shared_dae
         assert api.exec_start(with_terminal, tty=False) == b"out\r\n"  # framed, demuxed
     finally:
         client.close()
+
+
+def test_the_stream_waits_until_the_client_has_read_the_head(docker, shared_daemon):
+    # A client slow to read the head (docker-py on a loaded machine) must find it alone: it
+    # parses the head through a buffered reader, and stream bytes read with it are lost to it.
+    name = run(docker)
+    with docker_py.APIClient(base_url=shared_daemon.host, version="1.41") as api:
+        created = api.exec_create(name, ["echo", "in exec"], stderr=False)["Id"]
+    connection = socket.socket(socket.AF_UNIX)
+    connection.connect(shared_daemon.socket_path)
+    connection.settimeout(10)
+    with connection:
+        connection.sendall(
+            f"POST /v1.41/exec/{created}/start HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\n"
+            "Connection: Upgrade\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            "\r\n{}".encode()
+        )
+        time.sleep(0.5)  # the echo has long run and written
+        first = connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 101 ") and first.endswith(b"\r\n\r\n"), first
+        rest = b""
+        while more := connection.recv(65536):
+            rest += more
+    assert rest == b"\x01\x00\x00\x00\x00\x00\x00\x08in exec\n"
 
 
 def test_an_exec_that_cannot_start_exits_126_with_dockerds_message(docker):

@@ -15,7 +15,10 @@ reads stdin from it. Everything else (routing, middleware, errors) stays ordinar
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import socket
 import struct
+import termios
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -25,9 +28,12 @@ import h11
 from dockyard.core.server import TimedH11Protocol
 
 HIJACK_EXTENSION = "dockyard.hijack"
-#: docker-py reads the 101 through a buffered reader and the stream from the raw socket, so
-#: stream bytes in the same segment as the head are lost (docker-py #3332). A pause after the
-#: head keeps them apart.
+#: docker-py reads the 101 through a buffered reader and then the stream from the raw socket,
+#: so stream bytes that reach it with the head are lost (docker-py #3332; dockerd loses them
+#: too, more often). On a Unix socket the stream's first bytes wait until the client has read
+#: the head, up to this long (a client that never reads gets them then).
+HEAD_READ_WAIT = 5.0
+#: Over TCP nothing tells when the client read the head: the first bytes wait this long.
 FIRST_WRITE_DELAY = 0.02
 #: Client input held for a process that reads it slower than it comes: above this much, the
 #: connection stops being read until the process caught up.
@@ -142,14 +148,30 @@ class HijackedConnection(asyncio.Protocol):
             body = message.get("body", b"")
             if body:
                 if self.upgraded and not self._first_write_done:
-                    wait = FIRST_WRITE_DELAY - (time.monotonic() - self._head_sent_at)
-                    if wait > 0:
-                        await asyncio.sleep(wait)
+                    await self._until_head_read()
                     self._first_write_done = True
                 if not self.closed:
                     self.transport.write(body)
             if not message.get("more_body", False):
                 self.close()
+
+    async def _until_head_read(self) -> None:
+        """Wait until the client has read the head (see :data:`HEAD_READ_WAIT`)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None or sock.family != socket.AF_UNIX:
+            wait = FIRST_WRITE_DELAY - (time.monotonic() - self._head_sent_at)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return
+        deadline = self._head_sent_at + HEAD_READ_WAIT
+        pause = 0.001
+        # What the transport still holds has not been sent; what the socket reports as
+        # unread (SIOCOUTQ) the client has not taken yet.
+        while not self.closed and time.monotonic() < deadline:
+            if self.transport.get_write_buffer_size() == 0 and _unread_by_peer(sock) == 0:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     def close(self) -> None:
         if self.closed:
@@ -158,6 +180,12 @@ class HijackedConnection(asyncio.Protocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.transport.close()
+
+
+def _unread_by_peer(sock: Any) -> int:
+    """Bytes sent on a Unix stream socket that its peer has not read yet."""
+    reply = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", reply)[0])
 
 
 def _reason(status: int) -> str:
