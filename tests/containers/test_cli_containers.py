@@ -21,6 +21,7 @@ import termios
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -687,12 +688,25 @@ def test_attach_follows_output_and_returns_the_exit_status(cli, container_names)
 
 def test_attach_no_stdin_keeps_our_input_from_the_container(cli, container_names):
     name = container_names()
-    # Output from before the attach is not replayed: the pause outlasts our CLI's start even
-    # on a loaded machine (it took 0.9 s at a load of 15).
-    script = 'sleep 2; echo tick; read -t 1 line; echo "got:$line"'
+    # Output from before the attach is not replayed: the container says tick once the daemon
+    # has reported the attach (a fixed pause was outlasted by our CLI's start on a loaded
+    # machine), then waits a second for input that must not come.
+    script = 'while [ ! -e /go ]; do sleep 0.05; done; echo tick; read -t 1 line; echo "got:$line"'
+    since = int(time.time())
     ok(cli("run", "-d", "-i", "--name", name, IMAGE, "sh", "-c", script))
-    result = cli("attach", "--no-stdin", name, input="not for you\n")
-    assert (result.returncode, result.stdout) == (0, "tick\ngot:\n"), result.stderr
+    attaching = cli.popen("attach", "--no-stdin", name, text=True, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    filters = json.dumps({"container": [name], "event": ["attach"]})
+
+    def attached() -> bool:
+        # Events up to a second from now: the request ends then.
+        window = {"since": since, "until": int(time.time()) + 1, "filters": filters}
+        return bool(cli.daemon.request("GET", "/events?" + urlencode(window)).body.strip())
+
+    eventually(attached, what="the attach event")
+    ok(cli("exec", name, "touch", "/go"))
+    out, err = attaching.communicate("not for you\n", timeout=30)
+    assert (attaching.returncode, out) == (0, "tick\ngot:\n"), err
 
 
 def test_attach_sends_stdin_to_an_interactive_container(cli, container_names):
